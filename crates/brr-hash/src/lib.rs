@@ -1,0 +1,23 @@
+//! Typed BLAKE3 digests, the canonical encoding of brr's objects, and hashing
+//! of files and folders into Merkle trees.
+//!
+//! Main types: [`Digest`] and its role newtypes ([`BlobHash`], [`TreeHash`],
+//! [`BuildKey`], [`ArtifactHash`], [`ToolDigest`]); the objects [`Tree`],
+//! [`ActionKey`] and [`Artifact`] behind the [`Object`] trait, whose module
+//! docs list the inputs of every hash; [`fs::snapshot`] and
+//! [`fs::TreeBuilder`] for Merkle trees.
+//!
+//! Why postcard for the encoding: it is a specified, stable binary format with
+//! length-prefixed fields, so the encoding is canonical without a hand-written
+//! serializer, and the same bytes decode back for `brr show`.
+
+mod digest;
+pub mod fs;
+mod object;
+mod roles;
+
+pub use digest::{DIGEST_LEN, Digest, DigestError};
+pub use object::{
+    ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, ProcessSpec, ServiceManifest, Tree, TreeEntry,
+};
+pub use roles::{ArtifactHash, BlobHash, BuildKey, ToolDigest, TreeHash};

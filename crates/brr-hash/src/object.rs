@@ -1,0 +1,258 @@
+//! Content-addressed objects and their canonical encoding.
+//!
+//! Every object other than a blob is stored as `TAG || postcard(body)`, and its
+//! identity is BLAKE3 over exactly those bytes. The tag names the object kind
+//! and the format version (`brr/tree/1\n`), so two kinds can never collide and a
+//! format change is a new tag. Postcard is a documented, stable format whose
+//! strings and sequences are length-prefixed (varint); maps are `BTreeMap`s so
+//! they encode in sorted order. `Digest`s encode as their raw 32 bytes. Field
+//! order below *is* the encoding: reordering a field changes every hash, and the
+//! golden tests in this module fail when that happens.
+//!
+//! | object | tag | hashed fields, in order |
+//! |---|---|---|
+//! | blob | — | the file's bytes, nothing else (so `b3sum` agrees) |
+//! | [`Tree`] | `brr/tree/1` | entries sorted by name: name, kind, child hash, size |
+//! | [`ActionKey`] | `brr/action/1` | system, builder argv, env (sorted), outputs (sorted), tools (name → digest, sorted), package dir, source-set tree, dependency artifacts (name → hash, sorted) |
+//! | [`Artifact`] | `brr/artifact/1` | outputs tree, manifest: process types (sorted: name → argv), release argv |
+//!
+//! A tree entry's `size` is the byte length for files and symlink targets and
+//! the sum of file sizes below a directory. A symlink's child hash is the
+//! BLAKE3 of its target path. No mtimes, owners or mode bits other than
+//! "executable" enter any hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{ArtifactHash, BuildKey, Digest, ToolDigest, TreeHash};
+
+/// The kinds of objects a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    /// Raw file bytes (also build logs).
+    Blob,
+    Tree,
+    Action,
+    Artifact,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blob => "blob",
+            Self::Tree => "tree",
+            Self::Action => "action",
+            Self::Artifact => "artifact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Blob, Self::Tree, Self::Action, Self::Artifact]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Why bytes could not be decoded as an object.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("object does not start with the `{expected}` tag")]
+    Tag { expected: &'static str },
+    #[error("malformed {kind} object")]
+    Body {
+        kind: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+}
+
+/// An object with a canonical encoding (see the module docs).
+pub trait Object: Serialize + DeserializeOwned {
+    const KIND: ObjectKind;
+    /// Domain tag and format version, ending in a newline.
+    const TAG: &'static str;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Self::TAG.as_bytes().to_vec();
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_io(self, &mut out).expect("postcard encoding into a Vec");
+        out
+    }
+
+    fn digest(&self) -> Digest {
+        Digest::of(&self.encode())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let body = bytes
+            .strip_prefix(Self::TAG.as_bytes())
+            .ok_or(DecodeError::Tag { expected: Self::TAG.trim_end() })?;
+        postcard::from_bytes(body).map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source })
+    }
+}
+
+/// What a tree entry is. Only "executable" survives of the mode bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Executable,
+    Symlink,
+    Dir,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub hash: Digest,
+    pub size: u64,
+}
+
+/// One directory level of a Merkle tree; entries sorted by name, unique.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub entries: Vec<TreeEntry>,
+}
+
+impl Object for Tree {
+    const KIND: ObjectKind = ObjectKind::Tree;
+    const TAG: &'static str = "brr/tree/1\n";
+}
+
+impl Tree {
+    pub fn hash(&self) -> TreeHash {
+        TreeHash(self.digest())
+    }
+
+    /// Sum of the sizes of all entries (see the module docs for `size`).
+    pub fn total_size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+/// Everything a build depends on. Its hash is the [`BuildKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionKey {
+    /// Platform the builder runs on, e.g. `x86_64-linux`.
+    pub system: String,
+    pub builder: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub outputs: BTreeSet<String>,
+    pub tools: BTreeMap<String, ToolDigest>,
+    /// Workspace-relative folder of the package (the builder's working directory).
+    pub package_dir: String,
+    /// Tree of the selected input files at their workspace-relative paths.
+    pub sources: TreeHash,
+    /// Artifact hash of each dependency: early cutoff keys on these, not on keys.
+    pub deps: BTreeMap<String, ArtifactHash>,
+}
+
+impl Object for ActionKey {
+    const KIND: ObjectKind = ObjectKind::Action;
+    const TAG: &'static str = "brr/action/1\n";
+}
+
+impl ActionKey {
+    pub fn key(&self) -> BuildKey {
+        BuildKey(self.digest())
+    }
+}
+
+/// A process type of a service: what `brr run` will start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub command: Vec<String>,
+}
+
+/// The runnable half of an artifact. Empty for libraries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceManifest {
+    pub processes: BTreeMap<String, ProcessSpec>,
+    pub release: Option<Vec<String>>,
+}
+
+/// What a build produced: its outputs and how to run them. Its hash is the
+/// [`ArtifactHash`] (the build hash). Changing a process command changes this
+/// hash without changing the [`BuildKey`], so the builder does not re-run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub outputs: TreeHash,
+    pub manifest: ServiceManifest,
+}
+
+impl Object for Artifact {
+    const KIND: ObjectKind = ObjectKind::Artifact;
+    const TAG: &'static str = "brr/artifact/1\n";
+}
+
+impl Artifact {
+    pub fn hash(&self) -> ArtifactHash {
+        ArtifactHash(self.digest())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_key() -> ActionKey {
+        ActionKey {
+            system: "x86_64-linux".into(),
+            builder: vec!["sh".into(), "-c".into(), "echo hi > $OUT/a".into()],
+            env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
+            outputs: BTreeSet::from(["a".into()]),
+            tools: BTreeMap::from([("sh".into(), ToolDigest(Digest::of(b"sh")))]),
+            package_dir: "libs/a".into(),
+            sources: TreeHash(Digest::of(b"tree")),
+            deps: BTreeMap::new(),
+        }
+    }
+
+    /// Golden value: fails when the encoding of an action key changes, which
+    /// would silently invalidate every cache. Bump the tag when it must change.
+    #[test]
+    fn action_key_encoding_is_pinned() {
+        assert_eq!(
+            sample_key().key().to_string(),
+            "31bb083b0583328c63e0feeae2e056f26225b95ca1c90df6ceddad5463dcb438"
+        );
+    }
+
+    #[test]
+    fn round_trip_and_tag_check() {
+        let k = sample_key();
+        let bytes = k.encode();
+        assert!(bytes.starts_with(b"brr/action/1\n"));
+        assert_eq!(ActionKey::decode(&bytes).unwrap(), k);
+        assert!(matches!(Tree::decode(&bytes), Err(DecodeError::Tag { .. })));
+    }
+
+    #[test]
+    fn every_field_enters_the_key() {
+        let base = sample_key().key();
+        let mut k = sample_key();
+        k.env.insert("A".into(), "changed".into());
+        assert_ne!(k.key(), base);
+        let mut k = sample_key();
+        k.outputs.insert("b".into());
+        assert_ne!(k.key(), base);
+        let mut k = sample_key();
+        k.package_dir = "libs/b".into();
+        assert_ne!(k.key(), base);
+        let mut k = sample_key();
+        k.deps.insert("x".into(), ArtifactHash(Digest::of(b"x")));
+        assert_ne!(k.key(), base);
+    }
+
+    #[test]
+    fn process_change_changes_artifact_not_key() {
+        let a = Artifact { outputs: TreeHash(Digest::of(b"t")), manifest: ServiceManifest::default() };
+        let mut b = a.clone();
+        b.manifest.processes.insert("web".into(), ProcessSpec { command: vec!["bin/web".into()] });
+        assert_ne!(a.hash(), b.hash());
+    }
+}
