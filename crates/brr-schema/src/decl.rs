@@ -1,0 +1,79 @@
+//! The declaration types: exactly what a `brr.ron` file may say. Serde only:
+//! no I/O and no graph logic here.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The workspace root `brr.ron`: where the packages are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Workspace")]
+pub struct WorkspaceDecl {
+    /// Globs of package folders, relative to the workspace root (`"services/*"`).
+    /// Each matching folder holds a package `brr.ron`.
+    pub packages: Vec<String>,
+}
+
+/// A package `brr.ron`: a `Library(...)` or a `Service(...)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename = "Package")]
+pub enum PackageDecl {
+    /// Built and depended upon; never released or run.
+    Library(PackageBody),
+    /// Built, released and run: declares process types and a release command.
+    Service(PackageBody),
+}
+
+impl PackageDecl {
+    pub fn body(&self) -> &PackageBody {
+        match self {
+            Self::Library(b) | Self::Service(b) => b,
+        }
+    }
+
+    pub fn is_service(&self) -> bool {
+        matches!(self, Self::Service(_))
+    }
+}
+
+/// The fields of a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackageBody {
+    /// Unique name of the package across the workspace.
+    pub name: String,
+    /// Globs of input files relative to the package folder (`"src/**/*.c"`).
+    /// Only these are staged into the sandbox; each glob must match a file.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Names of packages whose artifacts this build needs, mounted read-only
+    /// at `$DEPS/<name>`.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Host programs the builder may call (`"cc"`); resolved on `PATH`, their
+    /// digests enter the build key, and only they are on the builder's `PATH`.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// The builder command (argv); its first word must be a declared tool.
+    pub builder: Vec<String>,
+    /// Environment variables for the builder, on top of brr's fixed ones.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Paths relative to `$OUT` that the builder produces (files or folders).
+    pub outputs: Vec<String>,
+    /// Services only: process types by name (`"web"`, `"worker"`).
+    #[serde(default)]
+    pub processes: BTreeMap<String, ProcessDecl>,
+    /// Services only: the release command (e.g. migrations), run per release.
+    #[serde(default)]
+    pub release: Option<Vec<String>>,
+}
+
+/// A process type of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Process")]
+pub struct ProcessDecl {
+    /// Command (argv), relative to the artifact folder or a host program.
+    pub command: Vec<String>,
+}
