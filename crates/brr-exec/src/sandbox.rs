@@ -1,0 +1,280 @@
+//! Running one builder process, isolated where the kernel allows.
+//!
+//! # What is isolated
+//!
+//! With [`Isolation::Full`], the builder starts in new user, mount, network
+//! and UTS namespaces:
+//! - **network**: the new network namespace has only a loopback interface,
+//!   and it is down, so nothing (not even a server on the host's 127.0.0.1) is
+//!   reachable;
+//! - **identity**: the user namespace maps the caller's effective uid and gid
+//!   to themselves (not to 0): a builder started by a user does not believe
+//!   it is root, and what it creates belongs to that user on the host (under
+//!   a root brr, the builder is root of its own namespace only). `setgroups`
+//!   is denied, and the host name is [`SandboxSpec::hostname`] (default
+//!   `brr`);
+//! - **mounts**: the mount tree is made private, so nothing the builder mounts
+//!   propagates to the host;
+//! - **writes**: with Landlock, the builder may write only below
+//!   [`SandboxSpec::writable`] (plus `/dev/null` and similar devices); it may
+//!   read and execute everything else. Landlock also scopes signals and
+//!   abstract Unix sockets to the builder's own processes;
+//! - **privileges**: `no_new_privs` is set, so set-uid binaries do not elevate.
+//!
+//! Every builder runs in its own process group (its pgid is its pid, see
+//! [`BuilderProcess::pid`]) so the caller can signal the whole group.
+//!
+//! # Why the child does only syscalls
+//!
+//! brr starts builders from rayon threads, so the fork happens in a
+//! multi-threaded process: the child may inherit the allocator or another lock
+//! in a locked state that no thread will ever release. All strings, map
+//! contents and the Landlock ruleset fd are therefore prepared before
+//! `spawn`, and the `pre_exec` hook (`ChildSetup::apply` in
+//! `sandbox/child.rs`) issues raw syscalls on them only.
+//!
+//! # Fallback
+//!
+//! [`isolation`] probes once per process, by spawning `/bin/true` with the
+//! same setup. If namespaces are refused ([`Isolation::Off`], with the reason
+//! for the caller to print once), builders run unsandboxed, confined by
+//! Landlock alone when it is available; Landlock then also denies TCP bind and
+//! connect, standing in for the missing network namespace. `run(…, false)`
+//! (`--no-sandbox`) skips all of it.
+
+mod child;
+mod ruleset;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+
+pub use child::SetupStep;
+use child::{ChildSetup, Namespaces};
+
+/// The host name inside the UTS namespace when the spec names none.
+pub const DEFAULT_HOSTNAME: &str = "brr";
+
+/// Everything needed to start one builder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Absolute path of the executable (already resolved: no `PATH` lookup).
+    pub program: PathBuf,
+    /// `argv[1..]`.
+    pub args: Vec<String>,
+    /// The complete environment: the child's environment is cleared first.
+    pub env: Vec<(String, String)>,
+    /// The working directory of the builder.
+    pub cwd: PathBuf,
+    /// The only paths (absolute, existing) the builder may write below: its
+    /// output directory and its temporary directory.
+    pub writable: Vec<PathBuf>,
+    /// The host name inside the sandbox; [`DEFAULT_HOSTNAME`] when `None`.
+    pub hostname: Option<String>,
+}
+
+/// What isolation this process can give its builders; see [`isolation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// User, mount, network and UTS namespaces, plus Landlock if `landlock`.
+    Full { landlock: bool },
+    /// No namespaces, for `reason`; Landlock alone still applies if `landlock`.
+    Off { reason: String, landlock: bool },
+}
+
+impl Isolation {
+    /// Whether builders get their own namespaces.
+    pub fn namespaces(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+
+    /// Whether builders' writes are confined with Landlock.
+    pub fn landlock(&self) -> bool {
+        match self {
+            Self::Full { landlock } | Self::Off { landlock, .. } => *landlock,
+        }
+    }
+}
+
+/// An error starting or waiting for a builder.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot start `{}` in `{}`", program.display(), cwd.display())]
+    Spawn {
+        program: PathBuf,
+        cwd: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot sandbox `{}`: `{step}` failed", program.display())]
+    Setup {
+        program: PathBuf,
+        step: SetupStep,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot wait for `{}`", program.display())]
+    Wait {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot share the build log between stdout and stderr of `{}`", program.display())]
+    Log {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot confine writes to `{}`", path.display())]
+    Writable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot build the Landlock ruleset")]
+    Landlock {
+        #[from]
+        source: landlock::RulesetError,
+    },
+}
+
+/// The isolation available to this process, probed on first use by
+/// actually starting a trivial sandboxed child.
+pub fn isolation() -> &'static Isolation {
+    static ISOLATION: OnceLock<Isolation> = OnceLock::new();
+    ISOLATION.get_or_init(probe)
+}
+
+/// A started builder.
+#[derive(Debug)]
+pub struct BuilderProcess {
+    child: Child,
+    program: PathBuf,
+}
+
+impl BuilderProcess {
+    /// The builder's pid, which is also the id of its process group.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the builder to exit.
+    pub fn wait(mut self) -> Result<ExitStatus, SandboxError> {
+        self.child.wait().map_err(|source| SandboxError::Wait { program: self.program, source })
+    }
+}
+
+/// Starts the builder with stdout and stderr both appending to `log`
+/// (interleaved) and stdin null. `isolate = false` skips namespaces and
+/// Landlock (`--no-sandbox`).
+pub fn spawn(spec: &SandboxSpec, log: File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
+    let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
+    let stderr = log.try_clone().map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
+    let mut command = command(spec, setup);
+    command.stdout(log).stderr(stderr);
+    let child = command.spawn().map_err(|err| spawn_error(spec, err))?;
+    Ok(BuilderProcess { child, program: spec.program.clone() })
+}
+
+/// Runs the builder to completion; see [`spawn`].
+pub fn run(spec: &SandboxSpec, log: File, isolate: bool) -> Result<ExitStatus, SandboxError> {
+    spawn(spec, log, isolate)?.wait()
+}
+
+/// Prepares, in the parent, what the child applies after the fork.
+fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, SandboxError> {
+    let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
+    let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname));
+    let ruleset = if isolation.landlock() { ruleset::build(&spec.writable, !isolation.namespaces())? } else { None };
+    Ok(ChildSetup { namespaces, ruleset })
+}
+
+/// The command for `spec`, stdout and stderr still to be set.
+fn command(spec: &SandboxSpec, setup: Option<ChildSetup>) -> Command {
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .process_group(0);
+    if let Some(setup) = setup {
+        // SAFETY: `apply` only issues raw syscalls on data prepared before the
+        // fork (no allocation, no locks), which is what a child forked from a
+        // multi-threaded parent may do.
+        unsafe {
+            command.pre_exec(move || setup.apply());
+        }
+    }
+    command
+}
+
+/// Names the failed setup step if the error came from the child's setup.
+fn spawn_error(spec: &SandboxSpec, err: io::Error) -> SandboxError {
+    match child::decode(err) {
+        (Some(step), source) => SandboxError::Setup { program: spec.program.clone(), step, source },
+        (None, source) => SandboxError::Spawn { program: spec.program.clone(), cwd: spec.cwd.clone(), source },
+    }
+}
+
+/// Finds the strongest isolation that works: namespaces and Landlock, then
+/// namespaces alone, then Landlock alone.
+fn probe() -> Isolation {
+    let landlock = matches!(ruleset::build(&[], false), Ok(Some(_)));
+    let Err(err) = try_isolation(&Isolation::Full { landlock }) else { return Isolation::Full { landlock } };
+    let namespaces_failed = matches!(&err, SandboxError::Setup { step, .. } if step.is_namespace());
+    if landlock && !namespaces_failed && try_isolation(&Isolation::Full { landlock: false }).is_ok() {
+        return Isolation::Full { landlock: false };
+    }
+    let landlock = landlock && try_isolation(&Isolation::Off { reason: String::new(), landlock: true }).is_ok();
+    Isolation::Off { reason: reason(&err), landlock }
+}
+
+/// Starts `/bin/true` with the setup `isolation` describes.
+fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
+    let spec = SandboxSpec {
+        program: PathBuf::from("/bin/true"),
+        args: Vec::new(),
+        env: Vec::new(),
+        cwd: PathBuf::from("/"),
+        writable: Vec::new(),
+        hostname: None,
+    };
+    let setup = prepare(&spec, isolation)?;
+    let mut command = command(&spec, Some(setup));
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    match command.spawn() {
+        Ok(mut child) => {
+            let status = child.wait().map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
+            if status.success() {
+                Ok(())
+            } else {
+                let source = io::Error::other(format!("the probe exited with {status}"));
+                Err(SandboxError::Spawn { program: spec.program, cwd: spec.cwd, source })
+            }
+        }
+        Err(err) => match spawn_error(&spec, err) {
+            // The whole setup ran and only the exec failed (no `/bin/true`?):
+            // the isolation itself works.
+            SandboxError::Spawn { .. } => Ok(()),
+            err => Err(err),
+        },
+    }
+}
+
+/// One line for the CLI, e.g. "namespaces are unavailable: `unshare(user,
+/// mount, net, uts)` failed: Operation not permitted (os error 1)".
+fn reason(err: &SandboxError) -> String {
+    match err {
+        SandboxError::Setup { step, source, .. } if step.is_namespace() => {
+            format!("namespaces are unavailable: `{step}` failed: {source}")
+        }
+        SandboxError::Setup { step, source, .. } => format!("`{step}` failed: {source}"),
+        SandboxError::Spawn { source, .. } | SandboxError::Wait { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,174 @@
+//! The part of the sandbox that runs in the forked child, between `fork` and
+//! `execve`.
+//!
+//! The parent is multi-threaded, so the child holds a copy of memory in which
+//! another thread may have been holding the allocator's lock at the time of
+//! the fork. [`ChildSetup`] is therefore built completely in the parent (map
+//! contents, host name, the Landlock ruleset fd), and [`ChildSetup::apply`]
+//! only issues raw syscalls on those prepared bytes: no allocation, no locks,
+//! no formatting.
+//!
+//! A failing step is reported through the `io::Error` that std sends back to
+//! the parent: the step number goes in the bits above the errno
+//! ([`encode`]/[`decode`]), which keeps the child free of any extra channel.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountPropagationFlags;
+use rustix::thread::UnshareFlags;
+
+/// Everything the child needs, prepared before the fork.
+#[derive(Debug)]
+pub(super) struct ChildSetup {
+    /// New user, mount, network and UTS namespaces, when available.
+    pub(super) namespaces: Option<Namespaces>,
+    /// A Landlock ruleset to enforce on the child, when available.
+    pub(super) ruleset: Option<OwnedFd>,
+}
+
+/// The prepared contents written inside the new namespaces.
+#[derive(Debug)]
+pub(super) struct Namespaces {
+    /// `"<inner> <outer> 1\n"` for `/proc/self/uid_map`.
+    pub(super) uid_map: Vec<u8>,
+    /// The same for `/proc/self/gid_map`.
+    pub(super) gid_map: Vec<u8>,
+    pub(super) hostname: Vec<u8>,
+}
+
+impl Namespaces {
+    /// Maps the current effective uid and gid to themselves inside the new
+    /// user namespace: a builder started by a user keeps seeing that user
+    /// (and does not believe it is root), and files it creates are owned by
+    /// the same ids on the host.
+    pub(super) fn same_ids(hostname: &str) -> Self {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        Self {
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+            hostname: hostname.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// One step of the child's setup, named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum SetupStep {
+    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS)`.
+    Unshare = 1,
+    /// Writing `deny` to `/proc/self/setgroups`.
+    Setgroups,
+    /// Writing `/proc/self/uid_map`.
+    UidMap,
+    /// Writing `/proc/self/gid_map`.
+    GidMap,
+    /// `sethostname` in the new UTS namespace.
+    Hostname,
+    /// Making the mount tree private so nothing propagates to the host.
+    MountPrivate,
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// `landlock_restrict_self` on the prepared ruleset.
+    Landlock,
+}
+
+impl SetupStep {
+    const ALL: [Self; 8] = [
+        Self::Unshare,
+        Self::Setgroups,
+        Self::UidMap,
+        Self::GidMap,
+        Self::Hostname,
+        Self::MountPrivate,
+        Self::NoNewPrivs,
+        Self::Landlock,
+    ];
+
+    /// Whether the step belongs to the namespace part of the setup.
+    pub fn is_namespace(self) -> bool {
+        self < Self::NoNewPrivs
+    }
+}
+
+impl fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unshare => "unshare(user, mount, net, uts)",
+            Self::Setgroups => "write /proc/self/setgroups",
+            Self::UidMap => "write /proc/self/uid_map",
+            Self::GidMap => "write /proc/self/gid_map",
+            Self::Hostname => "sethostname",
+            Self::MountPrivate => "make / a private mount",
+            Self::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
+            Self::Landlock => "landlock_restrict_self",
+        })
+    }
+}
+
+/// Errnos stay below this; the step number goes above it.
+const STEP_SHIFT: u32 = 16;
+
+/// Packs a failed step and its errno into one raw OS error code.
+fn encode(step: SetupStep, errno: i32) -> io::Error {
+    io::Error::from_raw_os_error((i32::from(step as u8) << STEP_SHIFT) | errno)
+}
+
+/// Splits an error returned by `spawn` into the failed setup step (if the
+/// failure happened during the setup) and the plain OS error.
+pub(super) fn decode(err: io::Error) -> (Option<SetupStep>, io::Error) {
+    let Some(code) = err.raw_os_error() else { return (None, err) };
+    let step = code >> STEP_SHIFT;
+    match SetupStep::ALL.into_iter().find(|s| i32::from(*s as u8) == step) {
+        Some(step) => (Some(step), io::Error::from_raw_os_error(code & ((1 << STEP_SHIFT) - 1))),
+        None => (None, err),
+    }
+}
+
+impl ChildSetup {
+    /// Runs in the child after `fork`: raw syscalls on prepared data only.
+    pub(super) fn apply(&self) -> io::Result<()> {
+        if let Some(ns) = &self.namespaces {
+            let flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWNET | UnshareFlags::NEWUTS;
+            // SAFETY: the flags do not include CLONE_FILES, so no file
+            // descriptor table is split between threads (and the child has a
+            // single thread anyway).
+            step(SetupStep::Unshare, unsafe { rustix::thread::unshare_unsafe(flags) })?;
+            // Required before an unprivileged process may write its gid_map.
+            step(SetupStep::Setgroups, write_file(c"/proc/self/setgroups", b"deny"))?;
+            step(SetupStep::UidMap, write_file(c"/proc/self/uid_map", &ns.uid_map))?;
+            step(SetupStep::GidMap, write_file(c"/proc/self/gid_map", &ns.gid_map))?;
+            step(SetupStep::Hostname, rustix::system::sethostname(&ns.hostname))?;
+            let private = MountPropagationFlags::PRIVATE | MountPropagationFlags::REC;
+            step(SetupStep::MountPrivate, rustix::mount::mount_change(c"/", private))?;
+        }
+        // A sandboxed builder never gains privileges through set-uid binaries;
+        // Landlock requires this anyway for an unprivileged caller.
+        step(SetupStep::NoNewPrivs, rustix::thread::set_no_new_privs(true))?;
+        if let Some(ruleset) = &self.ruleset {
+            // SAFETY: a plain syscall on a valid, open ruleset fd and no flags.
+            let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
+            if rc != 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                return Err(encode(SetupStep::Landlock, errno));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn step(step: SetupStep, result: rustix::io::Result<()>) -> io::Result<()> {
+    result.map_err(|errno| encode(step, errno.raw_os_error()))
+}
+
+/// Writes `bytes` to `path` in one `write`, as `/proc` map files require.
+fn write_file(path: &CStr, bytes: &[u8]) -> rustix::io::Result<()> {
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let written = rustix::io::write(&fd, bytes)?;
+    if written == bytes.len() { Ok(()) } else { Err(rustix::io::Errno::IO) }
+}

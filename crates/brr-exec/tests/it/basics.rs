@@ -1,0 +1,73 @@
+//! Environment, exit codes, the shared log and spawn errors, sandboxed or not.
+
+use brr_exec::sandbox::{self, SandboxError};
+
+use crate::{run, sh, spec};
+
+#[test]
+fn env_is_exactly_the_given_env() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let mut spec = spec("/usr/bin/env", &[], dir.path());
+        spec.env = vec![("B_VAR".into(), "two words".into()), ("A_VAR".into(), "1".into())];
+        let (status, log) = run(&spec, isolate);
+        assert!(status.success(), "isolate={isolate}: {status}");
+        let mut lines: Vec<_> = log.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["A_VAR=1", "B_VAR=two words"], "isolate={isolate}");
+    }
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let (status, _) = run(&sh("exit 3", dir.path()), isolate);
+        assert_eq!(status.code(), Some(3), "isolate={isolate}");
+        let (status, _) = run(&sh("exit 0", dir.path()), isolate);
+        assert_eq!(status.code(), Some(0), "isolate={isolate}");
+    }
+}
+
+#[test]
+fn stdout_and_stderr_share_the_log_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let (status, log) = run(&sh("echo out1; echo err1 >&2; echo out2; echo err2 >&2", dir.path()), isolate);
+        assert!(status.success());
+        assert_eq!(log, "out1\nerr1\nout2\nerr2\n", "isolate={isolate}");
+    }
+}
+
+#[test]
+fn stdin_is_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, log) = run(&sh("cat; echo end", dir.path()), true);
+    assert!(status.success());
+    assert_eq!(log, "end\n");
+}
+
+#[test]
+fn spawn_failure_names_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let spec = spec("/nonexistent/builder", &[], dir.path());
+        let log = tempfile::tempfile().unwrap();
+        let err = sandbox::run(&spec, log, isolate).unwrap_err();
+        assert!(matches!(&err, SandboxError::Spawn { program, .. } if program == &spec.program), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/builder"), "{err}");
+    }
+}
+
+#[test]
+fn builder_runs_in_its_own_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = tempfile::tempfile().unwrap();
+    // `ps` may be missing; the shell's `$$` is its pid and /proc tells its pgid.
+    let spec = sh("cut -d' ' -f5 /proc/$$/stat > pgid", dir.path());
+    let builder = sandbox::spawn(&spec, log, false).unwrap();
+    let pid = builder.pid();
+    assert!(builder.wait().unwrap().success());
+    let group = fs_err::read_to_string(dir.path().join("pgid")).unwrap();
+    assert_eq!(group.trim(), pid.to_string());
+}

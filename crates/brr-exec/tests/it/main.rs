@@ -1,0 +1,48 @@
+//! Integration tests of brr-exec: real builder processes in the sandbox.
+#![expect(clippy::unwrap_used, reason = "a failing test panics")]
+
+mod basics;
+mod isolation;
+mod parallel;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::ExitStatus;
+
+use brr_exec::sandbox::{self, SandboxSpec};
+
+/// A spec running `program` with `args` in `cwd`, which is also writable.
+fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
+    SandboxSpec {
+        program: program.into(),
+        args: args.iter().map(ToString::to_string).collect(),
+        env: Vec::new(),
+        cwd: cwd.to_path_buf(),
+        writable: vec![cwd.to_path_buf()],
+        hostname: None,
+    }
+}
+
+/// A spec running `script` with `/bin/sh -c` in `cwd`.
+fn sh(script: &str, cwd: &Path) -> SandboxSpec {
+    spec("/bin/sh", &["-c", script], cwd)
+}
+
+/// Runs `spec` and returns its exit status and its log.
+fn run(spec: &SandboxSpec, isolate: bool) -> (ExitStatus, String) {
+    let mut log = tempfile::tempfile().expect("create the log");
+    let for_child = log.try_clone().expect("clone the log handle");
+    let status = sandbox::run(spec, for_child, isolate).expect("run the builder");
+    log.seek(SeekFrom::Start(0)).expect("rewind the log");
+    let mut text = String::new();
+    log.read_to_string(&mut text).expect("read the log");
+    (status, text)
+}
+
+/// Prints why an isolation test is skipped; true when it must be skipped.
+fn skip_unless(available: bool, what: &str) -> bool {
+    if !available {
+        eprintln!("note: skipped, {what} unavailable: {:?}", sandbox::isolation());
+    }
+    !available
+}
