@@ -1,4 +1,17 @@
-//! Executing builds: running builder processes, isolated where the kernel
-//! allows ([`sandbox`]).
+//! Executing builds.
+//!
+//! [`scheduler::build`] walks the selected part of the DAG in parallel
+//! (rayon, `-j N`): each target is keyed on its dependencies' artifact hashes,
+//! looked up in the action cache and built only on a miss. [`action::execute`]
+//! runs one builder in a fresh [`stage::Sandbox`] holding only its declared
+//! inputs, tools and dependency artifacts, through [`sandbox`] (namespaces and
+//! Landlock where the kernel allows), then stores its outputs.
 
+pub mod action;
+mod error;
 pub mod sandbox;
+pub mod scheduler;
+pub mod stage;
+
+pub use error::ExecError;
+pub use scheduler::{BuildOptions, Outcome, Planned, Reporter, Status, build, plan};

@@ -1,0 +1,76 @@
+//! The command line as clap types. No behaviour here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "brr", version, about = "build → release → run: a content-addressed build and release graph")]
+pub struct Cli {
+    /// Run as if started in DIR (the workspace root).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Store folder [default: .brr in the workspace root].
+    #[arg(long, global = true, value_name = "DIR", env = "BRR_STORE")]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build targets (default: all) and print their artifact hashes.
+    Build {
+        targets: Vec<String>,
+        /// Builders running at once [default: number of cores].
+        #[arg(short, long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Run builders without namespaces and Landlock.
+        #[arg(long)]
+        no_sandbox: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is cached and what would build, without building.
+    Plan {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the dependency graph.
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print any stored object by hash or unique prefix (at least 8 hex characters).
+    Show {
+        hash: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log of a target's last build.
+    Log { target: String },
+    /// Store maintenance.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Write the JSON Schemas of the declaration files into DIR.
+    #[command(hide = true)]
+    Schema { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-hash every object and check every reference.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Json,
+}

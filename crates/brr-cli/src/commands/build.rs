@@ -1,0 +1,86 @@
+//! `brr build`: build the selected targets and print their artifact hashes.
+
+use brr_exec::{BuildOptions, Status, sandbox};
+use brr_graph::Inputs;
+use serde_json::json;
+
+use super::{graph_failure, load_workspace, open_store, print_json};
+use crate::printer::{self, BuildProgress};
+use crate::settings::Settings;
+use crate::{Failure, exit};
+
+pub fn run(settings: &Settings, targets: &[String], jobs: Option<usize>, no_sandbox: bool, json: bool) -> Result<(), Failure> {
+    let ws = load_workspace(settings)?;
+    let mask = ws.select(targets).map_err(graph_failure)?;
+    let store = open_store(settings)?;
+    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    if !no_sandbox {
+        if let sandbox::Isolation::Off { reason, landlock } = sandbox::isolation() {
+            let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
+            printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
+        }
+    }
+    let opts = BuildOptions {
+        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
+        isolate: !no_sandbox,
+    };
+    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
+    let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;
+    progress.finish();
+
+    let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
+    if json {
+        let targets: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                let mut t = json!({
+                    "name": o.name,
+                    "key": o.key.map(|k| k.to_string()),
+                    "artifact": o.artifact.map(|a| a.to_string()),
+                    "status": o.status.as_str(),
+                });
+                match &o.status {
+                    Status::Failed(f) => {
+                        t["reason"] = json!(f.reason);
+                        t["log"] = json!(f.log.map(|l| l.to_string()));
+                    }
+                    Status::Skipped { dependency } => t["reason"] = json!(format!("dependency `{dependency}` failed")),
+                    _ => {}
+                }
+                t
+            })
+            .collect();
+        print_json(&json!({ "targets": targets }))?;
+    } else {
+        for o in &outcomes {
+            if let Some(a) = o.artifact {
+                println!("{}  {}  {}", a, o.status.as_str(), o.name);
+            }
+        }
+    }
+    let built = outcomes.iter().filter(|o| o.status == Status::Built).count();
+    let cached = outcomes.iter().filter(|o| o.status == Status::Cached).count();
+    let skipped = outcomes.iter().filter(|o| matches!(o.status, Status::Skipped { .. })).count();
+    printer::note(&format!(
+        "{} targets: {built} built, {cached} cached, {} failed, {skipped} skipped",
+        outcomes.len(),
+        failed.len()
+    ));
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for o in &failed {
+        if let Status::Failed(f) = &o.status {
+            printer::note(&format!("\nerror: `{}` failed: {}", o.name, f.reason));
+            if !f.log_tail.is_empty() {
+                for l in f.log_tail.lines() {
+                    printer::note(&format!("  | {l}"));
+                }
+            }
+            if f.log.is_some() {
+                printer::note(&format!("hint: full log: `brr log {}`", o.name));
+            }
+        }
+    }
+    Err(Failure::Exit(exit::FAILED))
+}

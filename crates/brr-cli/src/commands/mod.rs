@@ -1,0 +1,63 @@
+//! One module per command; each resolves what it needs and calls the library.
+
+mod build;
+mod graph;
+mod log;
+mod plan;
+mod show;
+mod store_verify;
+
+use brr_graph::{GraphError, Workspace};
+use brr_store::Store;
+
+use crate::cli::{Cli, Command, StoreCommand};
+use crate::settings::Settings;
+use crate::{Failure, printer};
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let settings = Settings::resolve(&cli)?;
+    match cli.command {
+        Command::Build { targets, jobs, no_sandbox, json } => build::run(&settings, &targets, jobs, no_sandbox, json),
+        Command::Plan { targets, json } => plan::run(&settings, &targets, json),
+        Command::Graph { format } => graph::run(&settings, format),
+        Command::Show { hash, json } => show::run(&settings, &hash, json),
+        Command::Log { target } => log::run(&settings, &target),
+        Command::Store { command: StoreCommand::Verify { json } } => store_verify::run(&settings, json),
+        Command::Schema { dir } => {
+            for (name, text) in brr_schema::json_schema() {
+                std::fs::write(dir.join(name), text)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Loads the workspace; declaration mistakes become located diagnostics.
+pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
+    Workspace::load(&settings.root).map_err(graph_failure)
+}
+
+pub fn graph_failure(e: GraphError) -> Failure {
+    if e.is_user_error() { Failure::User(miette::Report::new(e)) } else { Failure::Internal(e.into()) }
+}
+
+/// Opens (creating if needed) the store.
+pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
+    Ok(Store::open(&settings.store)?)
+}
+
+/// Opens the store only if it exists (read-only commands must not create one).
+pub fn existing_store(settings: &Settings) -> Result<Store, Failure> {
+    if !settings.store.join("brr.db").exists() {
+        printer::note(&format!("error: no store at `{}`", settings.store.display()));
+        printer::note("hint: run `brr build` first, or pass `--store DIR`");
+        return Err(Failure::Exit(crate::exit::USER));
+    }
+    open_store(settings)
+}
+
+/// Prints a JSON document on stdout.
+pub fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! `brr`: build → release → run.
+//!
+//! Three stages, as in cargo and uv: clap types ([`cli`]) → resolved
+//! [`settings::Settings`] → `commands/<name>.rs` calling the library crates.
+//! The [`printer`] owns all terminal output: data on stdout, progress and
+//! diagnostics on stderr.
+
+mod cli;
+mod commands;
+mod printer;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes: distinct for user mistakes and internal failures.
+pub mod exit {
+    /// A build, verification or check failed.
+    pub const FAILED: u8 = 1;
+    /// The user's input is wrong: declarations, arguments, unknown names.
+    pub const USER: u8 = 2;
+    /// brr itself or its environment failed (I/O, store corruption, bugs).
+    pub const INTERNAL: u8 = 70;
+}
+
+/// A failure that already carries its exit code and has been reported or
+/// should be reported as a diagnostic.
+#[derive(Debug)]
+pub enum Failure {
+    /// Report nothing more; exit with this code.
+    Exit(u8),
+    /// A user mistake, printed as a diagnostic.
+    User(miette::Report),
+    /// An internal failure, printed with its causes.
+    Internal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    printer::install_miette_hook();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Exit(code)) => ExitCode::from(code),
+        Err(Failure::User(report)) => {
+            eprintln!("{report:?}");
+            ExitCode::from(exit::USER)
+        }
+        Err(Failure::Internal(e)) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            ExitCode::from(exit::INTERNAL)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! All terminal output. Progress bars on a terminal, plain lines otherwise;
+//! `NO_COLOR` honoured. Data goes to stdout, everything else to stderr.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use brr_exec::{Outcome, Reporter, Status};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+pub fn install_miette_hook() {
+    let color = color();
+    let _ = miette::set_hook(Box::new(move |_| {
+        let theme = if color { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+        Box::new(miette::GraphicalReportHandler::new_themed(theme).with_context_lines(2))
+    }));
+}
+
+/// Prints a line to stderr (a warning, a note), above any progress bar.
+pub fn note(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Build progress: a bar on a terminal, one line per finished target otherwise.
+pub struct BuildProgress {
+    bar: Option<ProgressBar>,
+    running: Mutex<Vec<String>>,
+}
+
+impl BuildProgress {
+    pub fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self { bar, running: Mutex::new(Vec::new()) }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn update(&self) {
+        if let Some(b) = &self.bar {
+            let running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.set_message(format!("building {}", running.join(", ")));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for BuildProgress {
+    fn started(&self, name: &str) {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_owned());
+        if self.bar.is_none() {
+            eprintln!("   building {name}");
+        }
+        self.update();
+    }
+
+    fn finished(&self, o: &Outcome) {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|n| n != &o.name);
+        let secs = o.duration.as_secs_f64();
+        let line = match &o.status {
+            Status::Built => format!("      built {} ({secs:.2}s)", o.name),
+            Status::Cached => format!("     cached {}", o.name),
+            Status::Failed(f) => format!("     FAILED {}: {}", o.name, f.reason),
+            Status::Skipped { dependency } => format!("    skipped {} (dependency `{dependency}` failed)", o.name),
+        };
+        self.line(line);
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        self.update();
+    }
+}

@@ -1,0 +1,166 @@
+//! Running one build: store its sources, stage the sandbox, run the builder,
+//! check and store its outputs, record the action.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use brr_graph::{Inputs, Package, Tool};
+use brr_hash::fs::{BuiltTree, FsError, snapshot};
+use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest};
+use brr_store::{ActionRecord, Store};
+
+use crate::error::{ExecError, io};
+use crate::sandbox::{SandboxSpec, run};
+use crate::stage::Sandbox;
+
+/// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
+/// archives can hold.
+pub const SOURCE_DATE_EPOCH: &str = "315532800";
+
+/// What one build needs, all hashed already.
+#[derive(Debug)]
+pub struct Action<'a> {
+    pub pkg: &'a Package,
+    pub key: ActionKey,
+    pub key_hash: BuildKey,
+    pub sources: &'a BuiltTree,
+    pub tools: &'a BTreeMap<String, Tool>,
+    pub manifest: ServiceManifest,
+}
+
+/// How a build ended when it did not produce an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// One line: why (exit status, missing output, escaping symlink…).
+    pub reason: String,
+    /// The builder's log, if it ran.
+    pub log: Option<Digest>,
+    /// The last lines of that log.
+    pub log_tail: String,
+}
+
+/// A successful build.
+#[derive(Debug, Clone, Copy)]
+pub struct Built {
+    pub artifact: ArtifactHash,
+    pub log: Digest,
+}
+
+/// Runs the builder of `action`; `Ok(Err(_))` is a failed build, `Err` a
+/// failure to run it at all.
+pub fn execute(
+    store: &Store,
+    inputs: &Inputs,
+    action: &Action<'_>,
+    isolate: bool,
+) -> Result<Result<Built, Failure>, ExecError> {
+    let started = Instant::now();
+    let pkg = action.pkg;
+    // Sources enter the CAS first: the key's source tree must resolve, and
+    // staging from the CAS guarantees the builder sees the hashed bytes.
+    for rel in pkg.inputs.keys() {
+        let f = &inputs.files[rel];
+        store.put_file(&f.abs, f.leaf.hash)?;
+    }
+    for (_, bytes) in &action.sources.trees {
+        store.put_bytes(ObjectKind::Tree, bytes)?;
+    }
+
+    let sb = Sandbox::create(&store.tmp_dir(), &action.key_hash.short())?;
+    for rel in pkg.inputs.keys() {
+        let f = &inputs.files[rel];
+        sb.stage_file(rel, &store.object_path(f.leaf.hash), f.leaf.kind)?;
+    }
+    let cwd = sb.src().join(&pkg.dir);
+    fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;
+    for (name, tool) in action.tools {
+        sb.link_tool(name, &tool.path)?;
+    }
+    for (name, artifact) in &action.key.deps {
+        let a: Artifact = store.get_object(artifact.0)?;
+        store.materialize(a.outputs, &sb.deps().join(name), true)?;
+    }
+
+    let spec = SandboxSpec {
+        program: action.tools[&pkg.body.builder[0]].path.clone(),
+        args: pkg.body.builder[1..].to_vec(),
+        env: environment(&sb, &pkg.body.env),
+        cwd,
+        writable: vec![sb.src(), sb.out(), sb.tmp()],
+        hostname: None,
+    };
+    let log_path = sb.log();
+    let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let status = run(&spec, log_file, isolate)?;
+    let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
+    let log = store.put_bytes(ObjectKind::Blob, &log_bytes)?;
+    let fail = |reason: String| Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }));
+
+    if !status.success() {
+        return fail(format!("builder {}", describe(status)));
+    }
+    let out = sb.out();
+    let outputs: Vec<String> = action.key.outputs.iter().cloned().collect();
+    if let Some(missing) = outputs.iter().find(|o| std::fs::symlink_metadata(out.join(o)).is_err()) {
+        return fail(format!("declared output `{missing}` was not produced in $OUT"));
+    }
+    let snap = match snapshot(&out, &outputs) {
+        Ok(s) => s,
+        Err(e @ (FsError::EscapingSymlink { .. } | FsError::Special { .. } | FsError::NonUtf8 { .. })) => {
+            return fail(format!("output rejected: {e}"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tree = store.put_snapshot(&snap)?;
+    let artifact = Artifact { outputs: tree, manifest: action.manifest.clone() };
+    let artifact_hash = ArtifactHash(store.put_object(&artifact)?);
+    store.put_object(&action.key)?;
+    store.record_action(&ActionRecord {
+        key: action.key_hash,
+        artifact: artifact_hash,
+        log: Some(log),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        created_at: unix_now(),
+    })?;
+    Ok(Ok(Built { artifact: artifact_hash, log }))
+}
+
+/// The builder's whole environment: brr's fixed values plus the declared env.
+fn environment(sb: &Sandbox, declared: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let p = |p: &Path| p.to_string_lossy().into_owned();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), p(&sb.tools())),
+        ("HOME".into(), "/homeless-shelter".into()),
+        ("TZ".into(), "UTC".into()),
+        ("LC_ALL".into(), "C".into()),
+        ("SOURCE_DATE_EPOCH".into(), SOURCE_DATE_EPOCH.into()),
+        ("OUT".into(), p(&sb.out())),
+        ("DEPS".into(), p(&sb.deps())),
+        ("TMPDIR".into(), p(&sb.tmp())),
+    ];
+    env.extend(declared.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => "failed".into(),
+    }
+}
+
+/// The last `n` lines of a log, lossily decoded.
+pub fn tail(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,255 @@
+//! Running the selected part of the DAG in parallel.
+//!
+//! A target becomes ready when all its dependencies have finished. Its key is
+//! then computed from their **artifact** hashes (early cutoff), looked up in
+//! the action cache, and built only on a miss. A failed target skips its
+//! dependents; independent targets go on.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use brr_graph::{Inputs, Workspace, action_key, service_manifest};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
+use brr_store::{BuildRow, Store};
+
+use crate::action::{Action, Failure, execute, unix_now};
+use crate::error::ExecError;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Builders running at once.
+    pub jobs: usize,
+    /// Use namespaces and Landlock where available (`--no-sandbox` clears it).
+    pub isolate: bool,
+}
+
+/// How a target ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Built,
+    Cached,
+    Failed(Failure),
+    /// Not attempted because this dependency failed.
+    Skipped { dependency: String },
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Built => "built",
+            Self::Cached => "cached",
+            Self::Failed(_) => "failed",
+            Self::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: String,
+    pub key: Option<BuildKey>,
+    pub artifact: Option<ArtifactHash>,
+    pub status: Status,
+    pub duration: Duration,
+}
+
+/// Receives progress; implemented by the CLI's printer.
+pub trait Reporter: Sync {
+    fn started(&self, name: &str);
+    fn finished(&self, outcome: &Outcome);
+}
+
+/// What `plan` expects for a target.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Cached { key: BuildKey, artifact: ArtifactHash },
+    /// Would build; the key is known when all dependencies are cached.
+    Build { key: Option<BuildKey>, reason: String },
+}
+
+/// The cached artifact of `key`, with `manifest` applied: a changed process
+/// or release command makes a new artifact without re-running the builder.
+fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<Option<ArtifactHash>, ExecError> {
+    let Some(rec) = store.lookup_action(key)? else { return Ok(None) };
+    let old: Artifact = store.get_object(rec.artifact.0)?;
+    if old.manifest == action.manifest {
+        return Ok(Some(rec.artifact));
+    }
+    let fresh = Artifact { outputs: old.outputs, manifest: action.manifest.clone() };
+    Ok(Some(ArtifactHash(store.put_object(&fresh)?)))
+}
+
+fn make_action<'a>(ws: &'a Workspace, inputs: &'a Inputs, i: usize, deps: BTreeMap<String, ArtifactHash>) -> Action<'a> {
+    let pkg = &ws.packages[i];
+    let key = action_key(pkg, inputs.sources[i].root, &inputs.tools[i], deps);
+    let key_hash = BuildKey(key.digest());
+    Action { pkg, key, key_hash, sources: &inputs.sources[i], tools: &inputs.tools[i], manifest: service_manifest(pkg) }
+}
+
+/// Dry run: for each selected target, cached or to build and why.
+pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Result<Vec<(usize, Planned)>, ExecError> {
+    let mut artifacts: Vec<Option<ArtifactHash>> = vec![None; ws.packages.len()];
+    let mut out = Vec::new();
+    for (i, pkg) in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]) {
+        let pending: Vec<&str> =
+            pkg.deps.iter().filter(|&&d| artifacts[d].is_none()).map(|&d| ws.packages[d].name.as_str()).collect();
+        if let Some(first) = pending.first() {
+            let reason = format!("dependency `{first}` will be built");
+            out.push((i, Planned::Build { key: None, reason }));
+            continue;
+        }
+        let deps = pkg.deps.iter().filter_map(|&d| Some((ws.packages[d].name.clone(), artifacts[d]?))).collect();
+        let action = make_action(ws, inputs, i, deps);
+        match cached_artifact(store, action.key_hash, &action)? {
+            Some(a) => {
+                artifacts[i] = Some(a);
+                out.push((i, Planned::Cached { key: action.key_hash, artifact: a }));
+            }
+            None => {
+                let reason = "no cached build for this key".to_owned();
+                out.push((i, Planned::Build { key: Some(action.key_hash), reason }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct State {
+    /// Dependencies not finished yet, per target.
+    waiting: Vec<usize>,
+    outcomes: Vec<Option<Outcome>>,
+}
+
+/// Builds the targets selected by `mask`, dependencies first, in parallel.
+pub fn build(
+    ws: &Workspace,
+    inputs: &Inputs,
+    store: &Store,
+    mask: &[bool],
+    opts: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Outcome>, ExecError> {
+    crate::stage::clean_stale(&store.tmp_dir());
+    let n = ws.packages.len();
+    let dependents = ws.dependents();
+    let waiting = (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d]).count()).collect();
+    let state = Mutex::new(State { waiting, outcomes: vec![None; n] });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("brr-build-{i}"))
+        .build()
+        .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
+
+    fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
+            let outcome = ctx.target(i);
+            ctx.reporter.finished(&outcome);
+            let ready: Vec<usize> = {
+                let mut st = ctx.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                st.outcomes[i] = Some(outcome);
+                let mut ready = Vec::new();
+                for &d in &ctx.dependents[i] {
+                    if ctx.mask[d] {
+                        st.waiting[d] -= 1;
+                        if st.waiting[d] == 0 {
+                            ready.push(d);
+                        }
+                    }
+                }
+                ready
+            };
+            for d in ready {
+                scope.spawn(move |s| run_one(s, d, ctx));
+            }
+    }
+    let ctx = Ctx { ws, inputs, store, mask, opts, reporter, dependents: &dependents, state: &state };
+    let ctx = &ctx;
+    pool.scope(|scope| {
+        let roots: Vec<usize> = {
+            let st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (0..n).filter(|&i| mask[i] && st.waiting[i] == 0).collect()
+        };
+        for i in roots {
+            scope.spawn(move |s| run_one(s, i, ctx));
+        }
+    });
+    let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(st.outcomes.into_iter().flatten().collect())
+}
+
+struct Ctx<'a> {
+    ws: &'a Workspace,
+    inputs: &'a Inputs,
+    store: &'a Store,
+    mask: &'a [bool],
+    opts: &'a BuildOptions,
+    reporter: &'a dyn Reporter,
+    dependents: &'a [Vec<usize>],
+    state: &'a Mutex<State>,
+}
+
+impl Ctx<'_> {
+    /// Decides and runs one target whose dependencies have all finished.
+    fn target(&self, i: usize) -> Outcome {
+        let pkg = &self.ws.packages[i];
+        let start = Instant::now();
+        let done = |key, artifact, status| Outcome { name: pkg.name.clone(), key, artifact, status, duration: start.elapsed() };
+        let mut deps = BTreeMap::new();
+        {
+            let st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for &d in &pkg.deps {
+                let dep = st.outcomes[d].as_ref().and_then(|o| o.artifact.filter(|_| matches!(o.status, Status::Built | Status::Cached)));
+                match dep {
+                    Some(a) => {
+                        deps.insert(self.ws.packages[d].name.clone(), a);
+                    }
+                    None => {
+                        return done(None, None, Status::Skipped { dependency: self.ws.packages[d].name.clone() });
+                    }
+                }
+            }
+        }
+        let action = make_action(self.ws, self.inputs, i, deps);
+        let key = action.key_hash;
+        let result = (|| -> Result<Outcome, ExecError> {
+            if let Some(a) = cached_artifact(self.store, key, &action)? {
+                return Ok(done(Some(key), Some(a), Status::Cached));
+            }
+            self.reporter.started(&pkg.name);
+            Ok(match execute(self.store, self.inputs, &action, self.opts.isolate)? {
+                Ok(b) => done(Some(key), Some(b.artifact), Status::Built),
+                Err(f) => done(Some(key), None, Status::Failed(f)),
+            })
+        })();
+        let outcome = result.unwrap_or_else(|e| {
+            let reason = error_chain(&e);
+            done(Some(key), None, Status::Failed(Failure { reason, log: None, log_tail: String::new() }))
+        });
+        let log = match &outcome.status {
+            Status::Failed(f) => f.log,
+            _ => None,
+        };
+        let _ = self.store.record_build(&BuildRow {
+            target: pkg.name.clone(),
+            key,
+            artifact: outcome.artifact,
+            status: outcome.status.as_str().to_owned(),
+            log,
+            started_at: unix_now(),
+            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+        });
+        outcome
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,135 @@
+//! Preparing a build's sandbox folder and cleaning it up.
+//!
+//! ```text
+//! S/src/<workspace-relative inputs>   copies from the CAS (writable folders, read-only files)
+//! S/src/<package dir>                 the builder's working directory
+//! S/deps/<name>/…                     dependency artifacts, hard-linked from the CAS, read-only
+//! S/tools/<tool>                      symlinks to the declared host tools (the builder's PATH)
+//! S/out/                              $OUT
+//! S/tmp/                              $TMPDIR
+//! S/log                               the builder's stdout and stderr
+//! S.lock                              held while the sandbox is in use
+//! ```
+//! Sources are copied rather than linked because the builder may write next
+//! to them (intermediate files), and a hard link would let it write into the
+//! CAS. Dependencies are linked: Landlock keeps the builder from writing there.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use brr_hash::EntryKind;
+
+use crate::error::{ExecError, io};
+
+/// Prefix of sandbox folders in the store's `tmp/`.
+const PREFIX: &str = "build-";
+
+/// A sandbox folder, locked while alive and removed on drop.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub root: PathBuf,
+    _lock: File,
+    lock_path: PathBuf,
+}
+
+impl Sandbox {
+    /// Creates a fresh sandbox below `tmp`, named after the build key.
+    pub fn create(tmp: &Path, key_short: &str) -> Result<Self, ExecError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = tmp.join(format!("{PREFIX}{key_short}-{}-{n}", std::process::id()));
+        let lock_path = root.with_extension("lock");
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        if root.exists() {
+            remove_tree(&root)?;
+        }
+        for d in ["src", "deps", "tools", "out", "tmp"] {
+            let p = root.join(d);
+            fs_err::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(Self { root, _lock: lock, lock_path })
+    }
+
+    pub fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+    pub fn deps(&self) -> PathBuf {
+        self.root.join("deps")
+    }
+    pub fn tools(&self) -> PathBuf {
+        self.root.join("tools")
+    }
+    pub fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    /// Copies one input into `src/<rel>` from `from`, read-only.
+    pub fn stage_file(&self, rel: &str, from: &Path, kind: EntryKind) -> Result<(), ExecError> {
+        let dest = self.src().join(rel);
+        if let Some(parent) = dest.parent() {
+            fs_err::create_dir_all(parent).map_err(io(parent))?;
+        }
+        fs_err::copy(from, &dest).map_err(io(&dest))?;
+        let mode = if kind == EntryKind::Executable { 0o555 } else { 0o444 };
+        fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).map_err(io(&dest))?;
+        Ok(())
+    }
+
+    /// Puts a declared tool on the builder's PATH.
+    pub fn link_tool(&self, name: &str, host_path: &Path) -> Result<(), ExecError> {
+        let link = self.tools().join(name);
+        std::os::unix::fs::symlink(host_path, &link).map_err(io(&link))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Best effort: a leftover is removed by the next `clean_stale`.
+        let _ = remove_tree(&self.root);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Removes a folder tree even where it was made read-only.
+pub fn remove_tree(root: &Path) -> Result<(), ExecError> {
+    if !root.exists() {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    fs_err::remove_dir_all(root).map_err(io(root))
+}
+
+/// Removes sandboxes left by killed brr processes: those whose lock is free.
+pub fn clean_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path();
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(PREFIX) || path.extension().is_some_and(|x| x == "lock") {
+            continue;
+        }
+        let lock_path = path.with_extension("lock");
+        let free = match File::options().write(true).create(true).truncate(false).open(&lock_path) {
+            Ok(f) => f.try_lock().is_ok(),
+            Err(_) => false,
+        };
+        if free {
+            let _ = remove_tree(&path);
+            let _ = std::fs::remove_file(&lock_path);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Hashing what a build key is made of: input files (through the store's stat
+//! cache, so unchanged files are not re-read) and host tools.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file};
+use brr_hash::{BlobHash, EntryKind, ToolDigest};
+use brr_store::{StatEntry, Store};
+use rayon::prelude::*;
+
+use crate::error::{GraphError, io};
+use crate::workspace::Workspace;
+
+/// A hashed input file.
+#[derive(Debug, Clone)]
+pub struct HashedFile {
+    pub abs: PathBuf,
+    pub leaf: Leaf,
+}
+
+/// The hashed inputs of every package.
+#[derive(Debug)]
+pub struct Inputs {
+    /// Per package (same indices as `Workspace::packages`): the source-set tree.
+    pub sources: Vec<BuiltTree>,
+    /// Every hashed input file by workspace-relative path.
+    pub files: HashMap<String, HashedFile>,
+    /// Per package: declared tool name → resolved path and digest.
+    pub tools: Vec<BTreeMap<String, Tool>>,
+    /// Files that had to be read (stat cache misses), for diagnostics.
+    pub rehashed: usize,
+}
+
+/// A host tool resolved on PATH.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// The path found on PATH (what the builder's PATH links to).
+    pub path: PathBuf,
+    pub digest: ToolDigest,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn stat_entry(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> StatEntry {
+    StatEntry {
+        size: meta.len(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ino: meta.ino(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        digest,
+        recorded_ns,
+    }
+}
+
+/// Hashes files, trusting the stat cache where the racy-timestamp rule allows.
+/// Returns path → (digest, size, executable) and how many files were read.
+pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(HashMap<PathBuf, Leaf>, usize), GraphError> {
+    let cached = store.stat_cache_get(paths)?;
+    let started = now_ns();
+    let results: Vec<(PathBuf, Leaf, Option<StatEntry>)> = paths
+        .par_iter()
+        .map(|p| {
+            // Follow symlinks: an input is the content it points at.
+            let meta = fs_err::metadata(p).map_err(io(p))?;
+            let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
+            if let Some(e) = cached.get(p).filter(|e| e.matches(&meta)) {
+                return Ok((p.clone(), Leaf { kind, hash: e.digest.0, size: e.size }, None));
+            }
+            let (digest, size) = hash_file(p)?;
+            let entry = stat_entry(&meta, digest, started);
+            Ok((p.clone(), Leaf { kind, hash: digest.0, size }, Some(entry)))
+        })
+        .collect::<Result<_, GraphError>>()?;
+    let fresh: Vec<(PathBuf, StatEntry)> =
+        results.iter().filter_map(|(p, _, e)| e.clone().map(|e| (p.clone(), e))).collect();
+    if !fresh.is_empty() {
+        store.stat_cache_put(&fresh)?;
+    }
+    let n = fresh.len();
+    Ok((results.into_iter().map(|(p, l, _)| (p, l)).collect(), n))
+}
+
+impl Inputs {
+    /// Hashes the inputs and tools of the packages selected by `mask`.
+    pub fn hash(ws: &Workspace, store: &Store, mask: &[bool]) -> Result<Self, GraphError> {
+        let host_path = std::env::var_os("PATH").unwrap_or_default();
+        let mut tool_paths: HashMap<String, PathBuf> = HashMap::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, p) in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]) {
+            let _ = i;
+            for t in &p.body.tools {
+                if !tool_paths.contains_key(t) {
+                    let found = which(t, &host_path).ok_or_else(|| GraphError::ToolNotFound {
+                        tool: t.clone(),
+                        package: p.name.clone(),
+                        manifest: p.manifest.clone(),
+                    })?;
+                    tool_paths.insert(t.clone(), found);
+                }
+            }
+            for abs in p.inputs.values() {
+                if seen.insert(abs.clone()) {
+                    files.push(abs.clone());
+                }
+            }
+        }
+        // Tools are hashed by their real binary, through the same stat cache.
+        let real: HashMap<String, PathBuf> = tool_paths
+            .iter()
+            .map(|(t, p)| Ok((t.clone(), fs_err::canonicalize(p).map_err(io(p))?)))
+            .collect::<Result<_, GraphError>>()?;
+        let mut all = files.clone();
+        all.extend(real.values().cloned());
+        all.sort();
+        all.dedup();
+        let (leaves, rehashed) = hash_files(store, &all)?;
+
+        let mut sources = Vec::with_capacity(ws.packages.len());
+        let mut tools = Vec::with_capacity(ws.packages.len());
+        let mut hashed = HashMap::new();
+        for (i, p) in ws.packages.iter().enumerate() {
+            let mut b = TreeBuilder::new();
+            let mut t = BTreeMap::new();
+            if mask[i] {
+                for (rel, abs) in &p.inputs {
+                    let leaf = leaves[abs].clone();
+                    b.insert(rel, leaf.clone())?;
+                    hashed.insert(rel.clone(), HashedFile { abs: abs.clone(), leaf });
+                }
+                for name in &p.body.tools {
+                    let digest = ToolDigest(leaves[&real[name]].hash);
+                    t.insert(name.clone(), Tool { path: tool_paths[name].clone(), digest });
+                }
+            }
+            sources.push(b.finish());
+            tools.push(t);
+        }
+        Ok(Self { sources, files: hashed, tools, rehashed })
+    }
+}
+
+/// First executable named `name` on `path`.
+pub fn which(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

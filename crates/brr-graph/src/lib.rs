@@ -1,0 +1,59 @@
+//! The build graph of a workspace.
+//!
+//! [`Workspace::load`] finds the packages named by the root `brr.ron`, parses
+//! each declaration, resolves input globs to files and dependency names to
+//! packages, and rejects cycles (naming the whole cycle). Packages come out in
+//! topological order. [`Inputs::hash`] hashes their input files through the
+//! store's stat cache and resolves and hashes their tools; [`action_key`]
+//! assembles a build key once the dependencies' artifact hashes are known
+//! (early cutoff: dependents are keyed on artifacts, not on keys).
+
+mod error;
+mod inputs;
+mod workspace;
+
+use std::collections::BTreeMap;
+
+use brr_hash::{ActionKey, ArtifactHash, TreeHash};
+
+pub use error::GraphError;
+pub use inputs::{HashedFile, Inputs, Tool, hash_files, which};
+pub use workspace::{DECL_FILE, Package, PackageKind, Workspace};
+
+/// Platform name that enters every build key (`x86_64-linux`).
+pub fn system() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// The build key of `pkg`, given its hashed sources and tools and the
+/// artifact hash of each dependency.
+pub fn action_key(
+    pkg: &Package,
+    sources: TreeHash,
+    tools: &BTreeMap<String, Tool>,
+    deps: BTreeMap<String, ArtifactHash>,
+) -> ActionKey {
+    ActionKey {
+        system: system(),
+        builder: pkg.body.builder.clone(),
+        env: pkg.body.env.clone(),
+        outputs: pkg.body.outputs.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+        tools: tools.iter().map(|(n, t)| (n.clone(), t.digest)).collect(),
+        package_dir: pkg.dir.clone(),
+        sources,
+        deps,
+    }
+}
+
+/// The runnable half of a package's artifact.
+pub fn service_manifest(pkg: &Package) -> brr_hash::ServiceManifest {
+    brr_hash::ServiceManifest {
+        processes: pkg
+            .body
+            .processes
+            .iter()
+            .map(|(n, p)| (n.clone(), brr_hash::ProcessSpec { command: p.command.clone() }))
+            .collect(),
+        release: pkg.body.release.clone(),
+    }
+}

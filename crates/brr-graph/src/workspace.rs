@@ -1,0 +1,307 @@
+//! Finding and loading the packages of a workspace, and checking the
+//! declarations against each other: unique names, known dependencies, no
+//! cycles, input globs that match files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use brr_schema::{DeclError, PackageBody, SourceFile, WorkspaceDecl};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::error::{GraphError, io};
+
+/// File name of every declaration.
+pub const DECL_FILE: &str = "brr.ron";
+
+/// Folders never searched for packages or inputs.
+const SKIP_DIRS: &[&str] = &[".brr", ".git", "target", "node_modules"];
+
+/// A validated workspace: packages and the dependency DAG between them.
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub decl: WorkspaceDecl,
+    /// In a topological order: every package after its dependencies.
+    pub packages: Vec<Package>,
+    by_name: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageKind {
+    Library,
+    Service,
+}
+
+/// One package, with its input files resolved.
+#[derive(Debug)]
+pub struct Package {
+    pub name: String,
+    pub kind: PackageKind,
+    /// Workspace-relative folder, `/`-separated (`"services/api"`).
+    pub dir: String,
+    /// Declaration file as shown to users (workspace-relative).
+    pub manifest: PathBuf,
+    pub body: PackageBody,
+    /// Input files: workspace-relative path → absolute path, sorted.
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Indices (into `Workspace::packages`) of direct dependencies.
+    pub deps: Vec<usize>,
+}
+
+impl Workspace {
+    /// Loads the workspace whose root `brr.ron` is in `root`.
+    pub fn load(root: &Path) -> Result<Self, GraphError> {
+        let root = fs_err::canonicalize(root).map_err(io(root))?;
+        let root_decl = root.join(DECL_FILE);
+        if !root_decl.is_file() {
+            return Err(GraphError::NoWorkspace { dir: root });
+        }
+        let ws_file = read_source(&root, &root_decl)?;
+        let decl = brr_schema::parse_workspace(&ws_file)?;
+        let files = walk(&root)?;
+        let mut packages = discover(&root, &decl, &ws_file, &files)?;
+        resolve_inputs(&mut packages, &files, &root)?;
+        let packages = order(&root, packages)?;
+        let by_name = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+        Ok(Self { root, decl, packages, by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Package> {
+        self.by_name.get(name).map(|&i| &self.packages[i])
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The named targets and everything they depend on, as a mask over
+    /// `packages`; all packages when `names` is empty.
+    pub fn select(&self, names: &[String]) -> Result<Vec<bool>, GraphError> {
+        if names.is_empty() {
+            return Ok(vec![true; self.packages.len()]);
+        }
+        let mut mask = vec![false; self.packages.len()];
+        let mut stack = Vec::new();
+        for n in names {
+            let i = self.index_of(n).ok_or_else(|| GraphError::UnknownTarget {
+                name: n.clone(),
+                known: self.packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+            })?;
+            stack.push(i);
+        }
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut mask[i], true) {
+                stack.extend(&self.packages[i].deps);
+            }
+        }
+        Ok(mask)
+    }
+
+    /// Direct dependents of each package (reverse edges).
+    pub fn dependents(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.packages.len()];
+        for (i, p) in self.packages.iter().enumerate() {
+            for &d in &p.deps {
+                out[d].push(i);
+            }
+        }
+        out
+    }
+}
+
+fn read_source(root: &Path, path: &Path) -> Result<SourceFile, GraphError> {
+    let text = fs_err::read_to_string(path).map_err(io(path))?;
+    let shown = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    Ok(SourceFile::new(shown, text))
+}
+
+/// Every file below the root (workspace-relative, `/`-separated), skipping
+/// brr's own and version-control folders.
+fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, GraphError> {
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    for entry in walker.filter_entry(|e| !(e.file_type().is_dir() && SKIP_DIRS.iter().any(|s| e.file_name() == *s))) {
+        let entry = entry.map_err(|e| GraphError::Io {
+            path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            source: e.into(),
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        if let Some(rel) = rel.to_str() {
+            out.push((rel.to_owned(), entry.path().to_path_buf()));
+        }
+    }
+    Ok(out)
+}
+
+fn glob_set(globs: &[String], file: &SourceFile) -> Result<GlobSet, GraphError> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|e| {
+            DeclError::at(file, file.find_value(g, 0), format!("invalid glob `{g}`"), e.kind().to_string())
+        })?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| DeclError::at(file, (0, 0).into(), format!("invalid globs: {e}"), "here").into())
+}
+
+fn discover(
+    root: &Path,
+    decl: &WorkspaceDecl,
+    ws_file: &SourceFile,
+    files: &[(String, PathBuf)],
+) -> Result<Vec<Package>, GraphError> {
+    let globs: Vec<GlobSet> = decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
+    let mut used = vec![false; globs.len()];
+    let mut packages: Vec<Package> = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for (rel, abs) in files {
+        let Some(dir) = rel.strip_suffix(DECL_FILE).map(|d| d.trim_end_matches('/')) else { continue };
+        if dir.is_empty() || !rel.ends_with(&format!("/{DECL_FILE}")) {
+            continue;
+        }
+        let hits: Vec<usize> = (0..globs.len()).filter(|&i| globs[i].is_match(dir)).collect();
+        if hits.is_empty() {
+            continue;
+        }
+        for i in hits {
+            used[i] = true;
+        }
+        let file = read_source(root, abs)?;
+        let pkg = brr_schema::parse_package(&file)?;
+        let body = pkg.body().clone();
+        if let Some(first) = seen.insert(body.name.clone(), file.path.clone()) {
+            return Err(DeclError::at(
+                &file,
+                file.find_value(&body.name, 0),
+                format!("package name `{}` is already used by `{}`", body.name, first.display()),
+                "duplicate name",
+            )
+            .into());
+        }
+        let kind = if pkg.is_service() { PackageKind::Service } else { PackageKind::Library };
+        packages.push(Package {
+            name: body.name.clone(),
+            kind,
+            dir: dir.to_owned(),
+            manifest: file.path.clone(),
+            body,
+            inputs: BTreeMap::new(),
+            deps: Vec::new(),
+        });
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        let g = &decl.packages[i];
+        return Err(DeclError::at(
+            ws_file,
+            ws_file.find_value(g, 0),
+            format!("package glob `{g}` matches no folder with a `{DECL_FILE}`"),
+            "matches nothing",
+        )
+        .into());
+    }
+    Ok(packages)
+}
+
+fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)], root: &Path) -> Result<(), GraphError> {
+    // A nested package's files belong to it, not to the enclosing package.
+    let dirs: Vec<String> = packages.iter().map(|p| p.dir.clone()).collect();
+    for p in packages.iter_mut() {
+        let file = read_source(root, &root.join(&p.manifest))?;
+        let set = glob_set(&p.body.inputs, &file)?;
+        let prefix = format!("{}/", p.dir);
+        let mut matched = vec![false; p.body.inputs.len()];
+        for (rel, abs) in files {
+            let Some(local) = rel.strip_prefix(&prefix) else { continue };
+            if dirs.iter().any(|d| d.len() > p.dir.len() && rel.starts_with(&format!("{d}/"))) {
+                continue;
+            }
+            let hits = set.matches(local);
+            if hits.is_empty() {
+                continue;
+            }
+            for h in hits {
+                matched[h] = true;
+            }
+            p.inputs.insert(rel.clone(), abs.clone());
+        }
+        if let Some(i) = matched.iter().position(|m| !m) {
+            let g = &p.body.inputs[i];
+            return Err(DeclError::at(
+                &file,
+                file.find_value(g, file.find_field("inputs")),
+                format!("input glob `{g}` matches no file in `{}`", p.dir),
+                "matches nothing",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves dependency names, rejects cycles (naming the whole cycle) and
+/// returns the packages in topological order.
+fn order(root: &Path, mut packages: Vec<Package>) -> Result<Vec<Package>, GraphError> {
+    let index: HashMap<String, usize> = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..packages.len()).map(|i| graph.add_node(i)).collect();
+    for (i, p) in packages.iter().enumerate() {
+        for d in &p.body.deps {
+            let Some(&j) = index.get(d) else {
+                return Err(unknown_dep(root, p, d));
+            };
+            graph.add_edge(nodes[j], nodes[i], ());
+        }
+    }
+    if let Some(cycle) = find_cycle(&graph, &packages) {
+        return Err(GraphError::Cycle { cycle });
+    }
+    let sorted = petgraph::algo::toposort(&graph, None).map_err(|_| GraphError::Cycle { cycle: Vec::new() })?;
+    let new_pos: HashMap<usize, usize> = sorted.iter().enumerate().map(|(pos, n)| (graph[*n], pos)).collect();
+    let mut slots: Vec<Option<Package>> = packages.drain(..).map(Some).collect();
+    let mut out: Vec<Package> = sorted.iter().filter_map(|n| slots[graph[*n]].take()).collect();
+    for p in &mut out {
+        p.deps = p.body.deps.iter().map(|d| new_pos[&index[d]]).collect();
+    }
+    Ok(out)
+}
+
+fn unknown_dep(root: &Path, p: &Package, dep: &str) -> GraphError {
+    // Re-read lazily: only on this error path.
+    let text = fs_err::read_to_string(root.join(&p.manifest)).unwrap_or_default();
+    let file = SourceFile::new(p.manifest.clone(), text);
+    DeclError::at(&file, file.find_value(dep, file.find_field("deps")), format!("unknown dependency `{dep}`"), "no such package")
+        .into()
+}
+
+/// One cycle, in order, closing on its first package (`a → b → a`).
+fn find_cycle(graph: &DiGraph<usize, ()>, packages: &[Package]) -> Option<Vec<String>> {
+    let scc = petgraph::algo::tarjan_scc(graph).into_iter().find(|c| {
+        c.len() > 1 || graph.contains_edge(c[0], c[0])
+    })?;
+    let start = *scc.iter().min_by_key(|n| &packages[graph[**n]].name)?;
+    // Walk edges inside the component until we return to the start.
+    let mut path = vec![start];
+    let mut seen = std::collections::HashSet::from([start]);
+    let mut cur = start;
+    loop {
+        let mut next: Vec<NodeIndex> = graph.neighbors(cur).filter(|n| scc.contains(n)).collect();
+        next.sort_by_key(|n| &packages[graph[*n]].name);
+        if next.contains(&start) {
+            break;
+        }
+        let n = *next.iter().find(|n| !seen.contains(n)).or(next.first())?;
+        if !seen.insert(n) {
+            break;
+        }
+        path.push(n);
+        cur = n;
+    }
+    path.push(start);
+    // Edges run dependency → dependent; show "depends on" order instead.
+    path.reverse();
+    Some(path.iter().map(|n| packages[graph[*n]].name.clone()).collect())
+}

@@ -1,0 +1,165 @@
+//! The action cache (build key -> artifact) and the build history (one row
+//! per target per build or cached use).
+
+use brr_hash::{ArtifactHash, BuildKey, Digest, ObjectKind};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use crate::db::{TxError, from_sql_u64, to_sql_u64};
+use crate::objects::require;
+use crate::{Store, StoreError};
+
+/// A cached build: key `key` produced artifact `artifact`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRecord {
+    pub key: BuildKey,
+    pub artifact: ArtifactHash,
+    /// The build log, a blob.
+    pub log: Option<Digest>,
+    pub duration_ms: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One build (or cached use, or failure) of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRow {
+    pub target: String,
+    pub key: BuildKey,
+    /// `None` for failed builds.
+    pub artifact: Option<ArtifactHash>,
+    /// One of [`BuildRow::STATUSES`].
+    pub status: String,
+    pub log: Option<Digest>,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub duration_ms: u64,
+}
+
+impl BuildRow {
+    /// The values `status` may take.
+    pub const STATUSES: [&'static str; 3] = ["built", "cached", "failed"];
+}
+
+fn digest(row: &Row<'_>, i: usize) -> rusqlite::Result<Digest> {
+    row.get::<_, [u8; 32]>(i).map(Digest::from_bytes)
+}
+
+fn opt_digest(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Digest>> {
+    Ok(row.get::<_, Option<[u8; 32]>>(i)?.map(Digest::from_bytes))
+}
+
+fn build_row(row: &Row<'_>) -> rusqlite::Result<BuildRow> {
+    Ok(BuildRow {
+        target: row.get(0)?,
+        key: BuildKey(digest(row, 1)?),
+        artifact: opt_digest(row, 2)?.map(ArtifactHash),
+        status: row.get(3)?,
+        log: opt_digest(row, 4)?,
+        started_at: row.get(5)?,
+        duration_ms: from_sql_u64(row.get(6)?),
+    })
+}
+
+/// Fails unless the artifact and log a row names are recorded objects.
+fn require_outputs(
+    tx: &Transaction<'_>,
+    key: BuildKey,
+    artifact: Option<ArtifactHash>,
+    log: Option<Digest>,
+) -> Result<(), TxError> {
+    // Reported as the action's reference: the row belongs to that key.
+    let owner = (ObjectKind::Action, key.0);
+    if let Some(a) = artifact {
+        require(tx, owner, a.0, ObjectKind::Artifact)?;
+    }
+    if let Some(l) = log {
+        require(tx, owner, l, ObjectKind::Blob)?;
+    }
+    Ok(())
+}
+
+const BUILD_COLUMNS: &str = "target, key, artifact, status, log, started_at, duration_ms";
+
+impl Store {
+    /// The cached result of build key `key`, if any.
+    pub fn lookup_action(&self, key: BuildKey) -> Result<Option<ActionRecord>, StoreError> {
+        self.db.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT artifact, log, duration_ms, created_at FROM action_cache WHERE key = ?1",
+            )?;
+            let rec = stmt
+                .query_row([key.0.as_bytes()], |r| {
+                    Ok(ActionRecord {
+                        key,
+                        artifact: ArtifactHash(digest(r, 0)?),
+                        log: opt_digest(r, 1)?,
+                        duration_ms: from_sql_u64(r.get(2)?),
+                        created_at: r.get(3)?,
+                    })
+                })
+                .optional()?;
+            Ok(rec)
+        })
+    }
+
+    /// Caches `rec`, replacing an earlier result for the same key (the
+    /// latest build wins). The artifact (and log) must already be in the
+    /// store; since rows are closed under references, so is everything the
+    /// artifact needs to be materialized.
+    pub fn record_action(&self, rec: &ActionRecord) -> Result<(), StoreError> {
+        self.db.write(|tx| {
+            require_outputs(tx, rec.key, Some(rec.artifact), rec.log)?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO action_cache (key, artifact, log, duration_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            stmt.execute(params![
+                rec.key.0.as_bytes(),
+                rec.artifact.0.as_bytes(),
+                rec.log.map(|l| *l.as_bytes()),
+                to_sql_u64(rec.duration_ms),
+                rec.created_at,
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// Appends `row` to the build history. Its artifact and log, when set,
+    /// must already be in the store.
+    pub fn record_build(&self, row: &BuildRow) -> Result<(), StoreError> {
+        if !BuildRow::STATUSES.contains(&row.status.as_str()) {
+            return Err(StoreError::InvalidStatus { status: row.status.clone() });
+        }
+        self.db.write(|tx| {
+            require_outputs(tx, row.key, row.artifact, row.log)?;
+            let sql = format!("INSERT INTO builds ({BUILD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+            let mut stmt = tx.prepare_cached(&sql)?;
+            stmt.execute(params![
+                row.target,
+                row.key.0.as_bytes(),
+                row.artifact.map(|a| *a.0.as_bytes()),
+                row.status,
+                row.log.map(|l| *l.as_bytes()),
+                row.started_at,
+                to_sql_u64(row.duration_ms),
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// The most recently recorded build of `target`.
+    pub fn last_build(&self, target: &str) -> Result<Option<BuildRow>, StoreError> {
+        Ok(self.builds_of(target, 1)?.into_iter().next())
+    }
+
+    /// The last `limit` builds of `target`, newest first.
+    pub fn builds_of(&self, target: &str, limit: usize) -> Result<Vec<BuildRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db.read(|tx| {
+            let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE target = ?1 ORDER BY id DESC LIMIT ?2");
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![target, limit], build_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! Object files: where they live, how they are written (temp file, fsync,
+//! rename, fsync of the folder) and read back (verified by hash).
+//!
+//! Nothing here touches the database; `objects.rs` records what this module
+//! has put in place.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use brr_hash::Digest;
+
+use crate::error::IoContext;
+use crate::{Store, StoreError, TEMP_PREFIX};
+
+/// Read and write buffer for copying files.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Makes temp file names unique within a process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temp file in `tmp/`, removed on drop unless renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl TempFile {
+    /// Creates a new, empty, read-only (0444) temp file. The open handle can
+    /// still write: the mode only applies to later opens.
+    fn create(tmp_dir: &Path, mode: u32) -> Result<Self, StoreError> {
+        let pid = std::process::id();
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = tmp_dir.join(format!("{TEMP_PREFIX}{pid}-{n}"));
+            match OpenOptions::new().write(true).create_new(true).mode(mode).open(&path) {
+                Ok(file) => return Ok(Self { path, file }),
+                // Left by an earlier process with the same pid: try the next name.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        }
+    }
+
+
+    /// Syncs the bytes and renames the file to `dest`, replacing any file
+    /// there (which, being named by the same content, holds the same bytes).
+    fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
+        self.file.sync_all().at(&self.path)?;
+        std::fs::rename(&self.path, dest).at(dest)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// fsync of a folder, so the names renamed into it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// BLAKE3 of a file's bytes, and its length.
+pub(crate) fn hash_path(path: &Path) -> std::io::Result<(Digest, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(File::open(path)?)?;
+    Ok((hasher.finalize().into(), hasher.count()))
+}
+
+impl Store {
+    /// `<root>/cas/<first 2 hex>/<other 62 hex>`. The file may not exist.
+    pub fn object_path(&self, d: Digest) -> PathBuf {
+        let hex = d.to_hex();
+        let (shard, rest) = hex.split_at(2);
+        self.cas_dir().join(shard).join(rest)
+    }
+
+    /// Whether the object's file is already in place with the right bytes
+    /// (an orphan of an interrupted put, or another writer's).
+    fn file_in_place(&self, d: Digest) -> Result<bool, StoreError> {
+        let path = self.object_path(d);
+        match hash_path(&path) {
+            Ok((actual, _)) => Ok(actual == d),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    /// The shard folder of `d`, created if needed (and then the creation
+    /// synced into `cas/`).
+    fn shard_dir(&self, d: Digest) -> Result<PathBuf, StoreError> {
+        let path = self.object_path(d);
+        let dir = path.parent().map_or_else(|| self.cas_dir(), Path::to_path_buf);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => sync_dir(&self.cas_dir())?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at(&dir),
+        }
+        Ok(dir)
+    }
+
+    /// Puts `bytes` (which hash to `d`) in place as `d`'s file. Returns the
+    /// folder whose entry must be synced before a row names the object, or
+    /// `None` when the file was already there.
+    pub(crate) fn place_bytes(&self, d: Digest, bytes: &[u8]) -> Result<Option<PathBuf>, StoreError> {
+        if self.file_in_place(d)? {
+            return Ok(None);
+        }
+        let dir = self.shard_dir(d)?;
+        let mut tmp = TempFile::create(&self.tmp_dir(), 0o444)?;
+        tmp.file.write_all(bytes).at(&tmp.path)?;
+        tmp.persist(&self.object_path(d))?;
+        Ok(Some(dir))
+    }
+
+    /// Copies the file at `path` into place as `expected`'s file, hashing
+    /// while copying; fails (leaving nothing behind) if the bytes do not hash
+    /// to `expected`. Returns the size and, as [`Store::place_bytes`], the
+    /// folder to sync.
+    pub(crate) fn place_file(&self, path: &Path, expected: Digest) -> Result<(u64, Option<PathBuf>), StoreError> {
+        if self.file_in_place(expected)? {
+            let size = std::fs::metadata(self.object_path(expected)).at(path)?.len();
+            return Ok((size, None));
+        }
+        let dir = self.shard_dir(expected)?;
+        let mut tmp = TempFile::create(&self.tmp_dir(), 0o444)?;
+        let (actual, size) = copy_hashing(path, &mut tmp.file, &tmp.path, None)?;
+        if actual != expected {
+            return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
+        }
+        tmp.persist(&self.object_path(expected))?;
+        Ok((size, Some(dir)))
+    }
+
+    /// Copies object `d` to a new file `dest` with `mode`, checking its hash
+    /// on the way. Used where a hard link would share the CAS file's mode.
+    pub(crate) fn copy_out(&self, d: Digest, dest: &Path, mode: u32) -> Result<(), StoreError> {
+        let src = self.object_path(d);
+        let mut out = OpenOptions::new().write(true).create_new(true).mode(mode).open(dest).map_err(|e| {
+            match e.kind() {
+                ErrorKind::AlreadyExists => StoreError::DestinationExists { path: dest.to_path_buf() },
+                _ => StoreError::Io { path: dest.to_path_buf(), source: e },
+            }
+        })?;
+        let (actual, _) = copy_hashing(&src, &mut out, dest, Some(d))?;
+        if actual != d {
+            return Err(StoreError::Corrupt { hash: d, path: src, actual });
+        }
+        // Exactly `mode`, whatever the umask.
+        out.set_permissions(Permissions::from_mode(mode)).at(dest)
+    }
+
+    /// The bytes of object `d`, checked against `d`.
+    pub fn get(&self, d: Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.object_path(d);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(StoreError::NotFound { hash: d }),
+            Err(e) => return Err(e).at(&path),
+        };
+        let actual = Digest::of(&bytes);
+        if actual != d {
+            return Err(StoreError::Corrupt { hash: d, path, actual });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Copies `src` into `out` while hashing it; returns the hash and length. A
+/// missing `src` is [`StoreError::NotFound`] when it is the object `object`.
+fn copy_hashing(
+    src: &Path,
+    out: &mut File,
+    out_path: &Path,
+    object: Option<Digest>,
+) -> Result<(Digest, u64), StoreError> {
+    let mut input = File::open(src).map_err(|e| match (e.kind(), object) {
+        (ErrorKind::NotFound, Some(hash)) => StoreError::NotFound { hash },
+        _ => StoreError::Io { path: src.to_path_buf(), source: e },
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).at(src),
+        };
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        out.write_all(chunk).at(out_path)?;
+    }
+    Ok((hasher.finalize().into(), hasher.count()))
+}

@@ -1,0 +1,170 @@
+//! The SQLite side of the store: opening, the append-only migrations in
+//! `schemas/`, and transactions behind a mutex.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use brr_hash::ObjectKind;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::StoreError;
+
+/// The migrations, in order. `PRAGMA user_version` is the number applied.
+/// Append only: a released migration is never edited.
+const MIGRATIONS: &[&str] = &[include_str!("../../../schemas/0001_store.sql")];
+
+/// `PRAGMA application_id` of a brr store: "brr!" in ASCII.
+const APPLICATION_ID: i64 = 0x6272_7221;
+
+/// How long a statement waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schema version this build of brr writes.
+#[expect(clippy::cast_possible_wrap, reason = "a handful of migrations")]
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Either a SQLite error (given the database path when lifted into a
+/// [`StoreError`]) or a store error raised inside a transaction.
+pub(crate) enum TxError {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// One connection, shared by the threads of a process. Other processes have
+/// their own and are kept apart by SQLite's file locks.
+pub(crate) struct Db {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, refusing files that
+    /// are not brr stores or are newer than this build, and migrates it.
+    pub(crate) fn open(path: &Path, root: &Path) -> Result<Self, StoreError> {
+        let sql = |source| StoreError::Db { path: path.to_path_buf(), source };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // The first read of the header tells a database from any other file.
+        if let Err(e) = conn.pragma_query_value(None, "application_id", |r| r.get::<_, i64>(0)) {
+            return Err(if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
+                StoreError::NotAStore { path: root.to_path_buf(), reason: "`brr.db` is not a SQLite database".into() }
+            } else {
+                sql(e)
+            });
+        }
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotAStore {
+                path: root.to_path_buf(),
+                reason: format!("the database cannot use write-ahead logging (journal mode `{mode}`)"),
+            });
+        }
+        // NORMAL in WAL mode survives process crashes; a power loss may drop
+        // the last commits, never leave rows without their files.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        let db = Self { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        db.migrate(root)?;
+        Ok(db)
+    }
+
+    fn migrate(&self, root: &Path) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let app: i64 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
+            let not_a_store = |reason: &str| StoreError::NotAStore { path: root.to_path_buf(), reason: reason.into() };
+            if version == 0 {
+                let objects: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+                if objects > 0 || (app != 0 && app != APPLICATION_ID) {
+                    return Err(not_a_store("`brr.db` holds another program's database").into());
+                }
+            } else if app != APPLICATION_ID {
+                return Err(not_a_store("`brr.db` holds another program's database").into());
+            }
+            if version > SCHEMA_VERSION {
+                return Err(
+                    StoreError::TooNew { path: root.to_path_buf(), found: version, known: SCHEMA_VERSION }.into()
+                );
+            }
+            let applied = usize::try_from(version).unwrap_or(0);
+            for sql in MIGRATIONS.iter().skip(applied) {
+                tx.execute_batch(sql)?;
+            }
+            if version != SCHEMA_VERSION {
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot, never blocks writers.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        self.run(TransactionBehavior::Deferred, f)
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` succeeds. It takes
+    /// the write lock up front (`BEGIN IMMEDIATE`), so it waits for other
+    /// writers instead of failing when a read would upgrade to a write.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
+        self.run(TransactionBehavior::Immediate, f)
+    }
+
+    fn run<T>(
+        &self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        // A thread that panicked mid-transaction rolled it back when the
+        // transaction dropped, so the connection is still usable.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let attempt = || -> Result<T, TxError> {
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        attempt().map_err(|e| match e {
+            TxError::Sql(source) => StoreError::Db { path: self.path.clone(), source },
+            TxError::Store(e) => e,
+        })
+    }
+}
+
+/// An [`ObjectKind`] stored as its name in a TEXT column.
+pub(crate) struct KindCol(pub ObjectKind);
+
+impl FromSql for KindCol {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        ObjectKind::parse(s).map(KindCol).ok_or_else(|| FromSqlError::Other(format!("unknown object kind `{s}`").into()))
+    }
+}
+
+/// SQLite integers are signed: store a `u64` by its bits.
+pub(crate) fn to_sql_u64(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// Inverse of [`to_sql_u64`].
+pub(crate) fn from_sql_u64(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}

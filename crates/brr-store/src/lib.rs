@@ -1,0 +1,153 @@
+//! The local store of brr: content-addressed objects on disk, indexed by one
+//! SQLite database.
+//!
+//! A store folder holds:
+//!
+//! | path | what |
+//! |---|---|
+//! | `cas/<2 hex>/<62 hex>` | object bytes, read-only files named by their BLAKE3 digest |
+//! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
+//! | `brr.db` | SQLite (WAL): `objects`, the action cache, build history, the stat cache |
+//! | `artifacts/` | optional, for callers |
+//!
+//! Main types: [`Store`] (open one per process and share it: it is `Send +
+//! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
+//! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
+//! [`Store::verify`]. Errors are one enum, [`StoreError`].
+//!
+//! # Why the write order is what it is
+//!
+//! A row never points at an object that is not fully on disk. Every object is
+//! written to a temp file in `tmp/`, synced, renamed into `cas/` (a rename is
+//! atomic: readers see no file or the whole file), the shard folder is synced
+//! so the name survives a power loss, and only then is its row committed. A
+//! process killed at any moment therefore leaves at worst a temp file or a
+//! file without a row (an orphan, which [`Store::verify`] counts but does not
+//! flag, and which the next put of the same object adopts), never a row
+//! without its bytes.
+//!
+//! Rows are also closed under references: a tree's row is committed only when
+//! all its entries have rows, an artifact's only when its outputs tree has
+//! one, and an action-cache entry only when its artifact (and log) has one. So
+//! an action-cache hit can always be materialized.
+//!
+//! Several processes may share a store: objects are immutable and named by
+//! content, so two writers of one object write identical bytes and the second
+//! rename is harmless; SQLite serializes the rows, and writers wait on its
+//! busy timeout instead of failing.
+
+mod action_cache;
+mod cas;
+mod db;
+mod error;
+mod materialize;
+mod objects;
+mod prefix;
+mod stat_cache;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub use action_cache::{ActionRecord, BuildRow};
+pub use db::SCHEMA_VERSION;
+pub use error::StoreError;
+pub use prefix::MIN_PREFIX_LEN;
+pub use stat_cache::{RACY_MARGIN_NS, StatEntry};
+pub use verify::VerifyReport;
+
+use crate::db::Db;
+use crate::error::IoContext;
+
+/// Name of the database file inside a store folder.
+const DB_FILE: &str = "brr.db";
+
+/// Temp files of object writes start with this; others in `tmp/` are not ours.
+const TEMP_PREFIX: &str = "obj-";
+
+/// Temp files of object writes older than this were left by a killed process.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// A store folder, opened. Cheap to share between threads (`Send + Sync`).
+pub struct Store {
+    root: PathBuf,
+    db: Db,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it (folders and database) when
+    /// `root` is missing or empty, and applying pending migrations. Refuses a
+    /// non-empty folder without `brr.db`, a database of another program, and
+    /// a store written by a newer brr.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        match std::fs::read_dir(root) {
+            Ok(mut entries) => {
+                let has_db = root.join(DB_FILE).exists();
+                if !has_db && entries.next().is_some() {
+                    return Err(StoreError::NotAStore {
+                        path: root.to_path_buf(),
+                        reason: format!("the folder is not empty and has no `{DB_FILE}`"),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(root).at(root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(StoreError::NotAStore { path: root.to_path_buf(), reason: "it is not a folder".into() });
+            }
+            Err(e) => return Err(e).at(root),
+        }
+        // The database comes first, so a folder with only `brr.db` in it is
+        // recognised as a store being created.
+        let db = Db::open(&root.join(DB_FILE), root)?;
+        let store = Store { root: root.to_path_buf(), db };
+        for dir in [store.cas_dir(), store.tmp_dir()] {
+            std::fs::create_dir_all(&dir).at(&dir)?;
+        }
+        store.remove_stale_temp_files();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/tmp`: scratch space on the store's filesystem (renames and
+    /// hard links into `cas/` work from here). Created by [`Store::open`].
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// `<root>/artifacts`, for callers that keep materialized artifacts; not
+    /// created by the store.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// `<root>/brr.db`.
+    pub fn db_path(&self) -> &Path {
+        self.db.path()
+    }
+
+    fn cas_dir(&self) -> PathBuf {
+        self.root.join("cas")
+    }
+
+    /// Best effort: removes our temp files that no live write can still own.
+    /// Anything else in `tmp/` (sandboxes) belongs to other code.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else { return };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TEMP_AGE));
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Putting objects into the store and recording them in the `objects` table,
+//! which is closed under references (see the crate docs).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use brr_hash::fs::Snapshot;
+use brr_hash::{ActionKey, Artifact, Digest, EntryKind, Object, ObjectKind, Tree, TreeHash};
+use rayon::prelude::*;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::cas::sync_dir;
+use crate::db::{KindCol, TxError, to_sql_u64};
+use crate::{Store, StoreError};
+
+/// An object whose file is in place, to be recorded.
+pub(crate) struct Placed {
+    hash: Digest,
+    kind: ObjectKind,
+    size: u64,
+    /// What it references, and the kind each reference must have.
+    refs: Vec<(Digest, ObjectKind)>,
+}
+
+/// Whether an object recorded as `actual` can serve as an `expected` one.
+/// Any object's bytes are a valid blob; other kinds must match exactly.
+pub(crate) fn satisfies(actual: ObjectKind, expected: ObjectKind) -> bool {
+    actual == expected || expected == ObjectKind::Blob
+}
+
+/// A tree entry name must name one thing inside its folder.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Err("not a file name")
+    } else if name.contains('/') || name.contains('\0') {
+        Err("contains `/` or a NUL byte")
+    } else {
+        Ok(())
+    }
+}
+
+/// Entry names must be valid file names, sorted and unique, so that a tree
+/// materializes to exactly its entries and nothing outside its folder.
+pub(crate) fn check_tree(hash: Digest, tree: &Tree) -> Result<(), StoreError> {
+    let mut prev: Option<&str> = None;
+    for e in &tree.entries {
+        check_name(&e.name).map_err(|reason| StoreError::InvalidTree { tree: hash, name: e.name.clone(), reason })?;
+        if prev.is_some_and(|p| p >= e.name.as_str()) {
+            let reason = "entries are not sorted by name, or not unique";
+            return Err(StoreError::InvalidTree { tree: hash, name: e.name.clone(), reason });
+        }
+        prev = Some(&e.name);
+    }
+    Ok(())
+}
+
+/// Decodes `bytes` as a `kind` object and lists what it references, with the
+/// kind each must have. Fails when the bytes are not a valid `kind`.
+pub(crate) fn references(kind: ObjectKind, hash: Digest, bytes: &[u8]) -> Result<Vec<(Digest, ObjectKind)>, StoreError> {
+    let invalid = |source| StoreError::Invalid { hash, kind, source };
+    Ok(match kind {
+        ObjectKind::Blob => Vec::new(),
+        ObjectKind::Tree => {
+            let tree = Tree::decode(bytes).map_err(invalid)?;
+            check_tree(hash, &tree)?;
+            let child_kind = |k| if k == EntryKind::Dir { ObjectKind::Tree } else { ObjectKind::Blob };
+            tree.entries.iter().map(|e| (e.hash, child_kind(e.kind))).collect()
+        }
+        ObjectKind::Artifact => {
+            let artifact = Artifact::decode(bytes).map_err(invalid)?;
+            vec![(artifact.outputs.0, ObjectKind::Tree)]
+        }
+        ObjectKind::Action => {
+            let action = ActionKey::decode(bytes).map_err(invalid)?;
+            let deps = action.deps.values().map(|a| (a.0, ObjectKind::Artifact));
+            std::iter::once((action.sources.0, ObjectKind::Tree)).chain(deps).collect()
+        }
+    })
+}
+
+/// The recorded kind of `d`, inside a transaction.
+pub(crate) fn kind_in(tx: &Transaction<'_>, d: Digest) -> rusqlite::Result<Option<ObjectKind>> {
+    let mut stmt = tx.prepare_cached("SELECT kind FROM objects WHERE hash = ?1")?;
+    Ok(stmt.query_row([d.as_bytes()], |r| r.get::<_, KindCol>(0)).optional()?.map(|k| k.0))
+}
+
+/// Fails unless `d` is recorded with a kind that satisfies `expected`.
+pub(crate) fn require(
+    tx: &Transaction<'_>,
+    owner: (ObjectKind, Digest),
+    d: Digest,
+    expected: ObjectKind,
+) -> Result<(), TxError> {
+    match kind_in(tx, d)? {
+        Some(k) if satisfies(k, expected) => Ok(()),
+        _ => Err(StoreError::MissingReference { kind: owner.0, hash: owner.1, missing: d, expected }.into()),
+    }
+}
+
+/// Something to put: a file on disk or bytes in memory.
+enum Source<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+impl Store {
+    /// Whether object `d` is recorded (its file is then in place).
+    pub fn contains(&self, d: Digest) -> Result<bool, StoreError> {
+        Ok(self.kind_of(d)?.is_some())
+    }
+
+    /// The recorded kind of object `d`, `None` if it is not in the store.
+    pub fn kind_of(&self, d: Digest) -> Result<Option<ObjectKind>, StoreError> {
+        self.db.read(|tx| Ok(kind_in(tx, d)?))
+    }
+
+    /// Stores `bytes` as a `kind` object; its digest is BLAKE3 of `bytes`.
+    /// Bytes of a tree, artifact or action are decoded first, and everything
+    /// they reference must already be in the store. A no-op when present.
+    pub fn put_bytes(&self, kind: ObjectKind, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let hash = Digest::of(bytes);
+        if self.kind_of(hash)?.is_some_and(|k| satisfies(k, kind)) {
+            return Ok(hash);
+        }
+        let refs = references(kind, hash, bytes)?;
+        if let Some(dir) = self.place_bytes(hash, bytes)? {
+            sync_dir(&dir)?;
+        }
+        self.record(&[Placed { hash, kind, size: bytes.len() as u64, refs }])?;
+        Ok(hash)
+    }
+
+    /// Stores an object by its canonical encoding.
+    pub fn put_object<O: Object>(&self, o: &O) -> Result<Digest, StoreError> {
+        self.put_bytes(O::KIND, &o.encode())
+    }
+
+    /// Copies the file at `path` into the store as a blob, re-hashing while
+    /// copying: fails if it does not hash to `expected` (it changed since it
+    /// was hashed). A no-op when `expected` is present.
+    pub fn put_file(&self, path: &Path, expected: Digest) -> Result<(), StoreError> {
+        if self.contains(expected)? {
+            return Ok(());
+        }
+        let (size, dir) = self.place_file(path, expected)?;
+        if let Some(dir) = dir {
+            sync_dir(&dir)?;
+        }
+        self.record(&[Placed { hash: expected, kind: ObjectKind::Blob, size, refs: Vec::new() }])
+    }
+
+    /// Stores every file, symlink target and tree of `snap` (files copied in
+    /// parallel), all recorded in one transaction; returns the root tree.
+    pub fn put_snapshot(&self, snap: &Snapshot) -> Result<TreeHash, StoreError> {
+        // Blobs first, then trees children-first (the order `TreeBuilder`
+        // emits them in), so each row's references are recorded before it.
+        let mut seen = HashSet::new();
+        let mut todo: Vec<(Digest, ObjectKind, Source<'_>)> = Vec::new();
+        for f in &snap.files {
+            if seen.insert(f.leaf.hash) {
+                todo.push((f.leaf.hash, ObjectKind::Blob, Source::File(&f.path)));
+            }
+        }
+        for (hash, bytes) in &snap.link_targets {
+            if seen.insert(*hash) {
+                todo.push((*hash, ObjectKind::Blob, Source::Bytes(bytes)));
+            }
+        }
+        for (hash, bytes) in &snap.tree.trees {
+            if seen.insert(hash.0) {
+                todo.push((hash.0, ObjectKind::Tree, Source::Bytes(bytes)));
+            }
+        }
+        let present: Vec<bool> = self.db.read(|tx| {
+            todo.iter().map(|(d, kind, _)| Ok(kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind)))).collect()
+        })?;
+        let placed: Vec<(Placed, Option<PathBuf>)> = todo
+            .par_iter()
+            .zip(present)
+            .filter(|(_, present)| !present)
+            .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
+            .collect::<Result<_, _>>()?;
+        let dirs: BTreeSet<&PathBuf> = placed.iter().filter_map(|(_, dir)| dir.as_ref()).collect();
+        for dir in dirs {
+            sync_dir(dir)?;
+        }
+        let rows: Vec<Placed> = placed.into_iter().map(|(p, _)| p).collect();
+        self.record(&rows)?;
+        Ok(snap.tree.root)
+    }
+
+    /// Puts one object's file in place (without syncing its folder).
+    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<(Placed, Option<PathBuf>), StoreError> {
+        match source {
+            Source::File(path) => {
+                let (size, dir) = self.place_file(path, hash)?;
+                Ok((Placed { hash, kind, size, refs: Vec::new() }, dir))
+            }
+            Source::Bytes(bytes) => {
+                // Named by what the bytes hash to, never by what the caller
+                // claims: a wrong claim then shows up as a missing reference.
+                let hash = Digest::of(bytes);
+                let refs = references(kind, hash, bytes)?;
+                let dir = self.place_bytes(hash, bytes)?;
+                Ok((Placed { hash, kind, size: bytes.len() as u64, refs }, dir))
+            }
+        }
+    }
+
+    /// Records objects whose files are in place, in one transaction, in
+    /// order. Fails (recording none) if a reference is not recorded. A blob
+    /// row put again as a tree, artifact or action (same bytes) takes the
+    /// more specific kind.
+    fn record(&self, objects: &[Placed]) -> Result<(), StoreError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        self.db.write(|tx| {
+            for o in objects {
+                let existing = kind_in(tx, o.hash)?;
+                if existing.is_some_and(|k| satisfies(k, o.kind)) {
+                    continue;
+                }
+                for (r, expected) in &o.refs {
+                    require(tx, (o.kind, o.hash), *r, *expected)?;
+                }
+                if existing.is_some() {
+                    let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
+                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
+                } else {
+                    let mut stmt = tx.prepare_cached("INSERT INTO objects (hash, kind, size) VALUES (?1, ?2, ?3)")?;
+                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size)])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Object `d` decoded as an `O`.
+    pub fn get_object<O: Object>(&self, d: Digest) -> Result<O, StoreError> {
+        let bytes = self.get(d)?;
+        O::decode(&bytes).map_err(|source| StoreError::Invalid { hash: d, kind: O::KIND, source })
+    }
+}

@@ -1,0 +1,142 @@
+//! The stat cache: a file's stat fields -> its blob digest, so unchanged
+//! workspace files need not be re-hashed (as git's index does).
+//!
+//! The racy-git rule: a file modified within the timestamp granularity of
+//! the moment it was hashed can change again without its mtime changing. An
+//! entry is therefore trusted only when the file's mtime and ctime are older
+//! than the moment the entry was recorded, minus [`RACY_MARGIN_NS`].
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use brr_hash::{BlobHash, Digest};
+use rusqlite::{OptionalExtension, params};
+
+use crate::db::{from_sql_u64, to_sql_u64};
+use crate::{Store, StoreError};
+
+/// Entries whose file changed less than this before they were recorded are
+/// not trusted (covers coarse filesystem timestamps).
+pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
+
+/// What a file looked like when it hashed to `digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub ctime_ns: i64,
+    pub digest: BlobHash,
+    /// When the stat was taken (Unix nanoseconds), before hashing.
+    pub recorded_ns: i64,
+}
+
+impl StatEntry {
+    /// An entry for a file whose metadata `meta` was read at `recorded_ns`
+    /// (take it before hashing, so a write during hashing is caught).
+    pub fn new(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> Self {
+        Self { size: meta.len(), mtime_ns: mtime_ns(meta), ino: meta.ino(), ctime_ns: ctime_ns(meta), digest, recorded_ns }
+    }
+
+    /// The current time as Unix nanoseconds, for [`StatEntry::recorded_ns`].
+    pub fn now_ns() -> i64 {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether the file with metadata `meta` can be taken to still hash to
+    /// `digest`: same size, mtime, inode and ctime, and both times older than
+    /// `recorded_ns` by the racy margin. Otherwise it must be re-hashed.
+    pub fn matches(&self, meta: &std::fs::Metadata) -> bool {
+        let (mtime, ctime) = (mtime_ns(meta), ctime_ns(meta));
+        let settled = self.recorded_ns.saturating_sub(RACY_MARGIN_NS);
+        meta.len() == self.size
+            && mtime == self.mtime_ns
+            && meta.ino() == self.ino
+            && ctime == self.ctime_ns
+            && mtime < settled
+            && ctime < settled
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
+}
+
+fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec())
+}
+
+/// Paths are keyed by their raw bytes: they need not be UTF-8.
+fn path_key(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+impl Store {
+    /// The recorded entries of those `paths` that have one, in one read.
+    pub fn stat_cache_get(&self, paths: &[PathBuf]) -> Result<HashMap<PathBuf, StatEntry>, StoreError> {
+        self.db.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT size, mtime_ns, ino, ctime_ns, digest, recorded_ns FROM stat_cache WHERE path = ?1",
+            )?;
+            let mut out = HashMap::with_capacity(paths.len());
+            for p in paths {
+                let entry = stmt
+                    .query_row([path_key(p)], |r| {
+                        Ok(StatEntry {
+                            size: from_sql_u64(r.get(0)?),
+                            mtime_ns: r.get(1)?,
+                            ino: from_sql_u64(r.get(2)?),
+                            ctime_ns: r.get(3)?,
+                            digest: BlobHash(Digest::from_bytes(r.get(4)?)),
+                            recorded_ns: r.get(5)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(e) = entry {
+                    out.insert(p.clone(), e);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records (or replaces) entries, all in one transaction.
+    pub fn stat_cache_put(&self, entries: &[(PathBuf, StatEntry)]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.db.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO stat_cache (path, size, mtime_ns, ino, ctime_ns, digest, recorded_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (p, e) in entries {
+                stmt.execute(params![
+                    path_key(p),
+                    to_sql_u64(e.size),
+                    e.mtime_ns,
+                    to_sql_u64(e.ino),
+                    e.ctime_ns,
+                    e.digest.0.as_bytes(),
+                    e.recorded_ns,
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the entries of `paths` (files that were deleted).
+    pub fn stat_cache_remove(&self, paths: &[PathBuf]) -> Result<(), StoreError> {
+        self.db.write(|tx| {
+            let mut stmt = tx.prepare_cached("DELETE FROM stat_cache WHERE path = ?1")?;
+            for p in paths {
+                stmt.execute([path_key(p)])?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! Action cache and build history: references checked, newest first.
+
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest, Tree, TreeHash};
+use brr_store::{ActionRecord, BuildRow, Store, StoreError};
+
+use crate::support::{TestResult, new_store};
+
+/// An artifact with an empty outputs tree, stored.
+fn stored_artifact(store: &Store, seed: &str) -> Result<ArtifactHash, StoreError> {
+    let outputs = TreeHash(store.put_object(&Tree::default())?);
+    let mut manifest = ServiceManifest::default();
+    manifest.release = Some(vec![seed.to_owned()]);
+    Ok(ArtifactHash(store.put_object(&Artifact { outputs, manifest })?))
+}
+
+fn build(target: &str, key: BuildKey, artifact: Option<ArtifactHash>, status: &str, at: i64) -> BuildRow {
+    BuildRow {
+        target: target.into(),
+        key,
+        artifact,
+        status: status.into(),
+        log: None,
+        started_at: at,
+        duration_ms: 10,
+    }
+}
+
+#[test]
+fn action_cache_round_trip_and_replace() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let key = BuildKey(Digest::of(b"key"));
+    assert_eq!(store.lookup_action(key)?, None);
+    let artifact = stored_artifact(&store, "one")?;
+    let log = store.put_bytes(ObjectKind::Blob, b"build log\n")?;
+    let rec = ActionRecord { key, artifact, log: Some(log), duration_ms: u64::MAX, created_at: 1_700_000_000 };
+    store.record_action(&rec)?;
+    assert_eq!(store.lookup_action(key)?, Some(rec.clone()));
+    let newer = ActionRecord { artifact: stored_artifact(&store, "two")?, log: None, ..rec };
+    store.record_action(&newer)?;
+    assert_eq!(store.lookup_action(key)?, Some(newer));
+    Ok(())
+}
+
+#[test]
+fn action_cache_refuses_missing_artifact_or_log() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let key = BuildKey(Digest::of(b"key"));
+    let missing = ArtifactHash(Digest::of(b"not stored"));
+    let rec = ActionRecord { key, artifact: missing, log: None, duration_ms: 1, created_at: 0 };
+    let err = store.record_action(&rec).expect_err("artifact missing");
+    assert!(matches!(err, StoreError::MissingReference { missing: m, .. } if m == missing.0), "{err}");
+    // A blob with the same bytes is not an artifact.
+    let blob = ArtifactHash(store.put_bytes(ObjectKind::Blob, b"blob")?);
+    assert!(store.record_action(&ActionRecord { artifact: blob, ..rec.clone() }).is_err());
+    let artifact = stored_artifact(&store, "a")?;
+    let err = store
+        .record_action(&ActionRecord { artifact, log: Some(Digest::of(b"no log")), ..rec })
+        .expect_err("log missing");
+    assert!(matches!(err, StoreError::MissingReference { expected: ObjectKind::Blob, .. }), "{err}");
+    assert_eq!(store.lookup_action(key)?, None);
+    Ok(())
+}
+
+#[test]
+fn build_history_is_per_target_newest_first() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let artifact = stored_artifact(&store, "a")?;
+    let k1 = BuildKey(Digest::of(b"k1"));
+    let k2 = BuildKey(Digest::of(b"k2"));
+    assert_eq!(store.last_build("//app")?, None);
+    store.record_build(&build("//app", k1, Some(artifact), "built", 100))?;
+    store.record_build(&build("//lib", k1, Some(artifact), "cached", 150))?;
+    store.record_build(&build("//app", k2, None, "failed", 200))?;
+    store.record_build(&build("//app", k2, Some(artifact), "built", 200))?;
+    let last = store.last_build("//app")?.expect("a build");
+    assert_eq!((last.key, last.status.as_str(), last.artifact), (k2, "built", Some(artifact)));
+    let two = store.builds_of("//app", 2)?;
+    assert_eq!(two.iter().map(|b| b.status.as_str()).collect::<Vec<_>>(), ["built", "failed"]);
+    assert_eq!(store.builds_of("//app", 10)?.len(), 3);
+    assert_eq!(store.builds_of("//lib", 10)?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn build_rows_are_validated() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let key = BuildKey(Digest::of(b"k"));
+    let err = store.record_build(&build("//app", key, None, "exploded", 1)).expect_err("status");
+    assert!(matches!(err, StoreError::InvalidStatus { .. }), "{err}");
+    let missing = ArtifactHash(Digest::of(b"missing"));
+    assert!(store.record_build(&build("//app", key, Some(missing), "built", 1)).is_err());
+    assert_eq!(store.builds_of("//app", 10)?, Vec::new());
+    Ok(())
+}

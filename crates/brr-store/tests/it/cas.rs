@@ -1,0 +1,143 @@
+//! Putting and getting objects: round trips, idempotence, kinds, references.
+
+use std::os::unix::fs::PermissionsExt;
+
+use brr_hash::{Artifact, Digest, EntryKind, Object, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
+use brr_store::StoreError;
+
+use crate::support::{TestResult, clobber, new_store};
+
+fn tree_of(name: &str, blob: Digest, size: u64) -> Tree {
+    Tree { entries: vec![TreeEntry { name: name.into(), kind: EntryKind::File, hash: blob, size }] }
+}
+
+#[test]
+fn bytes_round_trip_and_file_is_read_only() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let d = store.put_bytes(ObjectKind::Blob, b"hello")?;
+    assert_eq!(d, Digest::of(b"hello"));
+    assert_eq!(store.get(d)?, b"hello");
+    assert!(store.contains(d)?);
+    let path = store.object_path(d);
+    let hex = d.to_hex();
+    assert!(path.ends_with(format!("cas/{}/{}", &hex[..2], &hex[2..])));
+    assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o444);
+    let empty = store.put_bytes(ObjectKind::Blob, b"")?;
+    assert_eq!(store.get(empty)?, b"");
+    Ok(())
+}
+
+#[test]
+fn objects_round_trip() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let blob = store.put_bytes(ObjectKind::Blob, b"x")?;
+    let tree = tree_of("x", blob, 1);
+    let th = store.put_object(&tree)?;
+    assert_eq!(th, tree.digest());
+    assert_eq!(store.get_object::<Tree>(th)?, tree);
+    let err = store.get_object::<Artifact>(th).expect_err("a tree is not an artifact");
+    assert!(matches!(err, StoreError::Invalid { hash, kind: ObjectKind::Artifact, .. } if hash == th), "{err}");
+    Ok(())
+}
+
+#[test]
+fn putting_twice_is_a_no_op() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let d = store.put_bytes(ObjectKind::Blob, b"same")?;
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(store.object_path(d))?);
+    assert_eq!(store.put_bytes(ObjectKind::Blob, b"same")?, d);
+    let again = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(store.object_path(d))?);
+    assert_eq!(ino, again, "the file was not rewritten");
+    assert_eq!(store.verify()?.objects, 1);
+    Ok(())
+}
+
+#[test]
+fn kind_is_recorded() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let blob = store.put_bytes(ObjectKind::Blob, b"k")?;
+    let tree = store.put_object(&tree_of("k", blob, 1))?;
+    let art = store.put_object(&Artifact { outputs: TreeHash(tree), manifest: ServiceManifest::default() })?;
+    assert_eq!(store.kind_of(blob)?, Some(ObjectKind::Blob));
+    assert_eq!(store.kind_of(tree)?, Some(ObjectKind::Tree));
+    assert_eq!(store.kind_of(art)?, Some(ObjectKind::Artifact));
+    assert_eq!(store.kind_of(Digest::of(b"absent"))?, None);
+    Ok(())
+}
+
+#[test]
+fn tree_bytes_put_as_blob_first_become_a_tree() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let blob = store.put_bytes(ObjectKind::Blob, b"k")?;
+    let bytes = tree_of("k", blob, 1).encode();
+    let d = store.put_bytes(ObjectKind::Blob, &bytes)?;
+    assert_eq!(store.kind_of(d)?, Some(ObjectKind::Blob));
+    store.put_bytes(ObjectKind::Tree, &bytes)?;
+    assert_eq!(store.kind_of(d)?, Some(ObjectKind::Tree));
+    store.put_bytes(ObjectKind::Blob, &bytes)?;
+    assert_eq!(store.kind_of(d)?, Some(ObjectKind::Tree), "a tree also serves as a blob");
+    Ok(())
+}
+
+#[test]
+fn references_must_be_stored_first() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let missing = Digest::of(b"never stored");
+    let err = store.put_object(&tree_of("f", missing, 12)).expect_err("child missing");
+    assert!(matches!(err, StoreError::MissingReference { missing: m, .. } if m == missing), "{err}");
+    let err = store
+        .put_object(&Artifact { outputs: TreeHash(missing), manifest: ServiceManifest::default() })
+        .expect_err("outputs missing");
+    assert!(matches!(err, StoreError::MissingReference { expected: ObjectKind::Tree, .. }), "{err}");
+    // A blob where a folder is declared is not a tree.
+    let blob = store.put_bytes(ObjectKind::Blob, b"not a tree")?;
+    let dir = Tree { entries: vec![TreeEntry { name: "d".into(), kind: EntryKind::Dir, hash: blob, size: 0 }] };
+    assert!(store.put_object(&dir).is_err());
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}
+
+#[test]
+fn malformed_objects_are_refused() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let err = store.put_bytes(ObjectKind::Tree, b"brr/tree/1\n\xff\xff").expect_err("garbage");
+    assert!(matches!(err, StoreError::Invalid { kind: ObjectKind::Tree, .. }), "{err}");
+    let blob = store.put_bytes(ObjectKind::Blob, b"b")?;
+    for bad in ["..", "a/b", ""] {
+        let err = store.put_object(&tree_of(bad, blob, 1)).expect_err("bad name");
+        assert!(matches!(err, StoreError::InvalidTree { .. }), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn put_file_checks_the_hash_while_copying() -> TestResult {
+    let (dir, store) = new_store()?;
+    let src = dir.path().join("src.bin");
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&src, &data)?;
+    let wrong = Digest::of(b"other");
+    let err = store.put_file(&src, wrong).expect_err("wrong hash");
+    assert!(matches!(&err, StoreError::HashMismatch { path, expected, .. } if path == &src && *expected == wrong), "{err}");
+    assert!(!store.contains(wrong)?);
+    assert_eq!(std::fs::read_dir(store.tmp_dir())?.count(), 0, "temp file removed");
+    let right = Digest::of(&data);
+    store.put_file(&src, right)?;
+    assert_eq!(store.get(right)?, data);
+    assert_eq!(store.kind_of(right)?, Some(ObjectKind::Blob));
+    Ok(())
+}
+
+#[test]
+fn get_reports_missing_and_corrupt_objects() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let absent = Digest::of(b"absent");
+    let err = store.get(absent).expect_err("absent");
+    assert!(matches!(err, StoreError::NotFound { hash } if hash == absent), "{err}");
+    assert!(err.to_string().contains(&absent.to_hex()));
+    let d = store.put_bytes(ObjectKind::Blob, b"good")?;
+    clobber(&store.object_path(d), b"evil")?;
+    let err = store.get(d).expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { hash, .. } if hash == d), "{err}");
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Crash safety: a writer killed with SIGKILL at random points leaves a store that verifies.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, EntryKind, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
+use brr_store::{ActionRecord, BuildRow, StatEntry, Store, StoreError};
+
+use crate::support::TestResult;
+
+/// Set (to a store folder) only in the child process this test spawns.
+const CHILD_ENV: &str = "BRR_STORE_CRASH_CHILD";
+/// Puts the child makes before telling the parent it may kill it.
+const WARM_UP: u64 = 25;
+/// The child gives up after this long if nobody kills it.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// One round of everything a build writes.
+fn write_round(store: &Store, seed: &str, i: u64) -> Result<(), StoreError> {
+    let size = usize::try_from((i * 7919) % 300_000).unwrap_or(0);
+    let body: Vec<u8> = format!("{seed} {i} ").bytes().cycle().take(size.max(1)).collect();
+    let blob = store.put_bytes(ObjectKind::Blob, &body)?;
+    let entry = TreeEntry { name: format!("f{i}"), kind: EntryKind::File, hash: blob, size: body.len() as u64 };
+    let tree = TreeHash(store.put_object(&Tree { entries: vec![entry] })?);
+    let artifact = ArtifactHash(store.put_object(&Artifact { outputs: tree, manifest: ServiceManifest::default() })?);
+    let key = BuildKey(Digest::of(format!("{seed} key {i}").as_bytes()));
+    store.record_action(&ActionRecord { key, artifact, log: Some(blob), duration_ms: i, created_at: 0 })?;
+    let status = "built".to_owned();
+    store.record_build(&BuildRow { target: "//x".into(), key, artifact: Some(artifact), status, log: None, started_at: 0, duration_ms: i })?;
+    let stat = StatEntry { size: i, mtime_ns: 0, ino: i, ctime_ns: 0, digest: blob.into(), recorded_ns: 0 };
+    store.stat_cache_put(&[(format!("p{i}").into(), stat)])
+}
+
+/// The child's body: write until killed. A no-op when run as a normal test.
+#[test]
+fn child_writer() -> TestResult {
+    let Some(root) = std::env::var_os(CHILD_ENV) else { return Ok(()) };
+    let store = Store::open(Path::new(&root))?;
+    let seed = format!("pid {}", std::process::id());
+    let start = Instant::now();
+    let mut stdout = std::io::stdout();
+    for i in 0.. {
+        write_round(&store, &seed, i)?;
+        if i == WARM_UP {
+            writeln!(stdout, "ready")?;
+            stdout.flush()?;
+        }
+        if start.elapsed() > CHILD_LIMIT {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sigkill_mid_write_leaves_a_valid_store() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("store");
+    Store::open(&root)?;
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--exact", "crash::child_writer", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let ready = BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l == "ready");
+        child.kill()?;
+        child.wait()?;
+        assert!(ready, "child never got ready in round {round}");
+
+        let store = Store::open(&root)?;
+        let report = store.verify()?;
+        assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+        assert!(report.objects > WARM_UP);
+        let d = store.put_bytes(ObjectKind::Blob, format!("after round {round}").as_bytes())?;
+        assert_eq!(store.get(d)?, format!("after round {round}").as_bytes());
+        write_round(&store, "parent", round)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Integration tests of brr-store: one binary, one module per concern.
+
+mod action_cache;
+mod cas;
+mod concurrency;
+mod crash;
+mod materialize;
+mod open;
+mod prefix;
+mod stat_cache;
+mod support;
+mod verify;

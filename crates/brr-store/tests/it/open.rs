@@ -1,0 +1,99 @@
+//! Opening stores: creation, migrations on reopen, refusing foreign or newer folders.
+
+use std::sync::Arc;
+
+use brr_hash::ObjectKind;
+use brr_store::{SCHEMA_VERSION, Store, StoreError};
+
+use crate::support::{TestResult, new_store};
+
+fn user_version(store: &Store) -> rusqlite::Result<i64> {
+    rusqlite::Connection::open(store.db_path())?.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+#[test]
+fn open_creates_the_layout() -> TestResult {
+    let (_dir, store) = new_store()?;
+    assert!(store.root().join("cas").is_dir());
+    assert!(store.tmp_dir().is_dir());
+    assert!(store.db_path().is_file());
+    assert_eq!(user_version(&store)?, SCHEMA_VERSION);
+    Ok(())
+}
+
+#[test]
+fn reopening_keeps_data_and_migrates_nothing_twice() -> TestResult {
+    let (dir, store) = new_store()?;
+    let d = store.put_bytes(ObjectKind::Blob, b"kept")?;
+    drop(store);
+    for _ in 0..3 {
+        let store = Store::open(&dir.path().join("store"))?;
+        assert!(store.contains(d)?);
+        assert_eq!(user_version(&store)?, SCHEMA_VERSION);
+        assert!(store.verify()?.is_ok());
+    }
+    Ok(())
+}
+
+#[test]
+fn first_opens_may_race() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = Arc::new(dir.path().join("store"));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let root = Arc::clone(&root);
+            std::thread::spawn(move || Store::open(&root).map(|s| s.put_bytes(ObjectKind::Blob, b"race")))
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")???;
+    }
+    assert!(Store::open(&root)?.verify()?.is_ok());
+    Ok(())
+}
+
+#[test]
+fn foreign_folders_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy)?;
+    std::fs::write(busy.join("notes.txt"), "mine")?;
+    let err = Store::open(&busy).err().ok_or("opened a non-empty folder")?;
+    assert!(matches!(&err, StoreError::NotAStore { path, .. } if path == &busy), "{err}");
+    assert!(err.to_string().contains(&busy.display().to_string()));
+    assert!(!busy.join("brr.db").exists(), "nothing written");
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x")?;
+    assert!(matches!(Store::open(&file), Err(StoreError::NotAStore { .. })));
+
+    let garbage = dir.path().join("garbage");
+    std::fs::create_dir(&garbage)?;
+    std::fs::write(garbage.join("brr.db"), vec![b'x'; 4096])?;
+    let err = Store::open(&garbage).err().ok_or("opened a non-database")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other)?;
+    rusqlite::Connection::open(other.join("brr.db"))?.execute_batch("CREATE TABLE t (x)")?;
+    let err = Store::open(&other).err().ok_or("opened another program's database")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn newer_stores_are_refused() -> TestResult {
+    let (dir, store) = new_store()?;
+    rusqlite::Connection::open(store.db_path())?.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+    drop(store);
+    let err = Store::open(&dir.path().join("store")).err().ok_or("opened a newer store")?;
+    assert!(matches!(err, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(err.to_string().contains("newer brr"));
+    Ok(())
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+}

@@ -1,0 +1,51 @@
+//! Shared helpers: temp stores, files with modes, cleanup of read-only trees.
+
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use brr_store::Store;
+use tempfile::TempDir;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A fresh store in `<tempdir>/store`; keep the `TempDir` alive.
+pub fn new_store() -> Result<(TempDir, Store), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    Ok((dir, store))
+}
+
+/// Writes `body` at `root/rel` (parents created) with `mode`.
+pub fn write_file(root: &Path, rel: &str, body: &[u8], mode: u32) -> std::io::Result<()> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, body)?;
+    std::fs::set_permissions(&path, Permissions::from_mode(mode))
+}
+
+/// Makes every folder below `path` writable again, so temp dirs can be removed.
+pub fn make_writable(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        std::fs::set_permissions(path, Permissions::from_mode(0o755))?;
+        for entry in std::fs::read_dir(path)? {
+            make_writable(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The permission bits of `path` (not following symlinks).
+pub fn mode(path: &Path) -> std::io::Result<u32> {
+    Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+}
+
+/// Overwrites a CAS file (which is read-only) with `bytes`.
+pub fn clobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::set_permissions(path, Permissions::from_mode(0o644))?;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, Permissions::from_mode(0o444))
+}
