@@ -32,7 +32,9 @@ pub enum Status {
     Cached,
     Failed(Failure),
     /// Not attempted because this dependency failed.
-    Skipped { dependency: String },
+    Skipped {
+        dependency: String,
+    },
 }
 
 impl Status {
@@ -64,9 +66,15 @@ pub trait Reporter: Sync {
 /// What `plan` expects for a target.
 #[derive(Debug, Clone)]
 pub enum Planned {
-    Cached { key: BuildKey, artifact: ArtifactHash },
+    Cached {
+        key: BuildKey,
+        artifact: ArtifactHash,
+    },
     /// Would build; the key is known when all dependencies are cached.
-    Build { key: Option<BuildKey>, reason: String },
+    Build {
+        key: Option<BuildKey>,
+        reason: String,
+    },
 }
 
 /// The cached artifact of `key`, with `manifest` applied: a changed process
@@ -81,7 +89,12 @@ fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<
     Ok(Some(ArtifactHash(store.put_object(&fresh)?)))
 }
 
-fn make_action<'a>(ws: &'a Workspace, inputs: &'a Inputs, i: usize, deps: BTreeMap<String, ArtifactHash>) -> Action<'a> {
+fn make_action<'a>(
+    ws: &'a Workspace,
+    inputs: &'a Inputs,
+    i: usize,
+    deps: BTreeMap<String, ArtifactHash>,
+) -> Action<'a> {
     let pkg = &ws.packages[i];
     let key = action_key(pkg, inputs.sources[i].root, &inputs.tools[i], deps);
     let key_hash = BuildKey(key.digest());
@@ -102,15 +115,12 @@ pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Re
         }
         let deps = pkg.deps.iter().filter_map(|&d| Some((ws.packages[d].name.clone(), artifacts[d]?))).collect();
         let action = make_action(ws, inputs, i, deps);
-        match cached_artifact(store, action.key_hash, &action)? {
-            Some(a) => {
-                artifacts[i] = Some(a);
-                out.push((i, Planned::Cached { key: action.key_hash, artifact: a }));
-            }
-            None => {
-                let reason = "no cached build for this key".to_owned();
-                out.push((i, Planned::Build { key: Some(action.key_hash), reason }));
-            }
+        if let Some(a) = cached_artifact(store, action.key_hash, &action)? {
+            artifacts[i] = Some(a);
+            out.push((i, Planned::Cached { key: action.key_hash, artifact: a }));
+        } else {
+            let reason = "no cached build for this key".to_owned();
+            out.push((i, Planned::Build { key: Some(action.key_hash), reason }));
         }
     }
     Ok(out)
@@ -142,27 +152,6 @@ pub fn build(
         .build()
         .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
 
-    fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
-            let outcome = ctx.target(i);
-            ctx.reporter.finished(&outcome);
-            let ready: Vec<usize> = {
-                let mut st = ctx.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                st.outcomes[i] = Some(outcome);
-                let mut ready = Vec::new();
-                for &d in &ctx.dependents[i] {
-                    if ctx.mask[d] {
-                        st.waiting[d] -= 1;
-                        if st.waiting[d] == 0 {
-                            ready.push(d);
-                        }
-                    }
-                }
-                ready
-            };
-            for d in ready {
-                scope.spawn(move |s| run_one(s, d, ctx));
-            }
-    }
     let ctx = Ctx { ws, inputs, store, mask, opts, reporter, dependents: &dependents, state: &state };
     let ctx = &ctx;
     pool.scope(|scope| {
@@ -176,6 +165,29 @@ pub fn build(
     });
     let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(st.outcomes.into_iter().flatten().collect())
+}
+
+/// Runs target `i`, then spawns the dependents it made ready.
+fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
+    let outcome = ctx.target(i);
+    ctx.reporter.finished(&outcome);
+    let ready: Vec<usize> = {
+        let mut st = ctx.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.outcomes[i] = Some(outcome);
+        let mut ready = Vec::new();
+        for &d in &ctx.dependents[i] {
+            if ctx.mask[d] {
+                st.waiting[d] -= 1;
+                if st.waiting[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+        ready
+    };
+    for d in ready {
+        scope.spawn(move |s| run_one(s, d, ctx));
+    }
 }
 
 struct Ctx<'a> {
@@ -194,12 +206,20 @@ impl Ctx<'_> {
     fn target(&self, i: usize) -> Outcome {
         let pkg = &self.ws.packages[i];
         let start = Instant::now();
-        let done = |key, artifact, status| Outcome { name: pkg.name.clone(), key, artifact, status, duration: start.elapsed() };
+        let done = |key, artifact, status| Outcome {
+            name: pkg.name.clone(),
+            key,
+            artifact,
+            status,
+            duration: start.elapsed(),
+        };
         let mut deps = BTreeMap::new();
         {
             let st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for &d in &pkg.deps {
-                let dep = st.outcomes[d].as_ref().and_then(|o| o.artifact.filter(|_| matches!(o.status, Status::Built | Status::Cached)));
+                let dep = st.outcomes[d]
+                    .as_ref()
+                    .and_then(|o| o.artifact.filter(|_| matches!(o.status, Status::Built | Status::Cached)));
                 match dep {
                     Some(a) => {
                         deps.insert(self.ws.packages[d].name.clone(), a);

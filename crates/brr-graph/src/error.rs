@@ -41,13 +41,23 @@ impl From<DeclError> for GraphError {
     }
 }
 
+impl From<Box<DeclError>> for GraphError {
+    fn from(e: Box<DeclError>) -> Self {
+        Self::Decl(e)
+    }
+}
+
 impl GraphError {
     /// True for mistakes of the user (declarations, names), false for
     /// environment or internal failures: the CLI exits differently.
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Self::Decl(_) | Self::Cycle { .. } | Self::NoWorkspace { .. } | Self::UnknownTarget { .. } | Self::ToolNotFound { .. }
+            Self::Decl(_)
+                | Self::Cycle { .. }
+                | Self::NoWorkspace { .. }
+                | Self::UnknownTarget { .. }
+                | Self::ToolNotFound { .. }
         )
     }
 }

@@ -76,8 +76,7 @@ pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(HashMap<PathBuf, 
             Ok((p.clone(), Leaf { kind, hash: digest.0, size }, Some(entry)))
         })
         .collect::<Result<_, GraphError>>()?;
-    let fresh: Vec<(PathBuf, StatEntry)> =
-        results.iter().filter_map(|(p, _, e)| e.clone().map(|e| (p.clone(), e))).collect();
+    let fresh: Vec<(PathBuf, StatEntry)> = results.iter().filter_map(|(p, _, e)| e.map(|e| (p.clone(), e))).collect();
     if !fresh.is_empty() {
         store.stat_cache_put(&fresh)?;
     }

@@ -154,7 +154,8 @@ fn discover(
     ws_file: &SourceFile,
     files: &[(String, PathBuf)],
 ) -> Result<Vec<Package>, GraphError> {
-    let globs: Vec<GlobSet> = decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
+    let globs: Vec<GlobSet> =
+        decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
     let mut used = vec![false; globs.len()];
     let mut packages: Vec<Package> = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
@@ -273,15 +274,18 @@ fn unknown_dep(root: &Path, p: &Package, dep: &str) -> GraphError {
     // Re-read lazily: only on this error path.
     let text = fs_err::read_to_string(root.join(&p.manifest)).unwrap_or_default();
     let file = SourceFile::new(p.manifest.clone(), text);
-    DeclError::at(&file, file.find_value(dep, file.find_field("deps")), format!("unknown dependency `{dep}`"), "no such package")
-        .into()
+    DeclError::at(
+        &file,
+        file.find_value(dep, file.find_field("deps")),
+        format!("unknown dependency `{dep}`"),
+        "no such package",
+    )
+    .into()
 }
 
 /// One cycle, in order, closing on its first package (`a → b → a`).
 fn find_cycle(graph: &DiGraph<usize, ()>, packages: &[Package]) -> Option<Vec<String>> {
-    let scc = petgraph::algo::tarjan_scc(graph).into_iter().find(|c| {
-        c.len() > 1 || graph.contains_edge(c[0], c[0])
-    })?;
+    let scc = petgraph::algo::tarjan_scc(graph).into_iter().find(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))?;
     let start = *scc.iter().min_by_key(|n| &packages[graph[**n]].name)?;
     // Walk edges inside the component until we return to the start.
     let mut path = vec![start];

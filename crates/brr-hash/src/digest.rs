@@ -93,11 +93,7 @@ impl FromStr for Digest {
 /// Hex in human-readable formats (JSON), raw 32 bytes in the canonical encoding.
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.collect_str(self)
-        } else {
-            self.0.serialize(s)
-        }
+        if s.is_human_readable() { s.collect_str(self) } else { self.0.serialize(s) }
     }
 }
 

@@ -29,7 +29,7 @@ pub fn hash_file(path: &Path) -> Result<(BlobHash, u64), FsError> {
     let mut hasher = blake3::Hasher::new();
     let len = fs_err::metadata(path)?.len();
     if len >= MMAP_THRESHOLD {
-        hasher.update_mmap_rayon(path).map_err(|e| with_path(e, path))?;
+        hasher.update_mmap_rayon(path).map_err(|e| with_path(&e, path))?;
     } else {
         let mut f = fs_err::File::open(path)?;
         let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
@@ -39,7 +39,7 @@ pub fn hash_file(path: &Path) -> Result<(BlobHash, u64), FsError> {
     Ok((BlobHash(hasher.finalize().into()), len))
 }
 
-fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
+fn with_path(e: &std::io::Error, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display()))
 }
 
@@ -151,25 +151,16 @@ pub fn snapshot(root: &Path, names: &[String]) -> Result<Snapshot, FsError> {
         for entry in walkdir_sorted(&start)? {
             let path = entry;
             let rel_path = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            let rel = rel_path
-                .to_str()
-                .ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?
-                .to_owned();
+            let rel = rel_path.to_str().ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?.to_owned();
             let meta = fs_err::symlink_metadata(&path)?;
             let ft = meta.file_type();
             if ft.is_dir() {
                 builder.insert_dir(&rel);
             } else if ft.is_symlink() {
                 let target = fs_err::read_link(&path)?;
-                check_link(root, &rel_path, &target).map_err(|()| FsError::EscapingSymlink {
-                    path: rel_path.clone(),
-                    target: target.clone(),
-                })?;
-                let bytes = target
-                    .to_str()
-                    .ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?
-                    .as_bytes()
-                    .to_vec();
+                check_link(&rel_path, &target)
+                    .map_err(|()| FsError::EscapingSymlink { path: rel_path.clone(), target: target.clone() })?;
+                let bytes = target.to_str().ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?.as_bytes().to_vec();
                 let hash = Digest::of(&bytes);
                 builder.insert(&rel, Leaf { kind: EntryKind::Symlink, hash, size: bytes.len() as u64 })?;
                 link_targets.push((hash, bytes));
@@ -192,9 +183,8 @@ fn walkdir_sorted(start: &Path) -> Result<Vec<PathBuf>, FsError> {
     let mut out = vec![start.to_path_buf()];
     let meta = fs_err::symlink_metadata(start)?;
     if meta.is_dir() {
-        let mut children: Vec<PathBuf> = fs_err::read_dir(start)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
+        let mut children: Vec<PathBuf> =
+            fs_err::read_dir(start)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         children.sort();
         for c in children {
             out.extend(walkdir_sorted(&c)?);
@@ -205,11 +195,12 @@ fn walkdir_sorted(start: &Path) -> Result<Vec<PathBuf>, FsError> {
 
 /// A symlink at `rel` (relative to the root) may point only at a relative
 /// path that stays within the root.
-fn check_link(_root: &Path, rel: &Path, target: &Path) -> Result<(), ()> {
+fn check_link(rel: &Path, target: &Path) -> Result<(), ()> {
     if target.is_absolute() {
         return Err(());
     }
-    let mut depth: i64 = rel.components().count() as i64 - 1;
+    // Depth of the link's folder below the root; `..` may not go above it.
+    let mut depth = i64::try_from(rel.components().count()).unwrap_or(i64::MAX) - 1;
     for c in target.components() {
         match c {
             Component::ParentDir => depth -= 1,
@@ -284,6 +275,6 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let data = vec![7u8; 3 << 20];
         fs_err::write(a.path().join("big"), &data).unwrap();
-        assert_eq!(hash_file(&a.path().join("big")).unwrap().0 .0, Digest::of(&data));
+        assert_eq!(hash_file(&a.path().join("big")).unwrap().0.0, Digest::of(&data));
     }
 }

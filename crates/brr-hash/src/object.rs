@@ -50,9 +50,7 @@ impl ObjectKind {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Blob, Self::Tree, Self::Action, Self::Artifact]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [Self::Blob, Self::Tree, Self::Action, Self::Artifact].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -87,9 +85,8 @@ pub trait Object: Serialize + DeserializeOwned {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let body = bytes
-            .strip_prefix(Self::TAG.as_bytes())
-            .ok_or(DecodeError::Tag { expected: Self::TAG.trim_end() })?;
+        let body =
+            bytes.strip_prefix(Self::TAG.as_bytes()).ok_or(DecodeError::Tag { expected: Self::TAG.trim_end() })?;
         postcard::from_bytes(body).map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source })
     }
 }
@@ -216,10 +213,7 @@ mod tests {
     /// would silently invalidate every cache. Bump the tag when it must change.
     #[test]
     fn action_key_encoding_is_pinned() {
-        assert_eq!(
-            sample_key().key().to_string(),
-            "31bb083b0583328c63e0feeae2e056f26225b95ca1c90df6ceddad5463dcb438"
-        );
+        assert_eq!(sample_key().key().to_string(), "31bb083b0583328c63e0feeae2e056f26225b95ca1c90df6ceddad5463dcb438");
     }
 
     #[test]

@@ -15,32 +15,32 @@ pub const RESERVED_ENV: &[&str] = &["PATH", "HOME", "TZ", "LC_ALL", "SOURCE_DATE
 fn ron_options() -> ron::Options {
     // `Library(name: ..)` instead of `Library((name: ..))`, and `release: [..]`
     // instead of `release: Some([..])`.
-    ron::Options::default()
-        .with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES | Extensions::IMPLICIT_SOME)
+    ron::Options::default().with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES | Extensions::IMPLICIT_SOME)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, DeclError> {
+fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Box<DeclError>> {
     ron_options().from_str(&file.text).map_err(|e| {
         let start = file.offset(e.span.start.line, e.span.start.col);
         let end = file.offset(e.span.end.line, e.span.end.col).max(start);
         let len = (end - start).max(1).min(file.text.len().saturating_sub(start));
-        DeclError::at(file, (start, len).into(), e.code.to_string(), "here")
+        Box::new(DeclError::at(file, (start, len).into(), e.code.to_string(), "here"))
     })
 }
 
 /// Parses a workspace root `brr.ron`.
-pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, DeclError> {
+pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError>> {
     let ws: WorkspaceDecl = parse(file)?;
     if ws.packages.is_empty() {
         let at = file.find_field("packages");
         return Err(DeclError::at(file, (at, 8).into(), "a workspace needs at least one package glob", "empty")
-            .with_help("e.g. `packages: [\"libs/*\", \"services/*\"]`"));
+            .with_help("e.g. `packages: [\"libs/*\", \"services/*\"]`")
+            .into());
     }
     Ok(ws)
 }
 
 /// Parses a package `brr.ron` and checks what the file alone can tell.
-pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, DeclError> {
+pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, Box<DeclError>> {
     let decl: PackageDecl = parse(file)?;
     check_package(file, &decl)?;
     Ok(decl)
@@ -52,89 +52,98 @@ fn is_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), DeclError> {
+fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclError>> {
     let b = decl.body();
-    let err = |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
+    let err =
+        |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
 
     if !is_name(&b.name) {
         return Err(err(&b.name, format!("invalid package name `{}`", b.name), "not a name")
-            .with_help("names use lowercase letters, digits, `-` and `_`"));
+            .with_help("names use lowercase letters, digits, `-` and `_`")
+            .into());
     }
     let Some(program) = b.builder.first() else {
         let at = file.find_field("builder");
-        return Err(DeclError::at(file, (at, 7).into(), "the builder command is empty", "no program"));
+        return Err(DeclError::at(file, (at, 7).into(), "the builder command is empty", "no program").into());
     };
     if !b.tools.contains(program) {
         return Err(err(program, format!("builder program `{program}` is not a declared tool"), "not in `tools`")
-            .with_help(format!("add `\"{program}\"` to `tools`: the builder's PATH holds only declared tools")));
+            .with_help(format!("add `\"{program}\"` to `tools`: the builder's PATH holds only declared tools"))
+            .into());
     }
     let mut seen = BTreeSet::new();
     for t in &b.tools {
         if !seen.insert(t) {
-            return Err(err(t, format!("tool `{t}` is declared twice"), "duplicate"));
+            return Err(err(t, format!("tool `{t}` is declared twice"), "duplicate").into());
         }
         if t.contains('/') || t.is_empty() {
             return Err(err(t, format!("tool `{t}` must be a program name, not a path"), "a path")
-                .with_help("brr resolves tools on the host PATH and records their digests"));
+                .with_help("brr resolves tools on the host PATH and records their digests")
+                .into());
         }
     }
     let mut seen = BTreeSet::new();
     for d in &b.deps {
         if d == &b.name {
-            return Err(err(d, format!("package `{d}` depends on itself"), "self-dependency"));
+            return Err(err(d, format!("package `{d}` depends on itself"), "self-dependency").into());
         }
         if !seen.insert(d) {
-            return Err(err(d, format!("dependency `{d}` is listed twice"), "duplicate"));
+            return Err(err(d, format!("dependency `{d}` is listed twice"), "duplicate").into());
         }
     }
     for k in b.env.keys() {
         if RESERVED_ENV.contains(&k.as_str()) {
             return Err(err(k, format!("env `{k}` is set by brr and cannot be declared"), "reserved")
-                .with_help(format!("reserved: {}", RESERVED_ENV.join(", "))));
+                .with_help(format!("reserved: {}", RESERVED_ENV.join(", ")))
+                .into());
         }
     }
     if b.outputs.is_empty() {
         let at = file.find_field("outputs");
-        return Err(DeclError::at(file, (at, 7).into(), "a package must declare at least one output", "empty"));
+        return Err(DeclError::at(file, (at, 7).into(), "a package must declare at least one output", "empty").into());
     }
     let mut seen = BTreeSet::new();
     for o in &b.outputs {
         if !is_contained(o) {
             return Err(err(o, format!("output `{o}` escapes the output folder"), "not inside $OUT")
-                .with_help("outputs are relative paths below $OUT, without `..`"));
+                .with_help("outputs are relative paths below $OUT, without `..`")
+                .into());
         }
         if !seen.insert(o.trim_end_matches('/')) {
-            return Err(err(o, format!("output `{o}` is declared twice"), "duplicate"));
+            return Err(err(o, format!("output `{o}` is declared twice"), "duplicate").into());
         }
     }
     for i in &b.inputs {
         if !is_contained(i) {
             return Err(err(i, format!("input glob `{i}` reaches outside the package folder"), "outside")
-                .with_help("inputs are globs relative to the package folder, without `..`"));
+                .with_help("inputs are globs relative to the package folder, without `..`")
+                .into());
         }
     }
     if !decl.is_service() {
         if let Some(p) = b.processes.keys().next() {
             return Err(err(p, format!("library `{}` declares process `{p}`", b.name), "libraries do not run")
-                .with_help("declare it as `Service(...)` to give it processes"));
+                .with_help("declare it as `Service(...)` to give it processes")
+                .into());
         }
         if b.release.is_some() {
             let at = file.find_field("release");
             return Err(DeclError::at(file, (at, 7).into(), "a library cannot have a release command", "here")
-                .with_help("declare it as `Service(...)`"));
+                .with_help("declare it as `Service(...)`")
+                .into());
         }
     }
     for (name, p) in &b.processes {
         if !is_name(name) {
-            return Err(err(name, format!("invalid process type `{name}`"), "not a name"));
+            return Err(err(name, format!("invalid process type `{name}`"), "not a name").into());
         }
         if p.command.is_empty() {
-            return Err(err(name, format!("process `{name}` has an empty command"), "empty command"));
+            return Err(err(name, format!("process `{name}` has an empty command"), "empty command").into());
         }
     }
     if b.release.as_ref().is_some_and(Vec::is_empty) {
         let at = file.find_field("release");
-        return Err(DeclError::at(file, (at, 7).into(), "the release command is empty", "empty"));
+        return Err(DeclError::at(file, (at, 7).into(), "the release command is empty", "empty").into());
     }
     Ok(())
 }

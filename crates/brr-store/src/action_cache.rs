@@ -84,9 +84,8 @@ impl Store {
     /// The cached result of build key `key`, if any.
     pub fn lookup_action(&self, key: BuildKey) -> Result<Option<ActionRecord>, StoreError> {
         self.db.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT artifact, log, duration_ms, created_at FROM action_cache WHERE key = ?1",
-            )?;
+            let mut stmt =
+                tx.prepare_cached("SELECT artifact, log, duration_ms, created_at FROM action_cache WHERE key = ?1")?;
             let rec = stmt
                 .query_row([key.0.as_bytes()], |r| {
                     Ok(ActionRecord {

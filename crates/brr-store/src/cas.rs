@@ -44,7 +44,6 @@ impl TempFile {
         }
     }
 
-
     /// Syncs the bytes and renames the file to `dest`, replacing any file
     /// there (which, being named by the same content, holds the same bytes).
     fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
@@ -127,7 +126,8 @@ impl Store {
     /// folder to sync.
     pub(crate) fn place_file(&self, path: &Path, expected: Digest) -> Result<(u64, Option<PathBuf>), StoreError> {
         if self.file_in_place(expected)? {
-            let size = std::fs::metadata(self.object_path(expected)).at(path)?.len();
+            let dest = self.object_path(expected);
+            let size = std::fs::metadata(&dest).at(&dest)?.len();
             return Ok((size, None));
         }
         let dir = self.shard_dir(expected)?;
@@ -144,12 +144,11 @@ impl Store {
     /// on the way. Used where a hard link would share the CAS file's mode.
     pub(crate) fn copy_out(&self, d: Digest, dest: &Path, mode: u32) -> Result<(), StoreError> {
         let src = self.object_path(d);
-        let mut out = OpenOptions::new().write(true).create_new(true).mode(mode).open(dest).map_err(|e| {
-            match e.kind() {
+        let mut out =
+            OpenOptions::new().write(true).create_new(true).mode(mode).open(dest).map_err(|e| match e.kind() {
                 ErrorKind::AlreadyExists => StoreError::DestinationExists { path: dest.to_path_buf() },
                 _ => StoreError::Io { path: dest.to_path_buf(), source: e },
-            }
-        })?;
+            })?;
         let (actual, _) = copy_hashing(&src, &mut out, dest, Some(d))?;
         if actual != d {
             return Err(StoreError::Corrupt { hash: d, path: src, actual });

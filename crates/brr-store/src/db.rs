@@ -67,8 +67,7 @@ impl Db {
                 sql(e)
             });
         }
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::NotAStore {
                 path: root.to_path_buf(),
@@ -155,7 +154,9 @@ pub(crate) struct KindCol(pub ObjectKind);
 impl FromSql for KindCol {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         let s = value.as_str()?;
-        ObjectKind::parse(s).map(KindCol).ok_or_else(|| FromSqlError::Other(format!("unknown object kind `{s}`").into()))
+        ObjectKind::parse(s)
+            .map(KindCol)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown object kind `{s}`").into()))
     }
 }
 

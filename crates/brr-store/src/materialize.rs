@@ -48,7 +48,8 @@ impl Store {
                 EntryKind::Executable => self.copy_out(e.hash, &path, if read_only { 0o555 } else { 0o755 })?,
                 EntryKind::Symlink => {
                     let invalid = |reason| StoreError::InvalidTree { tree: hash, name: e.name.clone(), reason };
-                    let target = String::from_utf8(self.get(e.hash)?).map_err(|_| invalid("link target is not UTF-8"))?;
+                    let target =
+                        String::from_utf8(self.get(e.hash)?).map_err(|_| invalid("link target is not UTF-8"))?;
                     if escapes(depth, Path::new(&target)) {
                         return Err(invalid("link target escapes the tree"));
                     }

@@ -56,7 +56,11 @@ pub(crate) fn check_tree(hash: Digest, tree: &Tree) -> Result<(), StoreError> {
 
 /// Decodes `bytes` as a `kind` object and lists what it references, with the
 /// kind each must have. Fails when the bytes are not a valid `kind`.
-pub(crate) fn references(kind: ObjectKind, hash: Digest, bytes: &[u8]) -> Result<Vec<(Digest, ObjectKind)>, StoreError> {
+pub(crate) fn references(
+    kind: ObjectKind,
+    hash: Digest,
+    bytes: &[u8],
+) -> Result<Vec<(Digest, ObjectKind)>, StoreError> {
     let invalid = |source| StoreError::Invalid { hash, kind, source };
     Ok(match kind {
         ObjectKind::Blob => Vec::new(),
@@ -190,7 +194,12 @@ impl Store {
     }
 
     /// Puts one object's file in place (without syncing its folder).
-    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<(Placed, Option<PathBuf>), StoreError> {
+    fn place(
+        &self,
+        hash: Digest,
+        kind: ObjectKind,
+        source: &Source<'_>,
+    ) -> Result<(Placed, Option<PathBuf>), StoreError> {
         match source {
             Source::File(path) => {
                 let (size, dir) = self.place_file(path, hash)?;

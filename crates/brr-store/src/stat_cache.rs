@@ -38,7 +38,14 @@ impl StatEntry {
     /// An entry for a file whose metadata `meta` was read at `recorded_ns`
     /// (take it before hashing, so a write during hashing is caught).
     pub fn new(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> Self {
-        Self { size: meta.len(), mtime_ns: mtime_ns(meta), ino: meta.ino(), ctime_ns: ctime_ns(meta), digest, recorded_ns }
+        Self {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            ino: meta.ino(),
+            ctime_ns: ctime_ns(meta),
+            digest,
+            recorded_ns,
+        }
     }
 
     /// The current time as Unix nanoseconds, for [`StatEntry::recorded_ns`].

@@ -100,11 +100,15 @@ impl Store {
         let mut missing: Vec<&Digest> = rows.objects.keys().filter(|d| !on_disk.contains(d)).collect();
         missing.sort();
         for d in missing {
-            report.problems.push(format!("object `{d}` is recorded but `{}` is missing", self.object_path(*d).display()));
+            report
+                .problems
+                .push(format!("object `{d}` is recorded but `{}` is missing", self.object_path(*d).display()));
         }
         for (owner, r, expected) in &rows.references {
             if !rows.objects.get(r).is_some_and(|(k, _)| satisfies(*k, *expected)) {
-                report.problems.push(format!("{owner} names {} `{r}`, which is not recorded as one", expected.as_str()));
+                report
+                    .problems
+                    .push(format!("{owner} names {} `{r}`, which is not recorded as one", expected.as_str()));
             }
         }
         Ok(report)
@@ -124,7 +128,11 @@ impl Store {
             let mut q = stmt.query([])?;
             while let Some(r) = q.next()? {
                 let key = Digest::from_bytes(r.get(0)?);
-                references.push((format!("action cache entry `{key}`"), Digest::from_bytes(r.get(1)?), ObjectKind::Artifact));
+                references.push((
+                    format!("action cache entry `{key}`"),
+                    Digest::from_bytes(r.get(1)?),
+                    ObjectKind::Artifact,
+                ));
                 if let Some(log) = digest_of(r.get(2)?) {
                     references.push((format!("action cache entry `{key}`"), log, ObjectKind::Blob));
                 }

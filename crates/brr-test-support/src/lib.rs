@@ -117,6 +117,7 @@ impl From<Output> for Run {
 impl Run {
     /// Asserts exit code 0.
     #[track_caller]
+    #[must_use]
     pub fn success(self) -> Self {
         assert_eq!(self.code, Some(0), "brr failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
@@ -124,6 +125,7 @@ impl Run {
 
     /// Asserts a given exit code.
     #[track_caller]
+    #[must_use]
     pub fn code(self, code: i32) -> Self {
         assert_eq!(self.code, Some(code), "unexpected exit\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self

@@ -9,16 +9,20 @@ use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
 
-pub fn run(settings: &Settings, targets: &[String], jobs: Option<usize>, no_sandbox: bool, json: bool) -> Result<(), Failure> {
+pub fn run(
+    settings: &Settings,
+    targets: &[String],
+    jobs: Option<usize>,
+    no_sandbox: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let ws = load_workspace(settings)?;
     let mask = ws.select(targets).map_err(graph_failure)?;
     let store = open_store(settings)?;
     let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
-    if !no_sandbox {
-        if let sandbox::Isolation::Off { reason, landlock } = sandbox::isolation() {
-            let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
-            printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
-        }
+    if let (false, sandbox::Isolation::Off { reason, landlock }) = (no_sandbox, sandbox::isolation()) {
+        let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
+        printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
     }
     let opts = BuildOptions {
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),

@@ -8,21 +8,12 @@ use crate::support::{TestResult, new_store};
 /// An artifact with an empty outputs tree, stored.
 fn stored_artifact(store: &Store, seed: &str) -> Result<ArtifactHash, StoreError> {
     let outputs = TreeHash(store.put_object(&Tree::default())?);
-    let mut manifest = ServiceManifest::default();
-    manifest.release = Some(vec![seed.to_owned()]);
+    let manifest = ServiceManifest { release: Some(vec![seed.to_owned()]), ..ServiceManifest::default() };
     Ok(ArtifactHash(store.put_object(&Artifact { outputs, manifest })?))
 }
 
 fn build(target: &str, key: BuildKey, artifact: Option<ArtifactHash>, status: &str, at: i64) -> BuildRow {
-    BuildRow {
-        target: target.into(),
-        key,
-        artifact,
-        status: status.into(),
-        log: None,
-        started_at: at,
-        duration_ms: 10,
-    }
+    BuildRow { target: target.into(), key, artifact, status: status.into(), log: None, started_at: at, duration_ms: 10 }
 }
 
 #[test]

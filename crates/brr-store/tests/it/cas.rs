@@ -118,7 +118,10 @@ fn put_file_checks_the_hash_while_copying() -> TestResult {
     std::fs::write(&src, &data)?;
     let wrong = Digest::of(b"other");
     let err = store.put_file(&src, wrong).expect_err("wrong hash");
-    assert!(matches!(&err, StoreError::HashMismatch { path, expected, .. } if path == &src && *expected == wrong), "{err}");
+    assert!(
+        matches!(&err, StoreError::HashMismatch { path, expected, .. } if path == &src && *expected == wrong),
+        "{err}"
+    );
     assert!(!store.contains(wrong)?);
     assert_eq!(std::fs::read_dir(store.tmp_dir())?.count(), 0, "temp file removed");
     let right = Digest::of(&data);

@@ -5,13 +5,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, EntryKind, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
+use brr_hash::{
+    Artifact, ArtifactHash, BuildKey, Digest, EntryKind, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash,
+};
 use brr_store::{ActionRecord, BuildRow, StatEntry, Store, StoreError};
 
 use crate::support::TestResult;
 
 /// Set (to a store folder) only in the child process this test spawns.
 const CHILD_ENV: &str = "BRR_STORE_CRASH_CHILD";
+/// What the child prints when the parent may kill it (libtest may print
+/// before it on the same line).
+const READY: &str = "brr-store-child-ready";
 /// Puts the child makes before telling the parent it may kill it.
 const WARM_UP: u64 = 25;
 /// The child gives up after this long if nobody kills it.
@@ -28,7 +33,15 @@ fn write_round(store: &Store, seed: &str, i: u64) -> Result<(), StoreError> {
     let key = BuildKey(Digest::of(format!("{seed} key {i}").as_bytes()));
     store.record_action(&ActionRecord { key, artifact, log: Some(blob), duration_ms: i, created_at: 0 })?;
     let status = "built".to_owned();
-    store.record_build(&BuildRow { target: "//x".into(), key, artifact: Some(artifact), status, log: None, started_at: 0, duration_ms: i })?;
+    store.record_build(&BuildRow {
+        target: "//x".into(),
+        key,
+        artifact: Some(artifact),
+        status,
+        log: None,
+        started_at: 0,
+        duration_ms: i,
+    })?;
     let stat = StatEntry { size: i, mtime_ns: 0, ino: i, ctime_ns: 0, digest: blob.into(), recorded_ns: 0 };
     store.stat_cache_put(&[(format!("p{i}").into(), stat)])
 }
@@ -44,7 +57,7 @@ fn child_writer() -> TestResult {
     for i in 0.. {
         write_round(&store, &seed, i)?;
         if i == WARM_UP {
-            writeln!(stdout, "ready")?;
+            writeln!(stdout, "{READY}")?;
             stdout.flush()?;
         }
         if start.elapsed() > CHILD_LIMIT {
@@ -67,7 +80,7 @@ fn sigkill_mid_write_leaves_a_valid_store() -> TestResult {
             .stderr(Stdio::null())
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        let ready = BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l == "ready");
+        let ready = BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.contains(READY));
         child.kill()?;
         child.wait()?;
         assert!(ready, "child never got ready in round {round}");

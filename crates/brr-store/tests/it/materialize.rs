@@ -36,7 +36,10 @@ fn read_only_materialization_reproduces_the_tree() -> TestResult {
     let cas = store.object_path(Digest::of(b"hello\n"));
     assert_eq!(std::fs::metadata(dest.join("a.txt"))?.ino(), std::fs::metadata(&cas)?.ino(), "hard link");
     assert_eq!(mode(&dest.join("bin/run"))?, 0o555);
-    assert_ne!(std::fs::metadata(dest.join("bin/run"))?.ino(), std::fs::metadata(store.object_path(Digest::of(b"#!/bin/sh\necho run\n")))?.ino());
+    assert_ne!(
+        std::fs::metadata(dest.join("bin/run"))?.ino(),
+        std::fs::metadata(store.object_path(Digest::of(b"#!/bin/sh\necho run\n")))?.ino()
+    );
     assert_eq!(std::fs::read_link(dest.join("link"))?, std::path::Path::new("a.txt"));
     assert_eq!(std::fs::read(dest.join("sub/deep/b.txt"))?, b"deep\n");
     for d in ["", "bin", "empty", "sub", "sub/deep"] {

@@ -12,7 +12,8 @@ use crate::support::{TestResult, new_store};
 /// A time safely after the file's last change: as if recorded later.
 fn settled_after(meta: &std::fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
-    let latest = (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).max(meta.ctime() * 1_000_000_000 + meta.ctime_nsec());
+    let latest =
+        (meta.mtime() * 1_000_000_000 + meta.mtime_nsec()).max(meta.ctime() * 1_000_000_000 + meta.ctime_nsec());
     latest + RACY_MARGIN_NS + 1_000_000_000
 }
 
