@@ -106,29 +106,30 @@ impl Store {
         Ok(dir)
     }
 
-    /// Puts `bytes` (which hash to `d`) in place as `d`'s file. Returns the
-    /// folder whose entry must be synced before a row names the object, or
-    /// `None` when the file was already there.
-    pub(crate) fn place_bytes(&self, d: Digest, bytes: &[u8]) -> Result<Option<PathBuf>, StoreError> {
+    /// Puts `bytes` (which hash to `d`) in place as `d`'s file, unless a
+    /// good file is already there. Returns the folder that must be synced
+    /// before a row names the object (also when the file was there: the
+    /// process that renamed it may have died before syncing).
+    pub(crate) fn place_bytes(&self, d: Digest, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         if self.file_in_place(d)? {
-            return Ok(None);
+            return self.shard_dir(d);
         }
         let dir = self.shard_dir(d)?;
         let mut tmp = TempFile::create(&self.tmp_dir(), 0o444)?;
         tmp.file.write_all(bytes).at(&tmp.path)?;
         tmp.persist(&self.object_path(d))?;
-        Ok(Some(dir))
+        Ok(dir)
     }
 
     /// Copies the file at `path` into place as `expected`'s file, hashing
     /// while copying; fails (leaving nothing behind) if the bytes do not hash
     /// to `expected`. Returns the size and, as [`Store::place_bytes`], the
     /// folder to sync.
-    pub(crate) fn place_file(&self, path: &Path, expected: Digest) -> Result<(u64, Option<PathBuf>), StoreError> {
+    pub(crate) fn place_file(&self, path: &Path, expected: Digest) -> Result<(u64, PathBuf), StoreError> {
         if self.file_in_place(expected)? {
             let dest = self.object_path(expected);
             let size = std::fs::metadata(&dest).at(&dest)?.len();
-            return Ok((size, None));
+            return Ok((size, self.shard_dir(expected)?));
         }
         let dir = self.shard_dir(expected)?;
         let mut tmp = TempFile::create(&self.tmp_dir(), 0o444)?;
@@ -137,7 +138,7 @@ impl Store {
             return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
         }
         tmp.persist(&self.object_path(expected))?;
-        Ok((size, Some(dir)))
+        Ok((size, dir))
     }
 
     /// Copies object `d` to a new file `dest` with `mode`, checking its hash

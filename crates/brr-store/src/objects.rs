@@ -127,9 +127,7 @@ impl Store {
             return Ok(hash);
         }
         let refs = references(kind, hash, bytes)?;
-        if let Some(dir) = self.place_bytes(hash, bytes)? {
-            sync_dir(&dir)?;
-        }
+        sync_dir(&self.place_bytes(hash, bytes)?)?;
         self.record(&[Placed { hash, kind, size: bytes.len() as u64, refs }])?;
         Ok(hash)
     }
@@ -147,9 +145,7 @@ impl Store {
             return Ok(());
         }
         let (size, dir) = self.place_file(path, expected)?;
-        if let Some(dir) = dir {
-            sync_dir(&dir)?;
-        }
+        sync_dir(&dir)?;
         self.record(&[Placed { hash: expected, kind: ObjectKind::Blob, size, refs: Vec::new() }])
     }
 
@@ -178,13 +174,13 @@ impl Store {
         let present: Vec<bool> = self.db.read(|tx| {
             todo.iter().map(|(d, kind, _)| Ok(kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind)))).collect()
         })?;
-        let placed: Vec<(Placed, Option<PathBuf>)> = todo
+        let placed: Vec<(Placed, PathBuf)> = todo
             .par_iter()
             .zip(present)
             .filter(|(_, present)| !present)
             .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
             .collect::<Result<_, _>>()?;
-        let dirs: BTreeSet<&PathBuf> = placed.iter().filter_map(|(_, dir)| dir.as_ref()).collect();
+        let dirs: BTreeSet<&PathBuf> = placed.iter().map(|(_, dir)| dir).collect();
         for dir in dirs {
             sync_dir(dir)?;
         }
@@ -194,12 +190,7 @@ impl Store {
     }
 
     /// Puts one object's file in place (without syncing its folder).
-    fn place(
-        &self,
-        hash: Digest,
-        kind: ObjectKind,
-        source: &Source<'_>,
-    ) -> Result<(Placed, Option<PathBuf>), StoreError> {
+    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<(Placed, PathBuf), StoreError> {
         match source {
             Source::File(path) => {
                 let (size, dir) = self.place_file(path, hash)?;

@@ -1,5 +1,4 @@
 //! Integration tests of brr-exec: real builder processes in the sandbox.
-#![expect(clippy::unwrap_used, reason = "a failing test panics")]
 
 mod basics;
 mod isolation;

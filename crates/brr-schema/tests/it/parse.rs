@@ -17,7 +17,7 @@ const GOOD: &str = r#"Service(
 )
 "#;
 
-fn pkg(text: &str) -> Result<PackageDecl, DeclError> {
+fn pkg(text: &str) -> Result<PackageDecl, Box<DeclError>> {
     parse_package(&SourceFile::new("services/api/brr.ron", text))
 }
 
