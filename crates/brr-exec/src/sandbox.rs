@@ -202,13 +202,16 @@ fn command(spec: &SandboxSpec, setup: Option<ChildSetup>) -> Command {
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .process_group(0);
-    if let Some(setup) = setup {
-        // SAFETY: `apply` only issues raw syscalls on data prepared before the
-        // fork (no allocation, no locks), which is what a child forked from a
-        // multi-threaded parent may do.
-        unsafe {
-            command.pre_exec(move || setup.apply());
-        }
+    // SAFETY: `umask` and `apply` only issue raw syscalls on data prepared
+    // before the fork (no allocation, no locks), which is what a child forked
+    // from a multi-threaded parent may do.
+    unsafe {
+        command.pre_exec(move || {
+            // A fixed umask: the modes a builder creates must not depend on
+            // the caller's shell.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+            setup.as_ref().map_or(Ok(()), ChildSetup::apply)
+        });
     }
     command
 }

@@ -71,3 +71,16 @@ fn builder_runs_in_its_own_process_group() {
     let group = fs_err::read_to_string(dir.path().join("pgid")).unwrap();
     assert_eq!(group.trim(), pid.to_string());
 }
+
+#[test]
+fn umask_is_fixed_whatever_the_caller_has() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test process's own umask must not leak into builders.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let results: Vec<_> = [false, true].iter().map(|&isolate| run(&sh("umask", dir.path()), isolate)).collect();
+    rustix::process::umask(old);
+    for (status, log) in results {
+        assert!(status.success());
+        assert_eq!(log.trim(), "0022");
+    }
+}

@@ -72,7 +72,7 @@ fn sigkill_mid_write_leaves_a_valid_store() -> TestResult {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("store");
     Store::open(&root)?;
-    for round in 0..3 {
+    for round in 0..5 {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--exact", "crash::child_writer", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &root)
