@@ -1,0 +1,29 @@
+# Everyday commands. `just` alone lists them.
+
+default:
+    @just --list
+
+# Build every crate (debug).
+build:
+    cargo build --workspace
+
+# The quick start: build the example monorepo and print artifact hashes.
+example:
+    cargo run -p brr-cli -- -C fixtures/shop build
+
+# Every test; the same command as the README and .ci/run.
+test:
+    cargo test --workspace
+
+# Format check, clippy (pedantic, warnings denied) and docs.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# Regenerate the JSON Schemas in schemas/ from the declaration types.
+schema:
+    BRR_BLESS=1 cargo test -p brr-schema schema
+
+# What CI runs.
+ci: lint test
