@@ -1,0 +1,63 @@
+//! Input hashing: the stat cache spares unchanged files, sees changed ones,
+//! and distrusts racily recent timestamps.
+
+use std::time::{Duration, SystemTime};
+
+use brr_graph::{Inputs, Workspace};
+use brr_store::Store;
+
+use crate::{lib, write_all};
+
+fn setup() -> (tempfile::TempDir, Workspace, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    write_all(
+        dir.path(),
+        &[("brr.ron", "Workspace(packages: [\"p/*\"])"), ("p/a/brr.ron", &lib("a", &[])), ("p/a/a.c", "int a;")],
+    );
+    // Old timestamps, so the racy-timestamp rule does not force re-reads.
+    age(&dir.path().join("p/a/a.c"));
+    let ws = Workspace::load(dir.path()).unwrap();
+    let store = Store::open(&dir.path().join(".brr")).unwrap();
+    (dir, ws, store)
+}
+
+fn age(p: &std::path::Path) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+}
+
+#[test]
+fn stat_cache_spares_unchanged_files_and_distrusts_recent_changes() {
+    let (dir, ws, store) = setup();
+    let mask = vec![true];
+    let first = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert!(first.rehashed >= 1);
+    // The file's ctime is seconds old at most: an entry recorded this close
+    // to a change cannot be trusted (racy timestamps), so it is read again.
+    assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().rehashed, 1);
+    // Not synchronisation: the rule is about elapsed time, so let it elapse.
+    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+    assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().rehashed, 1, "re-recorded once the change is old");
+    let again = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert_eq!(again.rehashed, 0, "nothing re-read when nothing changed");
+    assert_eq!(again.sources[0].root, first.sources[0].root);
+
+    // Same size, new bytes, mtime put back: the ctime still moves, so the
+    // change is seen.
+    let f = dir.path().join("p/a/a.c");
+    std::fs::write(&f, "int b;").unwrap();
+    age(&f);
+    let changed = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert_eq!(changed.rehashed, 1);
+    assert_ne!(changed.sources[0].root, first.sources[0].root);
+}
+
+#[test]
+fn touch_keeps_the_source_tree() {
+    let (dir, ws, store) = setup();
+    let mask = vec![true];
+    let before = Inputs::hash(&ws, &store, &mask).unwrap().sources[0].root;
+    let f = std::fs::File::options().write(true).open(dir.path().join("p/a/a.c")).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(5)).unwrap();
+    assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().sources[0].root, before);
+}
