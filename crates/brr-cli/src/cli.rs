@@ -48,6 +48,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hash a file or folder as brr does (BLAKE3; folders as Merkle trees), without a store.
+    Hash {
+        paths: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the log of a target's last build.
     Log { target: String },
     /// Store maintenance.

@@ -2,6 +2,7 @@
 
 mod build;
 mod graph;
+mod hash;
 mod log;
 mod plan;
 mod show;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),
+        Command::Hash { paths, json } => hash::run(&paths, json),
         Command::Log { target } => log::run(&settings, &target),
         Command::Store { command: StoreCommand::Verify { json } } => store_verify::run(&settings, json),
         Command::Schema { dir } => {
