@@ -2,16 +2,16 @@
 //! check and store its outputs, record the action.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use brr_graph::{Inputs, Package, Tool};
+use brr_graph::{Inputs, Package, Tool, which};
 use brr_hash::fs::{BuiltTree, FsError, snapshot};
-use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest};
+use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest, TreeHash};
 use brr_store::{ActionRecord, Store};
 
 use crate::error::{ExecError, io};
-use crate::sandbox::{SandboxSpec, run};
+use crate::sandbox::{DEFAULT_UMASK, SandboxSpec, run};
 use crate::stage::Sandbox;
 
 /// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
@@ -47,8 +47,36 @@ pub struct Built {
     pub log: Digest,
 }
 
-/// Runs the builder of `action`; `Ok(Err(_))` is a failed build, `Err` a
-/// failure to run it at all.
+/// The conditions a builder runs under. [`Conditions::normal`] for builds;
+/// verification varies what a reproducible build must not depend on.
+#[derive(Debug, Clone)]
+pub struct Conditions {
+    /// Folder the sandbox is created in.
+    pub sandbox_dir: PathBuf,
+    /// Stage inputs in reverse order (changes directory order on some file systems).
+    pub reverse_staging: bool,
+    /// Pass the environment in reverse order (through `env -i`).
+    pub reverse_env: bool,
+    pub umask: u32,
+    pub hostname: Option<String>,
+    pub cpus: Option<usize>,
+}
+
+impl Conditions {
+    pub fn normal(store: &Store) -> Self {
+        Self {
+            sandbox_dir: store.tmp_dir(),
+            reverse_staging: false,
+            reverse_env: false,
+            umask: DEFAULT_UMASK,
+            hostname: None,
+            cpus: None,
+        }
+    }
+}
+
+/// Runs the builder of `action` and records the result in the action cache;
+/// `Ok(Err(_))` is a failed build, `Err` a failure to run it at all.
 pub fn execute(
     store: &Store,
     inputs: &Inputs,
@@ -56,9 +84,36 @@ pub fn execute(
     isolate: bool,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
+    let (tree, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
+        Ok(r) => r,
+        Err(f) => return Ok(Err(f)),
+    };
+    let artifact = Artifact { outputs: tree, manifest: action.manifest.clone() };
+    let artifact_hash = ArtifactHash(store.put_object(&artifact)?);
+    store.record_action(&ActionRecord {
+        key: action.key_hash,
+        artifact: artifact_hash,
+        log: Some(log),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        created_at: unix_now(),
+    })?;
+    Ok(Ok(Built { artifact: artifact_hash, log }))
+}
+
+/// Stores the sources and the key, runs the builder under `cond` and stores
+/// its checked outputs. Returns the output tree and the log; records nothing
+/// in the action cache (verification uses this directly).
+pub fn run_builder(
+    store: &Store,
+    inputs: &Inputs,
+    action: &Action<'_>,
+    isolate: bool,
+    cond: &Conditions,
+) -> Result<Result<(TreeHash, Digest), Failure>, ExecError> {
     let pkg = action.pkg;
     // Sources enter the CAS first: the key's source tree must resolve, and
-    // staging from the CAS guarantees the builder sees the hashed bytes.
+    // staging from the CAS guarantees the builder sees the hashed bytes. The
+    // key is stored before running, so `why` can explain even a failed build.
     for rel in pkg.inputs.keys() {
         let f = &inputs.files[rel];
         store.put_file(&f.abs, f.leaf.hash)?;
@@ -66,9 +121,15 @@ pub fn execute(
     for (_, bytes) in &action.sources.trees {
         store.put_bytes(ObjectKind::Tree, bytes)?;
     }
+    store.put_object(&action.key)?;
 
-    let sb = Sandbox::create(&store.tmp_dir(), &action.key_hash.short())?;
-    for rel in pkg.inputs.keys() {
+    fs_err::create_dir_all(&cond.sandbox_dir).map_err(io(&cond.sandbox_dir))?;
+    let sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
+    let mut staged: Vec<&String> = pkg.inputs.keys().collect();
+    if cond.reverse_staging {
+        staged.reverse();
+    }
+    for rel in staged {
         let f = &inputs.files[rel];
         sb.stage_file(rel, &store.object_path(f.leaf.hash), f.leaf.kind)?;
     }
@@ -82,13 +143,29 @@ pub fn execute(
         store.materialize(a.outputs, &sb.deps().join(name), true)?;
     }
 
+    let env = environment(&sb, &pkg.body.env);
+    let mut program = action.tools[&pkg.body.builder[0]].path.clone();
+    let mut args = pkg.body.builder[1..].to_vec();
+    if cond.reverse_env {
+        // std passes the environment sorted; `env -i` keeps the order given.
+        let env_tool = which("env", &std::env::var_os("PATH").unwrap_or_default())
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/env"));
+        let mut wrapped = vec!["-i".to_owned()];
+        wrapped.extend(env.iter().rev().map(|(k, v)| format!("{k}={v}")));
+        wrapped.push(program.to_string_lossy().into_owned());
+        wrapped.append(&mut args);
+        program = env_tool;
+        args = wrapped;
+    }
     let spec = SandboxSpec {
-        program: action.tools[&pkg.body.builder[0]].path.clone(),
-        args: pkg.body.builder[1..].to_vec(),
-        env: environment(&sb, &pkg.body.env),
+        program,
+        args,
+        env,
         cwd,
         writable: vec![sb.src(), sb.out(), sb.tmp()],
-        hostname: None,
+        hostname: cond.hostname.clone(),
+        umask: cond.umask,
+        cpus: cond.cpus,
     };
     let log_path = sb.log();
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
@@ -112,18 +189,7 @@ pub fn execute(
         }
         Err(e) => return Err(e.into()),
     };
-    let tree = store.put_snapshot(&snap)?;
-    let artifact = Artifact { outputs: tree, manifest: action.manifest.clone() };
-    let artifact_hash = ArtifactHash(store.put_object(&artifact)?);
-    store.put_object(&action.key)?;
-    store.record_action(&ActionRecord {
-        key: action.key_hash,
-        artifact: artifact_hash,
-        log: Some(log),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        created_at: unix_now(),
-    })?;
-    Ok(Ok(Built { artifact: artifact_hash, log }))
+    Ok(Ok((store.put_snapshot(&snap)?, log)))
 }
 
 /// The builder's whole environment: brr's fixed values plus the declared env.

@@ -74,7 +74,15 @@ pub struct SandboxSpec {
     pub writable: Vec<PathBuf>,
     /// The host name inside the sandbox; [`DEFAULT_HOSTNAME`] when `None`.
     pub hostname: Option<String>,
+    /// The builder's file-creation mask ([`DEFAULT_UMASK`] for builds;
+    /// verification varies it).
+    pub umask: u32,
+    /// Pin the builder to this many CPUs (verification varies it); all when `None`.
+    pub cpus: Option<usize>,
 }
+
+/// The umask of every build: modes must not depend on the caller's shell.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 /// What isolation this process can give its builders; see [`isolation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,14 +210,23 @@ fn command(spec: &SandboxSpec, setup: Option<ChildSetup>) -> Command {
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .process_group(0);
-    // SAFETY: `umask` and `apply` only issue raw syscalls on data prepared
-    // before the fork (no allocation, no locks), which is what a child forked
-    // from a multi-threaded parent may do.
+    let umask = rustix::fs::Mode::from_raw_mode(spec.umask);
+    let cpus = spec.cpus.map(|n| {
+        let mut set = rustix::thread::CpuSet::new();
+        for cpu in 0..n.clamp(1, rustix::thread::CpuSet::MAX_CPU) {
+            set.set(cpu);
+        }
+        set
+    });
+    // SAFETY: the closure only issues raw syscalls on data prepared before
+    // the fork (no allocation, no locks), which is what a child forked from a
+    // multi-threaded parent may do.
     unsafe {
         command.pre_exec(move || {
-            // A fixed umask: the modes a builder creates must not depend on
-            // the caller's shell.
-            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+            rustix::process::umask(umask);
+            if let Some(set) = &cpus {
+                rustix::thread::sched_setaffinity(None, set)?;
+            }
             setup.as_ref().map_or(Ok(()), ChildSetup::apply)
         });
     }
@@ -246,6 +263,8 @@ fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
         cwd: PathBuf::from("/"),
         writable: Vec::new(),
         hostname: None,
+        umask: DEFAULT_UMASK,
+        cpus: None,
     };
     let setup = prepare(&spec, isolation)?;
     let mut command = command(&spec, Some(setup));

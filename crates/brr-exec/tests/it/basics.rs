@@ -84,3 +84,16 @@ fn umask_is_fixed_whatever_the_caller_has() {
         assert_eq!(log.trim(), "0022");
     }
 }
+
+#[test]
+fn umask_and_visible_cpus_follow_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let mut spec = sh("umask; nproc", dir.path());
+        spec.umask = 0o077;
+        spec.cpus = Some(1);
+        let (status, log) = run(&spec, isolate);
+        assert!(status.success(), "{log}");
+        assert_eq!(log, "0077\n1\n", "isolate={isolate}");
+    }
+}

@@ -19,6 +19,8 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         cwd: cwd.to_path_buf(),
         writable: vec![cwd.to_path_buf()],
         hostname: None,
+        umask: sandbox::DEFAULT_UMASK,
+        cpus: None,
     }
 }
 
