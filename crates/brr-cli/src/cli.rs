@@ -37,6 +37,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every input of a target's key, and what changed since its previous build.
+    Why {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the dependency graph.
     Graph {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]

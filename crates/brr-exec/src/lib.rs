@@ -9,6 +9,7 @@
 
 pub mod action;
 mod error;
+pub mod explain;
 pub mod sandbox;
 pub mod scheduler;
 pub mod stage;

@@ -79,7 +79,7 @@ pub enum Planned {
 
 /// The cached artifact of `key`, with `manifest` applied: a changed process
 /// or release command makes a new artifact without re-running the builder.
-fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<Option<ArtifactHash>, ExecError> {
+pub(crate) fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<Option<ArtifactHash>, ExecError> {
     let Some(rec) = store.lookup_action(key)? else { return Ok(None) };
     let old: Artifact = store.get_object(rec.artifact.0)?;
     if old.manifest == action.manifest {
@@ -89,7 +89,7 @@ fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<
     Ok(Some(ArtifactHash(store.put_object(&fresh)?)))
 }
 
-fn make_action<'a>(
+pub(crate) fn make_action<'a>(
     ws: &'a Workspace,
     inputs: &'a Inputs,
     i: usize,
@@ -103,27 +103,18 @@ fn make_action<'a>(
 
 /// Dry run: for each selected target, cached or to build and why.
 pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Result<Vec<(usize, Planned)>, ExecError> {
-    let mut artifacts: Vec<Option<ArtifactHash>> = vec![None; ws.packages.len()];
-    let mut out = Vec::new();
-    for (i, pkg) in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]) {
-        let pending: Vec<&str> =
-            pkg.deps.iter().filter(|&&d| artifacts[d].is_none()).map(|&d| ws.packages[d].name.as_str()).collect();
-        if let Some(first) = pending.first() {
-            let reason = format!("dependency `{first}` will be built");
-            out.push((i, Planned::Build { key: None, reason }));
-            continue;
-        }
-        let deps = pkg.deps.iter().filter_map(|&d| Some((ws.packages[d].name.clone(), artifacts[d]?))).collect();
-        let action = make_action(ws, inputs, i, deps);
-        if let Some(a) = cached_artifact(store, action.key_hash, &action)? {
-            artifacts[i] = Some(a);
-            out.push((i, Planned::Cached { key: action.key_hash, artifact: a }));
-        } else {
-            let reason = "no cached build for this key".to_owned();
-            out.push((i, Planned::Build { key: Some(action.key_hash), reason }));
-        }
-    }
-    Ok(out)
+    let explained = crate::explain::explain(ws, inputs, store, mask)?;
+    let selected = (0..ws.packages.len()).filter(|i| mask[*i]);
+    Ok(selected
+        .zip(explained)
+        .map(|(i, e)| {
+            let planned = match (&e.cached, e.key_hash) {
+                (Some((artifact, _)), Some(key)) => Planned::Cached { key, artifact: *artifact },
+                _ => Planned::Build { key: e.key_hash, reason: e.reason() },
+            };
+            (i, planned)
+        })
+        .collect())
 }
 
 struct State {

@@ -7,6 +7,7 @@ mod log;
 mod plan;
 mod show;
 mod store_verify;
+mod why;
 
 use brr_graph::{GraphError, Workspace};
 use brr_store::Store;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Build { targets, jobs, no_sandbox, json } => build::run(&settings, &targets, jobs, no_sandbox, json),
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
+        Command::Why { target, json } => why::run(&settings, &target, json),
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),
         Command::Hash { paths, json } => hash::run(&paths, json),
