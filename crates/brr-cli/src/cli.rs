@@ -37,6 +37,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild targets without the cache under varied conditions and compare their outputs.
+    Verify {
+        targets: Vec<String>,
+        /// Rebuilds per target (at least 2).
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        rounds: u32,
+        /// Also hand differing outputs to diffoscope, when it is installed.
+        #[arg(long)]
+        diffoscope: bool,
+        /// Summarize what has been verified so far instead of verifying.
+        #[arg(long, conflicts_with_all = ["targets", "diffoscope"])]
+        report: bool,
+        /// Run builders without namespaces and Landlock.
+        #[arg(long)]
+        no_sandbox: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every input of a target's key, and what changed since its previous build.
     Why {
         target: String,

@@ -19,7 +19,11 @@ pub enum Change {
     FileChanged(String),
     /// The previous source tree is not in this store (e.g. it was pruned).
     SourcesUnknown,
-    Env { name: String, old: Option<String>, new: Option<String> },
+    Env {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     ToolAdded(String),
     ToolRemoved(String),
     ToolChanged(String),

@@ -79,7 +79,11 @@ pub enum Planned {
 
 /// The cached artifact of `key`, with `manifest` applied: a changed process
 /// or release command makes a new artifact without re-running the builder.
-pub(crate) fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>) -> Result<Option<ArtifactHash>, ExecError> {
+pub(crate) fn cached_artifact(
+    store: &Store,
+    key: BuildKey,
+    action: &Action<'_>,
+) -> Result<Option<ArtifactHash>, ExecError> {
     let Some(rec) = store.lookup_action(key)? else { return Ok(None) };
     let old: Artifact = store.get_object(rec.artifact.0)?;
     if old.manifest == action.manifest {
@@ -89,7 +93,8 @@ pub(crate) fn cached_artifact(store: &Store, key: BuildKey, action: &Action<'_>)
     Ok(Some(ArtifactHash(store.put_object(&fresh)?)))
 }
 
-pub(crate) fn make_action<'a>(
+/// The build action of package `i`, given its dependencies' artifacts.
+pub fn make_action<'a>(
     ws: &'a Workspace,
     inputs: &'a Inputs,
     i: usize,

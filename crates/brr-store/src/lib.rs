@@ -44,6 +44,7 @@ mod materialize;
 mod objects;
 mod prefix;
 mod stat_cache;
+mod verifications;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{RACY_MARGIN_NS, StatEntry};
+pub use verifications::Verification;
 pub use verify::VerifyReport;
 
 use crate::db::Db;

@@ -8,7 +8,8 @@
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
-use std::ffi::OsStr;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +33,7 @@ impl TestWorkspace {
         Self { dir, bin: bin.into() }
     }
 
-    /// A copy of `fixtures/<name>`.
+    /// A copy of `fixtures/<name>` (without any `.brr` store left in it).
     pub fn fixture(bin: impl Into<PathBuf>, name: &str) -> Self {
         let ws = Self::new(bin);
         copy_tree(&fixtures_dir().join(name), ws.path());
@@ -41,6 +42,23 @@ impl TestWorkspace {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The default store folder, `<workspace>/.brr`.
+    pub fn store(&self) -> PathBuf {
+        self.path().join(".brr")
+    }
+
+    /// Adds package `p/<name>` (creating a root `brr.ron` over `p/*` if there
+    /// is none): a library whose builder is `sh -c SCRIPT` and whose one
+    /// output is the file `f`. `sh` is always among its tools.
+    #[must_use]
+    pub fn sh_lib(self, name: &str, deps: &[&str], tools: &[&str], script: &str) -> Self {
+        if !self.path().join("brr.ron").exists() {
+            self.write("brr.ron", "Workspace(packages: [\"p/*\"])\n");
+        }
+        let decl = sh_library(name, deps, tools, script);
+        self.file(&format!("p/{name}/brr.ron"), &decl)
     }
 
     /// Writes a file (parents created).
@@ -79,9 +97,85 @@ impl TestWorkspace {
     }
 }
 
-/// Copies a folder tree, keeping executable bits.
+/// A RON string literal (quoted) holding `s`.
+pub fn ron_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A `Library(...)` declaration named `name` whose builder is `sh -c SCRIPT`
+/// and whose one output is the file `f`; `sh` is added to `tools`.
+pub fn sh_library(name: &str, deps: &[&str], tools: &[&str], script: &str) -> String {
+    let list = |xs: &[&str]| xs.iter().map(|x| ron_str(x)).collect::<Vec<_>>().join(", ");
+    let mut all_tools = vec!["sh"];
+    all_tools.extend(tools.iter().filter(|t| **t != "sh"));
+    format!(
+        "Library(\n    name: {},\n    deps: [{}],\n    tools: [{}],\n    builder: [\"sh\", \"-c\", {}],\n    outputs: [\"f\"],\n)\n",
+        ron_str(name),
+        list(deps),
+        list(&all_tools),
+        ron_str(script)
+    )
+}
+
+/// A `PATH` whose first folder holds the real `python3` binary (not a version
+/// manager's shell shim, which cannot run with only declared tools), followed
+/// by the current `PATH`; `None` when there is no `python3`.
+pub fn path_with_real_python3() -> Option<OsString> {
+    let out = Command::new("python3")
+        .args(["-c", "import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    let mut dirs = vec![dir];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(dirs).ok()
+}
+
+/// Every file below `dir` (relative path → bytes): compare two of them to
+/// prove a store folder was left untouched.
+pub fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().map(Result::unwrap) {
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, fs_err::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// What differs between two [`snapshot_files`], one line per path.
+pub fn snapshot_diff(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut diff = Vec::new();
+    for (path, bytes) in before {
+        match after.get(path) {
+            None => diff.push(format!("removed {path}")),
+            Some(b) if b != bytes => diff.push(format!("changed {path} ({} → {} bytes)", bytes.len(), b.len())),
+            Some(_) => {}
+        }
+    }
+    diff.extend(after.keys().filter(|p| !before.contains_key(*p)).map(|p| format!("added {p}")));
+    diff
+}
+
+/// Names of the sandbox folders and locks (`build-*`) in a store's `tmp/`.
+pub fn sandbox_leftovers(store: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(store.join("tmp")) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("build-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Copies a folder tree, keeping executable bits and skipping `.brr` stores.
 pub fn copy_tree(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
+    let walker = walkdir::WalkDir::new(from).into_iter().filter_entry(|e| e.file_name() != ".brr");
+    for e in walker.map(Result::unwrap) {
         let rel = e.path().strip_prefix(from).unwrap();
         let dest = to.join(rel);
         if e.file_type().is_dir() {
@@ -94,6 +188,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
             fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(mode | 0o200)).unwrap();
         }
     }
+}
+
+/// One entry of `targets[]` in `brr build --json` or `brr plan --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub key: Option<String>,
+    pub artifact: Option<String>,
+    pub status: String,
 }
 
 /// The result of running brr.
@@ -129,6 +231,32 @@ impl Run {
     pub fn code(self, code: i32) -> Self {
         assert_eq!(self.code, Some(code), "unexpected exit\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
+    }
+
+    /// `targets[]` of a `--json` build or plan, by name.
+    #[track_caller]
+    pub fn targets(&self) -> BTreeMap<String, Target> {
+        let json = self.json();
+        let list = json["targets"].as_array().unwrap_or_else(|| panic!("no `targets` array in:\n{}", self.stdout));
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        list.iter()
+            .map(|t| {
+                let name = text(&t["name"]).unwrap_or_else(|| panic!("target without a name: {t}"));
+                let status = text(&t["status"]).unwrap_or_else(|| panic!("target without a status: {t}"));
+                (name, Target { key: text(&t["key"]), artifact: text(&t["artifact"]), status })
+            })
+            .collect()
+    }
+
+    /// How many `targets[]` have this status.
+    #[track_caller]
+    pub fn count(&self, status: &str) -> usize {
+        self.targets().values().filter(|t| t.status == status).count()
+    }
+
+    /// Whether brr said that builders run without namespaces (no sandbox).
+    pub fn namespaces_unavailable(&self) -> bool {
+        self.stderr.contains("warning: builds run without namespaces")
     }
 
     /// Stdout parsed as JSON.

@@ -7,6 +7,7 @@ mod log;
 mod plan;
 mod show;
 mod store_verify;
+mod verify;
 mod why;
 
 use brr_graph::{GraphError, Workspace};
@@ -21,6 +22,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Build { targets, jobs, no_sandbox, json } => build::run(&settings, &targets, jobs, no_sandbox, json),
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
+        Command::Verify { targets, rounds, diffoscope, report, no_sandbox, json } => {
+            if report {
+                verify::report(&settings, json)
+            } else {
+                verify::run(&settings, &targets, &verify::Options { rounds, diffoscope, no_sandbox, json })
+            }
+        }
         Command::Why { target, json } => why::run(&settings, &target, json),
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),

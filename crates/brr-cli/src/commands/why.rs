@@ -27,7 +27,8 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
             (rel.clone(), f.leaf.hash.to_string(), f.leaf.size)
         })
         .collect();
-    let tools: Vec<_> = inputs.tools[i].iter().map(|(n, t)| (n.clone(), t.digest.to_string(), t.path.display().to_string())).collect();
+    let tools: Vec<_> =
+        inputs.tools[i].iter().map(|(n, t)| (n.clone(), t.digest.to_string(), t.path.display().to_string())).collect();
     let status = match (&e.cached, e.key_hash) {
         (Some(_), _) => "cached",
         _ => "build",
@@ -93,7 +94,12 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     match &e.previous {
         None => println!("\nno previous build of `{target}` in this store"),
         Some(p) => {
-            println!("\nsince the previous build ({}, key {}, at {}):", p.status, p.key.short(), fmt_time(p.started_at));
+            println!(
+                "\nsince the previous build ({}, key {}, at {}):",
+                p.status,
+                p.key.short(),
+                fmt_time(p.started_at)
+            );
             if e.changes.is_empty() {
                 println!("  nothing changed");
             }

@@ -1,0 +1,155 @@
+//! `brr verify`: rebuild under varied conditions and compare every output;
+//! `brr verify --report`: what has been verified so far.
+
+use std::collections::BTreeMap;
+
+use brr_exec::{BuildOptions, Status};
+use brr_graph::Inputs;
+use brr_verify::{Progress, TargetReport, VerifyOptions};
+use serde_json::json;
+
+use super::{existing_store, graph_failure, load_workspace, open_store, print_json};
+use crate::printer::{self, BuildProgress};
+use crate::settings::Settings;
+use crate::{Failure, exit};
+
+pub struct Options {
+    pub rounds: u32,
+    pub diffoscope: bool,
+    pub no_sandbox: bool,
+    pub json: bool,
+}
+
+struct RoundPrinter;
+
+impl Progress for RoundPrinter {
+    fn round_started(&self, target: &str, round: u32, rounds: u32) {
+        printer::note(&format!("  verifying {target}: round {}/{rounds}", round + 1));
+    }
+}
+
+pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), Failure> {
+    let ws = load_workspace(settings)?;
+    let mask = ws.select(targets).map_err(graph_failure)?;
+    let store = open_store(settings)?;
+    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+
+    // Dependencies (and the targets' normal builds) come from a normal build.
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
+    let outcomes =
+        brr_exec::build(&ws, &inputs, &store, &mask, &BuildOptions { jobs, isolate: !o.no_sandbox }, &progress)?;
+    progress.finish();
+    if let Some(f) = outcomes.iter().find(|o| matches!(o.status, Status::Failed(_) | Status::Skipped { .. })) {
+        printer::note(&format!(
+            "error: `{}` does not build ({}); fix that before verifying",
+            f.name,
+            f.status.as_str()
+        ));
+        return Err(Failure::Exit(exit::FAILED));
+    }
+    let artifacts: BTreeMap<usize, _> =
+        outcomes.iter().filter_map(|o| Some((ws.index_of(&o.name)?, o.artifact?))).collect();
+    let chosen: Vec<usize> = if targets.is_empty() {
+        (0..ws.packages.len()).collect()
+    } else {
+        targets.iter().filter_map(|t| ws.index_of(t)).collect()
+    };
+    let opts = VerifyOptions { rounds: o.rounds, isolate: !o.no_sandbox };
+    let reports = brr_verify::verify(&ws, &inputs, &store, &chosen, &artifacts, &opts, &RoundPrinter)?;
+
+    if o.json {
+        print_json(&json!({ "targets": reports }))?;
+    } else {
+        for r in &reports {
+            print_report(r);
+            if o.diffoscope && !r.reproducible {
+                run_diffoscope(&store, r)?;
+            }
+        }
+    }
+    let bad = reports.iter().filter(|r| !r.reproducible).count();
+    printer::note(&format!("{} targets verified: {} reproducible, {bad} not", reports.len(), reports.len() - bad));
+    if bad == 0 { Ok(()) } else { Err(Failure::Exit(exit::FAILED)) }
+}
+
+fn print_report(r: &TargetReport) {
+    if r.reproducible {
+        println!("reproducible      {}", r.name);
+        return;
+    }
+    println!("NOT reproducible  {}", r.name);
+    for round in &r.rounds {
+        if let Some(f) = &round.failure {
+            println!("  round {} failed: {f}", round.round + 1);
+        }
+    }
+    for d in &r.differences {
+        let round = &r.rounds[d.round as usize];
+        let diff = &d.difference;
+        let sizes = match (diff.size_before, diff.size_after) {
+            (Some(a), Some(b)) => format!("{a} → {b} bytes"),
+            (None, Some(b)) => format!("{b} bytes"),
+            (Some(a), None) => format!("{a} bytes"),
+            (None, None) => String::new(),
+        };
+        let change = format!("{:?}", diff.change).to_lowercase();
+        println!("  {change} `{}` ({sizes}) in round {} (varied: {})", diff.path, d.round + 1, round.varied.join(", "));
+        if let Some((a, b)) = &diff.kinds {
+            println!("    kind: {a} → {b}");
+        }
+        if let Some(off) = diff.first_difference_offset {
+            println!("    binary; first difference at byte {off}");
+        }
+        if let Some(text) = &diff.diff {
+            for l in text.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+}
+
+fn run_diffoscope(store: &brr_store::Store, r: &TargetReport) -> Result<(), Failure> {
+    let Some(reference) = r.rounds[0].outputs else { return Ok(()) };
+    for round in &r.rounds[1..] {
+        let Some(t) = round.outputs.filter(|t| *t != reference) else { continue };
+        match brr_verify::diffoscope(store, reference, t)? {
+            Some(text) => println!("{text}"),
+            None => {
+                printer::note("note: diffoscope is not installed (Debian: `apt install diffoscope`)");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
+    let store = existing_store(settings)?;
+    let all = store.latest_verifications()?;
+    let good = all.iter().filter(|v| v.reproducible).count();
+    if json {
+        let targets: Vec<_> = all
+            .iter()
+            .map(|v| {
+                json!({
+                    "name": v.target, "key": v.key.to_string(), "reproducible": v.reproducible,
+                    "rounds": v.rounds, "differing": v.differing, "verified_at": v.verified_at,
+                })
+            })
+            .collect();
+        return print_json(&json!({ "verified": all.len(), "reproducible": good, "targets": targets }));
+    }
+    for v in &all {
+        let state = if v.reproducible { "reproducible    " } else { "NOT reproducible" };
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(v.verified_at).unwrap_or(0)),
+        );
+        let files =
+            if v.differing.is_empty() { String::new() } else { format!("  differs: {}", v.differing.join(", ")) };
+        println!("{state}  {}  ({} rounds, {when}){files}", v.target, v.rounds);
+    }
+    let pct = if all.is_empty() { 0.0 } else { 100.0 * good as f64 / all.len() as f64 };
+    printer::note(&format!("{good} of {} verified targets reproducible ({pct:.0}%)", all.len()));
+    Ok(())
+}

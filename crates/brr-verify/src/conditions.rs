@@ -1,0 +1,70 @@
+//! What each verification round varies. Round 0 builds under the normal
+//! conditions; later rounds change everything a reproducible build must not
+//! depend on, alternating between two variants so three or more rounds also
+//! compare two varied rounds with each other.
+
+use std::path::{Path, PathBuf};
+
+use brr_exec::action::Conditions;
+use brr_store::Store;
+
+/// What a round changed, for reports.
+pub fn describe(c: &Conditions, normal: &Conditions) -> Vec<String> {
+    let mut v = Vec::new();
+    if c.sandbox_dir != normal.sandbox_dir {
+        v.push("sandbox folder".to_owned());
+    }
+    if c.reverse_staging {
+        v.push("input staging order".to_owned());
+    }
+    if c.reverse_env {
+        v.push("environment order".to_owned());
+    }
+    if c.umask != normal.umask {
+        v.push(format!("umask {:03o}", c.umask));
+    }
+    if c.hostname != normal.hostname {
+        v.push(format!("hostname {}", c.hostname.as_deref().unwrap_or("brr")));
+    }
+    if let Some(n) = c.cpus {
+        v.push(format!("{n} CPU visible"));
+    }
+    v
+}
+
+/// A folder on another file system when there is one (tmpfs lists
+/// directories in creation order, ext4 in hash order), else a deeper folder
+/// in the store, so the build path changes either way.
+fn other_folder(store: &Store, round: u32) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let probe = shm.join(format!("brr-verify-probe-{}", std::process::id()));
+    if std::fs::create_dir_all(&probe).is_ok() {
+        let _ = std::fs::remove_dir(&probe);
+        return shm.join(format!("brr-verify-{}-r{round}", std::process::id()));
+    }
+    store.tmp_dir().join(format!("verify/a/deeper/folder/r{round}"))
+}
+
+/// The conditions of round `round` (0-based).
+pub fn for_round(store: &Store, round: u32) -> Conditions {
+    let normal = Conditions::normal(store);
+    match round {
+        0 => normal,
+        r if r % 2 == 1 => Conditions {
+            sandbox_dir: other_folder(store, r),
+            reverse_staging: true,
+            reverse_env: true,
+            umask: 0o077,
+            hostname: Some(format!("brr-verify-{r}")),
+            cpus: Some(1),
+        },
+        r => Conditions {
+            sandbox_dir: store.tmp_dir().join(format!("verify/r{r}")),
+            reverse_staging: false,
+            reverse_env: false,
+            umask: 0o002,
+            hostname: Some(format!("v{r}")),
+            cpus: None,
+        },
+    }
+}
