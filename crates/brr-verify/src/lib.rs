@@ -47,6 +47,7 @@ pub struct VerifyOptions {
 /// One rebuild of one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Round {
+    /// 1-based; round 1 runs under the normal conditions.
     pub round: u32,
     /// What this round varied against round 0.
     pub varied: Vec<String>,
@@ -59,6 +60,7 @@ pub struct Round {
 /// One difference of one round against round 0.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundDifference {
+    /// The (1-based) round that differed from round 1.
     pub round: u32,
     #[serde(flatten)]
     pub difference: Difference,
@@ -155,11 +157,11 @@ fn verify_one(
             wait_past(s);
         }
         last_start = Some(now_secs());
-        progress.round_started(&pkg.name, r, total);
+        progress.round_started(&pkg.name, r + 1, total);
         let varied = conditions::describe(cond, &conds[0]);
         let round = match run_builder(store, inputs, &action, opts.isolate, cond)? {
-            Ok((tree, _log)) => Round { round: r, varied, outputs: Some(tree), failure: None },
-            Err(f) => Round { round: r, varied, outputs: None, failure: Some(f.reason) },
+            Ok((tree, _log)) => Round { round: r + 1, varied, outputs: Some(tree), failure: None },
+            Err(f) => Round { round: r + 1, varied, outputs: None, failure: Some(f.reason) },
         };
         rounds.push(round);
     }

@@ -24,7 +24,7 @@ struct RoundPrinter;
 
 impl Progress for RoundPrinter {
     fn round_started(&self, target: &str, round: u32, rounds: u32) {
-        printer::note(&format!("  verifying {target}: round {}/{rounds}", round + 1));
+        printer::note(&format!("  verifying {target}: round {round}/{rounds}"));
     }
 }
 
@@ -81,11 +81,11 @@ fn print_report(r: &TargetReport) {
     println!("NOT reproducible  {}", r.name);
     for round in &r.rounds {
         if let Some(f) = &round.failure {
-            println!("  round {} failed: {f}", round.round + 1);
+            println!("  round {} failed: {f}", round.round);
         }
     }
     for d in &r.differences {
-        let round = &r.rounds[d.round as usize];
+        let round = &r.rounds[d.round as usize - 1];
         let diff = &d.difference;
         let sizes = match (diff.size_before, diff.size_after) {
             (Some(a), Some(b)) => format!("{a} → {b} bytes"),
@@ -94,7 +94,7 @@ fn print_report(r: &TargetReport) {
             (None, None) => String::new(),
         };
         let change = format!("{:?}", diff.change).to_lowercase();
-        println!("  {change} `{}` ({sizes}) in round {} (varied: {})", diff.path, d.round + 1, round.varied.join(", "));
+        println!("  {change} `{}` ({sizes}) in round {} (varied: {})", diff.path, d.round, round.varied.join(", "));
         if let Some((a, b)) = &diff.kinds {
             println!("    kind: {a} → {b}");
         }
