@@ -25,5 +25,11 @@ lint:
 schema:
     BRR_BLESS=1 cargo test -p brr-schema schema
 
+# Benchmark brr against ninja, make and Nix on a synthetic monorepo
+# (`just bench --quick`, `just bench --size 10000`; see BENCHMARKS.md).
+bench *ARGS:
+    cargo build --release -p brr-cli
+    python3 bench/bench.py {{ARGS}}
+
 # What CI runs.
 ci: lint test

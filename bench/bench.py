@@ -84,21 +84,30 @@ class Run:
     stderr: bytes
 
 
-def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
-    """Runs argv to completion; wall time and peak RSS through wait4.
+def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None, gnu_time: bool = False) -> Run:
+    """Runs argv to completion: wall time, and peak RSS through wait4.
 
-    ru_maxrss from wait4 is the largest resident set of the child and of any
-    descendant it waited for: the biggest single process, not a sum.
+    The peak RSS that wait4 reports for a child of this Python process counts
+    Python's own pages (Linux keeps the high-water mark of the address space
+    the child had before exec), so `gnu_time` runs argv under
+    `/usr/bin/time -f %M` instead, whose child starts small. Either way it is
+    the largest single process (the engine or one of its children), not a sum.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss:
+        if gnu_time:
+            argv = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv]
         t0 = time.perf_counter()
         p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
         t1 = time.perf_counter()
         p.returncode = os.waitstatus_to_exitcode(status)
+        maxrss = usage.ru_maxrss
+        if gnu_time:
+            lines = Path(rss.name).read_text().split()
+            maxrss = int(lines[-1]) if lines and lines[-1].isdigit() else -1
         out.seek(0)
         err.seek(0)
-        return Run(t1 - t0, p.returncode, usage.ru_maxrss, out.read(), err.read())
+        return Run(t1 - t0, p.returncode, maxrss, out.read(), err.read())
 
 
 def tool_version(argv: list[str]) -> str:
@@ -323,6 +332,8 @@ class Sample:
 class Results:
     samples: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
     hashing: dict[str, list[float]] = field(default_factory=dict)
+    # scenario → engine → peak RSS in KiB, measured under /usr/bin/time
+    memory: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -353,8 +364,13 @@ def check_outputs(engines: list[Engine], root: Path, p: gen.Params, res: Results
                 )
 
 
-def measure(e: Engine, scenario: str, res: Results, rnd: int) -> Run | None:
-    r = run(e.argv(), e.root, e.env)
+def measure(
+    e: Engine, scenario: str, res: Results, rnd: int | str, targets: int, gnu_time: bool = False
+) -> Run | None:
+    # Start every run with nothing left to write back: the previous engine's
+    # (or the generator's) dirty pages would otherwise slow this one's fsyncs.
+    os.sync()
+    r = run(e.argv(), e.root, e.env, gnu_time)
     if r.rc != 0:
         tail = (r.stderr or r.stdout).decode(errors="replace").strip()[-800:]
         res.errors.append(f"round {rnd} {scenario}: {e.key} failed with exit code {r.rc}:\n{tail}")
@@ -364,12 +380,15 @@ def measure(e: Engine, scenario: str, res: Results, rnd: int) -> Run | None:
     except EngineError as x:
         res.errors.append(str(x))
         return None
-    res.add(scenario, e.key, Sample(r.seconds, r.maxrss_kib, n))
+    if gnu_time:
+        res.memory.setdefault(scenario, {})[e.key] = r.maxrss_kib
+    else:
+        res.add(scenario, e.key, Sample(r.seconds, r.maxrss_kib, n))
     if isinstance(e, Brr):
         counts = e.statuses(r)
-        if scenario == "noop" and counts.get("cached", 0) != p_actions(e):
+        if scenario == "noop" and counts.get("cached", 0) != targets:
             res.errors.append(f"round {rnd}: {e.key} no-op did not report every target cached: {counts}")
-        if isinstance(e, Brr) and e.sandbox and b"without namespaces" in r.stderr:
+        if e.sandbox and b"without namespaces" in r.stderr:
             note = "brr (sandboxed) ran without namespaces: " + r.stderr.decode(errors="replace").strip()[:200]
             if note not in res.notes:
                 res.notes.append(note)
@@ -377,14 +396,9 @@ def measure(e: Engine, scenario: str, res: Results, rnd: int) -> Run | None:
     return r
 
 
-_ACTIONS = 0
-
-
-def p_actions(_e: Engine) -> int:
-    return _ACTIONS
-
-
-def bench_builds(engines: list[Engine], root: Path, p: gen.Params, rounds: int, res: Results, generated: float) -> None:
+def bench_builds(
+    engines: list[Engine], root: Path, p: gen.Params, rounds: int, res: Results, generated: float, gnu_time: bool
+) -> None:
     lib_file = root / gen.package_dir("lib", gen.lib_name(0)) / gen.file_names(p)[0]
     edits = 0
     for rnd in range(rounds):
@@ -402,10 +416,19 @@ def bench_builds(engines: list[Engine], root: Path, p: gen.Params, rounds: int, 
                 edits += 1
                 gen.edit_line(lib_file, 1, f"# comment edit {edits}")
             for e in order:
-                measure(e, scenario, res, rnd)
+                measure(e, scenario, res, rnd, p.actions)
             if scenario != "noop":
                 check_outputs(engines, root, p, res, f"round {rnd} {scenario}")
         generated = time.time()
+    if gnu_time:
+        # One more cold build and no-op per engine, under /usr/bin/time, for
+        # peak memory (the wrapper would add its own start-up to the timings).
+        for e in engines:
+            e.prepare_cold(rounds)
+        time.sleep(max(0.0, generated + 2.1 - time.time()))
+        for scenario in ("cold", "noop"):
+            for e in engines:
+                measure(e, scenario, res, "memory", p.actions, gnu_time=True)
 
 
 def bench_hashing(root: Path, brr: Path, rounds: int, res: Results, env: dict[str, str], b3sum: bool) -> None:
@@ -422,6 +445,7 @@ def bench_hashing(root: Path, brr: Path, rounds: int, res: Results, env: dict[st
         if rnd % 2:
             items.reverse()
         for name, argv in items:
+            os.sync()
             r = run(argv, root, env)
             res.hashing.setdefault(name, []).append(r.seconds)
             log(f"  round {rnd} hashing  {name:9} {r.seconds:8.3f} s")
@@ -486,12 +510,20 @@ def tables(res: Results, engines: list[str], p: gen.Params, rounds: int) -> str:
         out.append("| " + " | ".join([label, *("—" if v is None else f"{v:.0f}" for v in vals), exp[key]]) + " |")
 
     out.append("")
-    head = ["peak RSS, MiB (median)", *cols]
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "---|" * len(head))
-    for key, label in SCENARIOS[:2]:
-        vals = [res.median(key, e, "maxrss_kib") for e in engines]
-        out.append("| " + " | ".join([label, *("—" if v is None else f"{v / 1024:.1f}" for v in vals)]) + " |")
+    if res.memory:
+        head = ["peak RSS, MiB", *cols]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for key, label in SCENARIOS[:2]:
+            vals = [res.memory.get(key, {}).get(e) for e in engines]
+            out.append("| " + " | ".join([label, *("—" if v is None else f"{v / 1024:.1f}" for v in vals)]) + " |")
+    else:
+        head = ["peak RSS, MiB (wait4, includes the harness's own pages)", *cols]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for key, label in SCENARIOS[:2]:
+            vals = [res.median(key, e, "maxrss_kib") for e in engines]
+            out.append("| " + " | ".join([label, *("—" if v is None else f"{v / 1024:.1f}" for v in vals)]) + " |")
 
     if res.hashing:
         out.append("")
@@ -518,17 +550,16 @@ def to_json(res: Results, engines: list[Engine], p: gen.Params, rounds: int, ski
         s: {
             e: {
                 "seconds": res.median(s, e),
-                "maxrss_mib": (lambda v: None if v is None else v / 1024)(res.median(s, e, "maxrss_kib")),
                 "actions": res.median(s, e, "actions"),
             }
             for e in keys
         }
         for s, _ in SCENARIOS
     }
-    ratios = {
-        s: {q: (med[s]["brr"]["seconds"] / med[s][q]["seconds"]) for q in PEERS + ["brr-nosb"] if q in keys and "brr" in keys and med[s][q]["seconds"]}
-        for s, _ in SCENARIOS
-    }
+    ratios: dict[str, dict[str, float]] = {}
+    for s, _ in SCENARIOS:
+        mine = med[s].get("brr", {}).get("seconds")
+        ratios[s] = {q: mine / med[s][q]["seconds"] for q in keys if q != "brr" and mine and med[s][q]["seconds"]}
     return {
         "params": p.__dict__,
         "rounds": rounds,
@@ -538,6 +569,7 @@ def to_json(res: Results, engines: list[Engine], p: gen.Params, rounds: int, ski
         "medians": med,
         "ratios_brr_over_peer": ratios,
         "samples": {s: {e: [x.__dict__ for x in xs] for e, xs in d.items()} for s, d in res.samples.items()},
+        "peak_rss_mib": {s: {e: v / 1024 for e, v in d.items()} for s, d in res.memory.items()},
         "hashing": {k: {"median_s": statistics.median(v), "samples": v} for k, v in res.hashing.items()},
         "expected_actions": expected_actions(p),
         "notes": res.notes,
@@ -549,7 +581,6 @@ def to_json(res: Results, engines: list[Engine], p: gen.Params, rounds: int, ski
 
 
 def main() -> int:
-    global _ACTIONS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="5 libraries × 50 services, 1 round (what CI runs)")
@@ -560,7 +591,7 @@ def main() -> int:
     ap.add_argument("--bytes", type=int, help="override the bytes per file")
     ap.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
     ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel jobs for every engine")
-    ap.add_argument("--brr", type=Path, help="brr binary (default: target/release/brr)")
+    ap.add_argument("--brr", type=Path, help="brr binary (default: $CARGO_TARGET_DIR or target/, then release/brr)")
     ap.add_argument("--engines", help=f"comma-separated subset of {','.join(ALL_ENGINES)}")
     ap.add_argument("--no-hash", action="store_true", help="skip the hashing comparison")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install a missing peer")
@@ -578,12 +609,12 @@ def main() -> int:
     )
     if min(p.libs, p.services, p.files, p.bytes) < 1 or p.bytes < 64:
         ap.error("sizes must be positive (and --bytes at least 64)")
-    _ACTIONS = p.actions
     rounds = a.rounds or (1 if a.quick else 3)
     if rounds < 1:
         ap.error("--rounds must be at least 1")
 
-    brr = a.brr or REPO / "target" / "release" / "brr"
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    brr = a.brr or (target_dir if target_dir.is_absolute() else REPO / target_dir) / "release" / "brr"
     if not brr.is_file():
         ap.error(f"no brr binary at {brr}: run `cargo build --release -p brr-cli` or pass --brr")
     brr = brr.resolve()
@@ -610,6 +641,9 @@ def main() -> int:
             if why:
                 skipped[key] = why
                 wanted.remove(key)
+    gnu_time = Path("/usr/bin/time").is_file() or installer.ensure("/usr/bin/time", "time") is None
+    if not gnu_time:
+        log("no /usr/bin/time: peak memory is read through wait4 and includes the harness's own pages")
     b3sum = not a.no_hash
     if b3sum:
         why = installer.ensure("b3sum", "b3sum")
@@ -637,7 +671,7 @@ def main() -> int:
             engines.append(Nix(root, a.jobs, env))
 
     res = Results()
-    bench_builds(engines, root, p, rounds, res, generated)
+    bench_builds(engines, root, p, rounds, res, generated, gnu_time)
     if not a.no_hash:
         bench_hashing(root, brr, max(rounds, 3), res, env, b3sum)
 

@@ -89,12 +89,28 @@ impl TestWorkspace {
         Run::from(cmd.output().unwrap())
     }
 
+    /// Like [`TestWorkspace::brr`], with one more environment variable.
+    pub fn brr_env<I, S>(&self, key: &str, value: impl AsRef<OsStr>, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.env(key, value).args(args);
+        Run::from(cmd.output().unwrap())
+    }
+
     /// The command `brr -C <workspace>`, for tests that spawn it themselves.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("-C").arg(self.path()).env("NO_COLOR", "1").env_remove("BRR_STORE");
         cmd
     }
+}
+
+/// A fresh temporary folder, removed on drop (scratch space outside any workspace).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("brr-scratch-").tempdir().unwrap()
 }
 
 /// A RON string literal (quoted) holding `s`.
@@ -217,17 +233,18 @@ impl From<Output> for Run {
 }
 
 impl Run {
-    /// Asserts exit code 0.
+    /// Asserts exit code 0. Returns the run for further checks; ignoring it
+    /// is fine, the assertion is the point.
     #[track_caller]
-    #[must_use]
+    #[expect(clippy::return_self_not_must_use, reason = "a bare `.success()` is a complete assertion")]
     pub fn success(self) -> Self {
         assert_eq!(self.code, Some(0), "brr failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 
-    /// Asserts a given exit code.
+    /// Asserts a given exit code; see [`Run::success`].
     #[track_caller]
-    #[must_use]
+    #[expect(clippy::return_self_not_must_use, reason = "a bare `.code(n)` is a complete assertion")]
     pub fn code(self, code: i32) -> Self {
         assert_eq!(self.code, Some(code), "unexpected exit\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self

@@ -26,10 +26,8 @@ fn corpus_flags_every_bad_case_with_its_file_and_no_good_one() {
     let run = ws.brr(["verify", "--json"]).code(1);
     let report = run.json();
     let targets = report["targets"].as_array().unwrap();
-    let cases: Vec<_> = std::fs::read_dir(fixtures_dir().join("reproducibility/cases"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let cases: Vec<_> =
+        std::fs::read_dir(fixtures_dir().join("reproducibility/cases")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(cases.len() >= 10, "the corpus shrank");
     let mut bad = 0;
     for case in cases {
@@ -108,7 +106,8 @@ fn plan_and_why_name_the_changed_file_and_env_value() {
     ws.write(decl, &ws.read(decl).replacen("\"-O2 ", "\"-O3 ", 1));
     let why = ws.brr(["why", "billing", "--json"]).success().json();
     assert_eq!(why["status"], "build");
-    let messages: Vec<&str> = why["changes"].as_array().unwrap().iter().map(|c| c["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> =
+        why["changes"].as_array().unwrap().iter().map(|c| c["message"].as_str().unwrap()).collect();
     assert_eq!(messages, ["env `CFLAGS`: `-O2 -Wall -Wextra` → `-O3 -Wall -Wextra`"]);
 
     // A cached target says which build it reuses.

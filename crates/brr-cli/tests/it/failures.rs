@@ -1,0 +1,76 @@
+//! A failing builder: its dependents are skipped, independent targets still
+//! build, and the summary and `brr log` show what it printed.
+
+use crate::workspace;
+
+/// A builder printing `bad line 1` … `bad line 30` on stderr, then exiting 3.
+const FAILING: &str = "i=1; while [ $i -le 30 ]; do echo \"bad line $i\" >&2; i=$((i + 1)); done; exit 3";
+
+fn failing_workspace() -> brr_test_support::TestWorkspace {
+    workspace()
+        .sh_lib("bad", &[], &[], FAILING)
+        .sh_lib("child", &["bad"], &[], "echo c > \"$OUT/f\"")
+        .sh_lib("grandchild", &["child"], &[], "echo g > \"$OUT/f\"")
+        .sh_lib("other", &[], &[], "echo o > \"$OUT/f\"")
+}
+
+#[test]
+fn failure_skips_dependents_and_independent_targets_build() {
+    let ws = failing_workspace();
+    let run = ws.brr(["build", "--json"]).code(1);
+    let targets = run.targets();
+    let status = |n: &str| targets[n].status.as_str();
+    assert_eq!(
+        [status("bad"), status("child"), status("grandchild"), status("other")],
+        ["failed", "skipped", "skipped", "built"]
+    );
+    assert!(targets["bad"].artifact.is_none() && targets["child"].artifact.is_none());
+    let json = run.json();
+    let bad = json["targets"].as_array().unwrap().iter().find(|t| t["name"] == "bad").unwrap();
+    assert_eq!(bad["reason"], "builder exited with status 3");
+    assert!(run.stderr.contains("4 targets: 1 built, 0 cached, 1 failed, 2 skipped"), "{}", run.stderr);
+    assert!(run.stderr.contains("skipped child (dependency `bad` failed)"), "{}", run.stderr);
+}
+
+#[test]
+fn summary_names_the_failed_target_with_the_tail_of_its_log() {
+    let ws = failing_workspace();
+    let run = ws.brr(["build"]).code(1);
+    assert!(run.stderr.contains("error: `bad` failed: builder exited with status 3"), "{}", run.stderr);
+    let quoted: Vec<&str> = run.stderr.lines().filter_map(|l| l.strip_prefix("  | ")).collect();
+    let expected: Vec<String> = (16..=30).map(|i| format!("bad line {i}")).collect();
+    assert_eq!(quoted, expected, "the last 15 lines of the log:\n{}", run.stderr);
+    assert!(run.stderr.contains("hint: full log: `brr log bad`"), "{}", run.stderr);
+    // Nothing but `other` was built, so its artifact is the only one on stdout.
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.trim_end().ends_with("built  other"), "{}", run.stdout);
+}
+
+#[test]
+fn brr_log_prints_the_whole_log_of_the_failed_build() {
+    let ws = failing_workspace();
+    ws.brr(["build"]).code(1);
+    let log = ws.brr(["log", "bad"]).success();
+    let expected: Vec<String> = (1..=30).map(|i| format!("bad line {i}")).collect();
+    assert_eq!(log.stdout.lines().collect::<Vec<_>>(), expected);
+    assert!(log.stdout.ends_with("bad line 30\n"), "{}", log.stdout);
+    assert!(log.stderr.contains("log of `bad` (failed"), "{}", log.stderr);
+    // A target that never ran a builder has no log.
+    ws.brr(["log", "child"]).code(2);
+}
+
+#[test]
+fn failed_build_is_retried_and_successes_are_kept() {
+    let ws = failing_workspace();
+    ws.brr(["build"]).code(1);
+    let run = ws.brr(["build", "--json"]).code(1);
+    let targets = run.targets();
+    assert_eq!(targets["bad"].status, "failed", "a failure must not be cached");
+    assert_eq!(targets["other"].status, "cached");
+    // Fixed, the chain builds and `other` stays cached.
+    let ws = ws.sh_lib("bad", &[], &[], "echo fixed > \"$OUT/f\"");
+    let run = ws.brr(["build", "--json"]).success();
+    let status: Vec<(String, String)> = run.targets().into_iter().map(|(n, t)| (n, t.status)).collect();
+    let expect = [("bad", "built"), ("child", "built"), ("grandchild", "built"), ("other", "cached")];
+    assert_eq!(status, expect.map(|(n, s)| (n.to_owned(), s.to_owned())));
+}

@@ -1,0 +1,40 @@
+//! End-to-end tests of the `brr` binary: real workspaces in temporary
+//! folders, real builders, one module per concern.
+
+mod cache;
+mod crash;
+mod failures;
+mod inspect;
+mod invalid;
+mod sandbox;
+mod snapshots;
+mod verify;
+
+use brr_test_support::TestWorkspace;
+
+/// The `brr` binary under test.
+const BRR: &str = env!("CARGO_BIN_EXE_brr");
+
+/// A fresh copy of `fixtures/shop` (libshop, and the services api and billing on it).
+fn shop() -> TestWorkspace {
+    TestWorkspace::fixture(BRR, "shop")
+}
+
+/// An empty workspace folder.
+fn workspace() -> TestWorkspace {
+    TestWorkspace::new(BRR)
+}
+
+/// True for 64 lowercase hex characters.
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Prints why a sandbox test is skipped; true when namespaces are unavailable.
+fn skip_without_namespaces(run: &brr_test_support::Run) -> bool {
+    let skip = run.namespaces_unavailable();
+    if skip {
+        eprintln!("note: skipped, brr runs builders without namespaces here:\n{}", run.stderr);
+    }
+    skip
+}
