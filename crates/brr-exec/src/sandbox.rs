@@ -221,8 +221,16 @@ fn command(spec: &SandboxSpec, setup: Option<ChildSetup>) -> Command {
     // SAFETY: the closure only issues raw syscalls on data prepared before
     // the fork (no allocation, no locks), which is what a child forked from a
     // multi-threaded parent may do.
+    let parent = rustix::process::getpid();
     unsafe {
         command.pre_exec(move || {
+            // A builder dies with the brr that started it: a killed brr must
+            // not leave builders writing into sandboxes the next run removes.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                // The parent died before the death signal was armed.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
             rustix::process::umask(umask);
             if let Some(set) = &cpus {
                 rustix::thread::sched_setaffinity(None, set)?;

@@ -158,7 +158,7 @@ pub fn snapshot(root: &Path, names: &[String]) -> Result<Snapshot, FsError> {
                 builder.insert_dir(&rel);
             } else if ft.is_symlink() {
                 let target = fs_err::read_link(&path)?;
-                check_link(&rel_path, &target)
+                check_link(root, &path, &rel_path, &target)
                     .map_err(|()| FsError::EscapingSymlink { path: rel_path.clone(), target: target.clone() })?;
                 let bytes = target.to_str().ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?.as_bytes().to_vec();
                 let hash = Digest::of(&bytes);
@@ -194,8 +194,10 @@ fn walkdir_sorted(start: &Path) -> Result<Vec<PathBuf>, FsError> {
 }
 
 /// A symlink at `rel` (relative to the root) may point only at a relative
-/// path that stays within the root.
-fn check_link(rel: &Path, target: &Path) -> Result<(), ()> {
+/// path that stays within the root: lexically (no `..` above the root), and
+/// once resolved, since a `..` after another symlink (`u -> .`) climbs from
+/// wherever that symlink leads. A dangling link may not use `..` at all.
+fn check_link(root: &Path, path: &Path, rel: &Path, target: &Path) -> Result<(), ()> {
     if target.is_absolute() {
         return Err(());
     }
@@ -212,7 +214,14 @@ fn check_link(rel: &Path, target: &Path) -> Result<(), ()> {
             return Err(());
         }
     }
-    Ok(())
+    let has_parent = target.components().any(|c| c == Component::ParentDir);
+    match (std::fs::canonicalize(path), std::fs::canonicalize(root)) {
+        (Ok(resolved), Ok(root)) if resolved.starts_with(&root) => Ok(()),
+        (Ok(_), Ok(_)) => Err(()),
+        // Dangling: what it would resolve to cannot be checked.
+        _ if has_parent => Err(()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +277,20 @@ mod tests {
         assert!(matches!(bad, FsError::EscapingSymlink { .. }), "{bad}");
         symlink("/etc/passwd", a.path().join("out/abs")).unwrap();
         assert!(snapshot(a.path(), &["out/abs".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_dot_dot_through_another_symlink_is_refused() {
+        let a = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(a.path().join("out")).unwrap();
+        symlink(".", a.path().join("out/u")).unwrap();
+        // Lexically one level down, really `out/../f`: the file beside `out`.
+        symlink("u/u/../f", a.path().join("out/x")).unwrap();
+        write(a.path(), "f", "outside");
+        let root = a.path().join("out");
+        let e = snapshot(&root, &["u".to_owned(), "x".to_owned()]).unwrap_err();
+        assert!(matches!(e, FsError::EscapingSymlink { .. }), "{e}");
+        assert!(snapshot(&root, &["u".to_owned()]).is_ok());
     }
 
     #[test]

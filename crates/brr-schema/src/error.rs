@@ -32,11 +32,12 @@ impl SourceFile {
         self.text.len()
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column of a byte offset. The column counts bytes,
+    /// as the snippet header that miette prints does, so the two agree.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let col = before.rsplit('\n').next().map_or(0, str::len) + 1;
         (line, col)
     }
 

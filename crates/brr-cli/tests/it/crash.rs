@@ -57,7 +57,6 @@ fn kill_9_mid_build_leaves_a_sound_store_and_the_next_build_finishes() {
 }
 
 #[test]
-#[ignore = "bug: builders outlive a killed brr (brr-exec sandbox.rs: no PR_SET_PDEATHSIG)"]
 fn builders_die_with_a_killed_brr() {
     let scratch = temp_dir();
     let fifo = scratch.path().join("fifo");

@@ -100,7 +100,6 @@ fn relative_output_symlinks_inside_the_artifact_are_kept() {
 }
 
 #[test]
-#[ignore = "bug: a symlink through a symlink to `.` escapes the output folder unnoticed (brr-hash fs.rs check_link)"]
 fn output_symlink_escaping_through_another_symlink_fails() {
     // `u -> .` and `x -> u/u/…/../../…/etc/passwd` each look contained when
     // read lexically, but `x` resolves to the host's /etc/passwd.
