@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use brr_graph::{Inputs, Package, Tool, which};
 use brr_hash::fs::{BuiltTree, FsError, snapshot};
-use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest, TreeHash};
-use brr_store::{ActionRecord, Store};
+use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
+use brr_store::{ActionRecord, Put, Store, snapshot_puts};
 
 use crate::error::{ExecError, io};
 use crate::sandbox::{DEFAULT_UMASK, SandboxSpec, run};
@@ -84,12 +84,10 @@ pub fn execute(
     isolate: bool,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
-    let (tree, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
-        Ok(r) => r,
+    let (artifact_hash, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
+        Ok(Ran { artifact, log, .. }) => (artifact, log),
         Err(f) => return Ok(Err(f)),
     };
-    let artifact = Artifact { outputs: tree, manifest: action.manifest.clone() };
-    let artifact_hash = ArtifactHash(store.put_object(&artifact)?);
     store.record_action(&ActionRecord {
         key: action.key_hash,
         artifact: artifact_hash,
@@ -100,28 +98,42 @@ pub fn execute(
     Ok(Ok(Built { artifact: artifact_hash, log }))
 }
 
+/// What a builder run stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    pub outputs: TreeHash,
+    /// The outputs with the action's service manifest.
+    pub artifact: ArtifactHash,
+    pub log: Digest,
+}
+
 /// Stores the sources and the key, runs the builder under `cond` and stores
-/// its checked outputs. Returns the output tree and the log; records nothing
-/// in the action cache (verification uses this directly).
+/// its checked outputs and artifact. Records nothing in the action cache
+/// (verification uses this directly).
 pub fn run_builder(
     store: &Store,
     inputs: &Inputs,
     action: &Action<'_>,
     isolate: bool,
     cond: &Conditions,
-) -> Result<Result<(TreeHash, Digest), Failure>, ExecError> {
+) -> Result<Result<Ran, Failure>, ExecError> {
     let pkg = action.pkg;
     // Sources enter the CAS first: the key's source tree must resolve, and
     // staging from the CAS guarantees the builder sees the hashed bytes. The
     // key is stored before running, so `why` can explain even a failed build.
-    for rel in pkg.inputs.keys() {
-        let f = &inputs.files[rel];
-        store.put_file(&f.abs, f.leaf.hash)?;
-    }
-    for (_, bytes) in &action.sources.trees {
-        store.put_bytes(ObjectKind::Tree, bytes)?;
-    }
-    store.put_object(&action.key)?;
+    // One batch: one sync and one transaction.
+    let key_bytes = action.key.encode();
+    let mut puts: Vec<Put<'_>> = pkg
+        .inputs
+        .keys()
+        .map(|rel| {
+            let f = &inputs.files[rel];
+            Put::File { path: &f.abs, hash: f.leaf.hash }
+        })
+        .collect();
+    puts.extend(action.sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
+    puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
+    store.put_many(&puts)?;
 
     fs_err::create_dir_all(&cond.sandbox_dir).map_err(io(&cond.sandbox_dir))?;
     let sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
@@ -171,8 +183,11 @@ pub fn run_builder(
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
     let status = run(&spec, log_file, isolate)?;
     let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
-    let log = store.put_bytes(ObjectKind::Blob, &log_bytes)?;
-    let fail = |reason: String| Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }));
+    let log = Digest::of(&log_bytes);
+    let fail = |reason: String| {
+        store.put_bytes(ObjectKind::Blob, &log_bytes)?;
+        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }))
+    };
 
     if !status.success() {
         return fail(format!("builder {}", describe(status)));
@@ -189,7 +204,15 @@ pub fn run_builder(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Ok((store.put_snapshot(&snap)?, log)))
+    // Log, outputs and artifact in one batch, the artifact last: it
+    // references the output tree.
+    let artifact = Artifact { outputs: snap.tree.root, manifest: action.manifest.clone() }.encode();
+    let mut puts = vec![Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes }];
+    puts.extend(snapshot_puts(&snap));
+    puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact });
+    let stored = store.put_many(&puts)?;
+    let artifact = ArtifactHash(stored[stored.len() - 1]);
+    Ok(Ok(Ran { outputs: snap.tree.root, artifact, log }))
 }
 
 /// The builder's whole environment: brr's fixed values plus the declared env.

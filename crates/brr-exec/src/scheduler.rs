@@ -126,6 +126,8 @@ struct State {
     /// Dependencies not finished yet, per target.
     waiting: Vec<usize>,
     outcomes: Vec<Option<Outcome>>,
+    /// Build history, written in one transaction at the end.
+    history: Vec<BuildRow>,
 }
 
 /// Builds the targets selected by `mask`, dependencies first, in parallel.
@@ -141,7 +143,7 @@ pub fn build(
     let n = ws.packages.len();
     let dependents = ws.dependents();
     let waiting = (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d]).count()).collect();
-    let state = Mutex::new(State { waiting, outcomes: vec![None; n] });
+    let state = Mutex::new(State { waiting, outcomes: vec![None; n], history: Vec::new() });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .thread_name(|i| format!("brr-build-{i}"))
@@ -160,6 +162,7 @@ pub fn build(
         }
     });
     let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    store.record_builds(&st.history)?;
     Ok(st.outcomes.into_iter().flatten().collect())
 }
 
@@ -246,7 +249,7 @@ impl Ctx<'_> {
             Status::Failed(f) => f.log,
             _ => None,
         };
-        let _ = self.store.record_build(&BuildRow {
+        let row = BuildRow {
             target: pkg.name.clone(),
             key,
             artifact: outcome.artifact,
@@ -254,7 +257,8 @@ impl Ctx<'_> {
             log,
             started_at: unix_now(),
             duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-        });
+        };
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).history.push(row);
         outcome
     }
 }

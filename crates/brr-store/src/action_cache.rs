@@ -1,6 +1,8 @@
 //! The action cache (build key -> artifact) and the build history (one row
 //! per target per build or cached use).
 
+use std::collections::HashMap;
+
 use brr_hash::{ArtifactHash, BuildKey, Digest, ObjectKind};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -126,22 +128,49 @@ impl Store {
     /// Appends `row` to the build history. Its artifact and log, when set,
     /// must already be in the store.
     pub fn record_build(&self, row: &BuildRow) -> Result<(), StoreError> {
-        if !BuildRow::STATUSES.contains(&row.status.as_str()) {
-            return Err(StoreError::InvalidStatus { status: row.status.clone() });
+        self.record_builds(std::slice::from_ref(row))
+    }
+
+    /// Appends `rows` to the build history in one transaction, leaving out a
+    /// `cached` row whose target's last row already has that key: a no-op
+    /// build adds nothing, so the history only grows when something changes.
+    pub fn record_builds(&self, rows: &[BuildRow]) -> Result<(), StoreError> {
+        if let Some(bad) = rows.iter().find(|r| !BuildRow::STATUSES.contains(&r.status.as_str())) {
+            return Err(StoreError::InvalidStatus { status: bad.status.clone() });
+        }
+        if rows.is_empty() {
+            return Ok(());
         }
         self.db.write(|tx| {
-            require_outputs(tx, row.key, row.artifact, row.log)?;
+            let mut last: HashMap<String, [u8; 32]> = HashMap::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT target, key FROM builds WHERE id IN (SELECT max(id) FROM builds GROUP BY target)",
+                )?;
+                let found = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, [u8; 32]>(1)?)))?;
+                for f in found {
+                    let (t, k) = f?;
+                    last.insert(t, k);
+                }
+            }
             let sql = format!("INSERT INTO builds ({BUILD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
             let mut stmt = tx.prepare_cached(&sql)?;
-            stmt.execute(params![
-                row.target,
-                row.key.0.as_bytes(),
-                row.artifact.map(|a| *a.0.as_bytes()),
-                row.status,
-                row.log.map(|l| *l.as_bytes()),
-                row.started_at,
-                to_sql_u64(row.duration_ms),
-            ])?;
+            for row in rows {
+                if row.status == "cached" && last.get(&row.target) == Some(row.key.0.as_bytes()) {
+                    continue;
+                }
+                require_outputs(tx, row.key, row.artifact, row.log)?;
+                stmt.execute(params![
+                    row.target,
+                    row.key.0.as_bytes(),
+                    row.artifact.map(|a| *a.0.as_bytes()),
+                    row.status,
+                    row.log.map(|l| *l.as_bytes()),
+                    row.started_at,
+                    to_sql_u64(row.duration_ms),
+                ])?;
+                last.insert(row.target.clone(), *row.key.0.as_bytes());
+            }
             Ok(())
         })
     }

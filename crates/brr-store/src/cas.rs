@@ -1,5 +1,6 @@
-//! Object files: where they live, how they are written (temp file, fsync,
-//! rename, fsync of the folder) and read back (verified by hash).
+//! Object files: where they live, how they are written (temp file, rename,
+//! then one `syncfs` for a whole batch before any row names them) and read
+//! back (verified by hash).
 //!
 //! Nothing here touches the database; `objects.rs` records what this module
 //! has put in place.
@@ -44,10 +45,10 @@ impl TempFile {
         }
     }
 
-    /// Syncs the bytes and renames the file to `dest`, replacing any file
-    /// there (which, being named by the same content, holds the same bytes).
+    /// Renames the file to `dest`, replacing any file there (which, being
+    /// named by the same content, holds the same bytes). Not yet durable:
+    /// the caller runs [`Store::sync_fs`] before recording it.
     fn persist(mut self, dest: &Path) -> Result<(), StoreError> {
-        self.file.sync_all().at(&self.path)?;
         std::fs::rename(&self.path, dest).at(dest)?;
         self.path = PathBuf::new();
         Ok(())
@@ -62,9 +63,15 @@ impl Drop for TempFile {
     }
 }
 
-/// fsync of a folder, so the names renamed into it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+impl Store {
+    /// Makes every file written so far durable, with their names: one
+    /// `syncfs` of the store's file system instead of an fsync per file and
+    /// folder, which is what makes a build of many small objects cheap.
+    pub(crate) fn sync_fs(&self) -> Result<(), StoreError> {
+        let cas = self.cas_dir();
+        let dir = File::open(&cas).at(&cas)?;
+        rustix::fs::syncfs(&dir).map_err(std::io::Error::from).at(&cas)
+    }
 }
 
 /// BLAKE3 of a file's bytes, and its length.
@@ -93,15 +100,17 @@ impl Store {
         }
     }
 
-    /// The shard folder of `d`, created if needed (and then the creation
-    /// synced into `cas/`).
+    /// The shard folder of `d`, created if needed (made durable by the
+    /// batch's `syncfs`).
     fn shard_dir(&self, d: Digest) -> Result<PathBuf, StoreError> {
         let path = self.object_path(d);
         let dir = path.parent().map_or_else(|| self.cas_dir(), Path::to_path_buf);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => sync_dir(&self.cas_dir())?,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).at(&dir),
+        if !dir.is_dir() {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at(&dir),
+            }
         }
         Ok(dir)
     }

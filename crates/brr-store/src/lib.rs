@@ -53,6 +53,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
+pub use objects::{Put, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;

@@ -1,15 +1,14 @@
 //! Putting objects into the store and recording them in the `objects` table,
 //! which is closed under references (see the crate docs).
 
-use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 
 use brr_hash::fs::Snapshot;
 use brr_hash::{ActionKey, Artifact, Digest, EntryKind, Object, ObjectKind, Tree, TreeHash};
 use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::cas::sync_dir;
 use crate::db::{KindCol, TxError, to_sql_u64};
 use crate::{Store, StoreError};
 
@@ -102,6 +101,14 @@ pub(crate) fn require(
 }
 
 /// Something to put: a file on disk or bytes in memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Put<'a> {
+    /// A file copied in as a blob; it must hash to `hash`.
+    File { path: &'a Path, hash: Digest },
+    /// Bytes of a given kind; the digest is BLAKE3 of the bytes.
+    Bytes { kind: ObjectKind, bytes: &'a [u8] },
+}
+
 enum Source<'a> {
     File(&'a Path),
     Bytes(&'a [u8]),
@@ -122,14 +129,7 @@ impl Store {
     /// Bytes of a tree, artifact or action are decoded first, and everything
     /// they reference must already be in the store. A no-op when present.
     pub fn put_bytes(&self, kind: ObjectKind, bytes: &[u8]) -> Result<Digest, StoreError> {
-        let hash = Digest::of(bytes);
-        if self.kind_of(hash)?.is_some_and(|k| satisfies(k, kind)) {
-            return Ok(hash);
-        }
-        let refs = references(kind, hash, bytes)?;
-        sync_dir(&self.place_bytes(hash, bytes)?)?;
-        self.record(&[Placed { hash, kind, size: bytes.len() as u64, refs }])?;
-        Ok(hash)
+        Ok(self.put_many(&[Put::Bytes { kind, bytes }])?[0])
     }
 
     /// Stores an object by its canonical encoding.
@@ -141,68 +141,61 @@ impl Store {
     /// copying: fails if it does not hash to `expected` (it changed since it
     /// was hashed). A no-op when `expected` is present.
     pub fn put_file(&self, path: &Path, expected: Digest) -> Result<(), StoreError> {
-        if self.contains(expected)? {
-            return Ok(());
-        }
-        let (size, dir) = self.place_file(path, expected)?;
-        sync_dir(&dir)?;
-        self.record(&[Placed { hash: expected, kind: ObjectKind::Blob, size, refs: Vec::new() }])
+        self.put_many(&[Put::File { path, hash: expected }]).map(|_| ())
     }
 
-    /// Stores every file, symlink target and tree of `snap` (files copied in
-    /// parallel), all recorded in one transaction; returns the root tree.
+    /// Stores every file, symlink target and tree of `snap`; returns the root tree.
     pub fn put_snapshot(&self, snap: &Snapshot) -> Result<TreeHash, StoreError> {
-        // Blobs first, then trees children-first (the order `TreeBuilder`
-        // emits them in), so each row's references are recorded before it.
+        self.put_many(&snapshot_puts(snap))?;
+        Ok(snap.tree.root)
+    }
+
+    /// Stores a batch: the missing files are written in parallel, made
+    /// durable with one `syncfs`, then recorded in one transaction, in
+    /// order, so an item may reference earlier items of the same batch.
+    /// Returns each item's digest. Nothing is recorded if any item fails.
+    pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
+        let todo: Vec<(Digest, ObjectKind, Source<'_>)> = items
+            .iter()
+            .map(|p| match *p {
+                Put::File { path, hash } => (hash, ObjectKind::Blob, Source::File(path)),
+                Put::Bytes { kind, bytes } => (Digest::of(bytes), kind, Source::Bytes(bytes)),
+            })
+            .collect();
+        let digests: Vec<Digest> = todo.iter().map(|(d, _, _)| *d).collect();
         let mut seen = HashSet::new();
-        let mut todo: Vec<(Digest, ObjectKind, Source<'_>)> = Vec::new();
-        for f in &snap.files {
-            if seen.insert(f.leaf.hash) {
-                todo.push((f.leaf.hash, ObjectKind::Blob, Source::File(&f.path)));
-            }
-        }
-        for (hash, bytes) in &snap.link_targets {
-            if seen.insert(*hash) {
-                todo.push((*hash, ObjectKind::Blob, Source::Bytes(bytes)));
-            }
-        }
-        for (hash, bytes) in &snap.tree.trees {
-            if seen.insert(hash.0) {
-                todo.push((hash.0, ObjectKind::Tree, Source::Bytes(bytes)));
-            }
-        }
         let present: Vec<bool> = self.db.read(|tx| {
-            todo.iter().map(|(d, kind, _)| Ok(kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind)))).collect()
+            todo.iter()
+                .map(|(d, kind, _)| Ok(!seen.insert(*d) || kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind))))
+                .collect()
         })?;
-        let placed: Vec<(Placed, PathBuf)> = todo
+        let rows: Vec<Placed> = todo
             .par_iter()
             .zip(present)
             .filter(|(_, present)| !present)
             .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
             .collect::<Result<_, _>>()?;
-        let dirs: BTreeSet<&PathBuf> = placed.iter().map(|(_, dir)| dir).collect();
-        for dir in dirs {
-            sync_dir(dir)?;
+        if !rows.is_empty() {
+            self.sync_fs()?;
+            self.record(&rows)?;
         }
-        let rows: Vec<Placed> = placed.into_iter().map(|(p, _)| p).collect();
-        self.record(&rows)?;
-        Ok(snap.tree.root)
+        Ok(digests)
     }
 
-    /// Puts one object's file in place (without syncing its folder).
-    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<(Placed, PathBuf), StoreError> {
+    /// Puts one object's file in place (durable only after `sync_fs`).
+    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<Placed, StoreError> {
         match source {
             Source::File(path) => {
-                let (size, dir) = self.place_file(path, hash)?;
-                Ok((Placed { hash, kind, size, refs: Vec::new() }, dir))
+                let (size, _) = self.place_file(path, hash)?;
+                Ok(Placed { hash, kind, size, refs: Vec::new() })
             }
             Source::Bytes(bytes) => {
                 // Named by what the bytes hash to, never by what the caller
                 // claims: a wrong claim then shows up as a missing reference.
                 let hash = Digest::of(bytes);
                 let refs = references(kind, hash, bytes)?;
-                let dir = self.place_bytes(hash, bytes)?;
-                Ok((Placed { hash, kind, size: bytes.len() as u64, refs }, dir))
+                self.place_bytes(hash, bytes)?;
+                Ok(Placed { hash, kind, size: bytes.len() as u64, refs })
             }
         }
     }
@@ -241,4 +234,13 @@ impl Store {
         let bytes = self.get(d)?;
         O::decode(&bytes).map_err(|source| StoreError::Invalid { hash: d, kind: O::KIND, source })
     }
+}
+
+/// The puts of a snapshot: blobs first, then trees children-first (the order
+/// `TreeBuilder` emits them in), so each row's references come before it.
+pub fn snapshot_puts(snap: &Snapshot) -> Vec<Put<'_>> {
+    let mut puts: Vec<Put<'_>> = snap.files.iter().map(|f| Put::File { path: &f.path, hash: f.leaf.hash }).collect();
+    puts.extend(snap.link_targets.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Blob, bytes: b }));
+    puts.extend(snap.tree.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
+    puts
 }
