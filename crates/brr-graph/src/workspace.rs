@@ -2,12 +2,13 @@
 //! declarations against each other: unique names, known dependencies, no
 //! cycles, input globs that match files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brr_schema::{DeclError, PackageBody, SourceFile, WorkspaceDecl};
+use brr_schema::{DeclError, PackageBody, PackageDecl, SourceFile, WorkspaceDecl};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
+use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
 
@@ -47,6 +48,8 @@ pub struct Package {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Indices (into `Workspace::packages`) of direct dependencies.
     pub deps: Vec<usize>,
+    /// The declaration's text, to locate later errors in it.
+    pub source: SourceFile,
 }
 
 impl Workspace {
@@ -61,8 +64,8 @@ impl Workspace {
         let decl = brr_schema::parse_workspace(&ws_file)?;
         let files = walk(&root)?;
         let mut packages = discover(&root, &decl, &ws_file, &files)?;
-        resolve_inputs(&mut packages, &files, &root)?;
-        let packages = order(&root, packages)?;
+        resolve_inputs(&mut packages, &files)?;
+        let packages = order(packages)?;
         let by_name = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
         Ok(Self { root, decl, packages, by_name })
     }
@@ -120,7 +123,7 @@ fn read_source(root: &Path, path: &Path) -> Result<SourceFile, GraphError> {
 /// brr's own and version-control folders.
 fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, GraphError> {
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    let walker = walkdir::WalkDir::new(root).follow_links(false).into_iter();
     for entry in walker.filter_entry(|e| !(e.file_type().is_dir() && SKIP_DIRS.iter().any(|s| e.file_name() == *s))) {
         let entry = entry.map_err(|e| GraphError::Io {
             path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
@@ -134,7 +137,17 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, GraphError> {
             out.push((rel.to_owned(), entry.path().to_path_buf()));
         }
     }
+    // Sorted by path, the files below any folder form one contiguous range.
+    out.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// The files below folder `dir` (workspace-relative), from the sorted list.
+fn files_below<'a>(files: &'a [(String, PathBuf)], dir: &str) -> &'a [(String, PathBuf)] {
+    let prefix = format!("{dir}/");
+    let start = files.partition_point(|(rel, _)| rel.as_str() < prefix.as_str());
+    let len = files[start..].partition_point(|(rel, _)| rel.starts_with(&prefix));
+    &files[start..start + len]
 }
 
 fn glob_set(globs: &[String], file: &SourceFile) -> Result<GlobSet, GraphError> {
@@ -157,22 +170,30 @@ fn discover(
     let globs: Vec<GlobSet> =
         decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
     let mut used = vec![false; globs.len()];
-    let mut packages: Vec<Package> = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut candidates: Vec<(&str, &PathBuf)> = Vec::new();
     for (rel, abs) in files {
-        let Some(dir) = rel.strip_suffix(DECL_FILE).map(|d| d.trim_end_matches('/')) else { continue };
-        if dir.is_empty() || !rel.ends_with(&format!("/{DECL_FILE}")) {
-            continue;
-        }
+        let Some(dir) = rel.strip_suffix(&format!("/{DECL_FILE}")) else { continue };
         let hits: Vec<usize> = (0..globs.len()).filter(|&i| globs[i].is_match(dir)).collect();
-        if hits.is_empty() {
-            continue;
-        }
-        for i in hits {
+        for &i in &hits {
             used[i] = true;
         }
-        let file = read_source(root, abs)?;
-        let pkg = brr_schema::parse_package(&file)?;
+        if !hits.is_empty() {
+            candidates.push((dir, abs));
+        }
+    }
+    // Parsing is the expensive part of loading: in parallel, errors in order.
+    let parsed: Vec<Result<(SourceFile, PackageDecl), GraphError>> = candidates
+        .par_iter()
+        .map(|(_, abs)| {
+            let file = read_source(root, abs)?;
+            let decl = brr_schema::parse_package(&file)?;
+            Ok((file, decl))
+        })
+        .collect();
+    let mut packages: Vec<Package> = Vec::with_capacity(parsed.len());
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for ((dir, _), result) in candidates.iter().zip(parsed) {
+        let (file, pkg) = result?;
         let body = pkg.body().clone();
         if let Some(first) = seen.insert(body.name.clone(), file.path.clone()) {
             return Err(DeclError::at(
@@ -187,11 +208,12 @@ fn discover(
         packages.push(Package {
             name: body.name.clone(),
             kind,
-            dir: dir.to_owned(),
+            dir: (*dir).to_owned(),
             manifest: file.path.clone(),
             body,
             inputs: BTreeMap::new(),
             deps: Vec::new(),
+            source: file,
         });
     }
     if let Some(i) = used.iter().position(|u| !u) {
@@ -207,52 +229,65 @@ fn discover(
     Ok(packages)
 }
 
-fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)], root: &Path) -> Result<(), GraphError> {
+fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Result<(), GraphError> {
     // A nested package's files belong to it, not to the enclosing package.
-    let dirs: Vec<String> = packages.iter().map(|p| p.dir.clone()).collect();
-    for p in packages.iter_mut() {
-        let file = read_source(root, &root.join(&p.manifest))?;
-        let set = glob_set(&p.body.inputs, &file)?;
-        let prefix = format!("{}/", p.dir);
+    let dirs: HashSet<String> = packages.iter().map(|p| p.dir.clone()).collect();
+    packages.par_iter_mut().try_for_each(|p| {
+        let set = glob_set(&p.body.inputs, &p.source)?;
         let mut matched = vec![false; p.body.inputs.len()];
-        for (rel, abs) in files {
-            let Some(local) = rel.strip_prefix(&prefix) else { continue };
-            if dirs.iter().any(|d| d.len() > p.dir.len() && rel.starts_with(&format!("{d}/"))) {
+        for (rel, abs) in files_below(files, &p.dir) {
+            let local = &rel[p.dir.len() + 1..];
+            if in_nested_package(&p.dir, rel, &dirs) {
                 continue;
             }
             let hits = set.matches(local);
-            if hits.is_empty() {
-                continue;
-            }
-            for h in hits {
+            for &h in &hits {
                 matched[h] = true;
             }
-            p.inputs.insert(rel.clone(), abs.clone());
+            if !hits.is_empty() {
+                p.inputs.insert(rel.clone(), abs.clone());
+            }
         }
         if let Some(i) = matched.iter().position(|m| !m) {
             let g = &p.body.inputs[i];
+            let file = &p.source;
             return Err(DeclError::at(
-                &file,
+                file,
                 file.find_value(g, file.find_field("inputs")),
                 format!("input glob `{g}` matches no file in `{}`", p.dir),
                 "matches nothing",
             )
             .into());
         }
+        Ok(())
+    })
+}
+
+/// Whether `rel` lies in a package folder nested inside `dir`.
+fn in_nested_package(dir: &str, rel: &str, dirs: &HashSet<String>) -> bool {
+    let mut cur = rel;
+    while let Some((parent, _)) = cur.rsplit_once('/') {
+        if parent.len() <= dir.len() {
+            return false;
+        }
+        if dirs.contains(parent) {
+            return true;
+        }
+        cur = parent;
     }
-    Ok(())
+    false
 }
 
 /// Resolves dependency names, rejects cycles (naming the whole cycle) and
 /// returns the packages in topological order.
-fn order(root: &Path, mut packages: Vec<Package>) -> Result<Vec<Package>, GraphError> {
+fn order(mut packages: Vec<Package>) -> Result<Vec<Package>, GraphError> {
     let index: HashMap<String, usize> = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<NodeIndex> = (0..packages.len()).map(|i| graph.add_node(i)).collect();
     for (i, p) in packages.iter().enumerate() {
         for d in &p.body.deps {
             let Some(&j) = index.get(d) else {
-                return Err(unknown_dep(root, p, d));
+                return Err(unknown_dep(p, d));
             };
             graph.add_edge(nodes[j], nodes[i], ());
         }
@@ -270,10 +305,8 @@ fn order(root: &Path, mut packages: Vec<Package>) -> Result<Vec<Package>, GraphE
     Ok(out)
 }
 
-fn unknown_dep(root: &Path, p: &Package, dep: &str) -> GraphError {
-    // Re-read lazily: only on this error path.
-    let text = fs_err::read_to_string(root.join(&p.manifest)).unwrap_or_default();
-    let file = SourceFile::new(p.manifest.clone(), text);
+fn unknown_dep(p: &Package, dep: &str) -> GraphError {
+    let file = &p.source;
     DeclError::at(
         &file,
         file.find_value(dep, file.find_field("deps")),

@@ -22,6 +22,10 @@ use crate::{Store, StoreError};
 /// not trusted (covers coarse filesystem timestamps).
 pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
+/// Above this many paths, `stat_cache_get` scans the table once instead of
+/// querying path by path.
+const FULL_SCAN_ABOVE: usize = 256;
+
 /// What a file looked like when it hashed to `digest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatEntry {
@@ -85,25 +89,38 @@ fn path_key(p: &Path) -> &[u8] {
 impl Store {
     /// The recorded entries of those `paths` that have one, in one read.
     pub fn stat_cache_get(&self, paths: &[PathBuf]) -> Result<HashMap<PathBuf, StatEntry>, StoreError> {
+        let entry = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<StatEntry> {
+            Ok(StatEntry {
+                size: from_sql_u64(r.get(at)?),
+                mtime_ns: r.get(at + 1)?,
+                ino: from_sql_u64(r.get(at + 2)?),
+                ctime_ns: r.get(at + 3)?,
+                digest: BlobHash(Digest::from_bytes(r.get(at + 4)?)),
+                recorded_ns: r.get(at + 5)?,
+            })
+        };
         self.db.read(|tx| {
+            let mut out = HashMap::with_capacity(paths.len());
+            if paths.len() > FULL_SCAN_ABOVE {
+                // One scan beats many point queries for a whole workspace.
+                let wanted: HashMap<&[u8], &PathBuf> = paths.iter().map(|p| (path_key(p), p)).collect();
+                let mut stmt = tx.prepare_cached(
+                    "SELECT path, size, mtime_ns, ino, ctime_ns, digest, recorded_ns FROM stat_cache",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let key = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+                    if let Some(p) = wanted.get(key) {
+                        out.insert((*p).clone(), entry(r, 1)?);
+                    }
+                }
+                return Ok(out);
+            }
             let mut stmt = tx.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, digest, recorded_ns FROM stat_cache WHERE path = ?1",
             )?;
-            let mut out = HashMap::with_capacity(paths.len());
             for p in paths {
-                let entry = stmt
-                    .query_row([path_key(p)], |r| {
-                        Ok(StatEntry {
-                            size: from_sql_u64(r.get(0)?),
-                            mtime_ns: r.get(1)?,
-                            ino: from_sql_u64(r.get(2)?),
-                            ctime_ns: r.get(3)?,
-                            digest: BlobHash(Digest::from_bytes(r.get(4)?)),
-                            recorded_ns: r.get(5)?,
-                        })
-                    })
-                    .optional()?;
-                if let Some(e) = entry {
+                if let Some(e) = stmt.query_row([path_key(p)], |r| entry(r, 0)).optional()? {
                     out.insert(p.clone(), e);
                 }
             }
@@ -111,7 +128,6 @@ impl Store {
         })
     }
 
-    /// Records (or replaces) entries, all in one transaction.
     pub fn stat_cache_put(&self, entries: &[(PathBuf, StatEntry)]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());

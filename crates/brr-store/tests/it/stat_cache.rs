@@ -59,3 +59,25 @@ fn entries_round_trip_in_batches() -> TestResult {
     assert!(store.stat_cache_get(&[file])?.is_empty());
     Ok(())
 }
+
+#[test]
+fn many_paths_are_looked_up_in_one_scan_with_the_same_answers() -> TestResult {
+    let (dir, store) = new_store()?;
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"x")?;
+    let meta = std::fs::metadata(&file)?;
+    // More paths than the point-query path handles, half of them cached,
+    // plus entries of other paths that must not leak into the answer.
+    let paths: Vec<PathBuf> = (0..600).map(|i| PathBuf::from(format!("p/{i}"))).collect();
+    let entry = |i: usize| StatEntry::new(&meta, BlobHash(Digest::of(&i.to_le_bytes())), 7);
+    let cached: Vec<(PathBuf, StatEntry)> =
+        paths.iter().enumerate().step_by(2).map(|(i, p)| (p.clone(), entry(i))).collect();
+    store.stat_cache_put(&cached)?;
+    store.stat_cache_put(&[(PathBuf::from("other/x"), entry(9999))])?;
+    let got = store.stat_cache_get(&paths)?;
+    assert_eq!(got.len(), 300);
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(got.get(p), (i % 2 == 0).then(|| entry(i)).as_ref(), "{}", p.display());
+    }
+    Ok(())
+}
