@@ -80,7 +80,14 @@ impl Reporter for BuildProgress {
         let secs = o.duration.as_secs_f64();
         let line = match &o.status {
             Status::Built => format!("      built {} ({secs:.2}s)", o.name),
-            Status::Cached => format!("     cached {}", o.name),
+            // A no-op build of thousands of targets should not print thousands
+            // of lines: cached targets only count in the summary.
+            Status::Cached => {
+                if let Some(b) = &self.bar {
+                    b.inc(1);
+                }
+                return;
+            }
             Status::Failed(f) => format!("     FAILED {}: {}", o.name, f.reason),
             Status::Skipped { dependency } => format!("    skipped {} (dependency `{dependency}` failed)", o.name),
         };

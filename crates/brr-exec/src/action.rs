@@ -84,8 +84,8 @@ pub fn execute(
     isolate: bool,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
-    let (artifact_hash, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
-        Ok(Ran { artifact, log, .. }) => (artifact, log),
+    let (artifact_hash, outputs, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
+        Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
         Err(f) => return Ok(Err(f)),
     };
     store.record_action(&ActionRecord {
@@ -94,6 +94,7 @@ pub fn execute(
         log: Some(log),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         created_at: unix_now(),
+        outputs: Some(outputs),
     })?;
     Ok(Ok(Built { artifact: artifact_hash, log }))
 }
@@ -118,12 +119,13 @@ pub fn run_builder(
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
     let pkg = action.pkg;
-    // Sources enter the CAS first: the key's source tree must resolve, and
-    // staging from the CAS guarantees the builder sees the hashed bytes. The
-    // key is stored before running, so `why` can explain even a failed build.
-    // One batch: one sync and one transaction.
+    // Sources are written to the CAS first, so staging from there guarantees
+    // the builder sees the hashed bytes; they are recorded, with the source
+    // tree and the key, in the same batch as the outputs (one sync, one
+    // transaction), or with the log when the build fails, so `why` can
+    // explain a failed build too.
     let key_bytes = action.key.encode();
-    let mut puts: Vec<Put<'_>> = pkg
+    let mut inputs_puts: Vec<Put<'_>> = pkg
         .inputs
         .keys()
         .map(|rel| {
@@ -131,19 +133,22 @@ pub fn run_builder(
             Put::File { path: &f.abs, hash: f.leaf.hash }
         })
         .collect();
-    puts.extend(action.sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
-    puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
-    store.put_many(&puts)?;
+    store.place_many(&inputs_puts)?;
+    inputs_puts.extend(action.sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
+    inputs_puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
 
+    // Hard links are safe only where Landlock keeps the builder's writes in
+    // $OUT and $TMPDIR.
+    let link = isolate && crate::sandbox::isolation().landlock();
     fs_err::create_dir_all(&cond.sandbox_dir).map_err(io(&cond.sandbox_dir))?;
-    let sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
+    let mut sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
     let mut staged: Vec<&String> = pkg.inputs.keys().collect();
     if cond.reverse_staging {
         staged.reverse();
     }
     for rel in staged {
         let f = &inputs.files[rel];
-        sb.stage_file(rel, &store.object_path(f.leaf.hash), f.leaf.kind)?;
+        sb.stage_file(rel, &store.object_path(f.leaf.hash), f.leaf.kind, link)?;
     }
     let cwd = sb.src().join(&pkg.dir);
     fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;
@@ -174,7 +179,7 @@ pub fn run_builder(
         args,
         env,
         cwd,
-        writable: vec![sb.src(), sb.out(), sb.tmp()],
+        writable: vec![sb.out(), sb.tmp()],
         hostname: cond.hostname.clone(),
         umask: cond.umask,
         cpus: cond.cpus,
@@ -185,7 +190,9 @@ pub fn run_builder(
     let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
     let fail = |reason: String| {
-        store.put_bytes(ObjectKind::Blob, &log_bytes)?;
+        let mut puts = inputs_puts.clone();
+        puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
+        store.put_many(&puts)?;
         Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }))
     };
 
@@ -207,7 +214,8 @@ pub fn run_builder(
     // Log, outputs and artifact in one batch, the artifact last: it
     // references the output tree.
     let artifact = Artifact { outputs: snap.tree.root, manifest: action.manifest.clone() }.encode();
-    let mut puts = vec![Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes }];
+    let mut puts = inputs_puts.clone();
+    puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
     puts.extend(snapshot_puts(&snap));
     puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact });
     let stored = store.put_many(&puts)?;

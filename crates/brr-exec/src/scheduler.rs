@@ -85,12 +85,18 @@ pub(crate) fn cached_artifact(
     action: &Action<'_>,
 ) -> Result<Option<ArtifactHash>, ExecError> {
     let Some(rec) = store.lookup_action(key)? else { return Ok(None) };
-    let old: Artifact = store.get_object(rec.artifact.0)?;
-    if old.manifest == action.manifest {
-        return Ok(Some(rec.artifact));
+    let outputs = match rec.outputs {
+        Some(t) => t,
+        None => store.get_object::<Artifact>(rec.artifact.0)?.outputs,
+    };
+    // Recomputed in memory: the same hash as recorded unless the manifest
+    // changed, and only then is a new artifact object written.
+    let fresh = Artifact { outputs, manifest: action.manifest.clone() };
+    let hash = fresh.hash();
+    if hash != rec.artifact {
+        store.put_object(&fresh)?;
     }
-    let fresh = Artifact { outputs: old.outputs, manifest: action.manifest.clone() };
-    Ok(Some(ArtifactHash(store.put_object(&fresh)?)))
+    Ok(Some(hash))
 }
 
 /// The build action of package `i`, given its dependencies' artifacts.

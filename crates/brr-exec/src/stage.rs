@@ -1,7 +1,7 @@
 //! Preparing a build's sandbox folder and cleaning it up.
 //!
 //! ```text
-//! S/src/<workspace-relative inputs>   copies from the CAS (writable folders, read-only files)
+//! S/src/<workspace-relative inputs>   from the CAS: hard links under Landlock, else copies; read-only
 //! S/src/<package dir>                 the builder's working directory
 //! S/deps/<name>/…                     dependency artifacts, hard-linked from the CAS, read-only
 //! S/tools/<tool>                      symlinks to the declared host tools (the builder's PATH)
@@ -10,10 +10,11 @@
 //! S/log                               the builder's stdout and stderr
 //! S.lock                              held while the sandbox is in use
 //! ```
-//! Sources are copied rather than linked because the builder may write next
-//! to them (intermediate files), and a hard link would let it write into the
-//! CAS. Dependencies are linked: Landlock keeps the builder from writing there.
+//! Inputs and dependencies are hard-linked from the CAS when Landlock keeps
+//! the builder from writing anywhere but `$OUT` and `$TMPDIR`; without it a
+//! link would let the builder write into the CAS, so inputs are copied.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ const PREFIX: &str = "build-";
 #[derive(Debug)]
 pub struct Sandbox {
     pub root: PathBuf,
+    /// Folders below `src/` created so far.
+    made_dirs: HashSet<PathBuf>,
     _lock: File,
     lock_path: PathBuf,
 }
@@ -50,7 +53,7 @@ impl Sandbox {
             let p = root.join(d);
             fs_err::create_dir_all(&p).map_err(io(&p))?;
         }
-        Ok(Self { root, _lock: lock, lock_path })
+        Ok(Self { root, made_dirs: HashSet::new(), _lock: lock, lock_path })
     }
 
     pub fn src(&self) -> PathBuf {
@@ -72,11 +75,19 @@ impl Sandbox {
         self.root.join("log")
     }
 
-    /// Copies one input into `src/<rel>` from `from`, read-only.
-    pub fn stage_file(&self, rel: &str, from: &Path, kind: EntryKind) -> Result<(), ExecError> {
+    /// Stages one input at `src/<rel>` from the CAS file `from`: a hard link
+    /// when `link` (only when Landlock keeps the builder from writing to
+    /// `src/`, since the link shares the CAS file), else a read-only copy.
+    pub fn stage_file(&mut self, rel: &str, from: &Path, kind: EntryKind, link: bool) -> Result<(), ExecError> {
         let dest = self.src().join(rel);
         if let Some(parent) = dest.parent() {
-            fs_err::create_dir_all(parent).map_err(io(parent))?;
+            if self.made_dirs.insert(parent.to_path_buf()) {
+                fs_err::create_dir_all(parent).map_err(io(parent))?;
+            }
+        }
+        // Executables are copied: a link would share the CAS file's 0444 mode.
+        if link && kind != EntryKind::Executable && std::fs::hard_link(from, &dest).is_ok() {
+            return Ok(());
         }
         fs_err::copy(from, &dest).map_err(io(&dest))?;
         let mode = if kind == EntryKind::Executable { 0o555 } else { 0o444 };

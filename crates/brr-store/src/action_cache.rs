@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use brr_hash::{ArtifactHash, BuildKey, Digest, ObjectKind};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, TreeHash};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::db::{TxError, from_sql_u64, to_sql_u64};
@@ -20,6 +20,8 @@ pub struct ActionRecord {
     pub duration_ms: u64,
     /// Unix seconds.
     pub created_at: i64,
+    /// The artifact's output tree. `record_action` fills it in when `None`.
+    pub outputs: Option<TreeHash>,
 }
 
 /// One build (or cached use, or failure) of a target.
@@ -86,8 +88,9 @@ impl Store {
     /// The cached result of build key `key`, if any.
     pub fn lookup_action(&self, key: BuildKey) -> Result<Option<ActionRecord>, StoreError> {
         self.db.read(|tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT artifact, log, duration_ms, created_at FROM action_cache WHERE key = ?1")?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT artifact, log, duration_ms, created_at, outputs FROM action_cache WHERE key = ?1",
+            )?;
             let rec = stmt
                 .query_row([key.0.as_bytes()], |r| {
                     Ok(ActionRecord {
@@ -96,6 +99,7 @@ impl Store {
                         log: opt_digest(r, 1)?,
                         duration_ms: from_sql_u64(r.get(2)?),
                         created_at: r.get(3)?,
+                        outputs: opt_digest(r, 4)?.map(TreeHash),
                     })
                 })
                 .optional()?;
@@ -108,11 +112,15 @@ impl Store {
     /// store; since rows are closed under references, so is everything the
     /// artifact needs to be materialized.
     pub fn record_action(&self, rec: &ActionRecord) -> Result<(), StoreError> {
+        let outputs = match rec.outputs {
+            Some(t) => t,
+            None => self.get_object::<Artifact>(rec.artifact.0)?.outputs,
+        };
         self.db.write(|tx| {
             require_outputs(tx, rec.key, Some(rec.artifact), rec.log)?;
             let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO action_cache (key, artifact, log, duration_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO action_cache (key, artifact, log, duration_ms, created_at, outputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             stmt.execute(params![
                 rec.key.0.as_bytes(),
@@ -120,6 +128,7 @@ impl Store {
                 rec.log.map(|l| *l.as_bytes()),
                 to_sql_u64(rec.duration_ms),
                 rec.created_at,
+                outputs.0.as_bytes(),
             ])?;
             Ok(())
         })

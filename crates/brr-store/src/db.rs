@@ -13,8 +13,11 @@ use crate::StoreError;
 
 /// The migrations, in order. `PRAGMA user_version` is the number applied.
 /// Append only: a released migration is never edited.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../../schemas/0001_store.sql"), include_str!("../../../schemas/0002_verifications.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../schemas/0001_store.sql"),
+    include_str!("../../../schemas/0002_verifications.sql"),
+    include_str!("../../../schemas/0003_action_outputs.sql"),
+];
 
 /// `PRAGMA application_id` of a brr store: "brr!" in ASCII.
 const APPLICATION_ID: i64 = 0x6272_7221;

@@ -155,6 +155,23 @@ impl Store {
     /// order, so an item may reference earlier items of the same batch.
     /// Returns each item's digest. Nothing is recorded if any item fails.
     pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
+        let (digests, rows) = self.place_missing(items)?;
+        if !rows.is_empty() {
+            self.sync_fs()?;
+            self.record(&rows)?;
+        }
+        Ok(digests)
+    }
+
+    /// Writes the files of `items` that are not in the store yet, without
+    /// recording them: they can be read (or hard-linked) at once, and a later
+    /// [`Store::put_many`] of the same items finds them in place and records
+    /// them. Until then they are unreferenced files, which `verify` accepts.
+    pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
+        Ok(self.place_missing(items)?.0)
+    }
+
+    fn place_missing(&self, items: &[Put<'_>]) -> Result<(Vec<Digest>, Vec<Placed>), StoreError> {
         let todo: Vec<(Digest, ObjectKind, Source<'_>)> = items
             .iter()
             .map(|p| match *p {
@@ -175,11 +192,7 @@ impl Store {
             .filter(|(_, present)| !present)
             .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
             .collect::<Result<_, _>>()?;
-        if !rows.is_empty() {
-            self.sync_fs()?;
-            self.record(&rows)?;
-        }
-        Ok(digests)
+        Ok((digests, rows))
     }
 
     /// Puts one object's file in place (durable only after `sync_fs`).

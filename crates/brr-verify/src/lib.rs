@@ -6,8 +6,8 @@
 //! build conditions; later rounds vary what a reproducible build must not
 //! depend on ([`conditions`]): the sandbox path and file system, the order
 //! inputs are staged in, the order of environment variables, the umask, the
-//! hostname, the number of visible CPUs, and the wall-clock time (rounds of
-//! one target start in different seconds). Results are recorded in the store.
+//! hostname, the number of visible CPUs, and the wall-clock time (a round
+//! starts in a later second than the previous one ended). Results are recorded in the store.
 
 pub mod compare;
 pub mod conditions;
@@ -151,12 +151,13 @@ fn verify_one(
     let action = make_action(ws, inputs, i, deps);
     let total = u32::try_from(conds.len()).unwrap_or(u32::MAX);
     let mut rounds = Vec::new();
-    let mut last_start = None;
+    // Each round starts in a later second than the previous one ended, so
+    // anything a builder reads off the clock differs between rounds.
+    let mut last_end = None;
     for (r, cond) in (0..).zip(conds) {
-        if let Some(s) = last_start {
+        if let Some(s) = last_end {
             wait_past(s);
         }
-        last_start = Some(now_secs());
         progress.round_started(&pkg.name, r + 1, total);
         let varied = conditions::describe(cond, &conds[0]);
         let round = match run_builder(store, inputs, &action, opts.isolate, cond)? {
@@ -164,6 +165,7 @@ fn verify_one(
             Err(f) => Round { round: r + 1, varied, outputs: None, failure: Some(f.reason) },
         };
         rounds.push(round);
+        last_end = Some(now_secs());
     }
     let mut differences = Vec::new();
     if let Some(reference) = rounds[0].outputs {

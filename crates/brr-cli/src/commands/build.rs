@@ -56,11 +56,14 @@ pub fn run(
             .collect();
         print_json(&json!({ "targets": targets }))?;
     } else {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for o in &outcomes {
             if let Some(a) = o.artifact {
-                println!("{}  {}  {}", a, o.status.as_str(), o.name);
+                writeln!(out, "{}  {}  {}", a, o.status.as_str(), o.name)?;
             }
         }
+        out.flush()?;
     }
     let built = outcomes.iter().filter(|o| o.status == Status::Built).count();
     let cached = outcomes.iter().filter(|o| o.status == Status::Cached).count();

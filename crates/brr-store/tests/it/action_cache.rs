@@ -23,7 +23,8 @@ fn action_cache_round_trip_and_replace() -> TestResult {
     assert_eq!(store.lookup_action(key)?, None);
     let artifact = stored_artifact(&store, "one")?;
     let log = store.put_bytes(ObjectKind::Blob, b"build log\n")?;
-    let rec = ActionRecord { key, artifact, log: Some(log), duration_ms: u64::MAX, created_at: 1_700_000_000 };
+    let rec =
+        ActionRecord { key, artifact, log: Some(log), duration_ms: u64::MAX, created_at: 1_700_000_000, outputs: None };
     store.record_action(&rec)?;
     assert_eq!(store.lookup_action(key)?, Some(rec.clone()));
     let newer = ActionRecord { artifact: stored_artifact(&store, "two")?, log: None, ..rec };
@@ -37,7 +38,7 @@ fn action_cache_refuses_missing_artifact_or_log() -> TestResult {
     let (_dir, store) = new_store()?;
     let key = BuildKey(Digest::of(b"key"));
     let missing = ArtifactHash(Digest::of(b"not stored"));
-    let rec = ActionRecord { key, artifact: missing, log: None, duration_ms: 1, created_at: 0 };
+    let rec = ActionRecord { key, artifact: missing, log: None, duration_ms: 1, created_at: 0, outputs: None };
     let err = store.record_action(&rec).expect_err("artifact missing");
     assert!(matches!(err, StoreError::MissingReference { missing: m, .. } if m == missing.0), "{err}");
     // A blob with the same bytes is not an artifact.

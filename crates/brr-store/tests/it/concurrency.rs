@@ -20,7 +20,7 @@ fn work(store: &Store, who: usize) -> Result<(), StoreError> {
     let outputs = TreeHash(store.put_object(&Tree::default())?);
     let artifact = ArtifactHash(store.put_object(&Artifact { outputs, manifest: ServiceManifest::default() })?);
     let key = BuildKey(Digest::of(format!("key {who}").as_bytes()));
-    store.record_action(&ActionRecord { key, artifact, log: None, duration_ms: 1, created_at: 0 })?;
+    store.record_action(&ActionRecord { key, artifact, log: None, duration_ms: 1, created_at: 0, outputs: None })?;
     store.record_build(&BuildRow {
         target: "//t".into(),
         key,

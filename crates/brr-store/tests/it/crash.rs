@@ -31,7 +31,14 @@ fn write_round(store: &Store, seed: &str, i: u64) -> Result<(), StoreError> {
     let tree = TreeHash(store.put_object(&Tree { entries: vec![entry] })?);
     let artifact = ArtifactHash(store.put_object(&Artifact { outputs: tree, manifest: ServiceManifest::default() })?);
     let key = BuildKey(Digest::of(format!("{seed} key {i}").as_bytes()));
-    store.record_action(&ActionRecord { key, artifact, log: Some(blob), duration_ms: i, created_at: 0 })?;
+    store.record_action(&ActionRecord {
+        key,
+        artifact,
+        log: Some(blob),
+        duration_ms: i,
+        created_at: 0,
+        outputs: None,
+    })?;
     let status = "built".to_owned();
     store.record_build(&BuildRow {
         target: "//x".into(),
