@@ -112,9 +112,14 @@ impl Store {
     /// store; since rows are closed under references, so is everything the
     /// artifact needs to be materialized.
     pub fn record_action(&self, rec: &ActionRecord) -> Result<(), StoreError> {
+        // Filled in from the artifact when the caller did not say; a missing
+        // artifact is reported by `require_outputs` below.
         let outputs = match rec.outputs {
-            Some(t) => t,
-            None => self.get_object::<Artifact>(rec.artifact.0)?.outputs,
+            Some(t) => Some(t),
+            None if self.kind_of(rec.artifact.0)? == Some(ObjectKind::Artifact) => {
+                Some(self.get_object::<Artifact>(rec.artifact.0)?.outputs)
+            }
+            None => None,
         };
         self.db.write(|tx| {
             require_outputs(tx, rec.key, Some(rec.artifact), rec.log)?;
@@ -128,7 +133,7 @@ impl Store {
                 rec.log.map(|l| *l.as_bytes()),
                 to_sql_u64(rec.duration_ms),
                 rec.created_at,
-                outputs.0.as_bytes(),
+                outputs.map(|t| *t.0.as_bytes()),
             ])?;
             Ok(())
         })
