@@ -4,7 +4,7 @@
 use std::process::Command;
 
 /// Lowest layer first.
-const LAYERS: &[&str] = &["brr-hash", "brr-schema", "brr-store", "brr-graph", "brr-exec", "brr-cli"];
+const LAYERS: &[&str] = &["brr-hash", "brr-schema", "brr-store", "brr-graph", "brr-exec", "brr-verify", "brr-cli"];
 
 #[test]
 fn crates_depend_only_on_lower_layers() {
