@@ -80,6 +80,16 @@ pub enum Command {
     },
     /// Print the log of a target's last build.
     Log { target: String },
+    /// Remote caches shared with other machines.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Signing keys for the remote cache.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Store maintenance.
     Store {
         #[command(subcommand)]
@@ -88,6 +98,41 @@ pub enum Command {
     /// Write the JSON Schemas of the declaration files into DIR.
     #[command(hide = true)]
     Schema { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Which remotes are reachable, how many of the workspace's keys they
+    /// hold, and where two machines built different bytes from the same key.
+    Status {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push the targets' local builds (needs BRR_SIGNING_KEY).
+    Push {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the targets' builds without building anything.
+    Pull {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new private signing key to FILE and print its public key.
+    Generate {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// The key's name [default: this host's name].
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

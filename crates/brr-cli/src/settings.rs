@@ -12,6 +12,25 @@ pub struct Settings {
     pub root: PathBuf,
     /// Store folder.
     pub store: PathBuf,
+    /// `BRR_REMOTE_CACHE`: remote URLs added to the workspace's.
+    pub remote_urls: Vec<String>,
+    /// `BRR_TRUSTED_KEYS`: public keys added to the workspace's.
+    pub trusted_keys: Vec<String>,
+    /// `BRR_SIGNING_KEY`: this runner's private key; without one nothing is pushed.
+    pub signing_key: Option<PathBuf>,
+    /// `BRR_CACHE_READ_ONLY=1`: never push (untrusted runners, pull requests).
+    pub cache_read_only: bool,
+}
+
+/// A comma-separated environment variable, without empty items.
+fn list_var(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Settings {
@@ -25,6 +44,13 @@ impl Settings {
             Some(s) => cwd.join(s),
             None => root.join(".brr"),
         };
-        Ok(Self { root, store })
+        Ok(Self {
+            root,
+            store,
+            remote_urls: list_var("BRR_REMOTE_CACHE"),
+            trusted_keys: list_var("BRR_TRUSTED_KEYS"),
+            signing_key: std::env::var_os("BRR_SIGNING_KEY").filter(|v| !v.is_empty()).map(|v| cwd.join(v)),
+            cache_read_only: std::env::var("BRR_CACHE_READ_ONLY").is_ok_and(|v| v == "1" || v == "true"),
+        })
     }
 }

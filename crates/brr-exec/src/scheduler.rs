@@ -17,12 +17,14 @@ use crate::action::{Action, Failure, execute, unix_now};
 use crate::error::ExecError;
 
 /// How to build.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
+#[derive(Clone, Copy)]
+pub struct BuildOptions<'a> {
     /// Builders running at once.
     pub jobs: usize,
     /// Use namespaces and Landlock where available (`--no-sandbox` clears it).
     pub isolate: bool,
+    /// Remote caches: asked on a local miss, pushed to after a build.
+    pub remotes: Option<&'a brr_remote::remotes::Remotes>,
 }
 
 /// How a target ended.
@@ -51,6 +53,8 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub name: String,
+    /// Cached because a remote cache had it.
+    pub remote: bool,
     pub key: Option<BuildKey>,
     pub artifact: Option<ArtifactHash>,
     pub status: Status,
@@ -142,7 +146,7 @@ pub fn build(
     inputs: &Inputs,
     store: &Store,
     mask: &[bool],
-    opts: &BuildOptions,
+    opts: &BuildOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<Outcome>, ExecError> {
     crate::stage::clean_stale(&store.tmp_dir());
@@ -200,7 +204,7 @@ struct Ctx<'a> {
     inputs: &'a Inputs,
     store: &'a Store,
     mask: &'a [bool],
-    opts: &'a BuildOptions,
+    opts: &'a BuildOptions<'a>,
     reporter: &'a dyn Reporter,
     dependents: &'a [Vec<usize>],
     state: &'a Mutex<State>,
@@ -213,6 +217,7 @@ impl Ctx<'_> {
         let start = Instant::now();
         let done = |key, artifact, status| Outcome {
             name: pkg.name.clone(),
+            remote: false,
             key,
             artifact,
             status,
@@ -241,9 +246,21 @@ impl Ctx<'_> {
             if let Some(a) = cached_artifact(self.store, key, &action)? {
                 return Ok(done(Some(key), Some(a), Status::Cached));
             }
+            if let Some(remotes) = self.opts.remotes {
+                if remotes.fetch(self.store, key).is_some() {
+                    if let Some(a) = cached_artifact(self.store, key, &action)? {
+                        return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
+                    }
+                }
+            }
             self.reporter.started(&pkg.name);
             Ok(match execute(self.store, self.inputs, &action, self.opts.isolate)? {
-                Ok(b) => done(Some(key), Some(b.artifact), Status::Built),
+                Ok(b) => {
+                    if let Some(remotes) = self.opts.remotes {
+                        remotes.push(self.store, key, b.artifact, Some(b.log));
+                    }
+                    done(Some(key), Some(b.artifact), Status::Built)
+                }
                 Err(f) => done(Some(key), None, Status::Failed(f)),
             })
         })();

@@ -19,6 +19,7 @@ pub mod file;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod remotes;
 
 use brr_hash::{BuildKey, Digest};
 
@@ -99,4 +100,24 @@ pub trait Backend: Send + Sync {
     fn get_entry(&self, key: BuildKey) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Stores the raw (signed) entry for `key`, replacing any older one.
     fn put_entry(&self, key: BuildKey, entry: &[u8]) -> Result<(), RemoteError>;
+}
+
+/// Opens the backend a URL names.
+pub fn open(url: &str) -> Result<Box<dyn Backend>, RemoteError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(http::HttpBackend::new(url, http::Timeouts::default())?));
+    }
+    if url.starts_with("file://") {
+        return Ok(Box::new(file::FileBackend::new(url)?));
+    }
+    if url.starts_with("grpc://") || url.starts_with("grpcs://") {
+        #[cfg(feature = "grpc")]
+        return Ok(Box::new(grpc::GrpcBackend::new(url)?));
+        #[cfg(not(feature = "grpc"))]
+        return Err(RemoteError::Unavailable {
+            remote: url.to_owned(),
+            message: "this brr was built without the `grpc` feature".to_owned(),
+        });
+    }
+    Err(RemoteError::Url { url: url.to_owned() })
 }

@@ -13,6 +13,27 @@ pub struct WorkspaceDecl {
     /// Globs of package folders, relative to the workspace root (`"services/*"`).
     /// Each matching folder holds a package `brr.ron`.
     pub packages: Vec<String>,
+    /// Remote caches shared with other machines, asked in this order on a
+    /// local miss. CI can add more with `BRR_REMOTE_CACHE`.
+    #[serde(default)]
+    pub remotes: Vec<RemoteDecl>,
+    /// Public keys (`"name:base64"`) whose signed cache entries this
+    /// workspace accepts; nothing else is trusted. CI can add more with
+    /// `BRR_TRUSTED_KEYS`.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+/// A remote cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Remote")]
+pub struct RemoteDecl {
+    /// `http://…` or `https://…` (Bazel HTTP cache protocol), `grpc://…`
+    /// (Bazel Remote Execution API) or `file://…` (a shared folder).
+    pub url: String,
+    /// Only read from it, never push (e.g. for untrusted pull requests).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A package `brr.ron`: a `Library(...)` or a `Service(...)`.

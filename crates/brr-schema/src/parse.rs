@@ -30,6 +30,22 @@ fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Box<Dec
 /// Parses a workspace root `brr.ron`.
 pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError>> {
     let ws: WorkspaceDecl = parse(file)?;
+    for r in &ws.remotes {
+        let known = ["http://", "https://", "grpc://", "grpcs://", "file://"];
+        if !known.iter().any(|k| r.url.starts_with(k)) {
+            return Err(DeclError::at(file, file.find_value(&r.url, 0), format!("unsupported remote URL `{}`", r.url), "here")
+                .with_help("use http://, https://, grpc://, grpcs:// or file://")
+                .into());
+        }
+    }
+    for k in &ws.trusted_keys {
+        let ok = k.split_once(':').is_some_and(|(name, key)| !name.is_empty() && key.len() == 44);
+        if !ok {
+            return Err(DeclError::at(file, file.find_value(k, 0), format!("`{k}` is not a public key"), "here")
+                .with_help("trusted keys look like `name:BASE64` (as `brr key generate` prints them)")
+                .into());
+        }
+    }
     if ws.packages.is_empty() {
         let at = file.find_field("packages");
         return Err(DeclError::at(file, (at, 8).into(), "a workspace needs at least one package glob", "empty")

@@ -24,9 +24,11 @@ pub fn run(
         let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
         printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
     }
+    let remotes = super::remote::open(settings, &ws)?;
     let opts = BuildOptions {
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
         isolate: !no_sandbox,
+        remotes: remotes.as_ref(),
     };
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
     let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;
@@ -42,6 +44,7 @@ pub fn run(
                     "key": o.key.map(|k| k.to_string()),
                     "artifact": o.artifact.map(|a| a.to_string()),
                     "status": o.status.as_str(),
+                    "remote": o.remote,
                 });
                 match &o.status {
                     Status::Failed(f) => {
@@ -73,6 +76,18 @@ pub fn run(
         outcomes.len(),
         failed.len()
     ));
+    if let Some(r) = &remotes {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &r.stats;
+        printer::note(&format!(
+            "remote cache: {} hits, {} misses, {} pushed; {} bytes down, {} bytes up",
+            s.hits.load(Relaxed),
+            s.misses.load(Relaxed),
+            s.pushed.load(Relaxed),
+            s.bytes_down.load(Relaxed),
+            s.bytes_up.load(Relaxed)
+        ));
+    }
     if failed.is_empty() {
         return Ok(());
     }

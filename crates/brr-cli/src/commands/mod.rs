@@ -1,10 +1,12 @@
 //! One module per command; each resolves what it needs and calls the library.
 
 mod build;
+mod cache;
 mod graph;
 mod hash;
 mod log;
 mod plan;
+mod remote;
 mod show;
 mod store_verify;
 mod verify;
@@ -13,7 +15,7 @@ mod why;
 use brr_graph::{GraphError, Workspace};
 use brr_store::Store;
 
-use crate::cli::{Cli, Command, StoreCommand};
+use crate::cli::{CacheCommand, Cli, Command, KeyCommand, StoreCommand};
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
@@ -34,6 +36,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Show { hash, json } => show::run(&settings, &hash, json),
         Command::Hash { paths, json } => hash::run(&paths, json),
         Command::Log { target } => log::run(&settings, &target),
+        Command::Cache { command } => match command {
+            CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),
+            CacheCommand::Push { targets, json } => cache::push(&settings, &targets, json),
+            CacheCommand::Pull { targets, json } => cache::pull(&settings, &targets, json),
+        },
+        Command::Key { command: KeyCommand::Generate { output, name } } => remote::generate_key(&output, name.as_deref()),
         Command::Store { command: StoreCommand::Verify { json } } => store_verify::run(&settings, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {

@@ -1,0 +1,56 @@
+//! Opening the remote caches a run uses: the workspace's `remotes` plus
+//! `BRR_REMOTE_CACHE`, trusting its `trusted_keys` plus `BRR_TRUSTED_KEYS`,
+//! signing with `BRR_SIGNING_KEY`.
+
+use anyhow::Context;
+use brr_graph::Workspace;
+use brr_remote::keys::{PublicKey, SigningKey, TrustedKeys};
+use brr_remote::remotes::{Remote, Remotes};
+
+use crate::settings::Settings;
+use crate::{Failure, printer};
+
+/// The configured remotes, or `None` when there are none. A remote that
+/// cannot be opened is skipped with a warning; bad keys are user errors.
+pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Failure> {
+    let mut urls: Vec<(String, bool)> = ws.decl.remotes.iter().map(|r| (r.url.clone(), r.read_only)).collect();
+    urls.extend(settings.remote_urls.iter().map(|u| (u.clone(), false)));
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
+        let key: PublicKey = k.parse().map_err(|e| user(format!("bad trusted key `{k}`: {e}")))?;
+        keys.push(key);
+    }
+    let signing = match &settings.signing_key {
+        Some(path) => Some(SigningKey::read(path).map_err(|e| user(format!("BRR_SIGNING_KEY: {e}")))?),
+        None => None,
+    };
+    let mut remotes = Vec::new();
+    for (url, read_only) in urls {
+        match brr_remote::open(&url) {
+            Ok(b) => remotes.push(Remote::new(b, read_only)),
+            Err(e) => printer::note(&format!("warning: remote cache skipped: {e}")),
+        }
+    }
+    let sink = Box::new(|line: &str| printer::note(line));
+    Ok(Some(Remotes::new(remotes, TrustedKeys::new(keys), signing, settings.cache_read_only, sink)))
+}
+
+fn user(message: String) -> Failure {
+    Failure::User(miette::miette!("{message}"))
+}
+
+/// `brr key generate`: a new signing key in `out`; prints its public key.
+pub fn generate_key(out: &std::path::Path, name: Option<&str>) -> Result<(), Failure> {
+    let default_name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let key = SigningKey::generate(name.unwrap_or(&default_name));
+    key.write_new(out).with_context(|| format!("cannot write the key to `{}`", out.display()))?;
+    println!("{}", key.public());
+    printer::note(&format!(
+        "wrote the private key to `{}`; trust the public key above in `trusted_keys` (or BRR_TRUSTED_KEYS)",
+        out.display()
+    ));
+    Ok(())
+}
