@@ -34,8 +34,9 @@ WORDS = (
     "merkle digest blake ninja make nix ron sqlite content address early cutoff parallel job queue"
 ).split()
 
-# Old enough that every stat cache (brr's racy-timestamp rule, git's, …)
-# trusts the files at once; fresh edits made by the benchmark get "now".
+# Sources look old, as in a real tree (their ctime is still "now": the
+# benchmark waits 2 s before building so that brr's stat cache, which
+# distrusts files changed less than 2 s before it looked, trusts them).
 SOURCE_MTIME = 1_600_000_000
 
 
