@@ -1,7 +1,7 @@
 //! Hashing what a build key is made of: input files (through the store's stat
 //! cache, so unchanged files are not re-read) and host tools.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,41 +58,42 @@ fn stat_entry(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> S
 }
 
 /// Hashes files, trusting the stat cache where the racy-timestamp rule allows.
-/// Returns path → (digest, size, executable) and how many files were read.
-pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(HashMap<PathBuf, Leaf>, usize), GraphError> {
-    let cached = store.stat_cache_get(paths)?;
+/// Returns each path's leaf (in the order of `paths`) and how many files
+/// had to be read.
+pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(Vec<Leaf>, usize), GraphError> {
+    let cached = store.stat_cache_lookup(paths)?;
     let started = now_ns();
-    let results: Vec<(PathBuf, Leaf, Option<StatEntry>)> = paths
+    let results: Vec<(Leaf, Option<StatEntry>)> = paths
         .par_iter()
-        .map(|p| {
+        .zip(cached)
+        .map(|(p, cached)| {
             // Follow symlinks: an input is the content it points at.
             let meta = fs_err::metadata(p).map_err(io(p))?;
             let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
-            if let Some(e) = cached.get(p).filter(|e| e.matches(&meta)) {
-                return Ok((p.clone(), Leaf { kind, hash: e.digest.0, size: e.size }, None));
+            if let Some(e) = cached.filter(|e| e.matches(&meta)) {
+                return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));
             }
             let (digest, size) = hash_file(p)?;
-            let entry = stat_entry(&meta, digest, started);
-            Ok((p.clone(), Leaf { kind, hash: digest.0, size }, Some(entry)))
+            Ok((Leaf { kind, hash: digest.0, size }, Some(stat_entry(&meta, digest, started))))
         })
         .collect::<Result<_, GraphError>>()?;
-    let fresh: Vec<(PathBuf, StatEntry)> = results.iter().filter_map(|(p, _, e)| e.map(|e| (p.clone(), e))).collect();
+    let fresh: Vec<(PathBuf, StatEntry)> =
+        paths.iter().zip(&results).filter_map(|(p, (_, e))| e.map(|e| (p.clone(), e))).collect();
     if !fresh.is_empty() {
         store.stat_cache_put(&fresh)?;
     }
-    let n = fresh.len();
-    Ok((results.into_iter().map(|(p, l, _)| (p, l)).collect(), n))
+    Ok((results.into_iter().map(|(l, _)| l).collect(), fresh.len()))
 }
 
 impl Inputs {
     /// Hashes the inputs and tools of the packages selected by `mask`.
     pub fn hash(ws: &Workspace, store: &Store, mask: &[bool]) -> Result<Self, GraphError> {
         let host_path = std::env::var_os("PATH").unwrap_or_default();
-        let mut tool_paths: HashMap<String, PathBuf> = HashMap::new();
-        let mut files: Vec<PathBuf> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, p) in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]) {
-            let _ = i;
+        // Tools by name: the path found on PATH and the real binary behind it.
+        let mut tool_paths: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
+        // Every selected input file; packages' inputs never overlap.
+        let mut all: Vec<PathBuf> = Vec::new();
+        for p in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]).map(|(_, p)| p) {
             for t in &p.body.tools {
                 if !tool_paths.contains_key(t) {
                     let found = which(t, &host_path).ok_or_else(|| GraphError::ToolNotFound {
@@ -100,41 +101,38 @@ impl Inputs {
                         package: p.name.clone(),
                         manifest: p.manifest.clone(),
                     })?;
-                    tool_paths.insert(t.clone(), found);
+                    // Tools are hashed by their real binary, through the same stat cache.
+                    let real = fs_err::canonicalize(&found).map_err(io(&found))?;
+                    tool_paths.insert(t.clone(), (found, real));
                 }
             }
-            for abs in p.inputs.values() {
-                if seen.insert(abs.clone()) {
-                    files.push(abs.clone());
-                }
-            }
+            all.extend(p.inputs.values().cloned());
         }
-        // Tools are hashed by their real binary, through the same stat cache.
-        let real: HashMap<String, PathBuf> = tool_paths
-            .iter()
-            .map(|(t, p)| Ok((t.clone(), fs_err::canonicalize(p).map_err(io(p))?)))
-            .collect::<Result<_, GraphError>>()?;
-        let mut all = files.clone();
-        all.extend(real.values().cloned());
-        all.sort();
-        all.dedup();
+        let first_tool = all.len();
+        all.extend(tool_paths.values().map(|(_, real)| real.clone()));
         let (leaves, rehashed) = hash_files(store, &all)?;
+        let tool_digest: BTreeMap<&str, (PathBuf, ToolDigest)> = tool_paths
+            .iter()
+            .zip(&leaves[first_tool..])
+            .map(|((name, (found, _)), leaf)| (name.as_str(), (found.clone(), ToolDigest(leaf.hash))))
+            .collect();
 
         let mut sources = Vec::with_capacity(ws.packages.len());
         let mut tools = Vec::with_capacity(ws.packages.len());
-        let mut hashed = HashMap::new();
+        let mut hashed = HashMap::with_capacity(first_tool);
+        let mut next = leaves.iter();
         for (i, p) in ws.packages.iter().enumerate() {
             let mut b = TreeBuilder::new();
             let mut t = BTreeMap::new();
             if mask[i] {
-                for (rel, abs) in &p.inputs {
-                    let leaf = leaves[abs].clone();
+                // Same order as `all` was filled in.
+                for ((rel, abs), leaf) in p.inputs.iter().zip(next.by_ref()) {
                     b.insert(rel, leaf.clone())?;
-                    hashed.insert(rel.clone(), HashedFile { abs: abs.clone(), leaf });
+                    hashed.insert(rel.clone(), HashedFile { abs: abs.clone(), leaf: leaf.clone() });
                 }
                 for name in &p.body.tools {
-                    let digest = ToolDigest(leaves[&real[name]].hash);
-                    t.insert(name.clone(), Tool { path: tool_paths[name].clone(), digest });
+                    let (path, digest) = tool_digest[name.as_str()].clone();
+                    t.insert(name.clone(), Tool { path, digest });
                 }
             }
             sources.push(b.finish());

@@ -89,6 +89,13 @@ fn path_key(p: &Path) -> &[u8] {
 impl Store {
     /// The recorded entries of those `paths` that have one, in one read.
     pub fn stat_cache_get(&self, paths: &[PathBuf]) -> Result<HashMap<PathBuf, StatEntry>, StoreError> {
+        let found = self.stat_cache_lookup(paths)?;
+        Ok(paths.iter().zip(found).filter_map(|(p, e)| Some((p.clone(), e?))).collect())
+    }
+
+    /// The cached entry of each path, in the order of `paths` (no hashing of
+    /// paths on the caller's side: this is on every build's path).
+    pub fn stat_cache_lookup(&self, paths: &[PathBuf]) -> Result<Vec<Option<StatEntry>>, StoreError> {
         let entry = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<StatEntry> {
             Ok(StatEntry {
                 size: from_sql_u64(r.get(at)?),
@@ -100,18 +107,18 @@ impl Store {
             })
         };
         self.db.read(|tx| {
-            let mut out = HashMap::with_capacity(paths.len());
+            let mut out = vec![None; paths.len()];
             if paths.len() > FULL_SCAN_ABOVE {
                 // One scan beats many point queries for a whole workspace.
-                let wanted: HashMap<&[u8], &PathBuf> = paths.iter().map(|p| (path_key(p), p)).collect();
+                let wanted: HashMap<&[u8], usize> = paths.iter().enumerate().map(|(i, p)| (path_key(p), i)).collect();
                 let mut stmt = tx.prepare_cached(
                     "SELECT path, size, mtime_ns, ino, ctime_ns, digest, recorded_ns FROM stat_cache",
                 )?;
                 let mut rows = stmt.query([])?;
                 while let Some(r) = rows.next()? {
                     let key = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-                    if let Some(p) = wanted.get(key) {
-                        out.insert((*p).clone(), entry(r, 1)?);
+                    if let Some(&i) = wanted.get(key) {
+                        out[i] = Some(entry(r, 1)?);
                     }
                 }
                 return Ok(out);
@@ -119,10 +126,8 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "SELECT size, mtime_ns, ino, ctime_ns, digest, recorded_ns FROM stat_cache WHERE path = ?1",
             )?;
-            for p in paths {
-                if let Some(e) = stmt.query_row([path_key(p)], |r| entry(r, 0)).optional()? {
-                    out.insert(p.clone(), e);
-                }
+            for (p, slot) in paths.iter().zip(&mut out) {
+                *slot = stmt.query_row([path_key(p)], |r| entry(r, 0)).optional()?;
             }
             Ok(out)
         })
