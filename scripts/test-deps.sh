@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond a Rust toolchain, idempotently:
+# a C toolchain and python3 (the example monorepo), nginx (the Bazel HTTP
+# cache the remote-cache tests run against), and BuildGrid (the Remote
+# Execution API server) in a venv under target/. The tests start and stop
+# these servers themselves, on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v python3 >/dev/null || need+=(python3)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing: ${need[*]} (install them with apt-get as root)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    # Keep Debian from starting the system nginx on port 80 as it installs.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    rm -f /usr/sbin/policy-rc.d
+fi
+
+scripts/buildgrid/setup.sh
