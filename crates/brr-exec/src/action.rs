@@ -65,7 +65,7 @@ pub struct Conditions {
 impl Conditions {
     pub fn normal(store: &Store) -> Self {
         Self {
-            sandbox_dir: store.tmp_dir(),
+            sandbox_dir: std::env::var_os("BRR_SANDBOX_DIR").map_or_else(|| store.tmp_dir(), std::path::PathBuf::from),
             reverse_staging: false,
             reverse_env: false,
             umask: DEFAULT_UMASK,

@@ -1,1 +1,562 @@
-//! (being written)
+//! The Bazel Remote Execution API (REAPI v2) over gRPC, as a cache only:
+//! BuildGrid, Buildbarn, NativeLink, BuildBuddy and bazel-remote all serve it.
+//!
+//! `grpc://HOST:PORT[/INSTANCE]` speaks plaintext HTTP/2; `grpcs://` is
+//! refused (see [`GrpcBackend::new`]). `INSTANCE` is the REAPI instance name
+//! (it may contain `/`; empty when absent).
+//!
+//! | [`Backend`] call | REAPI call |
+//! |---|---|
+//! | [`GrpcBackend::new`] | `Capabilities.GetCapabilities`: refuse servers without SHA-256; read `max_batch_total_size_bytes` |
+//! | `get_blob` | `ContentAddressableStorage.BatchReadBlobs` up to 1 MiB (or the server's batch limit), else `ByteStream.Read` of `{instance}/blobs/{sha256}/{size}`; `NOT_FOUND` → `None` |
+//! | `put_blob` | `BatchUpdateBlobs` up to the same limit, else `ByteStream.Write` of `{instance}/uploads/{uuid}/blobs/{sha256}/{size}` in 1 MiB chunks |
+//! | `missing_blobs` | `FindMissingBlobs`, 10 000 digests per call |
+//! | `put_entry` | the entry bytes as a CAS blob, then `ActionCache.UpdateActionResult` |
+//! | `get_entry` | `ActionCache.GetActionResult` (`NOT_FOUND` → `None`), then the entry blob |
+//!
+//! An action-cache entry is stored as an `ActionResult` under the action
+//! digest `{ hash: hex(action_id(key)), size_bytes: 32 }`. No `Action`
+//! message exists behind it: brr's build key already names everything an
+//! `Action` would, and servers only use the action digest as an opaque key.
+//! The size is fixed at 32, the length of the build key the id is derived
+//! from; like the domain tag in [`action_id`], it is part of the remote format
+//! (changing it orphans every stored entry). The `ActionResult` has one output
+//! file, `brr-cache-entry`, whose digest names the CAS blob holding the signed
+//! entry. Keeping the entry in the CAS rather than inline lets any REAPI cache
+//! hold it (some cap `ActionResult` sizes) and makes it subject to the
+//! server's usual CAS retention; `GetActionResult` asks the server to inline
+//! it, which saves the second round trip where servers do.
+//!
+//! Why SHA-256 here: REAPI servers name blobs by a digest function they
+//! announce, and SHA-256 is the one they all implement (BuildGrid accepts
+//! nothing else). brr keeps BLAKE3 everywhere inside; [`BlobId`] carries both
+//! names so this module never hashes to find a name, and callers check what
+//! arrives against both. Requests leave `digest_function` unset, which per the
+//! spec means "infer from the hash length" and works with servers older than
+//! REAPI 2.3.
+//!
+//! Every call has a deadline: 2 s to connect, 5 s for `GetCapabilities`, 10 s for unary calls, plus one second per MiB
+//! for streams. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines and
+//! connection errors become [`RemoteError::Unavailable`]; any other status
+//! the server sends is [`RemoteError::Refused`].
+//!
+//! The [`Backend`] trait is blocking, tonic is async: the backend owns a
+//! tokio runtime with one worker thread (it drives the connection) and each
+//! call `block_on`s its future on the calling thread, so many threads can
+//! call at once and their requests share one HTTP/2 connection. Do not call
+//! it from inside another tokio runtime.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use bazel_remote_apis::google::bytestream;
+use brr_hash::BuildKey;
+use reapi::action_cache_client::ActionCacheClient;
+use reapi::capabilities_client::CapabilitiesClient;
+use reapi::content_addressable_storage_client::ContentAddressableStorageClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::{Backend, BlobId, RemoteError, action_id, hex, sha256};
+
+/// How long opening the connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The deadline of `GetCapabilities` when connecting.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The deadline of a unary call.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams get [`RPC_TIMEOUT`] plus one second per this many bytes.
+const STREAM_BYTES_PER_SECOND: u64 = 1 << 20;
+/// Blobs up to this size go through the batch calls, larger ones through
+/// ByteStream (the server's `max_batch_total_size_bytes` may lower it).
+const BATCH_MAX: u64 = 1 << 20;
+/// Room left in a batch request for everything but the blob's bytes.
+const BATCH_OVERHEAD: u64 = 1 << 10;
+/// The size of one `ByteStream.Write` message's data.
+const WRITE_CHUNK: usize = 1 << 20;
+/// Digests per `FindMissingBlobs` call (about 1 MB of request).
+const FIND_MISSING_CHUNK: usize = 10_000;
+/// Responses tonic accepts (its default, 4 MiB, is below what some servers
+/// send in one `ByteStream.Read` message).
+const MAX_DECODING: usize = 64 << 20;
+/// The `ActionResult` output file that names an entry's blob.
+const ENTRY_PATH: &str = "brr-cache-entry";
+/// `size_bytes` of every entry's action digest (see the module docs).
+const ACTION_DIGEST_SIZE: i64 = 32;
+
+/// A REAPI server used as a remote cache. See the module docs.
+pub struct GrpcBackend {
+    url: String,
+    /// The instance name, without leading or trailing `/`.
+    instance: String,
+    channel: Channel,
+    /// Blobs up to this size use the batch calls.
+    batch_limit: u64,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl fmt::Debug for GrpcBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcBackend")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("batch_limit", &self.batch_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcBackend {
+    /// Connects to `grpc://HOST[:PORT][/INSTANCE]` (the port defaults to 80)
+    /// within 2 s and asks the server for its capabilities (5 s).
+    ///
+    /// Errors: [`RemoteError::Url`] for anything but `grpc://` with a host;
+    /// [`RemoteError::Refused`] for `grpcs://` (TLS is not built in: put a
+    /// local TLS-terminating proxy in front, or use an `https://` HTTP cache)
+    /// and for servers that do not offer SHA-256 digests;
+    /// [`RemoteError::Unavailable`] when nothing answers in time.
+    pub fn new(url: &str) -> Result<Self, RemoteError> {
+        let bad_url = || RemoteError::Url { url: url.to_owned() };
+        if url.starts_with("grpcs://") {
+            return Err(RemoteError::Refused {
+                remote: url.to_owned(),
+                what: "TLS".to_owned(),
+                message: "this build of brr speaks gRPC in plaintext only (`grpc://`); \
+                          put a TLS-terminating proxy in front of the server or use an `https://` HTTP cache"
+                    .to_owned(),
+            });
+        }
+        let rest = url.strip_prefix("grpc://").ok_or_else(bad_url)?;
+        let (authority, instance) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.is_empty() || authority.contains(['@', '?', '#']) {
+            return Err(bad_url());
+        }
+        let instance = instance.trim_matches('/').to_owned();
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|_| bad_url())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+
+        let unavailable = |message: String| RemoteError::Unavailable { remote: url.to_owned(), message };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("brr-grpc")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable(format!("cannot start the gRPC runtime: {e}")))?;
+        let channel = runtime.block_on(async {
+            match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+                Ok(Ok(channel)) => Ok(channel),
+                Ok(Err(e)) => Err(unavailable(format!("cannot connect: {}", chain(&e)))),
+                Err(_) => Err(unavailable(format!("cannot connect within {CONNECT_TIMEOUT:?}"))),
+            }
+        })?;
+        let mut backend = Self { url: url.to_owned(), instance, channel, batch_limit: BATCH_MAX, runtime };
+        backend.check_capabilities()?;
+        Ok(backend)
+    }
+
+    /// The REAPI instance name (empty for the default instance).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn check_capabilities(&mut self) -> Result<(), RemoteError> {
+        let mut client = CapabilitiesClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING);
+        let request = reapi::GetCapabilitiesRequest { instance_name: self.instance.clone() };
+        let capabilities = self.call("`GetCapabilities`", HANDSHAKE_TIMEOUT, async move {
+            Ok(client.get_capabilities(with_deadline(request, HANDSHAKE_TIMEOUT)).await?.into_inner())
+        })?;
+        let cache = capabilities.cache_capabilities.unwrap_or_default();
+        let sha256 = reapi::digest_function::Value::Sha256 as i32;
+        if !cache.digest_functions.contains(&sha256) {
+            let offered: Vec<&str> = cache
+                .digest_functions
+                .iter()
+                .map(|f| reapi::digest_function::Value::try_from(*f).map_or("unknown", |v| v.as_str_name()))
+                .collect();
+            return Err(RemoteError::Refused {
+                remote: self.url.clone(),
+                what: "SHA-256 digests".to_owned(),
+                message: format!(
+                    "its cache offers [{}]; brr needs a server whose cache supports SHA256",
+                    offered.join(", ")
+                ),
+            });
+        }
+        if let Ok(max) = u64::try_from(cache.max_batch_total_size_bytes)
+            && max > 0
+        {
+            self.batch_limit = BATCH_MAX.min(max.saturating_sub(BATCH_OVERHEAD));
+        }
+        Ok(())
+    }
+
+    fn cas(&self) -> ContentAddressableStorageClient<Channel> {
+        ContentAddressableStorageClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING)
+    }
+
+    fn action_cache(&self) -> ActionCacheClient<Channel> {
+        ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING)
+    }
+
+    fn byte_stream(&self) -> bytestream::byte_stream_client::ByteStreamClient<Channel> {
+        bytestream::byte_stream_client::ByteStreamClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DECODING)
+    }
+
+    /// `{instance}/` or nothing, for ByteStream resource names.
+    fn resource_prefix(&self) -> String {
+        if self.instance.is_empty() { String::new() } else { format!("{}/", self.instance) }
+    }
+
+    /// Runs `future` to completion within `deadline` on the calling thread.
+    fn call<T>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        future: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, RemoteError> {
+        match self.runtime.block_on(async { tokio::time::timeout(deadline, future).await }) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(status)) => Err(self.status_error(what, &status)),
+            Err(_) => Err(RemoteError::Unavailable {
+                remote: self.url.clone(),
+                message: format!("{what}: no answer within {deadline:?}"),
+            }),
+        }
+    }
+
+    fn status_error(&self, what: &str, status: &Status) -> RemoteError {
+        if is_unavailable(status) {
+            RemoteError::Unavailable { remote: self.url.clone(), message: format!("{what}: {}", describe(status)) }
+        } else {
+            RemoteError::Refused { remote: self.url.clone(), what: what.to_owned(), message: describe(status) }
+        }
+    }
+
+    /// The bytes of the blob `digest` names, or `None` when the server does
+    /// not have it. Not checked against the digest.
+    fn read_blob(&self, digest: &reapi::Digest) -> Result<Option<Vec<u8>>, RemoteError> {
+        let size = u64::try_from(digest.size_bytes).unwrap_or(0);
+        if size <= self.batch_limit {
+            let mut cas = self.cas();
+            let request = reapi::BatchReadBlobsRequest {
+                instance_name: self.instance.clone(),
+                digests: vec![digest.clone()],
+                ..Default::default()
+            };
+            let what = format!("`BatchReadBlobs` of blob {}", digest.hash);
+            let responses = self.call(&what, RPC_TIMEOUT, async move {
+                Ok(cas.batch_read_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner().responses)
+            })?;
+            let Some(response) = responses.into_iter().find(|r| r.digest.as_ref() == Some(digest)) else {
+                return Err(self.refused(&what, "the response does not mention the blob"));
+            };
+            let status = response.status.unwrap_or_default();
+            return match Code::from_i32(status.code) {
+                Code::Ok => Ok(Some(response.data)),
+                Code::NotFound => Ok(None),
+                code => Err(self.status_error(&what, &Status::new(code, status.message))),
+            };
+        }
+        let mut byte_stream = self.byte_stream();
+        let request = bytestream::ReadRequest {
+            resource_name: format!("{}blobs/{}/{}", self.resource_prefix(), digest.hash, size),
+            read_offset: 0,
+            read_limit: 0,
+        };
+        let deadline = stream_deadline(size);
+        let what = format!("`ByteStream.Read` of blob {}", digest.hash);
+        self.call(&what, deadline, async move {
+            let mut stream = match byte_stream.read(with_deadline(request, deadline)).await {
+                Ok(response) => response.into_inner(),
+                Err(status) if status.code() == Code::NotFound => return Ok(None),
+                Err(status) => return Err(status),
+            };
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            loop {
+                match stream.message().await {
+                    Ok(Some(message)) => {
+                        bytes.extend_from_slice(&message.data);
+                        // More than the name says: no need to read on, the
+                        // caller's check fails anyway.
+                        if bytes.len() as u64 > size {
+                            return Ok(Some(bytes));
+                        }
+                    }
+                    Ok(None) => return Ok(Some(bytes)),
+                    Err(status) if status.code() == Code::NotFound && bytes.is_empty() => return Ok(None),
+                    Err(status) => return Err(status),
+                }
+            }
+        })
+    }
+
+    /// Uploads `bytes` as the blob `digest` names.
+    fn write_blob(&self, digest: &reapi::Digest, bytes: &[u8]) -> Result<(), RemoteError> {
+        let size = bytes.len() as u64;
+        if size <= self.batch_limit {
+            let mut cas = self.cas();
+            let what = format!("`BatchUpdateBlobs` of blob {}", digest.hash);
+            let request = reapi::BatchUpdateBlobsRequest {
+                instance_name: self.instance.clone(),
+                requests: vec![reapi::batch_update_blobs_request::Request {
+                    digest: Some(digest.clone()),
+                    data: bytes.to_vec(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let responses = self.call(&what, RPC_TIMEOUT, async move {
+                Ok(cas.batch_update_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner().responses)
+            })?;
+            let Some(response) = responses.into_iter().find(|r| r.digest.as_ref() == Some(digest)) else {
+                return Err(self.refused(&what, "the response does not mention the blob"));
+            };
+            let status = response.status.unwrap_or_default();
+            return match Code::from_i32(status.code) {
+                Code::Ok => Ok(()),
+                code => Err(self.status_error(&what, &Status::new(code, status.message))),
+            };
+        }
+
+        let resource_name = format!("{}uploads/{}/blobs/{}/{}", self.resource_prefix(), upload_id(), digest.hash, size);
+        let owned = bytes.to_vec();
+        let chunks = owned.len().div_ceil(WRITE_CHUNK);
+        let messages = (0..chunks).map(move |i| {
+            let start = i * WRITE_CHUNK;
+            let end = owned.len().min(start + WRITE_CHUNK);
+            bytestream::WriteRequest {
+                resource_name: if i == 0 { resource_name.clone() } else { String::new() },
+                write_offset: i64::try_from(start).unwrap_or(i64::MAX),
+                finish_write: i + 1 == chunks,
+                data: owned[start..end].to_vec(),
+            }
+        });
+        let mut byte_stream = self.byte_stream();
+        let deadline = stream_deadline(size);
+        let what = format!("`ByteStream.Write` of blob {}", digest.hash);
+        let committed = self.call(&what, deadline, async move {
+            let request = with_deadline(tokio_stream::iter(messages), deadline);
+            Ok(byte_stream.write(request).await?.into_inner().committed_size)
+        })?;
+        // -1: the server already had the blob (REAPI allows this answer).
+        if committed == digest.size_bytes || committed == -1 {
+            Ok(())
+        } else {
+            Err(self.refused(&what, &format!("committed {committed} of {size} bytes")))
+        }
+    }
+
+    fn refused(&self, what: &str, message: &str) -> RemoteError {
+        RemoteError::Refused { remote: self.url.clone(), what: what.to_owned(), message: message.to_owned() }
+    }
+}
+
+impl Backend for GrpcBackend {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn get_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, RemoteError> {
+        self.read_blob(&blob_digest(id))
+    }
+
+    fn put_blob(&self, id: &BlobId, bytes: &[u8]) -> Result<(), RemoteError> {
+        debug_assert_eq!(id.size, bytes.len() as u64, "put_blob: the bytes do not match the id");
+        self.write_blob(&blob_digest(id), bytes)
+    }
+
+    fn missing_blobs(&self, ids: &[BlobId]) -> Result<Vec<BlobId>, RemoteError> {
+        let mut missing = std::collections::HashSet::new();
+        for chunk in ids.chunks(FIND_MISSING_CHUNK) {
+            let mut cas = self.cas();
+            let request = reapi::FindMissingBlobsRequest {
+                instance_name: self.instance.clone(),
+                blob_digests: chunk.iter().map(blob_digest).collect(),
+                ..Default::default()
+            };
+            let answer = self.call("`FindMissingBlobs`", RPC_TIMEOUT, async move {
+                Ok(cas.find_missing_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner())
+            })?;
+            missing.extend(answer.missing_blob_digests);
+        }
+        Ok(ids.iter().filter(|id| missing.contains(&blob_digest(id))).copied().collect())
+    }
+
+    fn get_entry(&self, key: BuildKey) -> Result<Option<Vec<u8>>, RemoteError> {
+        let mut action_cache = self.action_cache();
+        let request = reapi::GetActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action_digest(key)),
+            inline_output_files: vec![ENTRY_PATH.to_owned()],
+            ..Default::default()
+        };
+        let result = self.call("`GetActionResult`", RPC_TIMEOUT, async move {
+            match action_cache.get_action_result(with_deadline(request, RPC_TIMEOUT)).await {
+                Ok(response) => Ok(Some(response.into_inner())),
+                Err(status) if status.code() == Code::NotFound => Ok(None),
+                Err(status) => Err(status),
+            }
+        })?;
+        // An action result without our file is not one of brr's entries.
+        let Some(file) = result.and_then(|r| r.output_files.into_iter().find(|f| f.path == ENTRY_PATH)) else {
+            return Ok(None);
+        };
+        let Some(digest) = file.digest else {
+            return Err(self.refused("`GetActionResult`", "the entry's output file has no digest"));
+        };
+        let bytes = if file.contents.is_empty() && digest.size_bytes != 0 {
+            match self.read_blob(&digest)? {
+                Some(bytes) => bytes,
+                // The server dropped the blob but kept the result.
+                None => return Ok(None),
+            }
+        } else {
+            file.contents
+        };
+        if hex(&sha256(&bytes)) != digest.hash || bytes.len() as u64 != u64::try_from(digest.size_bytes).unwrap_or(0) {
+            return Err(RemoteError::Corrupt { remote: self.url.clone(), blob: digest.hash });
+        }
+        Ok(Some(bytes))
+    }
+
+    fn put_entry(&self, key: BuildKey, entry: &[u8]) -> Result<(), RemoteError> {
+        let blob = BlobId::of(entry);
+        self.put_blob(&blob, entry)?;
+        let mut action_cache = self.action_cache();
+        let request = reapi::UpdateActionResultRequest {
+            instance_name: self.instance.clone(),
+            action_digest: Some(action_digest(key)),
+            action_result: Some(reapi::ActionResult {
+                output_files: vec![reapi::OutputFile {
+                    path: ENTRY_PATH.to_owned(),
+                    digest: Some(blob_digest(&blob)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.call("`UpdateActionResult`", RPC_TIMEOUT, async move {
+            action_cache.update_action_result(with_deadline(request, RPC_TIMEOUT)).await.map(drop)
+        })
+    }
+}
+
+/// The REAPI digest of a blob: its SHA-256 and size.
+fn blob_digest(id: &BlobId) -> reapi::Digest {
+    reapi::Digest { hash: id.sha256_hex(), size_bytes: i64::try_from(id.size).unwrap_or(i64::MAX) }
+}
+
+/// The action digest an entry is stored under (see the module docs).
+fn action_digest(key: BuildKey) -> reapi::Digest {
+    reapi::Digest { hash: hex(&action_id(key)), size_bytes: ACTION_DIGEST_SIZE }
+}
+
+/// Unary calls get [`RPC_TIMEOUT`]; streams one more second per MiB.
+fn stream_deadline(size: u64) -> Duration {
+    RPC_TIMEOUT + Duration::from_secs(size / STREAM_BYTES_PER_SECOND)
+}
+
+/// A request that tells the server its deadline (`grpc-timeout`); the client
+/// enforces the same deadline itself in [`GrpcBackend::call`].
+fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    request
+}
+
+/// Whether `status` means "the server is not there" rather than "the server
+/// said no". A status with a source was made on this side from a connection
+/// or protocol error (statuses received from a server have none).
+fn is_unavailable(status: &Status) -> bool {
+    use std::error::Error as _;
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => true,
+        // tonic's generated clients report a broken channel this way.
+        Code::Unknown if status.message().starts_with("Service was not ready") => true,
+        _ => status.source().is_some(),
+    }
+}
+
+/// `message (Code)` plus the causes of a locally made status.
+fn describe(status: &Status) -> String {
+    use std::error::Error as _;
+    let mut text = format!("{} ({:?})", status.message(), status.code());
+    let mut source = status.source();
+    while let Some(error) = source {
+        let cause = error.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = error.source();
+    }
+    text
+}
+
+/// An error and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A fresh UUID (version 4 layout) for a ByteStream upload name: unique per
+/// process, time and call, which is all servers need of it.
+fn upload_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seed = format!("{}/{nanos}/{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut bytes = sha256(seed.as_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex(&bytes[..16]);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_look_like_uuids_and_differ() {
+        let (a, b) = (upload_id(), upload_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4');
+        assert!(a.split('-').map(str::len).eq([8, 4, 4, 4, 12]));
+    }
+
+    #[test]
+    fn urls_other_than_grpc_are_refused_before_connecting() {
+        for url in ["http://localhost:1", "grpc://", "grpc:///instance", "grpc://user@host:1"] {
+            assert!(matches!(GrpcBackend::new(url), Err(RemoteError::Url { .. })), "{url}");
+        }
+        assert!(matches!(GrpcBackend::new("grpcs://localhost:1"), Err(RemoteError::Refused { .. })));
+    }
+
+    #[test]
+    fn local_transport_errors_count_as_unavailable() {
+        assert!(is_unavailable(&Status::unavailable("down")));
+        assert!(is_unavailable(&Status::deadline_exceeded("slow")));
+        assert!(!is_unavailable(&Status::invalid_argument("bad digest")));
+        assert!(!is_unavailable(&Status::permission_denied("read-only")));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_unavailable(&Status::from_error(Box::new(io))));
+    }
+}

@@ -55,7 +55,7 @@ pub struct Conflict {
 
 /// The remotes of one run, with the keys to trust and to sign with.
 pub struct Remotes {
-    remotes: Vec<Remote>,
+    list: Vec<Remote>,
     trusted: TrustedKeys,
     signing: Option<SigningKey>,
     /// `BRR_CACHE_READ_ONLY`: never push, whatever the remotes say.
@@ -76,7 +76,7 @@ impl Remotes {
         note: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Self {
         Self {
-            remotes,
+            list: remotes,
             trusted,
             signing,
             read_only,
@@ -88,16 +88,16 @@ impl Remotes {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.remotes.is_empty()
+        self.list.is_empty()
     }
 
     /// Whether this run pushes (a signing key, not read-only, a writable remote).
     pub fn pushes(&self) -> bool {
-        self.signing.is_some() && !self.read_only && self.remotes.iter().any(|r| !r.read_only)
+        self.signing.is_some() && !self.read_only && self.list.iter().any(|r| !r.read_only)
     }
 
     pub fn remotes(&self) -> &[Remote] {
-        &self.remotes
+        &self.list
     }
 
     pub fn conflicts(&self) -> Vec<Conflict> {
@@ -120,7 +120,7 @@ impl Remotes {
     }
 
     fn live(&self) -> impl Iterator<Item = &Remote> {
-        self.remotes.iter().filter(|r| !r.disabled.load(Ordering::Relaxed))
+        self.list.iter().filter(|r| !r.disabled.load(Ordering::Relaxed))
     }
 
     /// Looks `key` up in the remotes; on a trusted, intact entry, stores its
@@ -150,7 +150,13 @@ impl Remotes {
 
     /// Verifies an entry and brings its objects in. `Ok(None)` when the
     /// entry is refused (with a note).
-    fn accept(&self, store: &Store, r: &Remote, key: BuildKey, raw: &[u8]) -> Result<Option<ArtifactHash>, RemoteError> {
+    fn accept(
+        &self,
+        store: &Store,
+        r: &Remote,
+        key: BuildKey,
+        raw: &[u8],
+    ) -> Result<Option<ArtifactHash>, RemoteError> {
         let url = r.backend.url();
         let entry = match SignedEntry::decode(raw) {
             Ok(e) => e,
@@ -206,7 +212,8 @@ impl Remotes {
         self.stats.bytes_down.fetch_add(bytes as u64, Ordering::Relaxed);
         // Blobs first, then trees and the artifact in the entry's order
         // (children before parents): the store checks every reference.
-        let mut order: Vec<&(EntryObject, Vec<u8>)> = fetched.iter().filter(|(o, _)| o.kind == ObjectKind::Blob).collect();
+        let mut order: Vec<&(EntryObject, Vec<u8>)> =
+            fetched.iter().filter(|(o, _)| o.kind == ObjectKind::Blob).collect();
         order.extend(fetched.iter().filter(|(o, _)| o.kind != ObjectKind::Blob));
         let puts: Vec<Put<'_>> = order.iter().map(|(o, b)| Put::Bytes { kind: o.kind, bytes: b }).collect();
         let recorded = store.put_many(&puts).and_then(|_| {
@@ -275,28 +282,27 @@ impl Remotes {
         contents: &[Vec<u8>],
         entry: &[u8],
     ) -> Result<(), RemoteError> {
-        if let Some(raw) = r.backend.get_entry(key)? {
-            if let Ok(theirs) = SignedEntry::decode(&raw) {
-                if theirs.body.artifact == artifact {
-                    return Ok(());
-                }
-                let conflict = Conflict {
-                    key,
-                    remote: r.backend.url().to_owned(),
-                    local: artifact,
-                    theirs: theirs.body.artifact,
-                    signer: theirs.body.signer.clone(),
-                };
-                self.note(format!(
-                    "warning: not reproducible: key {} built to {} here but to {} by `{}` (in `{}`)",
-                    key.short(),
-                    artifact.short(),
-                    conflict.theirs.short(),
-                    conflict.signer,
-                    conflict.remote
-                ));
-                self.conflicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conflict);
+        let theirs = r.backend.get_entry(key)?.and_then(|raw| SignedEntry::decode(&raw).ok());
+        if let Some(theirs) = theirs {
+            if theirs.body.artifact == artifact {
+                return Ok(());
             }
+            let conflict = Conflict {
+                key,
+                remote: r.backend.url().to_owned(),
+                local: artifact,
+                theirs: theirs.body.artifact,
+                signer: theirs.body.signer.clone(),
+            };
+            self.note(format!(
+                "warning: not reproducible: key {} built to {} here but to {} by `{}` (in `{}`)",
+                key.short(),
+                artifact.short(),
+                conflict.theirs.short(),
+                conflict.signer,
+                conflict.remote
+            ));
+            self.conflicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conflict);
         }
         let ids: Vec<BlobId> = objects.iter().map(|o| o.id).collect();
         let missing = r.backend.missing_blobs(&ids)?;
@@ -362,8 +368,8 @@ fn walk(
     add: &mut impl FnMut(ObjectKind, Vec<u8>),
 ) -> Result<(), StoreError> {
     let bytes = store.get(tree.0)?;
-    let t = Tree::decode(&bytes)
-        .map_err(|source| StoreError::Invalid { hash: tree.0, kind: ObjectKind::Tree, source })?;
+    let t =
+        Tree::decode(&bytes).map_err(|source| StoreError::Invalid { hash: tree.0, kind: ObjectKind::Tree, source })?;
     for e in &t.entries {
         if !seen.insert(e.hash) {
             continue;

@@ -33,9 +33,14 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
     for r in &ws.remotes {
         let known = ["http://", "https://", "grpc://", "grpcs://", "file://"];
         if !known.iter().any(|k| r.url.starts_with(k)) {
-            return Err(DeclError::at(file, file.find_value(&r.url, 0), format!("unsupported remote URL `{}`", r.url), "here")
-                .with_help("use http://, https://, grpc://, grpcs:// or file://")
-                .into());
+            return Err(DeclError::at(
+                file,
+                file.find_value(&r.url, 0),
+                format!("unsupported remote URL `{}`", r.url),
+                "here",
+            )
+            .with_help("use http://, https://, grpc://, grpcs:// or file://")
+            .into());
         }
     }
     for k in &ws.trusted_keys {

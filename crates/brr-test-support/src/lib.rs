@@ -282,3 +282,296 @@ impl Run {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
+
+/// An nginx serving the Bazel HTTP cache protocol (`GET`/`PUT`/`HEAD` on
+/// `/cas/<hex>` and `/ac/<hex>`) on 127.0.0.1, from a temporary folder, for
+/// remote-cache tests. It runs in the foreground as a child of the test with
+/// its own config, pid, logs and temp files, and is stopped on drop.
+pub struct NginxCache {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl NginxCache {
+    /// Starts one. Without an `nginx` binary: panics when `CI` is set (CI
+    /// must install it), else prints a note and returns `None` (skip the test).
+    pub fn start() -> Option<Self> {
+        let Some(bin) = find_program("nginx", &["/usr/sbin", "/usr/local/sbin"]) else {
+            assert!(std::env::var_os("CI").is_none(), "CI must install nginx: apt-get install nginx");
+            eprintln!("note: skipping: nginx is not installed (apt-get install nginx)");
+            return None;
+        };
+        // A free port can be taken between choosing and binding it: retry then.
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let mut server = Self::spawn(&bin);
+            if server.wait_ready() {
+                return Some(server);
+            }
+            server.kill();
+            last_log = server.logs();
+            if !last_log.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("nginx did not start:\n{last_log}");
+    }
+
+    /// Writes a config in a new folder and starts nginx on a free port.
+    fn spawn(bin: &Path) -> Self {
+        let dir = tempfile::Builder::new().prefix("brr-nginx-").tempdir().unwrap();
+        for sub in ["store", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        std::fs::write(dir.path().join("nginx.conf"), nginx_config(bin, dir.path(), port)).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-e", "stderr"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bin.display()));
+        Self { child: Some(child), dir, port }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder nginx serves: blobs are `cas/<hex>`, entries `ac/<hex>`.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stops the server (SIGTERM, then waits for it to exit).
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    /// Polls until the port accepts connections (at most 10 s); `false` if
+    /// nginx exited or never listened.
+    fn wait_ready(&mut self) -> bool {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return false;
+            }
+            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn logs(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("--- stderr\n{}--- error.log\n{}", read("stderr.log"), read("error.log"))
+    }
+
+    /// SIGTERM (nginx's fast shutdown, which also ends its worker), then
+    /// waits up to 10 s before SIGKILL.
+    fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for NginxCache {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `name` on `PATH` or in one of `extra` folders (`/usr/sbin` is often not on
+/// an ordinary user's `PATH`).
+fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The config: everything nginx writes stays in `dir`; the temp folder for
+/// request bodies is on the same filesystem as the store (PUT renames it in).
+fn nginx_config(bin: &Path, dir: &Path, port: u16) -> String {
+    use std::fmt::Write as _;
+    let d = dir.display();
+    // As root, nginx switches its worker to `nobody`, who cannot write here.
+    let user = if rustix::process::geteuid().is_root() { "user root;\n" } else { "" };
+    // Each module nginx was built with has a compiled-in temp path (Debian:
+    // under /var/lib/nginx); point them all here.
+    let built = Command::new(bin).arg("-V").output().map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
+    let built = built.unwrap_or_default();
+    let mut temp_paths = String::new();
+    for m in ["proxy", "fastcgi", "uwsgi", "scgi"] {
+        if !built.contains(&format!("--without-http_{m}_module")) {
+            writeln!(temp_paths, "    {m}_temp_path \"{d}/tmp/{m}\";").unwrap();
+        }
+    }
+    format!(
+        r#"daemon off;
+{user}worker_processes 1;
+pid "{d}/nginx.pid";
+lock_file "{d}/nginx.lock";
+error_log "{d}/error.log";
+events {{
+    worker_connections 64;
+}}
+http {{
+    access_log off;
+    client_body_temp_path "{d}/tmp/body";
+{temp_paths}    client_max_body_size 0;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root "{d}/store";
+        location ~ "^/(ac|cas)/[0-9a-f]{{64}}$" {{
+            dav_methods PUT;
+            create_full_put_path on;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// A BuildGrid server (a Remote Execution API cache: CAS, ByteStream and an
+/// action cache on disk) on 127.0.0.1, for the gRPC remote-cache tests. It
+/// runs from `scripts/buildgrid/config.yml.in` with a free port and a
+/// temporary storage folder, logs to `bgd.log` there, and is stopped on drop.
+pub struct BuildGridServer {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl BuildGridServer {
+    /// Starts one, waiting (at most 30 s) until it accepts connections.
+    /// `bgd` is `$BRR_BGD` or the one `scripts/buildgrid/setup.sh` installs
+    /// under `target/buildgrid-venv`. Without it: panics when `CI` is set,
+    /// else prints a note and returns `None` (skip the test).
+    pub fn start() -> Option<Self> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let bgd = std::env::var_os("BRR_BGD").map_or_else(|| repo.join("target/buildgrid-venv/bin/bgd"), PathBuf::from);
+        if !bgd.is_file() {
+            assert!(std::env::var_os("CI").is_none(), "`{}` is missing: run scripts/buildgrid/setup.sh", bgd.display());
+            eprintln!("note: skipping: BuildGrid is not installed (run scripts/buildgrid/setup.sh)");
+            return None;
+        }
+        let template = std::fs::read_to_string(repo.join("scripts/buildgrid/config.yml.in")).unwrap();
+        // A free port can be taken between choosing and binding it: retry then.
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let mut server = Self::spawn(&bgd, &template);
+            if server.wait_ready() {
+                return Some(server);
+            }
+            server.stop_now();
+            last_log = server.log();
+            if !last_log.contains("in use") && !last_log.contains("Failed to bind") {
+                break;
+            }
+        }
+        panic!("BuildGrid did not start:\n{last_log}");
+    }
+
+    fn spawn(bgd: &Path, template: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("brr-buildgrid-").tempdir().unwrap();
+        let storage = dir.path().join("cas");
+        std::fs::create_dir(&storage).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = template.replace("@PORT@", &port.to_string()).replace("@STORAGE@", &storage.display().to_string());
+        let config_path = dir.path().join("bgd.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
+        let child = Command::new(bgd)
+            .args(["server", "start", "-v"])
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bgd.display()));
+        Self { child: Some(child), dir, port }
+    }
+
+    /// `grpc://127.0.0.1:PORT` (the default instance).
+    pub fn url(&self) -> String {
+        format!("grpc://127.0.0.1:{}", self.port)
+    }
+
+    /// The `!disk-storage` folder: BuildGrid keeps a blob in
+    /// `cas/objects/<first two hex digits>/<the other 62>`.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("cas")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// Stops the server now (as dropping it does).
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    /// Polls until the port accepts connections; `false` if `bgd` exited or
+    /// 30 s passed.
+    fn wait_ready(&mut self) -> bool {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return false;
+            }
+            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// SIGTERM (BuildGrid shuts down in about 3 s), then SIGKILL after 10 s.
+    fn stop_now(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for BuildGridServer {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

@@ -18,7 +18,9 @@ fn remotes_or_fail(settings: &Settings, ws: &brr_graph::Workspace) -> Result<Rem
         Some(r) if !r.is_empty() => Ok(r),
         _ => {
             printer::note("error: no remote cache configured");
-            printer::note("hint: add `remotes: [Remote(url: \"http://…\")]` to the workspace brr.ron, or set BRR_REMOTE_CACHE");
+            printer::note(
+                "hint: add `remotes: [Remote(url: \"http://…\")]` to the workspace brr.ron, or set BRR_REMOTE_CACHE",
+            );
             Err(Failure::Exit(exit::USER))
         }
     }
@@ -80,7 +82,10 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
             println!("  unreachable: {e}");
             continue;
         }
-        println!("  {} of the workspace's keys cached there, {} missing, {} refused (untrusted or bad signature)", r["hits"], r["misses"], r["refused"]);
+        println!(
+            "  {} of the workspace's keys cached there, {} missing, {} refused (untrusted or bad signature)",
+            r["hits"], r["misses"], r["refused"]
+        );
         for c in r["conflicts"].as_array().into_iter().flatten() {
             println!(
                 "  NOT reproducible: `{}` built to {} here, to {} by `{}`",
@@ -115,7 +120,9 @@ pub fn push(settings: &Settings, targets: &[String], json: bool) -> Result<(), F
     let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
     let remotes = remotes_or_fail(settings, &ws)?;
     if !remotes.pushes() {
-        printer::note("error: nothing can be pushed: set BRR_SIGNING_KEY (see `brr key generate`), unset BRR_CACHE_READ_ONLY, and configure a writable remote");
+        printer::note(
+            "error: nothing can be pushed: set BRR_SIGNING_KEY (see `brr key generate`), unset BRR_CACHE_READ_ONLY, and configure a writable remote",
+        );
         return Err(Failure::Exit(exit::USER));
     }
     let explained = explain(&ws, &inputs, &store, &mask)?;

@@ -41,7 +41,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             CacheCommand::Push { targets, json } => cache::push(&settings, &targets, json),
             CacheCommand::Pull { targets, json } => cache::pull(&settings, &targets, json),
         },
-        Command::Key { command: KeyCommand::Generate { output, name } } => remote::generate_key(&output, name.as_deref()),
+        Command::Key { command: KeyCommand::Generate { output, name } } => {
+            remote::generate_key(&output, name.as_deref())
+        }
         Command::Store { command: StoreCommand::Verify { json } } => store_verify::run(&settings, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {

@@ -44,8 +44,12 @@ fn user(message: String) -> Failure {
 
 /// `brr key generate`: a new signing key in `out`; prints its public key.
 pub fn generate_key(out: &std::path::Path, name: Option<&str>) -> Result<(), Failure> {
-    let default_name = rustix::system::uname().nodename().to_string_lossy().into_owned();
-    let key = SigningKey::generate(name.unwrap_or(&default_name));
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let key = match name {
+        Some(n) => SigningKey::generate(n).map_err(|e| user(e.to_string()))?,
+        // The host's name when it makes a valid key name, else `brr`.
+        None => SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(e.to_string()))?,
+    };
     key.write_new(out).with_context(|| format!("cannot write the key to `{}`", out.display()))?;
     println!("{}", key.public());
     printer::note(&format!(

@@ -37,8 +37,14 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
     // Dependencies (and the targets' normal builds) come from a normal build.
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
-    let outcomes =
-        brr_exec::build(&ws, &inputs, &store, &mask, &BuildOptions { jobs, isolate: !o.no_sandbox, remotes: None }, &progress)?;
+    let outcomes = brr_exec::build(
+        &ws,
+        &inputs,
+        &store,
+        &mask,
+        &BuildOptions { jobs, isolate: !o.no_sandbox, remotes: None },
+        &progress,
+    )?;
     progress.finish();
     if let Some(f) = outcomes.iter().find(|o| matches!(o.status, Status::Failed(_) | Status::Skipped { .. })) {
         printer::note(&format!(

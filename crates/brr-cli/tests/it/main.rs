@@ -6,6 +6,7 @@ mod crash;
 mod failures;
 mod inspect;
 mod invalid;
+mod remote;
 mod sandbox;
 mod snapshots;
 mod verify;
