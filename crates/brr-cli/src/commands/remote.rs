@@ -48,7 +48,9 @@ pub fn generate_key(out: &std::path::Path, name: Option<&str>) -> Result<(), Fai
     let key = match name {
         Some(n) => SigningKey::generate(n).map_err(|e| user(e.to_string()))?,
         // The host's name when it makes a valid key name, else `brr`.
-        None => SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(e.to_string()))?,
+        None => {
+            SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(e.to_string()))?
+        }
     };
     key.write_new(out).with_context(|| format!("cannot write the key to `{}`", out.display()))?;
     println!("{}", key.public());

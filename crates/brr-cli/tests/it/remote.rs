@@ -78,7 +78,12 @@ fn buildgrid_shares_builds_between_runners() {
 
 /// Every file below `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir).into_iter().map(Result::unwrap).filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect()
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
 }
 
 /// B trusts `trusted` and must build everything itself, saying why.
@@ -172,4 +177,84 @@ fn a_server_that_is_down_or_dies_never_fails_a_build() {
     let status = child.wait().unwrap();
     assert!(status.success(), "the build failed after the server died:\n{seen}");
     assert!(seen.contains("4 built"), "{seen}");
+}
+
+/// `cache` with the remote and keys given by the environment.
+fn cache(ws: &TestWorkspace, url: &str, signing: Option<&Key>, trusted: &[&Key], args: &[&str]) -> Run {
+    let mut cmd = ws.command();
+    cmd.arg("cache")
+        .args(args)
+        .env("BRR_REMOTE_CACHE", url)
+        .env("BRR_TRUSTED_KEYS", trusted.iter().map(|k| k.public.as_str()).collect::<Vec<_>>().join(","))
+        .env_remove("BRR_SIGNING_KEY");
+    if let Some(k) = signing {
+        cmd.env("BRR_SIGNING_KEY", &k.file);
+    }
+    Run::from(cmd.output().unwrap())
+}
+
+#[test]
+fn cache_pull_push_status_and_read_only_runners() {
+    let Some(nginx) = NginxCache::start() else { return };
+    let url = nginx.url();
+    let a_key = key("runner-a");
+
+    // A read-only runner with a key pushes nothing.
+    let ro = shop();
+    let mut cmd = ro.command();
+    cmd.args(["build", "--json"])
+        .env("BRR_REMOTE_CACHE", &url)
+        .env("BRR_SIGNING_KEY", &a_key.file)
+        .env("BRR_CACHE_READ_ONLY", "1");
+    let run = Run::from(cmd.output().unwrap()).success();
+    assert!(run.stderr.contains("0 pushed"), "{}", run.stderr);
+    assert!(files(&nginx.root()).is_empty(), "a read-only runner wrote to the cache");
+    // Nor can it push explicitly.
+    cache(&ro, &url, None, &[], &["push"]).code(2);
+
+    // `cache push` after a plain build, then B pulls without building.
+    let a = shop();
+    a.brr(["build"]).success();
+    let pushed = cache(&a, &url, Some(&a_key), &[&a_key], &["push", "--json"]).success().json();
+    assert_eq!(pushed["entries_pushed"].as_u64(), Some(3), "{pushed:#}");
+    assert!(pushed["bytes_up"].as_u64().unwrap() > 0);
+
+    let b = shop();
+    let status = cache(&b, &url, None, &[&a_key], &["status", "--json"]).success().json();
+    // Before pulling, B knows only the library's key (the services' keys
+    // depend on its artifact).
+    assert_eq!(status["remotes"][0]["reachable"], true, "{status:#}");
+    let pulled = cache(&b, &url, None, &[&a_key], &["pull", "--json"]).success().json();
+    assert_eq!(pulled["targets"]["libshop"], "pulled", "{pulled:#}");
+    assert_eq!(pulled["targets"]["api"], "pulled", "{pulled:#}");
+    assert_eq!(pulled["targets"]["billing"], "pulled", "{pulled:#}");
+    assert!(pulled["bytes_down"].as_u64().unwrap() > 0);
+    let run = b.brr(["build", "--json"]).success();
+    assert_eq!(run.count("cached"), 3, "{}", run.stdout);
+    let status = cache(&b, &url, None, &[&a_key], &["status", "--json"]).success().json();
+    assert_eq!(status["remotes"][0]["hits"].as_u64(), Some(3), "{status:#}");
+    assert_eq!(status["remotes"][0]["conflicts"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn two_runners_with_different_bytes_for_one_key_are_reported() {
+    let Some(nginx) = NginxCache::start() else { return };
+    let url = nginx.url();
+    let (a_key, c_key) = (key("runner-a"), key("runner-c"));
+    // Not reproducible: the output is random.
+    let make = || workspace().sh_lib("dice", &[], &["od"], "od -An -N8 -tx1 /dev/urandom > \"$OUT/f\"");
+    let a = make();
+    build(&a, &url, Some(&a_key), &[&a_key]).success();
+    // C does not trust A, so it builds itself, and pushes other bytes.
+    let c = make();
+    let run = build(&c, &url, Some(&c_key), &[&c_key]).success();
+    assert_eq!(run.count("built"), 1);
+    assert!(run.stderr.contains("not reproducible"), "{}", run.stderr);
+    assert!(run.stderr.contains("`runner-a`"), "{}", run.stderr);
+    // A, looking at the cache now holding C's entry, sees the conflict.
+    let status = cache(&a, &url, None, &[&a_key, &c_key], &["status", "--json"]).success().json();
+    let conflicts = status["remotes"][0]["conflicts"].as_array().unwrap().clone();
+    assert_eq!(conflicts.len(), 1, "{status:#}");
+    assert_eq!(conflicts[0]["target"], "dice");
+    assert_eq!(conflicts[0]["signer"], "runner-c");
 }
