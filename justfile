@@ -13,7 +13,7 @@ example:
 
 # Every test; the same command as the README and .ci/run.
 test:
-    cargo test --workspace
+    scripts/test-deps.sh && cargo test --workspace
 
 # Format check, clippy (pedantic, warnings denied) and docs.
 lint:
