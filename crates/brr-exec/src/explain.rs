@@ -118,18 +118,15 @@ pub fn explain(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) ->
         let mut pending = Vec::new();
         for &d in &pkg.deps {
             let name = ws.packages[d].name.clone();
-            match artifacts[d] {
-                Some(a) => {
-                    deps.insert(name, a);
+            if let Some(a) = artifacts[d] {
+                deps.insert(name, a);
+            } else {
+                // Stand in with the previous artifact so the rest of the key
+                // can still be compared.
+                if let Some(a) = prev_key.as_ref().and_then(|k| k.deps.get(&name)) {
+                    deps.insert(name.clone(), *a);
                 }
-                None => {
-                    // Stand in with the previous artifact so the rest of the
-                    // key can still be compared.
-                    if let Some(a) = prev_key.as_ref().and_then(|k| k.deps.get(&name)) {
-                        deps.insert(name.clone(), *a);
-                    }
-                    pending.push(name);
-                }
+                pending.push(name);
             }
         }
         let action = make_action(ws, inputs, i, deps);

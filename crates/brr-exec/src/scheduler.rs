@@ -246,12 +246,11 @@ impl Ctx<'_> {
             if let Some(a) = cached_artifact(self.store, key, &action)? {
                 return Ok(done(Some(key), Some(a), Status::Cached));
             }
-            if let Some(remotes) = self.opts.remotes {
-                if remotes.fetch(self.store, key).is_some() {
-                    if let Some(a) = cached_artifact(self.store, key, &action)? {
-                        return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
-                    }
-                }
+            if let Some(remotes) = self.opts.remotes
+                && remotes.fetch(self.store, key).is_some()
+                && let Some(a) = cached_artifact(self.store, key, &action)?
+            {
+                return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
             }
             self.reporter.started(&pkg.name);
             Ok(match execute(self.store, self.inputs, &action, self.opts.isolate)? {

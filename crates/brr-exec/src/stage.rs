@@ -80,10 +80,10 @@ impl Sandbox {
     /// `src/`, since the link shares the CAS file), else a read-only copy.
     pub fn stage_file(&mut self, rel: &str, from: &Path, kind: EntryKind, link: bool) -> Result<(), ExecError> {
         let dest = self.src().join(rel);
-        if let Some(parent) = dest.parent() {
-            if self.made_dirs.insert(parent.to_path_buf()) {
-                fs_err::create_dir_all(parent).map_err(io(parent))?;
-            }
+        if let Some(parent) = dest.parent()
+            && self.made_dirs.insert(parent.to_path_buf())
+        {
+            fs_err::create_dir_all(parent).map_err(io(parent))?;
         }
         // Executables are copied: a link would share the CAS file's 0444 mode.
         if link && kind != EntryKind::Executable && std::fs::hard_link(from, &dest).is_ok() {

@@ -308,7 +308,7 @@ fn order(mut packages: Vec<Package>) -> Result<Vec<Package>, GraphError> {
 fn unknown_dep(p: &Package, dep: &str) -> GraphError {
     let file = &p.source;
     DeclError::at(
-        &file,
+        file,
         file.find_value(dep, file.find_field("deps")),
         format!("unknown dependency `{dep}`"),
         "no such package",

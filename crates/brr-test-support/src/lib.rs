@@ -463,6 +463,7 @@ pub struct BuildGridServer {
     child: Option<std::process::Child>,
     dir: tempfile::TempDir,
     port: u16,
+    tls: bool,
 }
 
 impl BuildGridServer {
@@ -471,6 +472,16 @@ impl BuildGridServer {
     /// under `target/buildgrid-venv`. Without it: panics when `CI` is set,
     /// else prints a note and returns `None` (skip the test).
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Like [`BuildGridServer::start`], serving TLS (`grpcs://`) with the
+    /// PEM files `cert` (the chain) and `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<Self> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Option<Self> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let bgd = std::env::var_os("BRR_BGD").map_or_else(|| repo.join("target/buildgrid-venv/bin/bgd"), PathBuf::from);
         if !bgd.is_file() {
@@ -478,11 +489,21 @@ impl BuildGridServer {
             eprintln!("note: skipping: BuildGrid is not installed (run scripts/buildgrid/setup.sh)");
             return None;
         }
-        let template = std::fs::read_to_string(repo.join("scripts/buildgrid/config.yml.in")).unwrap();
+        let mut template = std::fs::read_to_string(repo.join("scripts/buildgrid/config.yml.in")).unwrap();
+        if let Some((cert, key)) = tls {
+            let plain = "    insecure-mode: true\n";
+            assert!(template.contains(plain), "config.yml.in no longer has `{}`", plain.trim());
+            let credentials = format!(
+                "    insecure-mode: false\n    credentials:\n      tls-server-key: \"{}\"\n      tls-server-cert: \"{}\"\n",
+                key.canonicalize().unwrap().display(),
+                cert.canonicalize().unwrap().display()
+            );
+            template = template.replace(plain, &credentials);
+        }
         // A free port can be taken between choosing and binding it: retry then.
         let mut last_log = String::new();
         for _ in 0..3 {
-            let mut server = Self::spawn(&bgd, &template);
+            let mut server = Self::spawn(&bgd, &template, tls.is_some());
             if server.wait_ready() {
                 return Some(server);
             }
@@ -495,7 +516,7 @@ impl BuildGridServer {
         panic!("BuildGrid did not start:\n{last_log}");
     }
 
-    fn spawn(bgd: &Path, template: &str) -> Self {
+    fn spawn(bgd: &Path, template: &str, tls: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("brr-buildgrid-").tempdir().unwrap();
         let storage = dir.path().join("cas");
         std::fs::create_dir(&storage).unwrap();
@@ -513,12 +534,12 @@ impl BuildGridServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bgd.display()));
-        Self { child: Some(child), dir, port }
+        Self { child: Some(child), dir, port, tls }
     }
 
-    /// `grpc://127.0.0.1:PORT` (the default instance).
+    /// `grpc://127.0.0.1:PORT` (`grpcs://` with TLS), the default instance.
     pub fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "grpcs" } else { "grpc" }, self.port)
     }
 
     /// The `!disk-storage` folder: BuildGrid keeps a blob in

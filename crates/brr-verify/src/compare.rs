@@ -108,23 +108,23 @@ fn one_sided(path: &str, change: ChangeKind, before: Option<u64>, after: Option<
     }
 }
 
-fn file_difference(store: &Store, path: &str, x: &TreeEntry, y: &TreeEntry) -> Result<Difference, StoreError> {
-    let mut d = one_sided(path, ChangeKind::Changed, Some(x.size), Some(y.size));
-    if x.kind != y.kind {
-        d.kinds = Some((kind_name(x.kind), kind_name(y.kind)));
+fn file_difference(store: &Store, path: &str, old: &TreeEntry, new: &TreeEntry) -> Result<Difference, StoreError> {
+    let mut diff = one_sided(path, ChangeKind::Changed, Some(old.size), Some(new.size));
+    if old.kind != new.kind {
+        diff.kinds = Some((kind_name(old.kind), kind_name(new.kind)));
     }
-    if x.hash == y.hash {
-        return Ok(d);
+    if old.hash == new.hash {
+        return Ok(diff);
     }
-    let (a, b) = (store.get(x.hash)?, store.get(y.hash)?);
+    let (before, after) = (store.get(old.hash)?, store.get(new.hash)?);
     let text = |v: &[u8]| (v.len() as u64) <= TEXT_LIMIT && !v.contains(&0) && std::str::from_utf8(v).is_ok();
-    if text(&a) && text(&b) {
-        d.diff = Some(unified_diff(&a, &b));
+    if text(&before) && text(&after) {
+        diff.diff = Some(unified_diff(&before, &after));
     } else {
-        let offset = a.iter().zip(&b).position(|(p, q)| p != q).unwrap_or(a.len().min(b.len()));
-        d.first_difference_offset = Some(offset as u64);
+        let offset = before.iter().zip(&after).position(|(p, q)| p != q).unwrap_or(before.len().min(after.len()));
+        diff.first_difference_offset = Some(offset as u64);
     }
-    Ok(d)
+    Ok(diff)
 }
 
 fn unified_diff(a: &[u8], b: &[u8]) -> String {

@@ -91,7 +91,7 @@ fn wait_past(s: u64) {
         if now.as_secs() != s {
             return;
         }
-        std::thread::sleep(Duration::from_secs(1) - Duration::from_nanos(u64::from(now.subsec_nanos())));
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos()))));
     }
 }
 

@@ -51,13 +51,13 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
                 }) {
                     Ok(entry) => {
                         hits += 1;
-                        if let Some((local, _)) = e.cached {
-                            if local != entry.body.artifact {
-                                conflicts.push(json!({
-                                    "target": e.name, "key": key.to_string(), "local": local.to_string(),
-                                    "remote": entry.body.artifact.to_string(), "signer": entry.body.signer,
-                                }));
-                            }
+                        if let Some((local, _)) = e.cached
+                            && local != entry.body.artifact
+                        {
+                            conflicts.push(json!({
+                                "target": e.name, "key": key.to_string(), "local": local.to_string(),
+                                "remote": entry.body.artifact.to_string(), "signer": entry.body.signer,
+                            }));
                         }
                     }
                     Err(_) => refused += 1,

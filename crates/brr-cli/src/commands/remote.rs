@@ -20,11 +20,11 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
     }
     let mut keys = Vec::new();
     for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
-        let key: PublicKey = k.parse().map_err(|e| user(format!("bad trusted key `{k}`: {e}")))?;
+        let key: PublicKey = k.parse().map_err(|e| user(&format!("bad trusted key `{k}`: {e}")))?;
         keys.push(key);
     }
     let signing = match &settings.signing_key {
-        Some(path) => Some(SigningKey::read(path).map_err(|e| user(format!("BRR_SIGNING_KEY: {e}")))?),
+        Some(path) => Some(SigningKey::read(path).map_err(|e| user(&format!("BRR_SIGNING_KEY: {e}")))?),
         None => None,
     };
     let mut remotes = Vec::new();
@@ -38,7 +38,7 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
     Ok(Some(Remotes::new(remotes, TrustedKeys::new(keys), signing, settings.cache_read_only, sink)))
 }
 
-fn user(message: String) -> Failure {
+fn user(message: &str) -> Failure {
     Failure::User(miette::miette!("{message}"))
 }
 
@@ -46,10 +46,10 @@ fn user(message: String) -> Failure {
 pub fn generate_key(out: &std::path::Path, name: Option<&str>) -> Result<(), Failure> {
     let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
     let key = match name {
-        Some(n) => SigningKey::generate(n).map_err(|e| user(e.to_string()))?,
+        Some(n) => SigningKey::generate(n).map_err(|e| user(&e.to_string()))?,
         // The host's name when it makes a valid key name, else `brr`.
         None => {
-            SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(e.to_string()))?
+            SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(&e.to_string()))?
         }
     };
     key.write_new(out).with_context(|| format!("cannot write the key to `{}`", out.display()))?;

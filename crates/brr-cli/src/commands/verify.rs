@@ -119,13 +119,11 @@ fn run_diffoscope(store: &brr_store::Store, r: &TargetReport) -> Result<(), Fail
     let Some(reference) = r.rounds[0].outputs else { return Ok(()) };
     for round in &r.rounds[1..] {
         let Some(t) = round.outputs.filter(|t| *t != reference) else { continue };
-        match brr_verify::diffoscope(store, reference, t)? {
-            Some(text) => println!("{text}"),
-            None => {
-                printer::note("note: diffoscope is not installed (Debian: `apt install diffoscope`)");
-                return Ok(());
-            }
-        }
+        let Some(text) = brr_verify::diffoscope(store, reference, t)? else {
+            printer::note("note: diffoscope is not installed (Debian: `apt install diffoscope`)");
+            return Ok(());
+        };
+        println!("{text}");
     }
     Ok(())
 }
@@ -155,7 +153,7 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
             if v.differing.is_empty() { String::new() } else { format!("  differs: {}", v.differing.join(", ")) };
         println!("{state}  {}  ({} rounds, {when}){files}", v.target, v.rounds);
     }
-    let pct = if all.is_empty() { 0.0 } else { 100.0 * good as f64 / all.len() as f64 };
-    printer::note(&format!("{good} of {} verified targets reproducible ({pct:.0}%)", all.len()));
+    let pct = (good * 100).checked_div(all.len()).unwrap_or(0);
+    printer::note(&format!("{good} of {} verified targets reproducible ({pct}%)", all.len()));
     Ok(())
 }

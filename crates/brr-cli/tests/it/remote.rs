@@ -82,7 +82,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .map(Result::unwrap)
         .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
+        .map(walkdir::DirEntry::into_path)
         .collect()
 }
 

@@ -40,18 +40,15 @@ fn corpus_flags_every_bad_case_with_its_file_and_no_good_one() {
         }
         let differing: BTreeSet<&str> =
             t["differences"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
-        match expect.trim().strip_prefix("differs: ") {
-            Some(file) => {
-                bad += 1;
-                assert_eq!(t["reproducible"], false, "{name} should be flagged: {t:#}");
-                assert_eq!(differing, BTreeSet::from([file]), "{name} must name exactly `{file}`: {t:#}");
-                let d = &t["differences"][0];
-                assert!(d["diff"].is_string() || d["first_difference_offset"].is_u64(), "{name}: no detail: {d:#}");
-            }
-            None => {
-                assert_eq!(expect.trim(), "reproducible", "{name}: bad expect file");
-                assert_eq!(t["reproducible"], true, "{name} should be reproducible: {t:#}");
-            }
+        if let Some(file) = expect.trim().strip_prefix("differs: ") {
+            bad += 1;
+            assert_eq!(t["reproducible"], false, "{name} should be flagged: {t:#}");
+            assert_eq!(differing, BTreeSet::from([file]), "{name} must name exactly `{file}`: {t:#}");
+            let d = &t["differences"][0];
+            assert!(d["diff"].is_string() || d["first_difference_offset"].is_u64(), "{name}: no detail: {d:#}");
+        } else {
+            assert_eq!(expect.trim(), "reproducible", "{name}: bad expect file");
+            assert_eq!(t["reproducible"], true, "{name} should be reproducible: {t:#}");
         }
     }
     assert!(bad >= 5, "too few bad cases were checked");

@@ -171,3 +171,37 @@ fn tampered_blobs_come_back_as_they_are_and_tampered_entries_as_corrupt() {
         r => panic!("expected `Corrupt`, got {r:?}"),
     }
 }
+
+/// `tests/it/tls/`: a test CA and a certificate for 127.0.0.1 signed by it.
+fn tls_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls").join(name)
+}
+
+#[test]
+fn grpcs_works_with_the_servers_ca_and_not_without() {
+    let Some(server) = BuildGridServer::start_tls(&tls_file("server.pem"), &tls_file("server.key")) else { return };
+    assert!(server.url().starts_with("grpcs://"));
+    let ca = std::fs::read(tls_file("ca.pem")).unwrap();
+    let b = GrpcBackend::with_ca_certificate(&server.url(), &ca)
+        .unwrap_or_else(|e| panic!("{e}\n--- bgd.log\n{}", server.log()));
+    for len in [100, 2 << 20] {
+        let bytes = unique("over TLS", len);
+        let id = BlobId::of(&bytes);
+        b.put_blob(&id, &bytes).unwrap();
+        assert!(b.get_blob(&id).unwrap().is_some_and(|back| back == bytes), "{len} bytes over TLS");
+    }
+    let key = BuildKey(Digest::of(&unique("TLS key", 8)));
+    b.put_entry(key, b"entry over TLS").unwrap();
+    assert_eq!(b.get_entry(key).unwrap().as_deref(), Some(&b"entry over TLS"[..]));
+
+    // A certificate no trusted root signed, and plaintext to a TLS port:
+    // errors, quickly.
+    let limit = Duration::from_secs(8);
+    assert_unavailable_within(limit, "untrusted certificate", || GrpcBackend::new(&server.url()));
+    let plain = server.url().replacen("grpcs://", "grpc://", 1);
+    assert_unavailable_within(limit, "plaintext to TLS", || GrpcBackend::new(&plain));
+    match GrpcBackend::with_ca_certificate(&server.url(), b"not a certificate") {
+        Err(RemoteError::Refused { what, .. }) => assert_eq!(what, "the CA certificate"),
+        other => panic!("expected `Refused`, got {other:?}"),
+    }
+}
