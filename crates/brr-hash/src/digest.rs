@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Length of a digest in bytes.
 pub const DIGEST_LEN: usize = 32;
 
-/// A BLAKE3-256 digest. Roles get newtypes (see [`crate::roles`]).
+/// A BLAKE3-256 digest. Roles get newtypes ([`crate::BuildKey`], [`crate::ArtifactHash`], …).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest([u8; DIGEST_LEN]);
 
