@@ -8,7 +8,7 @@
 //! S/out/                              $OUT
 //! S/tmp/                              $TMPDIR
 //! S/log                               the builder's stdout and stderr
-//! S.lock                              held while the sandbox is in use
+//! build-<pid>.lock                    held by the owning brr process while it lives
 //! ```
 //! Inputs and dependencies are hard-linked from the CAS when Landlock keeps
 //! the builder from writing anywhere but `$OUT` and `$TMPDIR`; without it a
@@ -16,8 +16,10 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use brr_hash::EntryKind;
@@ -27,25 +29,51 @@ use crate::error::{ExecError, io};
 /// Prefix of sandbox folders in the store's `tmp/`.
 const PREFIX: &str = "build-";
 
-/// A sandbox folder, locked while alive and removed on drop.
+/// A sandbox folder, removed on drop. It is named after this process
+/// (`build-<pid>-<n>-<key>`), whose lock file `build-<pid>.lock` is held for
+/// the process's life: a sandbox whose owner's lock is free was left by a
+/// killed brr and is removed by the next [`clean_stale`].
 #[derive(Debug)]
 pub struct Sandbox {
     pub root: PathBuf,
     /// Folders below `src/` created so far.
     made_dirs: HashSet<PathBuf>,
-    _lock: File,
-    lock_path: PathBuf,
+}
+
+/// This process's lock files, one per sandbox folder, held until exit.
+static OWNER_LOCKS: Mutex<Vec<(PathBuf, File)>> = Mutex::new(Vec::new());
+
+/// Takes (once per process and folder) the lock that marks this process's
+/// sandboxes in `tmp` as alive.
+fn hold_owner_lock(tmp: &Path) -> Result<(), ExecError> {
+    let mut held = OWNER_LOCKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if held.iter().any(|(dir, _)| dir == tmp) {
+        return Ok(());
+    }
+    let path = tmp.join(format!("{PREFIX}{}.lock", std::process::id()));
+    loop {
+        let file = File::options().write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        // A cleaner may have removed the file between open and lock (it was
+        // free then): only a lock on the file still at `path` counts.
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            held.push((tmp.to_path_buf(), file));
+            return Ok(());
+        }
+    }
 }
 
 impl Sandbox {
     /// Creates a fresh sandbox below `tmp`, named after the build key.
     pub fn create(tmp: &Path, key_short: &str) -> Result<Self, ExecError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        hold_owner_lock(tmp)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root = tmp.join(format!("{PREFIX}{key_short}-{}-{n}", std::process::id()));
-        let lock_path = root.with_extension("lock");
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
+        let root = tmp.join(format!("{PREFIX}{}-{n}-{key_short}", std::process::id()));
         if root.exists() {
             remove_tree(&root)?;
         }
@@ -53,7 +81,7 @@ impl Sandbox {
             let p = root.join(d);
             fs_err::create_dir_all(&p).map_err(io(&p))?;
         }
-        Ok(Self { root, made_dirs: HashSet::new(), _lock: lock, lock_path })
+        Ok(Self { root, made_dirs: HashSet::new() })
     }
 
     pub fn src(&self) -> PathBuf {
@@ -106,7 +134,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // Best effort: a leftover is removed by the next `clean_stale`.
         let _ = remove_tree(&self.root);
-        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 
@@ -128,24 +155,42 @@ pub fn remove_tree(root: &Path) -> Result<(), ExecError> {
     fs_err::remove_dir_all(root).map_err(io(root))
 }
 
-/// Removes sandboxes left by killed brr processes: those whose lock is free.
+/// Removes sandboxes left by killed brr processes: those whose owner's lock
+/// is free (or gone).
 pub fn clean_stale(tmp: &Path) {
     let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    let mut free_owners: Vec<(String, Option<File>)> = Vec::new();
     for e in entries.filter_map(Result::ok) {
-        let path = e.path();
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !name.starts_with(PREFIX) || path.extension().is_some_and(|x| x == "lock") {
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let (pid, is_lock) = match rest.strip_suffix(".lock") {
+            Some(pid) => (pid, true),
+            None => (rest.split('-').next().unwrap_or_default(), false),
+        };
+        if pid.parse::<u32>().is_err() {
             continue;
         }
-        let lock_path = path.with_extension("lock");
-        let free = match File::options().write(true).create(true).truncate(false).open(&lock_path) {
-            Ok(f) => f.try_lock().is_ok(),
-            Err(_) => false,
-        };
-        if free {
-            let _ = remove_tree(&path);
-            let _ = std::fs::remove_file(&lock_path);
+        if pid == std::process::id().to_string() {
+            continue;
+        }
+        if !free_owners.iter().any(|(p, _)| p == pid) {
+            let lock_path = tmp.join(format!("{PREFIX}{pid}.lock"));
+            let lock = match File::options().write(true).open(&lock_path) {
+                Ok(f) if f.try_lock().is_ok() => Some(f),
+                Ok(_) => continue, // its owner is alive
+                Err(_) => None,    // no lock file: no owner
+            };
+            free_owners.push((pid.to_owned(), lock));
+        }
+        if !is_lock {
+            let _ = remove_tree(&e.path());
+        }
+    }
+    // Still holding them: an owner that re-opens finds a new file.
+    for (pid, lock) in free_owners {
+        if lock.is_some() {
+            let _ = std::fs::remove_file(tmp.join(format!("{PREFIX}{pid}.lock")));
         }
     }
 }

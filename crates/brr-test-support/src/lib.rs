@@ -182,7 +182,8 @@ pub fn sandbox_leftovers(store: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(store.join("tmp")) else { return Vec::new() };
     let mut names: Vec<String> = entries
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("build-"))
+        // A finished brr's lock file is left for the next run to remove.
+        .filter(|n| n.starts_with("build-") && !n.ends_with(".lock"))
         .collect();
     names.sort();
     names
