@@ -183,7 +183,7 @@ pub fn sandbox_leftovers(store: &Path) -> Vec<String> {
     let mut names: Vec<String> = entries
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         // A finished brr's lock file is left for the next run to remove.
-        .filter(|n| n.starts_with("build-") && !Path::new(n).extension().is_some_and(|x| x == "lock"))
+        .filter(|n| n.starts_with("build-") && Path::new(n).extension().is_none_or(|x| x != "lock"))
         .collect();
     names.sort();
     names
