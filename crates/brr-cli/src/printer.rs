@@ -98,3 +98,24 @@ impl Reporter for BuildProgress {
         self.update();
     }
 }
+
+/// Phase timings on stderr when `BRR_TIMINGS` is set, for profiling.
+pub struct Timings {
+    last: Option<std::sync::Mutex<std::time::Instant>>,
+}
+
+impl Timings {
+    pub fn from_env() -> Self {
+        let on = std::env::var_os("BRR_TIMINGS").is_some();
+        Self { last: on.then(|| std::sync::Mutex::new(std::time::Instant::now())) }
+    }
+
+    /// Prints the time since the previous mark, labelled.
+    pub fn mark(&self, phase: &str) {
+        if let Some(last) = &self.last {
+            let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            eprintln!("timing: {phase:<16} {:>8.1} ms", last.elapsed().as_secs_f64() * 1000.0);
+            *last = std::time::Instant::now();
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use brr_graph::{Inputs, Workspace, action_key, service_manifest};
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
-use brr_store::{BuildRow, Store};
+use brr_store::{ActionRecord, BuildRow, Store};
 
 use crate::action::{Action, Failure, execute, unix_now};
 use crate::error::ExecError;
@@ -88,19 +88,73 @@ pub(crate) fn cached_artifact(
     key: BuildKey,
     action: &Action<'_>,
 ) -> Result<Option<ArtifactHash>, ExecError> {
-    let Some(rec) = store.lookup_action(key)? else { return Ok(None) };
+    match store.lookup_action(key)? {
+        Some(rec) => Ok(Some(artifact_of(store, &rec, action)?)),
+        None => Ok(None),
+    }
+}
+
+/// The artifact of a cached action with the action's current manifest,
+/// recomputed in memory: the same hash as recorded unless the manifest
+/// changed, and only then is a new artifact object written.
+fn artifact_of(store: &Store, rec: &ActionRecord, action: &Action<'_>) -> Result<ArtifactHash, ExecError> {
     let outputs = match rec.outputs {
         Some(t) => t,
         None => store.get_object::<Artifact>(rec.artifact.0)?.outputs,
     };
-    // Recomputed in memory: the same hash as recorded unless the manifest
-    // changed, and only then is a new artifact object written.
     let fresh = Artifact { outputs, manifest: action.manifest.clone() };
     let hash = fresh.hash();
     if hash != rec.artifact {
         store.put_object(&fresh)?;
     }
-    Ok(Some(hash))
+    Ok(hash)
+}
+
+/// The fast path: every target whose key is in the local action cache,
+/// found level by level of the DAG with one database read per level. A
+/// no-op build ends here without a thread pool.
+fn resolve_cached(
+    ws: &Workspace,
+    inputs: &Inputs,
+    store: &Store,
+    mask: &[bool],
+) -> Result<Vec<Option<Outcome>>, ExecError> {
+    let n = ws.packages.len();
+    let mut done: Vec<Option<Outcome>> = vec![None; n];
+    let mut level = vec![0usize; n];
+    // Packages are in topological order, so dependencies come first.
+    for i in 0..n {
+        level[i] = ws.packages[i].deps.iter().map(|&d| level[d] + 1).max().unwrap_or(0);
+    }
+    let top = level.iter().copied().max().unwrap_or(0);
+    for l in 0..=top {
+        let mut batch = Vec::new();
+        for i in (0..n).filter(|&i| mask[i] && level[i] == l) {
+            let deps: Option<BTreeMap<String, ArtifactHash>> = ws.packages[i]
+                .deps
+                .iter()
+                .map(|&d| Some((ws.packages[d].name.clone(), done[d].as_ref()?.artifact?)))
+                .collect();
+            if let Some(deps) = deps {
+                batch.push((i, make_action(ws, inputs, i, deps)));
+            }
+        }
+        let keys: Vec<BuildKey> = batch.iter().map(|(_, a)| a.key_hash).collect();
+        for ((i, action), rec) in batch.iter().zip(store.lookup_actions(&keys)?) {
+            if let Some(rec) = rec {
+                let artifact = artifact_of(store, &rec, action)?;
+                done[*i] = Some(Outcome {
+                    name: ws.packages[*i].name.clone(),
+                    remote: false,
+                    key: Some(action.key_hash),
+                    artifact: Some(artifact),
+                    status: Status::Cached,
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// The build action of package `i`, given its dependencies' artifacts.
@@ -149,11 +203,23 @@ pub fn build(
     opts: &BuildOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<Outcome>, ExecError> {
-    crate::stage::clean_stale(&store.tmp_dir());
     let n = ws.packages.len();
+    let resolved = resolve_cached(ws, inputs, store, mask)?;
+    let mut history = Vec::new();
+    for o in resolved.iter().flatten() {
+        reporter.finished(o);
+        history.extend(history_row(o, None));
+    }
+    if (0..n).all(|i| !mask[i] || resolved[i].is_some()) {
+        store.record_builds(&history)?;
+        return Ok(resolved.into_iter().flatten().collect());
+    }
+    crate::stage::clean_stale(&store.tmp_dir());
     let dependents = ws.dependents();
-    let waiting = (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d]).count()).collect();
-    let state = Mutex::new(State { waiting, outcomes: vec![None; n], history: Vec::new() });
+    // What is left waits only for dependencies that are not resolved yet.
+    let waiting =
+        (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d] && resolved[d].is_none()).count()).collect();
+    let state = Mutex::new(State { waiting, outcomes: resolved, history });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .thread_name(|i| format!("brr-build-{i}"))
@@ -165,7 +231,7 @@ pub fn build(
     pool.scope(|scope| {
         let roots: Vec<usize> = {
             let st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (0..n).filter(|&i| mask[i] && st.waiting[i] == 0).collect()
+            (0..n).filter(|&i| mask[i] && st.outcomes[i].is_none() && st.waiting[i] == 0).collect()
         };
         for i in roots {
             scope.spawn(move |s| run_one(s, i, ctx));
@@ -267,22 +333,28 @@ impl Ctx<'_> {
             let reason = error_chain(&e);
             done(Some(key), None, Status::Failed(Failure { reason, log: None, log_tail: String::new() }))
         });
-        let log = match &outcome.status {
-            Status::Failed(f) => f.log,
-            _ => None,
-        };
-        let row = BuildRow {
-            target: pkg.name.clone(),
-            key,
-            artifact: outcome.artifact,
-            status: outcome.status.as_str().to_owned(),
-            log,
-            started_at: unix_now(),
-            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-        };
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).history.push(row);
+        if let Some(row) = history_row(&outcome, Some(key)) {
+            self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).history.push(row);
+        }
         outcome
     }
+}
+
+/// The build-history row of an outcome (none for a target never keyed).
+fn history_row(o: &Outcome, key: Option<BuildKey>) -> Option<BuildRow> {
+    let log = match &o.status {
+        Status::Failed(f) => f.log,
+        _ => None,
+    };
+    Some(BuildRow {
+        target: o.name.clone(),
+        key: key.or(o.key)?,
+        artifact: o.artifact,
+        status: o.status.as_str().to_owned(),
+        log,
+        started_at: unix_now(),
+        duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

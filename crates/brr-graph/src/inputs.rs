@@ -61,14 +61,25 @@ fn stat_entry(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> S
 /// Returns each path's leaf (in the order of `paths`) and how many files
 /// had to be read.
 pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(Vec<Leaf>, usize), GraphError> {
-    let cached = store.stat_cache_lookup(paths)?;
+    // The stat cache is read while the files are stat'ed: both are on every
+    // build's path, and neither needs the other.
+    let (cached, metas) = std::thread::scope(|s| {
+        let cached = s.spawn(|| store.stat_cache_lookup(paths));
+        // Follow symlinks: an input is the content it points at.
+        let metas: Vec<std::io::Result<std::fs::Metadata>> = paths.par_iter().map(std::fs::metadata).collect();
+        (cached.join(), metas)
+    });
+    let cached = cached.map_err(|_| GraphError::Io {
+        path: store.root().to_path_buf(),
+        source: std::io::Error::other("the stat cache reader panicked"),
+    })??;
     let started = now_ns();
     let results: Vec<(Leaf, Option<StatEntry>)> = paths
         .par_iter()
+        .zip(metas)
         .zip(cached)
-        .map(|(p, cached)| {
-            // Follow symlinks: an input is the content it points at.
-            let meta = fs_err::metadata(p).map_err(io(p))?;
+        .map(|((p, meta), cached)| {
+            let meta = meta.map_err(io(p))?;
             let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
             if let Some(e) = cached.filter(|e| e.matches(&meta)) {
                 return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));

@@ -62,7 +62,7 @@ impl Workspace {
         }
         let ws_file = read_source(&root, &root_decl)?;
         let decl = brr_schema::parse_workspace(&ws_file)?;
-        let files = walk(&root)?;
+        let files = walk(&root, &walk_roots(&decl.packages))?;
         let mut packages = discover(&root, &decl, &ws_file, &files)?;
         resolve_inputs(&mut packages, &files)?;
         let packages = order(packages)?;
@@ -119,25 +119,58 @@ fn read_source(root: &Path, path: &Path) -> Result<SourceFile, GraphError> {
     Ok(SourceFile::new(shown, text))
 }
 
-/// Every file below the root (workspace-relative, `/`-separated), skipping
-/// brr's own and version-control folders.
-fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, GraphError> {
-    let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(root).follow_links(false).into_iter();
-    for entry in walker.filter_entry(|e| !(e.file_type().is_dir() && SKIP_DIRS.iter().any(|s| e.file_name() == *s))) {
-        let entry = entry.map_err(|e| GraphError::Io {
-            path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        if let Some(rel) = rel.to_str() {
-            out.push((rel.to_owned(), entry.path().to_path_buf()));
-        }
+/// The folders that can hold packages: the literal leading components of
+/// each package glob (`services/*` → `services`), without nested duplicates.
+/// Only these are walked, so a large tree beside the packages costs nothing.
+fn walk_roots(globs: &[String]) -> Vec<String> {
+    let meta = |c: &str| c.contains(['*', '?', '[', '{']);
+    let mut roots: Vec<String> = globs
+        .iter()
+        .map(|g| {
+            g.split('/').take_while(|c| !meta(c)).filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    if roots.iter().any(String::is_empty) {
+        return vec![String::new()];
     }
-    // Sorted by path, the files below any folder form one contiguous range.
+    let all = roots.clone();
+    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(&format!("{o}/"))));
+    roots
+}
+
+/// Every file below `roots` (workspace-relative, `/`-separated), skipping
+/// brr's own and version-control folders; sorted, so the files below any
+/// folder form one contiguous range.
+fn walk(root: &Path, roots: &[String]) -> Result<Vec<(String, PathBuf)>, GraphError> {
+    let per_root: Vec<Vec<(String, PathBuf)>> = roots
+        .par_iter()
+        .map(|r| {
+            let start = root.join(r);
+            let mut out = Vec::new();
+            if !start.exists() {
+                return Ok(out);
+            }
+            let walker = walkdir::WalkDir::new(&start).follow_links(false).into_iter();
+            let skip = |e: &walkdir::DirEntry| e.file_type().is_dir() && SKIP_DIRS.iter().any(|s| e.file_name() == *s);
+            for entry in walker.filter_entry(|e| !skip(e)) {
+                let entry = entry.map_err(|e| GraphError::Io {
+                    path: e.path().map_or_else(|| start.clone(), Path::to_path_buf),
+                    source: e.into(),
+                })?;
+                if entry.file_type().is_dir() {
+                    continue;
+                }
+                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+                if let Some(rel) = rel.to_str() {
+                    out.push((rel.to_owned(), entry.path().to_path_buf()));
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, GraphError>>()?;
+    let mut out: Vec<(String, PathBuf)> = per_root.into_iter().flatten().collect();
     out.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
@@ -232,8 +265,30 @@ fn discover(
 fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Result<(), GraphError> {
     // A nested package's files belong to it, not to the enclosing package.
     let dirs: HashSet<String> = packages.iter().map(|p| p.dir.clone()).collect();
+    // Compiling a glob set is the slow part, and most packages of a monorepo
+    // share the same input globs: compile each distinct list once.
+    let mut distinct: Vec<&[String]> = packages.iter().map(|p| p.body.inputs.as_slice()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let compiled: HashMap<Vec<String>, GlobSet> = distinct
+        .par_iter()
+        .filter_map(|globs| {
+            let mut b = GlobSetBuilder::new();
+            for g in *globs {
+                b.add(Glob::new(g).ok()?);
+            }
+            Some((globs.to_vec(), b.build().ok()?))
+        })
+        .collect();
     packages.par_iter_mut().try_for_each(|p| {
-        let set = glob_set(&p.body.inputs, &p.source)?;
+        let owned;
+        let set = if let Some(set) = compiled.get(&p.body.inputs) {
+            set
+        } else {
+            // Not compiled: an invalid glob, reported with its location.
+            owned = glob_set(&p.body.inputs, &p.source)?;
+            &owned
+        };
         let mut matched = vec![false; p.body.inputs.len()];
         for (rel, abs) in files_below(files, &p.dir) {
             let local = &rel[p.dir.len() + 1..];
@@ -341,4 +396,22 @@ fn find_cycle(graph: &DiGraph<usize, ()>, packages: &[Package]) -> Option<Vec<St
     // Edges run dependency → dependent; show "depends on" order instead.
     path.reverse();
     Some(path.iter().map(|n| packages[graph[*n]].name.clone()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::walk_roots;
+
+    fn roots(globs: &[&str]) -> Vec<String> {
+        walk_roots(&globs.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_the_literal_prefixes_of_package_globs_are_walked() {
+        assert_eq!(roots(&["libs/*", "services/*"]), ["libs", "services"]);
+        assert_eq!(roots(&["a", "a/b/*", "c/*/d"]), ["a", "c"]);
+        assert_eq!(roots(&["./x/*"]), ["x"]);
+        assert_eq!(roots(&["libs/*", "**/pkg"]), [""]);
+        assert_eq!(roots(&["*"]), [""]);
+    }
 }

@@ -87,23 +87,32 @@ const BUILD_COLUMNS: &str = "target, key, artifact, status, log, started_at, dur
 impl Store {
     /// The cached result of build key `key`, if any.
     pub fn lookup_action(&self, key: BuildKey) -> Result<Option<ActionRecord>, StoreError> {
+        Ok(self.lookup_actions(&[key])?.pop().flatten())
+    }
+
+    /// The cached result of each key, in order, in one read transaction.
+    pub fn lookup_actions(&self, keys: &[BuildKey]) -> Result<Vec<Option<ActionRecord>>, StoreError> {
         self.db.read(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT artifact, log, duration_ms, created_at, outputs FROM action_cache WHERE key = ?1",
             )?;
-            let rec = stmt
-                .query_row([key.0.as_bytes()], |r| {
-                    Ok(ActionRecord {
-                        key,
-                        artifact: ArtifactHash(digest(r, 0)?),
-                        log: opt_digest(r, 1)?,
-                        duration_ms: from_sql_u64(r.get(2)?),
-                        created_at: r.get(3)?,
-                        outputs: opt_digest(r, 4)?.map(TreeHash),
+            let mut out = Vec::with_capacity(keys.len());
+            for &key in keys {
+                let rec = stmt
+                    .query_row([key.0.as_bytes()], |r| {
+                        Ok(ActionRecord {
+                            key,
+                            artifact: ArtifactHash(digest(r, 0)?),
+                            log: opt_digest(r, 1)?,
+                            duration_ms: from_sql_u64(r.get(2)?),
+                            created_at: r.get(3)?,
+                            outputs: opt_digest(r, 4)?.map(TreeHash),
+                        })
                     })
-                })
-                .optional()?;
-            Ok(rec)
+                    .optional()?;
+                out.push(rec);
+            }
+            Ok(out)
         })
     }
 

@@ -16,10 +16,14 @@ pub fn run(
     no_sandbox: bool,
     json: bool,
 ) -> Result<(), Failure> {
+    let timings = printer::Timings::from_env();
     let ws = load_workspace(settings)?;
+    timings.mark("load workspace");
     let mask = ws.select(targets).map_err(graph_failure)?;
     let store = open_store(settings)?;
+    timings.mark("open store");
     let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    timings.mark("hash inputs");
     if let (false, sandbox::Isolation::Off { reason, landlock }) = (no_sandbox, sandbox::isolation()) {
         let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
         printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
@@ -33,6 +37,7 @@ pub fn run(
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
     let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;
     progress.finish();
+    timings.mark("build");
 
     let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
     if json {
