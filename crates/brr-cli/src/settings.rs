@@ -20,6 +20,8 @@ pub struct Settings {
     pub signing_key: Option<PathBuf>,
     /// `BRR_CACHE_READ_ONLY=1`: never push (untrusted runners, pull requests).
     pub cache_read_only: bool,
+    /// `BRR_SANDBOX_DIR`: where sandboxes are made instead of the store's `tmp/`.
+    pub sandbox_dir: Option<PathBuf>,
 }
 
 /// A comma-separated environment variable, without empty items.
@@ -51,6 +53,7 @@ impl Settings {
             trusted_keys: list_var("BRR_TRUSTED_KEYS"),
             signing_key: std::env::var_os("BRR_SIGNING_KEY").filter(|v| !v.is_empty()).map(|v| cwd.join(v)),
             cache_read_only: std::env::var("BRR_CACHE_READ_ONLY").is_ok_and(|v| v == "1" || v == "true"),
+            sandbox_dir: std::env::var_os("BRR_SANDBOX_DIR").filter(|v| !v.is_empty()).map(|v| cwd.join(v)),
         })
     }
 }

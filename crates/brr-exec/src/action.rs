@@ -63,9 +63,11 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    pub fn normal(store: &Store) -> Self {
+    /// Normal build conditions, with sandboxes created in `sandbox_dir`
+    /// (default: the store's `tmp/`).
+    pub fn normal(store: &Store, sandbox_dir: Option<&Path>) -> Self {
         Self {
-            sandbox_dir: std::env::var_os("BRR_SANDBOX_DIR").map_or_else(|| store.tmp_dir(), std::path::PathBuf::from),
+            sandbox_dir: sandbox_dir.map_or_else(|| store.tmp_dir(), Path::to_path_buf),
             reverse_staging: false,
             reverse_env: false,
             umask: DEFAULT_UMASK,
@@ -82,12 +84,14 @@ pub fn execute(
     inputs: &Inputs,
     action: &Action<'_>,
     isolate: bool,
+    sandbox_dir: Option<&Path>,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
-    let (artifact_hash, outputs, log) = match run_builder(store, inputs, action, isolate, &Conditions::normal(store))? {
-        Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
-        Err(f) => return Ok(Err(f)),
-    };
+    let (artifact_hash, outputs, log) =
+        match run_builder(store, inputs, action, isolate, &Conditions::normal(store, sandbox_dir))? {
+            Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
+            Err(f) => return Ok(Err(f)),
+        };
     store.record_action(&ActionRecord {
         key: action.key_hash,
         artifact: artifact_hash,

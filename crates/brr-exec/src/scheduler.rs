@@ -25,6 +25,9 @@ pub struct BuildOptions<'a> {
     pub isolate: bool,
     /// Remote caches: asked on a local miss, pushed to after a build.
     pub remotes: Option<&'a brr_remote::remotes::Remotes>,
+    /// Where sandboxes are made (default: the store's `tmp/`); a tmpfs such
+    /// as `/dev/shm` saves file-system work on many small builds.
+    pub sandbox_dir: Option<&'a std::path::Path>,
 }
 
 /// How a target ended.
@@ -215,6 +218,9 @@ pub fn build(
         return Ok(resolved.into_iter().flatten().collect());
     }
     crate::stage::clean_stale(&store.tmp_dir());
+    if let Some(dir) = opts.sandbox_dir {
+        crate::stage::clean_stale(dir);
+    }
     let dependents = ws.dependents();
     // What is left waits only for dependencies that are not resolved yet.
     let waiting =
@@ -319,7 +325,7 @@ impl Ctx<'_> {
                 return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
             }
             self.reporter.started(&pkg.name);
-            Ok(match execute(self.store, self.inputs, &action, self.opts.isolate)? {
+            Ok(match execute(self.store, self.inputs, &action, self.opts.isolate, self.opts.sandbox_dir)? {
                 Ok(b) => {
                     if let Some(remotes) = self.opts.remotes {
                         remotes.push(self.store, key, b.artifact, Some(b.log));

@@ -47,7 +47,7 @@ fn other_folder(store: &Store, round: u32) -> PathBuf {
 
 /// The conditions of round `round` (0-based).
 pub fn for_round(store: &Store, round: u32) -> Conditions {
-    let normal = Conditions::normal(store);
+    let normal = Conditions::normal(store, None);
     match round {
         0 => normal,
         r if r % 2 == 1 => Conditions {

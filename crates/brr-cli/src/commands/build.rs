@@ -33,6 +33,7 @@ pub fn run(
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
         isolate: !no_sandbox,
         remotes: remotes.as_ref(),
+        sandbox_dir: settings.sandbox_dir.as_deref(),
     };
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
     let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;

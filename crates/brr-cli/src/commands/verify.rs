@@ -42,7 +42,7 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
         &inputs,
         &store,
         &mask,
-        &BuildOptions { jobs, isolate: !o.no_sandbox, remotes: None },
+        &BuildOptions { jobs, isolate: !o.no_sandbox, remotes: None, sandbox_dir: settings.sandbox_dir.as_deref() },
         &progress,
     )?;
     progress.finish();

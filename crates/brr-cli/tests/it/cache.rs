@@ -2,6 +2,7 @@
 //! workspace or the store is, and keys follow file contents (with early cutoff).
 
 use std::fs::File;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use brr_test_support::{snapshot_diff, snapshot_files, temp_dir};
@@ -125,4 +126,24 @@ fn code_edit_changes_libshop_and_rebuilds_the_services() {
         assert_eq!(t.status, "built", "{name}");
         assert_ne!(t.key, before[name].key, "key of {name}");
     }
+}
+
+#[test]
+fn sandboxes_elsewhere_give_the_same_artifacts_and_leave_nothing() {
+    let (a, b) = (shop(), shop());
+    let here = a.brr(["build", "--json"]).success();
+    // Another folder (on another file system where /dev/shm is one): inputs
+    // are copied there instead of hard-linked.
+    let base = if Path::new("/dev/shm").is_dir() { tempfile::tempdir_in("/dev/shm") } else { tempfile::tempdir() };
+    let base = base.unwrap();
+    let there = b.brr_env("BRR_SANDBOX_DIR", base.path(), ["build", "--json"]).success();
+    for (name, t) in there.targets() {
+        assert_eq!(t.artifact, here.targets()[&name].artifact, "{name}");
+    }
+    let left: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "sandboxes left behind");
 }
