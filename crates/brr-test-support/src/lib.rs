@@ -360,18 +360,7 @@ impl NginxCache {
     /// Polls until the port accepts connections (at most 10 s); `false` if
     /// nginx exited or never listened.
     fn wait_ready(&mut self) -> bool {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
-                return false;
-            }
-            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        false
+        wait_for_port(self.child.as_mut().unwrap(), self.port, std::time::Duration::from_secs(10))
     }
 
     fn logs(&self) -> String {
@@ -382,17 +371,9 @@ impl NginxCache {
     /// SIGTERM (nginx's fast shutdown, which also ends its worker), then
     /// waits up to 10 s before SIGKILL.
     fn kill(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -562,33 +543,14 @@ impl BuildGridServer {
     /// Polls until the port accepts connections; `false` if `bgd` exited or
     /// 30 s passed.
     fn wait_ready(&mut self) -> bool {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
-                return false;
-            }
-            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
+        wait_for_port(self.child.as_mut().unwrap(), self.port, std::time::Duration::from_secs(30))
     }
 
     /// SIGTERM (BuildGrid shuts down in about 3 s), then SIGKILL after 10 s.
     fn stop_now(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -596,4 +558,36 @@ impl Drop for BuildGridServer {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// Polls until `port` on 127.0.0.1 accepts connections; `false` if `child`
+/// exited first or `within` passed. (Readiness, not synchronisation: a
+/// server gives no other sign that it listens.)
+fn wait_for_port(child: &mut std::process::Child, port: u16, within: std::time::Duration) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within 10 s.
+fn terminate(mut child: std::process::Child) {
+    let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
