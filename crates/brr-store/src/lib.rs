@@ -84,9 +84,14 @@ impl Store {
     /// a store written by a newer brr.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         match std::fs::read_dir(root) {
-            Ok(mut entries) => {
-                let has_db = root.join(DB_FILE).exists();
-                if !has_db && entries.next().is_some() {
+            Ok(entries) => {
+                // Decided on one listing: another process may be creating
+                // this store right now, and then only its own names appear.
+                let names: Vec<std::ffi::OsString> = entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
+                let ours = |n: &std::ffi::OsString| {
+                    n.to_str().is_some_and(|n| n == DB_FILE || n.starts_with("brr.db-") || n == "cas" || n == "tmp")
+                };
+                if !names.iter().all(ours) {
                     return Err(StoreError::NotAStore {
                         path: root.to_path_buf(),
                         reason: format!("the folder is not empty and has no `{DB_FILE}`"),
