@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use brr_exec::explain::explain;
-use brr_graph::Inputs;
 use brr_remote::entry::SignedEntry;
 use brr_remote::remotes::Remotes;
 use serde_json::json;
 
-use super::{graph_failure, load_workspace, open_store, print_json, remote};
+use super::{print_json, remote};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
@@ -29,10 +28,7 @@ fn remotes_or_fail(settings: &Settings, ws: &brr_graph::Workspace) -> Result<Rem
 /// Per remote: reachable, and for every target whose key is known, whether
 /// the remote has a trusted entry and whether it matches the local artifact.
 pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
     let remotes = remotes_or_fail(settings, &ws)?;
     let explained = explain(&ws, &inputs, &store, &mask)?;
     let trusted = trusted_keys(settings, &ws)?;
@@ -114,10 +110,7 @@ fn trusted_keys(settings: &Settings, ws: &brr_graph::Workspace) -> Result<brr_re
 
 /// Pushes the targets' builds (building what is not cached locally first).
 pub fn push(settings: &Settings, targets: &[String], json: bool) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
     let remotes = remotes_or_fail(settings, &ws)?;
     if !remotes.pushes() {
         printer::note(
@@ -145,10 +138,7 @@ pub fn push(settings: &Settings, targets: &[String], json: bool) -> Result<(), F
 
 /// Fetches the targets' builds from the remotes without building anything.
 pub fn pull(settings: &Settings, targets: &[String], json: bool) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
     let remotes = remotes_or_fail(settings, &ws)?;
     let mut status = BTreeMap::new();
     // Keys of dependents are known once their dependencies are: repeat until

@@ -63,6 +63,23 @@ pub fn graph_failure(e: GraphError) -> Failure {
     if e.is_user_error() { Failure::User(miette::Report::new(e)) } else { Failure::Internal(e.into()) }
 }
 
+/// What most commands start from: the workspace, the selected targets (with
+/// their dependencies), the store, and the hashed inputs.
+pub struct Loaded {
+    pub ws: Workspace,
+    pub mask: Vec<bool>,
+    pub store: Store,
+    pub inputs: brr_graph::Inputs,
+}
+
+pub fn load(settings: &Settings, targets: &[String]) -> Result<Loaded, Failure> {
+    let ws = load_workspace(settings)?;
+    let mask = ws.select(targets).map_err(graph_failure)?;
+    let store = open_store(settings)?;
+    let inputs = brr_graph::Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    Ok(Loaded { ws, mask, store, inputs })
+}
+
 /// Opens (creating if needed) the store.
 pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
     Ok(Store::open(&settings.store)?)

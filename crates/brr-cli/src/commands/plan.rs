@@ -1,18 +1,14 @@
 //! `brr plan`: what is cached and what would build, without building.
 
 use brr_exec::Planned;
-use brr_graph::Inputs;
 use serde_json::json;
 
-use super::{graph_failure, load_workspace, open_store, print_json};
+use super::print_json;
 use crate::Failure;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
     let planned = brr_exec::plan(&ws, &inputs, &store, &mask)?;
     if json {
         let targets: Vec<_> = planned

@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use brr_exec::{BuildOptions, Status};
-use brr_graph::Inputs;
 use brr_verify::{Progress, TargetReport, VerifyOptions};
 use serde_json::json;
 
-use super::{existing_store, graph_failure, load_workspace, open_store, print_json};
+use super::{existing_store, print_json};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
@@ -29,10 +28,7 @@ impl Progress for RoundPrinter {
 }
 
 pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
 
     // Dependencies (and the targets' normal builds) come from a normal build.
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);

@@ -1,18 +1,14 @@
 //! `brr why TARGET`: every input of the target's key, and what changed since
 //! its previous build.
 
-use brr_graph::Inputs;
 use serde_json::json;
 
-use super::{graph_failure, load_workspace, open_store, print_json};
+use super::print_json;
 use crate::Failure;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(&[target.to_owned()]).map_err(graph_failure)?;
-    let store = open_store(settings)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let super::Loaded { ws, mask, store, inputs } = super::load(settings, &[target.to_owned()])?;
     let explained = brr_exec::explain::explain(&ws, &inputs, &store, &mask)?;
     let Some(e) = explained.into_iter().find(|e| e.name == target) else {
         return Err(anyhow::anyhow!("target `{target}` was not explained").into());
