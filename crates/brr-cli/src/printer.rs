@@ -119,3 +119,9 @@ impl Timings {
         }
     }
 }
+
+/// Seconds since the epoch as RFC 3339 UTC.
+pub fn fmt_time(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}

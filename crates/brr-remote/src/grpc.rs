@@ -520,23 +520,16 @@ fn is_unavailable(status: &Status) -> bool {
 /// `message (Code)` plus the causes of a locally made status.
 fn describe(status: &Status) -> String {
     use std::error::Error as _;
-    let mut text = format!("{} ({:?})", status.message(), status.code());
-    let mut source = status.source();
-    while let Some(error) = source {
-        let cause = error.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = error.source();
-    }
-    text
+    with_causes(format!("{} ({:?})", status.message(), status.code()), status.source())
 }
 
 /// An error and its causes on one line.
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    with_causes(error.to_string(), error.source())
+}
+
+/// `text`, then each cause not already in it, joined with `: `.
+fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {

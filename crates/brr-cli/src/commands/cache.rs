@@ -31,7 +31,7 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
     let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;
     let remotes = remotes_or_fail(settings, &ws)?;
     let explained = explain(&ws, &inputs, &store, &mask)?;
-    let trusted = trusted_keys(settings, &ws)?;
+    let trusted = remote::trusted_keys(settings, &ws)?;
     let mut report = Vec::new();
     for r in remotes.remotes() {
         let url = r.backend.url().to_owned();
@@ -98,14 +98,6 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
         "this runner does not push (no BRR_SIGNING_KEY, or read-only)"
     });
     Ok(())
-}
-
-fn trusted_keys(settings: &Settings, ws: &brr_graph::Workspace) -> Result<brr_remote::keys::TrustedKeys, Failure> {
-    let mut keys = Vec::new();
-    for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
-        keys.push(k.parse().map_err(|e| Failure::User(miette::miette!("bad trusted key `{k}`: {e}")))?);
-    }
-    Ok(brr_remote::keys::TrustedKeys::new(keys))
 }
 
 /// Pushes the targets' builds (building what is not cached locally first).

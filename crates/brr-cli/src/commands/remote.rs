@@ -18,11 +18,7 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
     if urls.is_empty() {
         return Ok(None);
     }
-    let mut keys = Vec::new();
-    for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
-        let key: PublicKey = k.parse().map_err(|e| user(&format!("bad trusted key `{k}`: {e}")))?;
-        keys.push(key);
-    }
+    let trusted = trusted_keys(settings, ws)?;
     let signing = match &settings.signing_key {
         Some(path) => Some(SigningKey::read(path).map_err(|e| user(&format!("BRR_SIGNING_KEY: {e}")))?),
         None => None,
@@ -35,7 +31,18 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
         }
     }
     let sink = Box::new(|line: &str| printer::note(line));
-    Ok(Some(Remotes::new(remotes, TrustedKeys::new(keys), signing, settings.cache_read_only, sink)))
+    Ok(Some(Remotes::new(remotes, trusted, signing, settings.cache_read_only, sink)))
+}
+
+/// The workspace's `trusted_keys` plus `BRR_TRUSTED_KEYS`; a malformed key
+/// is a user error.
+pub fn trusted_keys(settings: &Settings, ws: &Workspace) -> Result<TrustedKeys, Failure> {
+    let mut keys = Vec::new();
+    for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
+        let key: PublicKey = k.parse().map_err(|e| user(&format!("bad trusted key `{k}`: {e}")))?;
+        keys.push(key);
+    }
+    Ok(TrustedKeys::new(keys))
 }
 
 fn user(message: &str) -> Failure {

@@ -142,9 +142,7 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
     }
     for v in &all {
         let state = if v.reproducible { "reproducible    " } else { "NOT reproducible" };
-        let when = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(v.verified_at).unwrap_or(0)),
-        );
+        let when = printer::fmt_time(v.verified_at);
         let files =
             if v.differing.is_empty() { String::new() } else { format!("  differs: {}", v.differing.join(", ")) };
         println!("{state}  {}  ({} rounds, {when}){files}", v.target, v.rounds);

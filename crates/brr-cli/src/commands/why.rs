@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::print_json;
 use crate::Failure;
+use crate::printer::fmt_time;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure> {
@@ -105,10 +106,4 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         }
     }
     Ok(())
-}
-
-/// Seconds since the epoch as RFC 3339 UTC.
-fn fmt_time(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
