@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use brr_graph::{Inputs, Package, Tool, which};
-use brr_hash::fs::{BuiltTree, FsError, snapshot};
+use brr_graph::{Package, Tool, which};
+use brr_hash::fs::{BuiltTree, FsError, Leaf, snapshot};
 use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
 use brr_store::{ActionRecord, Put, Store, snapshot_puts};
 
@@ -25,6 +25,8 @@ pub struct Action<'a> {
     pub key: ActionKey,
     pub key_hash: BuildKey,
     pub sources: &'a BuiltTree,
+    /// The hashed input files, in the order of `pkg.inputs`.
+    pub leaves: &'a [Leaf],
     pub tools: &'a BTreeMap<String, Tool>,
     pub manifest: ServiceManifest,
 }
@@ -81,14 +83,13 @@ impl Conditions {
 /// `Ok(Err(_))` is a failed build, `Err` a failure to run it at all.
 pub fn execute(
     store: &Store,
-    inputs: &Inputs,
     action: &Action<'_>,
     isolate: bool,
     sandbox_dir: Option<&Path>,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
     let (artifact_hash, outputs, log) =
-        match run_builder(store, inputs, action, isolate, &Conditions::normal(store, sandbox_dir))? {
+        match run_builder(store, action, isolate, &Conditions::normal(store, sandbox_dir))? {
             Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
             Err(f) => return Ok(Err(f)),
         };
@@ -117,7 +118,6 @@ pub struct Ran {
 /// (verification uses this directly).
 pub fn run_builder(
     store: &Store,
-    inputs: &Inputs,
     action: &Action<'_>,
     isolate: bool,
     cond: &Conditions,
@@ -129,14 +129,8 @@ pub fn run_builder(
     // transaction), or with the log when the build fails, so `why` can
     // explain a failed build too.
     let key_bytes = action.key.encode();
-    let mut inputs_puts: Vec<Put<'_>> = pkg
-        .inputs
-        .keys()
-        .map(|rel| {
-            let f = &inputs.files[rel];
-            Put::File { path: &f.abs, hash: f.leaf.hash }
-        })
-        .collect();
+    let mut inputs_puts: Vec<Put<'_>> =
+        pkg.inputs.values().zip(action.leaves).map(|(abs, leaf)| Put::File { path: abs, hash: leaf.hash }).collect();
     store.place_many(&inputs_puts)?;
     inputs_puts.extend(action.sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
     inputs_puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
@@ -146,13 +140,12 @@ pub fn run_builder(
     let link = isolate && crate::sandbox::isolation().landlock();
     fs_err::create_dir_all(&cond.sandbox_dir).map_err(io(&cond.sandbox_dir))?;
     let mut sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
-    let mut staged: Vec<&String> = pkg.inputs.keys().collect();
+    let mut staged: Vec<(&String, &Leaf)> = pkg.inputs.keys().zip(action.leaves).collect();
     if cond.reverse_staging {
         staged.reverse();
     }
-    for rel in staged {
-        let f = &inputs.files[rel];
-        sb.stage_file(rel, &store.object_path(f.leaf.hash), f.leaf.kind, link)?;
+    for (rel, leaf) in staged {
+        sb.stage_file(rel, &store.object_path(leaf.hash), leaf.kind, link)?;
     }
     let cwd = sb.src().join(&pkg.dir);
     fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;

@@ -170,7 +170,15 @@ pub fn make_action<'a>(
     let pkg = &ws.packages[i];
     let key = action_key(pkg, inputs.sources[i].root, &inputs.tools[i], deps);
     let key_hash = BuildKey(key.digest());
-    Action { pkg, key, key_hash, sources: &inputs.sources[i], tools: &inputs.tools[i], manifest: service_manifest(pkg) }
+    Action {
+        pkg,
+        key,
+        key_hash,
+        sources: &inputs.sources[i],
+        leaves: &inputs.leaves[i],
+        tools: &inputs.tools[i],
+        manifest: service_manifest(pkg),
+    }
 }
 
 /// Dry run: for each selected target, cached or to build and why.
@@ -325,7 +333,7 @@ impl Ctx<'_> {
                 return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
             }
             self.reporter.started(&pkg.name);
-            Ok(match execute(self.store, self.inputs, &action, self.opts.isolate, self.opts.sandbox_dir)? {
+            Ok(match execute(self.store, &action, self.opts.isolate, self.opts.sandbox_dir)? {
                 Ok(b) => {
                     if let Some(remotes) = self.opts.remotes {
                         remotes.push(self.store, key, b.artifact, Some(b.log));

@@ -1,7 +1,7 @@
 //! Hashing what a build key is made of: input files (through the store's stat
 //! cache, so unchanged files are not re-read) and host tools.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,20 +14,14 @@ use rayon::prelude::*;
 use crate::error::{GraphError, io};
 use crate::workspace::Workspace;
 
-/// A hashed input file.
-#[derive(Debug, Clone)]
-pub struct HashedFile {
-    pub abs: PathBuf,
-    pub leaf: Leaf,
-}
-
 /// The hashed inputs of every package.
 #[derive(Debug)]
 pub struct Inputs {
     /// Per package (same indices as `Workspace::packages`): the source-set tree.
     pub sources: Vec<BuiltTree>,
-    /// Every hashed input file by workspace-relative path.
-    pub files: HashMap<String, HashedFile>,
+    /// Per package: the leaf of each input file, in the order of
+    /// `Package::inputs` (empty for packages not selected).
+    pub leaves: Vec<Vec<Leaf>>,
     /// Per package: declared tool name → resolved path and digest.
     pub tools: Vec<BTreeMap<String, Tool>>,
     /// Files that had to be read (stat cache misses), for diagnostics.
@@ -128,28 +122,47 @@ impl Inputs {
             .map(|((name, (found, _)), leaf)| (name.as_str(), (found.clone(), ToolDigest(leaf.hash))))
             .collect();
 
-        let mut sources = Vec::with_capacity(ws.packages.len());
-        let mut tools = Vec::with_capacity(ws.packages.len());
-        let mut hashed = HashMap::with_capacity(first_tool);
-        let mut next = leaves.iter();
+        // Each package's share of `leaves`, in the order `all` was filled in.
+        let mut shares: Vec<&[Leaf]> = Vec::with_capacity(ws.packages.len());
+        let mut rest = &leaves[..first_tool];
         for (i, p) in ws.packages.iter().enumerate() {
-            let mut b = TreeBuilder::new();
-            let mut t = BTreeMap::new();
-            if mask[i] {
-                // Same order as `all` was filled in.
-                for ((rel, abs), leaf) in p.inputs.iter().zip(next.by_ref()) {
-                    b.insert(rel, leaf.clone())?;
-                    hashed.insert(rel.clone(), HashedFile { abs: abs.clone(), leaf: leaf.clone() });
-                }
-                for name in &p.body.tools {
-                    let (path, digest) = tool_digest[name.as_str()].clone();
-                    t.insert(name.clone(), Tool { path, digest });
-                }
-            }
-            sources.push(b.finish());
-            tools.push(t);
+            let n = if mask[i] { p.inputs.len() } else { 0 };
+            let (mine, tail) = rest.split_at(n);
+            shares.push(mine);
+            rest = tail;
         }
-        Ok(Self { sources, files: hashed, tools, rehashed })
+        let trees: Vec<BuiltTree> = ws
+            .packages
+            .par_iter()
+            .zip(&shares)
+            .map(|(p, mine)| {
+                let mut b = TreeBuilder::new();
+                for (rel, leaf) in p.inputs.keys().zip(*mine) {
+                    b.insert(rel, leaf.clone())?;
+                }
+                Ok(b.finish())
+            })
+            .collect::<Result<_, GraphError>>()?;
+        let tools = ws
+            .packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if !mask[i] {
+                    return BTreeMap::new();
+                }
+                p.body
+                    .tools
+                    .iter()
+                    .map(|name| {
+                        let (path, digest) = tool_digest[name.as_str()].clone();
+                        (name.clone(), Tool { path, digest })
+                    })
+                    .collect()
+            })
+            .collect();
+        let leaves = shares.into_iter().map(<[Leaf]>::to_vec).collect();
+        Ok(Self { sources: trees, leaves, tools, rehashed })
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod error;
 mod inputs;
+mod snapshot;
 mod workspace;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use brr_hash::{ActionKey, ArtifactHash, TreeHash};
 
 pub use error::GraphError;
-pub use inputs::{HashedFile, Inputs, Tool, hash_files, which};
+pub use inputs::{Inputs, Tool, hash_files, which};
 pub use workspace::{DECL_FILE, Package, PackageKind, Workspace};
 
 /// Platform name that enters every build key (`x86_64-linux`).

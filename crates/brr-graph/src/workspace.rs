@@ -11,6 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
+use crate::snapshot::{self, Seen, Stamp};
 
 /// File name of every declaration.
 pub const DECL_FILE: &str = "brr.ron";
@@ -25,7 +26,9 @@ pub struct Workspace {
     pub decl: WorkspaceDecl,
     /// In a topological order: every package after its dependencies.
     pub packages: Vec<Package>,
-    by_name: HashMap<String, usize>,
+    pub(crate) by_name: HashMap<String, usize>,
+    /// Restored from the saved load of an earlier run (nothing it read had changed).
+    pub from_snapshot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,18 +59,39 @@ impl Workspace {
     /// Loads the workspace whose root `brr.ron` is in `root`.
     pub fn load(root: &Path) -> Result<Self, GraphError> {
         let root = fs_err::canonicalize(root).map_err(io(root))?;
+        Ok(Self::load_full(root)?.0)
+    }
+
+    /// Like [`Workspace::load`], but reuses the load saved in `cache_dir`
+    /// when no declaration and no folder listing changed since, and saves a
+    /// full load there for the next time (see the `snapshot` module).
+    pub fn load_cached(root: &Path, cache_dir: &Path) -> Result<Self, GraphError> {
+        let root = fs_err::canonicalize(root).map_err(io(root))?;
+        if let Some(ws) = snapshot::restore(cache_dir, &root) {
+            return Ok(ws);
+        }
+        let started = brr_store::StatEntry::now_ns();
+        let (ws, seen) = Self::load_full(root)?;
+        snapshot::save(cache_dir, &ws, seen, started);
+        Ok(ws)
+    }
+
+    /// Walks, parses and resolves everything; also returns what it looked at.
+    fn load_full(root: PathBuf) -> Result<(Self, Seen), GraphError> {
+        let mut seen = Seen::default();
         let root_decl = root.join(DECL_FILE);
         if !root_decl.is_file() {
             return Err(GraphError::NoWorkspace { dir: root });
         }
-        let ws_file = read_source(&root, &root_decl)?;
+        let (ws_file, stamp) = read_source(&root, &root_decl)?;
+        seen.decls.push((DECL_FILE.to_owned(), stamp));
         let decl = brr_schema::parse_workspace(&ws_file)?;
-        let files = walk(&root, &walk_roots(&decl.packages))?;
-        let mut packages = discover(&root, &decl, &ws_file, &files)?;
+        let files = walk(&root, &walk_roots(&decl.packages), &mut seen.dirs)?;
+        let mut packages = discover(&root, &decl, &ws_file, &files, &mut seen.decls)?;
         resolve_inputs(&mut packages, &files)?;
         let packages = order(packages)?;
         let by_name = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Ok(Self { root, decl, packages, by_name })
+        Ok((Self { root, decl, packages, by_name, from_snapshot: false }, seen))
     }
 
     pub fn get(&self, name: &str) -> Option<&Package> {
@@ -113,10 +137,14 @@ impl Workspace {
     }
 }
 
-fn read_source(root: &Path, path: &Path) -> Result<SourceFile, GraphError> {
-    let text = fs_err::read_to_string(path).map_err(io(path))?;
+/// A declaration's text, and its stamp taken before reading it.
+fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, Stamp), GraphError> {
+    let mut f = fs_err::File::open(path).map_err(io(path))?;
+    let stamp = Stamp::of(&f.metadata().map_err(io(path))?);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut f, &mut text).map_err(io(path))?;
     let shown = path.strip_prefix(root).unwrap_or(path).to_path_buf();
-    Ok(SourceFile::new(shown, text))
+    Ok((SourceFile::new(shown, text), stamp))
 }
 
 /// The folders that can hold packages: the literal leading components of
@@ -140,39 +168,88 @@ fn walk_roots(globs: &[String]) -> Vec<String> {
     roots
 }
 
+/// Files and stamped folders found below one folder.
+type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<Stamp>)>);
+
 /// Every file below `roots` (workspace-relative, `/`-separated), skipping
 /// brr's own and version-control folders; sorted, so the files below any
-/// folder form one contiguous range.
-fn walk(root: &Path, roots: &[String]) -> Result<Vec<(String, PathBuf)>, GraphError> {
-    let per_root: Vec<Vec<(String, PathBuf)>> = roots
-        .par_iter()
-        .map(|r| {
-            let start = root.join(r);
-            let mut out = Vec::new();
-            if !start.exists() {
-                return Ok(out);
+/// folder form one contiguous range. Each folder read is recorded in `dirs`
+/// with its stamp, taken before its listing is read.
+fn walk(
+    root: &Path,
+    roots: &[String],
+    dirs: &mut Vec<(String, Option<Stamp>)>,
+) -> Result<Vec<(String, PathBuf)>, GraphError> {
+    let skipped = |name: &std::ffi::OsStr| SKIP_DIRS.iter().any(|s| name == *s);
+    // The first level is listed here, so the folders below it are walked in
+    // parallel (a monorepo's packages are mostly one or two levels down).
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut subtrees: Vec<PathBuf> = Vec::new();
+    for r in roots {
+        let start = root.join(r);
+        let stamp = std::fs::symlink_metadata(&start).ok().map(|m| Stamp::of(&m));
+        dirs.push((r.clone(), stamp));
+        if stamp.is_none() {
+            continue;
+        }
+        let listing = match std::fs::read_dir(&start) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                push_file(root, start, &mut files);
+                continue;
             }
-            let walker = walkdir::WalkDir::new(&start).follow_links(false).into_iter();
-            let skip = |e: &walkdir::DirEntry| e.file_type().is_dir() && SKIP_DIRS.iter().any(|s| e.file_name() == *s);
+            Err(e) => return Err(GraphError::Io { path: start, source: e }),
+        };
+        for entry in listing {
+            let entry = entry.map_err(io(&start))?;
+            let kind = entry.file_type().map_err(io(entry.path()))?;
+            if !kind.is_dir() {
+                push_file(root, entry.path(), &mut files);
+            } else if !skipped(&entry.file_name()) {
+                subtrees.push(entry.path());
+            }
+        }
+    }
+    let found: Vec<Found> = subtrees
+        .par_iter()
+        .map(|start| {
+            let (mut files, mut dirs) = (Vec::new(), Vec::new());
+            let walker = walkdir::WalkDir::new(start).follow_links(false).into_iter();
+            let skip = |e: &walkdir::DirEntry| e.file_type().is_dir() && skipped(e.file_name());
             for entry in walker.filter_entry(|e| !skip(e)) {
                 let entry = entry.map_err(|e| GraphError::Io {
                     path: e.path().map_or_else(|| start.clone(), Path::to_path_buf),
                     source: e.into(),
                 })?;
                 if entry.file_type().is_dir() {
-                    continue;
-                }
-                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                if let Some(rel) = rel.to_str() {
-                    out.push((rel.to_owned(), entry.path().to_path_buf()));
+                    // Yielded before its listing is read (opening it reads nothing).
+                    let meta = entry
+                        .metadata()
+                        .map_err(|e| GraphError::Io { path: entry.path().to_path_buf(), source: e.into() })?;
+                    if let Some(rel) = entry.path().strip_prefix(root).ok().and_then(Path::to_str) {
+                        dirs.push((rel.to_owned(), Some(Stamp::of(&meta))));
+                    }
+                } else {
+                    push_file(root, entry.into_path(), &mut files);
                 }
             }
-            Ok(out)
+            Ok((files, dirs))
         })
         .collect::<Result<_, GraphError>>()?;
-    let mut out: Vec<(String, PathBuf)> = per_root.into_iter().flatten().collect();
-    out.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    for (f, d) in found {
+        files.extend(f);
+        dirs.extend(d);
+    }
+    files.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// Records a file found by the walk under its workspace-relative name
+/// (names that are not UTF-8 cannot be matched by globs and are left out).
+fn push_file(root: &Path, abs: PathBuf, files: &mut Vec<(String, PathBuf)>) {
+    if let Some(rel) = abs.strip_prefix(root).ok().and_then(Path::to_str) {
+        files.push((rel.to_owned(), abs));
+    }
 }
 
 /// The files below folder `dir` (workspace-relative), from the sorted list.
@@ -199,6 +276,7 @@ fn discover(
     decl: &WorkspaceDecl,
     ws_file: &SourceFile,
     files: &[(String, PathBuf)],
+    stamps: &mut Vec<(String, Stamp)>,
 ) -> Result<Vec<Package>, GraphError> {
     let globs: Vec<GlobSet> =
         decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
@@ -215,18 +293,21 @@ fn discover(
         }
     }
     // Parsing is the expensive part of loading: in parallel, errors in order.
-    let parsed: Vec<Result<(SourceFile, PackageDecl), GraphError>> = candidates
+    let parsed: Vec<Result<(SourceFile, PackageDecl, Stamp), GraphError>> = candidates
         .par_iter()
         .map(|(_, abs)| {
-            let file = read_source(root, abs)?;
+            let (file, stamp) = read_source(root, abs)?;
             let decl = brr_schema::parse_package(&file)?;
-            Ok((file, decl))
+            Ok((file, decl, stamp))
         })
         .collect();
     let mut packages: Vec<Package> = Vec::with_capacity(parsed.len());
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for ((dir, _), result) in candidates.iter().zip(parsed) {
-        let (file, pkg) = result?;
+        let (file, pkg, stamp) = result?;
+        if let Some(rel) = file.path.to_str() {
+            stamps.push((rel.to_owned(), stamp));
+        }
         let body = pkg.body().clone();
         if let Some(first) = seen.insert(body.name.clone(), file.path.clone()) {
             return Err(DeclError::at(

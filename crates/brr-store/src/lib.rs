@@ -8,6 +8,7 @@
 //! | `cas/<2 hex>/<62 hex>` | object bytes, read-only files named by their BLAKE3 digest |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
 //! | `brr.db` | SQLite (WAL): `objects`, the action cache, build history, the stat cache |
+//! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
 //! | `artifacts/` | optional, for callers |
 //!
 //! Main types: [`Store`] (open one per process and share it: it is `Send +
@@ -89,7 +90,9 @@ impl Store {
                 // this store right now, and then only its own names appear.
                 let names: Vec<std::ffi::OsString> = entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
                 let ours = |n: &std::ffi::OsString| {
-                    n.to_str().is_some_and(|n| n == DB_FILE || n.starts_with("brr.db-") || n == "cas" || n == "tmp")
+                    n.to_str().is_some_and(|n| {
+                        n == DB_FILE || n.starts_with("brr.db-") || ["cas", "tmp", "cache"].contains(&n)
+                    })
                 };
                 if !names.iter().all(ours) {
                     return Err(StoreError::NotAStore {
@@ -123,6 +126,12 @@ impl Store {
     /// hard links into `cas/` work from here). Created by [`Store::open`].
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// `<root>/cache`: derived data that callers may save between runs and
+    /// that can be deleted at any time; not created by the store.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
     }
 
     /// `<root>/artifacts`, for callers that keep materialized artifacts; not

@@ -160,7 +160,7 @@ fn verify_one(
         }
         progress.round_started(&pkg.name, r + 1, total);
         let varied = conditions::describe(cond, &conds[0]);
-        let round = match run_builder(store, inputs, &action, opts.isolate, cond)? {
+        let round = match run_builder(store, &action, opts.isolate, cond)? {
             Ok(ran) => Round { round: r + 1, varied, outputs: Some(ran.outputs), failure: None },
             Err(f) => Round { round: r + 1, varied, outputs: None, failure: Some(f.reason) },
         };

@@ -4,7 +4,7 @@ use brr_exec::{BuildOptions, Status, sandbox};
 use brr_graph::Inputs;
 use serde_json::json;
 
-use super::{graph_failure, load_workspace, open_store, print_json};
+use super::{graph_failure, load_workspace_cached, open_store, print_json};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
@@ -17,11 +17,11 @@ pub fn run(
     json: bool,
 ) -> Result<(), Failure> {
     let timings = printer::Timings::from_env();
-    let ws = load_workspace(settings)?;
-    timings.mark("load workspace");
-    let mask = ws.select(targets).map_err(graph_failure)?;
     let store = open_store(settings)?;
     timings.mark("open store");
+    let ws = load_workspace_cached(settings, &store)?;
+    timings.mark("load workspace");
+    let mask = ws.select(targets).map_err(graph_failure)?;
     let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
     timings.mark("hash inputs");
     if let (false, sandbox::Isolation::Off { reason, landlock }) = (no_sandbox, sandbox::isolation()) {

@@ -59,6 +59,12 @@ pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
     Workspace::load(&settings.root).map_err(graph_failure)
 }
 
+/// Loads the workspace, reusing the load saved in the store when nothing it
+/// read has changed.
+pub fn load_workspace_cached(settings: &Settings, store: &Store) -> Result<Workspace, Failure> {
+    Workspace::load_cached(&settings.root, &store.cache_dir()).map_err(graph_failure)
+}
+
 pub fn graph_failure(e: GraphError) -> Failure {
     if e.is_user_error() { Failure::User(miette::Report::new(e)) } else { Failure::Internal(e.into()) }
 }
@@ -73,9 +79,9 @@ pub struct Loaded {
 }
 
 pub fn load(settings: &Settings, targets: &[String]) -> Result<Loaded, Failure> {
-    let ws = load_workspace(settings)?;
-    let mask = ws.select(targets).map_err(graph_failure)?;
     let store = open_store(settings)?;
+    let ws = load_workspace_cached(settings, &store)?;
+    let mask = ws.select(targets).map_err(graph_failure)?;
     let inputs = brr_graph::Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
     Ok(Loaded { ws, mask, store, inputs })
 }

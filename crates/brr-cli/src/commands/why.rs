@@ -19,10 +19,8 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     let files: Vec<_> = pkg
         .inputs
         .keys()
-        .map(|rel| {
-            let f = &inputs.files[rel];
-            (rel.clone(), f.leaf.hash.to_string(), f.leaf.size)
-        })
+        .zip(&inputs.leaves[i])
+        .map(|(rel, leaf)| (rel.clone(), leaf.hash.to_string(), leaf.size))
         .collect();
     let tools: Vec<_> =
         inputs.tools[i].iter().map(|(n, t)| (n.clone(), t.digest.to_string(), t.path.display().to_string())).collect();

@@ -3,6 +3,7 @@
 
 mod inputs;
 mod load;
+mod snapshot;
 
 use std::path::Path;
 

@@ -1,0 +1,212 @@
+//! A saved workspace load, so a build that changed no declaration and no
+//! folder listing skips walking the tree, parsing every `brr.ron` and
+//! matching globs (git's untracked cache works the same way).
+//!
+//! What a load reads is exactly: the listing of every folder it walked and
+//! the text of every declaration. A folder's mtime changes whenever an entry
+//! is added, removed or renamed in it, and a file's stat fields change when
+//! it is written, so the saved result is reused only when every one of those
+//! still has the stat fields it had, and each of them was already older than
+//! the moment the load started by the racy margin (the stat cache's rule).
+//! The stamps were taken before the listing or text was read, so a change
+//! racing the load makes the snapshot stale, never wrong.
+//!
+//! The file lives in the store's `cache/` folder, one per workspace root. It
+//! is derived data: written to a temp file and renamed, checked by a BLAKE3
+//! checksum on read, and ignored (the workspace is loaded in full) when it
+//! is missing, damaged, stale or written by another brr binary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use brr_schema::{PackageBody, SourceFile, WorkspaceDecl};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::workspace::{Package, PackageKind, Workspace};
+
+/// Bump when the layout below changes.
+const FORMAT: u32 = 1;
+
+/// The stat fields that change when a file is written or a folder's
+/// entries change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stamp {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+}
+
+impl Stamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Self {
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+        }
+    }
+
+    /// Of `path` itself (a symlink is not followed); `None` when missing.
+    fn of_path(path: &Path) -> Option<Self> {
+        std::fs::symlink_metadata(path).ok().map(|m| Self::of(&m))
+    }
+
+    /// Changed long enough before `recorded_ns` that a later change cannot
+    /// hide behind the same timestamps.
+    fn settled(&self, recorded_ns: i64) -> bool {
+        let settled = recorded_ns.saturating_sub(brr_store::RACY_MARGIN_NS);
+        self.mtime_ns < settled && self.ctime_ns < settled
+    }
+}
+
+/// What a full load looked at, with the stamps taken before reading it.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// Workspace-relative folders whose listing was read (`None`: a package
+    /// root that did not exist).
+    pub dirs: Vec<(String, Option<Stamp>)>,
+    /// Workspace-relative declaration files, the root `brr.ron` included.
+    pub decls: Vec<(String, Stamp)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    format: u32,
+    /// The brr binary that wrote it: another build of brr may parse or
+    /// match differently.
+    exe: Option<Stamp>,
+    root: Vec<u8>,
+    recorded_ns: i64,
+    dirs: Vec<(String, Option<Stamp>)>,
+    decls: Vec<(String, Stamp)>,
+    decl: WorkspaceDecl,
+    packages: Vec<SavedPackage>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedPackage {
+    name: String,
+    service: bool,
+    dir: String,
+    manifest: String,
+    body: PackageBody,
+    inputs: Vec<String>,
+    deps: Vec<usize>,
+    text: String,
+}
+
+fn exe_stamp() -> Option<Stamp> {
+    std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| Stamp::of(&m))
+}
+
+/// `cache/workspace-<hash of the root path>.bin` in the store.
+fn file_for(cache_dir: &Path, root: &Path) -> PathBuf {
+    let id = blake3::hash(root.as_os_str().as_bytes()).to_hex();
+    cache_dir.join(format!("workspace-{}.bin", &id[..16]))
+}
+
+/// The saved load of `root`, if it is still what a full load would give.
+pub(crate) fn restore(cache_dir: &Path, root: &Path) -> Option<Workspace> {
+    let bytes = std::fs::read(file_for(cache_dir, root)).ok()?;
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+    if blake3::hash(body).as_bytes() != sum {
+        return None;
+    }
+    let saved: Saved = postcard::from_bytes(body).ok()?;
+    if saved.format != FORMAT || saved.root != root.as_os_str().as_bytes() || saved.exe != exe_stamp() {
+        return None;
+    }
+    let recorded = saved.recorded_ns;
+    let dirs_ok = saved.dirs.par_iter().all(|(rel, stamp)| {
+        let now = Stamp::of_path(&root.join(rel));
+        now == *stamp && stamp.is_none_or(|s| s.settled(recorded))
+    });
+    let decls_ok = dirs_ok
+        && saved.decls.par_iter().all(|(rel, stamp)| {
+            Stamp::of_path(&root.join(rel)).is_some_and(|now| now == *stamp && stamp.settled(recorded))
+        });
+    if !decls_ok {
+        return None;
+    }
+    Some(into_workspace(root, saved))
+}
+
+fn into_workspace(root: &Path, saved: Saved) -> Workspace {
+    let packages: Vec<Package> = saved
+        .packages
+        .into_par_iter()
+        .map(|p| {
+            let manifest = PathBuf::from(p.manifest);
+            let inputs: BTreeMap<String, PathBuf> = p
+                .inputs
+                .into_iter()
+                .map(|rel| {
+                    let abs = root.join(&rel);
+                    (rel, abs)
+                })
+                .collect();
+            Package {
+                name: p.name,
+                kind: if p.service { PackageKind::Service } else { PackageKind::Library },
+                dir: p.dir,
+                source: SourceFile::new(manifest.clone(), p.text),
+                manifest,
+                body: p.body,
+                inputs,
+                deps: p.deps,
+            }
+        })
+        .collect();
+    let by_name: HashMap<String, usize> = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+    Workspace { root: root.to_path_buf(), decl: saved.decl, packages, by_name, from_snapshot: true }
+}
+
+/// Saves a full load; failures are ignored (it is a cache) but leave no
+/// partial file behind under the real name.
+pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i64) {
+    let Some(packages) = ws
+        .packages
+        .iter()
+        .map(|p| {
+            Some(SavedPackage {
+                name: p.name.clone(),
+                service: p.kind == PackageKind::Service,
+                dir: p.dir.clone(),
+                manifest: p.manifest.to_str()?.to_owned(),
+                body: p.body.clone(),
+                inputs: p.inputs.keys().cloned().collect(),
+                deps: p.deps.clone(),
+                text: p.source.text.to_string(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let saved = Saved {
+        format: FORMAT,
+        exe: exe_stamp(),
+        root: ws.root.as_os_str().as_bytes().to_vec(),
+        recorded_ns,
+        dirs: seen.dirs,
+        decls: seen.decls,
+        decl: ws.decl.clone(),
+        packages,
+    };
+    let Ok(mut bytes) = postcard::to_stdvec(&saved) else { return };
+    let sum = *blake3::hash(&bytes).as_bytes();
+    bytes.extend_from_slice(&sum);
+    let path = file_for(cache_dir, &ws.root);
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = std::fs::create_dir_all(cache_dir)
+        .and_then(|()| std::fs::write(&tmp, &bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}

@@ -1,0 +1,115 @@
+//! The saved workspace load: reused only while nothing a load reads has
+//! changed, and never different from a full load.
+
+use std::path::Path;
+use std::time::Duration;
+
+use brr_graph::Workspace;
+
+use crate::{lib, write_all};
+
+/// What a load decided, in a comparable form.
+fn summary(ws: &Workspace) -> Vec<String> {
+    ws.packages
+        .iter()
+        .map(|p| {
+            let deps: Vec<&str> = p.deps.iter().map(|&d| ws.packages[d].name.as_str()).collect();
+            let inputs: Vec<String> = p.inputs.iter().map(|(rel, abs)| format!("{rel}={}", abs.display())).collect();
+            format!("{} {} {:?} deps={deps:?} inputs={inputs:?} text={}", p.name, p.dir, p.kind, p.source.text)
+        })
+        .collect()
+}
+
+/// Loads through the cache and checks the result against a full load.
+fn load(root: &Path, cache: &Path) -> Workspace {
+    let ws = Workspace::load_cached(root, cache).unwrap();
+    assert_eq!(summary(&ws), summary(&Workspace::load(root).unwrap()), "a cached load differs from a full one");
+    ws
+}
+
+/// Lets every change so far become older than the racy margin.
+fn settle() {
+    // Not synchronisation: the rule is about elapsed time, so let it elapse.
+    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+}
+
+#[test]
+fn a_saved_load_is_reused_until_a_listing_or_a_declaration_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, cache) = (dir.path().join("ws"), dir.path().join("cache"));
+    write_all(
+        &root,
+        &[
+            ("brr.ron", "Workspace(packages: [\"p/*\"])"),
+            ("p/a/brr.ron", &lib("a", &[])),
+            ("p/a/a.c", "int a;"),
+            ("p/b/brr.ron", &lib("b", &["a"])),
+            ("p/b/src/b.c", "int b;"),
+        ],
+    );
+    settle();
+    assert!(!load(&root, &cache).from_snapshot, "nothing saved yet");
+    assert!(load(&root, &cache).from_snapshot, "nothing changed");
+
+    // A new file deep in a package: only that folder's listing changes.
+    write_all(&root, &[("p/b/src/new.c", "int n;")]);
+    let ws = load(&root, &cache);
+    assert!(!ws.from_snapshot);
+    assert!(ws.get("b").unwrap().inputs.contains_key("p/b/src/new.c"));
+    // Saved again, but the change is too recent to trust the save yet.
+    assert!(!load(&root, &cache).from_snapshot, "a racily recent listing was trusted");
+    settle();
+    assert!(!load(&root, &cache).from_snapshot);
+    assert!(load(&root, &cache).from_snapshot);
+
+    // A declaration rewritten in place (no listing changes).
+    std::fs::write(root.join("p/b/brr.ron"), lib("b", &[])).unwrap();
+    let ws = load(&root, &cache);
+    assert!(!ws.from_snapshot);
+    assert!(ws.get("b").unwrap().deps.is_empty());
+
+    // A package removed, another added.
+    std::fs::remove_dir_all(root.join("p/a")).unwrap();
+    write_all(&root, &[("p/c/brr.ron", &lib("c", &["b"])), ("p/c/c.c", "int c;")]);
+    let ws = load(&root, &cache);
+    assert!(ws.get("a").is_none() && ws.get("c").is_some());
+}
+
+#[test]
+fn a_damaged_or_foreign_save_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, cache) = (dir.path().join("ws"), dir.path().join("cache"));
+    write_all(
+        &root,
+        &[("brr.ron", "Workspace(packages: [\"p/*\"])"), ("p/a/brr.ron", &lib("a", &[])), ("p/a/a.c", "x")],
+    );
+    settle();
+    load(&root, &cache);
+    assert!(load(&root, &cache).from_snapshot);
+    let saved: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(saved.len(), 1, "one file per workspace: {saved:?}");
+
+    // One flipped byte: the checksum catches it and the load is a full one.
+    let mut bytes = std::fs::read(&saved[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&saved[0], &bytes).unwrap();
+    assert!(!load(&root, &cache).from_snapshot);
+    assert!(load(&root, &cache).from_snapshot, "the full load saved a good copy again");
+
+    // Truncated, or empty.
+    for len in [bytes.len() / 3, 0] {
+        std::fs::write(&saved[0], &bytes[..len]).unwrap();
+        assert!(!load(&root, &cache).from_snapshot);
+    }
+
+    // Another workspace with the same cache folder gets its own file.
+    let other = dir.path().join("other");
+    write_all(
+        &other,
+        &[("brr.ron", "Workspace(packages: [\"q/*\"])"), ("q/z/brr.ron", &lib("z", &[])), ("q/z/z.c", "")],
+    );
+    let ws = load(&other, &cache);
+    assert!(!ws.from_snapshot && ws.get("z").is_some());
+    assert!(load(&root, &cache).get("a").is_some());
+}
