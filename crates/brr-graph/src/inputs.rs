@@ -2,13 +2,12 @@
 //! cache, so unchanged files are not re-read) and host tools.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file};
-use brr_hash::{BlobHash, EntryKind, ToolDigest};
-use brr_store::{StatEntry, Store};
+use brr_hash::{EntryKind, ToolDigest};
+use brr_store::{FileStat, StatEntry, Store};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
@@ -36,54 +35,40 @@ pub struct Tool {
     pub digest: ToolDigest,
 }
 
-fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn stat_entry(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> StatEntry {
-    StatEntry {
-        size: meta.len(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ino: meta.ino(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        digest,
-        recorded_ns,
-    }
-}
-
 /// Hashes files, trusting the stat cache where the racy-timestamp rule allows.
 /// Returns each path's leaf (in the order of `paths`) and how many files
 /// had to be read.
-pub fn hash_files(store: &Store, paths: &[PathBuf]) -> Result<(Vec<Leaf>, usize), GraphError> {
+pub fn hash_files(store: &Store, paths: &[&Path]) -> Result<(Vec<Leaf>, usize), GraphError> {
     // The stat cache is read while the files are stat'ed: both are on every
     // build's path, and neither needs the other.
-    let (cached, metas) = std::thread::scope(|s| {
+    let (cached, stats) = std::thread::scope(|s| {
         let cached = s.spawn(|| store.stat_cache_lookup(paths));
         // Follow symlinks: an input is the content it points at.
-        let metas: Vec<std::io::Result<std::fs::Metadata>> = paths.par_iter().map(std::fs::metadata).collect();
-        (cached.join(), metas)
+        let stats: Vec<std::io::Result<FileStat>> =
+            paths.par_iter().map(|p| std::fs::metadata(p).map(|m| FileStat::from(&m))).collect();
+        (cached.join(), stats)
     });
     let cached = cached.map_err(|_| GraphError::Io {
         path: store.root().to_path_buf(),
         source: std::io::Error::other("the stat cache reader panicked"),
     })??;
-    let started = now_ns();
+    let started = StatEntry::now_ns();
     let results: Vec<(Leaf, Option<StatEntry>)> = paths
         .par_iter()
-        .zip(metas)
+        .zip(stats)
         .zip(cached)
-        .map(|((p, meta), cached)| {
-            let meta = meta.map_err(io(p))?;
-            let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
-            if let Some(e) = cached.filter(|e| e.matches(&meta)) {
+        .map(|((p, stat), cached)| {
+            let stat = stat.map_err(io(p))?;
+            let kind = if stat.executable { EntryKind::Executable } else { EntryKind::File };
+            if let Some(e) = cached.filter(|e| e.matches_stat(&stat)) {
                 return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));
             }
             let (digest, size) = hash_file(p)?;
-            Ok((Leaf { kind, hash: digest.0, size }, Some(stat_entry(&meta, digest, started))))
+            Ok((Leaf { kind, hash: digest.0, size }, Some(StatEntry::from_stat(stat, digest, started))))
         })
         .collect::<Result<_, GraphError>>()?;
     let fresh: Vec<(PathBuf, StatEntry)> =
-        paths.iter().zip(&results).filter_map(|(p, (_, e))| e.map(|e| (p.clone(), e))).collect();
+        paths.iter().zip(&results).filter_map(|(p, (_, e))| e.map(|e| (p.to_path_buf(), e))).collect();
     if !fresh.is_empty() {
         store.stat_cache_put(&fresh)?;
     }
@@ -97,7 +82,7 @@ impl Inputs {
         // Tools by name: the path found on PATH and the real binary behind it.
         let mut tool_paths: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
         // Every selected input file; packages' inputs never overlap.
-        let mut all: Vec<PathBuf> = Vec::new();
+        let mut all: Vec<&Path> = Vec::new();
         for p in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]).map(|(_, p)| p) {
             for t in &p.body.tools {
                 if !tool_paths.contains_key(t) {
@@ -111,10 +96,10 @@ impl Inputs {
                     tool_paths.insert(t.clone(), (found, real));
                 }
             }
-            all.extend(p.inputs.values().cloned());
+            all.extend(p.inputs.values().map(PathBuf::as_path));
         }
         let first_tool = all.len();
-        all.extend(tool_paths.values().map(|(_, real)| real.clone()));
+        all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
         let (leaves, rehashed) = hash_files(store, &all)?;
         let tool_digest: BTreeMap<&str, (PathBuf, ToolDigest)> = tool_paths
             .iter()

@@ -56,7 +56,7 @@ pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use objects::{Put, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
-pub use stat_cache::{RACY_MARGIN_NS, StatEntry};
+pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 

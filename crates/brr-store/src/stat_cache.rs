@@ -38,7 +38,36 @@ pub struct StatEntry {
     pub recorded_ns: i64,
 }
 
+/// The stat fields an entry is checked against, without the rest of
+/// `Metadata` (a workspace has hundreds of thousands of them in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub ctime_ns: i64,
+    /// Any execute bit set.
+    pub executable: bool,
+}
+
+impl From<&std::fs::Metadata> for FileStat {
+    fn from(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            ino: meta.ino(),
+            ctime_ns: ctime_ns(meta),
+            executable: std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
+        }
+    }
+}
+
 impl StatEntry {
+    /// An entry for a file seen as `stat` at `recorded_ns`.
+    pub fn from_stat(stat: FileStat, digest: BlobHash, recorded_ns: i64) -> Self {
+        Self { size: stat.size, mtime_ns: stat.mtime_ns, ino: stat.ino, ctime_ns: stat.ctime_ns, digest, recorded_ns }
+    }
+
     /// An entry for a file whose metadata `meta` was read at `recorded_ns`
     /// (take it before hashing, so a write during hashing is caught).
     pub fn new(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> Self {
@@ -62,14 +91,18 @@ impl StatEntry {
     /// `digest`: same size, mtime, inode and ctime, and both times older than
     /// `recorded_ns` by the racy margin. Otherwise it must be re-hashed.
     pub fn matches(&self, meta: &std::fs::Metadata) -> bool {
-        let (mtime, ctime) = (mtime_ns(meta), ctime_ns(meta));
+        self.matches_stat(&FileStat::from(meta))
+    }
+
+    /// [`StatEntry::matches`] on the fields only.
+    pub fn matches_stat(&self, stat: &FileStat) -> bool {
         let settled = self.recorded_ns.saturating_sub(RACY_MARGIN_NS);
-        meta.len() == self.size
-            && mtime == self.mtime_ns
-            && meta.ino() == self.ino
-            && ctime == self.ctime_ns
-            && mtime < settled
-            && ctime < settled
+        stat.size == self.size
+            && stat.mtime_ns == self.mtime_ns
+            && stat.ino == self.ino
+            && stat.ctime_ns == self.ctime_ns
+            && stat.mtime_ns < settled
+            && stat.ctime_ns < settled
     }
 }
 
@@ -89,13 +122,14 @@ fn path_key(p: &Path) -> &[u8] {
 impl Store {
     /// The recorded entries of those `paths` that have one, in one read.
     pub fn stat_cache_get(&self, paths: &[PathBuf]) -> Result<HashMap<PathBuf, StatEntry>, StoreError> {
-        let found = self.stat_cache_lookup(paths)?;
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let found = self.stat_cache_lookup(&refs)?;
         Ok(paths.iter().zip(found).filter_map(|(p, e)| Some((p.clone(), e?))).collect())
     }
 
     /// The cached entry of each path, in the order of `paths` (no hashing of
     /// paths on the caller's side: this is on every build's path).
-    pub fn stat_cache_lookup(&self, paths: &[PathBuf]) -> Result<Vec<Option<StatEntry>>, StoreError> {
+    pub fn stat_cache_lookup(&self, paths: &[&Path]) -> Result<Vec<Option<StatEntry>>, StoreError> {
         let entry = |r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<StatEntry> {
             Ok(StatEntry {
                 size: from_sql_u64(r.get(at)?),
