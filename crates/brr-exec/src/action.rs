@@ -53,8 +53,9 @@ pub struct Built {
 /// verification varies what a reproducible build must not depend on.
 #[derive(Debug, Clone)]
 pub struct Conditions {
-    /// Folder the sandbox is created in.
-    pub sandbox_dir: PathBuf,
+    /// Folder the sandbox is created in; `None`: brr picks per build (see
+    /// [`crate::stage::default_base`]).
+    pub sandbox_dir: Option<PathBuf>,
     /// Stage inputs in reverse order (changes directory order on some file systems).
     pub reverse_staging: bool,
     /// Pass the environment in reverse order (through `env -i`).
@@ -66,10 +67,10 @@ pub struct Conditions {
 
 impl Conditions {
     /// Normal build conditions, with sandboxes created in `sandbox_dir`
-    /// (default: the store's `tmp/`).
-    pub fn normal(store: &Store, sandbox_dir: Option<&Path>) -> Self {
+    /// (default: picked per build, a tmpfs or the store's `tmp/`).
+    pub fn normal(sandbox_dir: Option<&Path>) -> Self {
         Self {
-            sandbox_dir: sandbox_dir.map_or_else(|| store.tmp_dir(), Path::to_path_buf),
+            sandbox_dir: sandbox_dir.map(Path::to_path_buf),
             reverse_staging: false,
             reverse_env: false,
             umask: DEFAULT_UMASK,
@@ -88,11 +89,10 @@ pub fn execute(
     sandbox_dir: Option<&Path>,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
-    let (artifact_hash, outputs, log) =
-        match run_builder(store, action, isolate, &Conditions::normal(store, sandbox_dir))? {
-            Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
-            Err(f) => return Ok(Err(f)),
-        };
+    let (artifact_hash, outputs, log) = match run_builder(store, action, isolate, &Conditions::normal(sandbox_dir))? {
+        Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
+        Err(f) => return Ok(Err(f)),
+    };
     store.record_action(&ActionRecord {
         key: action.key_hash,
         artifact: artifact_hash,
@@ -138,8 +138,19 @@ pub fn run_builder(
     // Hard links are safe only where Landlock keeps the builder's writes in
     // $OUT and $TMPDIR.
     let link = isolate && crate::sandbox::isolation().landlock();
-    fs_err::create_dir_all(&cond.sandbox_dir).map_err(io(&cond.sandbox_dir))?;
-    let mut sb = Sandbox::create(&cond.sandbox_dir, &action.key_hash.short())?;
+    let deps: Vec<(&String, Artifact)> =
+        action.key.deps.iter().map(|(name, a)| Ok((name, store.get_object(a.0)?))).collect::<Result<_, ExecError>>()?;
+    let base = if let Some(dir) = &cond.sandbox_dir {
+        dir.clone()
+    } else {
+        let mut staged: u64 = action.leaves.iter().map(|l| l.size).sum();
+        for (_, a) in &deps {
+            staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
+        }
+        crate::stage::default_base(&store.tmp_dir(), staged)
+    };
+    fs_err::create_dir_all(&base).map_err(io(&base))?;
+    let mut sb = Sandbox::create(&base, &action.key_hash.short())?;
     let mut staged: Vec<(&String, &Leaf)> = pkg.inputs.keys().zip(action.leaves).collect();
     if cond.reverse_staging {
         staged.reverse();
@@ -152,8 +163,7 @@ pub fn run_builder(
     for (name, tool) in action.tools {
         sb.link_tool(name, &tool.path)?;
     }
-    for (name, artifact) in &action.key.deps {
-        let a: Artifact = store.get_object(artifact.0)?;
+    for (name, a) in &deps {
         store.materialize(a.outputs, &sb.deps().join(name), true)?;
     }
 

@@ -226,7 +226,7 @@ pub fn build(
         return Ok(resolved.into_iter().flatten().collect());
     }
     crate::stage::clean_stale(&store.tmp_dir());
-    if let Some(dir) = opts.sandbox_dir {
+    for dir in opts.sandbox_dir.into_iter().chain(crate::stage::tmpfs_base()) {
         crate::stage::clean_stale(dir);
     }
     let dependents = ws.dependents();

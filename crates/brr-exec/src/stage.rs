@@ -13,14 +13,21 @@
 //! Inputs and dependencies are hard-linked from the CAS when Landlock keeps
 //! the builder from writing anywhere but `$OUT` and `$TMPDIR`; without it a
 //! link would let the builder write into the CAS, so inputs are copied.
+//!
+//! Unless the user picks a folder (`BRR_SANDBOX_DIR`), a sandbox goes to a
+//! tmpfs (`/dev/shm/brr-<uid>`) when its staged files are small and the
+//! tmpfs has room, else to the store's `tmp/`. Creating and removing a
+//! handful of folders per build is the largest cost of many small builds on
+//! ext4, whose inode allocator scans past recently deleted inodes for every
+//! new folder; on a tmpfs it is nearly free, and the copies it needs
+//! instead of hard links are cheap for small inputs.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use brr_hash::EntryKind;
 
@@ -28,6 +35,50 @@ use crate::error::{ExecError, io};
 
 /// Prefix of sandbox folders in the store's `tmp/`.
 const PREFIX: &str = "build-";
+
+/// A sandbox whose inputs and dependencies add up to more than this is not
+/// put on a tmpfs (it would hold them in memory).
+const TMPFS_MAX_STAGED: u64 = 64 << 20;
+
+/// A tmpfs with less room than this (or than 8× the staged bytes) is not used.
+const TMPFS_MIN_FREE: u64 = 1 << 30;
+
+/// This user's sandbox folder on `/dev/shm`, when that is a tmpfs and the
+/// folder is a real folder owned by this user (probed once per process).
+pub fn tmpfs_base() -> Option<&'static Path> {
+    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        let fs = rustix::fs::statfs(shm).ok()?;
+        if fs.f_type != libc::TMPFS_MAGIC {
+            return None;
+        }
+        let uid = rustix::process::geteuid().as_raw();
+        let dir = shm.join(format!("brr-{uid}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        // Not a symlink or someone else's folder: /dev/shm is world-writable.
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700).then_some(dir)
+    })
+    .as_deref()
+}
+
+/// Where a sandbox staging `staged` bytes goes when the user did not pick a
+/// folder: the tmpfs when it is small enough and there is room, else `fallback`.
+pub fn default_base(fallback: &Path, staged: u64) -> PathBuf {
+    let room = |base: &Path| {
+        rustix::fs::statvfs(base)
+            .is_ok_and(|st| st.f_bavail.saturating_mul(st.f_frsize) >= TMPFS_MIN_FREE.max(staged * 8))
+    };
+    match tmpfs_base() {
+        Some(base) if staged <= TMPFS_MAX_STAGED && room(base) => base.to_path_buf(),
+        _ => fallback.to_path_buf(),
+    }
+}
 
 /// A sandbox folder, removed on drop. It is named after this process
 /// (`build-<pid>-<n>-<key>`), whose lock file `build-<pid>.lock` is held for
@@ -191,6 +242,23 @@ pub fn clean_stale(tmp: &Path) {
     for (pid, lock) in free_owners {
         if lock.is_some() {
             let _ = std::fs::remove_file(tmp.join(format!("{PREFIX}{pid}.lock")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TMPFS_MAX_STAGED, default_base, tmpfs_base};
+    use std::path::Path;
+
+    #[test]
+    fn large_sandboxes_and_machines_without_a_tmpfs_use_the_fallback() {
+        let fallback = Path::new("/nonexistent/store/tmp");
+        assert_eq!(default_base(fallback, TMPFS_MAX_STAGED + 1), fallback);
+        let small = default_base(fallback, 4096);
+        match tmpfs_base() {
+            Some(base) => assert_eq!(small, base, "a small sandbox skipped the tmpfs"),
+            None => assert_eq!(small, fallback),
         }
     }
 }

@@ -5,11 +5,13 @@
 //! Nothing here touches the database; `objects.rs` records what this module
 //! has put in place.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use brr_hash::Digest;
 
@@ -21,6 +23,31 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// Makes temp file names unique within a process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// What this process has put into `cas/`, so a batch that records files
+/// placed earlier (the sources of a build are placed before it runs and
+/// recorded after it) neither re-reads them nor re-checks their folders.
+pub(crate) struct Placed {
+    objects: Mutex<HashSet<Digest>>,
+    /// Shard folders known to exist (they are never removed).
+    shards: [AtomicBool; 256],
+}
+
+impl Default for Placed {
+    fn default() -> Self {
+        Self { objects: Mutex::default(), shards: std::array::from_fn(|_| AtomicBool::new(false)) }
+    }
+}
+
+impl Placed {
+    fn contains(&self, d: Digest) -> bool {
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&d)
+    }
+
+    fn insert(&self, d: Digest) {
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(d);
+    }
+}
 
 /// A temp file in `tmp/`, removed on drop unless renamed into place.
 struct TempFile {
@@ -93,6 +120,10 @@ impl Store {
     /// (an orphan of an interrupted put, or another writer's).
     fn file_in_place(&self, d: Digest) -> Result<bool, StoreError> {
         let path = self.object_path(d);
+        if self.placed.contains(d) {
+            // Hashed when this process wrote it; only a deletion undoes that.
+            return Ok(path.exists());
+        }
         match hash_path(&path) {
             Ok((actual, _)) => Ok(actual == d),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -105,12 +136,14 @@ impl Store {
     fn shard_dir(&self, d: Digest) -> Result<PathBuf, StoreError> {
         let path = self.object_path(d);
         let dir = path.parent().map_or_else(|| self.cas_dir(), Path::to_path_buf);
-        if !dir.is_dir() {
+        let known = &self.placed.shards[usize::from(d.as_bytes()[0])];
+        if !known.load(Ordering::Relaxed) {
             match std::fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e).at(&dir),
             }
+            known.store(true, Ordering::Relaxed);
         }
         Ok(dir)
     }
@@ -127,6 +160,7 @@ impl Store {
         let mut tmp = TempFile::create(&self.tmp_dir(), 0o444)?;
         tmp.file.write_all(bytes).at(&tmp.path)?;
         tmp.persist(&self.object_path(d))?;
+        self.placed.insert(d);
         Ok(dir)
     }
 
@@ -147,6 +181,7 @@ impl Store {
             return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
         }
         tmp.persist(&self.object_path(expected))?;
+        self.placed.insert(expected);
         Ok((size, dir))
     }
 

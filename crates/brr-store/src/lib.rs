@@ -76,6 +76,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 pub struct Store {
     root: PathBuf,
     db: Db,
+    /// Objects this process put in place, hashed as they were written.
+    placed: cas::Placed,
 }
 
 impl Store {
@@ -110,7 +112,7 @@ impl Store {
         // The database comes first, so a folder with only `brr.db` in it is
         // recognised as a store being created.
         let db = Db::open(&root.join(DB_FILE), root)?;
-        let store = Store { root: root.to_path_buf(), db };
+        let store = Store { root: root.to_path_buf(), db, placed: cas::Placed::default() };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }

@@ -3,7 +3,7 @@
 //! depend on, alternating between two variants so three or more rounds also
 //! compare two varied rounds with each other.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use brr_exec::action::Conditions;
 use brr_store::Store;
@@ -32,26 +32,27 @@ pub fn describe(c: &Conditions, normal: &Conditions) -> Vec<String> {
     v
 }
 
-/// A folder on another file system when there is one (tmpfs lists
-/// directories in creation order, ext4 in hash order), else a deeper folder
-/// in the store, so the build path changes either way.
+/// A folder on another file system than normal builds use when there is
+/// one (tmpfs lists directories in creation order, ext4 in hash order): the
+/// store's when normal builds go to the tmpfs, and the tmpfs otherwise.
+/// The build path changes either way.
 fn other_folder(store: &Store, round: u32) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let probe = shm.join(format!("brr-verify-probe-{}", std::process::id()));
-    if std::fs::create_dir_all(&probe).is_ok() {
-        let _ = std::fs::remove_dir(&probe);
-        return shm.join(format!("brr-verify-{}-r{round}", std::process::id()));
+    let in_store = store.tmp_dir().join(format!("verify/a/deeper/folder/r{round}"));
+    match brr_exec::stage::tmpfs_base() {
+        Some(tmpfs) if brr_exec::stage::default_base(&store.tmp_dir(), 0) == store.tmp_dir() => {
+            tmpfs.join(format!("verify-{}-r{round}", std::process::id()))
+        }
+        _ => in_store,
     }
-    store.tmp_dir().join(format!("verify/a/deeper/folder/r{round}"))
 }
 
 /// The conditions of round `round` (0-based).
 pub fn for_round(store: &Store, round: u32) -> Conditions {
-    let normal = Conditions::normal(store, None);
+    let normal = Conditions::normal(None);
     match round {
         0 => normal,
         r if r % 2 == 1 => Conditions {
-            sandbox_dir: other_folder(store, r),
+            sandbox_dir: Some(other_folder(store, r)),
             reverse_staging: true,
             reverse_env: true,
             umask: 0o077,
@@ -59,7 +60,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             cpus: Some(1),
         },
         r => Conditions {
-            sandbox_dir: store.tmp_dir().join(format!("verify/r{r}")),
+            sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
             reverse_staging: false,
             reverse_env: false,
             umask: 0o002,

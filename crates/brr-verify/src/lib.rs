@@ -119,10 +119,8 @@ pub fn verify(
         Ok(p) => p.install(run),
         Err(_) => run(),
     };
-    for c in &conds {
-        if c.sandbox_dir != store.tmp_dir() {
-            let _ = std::fs::remove_dir_all(&c.sandbox_dir);
-        }
+    for dir in conds.iter().filter_map(|c| c.sandbox_dir.as_ref()) {
+        let _ = std::fs::remove_dir_all(dir);
     }
     let _ = std::fs::remove_dir(store.tmp_dir().join("verify"));
     result

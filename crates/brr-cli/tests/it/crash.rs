@@ -26,8 +26,16 @@ fn slow_workspace() -> TestWorkspace {
 #[test]
 fn kill_9_mid_build_leaves_a_sound_store_and_the_next_build_finishes() {
     let ws = slow_workspace();
-    let mut child =
-        ws.command().args(["build", "-j", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Sandboxes in the store's tmp/ (not the shared tmpfs), to count them.
+    let sandboxes = ws.store().join("tmp");
+    let mut child = ws
+        .command()
+        .env("BRR_SANDBOX_DIR", &sandboxes)
+        .args(["build", "-j", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut seen = String::new();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // The first `built` line: one action is recorded, others are running.
@@ -46,7 +54,7 @@ fn kill_9_mid_build_leaves_a_sound_store_and_the_next_build_finishes() {
     assert!(!stale.is_empty(), "no sandbox of the killed build's running builder");
 
     ws.brr(["store", "verify"]).success();
-    let run = ws.brr(["build", "-j", "2", "--json"]).success();
+    let run = ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "-j", "2", "--json"]).success();
     let targets = run.targets();
     assert_eq!(targets.len(), 6);
     assert!(targets.values().all(|t| t.status == "built" || t.status == "cached"), "{}", run.stdout);

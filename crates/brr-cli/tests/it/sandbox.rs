@@ -44,12 +44,13 @@ fn builder_cannot_write_outside_its_folders() {
     let outside = temp_dir();
     let host_file = outside.path().join("escape");
     let ws = workspace()
-        // $DEPS/../.. is the store's tmp/ folder, next to the sandbox.
+        // $DEPS/../.. is the store's tmp/ folder (pinned below), next to the sandbox.
         .sh_lib("into-store", &[], &[], "echo x > \"$DEPS/../../escape\" && echo ok > \"$OUT/f\"")
         .sh_lib("into-host", &[], &[], &format!("echo x > '{}' && echo ok > \"$OUT/f\"", host_file.display()));
-    let store_file = ws.store().join("tmp/escape");
+    let sandboxes = ws.store().join("tmp");
+    let store_file = sandboxes.join("escape");
 
-    let run = ws.brr(["build", "--json"]);
+    let run = ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "--json"]);
     if skip_without_namespaces(&run) {
         return;
     }
@@ -61,7 +62,7 @@ fn builder_cannot_write_outside_its_folders() {
     assert!(!store_file.exists() && !host_file.exists(), "a write escaped the sandbox");
 
     // Without the sandbox both writes land: the check above can fail.
-    ws.brr(["build", "--no-sandbox"]).success();
+    ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "--no-sandbox"]).success();
     assert!(store_file.exists() && host_file.exists());
 }
 
@@ -108,4 +109,30 @@ fn output_symlink_escaping_through_another_symlink_fails() {
     let run = ws.brr(["build", "--json"]);
     assert_eq!(run.code, Some(1), "accepted an escaping symlink:\n{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("escapes the output folder"), "{}", run.stderr);
+}
+
+#[test]
+fn small_builds_run_on_a_tmpfs_unless_a_folder_is_chosen() {
+    let ws = workspace().sh_lib("where", &[], &["pwd"], "pwd > \"$OUT/f\"");
+    // The output file's bytes, through `brr show`.
+    let out = |run: &brr_test_support::Run| {
+        let artifact = run.targets()["where"].artifact.clone().unwrap();
+        let json = ws.brr(["show", "--json", &artifact]).success().json();
+        let tree = json["object"]["outputs"].as_str().unwrap().to_owned();
+        let json = ws.brr(["show", "--json", &tree]).success().json();
+        let blob = json["object"]["entries"][0]["hash"].as_str().unwrap().to_owned();
+        ws.brr(["show", &blob]).success().stdout
+    };
+    let on_tmpfs = brr_exec::stage::tmpfs_base();
+    let cwd = out(&ws.brr(["build", "--json"]).success());
+    match on_tmpfs {
+        Some(base) => assert!(cwd.starts_with(base.to_str().unwrap()), "built in {cwd}, not below {}", base.display()),
+        None => assert!(cwd.starts_with(ws.store().join("tmp").to_str().unwrap()), "built in {cwd}"),
+    }
+    // A chosen folder wins (a new key: `BRR_SANDBOX_DIR` is not an input,
+    // so the output would be cached; change the script instead).
+    let chosen = temp_dir();
+    ws.write("p/where/brr.ron", &brr_test_support::sh_library("where", &[], &["pwd"], "pwd > \"$OUT/f\"; true"));
+    let cwd = out(&ws.brr_env("BRR_SANDBOX_DIR", chosen.path(), ["build", "--json"]).success());
+    assert!(cwd.starts_with(chosen.path().to_str().unwrap()), "built in {cwd}");
 }
