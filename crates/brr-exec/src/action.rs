@@ -156,7 +156,7 @@ pub fn run_builder(
         staged.reverse();
     }
     for (rel, leaf) in staged {
-        sb.stage_file(rel, &store.object_path(leaf.hash), leaf.kind, link)?;
+        sb.stage_file(store, rel, leaf.hash, leaf.kind, link)?;
     }
     let cwd = sb.src().join(&pkg.dir);
     fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;

@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use brr_hash::EntryKind;
+use brr_hash::{Digest, EntryKind};
+use brr_store::Store;
 
 use crate::error::{ExecError, io};
 
@@ -154,10 +155,18 @@ impl Sandbox {
         self.root.join("log")
     }
 
-    /// Stages one input at `src/<rel>` from the CAS file `from`: a hard link
-    /// when `link` (only when Landlock keeps the builder from writing to
-    /// `src/`, since the link shares the CAS file), else a read-only copy.
-    pub fn stage_file(&mut self, rel: &str, from: &Path, kind: EntryKind, link: bool) -> Result<(), ExecError> {
+    /// Stages one input at `src/<rel>` from store object `d`: a hard link to
+    /// its CAS file when `link` (only when Landlock keeps the builder from
+    /// writing to `src/`, since the link shares the CAS file), else a
+    /// read-only copy.
+    pub fn stage_file(
+        &mut self,
+        store: &Store,
+        rel: &str,
+        d: Digest,
+        kind: EntryKind,
+        link: bool,
+    ) -> Result<(), ExecError> {
         let dest = self.src().join(rel);
         if let Some(parent) = dest.parent()
             && self.made_dirs.insert(parent.to_path_buf())
@@ -165,12 +174,11 @@ impl Sandbox {
             fs_err::create_dir_all(parent).map_err(io(parent))?;
         }
         // Executables are copied: a link would share the CAS file's 0444 mode.
-        if link && kind != EntryKind::Executable && std::fs::hard_link(from, &dest).is_ok() {
-            return Ok(());
+        if link && kind != EntryKind::Executable {
+            store.link_out(d, &dest)?;
+        } else {
+            store.copy_out(d, &dest, if kind == EntryKind::Executable { 0o555 } else { 0o444 })?;
         }
-        fs_err::copy(from, &dest).map_err(io(&dest))?;
-        let mode = if kind == EntryKind::Executable { 0o555 } else { 0o444 };
-        fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).map_err(io(&dest))?;
         Ok(())
     }
 

@@ -185,25 +185,48 @@ impl Store {
         Ok((size, dir))
     }
 
-    /// Copies object `d` to a new file `dest` with `mode`, checking its hash
-    /// on the way. Used where a hard link would share the CAS file's mode.
-    pub(crate) fn copy_out(&self, d: Digest, dest: &Path, mode: u32) -> Result<(), StoreError> {
-        let src = self.object_path(d);
+    /// Copies object `d` to a new file `dest` with exactly `mode`, checking
+    /// its hash on the way. Used where a hard link would share the CAS
+    /// file's mode, or there is no CAS file (a small object).
+    pub fn copy_out(&self, d: Digest, dest: &Path, mode: u32) -> Result<(), StoreError> {
+        let inline = self.inline_bytes(d)?;
         let mut out =
             OpenOptions::new().write(true).create_new(true).mode(mode).open(dest).map_err(|e| match e.kind() {
                 ErrorKind::AlreadyExists => StoreError::DestinationExists { path: dest.to_path_buf() },
                 _ => StoreError::Io { path: dest.to_path_buf(), source: e },
             })?;
-        let (actual, _) = copy_hashing(&src, &mut out, dest, Some(d))?;
-        if actual != d {
-            return Err(StoreError::Corrupt { hash: d, path: src, actual });
+        if let Some(bytes) = inline {
+            out.write_all(&bytes).at(dest)?;
+        } else {
+            let src = self.object_path(d);
+            let (actual, _) = copy_hashing(&src, &mut out, dest, Some(d))?;
+            if actual != d {
+                return Err(StoreError::Corrupt { hash: d, path: src, actual });
+            }
         }
         // Exactly `mode`, whatever the umask.
         out.set_permissions(Permissions::from_mode(mode)).at(dest)
     }
 
+    /// The bytes of `d` when it is stored in the database, checked.
+    pub(crate) fn inline_bytes(&self, d: Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let bytes: Option<Vec<u8>> = self.db.read(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT data FROM object_data WHERE hash = ?1")?;
+            Ok(rusqlite::OptionalExtension::optional(stmt.query_row([d.as_bytes()], |r| r.get(0)))?)
+        })?;
+        match bytes {
+            Some(b) if Digest::of(&b) != d => {
+                Err(StoreError::Corrupt { hash: d, path: self.db_path().to_path_buf(), actual: Digest::of(&b) })
+            }
+            other => Ok(other),
+        }
+    }
+
     /// The bytes of object `d`, checked against `d`.
     pub fn get(&self, d: Digest) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.inline_bytes(d)? {
+            return Ok(bytes);
+        }
         let path = self.object_path(d);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,

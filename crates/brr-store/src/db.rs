@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schemas/0001_store.sql"),
     include_str!("../../../schemas/0002_verifications.sql"),
     include_str!("../../../schemas/0003_action_outputs.sql"),
+    include_str!("../../../schemas/0004_inline_objects.sql"),
 ];
 
 /// `PRAGMA application_id` of a brr store: "brr!" in ASCII.

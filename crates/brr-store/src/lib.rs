@@ -5,9 +5,9 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `cas/<2 hex>/<62 hex>` | object bytes, read-only files named by their BLAKE3 digest |
+//! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`INLINE_MAX`], read-only files named by their BLAKE3 digest |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
-//! | `brr.db` | SQLite (WAL): `objects`, the action cache, build history, the stat cache |
+//! | `brr.db` | SQLite (WAL): `objects` (and `object_data`, the bytes of objects up to [`INLINE_MAX`]), the action cache, build history, the stat cache |
 //! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
 //! | `artifacts/` | optional, for callers |
 //!
@@ -18,7 +18,11 @@
 //!
 //! # Why the write order is what it is
 //!
-//! A row never points at an object that is not fully on disk. Every object is
+//! A row never points at an object that is not fully on disk. A small object
+//! (up to [`INLINE_MAX`]) is stored in the same transaction as its row, so
+//! that holds by construction; it is what most objects of a monorepo are
+//! (sources, trees, keys, artifacts, logs), and one file per object was the
+//! largest cost of a build of many small actions. Every larger object is
 //! written to a temp file in `tmp/`, synced, renamed into `cas/` (a rename is
 //! atomic: readers see no file or the whole file), the shard folder is synced
 //! so the name survives a power loss, and only then is its row committed. A
@@ -54,7 +58,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
-pub use objects::{Put, snapshot_puts};
+pub use objects::{INLINE_MAX, Put, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;

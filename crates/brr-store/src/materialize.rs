@@ -67,12 +67,20 @@ impl Store {
         Ok(())
     }
 
-    /// Hard-links object `d` to `dest`, copying it when linking is refused.
-    fn link_out(&self, d: Digest, dest: &Path) -> Result<(), StoreError> {
+    /// Hard-links object `d` to `dest` (read-only, sharing the CAS file),
+    /// copying it (mode 0444) when linking is refused or it has no file.
+    pub fn link_out(&self, d: Digest, dest: &Path) -> Result<(), StoreError> {
         let src = self.object_path(d);
         match std::fs::hard_link(&src, dest) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound && !src.exists() => Err(StoreError::NotFound { hash: d }),
+            Err(e) if e.kind() == ErrorKind::NotFound && !src.exists() => {
+                if self.contains(d)? {
+                    // A small object, kept in the database.
+                    self.copy_out(d, dest, 0o444)
+                } else {
+                    Err(StoreError::NotFound { hash: d })
+                }
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 Err(StoreError::DestinationExists { path: dest.to_path_buf() })
             }

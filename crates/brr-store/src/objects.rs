@@ -2,6 +2,7 @@
 //! which is closed under references (see the crate docs).
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
 
 use brr_hash::fs::Snapshot;
@@ -10,15 +11,31 @@ use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::db::{KindCol, TxError, to_sql_u64};
+use crate::error::IoContext;
 use crate::{Store, StoreError};
 
-/// An object whose file is in place, to be recorded.
+/// Objects up to this size are kept in the database (`object_data`), not
+/// as files: see `schemas/0004_inline_objects.sql`.
+pub const INLINE_MAX: usize = 16 * 1024;
+
+/// An object ready to be recorded: its file is in place, or its bytes are
+/// here to be stored with its row.
 pub(crate) struct Placed {
     hash: Digest,
     kind: ObjectKind,
     size: u64,
     /// What it references, and the kind each reference must have.
     refs: Vec<(Digest, ObjectKind)>,
+    /// The bytes of a small object, stored in the row's transaction.
+    data: Option<Vec<u8>>,
+}
+
+/// The bytes of the file at `path` when it has at most [`INLINE_MAX`].
+fn read_small(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    let file = std::fs::File::open(path).at(path)?;
+    let mut bytes = Vec::new();
+    file.take(INLINE_MAX as u64 + 1).read_to_end(&mut bytes).at(path)?;
+    Ok((bytes.len() <= INLINE_MAX).then_some(bytes))
 }
 
 /// Whether an object recorded as `actual` can serve as an `expected` one.
@@ -151,24 +168,30 @@ impl Store {
     }
 
     /// Stores a batch: the missing files are written in parallel, made
-    /// durable with one `syncfs`, then recorded in one transaction, in
-    /// order, so an item may reference earlier items of the same batch.
-    /// Returns each item's digest. Nothing is recorded if any item fails.
+    /// durable with one `syncfs`, then recorded in one transaction (with the
+    /// bytes of small objects), in order, so an item may reference earlier
+    /// items of the same batch. Returns each item's digest. Nothing is
+    /// recorded if any item fails.
     pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
-        if !rows.is_empty() {
+        if rows.iter().any(|r| r.data.is_none()) {
             self.sync_fs()?;
-            self.record(&rows)?;
         }
+        self.record(&rows)?;
         Ok(digests)
     }
 
-    /// Writes the files of `items` that are not in the store yet, without
-    /// recording them: they can be read (or hard-linked) at once, and a later
+    /// Makes the objects of `items` readable at once, as cheaply as
+    /// possible: large ones get their files without a row (a later
     /// [`Store::put_many`] of the same items finds them in place and records
-    /// them. Until then they are unreferenced files, which `verify` accepts.
+    /// them; until then they are unreferenced files, which `verify`
+    /// accepts), small ones are recorded with their bytes, so they must not
+    /// reference anything not recorded yet.
     pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
-        Ok(self.place_missing(items)?.0)
+        let (digests, rows) = self.place_missing(items)?;
+        let small: Vec<Placed> = rows.into_iter().filter(|r| r.data.is_some()).collect();
+        self.record(&small)?;
+        Ok(digests)
     }
 
     fn place_missing(&self, items: &[Put<'_>]) -> Result<(Vec<Digest>, Vec<Placed>), StoreError> {
@@ -195,26 +218,38 @@ impl Store {
         Ok((digests, rows))
     }
 
-    /// Puts one object's file in place (durable only after `sync_fs`).
+    /// Puts one object's file in place (durable only after `sync_fs`), or
+    /// holds a small object's bytes for its row.
     fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<Placed, StoreError> {
         match source {
             Source::File(path) => {
+                if let Some(bytes) = read_small(path)? {
+                    let actual = Digest::of(&bytes);
+                    if actual != hash {
+                        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected: hash, actual });
+                    }
+                    return Ok(Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), data: Some(bytes) });
+                }
                 let (size, _) = self.place_file(path, hash)?;
-                Ok(Placed { hash, kind, size, refs: Vec::new() })
+                Ok(Placed { hash, kind, size, refs: Vec::new(), data: None })
             }
             Source::Bytes(bytes) => {
                 // Named by what the bytes hash to, never by what the caller
                 // claims: a wrong claim then shows up as a missing reference.
                 let hash = Digest::of(bytes);
                 let refs = references(kind, hash, bytes)?;
+                let size = bytes.len() as u64;
+                if bytes.len() <= INLINE_MAX {
+                    return Ok(Placed { hash, kind, size, refs, data: Some(bytes.to_vec()) });
+                }
                 self.place_bytes(hash, bytes)?;
-                Ok(Placed { hash, kind, size: bytes.len() as u64, refs })
+                Ok(Placed { hash, kind, size, refs, data: None })
             }
         }
     }
 
-    /// Records objects whose files are in place, in one transaction, in
-    /// order. Fails (recording none) if a reference is not recorded. A blob
+    /// Records objects whose files are in place or whose bytes are held,
+    /// in one transaction, in order. Fails (recording none) if a reference is not recorded. A blob
     /// row put again as a tree, artifact or action (same bytes) takes the
     /// more specific kind.
     fn record(&self, objects: &[Placed]) -> Result<(), StoreError> {
@@ -236,6 +271,11 @@ impl Store {
                 } else {
                     let mut stmt = tx.prepare_cached("INSERT INTO objects (hash, kind, size) VALUES (?1, ?2, ?3)")?;
                     stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size)])?;
+                }
+                if let Some(data) = &o.data {
+                    let mut stmt =
+                        tx.prepare_cached("INSERT OR IGNORE INTO object_data (hash, data) VALUES (?1, ?2)")?;
+                    stmt.execute(params![o.hash.as_bytes(), data])?;
                 }
             }
             Ok(())

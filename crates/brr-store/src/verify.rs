@@ -36,6 +36,9 @@ impl VerifyReport {
 /// The rows, read in one transaction so they are consistent with each other.
 struct Rows {
     objects: HashMap<Digest, (ObjectKind, u64)>,
+    /// Objects whose bytes are in the database, already checked.
+    inline: HashSet<Digest>,
+    inline_checks: Vec<FileCheck>,
     /// (what names them, object, kind it must have)
     references: Vec<(String, Digest, ObjectKind)>,
     integrity: Vec<String>,
@@ -81,8 +84,9 @@ impl Store {
             problems: rows.integrity.iter().map(|l| format!("database: {l}")).collect(),
         };
         report.problems.extend(files.problems);
-        let checks: Vec<FileCheck> =
+        let mut checks: Vec<FileCheck> =
             files.found.par_iter().map(|(d, path)| check_file(*d, path, rows.objects.get(d).copied())).collect();
+        checks.extend(rows.inline_checks);
         let on_disk: HashSet<Digest> = files.found.iter().map(|(d, _)| *d).collect();
         report.orphans = on_disk.iter().filter(|d| !rows.objects.contains_key(d)).count() as u64;
         for check in checks {
@@ -97,7 +101,8 @@ impl Store {
                 }
             }
         }
-        let mut missing: Vec<&Digest> = rows.objects.keys().filter(|d| !on_disk.contains(d)).collect();
+        let mut missing: Vec<&Digest> =
+            rows.objects.keys().filter(|d| !on_disk.contains(d) && !rows.inline.contains(d)).collect();
         missing.sort();
         for d in missing {
             report
@@ -122,6 +127,15 @@ impl Store {
             while let Some(r) = q.next()? {
                 let d = Digest::from_bytes(r.get(0)?);
                 objects.insert(d, (r.get::<_, KindCol>(1)?.0, from_sql_u64(r.get(2)?)));
+            }
+            let (mut inline, mut inline_checks) = (HashSet::new(), Vec::new());
+            let mut stmt = tx.prepare("SELECT hash, data FROM object_data")?;
+            let mut q = stmt.query([])?;
+            while let Some(r) = q.next()? {
+                let d = Digest::from_bytes(r.get(0)?);
+                let data = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                inline.insert(d);
+                inline_checks.push(check_inline(d, data, objects.get(&d).copied()));
             }
             let mut references = Vec::new();
             let mut stmt = tx.prepare("SELECT key, artifact, log FROM action_cache")?;
@@ -152,7 +166,7 @@ impl Store {
             let integrity: Vec<String> =
                 stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
             let integrity = integrity.into_iter().filter(|l| l != "ok").collect();
-            Ok(Rows { objects, references, integrity })
+            Ok(Rows { objects, inline, inline_checks, references, integrity })
         })
     }
 
@@ -219,6 +233,31 @@ fn check_file(d: Digest, path: &Path, row: Option<(ObjectKind, u64)>) -> FileChe
     }
     if let Some(bytes) = bytes {
         match references(kind, d, &bytes) {
+            Ok(refs) => check.refs = refs.into_iter().map(|(r, expected)| (d, r, kind, expected)).collect(),
+            Err(e) => check.problems.push(chain(&e)),
+        }
+    }
+    check
+}
+
+/// Checks the bytes of an object kept in the database, as [`check_file`]
+/// does a file's.
+fn check_inline(d: Digest, data: &[u8], row: Option<(ObjectKind, u64)>) -> FileCheck {
+    let mut check = FileCheck::default();
+    let Some((kind, size)) = row else {
+        check.problems.push(format!("object `{d}` has bytes in the database but no `objects` row"));
+        return check;
+    };
+    let actual = Digest::of(data);
+    if actual != d {
+        check.problems.push(format!("object `{d}` is corrupt: its bytes in the database hash to `{actual}`"));
+        return check;
+    }
+    if size != data.len() as u64 {
+        check.problems.push(format!("object `{d}` is recorded with {size} bytes but has {}", data.len()));
+    }
+    if kind != ObjectKind::Blob {
+        match references(kind, d, data) {
             Ok(refs) => check.refs = refs.into_iter().map(|(r, expected)| (d, r, kind, expected)).collect(),
             Err(e) => check.problems.push(chain(&e)),
         }

@@ -27,7 +27,8 @@ fn check_case(case: &Path) -> Result<(), String> {
     let ws = workspace().sh_lib("good", &[], &[], "echo good > \"$OUT/f\"");
     ws.brr(["build"]).success();
     let before = snapshot_files(&ws.store());
-    if !before.keys().any(|k| k.starts_with("cas/")) || !before.contains_key("brr.db") {
+    // Its small objects are in `brr.db`, whose bytes are compared below.
+    if !before.contains_key("brr.db") {
         return Err(format!("the good build left no store: {:?}", before.keys()));
     }
 

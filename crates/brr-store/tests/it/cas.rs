@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use brr_hash::{Artifact, Digest, EntryKind, Object, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
 use brr_store::StoreError;
 
-use crate::support::{TestResult, clobber, new_store};
+use crate::support::{TestResult, big, clobber, clobber_inline, new_store};
 
 fn tree_of(name: &str, blob: Digest, size: u64) -> Tree {
     Tree { entries: vec![TreeEntry { name: name.into(), kind: EntryKind::File, hash: blob, size }] }
@@ -14,9 +14,17 @@ fn tree_of(name: &str, blob: Digest, size: u64) -> Tree {
 #[test]
 fn bytes_round_trip_and_file_is_read_only() -> TestResult {
     let (_dir, store) = new_store()?;
-    let d = store.put_bytes(ObjectKind::Blob, b"hello")?;
-    assert_eq!(d, Digest::of(b"hello"));
-    assert_eq!(store.get(d)?, b"hello");
+    // Small objects live in the database: no file.
+    let small = store.put_bytes(ObjectKind::Blob, b"hello")?;
+    assert_eq!(small, Digest::of(b"hello"));
+    assert_eq!(store.get(small)?, b"hello");
+    assert!(store.contains(small)?);
+    assert!(!store.object_path(small).exists(), "a small object got a file");
+
+    let bytes = big(b"hello");
+    let d = store.put_bytes(ObjectKind::Blob, &bytes)?;
+    assert_eq!(d, Digest::of(&bytes));
+    assert_eq!(store.get(d)?, bytes);
     assert!(store.contains(d)?);
     let path = store.object_path(d);
     let hex = d.to_hex();
@@ -43,9 +51,10 @@ fn objects_round_trip() -> TestResult {
 #[test]
 fn putting_twice_is_a_no_op() -> TestResult {
     let (_dir, store) = new_store()?;
-    let d = store.put_bytes(ObjectKind::Blob, b"same")?;
+    let bytes = big(b"same");
+    let d = store.put_bytes(ObjectKind::Blob, &bytes)?;
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(store.object_path(d))?);
-    assert_eq!(store.put_bytes(ObjectKind::Blob, b"same")?, d);
+    assert_eq!(store.put_bytes(ObjectKind::Blob, &bytes)?, d);
     let again = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(store.object_path(d))?);
     assert_eq!(ino, again, "the file was not rewritten");
     assert_eq!(store.verify()?.objects, 1);
@@ -138,9 +147,14 @@ fn get_reports_missing_and_corrupt_objects() -> TestResult {
     let err = store.get(absent).expect_err("absent");
     assert!(matches!(err, StoreError::NotFound { hash } if hash == absent), "{err}");
     assert!(err.to_string().contains(&absent.to_hex()));
-    let d = store.put_bytes(ObjectKind::Blob, b"good")?;
+    let d = store.put_bytes(ObjectKind::Blob, &big(b"good"))?;
     clobber(&store.object_path(d), b"evil")?;
     let err = store.get(d).expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { hash, .. } if hash == d), "{err}");
+    // The same for a small object's bytes in the database.
+    let small = store.put_bytes(ObjectKind::Blob, b"good")?;
+    assert_eq!(clobber_inline(&store, small, b"evil")?, 1);
+    let err = store.get(small).expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { hash, .. } if hash == small), "{err}");
     Ok(())
 }

@@ -6,14 +6,15 @@ use brr_hash::fs::snapshot;
 use brr_hash::{Digest, EntryKind, ObjectKind, Tree, TreeEntry, TreeHash};
 use brr_store::StoreError;
 
-use crate::support::{TestResult, make_writable, mode, new_store, write_file};
+use crate::support::{TestResult, big, make_writable, mode, new_store, write_file};
 
 const NAMES: [&str; 5] = ["a.txt", "bin", "empty", "link", "sub"];
 
 /// A folder with a file, an executable, a symlink, nested and empty folders.
 fn sample(root: &std::path::Path) -> std::io::Result<Vec<String>> {
-    write_file(root, "a.txt", b"hello\n", 0o644)?;
-    write_file(root, "bin/run", b"#!/bin/sh\necho run\n", 0o755)?;
+    // Big enough to get files in `cas/`, so `a.txt` can be a hard link.
+    write_file(root, "a.txt", &big(b"hello\n"), 0o644)?;
+    write_file(root, "bin/run", &big(b"#!/bin/sh\necho run\n"), 0o755)?;
     write_file(root, "sub/deep/b.txt", b"deep\n", 0o600)?;
     std::fs::create_dir_all(root.join("empty"))?;
     symlink("a.txt", root.join("link"))?;
@@ -31,17 +32,19 @@ fn read_only_materialization_reproduces_the_tree() -> TestResult {
 
     let dest = dir.path().join("out");
     store.materialize(tree, &dest, true)?;
-    assert_eq!(std::fs::read(dest.join("a.txt"))?, b"hello\n");
+    assert_eq!(std::fs::read(dest.join("a.txt"))?, big(b"hello\n"));
     assert_eq!(mode(&dest.join("a.txt"))?, 0o444);
-    let cas = store.object_path(Digest::of(b"hello\n"));
+    let cas = store.object_path(Digest::of(&big(b"hello\n")));
     assert_eq!(std::fs::metadata(dest.join("a.txt"))?.ino(), std::fs::metadata(&cas)?.ino(), "hard link");
     assert_eq!(mode(&dest.join("bin/run"))?, 0o555);
     assert_ne!(
         std::fs::metadata(dest.join("bin/run"))?.ino(),
-        std::fs::metadata(store.object_path(Digest::of(b"#!/bin/sh\necho run\n")))?.ino()
+        std::fs::metadata(store.object_path(Digest::of(&big(b"#!/bin/sh\necho run\n"))))?.ino()
     );
     assert_eq!(std::fs::read_link(dest.join("link"))?, std::path::Path::new("a.txt"));
+    // A small file comes from the database as a read-only copy.
     assert_eq!(std::fs::read(dest.join("sub/deep/b.txt"))?, b"deep\n");
+    assert_eq!(mode(&dest.join("sub/deep/b.txt"))?, 0o444);
     for d in ["", "bin", "empty", "sub", "sub/deep"] {
         assert_eq!(mode(&dest.join(d))?, 0o555, "folder `{d}`");
     }

@@ -49,3 +49,15 @@ pub fn clobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)?;
     std::fs::set_permissions(path, Permissions::from_mode(0o444))
 }
+
+/// `tag` repeated to just over [`brr_store::INLINE_MAX`] bytes: an object
+/// big enough to get its own file in `cas/`.
+pub fn big(tag: &[u8]) -> Vec<u8> {
+    tag.iter().copied().cycle().take(brr_store::INLINE_MAX + 100).collect()
+}
+
+/// Replaces the bytes of a small object kept in the database.
+pub fn clobber_inline(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> rusqlite::Result<usize> {
+    let conn = rusqlite::Connection::open(store.db_path())?;
+    conn.execute("UPDATE object_data SET data = ?2 WHERE hash = ?1", rusqlite::params![d.as_bytes(), bytes])
+}

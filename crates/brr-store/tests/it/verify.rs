@@ -4,14 +4,15 @@ use brr_hash::fs::snapshot;
 use brr_hash::{Digest, ObjectKind};
 use brr_store::Store;
 
-use crate::support::{TestResult, clobber, new_store, write_file};
+use crate::support::{TestResult, big, clobber, clobber_inline, new_store, write_file};
 
-/// A store holding a small snapshot; returns the root tree.
+/// A store holding a snapshot of two files big enough to get files in
+/// `cas/` (its trees are small and kept in the database); returns the root tree.
 fn populated() -> Result<(tempfile::TempDir, Store, Digest), Box<dyn std::error::Error>> {
     let (dir, store) = new_store()?;
     let src = dir.path().join("src");
-    write_file(&src, "a", b"alpha", 0o644)?;
-    write_file(&src, "d/b", b"beta", 0o755)?;
+    write_file(&src, "a", &big(b"alpha"), 0o644)?;
+    write_file(&src, "d/b", &big(b"beta"), 0o755)?;
     let tree = store.put_snapshot(&snapshot(&src, &["a".to_owned(), "d".to_owned()])?)?;
     Ok((dir, store, tree.0))
 }
@@ -35,7 +36,7 @@ fn good_store_passes() -> TestResult {
 #[test]
 fn corrupt_file_is_reported() -> TestResult {
     let (_dir, store, _) = populated()?;
-    let d = Digest::of(b"alpha");
+    let d = Digest::of(&big(b"alpha"));
     clobber(&store.object_path(d), b"alphb")?;
     let report = store.verify()?;
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -46,19 +47,31 @@ fn corrupt_file_is_reported() -> TestResult {
 #[test]
 fn corrupt_tree_is_reported() -> TestResult {
     let (_dir, store, tree) = populated()?;
-    clobber(&store.object_path(tree), b"brr/tree/1\nnonsense")?;
+    assert_eq!(clobber_inline(&store, tree, b"brr/tree/1\nnonsense")?, 1);
     let report = store.verify()?;
-    assert!(report.problems.iter().any(|p| p.contains(&tree.to_hex())), "{:?}", report.problems);
+    assert!(
+        report.problems.iter().any(|p| p.contains(&tree.to_hex()) && p.contains("corrupt")),
+        "{:?}",
+        report.problems
+    );
     Ok(())
 }
 
 #[test]
 fn row_without_file_is_reported() -> TestResult {
-    let (_dir, store, _) = populated()?;
-    let d = Digest::of(b"beta");
+    let (_dir, store, tree) = populated()?;
+    let d = Digest::of(&big(b"beta"));
     std::fs::remove_file(store.object_path(d))?;
+    // A small object whose bytes are gone from the database, too.
+    raw_db(&store)?.execute("DELETE FROM object_data WHERE hash = ?1", [tree.as_bytes()])?;
     let report = store.verify()?;
-    assert!(report.problems.iter().any(|p| p.contains(&d.to_hex()) && p.contains("missing")), "{:?}", report.problems);
+    for gone in [d, tree] {
+        assert!(
+            report.problems.iter().any(|p| p.contains(&gone.to_hex()) && p.contains("missing")),
+            "{:?}",
+            report.problems
+        );
+    }
     Ok(())
 }
 
@@ -85,7 +98,7 @@ fn wrong_kind_and_dangling_rows_are_reported() -> TestResult {
 fn orphans_are_counted_not_flagged() -> TestResult {
     let (_dir, store, _) = populated()?;
     // What a put killed between its rename and its commit leaves behind.
-    let bytes = b"orphan";
+    let bytes = &big(b"orphan");
     let path = store.object_path(Digest::of(bytes));
     std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
     std::fs::write(&path, bytes)?;
@@ -101,7 +114,7 @@ fn orphans_are_counted_not_flagged() -> TestResult {
 #[test]
 fn verify_changes_nothing() -> TestResult {
     let (_dir, store, _) = populated()?;
-    let d = Digest::of(b"alpha");
+    let d = Digest::of(&big(b"alpha"));
     clobber(&store.object_path(d), b"broken")?;
     let first = store.verify()?;
     assert_eq!(store.verify()?, first);
