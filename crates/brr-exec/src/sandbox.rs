@@ -26,12 +26,13 @@
 //!
 //! # Why the child does only syscalls
 //!
-//! brr starts builders from rayon threads, so the fork happens in a
-//! multi-threaded process: the child may inherit the allocator or another lock
-//! in a locked state that no thread will ever release. All strings, map
-//! contents and the Landlock ruleset fd are therefore prepared before
-//! `spawn`, and the `pre_exec` hook (`ChildSetup::apply` in
-//! `sandbox/child.rs`) issues raw syscalls on them only.
+//! brr starts builders from rayon threads with `clone(CLONE_VM |
+//! CLONE_VFORK)` (`sandbox/spawn.rs`, cheaper than `fork` for a big,
+//! busy process): the child shares brr's memory, in which another thread may
+//! hold the allocator's or another lock, until it execs. All strings, map
+//! contents and the Landlock ruleset fd are therefore prepared before the
+//! clone, and the child (`ChildSetup::apply` in `sandbox/child.rs`) issues
+//! raw syscalls on them only.
 //!
 //! # Fallback
 //!
@@ -44,12 +45,12 @@
 
 mod child;
 mod ruleset;
+mod spawn;
 
 use std::fs::File;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 
 pub use child::SetupStep;
@@ -159,19 +160,19 @@ pub fn isolation() -> &'static Isolation {
 /// A started builder.
 #[derive(Debug)]
 pub struct BuilderProcess {
-    child: Child,
+    pid: rustix::process::Pid,
     program: PathBuf,
 }
 
 impl BuilderProcess {
     /// The builder's pid, which is also the id of its process group.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid.as_raw_nonzero().get().unsigned_abs()
     }
 
     /// Waits for the builder to exit.
-    pub fn wait(mut self) -> Result<ExitStatus, SandboxError> {
-        self.child.wait().map_err(|source| SandboxError::Wait { program: self.program, source })
+    pub fn wait(self) -> Result<ExitStatus, SandboxError> {
+        spawn::wait(self.pid).map_err(|source| SandboxError::Wait { program: self.program, source })
     }
 }
 
@@ -181,10 +182,10 @@ impl BuilderProcess {
 pub fn spawn(spec: &SandboxSpec, log: File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let stderr = log.try_clone().map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
-    let mut command = command(spec, setup);
-    command.stdout(log).stderr(stderr);
-    let child = command.spawn().map_err(|err| spawn_error(spec, err))?;
-    Ok(BuilderProcess { child, program: spec.program.clone() })
+    let pid = spawn::spawn(spec, setup, &log, &stderr).map_err(|err| spawn_error(spec, err))?;
+    // The builder has its own copies now.
+    drop((log, stderr));
+    Ok(BuilderProcess { pid, program: spec.program.clone() })
 }
 
 /// Runs the builder to completion; see [`spawn`].
@@ -192,53 +193,12 @@ pub fn run(spec: &SandboxSpec, log: File, isolate: bool) -> Result<ExitStatus, S
     spawn(spec, log, isolate)?.wait()
 }
 
-/// Prepares, in the parent, what the child applies after the fork.
+/// Prepares, in the parent, what the child applies after the clone.
 fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, SandboxError> {
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
     let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname));
     let ruleset = if isolation.landlock() { ruleset::build(&spec.writable, !isolation.namespaces())? } else { None };
     Ok(ChildSetup { namespaces, ruleset })
-}
-
-/// The command for `spec`, stdout and stderr still to be set.
-fn command(spec: &SandboxSpec, setup: Option<ChildSetup>) -> Command {
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(key, value)| (key, value)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .process_group(0);
-    let umask = rustix::fs::Mode::from_raw_mode(spec.umask);
-    let cpus = spec.cpus.map(|n| {
-        let mut set = rustix::thread::CpuSet::new();
-        for cpu in 0..n.clamp(1, rustix::thread::CpuSet::MAX_CPU) {
-            set.set(cpu);
-        }
-        set
-    });
-    // SAFETY: the closure only issues raw syscalls on data prepared before
-    // the fork (no allocation, no locks), which is what a child forked from a
-    // multi-threaded parent may do.
-    let parent = rustix::process::getpid();
-    unsafe {
-        command.pre_exec(move || {
-            // A builder dies with the brr that started it: a killed brr must
-            // not leave builders writing into sandboxes the next run removes.
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            if rustix::process::getppid() != Some(parent) {
-                // The parent died before the death signal was armed.
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            rustix::process::umask(umask);
-            if let Some(set) = &cpus {
-                rustix::thread::sched_setaffinity(None, set)?;
-            }
-            setup.as_ref().map_or(Ok(()), ChildSetup::apply)
-        });
-    }
-    command
 }
 
 /// Names the failed setup step if the error came from the child's setup.
@@ -275,11 +235,14 @@ fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
         cpus: None,
     };
     let setup = prepare(&spec, isolation)?;
-    let mut command = command(&spec, Some(setup));
-    command.stdout(Stdio::null()).stderr(Stdio::null());
-    match command.spawn() {
-        Ok(mut child) => {
-            let status = child.wait().map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
+    let null = File::options()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
+    match spawn::spawn(&spec, Some(setup), &null, &null) {
+        Ok(pid) => {
+            let status =
+                spawn::wait(pid).map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
             if status.success() {
                 Ok(())
             } else {

@@ -1,16 +1,15 @@
-//! The part of the sandbox that runs in the forked child, between `fork` and
+//! The part of the sandbox that runs in the child, between `clone` and
 //! `execve`.
 //!
-//! The parent is multi-threaded, so the child holds a copy of memory in which
-//! another thread may have been holding the allocator's lock at the time of
-//! the fork. [`ChildSetup`] is therefore built completely in the parent (map
-//! contents, host name, the Landlock ruleset fd), and [`ChildSetup::apply`]
-//! only issues raw syscalls on those prepared bytes: no allocation, no locks,
-//! no formatting.
+//! The child shares the memory of the multi-threaded parent until it execs,
+//! and another thread may hold the allocator's lock at any moment.
+//! [`ChildSetup`] is therefore built completely in the parent (map contents,
+//! host name, the Landlock ruleset fd), and [`ChildSetup::apply`] only issues
+//! raw syscalls on those prepared bytes: no allocation, no locks, no
+//! formatting.
 //!
-//! A failing step is reported through the `io::Error` that std sends back to
-//! the parent: the step number goes in the bits above the errno
-//! ([`encode`]/[`decode`]), which keeps the child free of any extra channel.
+//! A failing step is reported as one error code through the spawner's pipe:
+//! the step number goes in the bits above the errno ([`encode`]/[`decode`]).
 
 use std::ffi::CStr;
 use std::fmt;
@@ -21,7 +20,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
-/// Everything the child needs, prepared before the fork.
+/// Everything the child needs, prepared before the clone.
 #[derive(Debug)]
 pub(super) struct ChildSetup {
     /// New user, mount, network and UTS namespaces, when available.
@@ -131,7 +130,7 @@ pub(super) fn decode(err: io::Error) -> (Option<SetupStep>, io::Error) {
 }
 
 impl ChildSetup {
-    /// Runs in the child after `fork`: raw syscalls on prepared data only.
+    /// Runs in the child before `execve`: raw syscalls on prepared data only.
     pub(super) fn apply(&self) -> io::Result<()> {
         if let Some(ns) = &self.namespaces {
             let flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWNET | UnshareFlags::NEWUTS;
