@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use brr_exec::{Outcome, Reporter, Status};
+use brr_exec::{Outcome, Reporter, Status, sandbox};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub fn color() -> bool {
@@ -29,10 +29,15 @@ pub fn note(line: &str) {
 pub struct BuildProgress {
     bar: Option<ProgressBar>,
     running: Mutex<Vec<String>>,
+    /// Sandboxed builds: say once, when the first builder starts, if the
+    /// kernel refused namespaces. Not before: probing starts a process, which
+    /// a build of cached targets has no reason to pay for.
+    isolate: bool,
+    isolation_noted: std::sync::Once,
 }
 
 impl BuildProgress {
-    pub fn new(total: usize) -> Self {
+    pub fn new(total: usize, isolate: bool) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -42,7 +47,7 @@ impl BuildProgress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self { bar, running: Mutex::new(Vec::new()) }
+        Self { bar, running: Mutex::new(Vec::new()), isolate, isolation_noted: std::sync::Once::new() }
     }
 
     fn line(&self, s: String) {
@@ -68,6 +73,12 @@ impl BuildProgress {
 
 impl Reporter for BuildProgress {
     fn started(&self, name: &str) {
+        self.isolation_noted.call_once(|| {
+            if let (true, sandbox::Isolation::Off { reason, landlock }) = (self.isolate, sandbox::isolation()) {
+                let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
+                self.line(format!("warning: builds run without namespaces{extra}: {reason}"));
+            }
+        });
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_owned());
         if self.bar.is_none() {
             eprintln!("   building {name}");

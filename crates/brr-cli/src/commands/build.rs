@@ -1,6 +1,6 @@
 //! `brr build`: build the selected targets and print their artifact hashes.
 
-use brr_exec::{BuildOptions, Status, sandbox};
+use brr_exec::{BuildOptions, Status};
 use brr_graph::Inputs;
 use serde_json::json;
 
@@ -24,10 +24,6 @@ pub fn run(
     let mask = ws.select(targets).map_err(graph_failure)?;
     let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
     timings.mark("hash inputs");
-    if let (false, sandbox::Isolation::Off { reason, landlock }) = (no_sandbox, sandbox::isolation()) {
-        let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
-        printer::note(&format!("warning: builds run without namespaces{extra}: {reason}"));
-    }
     let remotes = super::remote::open(settings, &ws)?;
     let opts = BuildOptions {
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
@@ -35,7 +31,7 @@ pub fn run(
         remotes: remotes.as_ref(),
         sandbox_dir: settings.sandbox_dir.as_deref(),
     };
-    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
+    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !no_sandbox);
     let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;
     progress.finish();
     timings.mark("build");

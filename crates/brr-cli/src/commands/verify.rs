@@ -32,7 +32,7 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
 
     // Dependencies (and the targets' normal builds) come from a normal build.
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count());
+    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !o.no_sandbox);
     let outcomes = brr_exec::build(
         &ws,
         &inputs,
