@@ -121,11 +121,17 @@ impl Timings {
         Self { last: on.then(|| std::sync::Mutex::new(std::time::Instant::now())) }
     }
 
-    /// Prints the time since the previous mark, labelled.
+    /// Prints the time since the previous mark, labelled, and the resident
+    /// memory so far (its peak is what the benchmark reports).
     pub fn mark(&self, phase: &str) {
         if let Some(last) = &self.last {
             let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            eprintln!("timing: {phase:<16} {:>8.1} ms", last.elapsed().as_secs_f64() * 1000.0);
+            // VmHWM: the peak resident set, in kB.
+            let peak = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned())))
+                .unwrap_or_default();
+            eprintln!("timing: {phase:<16} {:>8.1} ms   peak {peak}", last.elapsed().as_secs_f64() * 1000.0);
             *last = std::time::Instant::now();
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use brr_graph::{Package, Tool, which};
-use brr_hash::fs::{BuiltTree, FsError, Leaf, snapshot};
+use brr_hash::fs::{FsError, Leaf, snapshot};
 use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
 use brr_store::{ActionRecord, Put, Store, snapshot_puts};
 
@@ -24,8 +24,8 @@ pub struct Action<'a> {
     pub pkg: &'a Package,
     pub key: ActionKey,
     pub key_hash: BuildKey,
-    pub sources: &'a BuiltTree,
-    /// The hashed input files, in the order of `pkg.inputs`.
+    /// The hashed input files, in the order of `pkg.inputs` (the source
+    /// tree, `key.sources`, is made of them).
     pub leaves: &'a [Leaf],
     pub tools: &'a BTreeMap<String, Tool>,
     pub manifest: ServiceManifest,
@@ -132,7 +132,8 @@ pub fn run_builder(
     let mut inputs_puts: Vec<Put<'_>> =
         pkg.inputs.values().zip(action.leaves).map(|(abs, leaf)| Put::File { path: abs, hash: leaf.hash }).collect();
     store.place_many(&inputs_puts)?;
-    inputs_puts.extend(action.sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
+    let sources = brr_graph::source_tree(pkg, action.leaves)?;
+    inputs_puts.extend(sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
     inputs_puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
 
     // Hard links are safe only where Landlock keeps the builder's writes in
@@ -164,7 +165,12 @@ pub fn run_builder(
         sb.link_tool(name, &tool.path)?;
     }
     for (name, a) in &deps {
-        store.materialize(a.outputs, &sb.deps().join(name), true)?;
+        let dest = sb.deps().join(name);
+        if link {
+            store.materialize(a.outputs, &dest, true)?;
+        } else {
+            store.materialize_copy(a.outputs, &dest, true)?;
+        }
     }
 
     let env = environment(&sb, &pkg.body.env);

@@ -141,8 +141,8 @@ pub fn explain(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) ->
         }
         let mut changes: Vec<Change> = Vec::new();
         if let Some(old) = &prev_key {
-            let new_trees: HashMap<TreeHash, &[u8]> =
-                inputs.sources[i].trees.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+            let built = brr_graph::source_tree(pkg, inputs.leaves(i))?;
+            let new_trees: HashMap<TreeHash, &[u8]> = built.trees.iter().map(|(h, b)| (*h, b.as_slice())).collect();
             let load = |h: TreeHash| -> Option<Tree> {
                 match new_trees.get(&h) {
                     Some(b) => Tree::decode(b).ok(),

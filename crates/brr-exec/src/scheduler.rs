@@ -168,17 +168,9 @@ pub fn make_action<'a>(
     deps: BTreeMap<String, ArtifactHash>,
 ) -> Action<'a> {
     let pkg = &ws.packages[i];
-    let key = action_key(pkg, inputs.sources[i].root, &inputs.tools[i], deps);
+    let key = action_key(pkg, inputs.sources[i], &inputs.tools[i], deps);
     let key_hash = BuildKey(key.digest());
-    Action {
-        pkg,
-        key,
-        key_hash,
-        sources: &inputs.sources[i],
-        leaves: &inputs.leaves[i],
-        tools: &inputs.tools[i],
-        manifest: service_manifest(pkg),
-    }
+    Action { pkg, key, key_hash, leaves: inputs.leaves(i), tools: &inputs.tools[i], manifest: service_manifest(pkg) }
 }
 
 /// Dry run: for each selected target, cached or to build and why.

@@ -3,7 +3,7 @@
 //! ```text
 //! S/src/<workspace-relative inputs>   from the CAS: hard links under Landlock, else copies; read-only
 //! S/src/<package dir>                 the builder's working directory
-//! S/deps/<name>/…                     dependency artifacts, hard-linked from the CAS, read-only
+//! S/deps/<name>/…                     dependency artifacts, read-only (linked or copied as inputs are)
 //! S/tools/<tool>                      symlinks to the declared host tools (the builder's PATH)
 //! S/out/                              $OUT
 //! S/tmp/                              $TMPDIR

@@ -6,21 +6,23 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file};
-use brr_hash::{EntryKind, ToolDigest};
+use brr_hash::{EntryKind, ToolDigest, TreeHash};
 use brr_store::{FileStat, StatEntry, Store};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
-use crate::workspace::Workspace;
+use crate::workspace::{Package, Workspace};
 
 /// The hashed inputs of every package.
 #[derive(Debug)]
 pub struct Inputs {
     /// Per package (same indices as `Workspace::packages`): the source-set tree.
-    pub sources: Vec<BuiltTree>,
-    /// Per package: the leaf of each input file, in the order of
-    /// `Package::inputs` (empty for packages not selected).
-    pub leaves: Vec<Vec<Leaf>>,
+    pub sources: Vec<TreeHash>,
+    /// The leaf of each input file, package after package, each in the
+    /// order of `Package::inputs` (none for packages not selected).
+    leaves: Vec<Leaf>,
+    /// Where each package's leaves start in `leaves` (one more at the end).
+    offsets: Vec<usize>,
     /// Per package: declared tool name → resolved path and digest.
     pub tools: Vec<BTreeMap<String, Tool>>,
     /// Files that had to be read (stat cache misses), for diagnostics.
@@ -35,44 +37,102 @@ pub struct Tool {
     pub digest: ToolDigest,
 }
 
+/// Stats `paths`, following symlinks (an input is the content it points
+/// at). Each run of paths in one folder is stat'ed relative to that folder,
+/// opened once: one path lookup per file instead of one per component of
+/// its absolute path, which was most of a no-op build's kernel time.
+fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    paths
+        .par_chunk_by(|a, b| a.parent() == b.parent())
+        .flat_map_iter(|run| {
+            let dir = run[0].parent().filter(|d| !d.as_os_str().is_empty()).and_then(|d| {
+                rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()
+            });
+            run.iter().map(move |p| match (&dir, p.file_name()) {
+                (Some(dir), Some(name)) => {
+                    rustix::fs::statat(dir, name, AtFlags::empty()).map(|st| FileStat::from(&st)).map_err(Into::into)
+                }
+                _ => std::fs::metadata(p).map(|m| FileStat::from(&m)),
+            })
+        })
+        .collect()
+}
+
 /// Hashes files, trusting the stat cache where the racy-timestamp rule allows.
 /// Returns each path's leaf (in the order of `paths`) and how many files
 /// had to be read.
 pub fn hash_files(store: &Store, paths: &[&Path]) -> Result<(Vec<Leaf>, usize), GraphError> {
+    let hashed = hash_files_with(store, paths, None)?;
+    Ok((hashed.leaves, hashed.rehashed))
+}
+
+/// What [`hash_files_with`] found.
+struct Hashed {
+    leaves: Vec<Leaf>,
+    rehashed: usize,
+    /// The entry now valid for each path, when they are worth saving.
+    entries: Option<Vec<Option<StatEntry>>>,
+}
+
+/// [`hash_files`], with stat-cache entries for `paths` (in order) already
+/// at hand when `saved` is given: the table is then asked only about the
+/// paths whose saved entry no longer matches.
+fn hash_files_with(
+    store: &Store,
+    paths: &[&Path],
+    saved: Option<Vec<Option<StatEntry>>>,
+) -> Result<Hashed, GraphError> {
+    let had_saved = saved.is_some();
+    let reader_failed = |_| GraphError::Io {
+        path: store.root().to_path_buf(),
+        source: std::io::Error::other("the stat cache reader panicked"),
+    };
     // The stat cache is read while the files are stat'ed: both are on every
     // build's path, and neither needs the other.
     let (cached, stats) = std::thread::scope(|s| {
-        let cached = s.spawn(|| store.stat_cache_lookup(paths));
-        // Follow symlinks: an input is the content it points at.
-        let stats: Vec<std::io::Result<FileStat>> =
-            paths.par_iter().map(|p| std::fs::metadata(p).map(|m| FileStat::from(&m))).collect();
+        let cached = s.spawn(|| match saved {
+            Some(saved) => Ok(saved),
+            None => store.stat_cache_lookup(paths),
+        });
+        let stats = stat_all(paths);
         (cached.join(), stats)
     });
-    let cached = cached.map_err(|_| GraphError::Io {
-        path: store.root().to_path_buf(),
-        source: std::io::Error::other("the stat cache reader panicked"),
-    })??;
+    let mut cached = cached.map_err(reader_failed)??;
+    let stats: Vec<FileStat> = paths.iter().zip(stats).map(|(p, st)| st.map_err(io(p))).collect::<Result<_, _>>()?;
+    // Saved entries that went stale: ask the table about those only.
+    let stale: Vec<usize> =
+        (0..paths.len()).filter(|&i| !cached[i].is_some_and(|e| e.matches_stat(&stats[i]))).collect();
+    if !stale.is_empty() && stale.len() < paths.len() {
+        let asked: Vec<&Path> = stale.iter().map(|&i| paths[i]).collect();
+        for (i, e) in stale.iter().zip(store.stat_cache_lookup(&asked)?) {
+            cached[*i] = e;
+        }
+    }
     let started = StatEntry::now_ns();
     let results: Vec<(Leaf, Option<StatEntry>)> = paths
         .par_iter()
-        .zip(stats)
-        .zip(cached)
+        .zip(&stats)
+        .zip(&cached)
         .map(|((p, stat), cached)| {
-            let stat = stat.map_err(io(p))?;
             let kind = if stat.executable { EntryKind::Executable } else { EntryKind::File };
-            if let Some(e) = cached.filter(|e| e.matches_stat(&stat)) {
+            if let Some(e) = cached.filter(|e| e.matches_stat(stat)) {
                 return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));
             }
             let (digest, size) = hash_file(p)?;
-            Ok((Leaf { kind, hash: digest.0, size }, Some(StatEntry::from_stat(stat, digest, started))))
+            Ok((Leaf { kind, hash: digest.0, size }, Some(StatEntry::from_stat(*stat, digest, started))))
         })
         .collect::<Result<_, GraphError>>()?;
     let fresh: Vec<(PathBuf, StatEntry)> =
-        paths.iter().zip(&results).filter_map(|(p, (_, e))| e.map(|e| (p.to_path_buf(), e))).collect();
+        paths.iter().zip(&results).filter_map(|(p, r)| Some((p.to_path_buf(), r.1?))).collect();
     if !fresh.is_empty() {
         store.stat_cache_put(&fresh)?;
     }
-    Ok((results.into_iter().map(|(l, _)| l).collect(), fresh.len()))
+    // Only when something changed or nothing was saved: on a no-op, this
+    // would be the largest allocation of all.
+    let entries =
+        (!fresh.is_empty() || !had_saved).then(|| results.iter().zip(&cached).map(|(r, c)| r.1.or(*c)).collect());
+    Ok(Hashed { leaves: results.into_iter().map(|r| r.0).collect(), rehashed: fresh.len(), entries })
 }
 
 impl Inputs {
@@ -100,7 +160,12 @@ impl Inputs {
         }
         let first_tool = all.len();
         all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
-        let (leaves, rehashed) = hash_files(store, &all)?;
+        let cache_dir = store.cache_dir();
+        let saved = crate::saved_stats::load(&cache_dir, &ws.root, &all);
+        let Hashed { leaves, rehashed, entries } = hash_files_with(store, &all, saved)?;
+        if let Some(entries) = entries {
+            crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
+        }
         let tool_digest: BTreeMap<&str, (PathBuf, ToolDigest)> = tool_paths
             .iter()
             .zip(&leaves[first_tool..])
@@ -108,25 +173,22 @@ impl Inputs {
             .collect();
 
         // Each package's share of `leaves`, in the order `all` was filled in.
-        let mut shares: Vec<&[Leaf]> = Vec::with_capacity(ws.packages.len());
-        let mut rest = &leaves[..first_tool];
+        let mut leaves = leaves;
+        leaves.truncate(first_tool);
+        let mut offsets = Vec::with_capacity(ws.packages.len() + 1);
+        let mut at = 0;
         for (i, p) in ws.packages.iter().enumerate() {
-            let n = if mask[i] { p.inputs.len() } else { 0 };
-            let (mine, tail) = rest.split_at(n);
-            shares.push(mine);
-            rest = tail;
+            offsets.push(at);
+            at += if mask[i] { p.inputs.len() } else { 0 };
         }
-        let trees: Vec<BuiltTree> = ws
+        offsets.push(at);
+        // Only the roots are kept: a build that needs the tree objects
+        // recomputes them ([`source_tree`]), and most targets never build.
+        let sources: Vec<TreeHash> = ws
             .packages
             .par_iter()
-            .zip(&shares)
-            .map(|(p, mine)| {
-                let mut b = TreeBuilder::new();
-                for (rel, leaf) in p.inputs.keys().zip(*mine) {
-                    b.insert(rel, leaf.clone())?;
-                }
-                Ok(b.finish())
-            })
+            .enumerate()
+            .map(|(i, p)| Ok(source_tree(p, &leaves[offsets[i]..offsets[i + 1]])?.root))
             .collect::<Result<_, GraphError>>()?;
         let tools = ws
             .packages
@@ -146,9 +208,23 @@ impl Inputs {
                     .collect()
             })
             .collect();
-        let leaves = shares.into_iter().map(<[Leaf]>::to_vec).collect();
-        Ok(Self { sources: trees, leaves, tools, rehashed })
+        Ok(Self { sources, leaves, offsets, tools, rehashed })
     }
+
+    /// The hashed input files of package `i`, in the order of its `inputs`.
+    pub fn leaves(&self, i: usize) -> &[Leaf] {
+        &self.leaves[self.offsets[i]..self.offsets[i + 1]]
+    }
+}
+
+/// The source-set tree of `pkg` (root and every tree object), given the
+/// leaves of its input files in the order of its `inputs`.
+pub fn source_tree(pkg: &Package, leaves: &[Leaf]) -> Result<BuiltTree, GraphError> {
+    let mut b = TreeBuilder::new();
+    for (rel, leaf) in pkg.inputs.keys().zip(leaves) {
+        b.insert(rel, leaf.clone())?;
+    }
+    Ok(b.finish())
 }
 
 /// First executable named `name` on `path`.

@@ -8,8 +8,10 @@
 //! assembles a build key once the dependencies' artifact hashes are known
 //! (early cutoff: dependents are keyed on artifacts, not on keys).
 
+mod cache_file;
 mod error;
 mod inputs;
+mod saved_stats;
 mod snapshot;
 mod workspace;
 
@@ -18,7 +20,7 @@ use std::collections::BTreeMap;
 use brr_hash::{ActionKey, ArtifactHash, TreeHash};
 
 pub use error::GraphError;
-pub use inputs::{Inputs, Tool, hash_files, which};
+pub use inputs::{Inputs, Tool, hash_files, source_tree, which};
 pub use workspace::{DECL_FILE, Package, PackageKind, Workspace};
 
 /// Platform name that enters every build key (`x86_64-linux`).

@@ -12,9 +12,8 @@
 //! racing the load makes the snapshot stale, never wrong.
 //!
 //! The file lives in the store's `cache/` folder, one per workspace root. It
-//! is derived data: written to a temp file and renamed, checked by a BLAKE3
-//! checksum on read, and ignored (the workspace is loaded in full) when it
-//! is missing, damaged, stale or written by another brr binary.
+//! is a `cache_file`: ignored (the workspace is loaded in full) when it is
+//! missing, damaged, stale or written by another brr binary.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
@@ -112,12 +111,7 @@ fn file_for(cache_dir: &Path, root: &Path) -> PathBuf {
 
 /// The saved load of `root`, if it is still what a full load would give.
 pub(crate) fn restore(cache_dir: &Path, root: &Path) -> Option<Workspace> {
-    let bytes = std::fs::read(file_for(cache_dir, root)).ok()?;
-    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-    if blake3::hash(body).as_bytes() != sum {
-        return None;
-    }
-    let saved: Saved = postcard::from_bytes(body).ok()?;
+    let saved: Saved = crate::cache_file::read(&file_for(cache_dir, root))?;
     if saved.format != FORMAT || saved.root != root.as_os_str().as_bytes() || saved.exe != exe_stamp() {
         return None;
     }
@@ -198,15 +192,5 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
         decl: ws.decl.clone(),
         packages,
     };
-    let Ok(mut bytes) = postcard::to_stdvec(&saved) else { return };
-    let sum = *blake3::hash(&bytes).as_bytes();
-    bytes.extend_from_slice(&sum);
-    let path = file_for(cache_dir, &ws.root);
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let written = std::fs::create_dir_all(cache_dir)
-        .and_then(|()| std::fs::write(&tmp, &bytes))
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    crate::cache_file::write(&file_for(cache_dir, &ws.root), &saved);
 }

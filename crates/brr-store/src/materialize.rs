@@ -23,6 +23,17 @@ impl Store {
     /// else 0755), symlinks recreated, folders created (0555 when
     /// `read_only`). On failure, the partial `dest` is removed.
     pub fn materialize(&self, tree: TreeHash, dest: &Path, read_only: bool) -> Result<(), StoreError> {
+        self.materialize_into(tree, dest, read_only, true)
+    }
+
+    /// [`Store::materialize`] with every file copied, never linked: for a
+    /// reader that is not kept from writing to it (an unconfined builder
+    /// could `chmod` a link and write into the store).
+    pub fn materialize_copy(&self, tree: TreeHash, dest: &Path, read_only: bool) -> Result<(), StoreError> {
+        self.materialize_into(tree, dest, read_only, false)
+    }
+
+    fn materialize_into(&self, tree: TreeHash, dest: &Path, read_only: bool, link: bool) -> Result<(), StoreError> {
         match std::fs::create_dir(dest) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -30,7 +41,7 @@ impl Store {
             }
             Err(e) => return Err(e).at(dest),
         }
-        let result = self.materialize_dir(tree.0, dest, 0, read_only);
+        let result = self.materialize_dir(tree.0, dest, 0, read_only, link);
         if result.is_err() {
             remove_tree(dest);
         }
@@ -38,13 +49,21 @@ impl Store {
     }
 
     /// Fills the existing folder `dir`, `depth` levels below the destination.
-    fn materialize_dir(&self, hash: Digest, dir: &Path, depth: usize, read_only: bool) -> Result<(), StoreError> {
+    fn materialize_dir(
+        &self,
+        hash: Digest,
+        dir: &Path,
+        depth: usize,
+        read_only: bool,
+        link: bool,
+    ) -> Result<(), StoreError> {
         let tree: Tree = self.get_object(hash)?;
         check_tree(hash, &tree)?;
         for e in &tree.entries {
             let path = dir.join(&e.name);
             match e.kind {
-                EntryKind::File => self.link_out(e.hash, &path)?,
+                EntryKind::File if link => self.link_out(e.hash, &path)?,
+                EntryKind::File => self.copy_out(e.hash, &path, 0o444)?,
                 EntryKind::Executable => self.copy_out(e.hash, &path, if read_only { 0o555 } else { 0o755 })?,
                 EntryKind::Symlink => {
                     let invalid = |reason| StoreError::InvalidTree { tree: hash, name: e.name.clone(), reason };
@@ -57,7 +76,7 @@ impl Store {
                 }
                 EntryKind::Dir => {
                     std::fs::create_dir(&path).at(&path)?;
-                    self.materialize_dir(e.hash, &path, depth + 1, read_only)?;
+                    self.materialize_dir(e.hash, &path, depth + 1, read_only, link)?;
                 }
             }
         }

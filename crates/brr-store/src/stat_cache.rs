@@ -62,6 +62,19 @@ impl From<&std::fs::Metadata> for FileStat {
     }
 }
 
+impl From<&rustix::fs::Stat> for FileStat {
+    fn from(st: &rustix::fs::Stat) -> Self {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Self {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(st.st_mtime, i64::try_from(st.st_mtime_nsec).unwrap_or(0)),
+            ino: st.st_ino,
+            ctime_ns: ns(st.st_ctime, i64::try_from(st.st_ctime_nsec).unwrap_or(0)),
+            executable: st.st_mode & 0o111 != 0,
+        }
+    }
+}
+
 impl StatEntry {
     /// An entry for a file seen as `stat` at `recorded_ns`.
     pub fn from_stat(stat: FileStat, digest: BlobHash, recorded_ns: i64) -> Self {

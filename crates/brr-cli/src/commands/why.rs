@@ -19,7 +19,7 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     let files: Vec<_> = pkg
         .inputs
         .keys()
-        .zip(&inputs.leaves[i])
+        .zip(inputs.leaves(i))
         .map(|(rel, leaf)| (rel.clone(), leaf.hash.to_string(), leaf.size))
         .collect();
     let tools: Vec<_> =

@@ -136,3 +136,19 @@ fn small_builds_run_on_a_tmpfs_unless_a_folder_is_chosen() {
     let cwd = out(&ws.brr_env("BRR_SANDBOX_DIR", chosen.path(), ["build", "--json"]).success());
     assert!(cwd.starts_with(chosen.path().to_str().unwrap()), "built in {cwd}");
 }
+
+#[test]
+fn an_unconfined_builder_cannot_write_into_the_store_through_its_dependencies() {
+    // A dependency output big enough to be a file in `cas/`, in sandboxes on
+    // the store's file system, where a hard link would share that file.
+    let ws = workspace().sh_lib("dep", &[], &["head"], "head -c 40000 /dev/zero > \"$OUT/f\"").sh_lib(
+        "user",
+        &["dep"],
+        &["chmod"],
+        "chmod u+w \"$DEPS/dep/f\" 2>/dev/null; echo evil > \"$DEPS/dep/f\" 2>/dev/null; echo ok > \"$OUT/f\"",
+    );
+    let sandboxes = ws.store().join("tmp");
+    ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "--no-sandbox"]).success();
+    let verify = ws.brr(["store", "verify"]);
+    assert_eq!(verify.code, Some(0), "the store was written through a dependency:\n{}{}", verify.stdout, verify.stderr);
+}

@@ -59,6 +59,23 @@ fn read_only_materialization_reproduces_the_tree() -> TestResult {
 }
 
 #[test]
+fn a_copying_materialization_shares_no_file_with_the_store() -> TestResult {
+    let (dir, store) = new_store()?;
+    let src = dir.path().join("src");
+    let names = sample(&src)?;
+    let tree = store.put_snapshot(&snapshot(&src, &names)?)?;
+    let dest = dir.path().join("out");
+    store.materialize_copy(tree, &dest, true)?;
+    let cas = store.object_path(Digest::of(&big(b"hello\n")));
+    assert_ne!(std::fs::metadata(dest.join("a.txt"))?.ino(), std::fs::metadata(&cas)?.ino(), "a hard link");
+    assert_eq!(mode(&dest.join("a.txt"))?, 0o444);
+    let names: Vec<String> = NAMES.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(snapshot(&dest, &names)?.tree.root, tree);
+    make_writable(&dest)?;
+    Ok(())
+}
+
+#[test]
 fn writable_materialization_keeps_folders_writable() -> TestResult {
     let (dir, store) = new_store()?;
     let src = dir.path().join("src");
