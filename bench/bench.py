@@ -364,12 +364,20 @@ def check_outputs(engines: list[Engine], root: Path, p: gen.Params, res: Results
                 )
 
 
+# A no-op is run this many times back to back per engine and round (the
+# first right after the other engines' runs, the rest warm): what running
+# the command again costs. On an idle VM the first run after a pause is
+# slow for every engine (a no-op of ninja goes from 8 ms to 60 ms).
+NOOP_REPEATS = 5
+
+
 def measure(
-    e: Engine, scenario: str, res: Results, rnd: int | str, targets: int, gnu_time: bool = False
+    e: Engine, scenario: str, res: Results, rnd: int | str, targets: int, gnu_time: bool = False, sync: bool = True
 ) -> Run | None:
     # Start every run with nothing left to write back: the previous engine's
     # (or the generator's) dirty pages would otherwise slow this one's fsyncs.
-    os.sync()
+    if sync:
+        os.sync()
     r = run(e.argv(), e.root, e.env, gnu_time)
     if r.rc != 0:
         tail = (r.stderr or r.stdout).decode(errors="replace").strip()[-800:]
@@ -416,7 +424,8 @@ def bench_builds(
                 edits += 1
                 gen.edit_line(lib_file, 1, f"# comment edit {edits}")
             for e in order:
-                measure(e, scenario, res, rnd, p.actions)
+                for k in range(NOOP_REPEATS if scenario == "noop" else 1):
+                    measure(e, scenario, res, rnd, p.actions, sync=k == 0)
             if scenario != "noop":
                 check_outputs(engines, root, p, res, f"round {rnd} {scenario}")
         generated = time.time()
