@@ -7,6 +7,13 @@
 //! store's stat cache and resolves and hashes their tools; [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
 //! (early cutoff: dependents are keyed on artifacts, not on keys).
+//!
+//! A no-op build of a large workspace must cost little more than stat'ing
+//! its inputs, so two results are saved in the store's `cache/` folder
+//! (`cache_file`): the whole load ([`Workspace::load_cached`], reused while
+//! no folder listing or declaration changed: `snapshot`), and the stat-cache
+//! entries of the input files in the order they are asked for
+//! (`saved_stats`). Both are only ever hints checked against the files.
 
 mod cache_file;
 mod error;
