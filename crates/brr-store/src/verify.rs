@@ -105,9 +105,10 @@ impl Store {
             rows.objects.keys().filter(|d| !on_disk.contains(d) && !rows.inline.contains(d)).collect();
         missing.sort();
         for d in missing {
-            report
-                .problems
-                .push(format!("object `{d}` is recorded but `{}` is missing", self.object_path(*d).display()));
+            report.problems.push(format!(
+                "object `{d}` is recorded but its bytes are missing (neither `{}` nor a row of `object_data`)",
+                self.object_path(*d).display()
+            ));
         }
         for (owner, r, expected) in &rows.references {
             if !rows.objects.get(r).is_some_and(|(k, _)| satisfies(*k, *expected)) {
