@@ -22,7 +22,8 @@ pub enum Command {
     /// Build targets (default: all) and print their artifact hashes.
     Build {
         targets: Vec<String>,
-        /// Builders running at once [default: number of cores].
+        /// Builders running at once [default: number of cores]; brr's own
+        /// staging and storing runs beside them.
         #[arg(short, long, value_name = "N")]
         jobs: Option<usize>,
         /// Run builders without namespaces and Landlock.

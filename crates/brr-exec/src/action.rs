@@ -63,6 +63,36 @@ pub struct Conditions {
     pub umask: u32,
     pub hostname: Option<String>,
     pub cpus: Option<usize>,
+    /// Shared by the builds of one run: at most this many builders run at
+    /// once, while more threads stage, hash and store around them.
+    pub builders: Option<std::sync::Arc<Permits>>,
+}
+
+/// A counting semaphore for builder processes (`-j`).
+#[derive(Debug)]
+pub struct Permits {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Permits {
+    pub fn new(n: usize) -> Self {
+        Self { free: std::sync::Mutex::new(n.max(1)), freed: std::sync::Condvar::new() }
+    }
+
+    /// Runs `f` holding one permit.
+    pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        drop(free);
+        let out = f();
+        *self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.freed.notify_one();
+        out
+    }
 }
 
 impl Conditions {
@@ -76,6 +106,7 @@ impl Conditions {
             umask: DEFAULT_UMASK,
             hostname: None,
             cpus: None,
+            builders: None,
         }
     }
 }
@@ -86,10 +117,10 @@ pub fn execute(
     store: &Store,
     action: &Action<'_>,
     isolate: bool,
-    sandbox_dir: Option<&Path>,
+    cond: &Conditions,
 ) -> Result<Result<Built, Failure>, ExecError> {
     let started = Instant::now();
-    let (artifact_hash, outputs, log) = match run_builder(store, action, isolate, &Conditions::normal(sandbox_dir))? {
+    let (artifact_hash, outputs, log) = match run_builder(store, action, isolate, cond)? {
         Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
         Err(f) => return Ok(Err(f)),
     };
@@ -111,6 +142,27 @@ pub struct Ran {
     /// The outputs with the action's service manifest.
     pub artifact: ArtifactHash,
     pub log: Digest,
+}
+
+/// The folder the sandbox of `action` goes in (created): the chosen one, or
+/// one picked by the size of what it stages.
+fn sandbox_base(
+    store: &Store,
+    action: &Action<'_>,
+    deps: &[(&String, Artifact)],
+    cond: &Conditions,
+) -> Result<PathBuf, ExecError> {
+    let base = if let Some(dir) = &cond.sandbox_dir {
+        dir.clone()
+    } else {
+        let mut staged: u64 = action.leaves.iter().map(|l| l.size).sum();
+        for (_, a) in deps {
+            staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
+        }
+        crate::stage::default_base(&store.tmp_dir(), staged)
+    };
+    fs_err::create_dir_all(&base).map_err(io(&base))?;
+    Ok(base)
 }
 
 /// Stores the sources and the key, runs the builder under `cond` and stores
@@ -141,16 +193,7 @@ pub fn run_builder(
     let link = isolate && crate::sandbox::isolation().landlock();
     let deps: Vec<(&String, Artifact)> =
         action.key.deps.iter().map(|(name, a)| Ok((name, store.get_object(a.0)?))).collect::<Result<_, ExecError>>()?;
-    let base = if let Some(dir) = &cond.sandbox_dir {
-        dir.clone()
-    } else {
-        let mut staged: u64 = action.leaves.iter().map(|l| l.size).sum();
-        for (_, a) in &deps {
-            staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
-        }
-        crate::stage::default_base(&store.tmp_dir(), staged)
-    };
-    fs_err::create_dir_all(&base).map_err(io(&base))?;
+    let base = sandbox_base(store, action, &deps, cond)?;
     let mut sb = Sandbox::create(&base, &action.key_hash.short())?;
     let mut staged: Vec<(&String, &Leaf)> = pkg.inputs.keys().zip(action.leaves).collect();
     if cond.reverse_staging {
@@ -199,7 +242,10 @@ pub fn run_builder(
     };
     let log_path = sb.log();
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-    let status = run(&spec, log_file, isolate)?;
+    let status = match &cond.builders {
+        Some(permits) => permits.with(|| run(&spec, log_file, isolate))?,
+        None => run(&spec, log_file, isolate)?,
+    };
     let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
     let fail = |reason: String| {

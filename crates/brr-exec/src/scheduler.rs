@@ -13,7 +13,7 @@ use brr_graph::{Inputs, Workspace, action_key, service_manifest};
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
 use brr_store::{ActionRecord, BuildRow, Store};
 
-use crate::action::{Action, Failure, execute, unix_now};
+use crate::action::{Action, Conditions, Failure, execute, unix_now};
 use crate::error::ExecError;
 
 /// How to build.
@@ -226,13 +226,20 @@ pub fn build(
     let waiting =
         (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d] && resolved[d].is_none()).count()).collect();
     let state = Mutex::new(State { waiting, outcomes: resolved, history });
+    // Twice as many threads as builders: while `jobs` builders run, the
+    // other threads stage the next sandboxes and store finished outputs
+    // (which waits on `syncfs` and the database), so the CPUs do not idle.
+    let cond = Conditions {
+        builders: Some(std::sync::Arc::new(crate::action::Permits::new(opts.jobs))),
+        ..Conditions::normal(opts.sandbox_dir)
+    };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
+        .num_threads(opts.jobs.max(1) * 2)
         .thread_name(|i| format!("brr-build-{i}"))
         .build()
         .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
 
-    let ctx = Ctx { ws, inputs, store, mask, opts, reporter, dependents: &dependents, state: &state };
+    let ctx = Ctx { ws, inputs, store, mask, opts, cond: &cond, reporter, dependents: &dependents, state: &state };
     let ctx = &ctx;
     pool.scope(|scope| {
         let roots: Vec<usize> = {
@@ -277,6 +284,7 @@ struct Ctx<'a> {
     store: &'a Store,
     mask: &'a [bool],
     opts: &'a BuildOptions<'a>,
+    cond: &'a Conditions,
     reporter: &'a dyn Reporter,
     dependents: &'a [Vec<usize>],
     state: &'a Mutex<State>,
@@ -325,7 +333,7 @@ impl Ctx<'_> {
                 return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
             }
             self.reporter.started(&pkg.name);
-            Ok(match execute(self.store, &action, self.opts.isolate, self.opts.sandbox_dir)? {
+            Ok(match execute(self.store, &action, self.opts.isolate, self.cond)? {
                 Ok(b) => {
                     if let Some(remotes) = self.opts.remotes {
                         remotes.push(self.store, key, b.artifact, Some(b.log));

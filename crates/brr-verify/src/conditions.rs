@@ -58,6 +58,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             umask: 0o077,
             hostname: Some(format!("brr-verify-{r}")),
             cpus: Some(1),
+            builders: None,
         },
         r => Conditions {
             sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
@@ -66,6 +67,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             umask: 0o002,
             hostname: Some(format!("v{r}")),
             cpus: None,
+            builders: None,
         },
     }
 }

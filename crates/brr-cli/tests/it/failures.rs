@@ -74,3 +74,28 @@ fn failed_build_is_retried_and_successes_are_kept() {
     let expect = [("bad", "built"), ("child", "built"), ("grandchild", "built"), ("other", "cached")];
     assert_eq!(status, expect.map(|(n, s)| (n.to_owned(), s.to_owned())));
 }
+
+/// Four independent builders that each note, in a host folder, whether
+/// another one was running when they started (unsandboxed, to reach it).
+fn concurrency_workspace(host: &std::path::Path) -> brr_test_support::TestWorkspace {
+    (1..=4).fold(workspace(), |ws, i| {
+        let script = format!(
+            "d='{}'; ls \"$d\" | grep -q running && touch \"$d/overlap\"; touch \"$d/running-{i}\"; \
+             sleep 0.3; rm \"$d/running-{i}\"; echo {i} > \"$OUT/f\"",
+            host.display()
+        );
+        ws.sh_lib(&format!("c{i}"), &[], &["ls", "grep", "touch", "sleep", "rm"], &script)
+    })
+}
+
+#[test]
+fn jobs_bounds_the_builders_running_at_once() {
+    let host = brr_test_support::temp_dir();
+    let ws = concurrency_workspace(host.path());
+    ws.brr(["build", "-j", "1", "--no-sandbox"]).success();
+    assert!(!host.path().join("overlap").exists(), "two builders ran at once under -j 1");
+    // The same with -j 4 does overlap: the check above can fail.
+    let ws = concurrency_workspace(host.path());
+    ws.brr(["build", "-j", "4", "--no-sandbox"]).success();
+    assert!(host.path().join("overlap").exists(), "no two builders ever ran at once under -j 4");
+}
