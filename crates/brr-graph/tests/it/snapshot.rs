@@ -52,12 +52,17 @@ fn a_saved_load_is_reused_until_a_listing_or_a_declaration_changes() {
     assert!(load(&root, &cache).from_snapshot, "nothing changed");
 
     // A new file deep in a package: only that folder's listing changes.
+    let changed = std::time::Instant::now();
     write_all(&root, &[("p/b/src/new.c", "int n;")]);
     let ws = load(&root, &cache);
     assert!(!ws.from_snapshot);
     assert!(ws.get("b").unwrap().inputs.contains_key("p/b/src/new.c"));
-    // Saved again, but the change is too recent to trust the save yet.
-    assert!(!load(&root, &cache).from_snapshot, "a racily recent listing was trusted");
+    // Saved again, but the change is too recent to trust the save yet
+    // (unless a very loaded machine took most of the margin to get here).
+    let again = load(&root, &cache);
+    if changed.elapsed() < Duration::from_millis(1500) {
+        assert!(!again.from_snapshot, "a racily recent listing was trusted");
+    }
     settle();
     assert!(!load(&root, &cache).from_snapshot);
     assert!(load(&root, &cache).from_snapshot);
