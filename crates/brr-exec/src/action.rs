@@ -175,11 +175,11 @@ pub fn run_builder(
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
     let pkg = action.pkg;
-    // Sources are written to the CAS first, so staging from there guarantees
-    // the builder sees the hashed bytes; they are recorded, with the source
-    // tree and the key, in the same batch as the outputs (one sync, one
-    // transaction), or with the log when the build fails, so `why` can
-    // explain a failed build too.
+    // Sources go into the store first (small ones recorded at once, large
+    // ones as files), so staging from there guarantees the builder sees the
+    // hashed bytes; the rest is recorded, with the source tree and the key,
+    // in the same batch as the outputs (one sync, one transaction), or with
+    // the log when the build fails, so `why` can explain a failed build too.
     let key_bytes = action.key.encode();
     let mut inputs_puts: Vec<Put<'_>> =
         pkg.inputs.values().zip(action.leaves).map(|(abs, leaf)| Put::File { path: abs, hash: leaf.hash }).collect();

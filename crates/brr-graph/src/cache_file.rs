@@ -3,10 +3,18 @@
 //! gives `None` for anything missing, damaged or of another layout; writing
 //! ignores failures. Losing one only costs the work it saved.
 
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// `<cache_dir>/<kind>-<hash of the workspace root>.bin`: one file of each
+/// kind per workspace.
+pub(crate) fn path_for(cache_dir: &Path, kind: &str, root: &Path) -> PathBuf {
+    let id = blake3::hash(root.as_os_str().as_bytes()).to_hex();
+    cache_dir.join(format!("{kind}-{}.bin", &id[..16]))
+}
 
 /// The value in `path`, if it is there, intact and decodes as a `T`.
 pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {

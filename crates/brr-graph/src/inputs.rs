@@ -59,15 +59,7 @@ fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
         .collect()
 }
 
-/// Hashes files, trusting the stat cache where the racy-timestamp rule allows.
-/// Returns each path's leaf (in the order of `paths`) and how many files
-/// had to be read.
-pub fn hash_files(store: &Store, paths: &[&Path]) -> Result<(Vec<Leaf>, usize), GraphError> {
-    let hashed = hash_files_with(store, paths, None)?;
-    Ok((hashed.leaves, hashed.rehashed))
-}
-
-/// What [`hash_files_with`] found.
+/// What [`hash_files`] found.
 struct Hashed {
     leaves: Vec<Leaf>,
     rehashed: usize,
@@ -75,38 +67,36 @@ struct Hashed {
     entries: Option<Vec<Option<StatEntry>>>,
 }
 
-/// [`hash_files`], with stat-cache entries for `paths` (in order) already
-/// at hand when `saved` is given: the table is then asked only about the
-/// paths whose saved entry no longer matches.
-fn hash_files_with(
-    store: &Store,
-    paths: &[&Path],
-    saved: Option<Vec<Option<StatEntry>>>,
-) -> Result<Hashed, GraphError> {
+/// Hashes files (leaves in the order of `paths`), trusting a stat-cache
+/// entry where the racy-timestamp rule allows. The entries are the `saved`
+/// hints when given (the table is then asked only about paths whose hint
+/// went stale), else one read of the table.
+fn hash_files(store: &Store, paths: &[&Path], saved: Option<Vec<Option<StatEntry>>>) -> Result<Hashed, GraphError> {
     let had_saved = saved.is_some();
-    let reader_failed = |_| GraphError::Io {
-        path: store.root().to_path_buf(),
-        source: std::io::Error::other("the stat cache reader panicked"),
+    let (mut cached, stats) = match saved {
+        Some(saved) => (saved, stat_all(paths)),
+        // The table is read while the files are stat'ed: neither needs the other.
+        None => std::thread::scope(|s| {
+            let cached = s.spawn(|| store.stat_cache_lookup(paths));
+            let stats = stat_all(paths);
+            let cached = cached.join().map_err(|_| GraphError::Io {
+                path: store.root().to_path_buf(),
+                source: std::io::Error::other("the stat cache reader panicked"),
+            })??;
+            Ok::<_, GraphError>((cached, stats))
+        })?,
     };
-    // The stat cache is read while the files are stat'ed: both are on every
-    // build's path, and neither needs the other.
-    let (cached, stats) = std::thread::scope(|s| {
-        let cached = s.spawn(|| match saved {
-            Some(saved) => Ok(saved),
-            None => store.stat_cache_lookup(paths),
-        });
-        let stats = stat_all(paths);
-        (cached.join(), stats)
-    });
-    let mut cached = cached.map_err(reader_failed)??;
     let stats: Vec<FileStat> = paths.iter().zip(stats).map(|(p, st)| st.map_err(io(p))).collect::<Result<_, _>>()?;
-    // Saved entries that went stale: ask the table about those only.
-    let stale: Vec<usize> =
-        (0..paths.len()).filter(|&i| !cached[i].is_some_and(|e| e.matches_stat(&stats[i]))).collect();
-    if !stale.is_empty() && stale.len() < paths.len() {
-        let asked: Vec<&Path> = stale.iter().map(|&i| paths[i]).collect();
-        for (i, e) in stale.iter().zip(store.stat_cache_lookup(&asked)?) {
-            cached[*i] = e;
+    if had_saved {
+        // Hints that went stale: the table may know better (a build of
+        // another selection of targets may have hashed those files since).
+        let stale: Vec<usize> =
+            (0..paths.len()).filter(|&i| !cached[i].is_some_and(|e| e.matches_stat(&stats[i]))).collect();
+        if !stale.is_empty() {
+            let asked: Vec<&Path> = stale.iter().map(|&i| paths[i]).collect();
+            for (i, e) in stale.iter().zip(store.stat_cache_lookup(&asked)?) {
+                cached[*i] = e;
+            }
         }
     }
     let started = StatEntry::now_ns();
@@ -162,7 +152,7 @@ impl Inputs {
         all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
         let cache_dir = store.cache_dir();
         let saved = crate::saved_stats::load(&cache_dir, &ws.root, &all);
-        let Hashed { leaves, rehashed, entries } = hash_files_with(store, &all, saved)?;
+        let Hashed { leaves, rehashed, entries } = hash_files(store, &all, saved)?;
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
         }

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use brr_hash::{ActionKey, ArtifactHash, TreeHash};
 
 pub use error::GraphError;
-pub use inputs::{Inputs, Tool, hash_files, source_tree, which};
+pub use inputs::{Inputs, Tool, source_tree, which};
 pub use workspace::{DECL_FILE, Package, PackageKind, Workspace};
 
 /// Platform name that enters every build key (`x86_64-linux`).

@@ -10,7 +10,7 @@
 //! falls back to the table. It is a `cache_file`.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use brr_hash::{BlobHash, Digest};
 use brr_store::StatEntry;
@@ -47,15 +47,9 @@ fn paths_digest(paths: &[&Path]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// `cache/stats-<hash of the root path>.bin` in the store.
-fn file_for(cache_dir: &Path, root: &Path) -> PathBuf {
-    let id = blake3::hash(root.as_os_str().as_bytes()).to_hex();
-    cache_dir.join(format!("stats-{}.bin", &id[..16]))
-}
-
 /// The saved entries for exactly `paths`, in their order.
 pub(crate) fn load(cache_dir: &Path, root: &Path, paths: &[&Path]) -> Option<Vec<Option<StatEntry>>> {
-    let saved: Saved = crate::cache_file::read(&file_for(cache_dir, root))?;
+    let saved: Saved = crate::cache_file::read(&crate::cache_file::path_for(cache_dir, "stats", root))?;
     if saved.format != FORMAT || saved.entries.len() != paths.len() || saved.paths != paths_digest(paths) {
         return None;
     }
@@ -96,5 +90,5 @@ pub(crate) fn save(cache_dir: &Path, root: &Path, paths: &[&Path], entries: &[Op
             })
             .collect(),
     };
-    crate::cache_file::write(&file_for(cache_dir, root), &saved);
+    crate::cache_file::write(&crate::cache_file::path_for(cache_dir, "stats", root), &saved);
 }

@@ -17,50 +17,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use brr_schema::{PackageBody, SourceFile, WorkspaceDecl};
+use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
-/// The stat fields that change when a file is written or a folder's
-/// entries change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Stamp {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-}
-
-impl Stamp {
-    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Self {
-            size: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
-        }
-    }
-
-    /// Of `path` itself (a symlink is not followed); `None` when missing.
-    fn of_path(path: &Path) -> Option<Self> {
-        std::fs::symlink_metadata(path).ok().map(|m| Self::of(&m))
-    }
-
-    /// Changed long enough before `recorded_ns` that a later change cannot
-    /// hide behind the same timestamps.
-    fn settled(&self, recorded_ns: i64) -> bool {
-        let settled = recorded_ns.saturating_sub(brr_store::RACY_MARGIN_NS);
-        self.mtime_ns < settled && self.ctime_ns < settled
-    }
+/// A path's own stat fields (a symlink is not followed); `None` when missing.
+fn stat_of(path: &Path) -> Option<FileStat> {
+    std::fs::symlink_metadata(path).ok().map(|m| FileStat::from(&m))
 }
 
 /// What a full load looked at, with the stamps taken before reading it.
@@ -68,9 +39,9 @@ impl Stamp {
 pub(crate) struct Seen {
     /// Workspace-relative folders whose listing was read (`None`: a package
     /// root that did not exist).
-    pub dirs: Vec<(String, Option<Stamp>)>,
+    pub dirs: Vec<(String, Option<FileStat>)>,
     /// Workspace-relative declaration files, the root `brr.ron` included.
-    pub decls: Vec<(String, Stamp)>,
+    pub decls: Vec<(String, FileStat)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,11 +49,11 @@ struct Saved {
     format: u32,
     /// The brr binary that wrote it: another build of brr may parse or
     /// match differently.
-    exe: Option<Stamp>,
+    exe: Option<FileStat>,
     root: Vec<u8>,
     recorded_ns: i64,
-    dirs: Vec<(String, Option<Stamp>)>,
-    decls: Vec<(String, Stamp)>,
+    dirs: Vec<(String, Option<FileStat>)>,
+    decls: Vec<(String, FileStat)>,
     decl: WorkspaceDecl,
     packages: Vec<SavedPackage>,
 }
@@ -99,30 +70,24 @@ struct SavedPackage {
     text: String,
 }
 
-fn exe_stamp() -> Option<Stamp> {
-    std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| Stamp::of(&m))
-}
-
-/// `cache/workspace-<hash of the root path>.bin` in the store.
-fn file_for(cache_dir: &Path, root: &Path) -> PathBuf {
-    let id = blake3::hash(root.as_os_str().as_bytes()).to_hex();
-    cache_dir.join(format!("workspace-{}.bin", &id[..16]))
+fn exe_stamp() -> Option<FileStat> {
+    std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| FileStat::from(&m))
 }
 
 /// The saved load of `root`, if it is still what a full load would give.
 pub(crate) fn restore(cache_dir: &Path, root: &Path) -> Option<Workspace> {
-    let saved: Saved = crate::cache_file::read(&file_for(cache_dir, root))?;
+    let saved: Saved = crate::cache_file::read(&crate::cache_file::path_for(cache_dir, "workspace", root))?;
     if saved.format != FORMAT || saved.root != root.as_os_str().as_bytes() || saved.exe != exe_stamp() {
         return None;
     }
     let recorded = saved.recorded_ns;
     let dirs_ok = saved.dirs.par_iter().all(|(rel, stamp)| {
-        let now = Stamp::of_path(&root.join(rel));
-        now == *stamp && stamp.is_none_or(|s| s.settled(recorded))
+        let now = stat_of(&root.join(rel));
+        now == *stamp && stamp.is_none_or(|s| s.settled_before(recorded))
     });
     let decls_ok = dirs_ok
         && saved.decls.par_iter().all(|(rel, stamp)| {
-            Stamp::of_path(&root.join(rel)).is_some_and(|now| now == *stamp && stamp.settled(recorded))
+            stat_of(&root.join(rel)).is_some_and(|now| now == *stamp && stamp.settled_before(recorded))
         });
     if !decls_ok {
         return None;
@@ -192,5 +157,5 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
         decl: ws.decl.clone(),
         packages,
     };
-    crate::cache_file::write(&file_for(cache_dir, &ws.root), &saved);
+    crate::cache_file::write(&crate::cache_file::path_for(cache_dir, "workspace", &ws.root), &saved);
 }

@@ -11,7 +11,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
-use crate::snapshot::{self, Seen, Stamp};
+use brr_store::FileStat;
+
+use crate::snapshot::{self, Seen};
 
 /// File name of every declaration.
 pub const DECL_FILE: &str = "brr.ron";
@@ -138,9 +140,9 @@ impl Workspace {
 }
 
 /// A declaration's text, and its stamp taken before reading it.
-fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, Stamp), GraphError> {
+fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, FileStat), GraphError> {
     let mut f = fs_err::File::open(path).map_err(io(path))?;
-    let stamp = Stamp::of(&f.metadata().map_err(io(path))?);
+    let stamp = FileStat::from(&f.metadata().map_err(io(path))?);
     let mut text = String::new();
     std::io::Read::read_to_string(&mut f, &mut text).map_err(io(path))?;
     let shown = path.strip_prefix(root).unwrap_or(path).to_path_buf();
@@ -169,7 +171,7 @@ fn walk_roots(globs: &[String]) -> Vec<String> {
 }
 
 /// Files and stamped folders found below one folder.
-type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<Stamp>)>);
+type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<FileStat>)>);
 
 /// Every file below `roots` (workspace-relative, `/`-separated), skipping
 /// brr's own and version-control folders; sorted, so the files below any
@@ -178,7 +180,7 @@ type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<Stamp>)>);
 fn walk(
     root: &Path,
     roots: &[String],
-    dirs: &mut Vec<(String, Option<Stamp>)>,
+    dirs: &mut Vec<(String, Option<FileStat>)>,
 ) -> Result<Vec<(String, PathBuf)>, GraphError> {
     let skipped = |name: &std::ffi::OsStr| SKIP_DIRS.iter().any(|s| name == *s);
     // The first level is listed here, so the folders below it are walked in
@@ -187,7 +189,7 @@ fn walk(
     let mut subtrees: Vec<PathBuf> = Vec::new();
     for r in roots {
         let start = root.join(r);
-        let stamp = std::fs::symlink_metadata(&start).ok().map(|m| Stamp::of(&m));
+        let stamp = std::fs::symlink_metadata(&start).ok().map(|m| FileStat::from(&m));
         dirs.push((r.clone(), stamp));
         if stamp.is_none() {
             continue;
@@ -227,7 +229,7 @@ fn walk(
                         .metadata()
                         .map_err(|e| GraphError::Io { path: entry.path().to_path_buf(), source: e.into() })?;
                     if let Some(rel) = entry.path().strip_prefix(root).ok().and_then(Path::to_str) {
-                        dirs.push((rel.to_owned(), Some(Stamp::of(&meta))));
+                        dirs.push((rel.to_owned(), Some(FileStat::from(&meta))));
                     }
                 } else {
                     push_file(root, entry.into_path(), &mut files);
@@ -276,7 +278,7 @@ fn discover(
     decl: &WorkspaceDecl,
     ws_file: &SourceFile,
     files: &[(String, PathBuf)],
-    stamps: &mut Vec<(String, Stamp)>,
+    stamps: &mut Vec<(String, FileStat)>,
 ) -> Result<Vec<Package>, GraphError> {
     let globs: Vec<GlobSet> =
         decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
@@ -293,7 +295,7 @@ fn discover(
         }
     }
     // Parsing is the expensive part of loading: in parallel, errors in order.
-    let parsed: Vec<Result<(SourceFile, PackageDecl, Stamp), GraphError>> = candidates
+    let parsed: Vec<Result<(SourceFile, PackageDecl, FileStat), GraphError>> = candidates
         .par_iter()
         .map(|(_, abs)| {
             let (file, stamp) = read_source(root, abs)?;

@@ -27,19 +27,19 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// What this process has put into `cas/`, so a batch that records files
 /// placed earlier (the sources of a build are placed before it runs and
 /// recorded after it) neither re-reads them nor re-checks their folders.
-pub(crate) struct Placed {
+pub(crate) struct PlacedFiles {
     objects: Mutex<HashSet<Digest>>,
     /// Shard folders known to exist (they are never removed).
     shards: [AtomicBool; 256],
 }
 
-impl Default for Placed {
+impl Default for PlacedFiles {
     fn default() -> Self {
         Self { objects: Mutex::default(), shards: std::array::from_fn(|_| AtomicBool::new(false)) }
     }
 }
 
-impl Placed {
+impl PlacedFiles {
     fn contains(&self, d: Digest) -> bool {
         self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&d)
     }

@@ -81,7 +81,7 @@ pub struct Store {
     root: PathBuf,
     db: Db,
     /// Objects this process put in place, hashed as they were written.
-    placed: cas::Placed,
+    placed: cas::PlacedFiles,
 }
 
 impl Store {
@@ -116,7 +116,7 @@ impl Store {
         // The database comes first, so a folder with only `brr.db` in it is
         // recognised as a store being created.
         let db = Db::open(&root.join(DB_FILE), root)?;
-        let store = Store { root: root.to_path_buf(), db, placed: cas::Placed::default() };
+        let store = Store { root: root.to_path_buf(), db, placed: cas::PlacedFiles::default() };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }

@@ -38,9 +38,11 @@ pub struct StatEntry {
     pub recorded_ns: i64,
 }
 
-/// The stat fields an entry is checked against, without the rest of
-/// `Metadata` (a workspace has hundreds of thousands of them in memory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stat fields that change when a file is written (or a folder's
+/// entries change), without the rest of `Metadata`: what the stat cache and
+/// the saved workspace load compare (a workspace has hundreds of thousands
+/// of them in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub size: u64,
     pub mtime_ns: i64,
@@ -48,6 +50,16 @@ pub struct FileStat {
     pub ctime_ns: i64,
     /// Any execute bit set.
     pub executable: bool,
+}
+
+impl FileStat {
+    /// The racy-timestamp rule: whether the file had last changed (mtime
+    /// and ctime) longer than [`RACY_MARGIN_NS`] before `recorded_ns`, so a
+    /// later change cannot hide behind the same timestamps.
+    pub fn settled_before(&self, recorded_ns: i64) -> bool {
+        let settled = recorded_ns.saturating_sub(RACY_MARGIN_NS);
+        self.mtime_ns < settled && self.ctime_ns < settled
+    }
 }
 
 impl From<&std::fs::Metadata> for FileStat {
@@ -84,14 +96,7 @@ impl StatEntry {
     /// An entry for a file whose metadata `meta` was read at `recorded_ns`
     /// (take it before hashing, so a write during hashing is caught).
     pub fn new(meta: &std::fs::Metadata, digest: BlobHash, recorded_ns: i64) -> Self {
-        Self {
-            size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-            ino: meta.ino(),
-            ctime_ns: ctime_ns(meta),
-            digest,
-            recorded_ns,
-        }
+        Self::from_stat(FileStat::from(meta), digest, recorded_ns)
     }
 
     /// The current time as Unix nanoseconds, for [`StatEntry::recorded_ns`].
@@ -109,13 +114,11 @@ impl StatEntry {
 
     /// [`StatEntry::matches`] on the fields only.
     pub fn matches_stat(&self, stat: &FileStat) -> bool {
-        let settled = self.recorded_ns.saturating_sub(RACY_MARGIN_NS);
         stat.size == self.size
             && stat.mtime_ns == self.mtime_ns
             && stat.ino == self.ino
             && stat.ctime_ns == self.ctime_ns
-            && stat.mtime_ns < settled
-            && stat.ctime_ns < settled
+            && stat.settled_before(self.recorded_ns)
     }
 }
 
