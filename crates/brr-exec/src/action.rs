@@ -8,7 +8,8 @@ use std::time::Instant;
 use brr_graph::{Package, Tool, which};
 use brr_hash::fs::{FsError, Leaf, snapshot};
 use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
-use brr_store::{ActionRecord, Put, Store, snapshot_puts};
+use brr_store::{ActionRecord, INLINE_MAX, Put, Store, read_small_checked, snapshot_puts};
+use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
 use crate::sandbox::{DEFAULT_UMASK, SandboxSpec, run};
@@ -119,20 +120,7 @@ pub fn execute(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Built, Failure>, ExecError> {
-    let started = Instant::now();
-    let (artifact_hash, outputs, log) = match run_builder(store, action, isolate, cond)? {
-        Ok(Ran { artifact, outputs, log }) => (artifact, outputs, log),
-        Err(f) => return Ok(Err(f)),
-    };
-    store.record_action(&ActionRecord {
-        key: action.key_hash,
-        artifact: artifact_hash,
-        log: Some(log),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        created_at: unix_now(),
-        outputs: Some(outputs),
-    })?;
-    Ok(Ok(Built { artifact: artifact_hash, log }))
+    Ok(build(store, action, isolate, cond, true)?.map(|ran| Built { artifact: ran.artifact, log: ran.log }))
 }
 
 /// What a builder run stored.
@@ -174,16 +162,66 @@ pub fn run_builder(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
+    build(store, action, isolate, cond, false)
+}
+
+/// Small inputs of one build are held in memory up to this many bytes.
+const HELD_INPUTS_MAX: u64 = 8 << 20;
+
+/// The bytes of each input small enough to hold ([`HELD_INPUTS_MAX`] in
+/// all), read and checked against its hash; `None` for the others.
+fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecError> {
+    let mut budget = HELD_INPUTS_MAX;
+    let held: Vec<bool> = action
+        .leaves
+        .iter()
+        .map(|leaf| {
+            let hold = leaf.size <= INLINE_MAX as u64 && leaf.size <= budget;
+            budget -= if hold { leaf.size } else { 0 };
+            hold
+        })
+        .collect();
+    let paths: Vec<&PathBuf> = action.pkg.inputs.values().collect();
+    paths
+        .par_iter()
+        .with_min_len(32)
+        .zip(action.leaves)
+        .zip(held)
+        .map(|((path, leaf), hold)| Ok(if hold { read_small_checked(path, leaf.hash)? } else { None }))
+        .collect()
+}
+
+/// Runs the builder; stores what it made and, when `record`, caches it
+/// under the action's key in the same transaction.
+fn build(
+    store: &Store,
+    action: &Action<'_>,
+    isolate: bool,
+    cond: &Conditions,
+    record: bool,
+) -> Result<Result<Ran, Failure>, ExecError> {
+    let started = Instant::now();
     let pkg = action.pkg;
-    // Sources go into the store first (small ones recorded at once, large
-    // ones as files), so staging from there guarantees the builder sees the
-    // hashed bytes; the rest is recorded, with the source tree and the key,
-    // in the same batch as the outputs (one sync, one transaction), or with
-    // the log when the build fails, so `why` can explain a failed build too.
+    // Small sources are read and checked against their hashes once, then
+    // staged from memory; larger ones go into the store first and are staged
+    // from there. Either way the builder sees the hashed bytes. All of them
+    // are recorded, with the source tree and the key, in the same batch as
+    // the outputs (one sync, one transaction), or with the log when the
+    // build fails, so `why` can explain a failed build too.
     let key_bytes = action.key.encode();
-    let mut inputs_puts: Vec<Put<'_>> =
-        pkg.inputs.values().zip(action.leaves).map(|(abs, leaf)| Put::File { path: abs, hash: leaf.hash }).collect();
-    store.place_many(&inputs_puts)?;
+    let held = read_held_inputs(action)?;
+    let mut inputs_puts: Vec<Put<'_>> = pkg
+        .inputs
+        .values()
+        .zip(action.leaves)
+        .zip(&held)
+        .map(|((abs, leaf), bytes)| match bytes {
+            Some(b) => Put::Bytes { kind: ObjectKind::Blob, bytes: b },
+            None => Put::File { path: abs, hash: leaf.hash },
+        })
+        .collect();
+    let large: Vec<Put<'_>> = inputs_puts.iter().filter(|p| matches!(p, Put::File { .. })).copied().collect();
+    store.place_many(&large)?;
     let sources = brr_graph::source_tree(pkg, action.leaves)?;
     inputs_puts.extend(sources.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
     inputs_puts.push(Put::Bytes { kind: ObjectKind::Action, bytes: &key_bytes });
@@ -195,51 +233,8 @@ pub fn run_builder(
         action.key.deps.iter().map(|(name, a)| Ok((name, store.get_object(a.0)?))).collect::<Result<_, ExecError>>()?;
     let base = sandbox_base(store, action, &deps, cond)?;
     let mut sb = Sandbox::create(&base, &action.key_hash.short())?;
-    let mut staged: Vec<(&String, &Leaf)> = pkg.inputs.keys().zip(action.leaves).collect();
-    if cond.reverse_staging {
-        staged.reverse();
-    }
-    for (rel, leaf) in staged {
-        sb.stage_file(store, rel, leaf.hash, leaf.kind, link)?;
-    }
-    let cwd = sb.src().join(&pkg.dir);
-    fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;
-    for (name, tool) in action.tools {
-        sb.link_tool(name, &tool.path)?;
-    }
-    for (name, a) in &deps {
-        let dest = sb.deps().join(name);
-        if link {
-            store.materialize(a.outputs, &dest, true)?;
-        } else {
-            store.materialize_copy(a.outputs, &dest, true)?;
-        }
-    }
-
-    let env = environment(&sb, &pkg.body.env);
-    let mut program = action.tools[&pkg.body.builder[0]].path.clone();
-    let mut args = pkg.body.builder[1..].to_vec();
-    if cond.reverse_env {
-        // std passes the environment sorted; `env -i` keeps the order given.
-        let env_tool = which("env", &std::env::var_os("PATH").unwrap_or_default())
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/env"));
-        let mut wrapped = vec!["-i".to_owned()];
-        wrapped.extend(env.iter().rev().map(|(k, v)| format!("{k}={v}")));
-        wrapped.push(program.to_string_lossy().into_owned());
-        wrapped.append(&mut args);
-        program = env_tool;
-        args = wrapped;
-    }
-    let spec = SandboxSpec {
-        program,
-        args,
-        env,
-        cwd,
-        writable: vec![sb.out(), sb.tmp()],
-        hostname: cond.hostname.clone(),
-        umask: cond.umask,
-        cpus: cond.cpus,
-    };
+    stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
+    let spec = builder_spec(action, &sb, cond);
     let log_path = sb.log();
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
     let status = match &cond.builders {
@@ -272,14 +267,96 @@ pub fn run_builder(
     };
     // Log, outputs and artifact in one batch, the artifact last: it
     // references the output tree.
-    let artifact = Artifact { outputs: snap.tree.root, manifest: action.manifest.clone() }.encode();
+    let artifact_bytes = Artifact { outputs: snap.tree.root, manifest: action.manifest.clone() }.encode();
+    let artifact = ArtifactHash(Digest::of(&artifact_bytes));
     let mut puts = inputs_puts.clone();
     puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
     puts.extend(snapshot_puts(&snap));
-    puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact });
-    let stored = store.put_many(&puts)?;
-    let artifact = ArtifactHash(stored[stored.len() - 1]);
+    puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact_bytes });
+    if record {
+        store.put_many_and_record(
+            &puts,
+            &ActionRecord {
+                key: action.key_hash,
+                artifact,
+                log: Some(log),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                created_at: unix_now(),
+                outputs: Some(snap.tree.root),
+            },
+        )?;
+    } else {
+        store.put_many(&puts)?;
+    }
     Ok(Ok(Ran { outputs: snap.tree.root, artifact, log }))
+}
+
+/// Fills the sandbox: inputs (held ones from memory, the others from the
+/// store), the working folder, tools and dependency artifacts.
+fn stage(
+    store: &Store,
+    action: &Action<'_>,
+    held: &[Option<Vec<u8>>],
+    deps: &[(&String, Artifact)],
+    sb: &mut Sandbox,
+    link: bool,
+    reverse: bool,
+) -> Result<(), ExecError> {
+    let pkg = action.pkg;
+    let mut staged: Vec<(&String, &Leaf, &Option<Vec<u8>>)> =
+        pkg.inputs.keys().zip(action.leaves).zip(held).map(|((rel, leaf), bytes)| (rel, leaf, bytes)).collect();
+    if reverse {
+        staged.reverse();
+    }
+    for (rel, leaf, bytes) in staged {
+        match bytes {
+            Some(b) => sb.stage_bytes(rel, b, leaf.kind)?,
+            None => sb.stage_file(store, rel, leaf.hash, leaf.kind, link)?,
+        }
+    }
+    let cwd = sb.src().join(&pkg.dir);
+    fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;
+    for (name, tool) in action.tools {
+        sb.link_tool(name, &tool.path)?;
+    }
+    for (name, a) in deps {
+        let dest = sb.deps().join(name);
+        if link {
+            store.materialize(a.outputs, &dest, true)?;
+        } else {
+            store.materialize_copy(a.outputs, &dest, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the builder process runs, and with what, under `cond`.
+fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> SandboxSpec {
+    let pkg = action.pkg;
+    let env = environment(sb, &pkg.body.env);
+    let mut program = action.tools[&pkg.body.builder[0]].path.clone();
+    let mut args = pkg.body.builder[1..].to_vec();
+    if cond.reverse_env {
+        // std passes the environment sorted; `env -i` keeps the order given.
+        let env_tool = which("env", &std::env::var_os("PATH").unwrap_or_default())
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/env"));
+        let mut wrapped = vec!["-i".to_owned()];
+        wrapped.extend(env.iter().rev().map(|(k, v)| format!("{k}={v}")));
+        wrapped.push(program.to_string_lossy().into_owned());
+        wrapped.append(&mut args);
+        program = env_tool;
+        args = wrapped;
+    }
+    SandboxSpec {
+        program,
+        args,
+        env,
+        cwd: sb.src().join(&pkg.dir),
+        writable: vec![sb.out(), sb.tmp()],
+        hostname: cond.hostname.clone(),
+        umask: cond.umask,
+        cpus: cond.cpus,
+    }
 }
 
 /// The builder's whole environment: brr's fixed values plus the declared env.

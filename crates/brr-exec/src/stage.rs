@@ -182,6 +182,22 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Stages one input at `src/<rel>` as a read-only file holding `bytes`.
+    pub fn stage_bytes(&mut self, rel: &str, bytes: &[u8], kind: EntryKind) -> Result<(), ExecError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dest = self.src().join(rel);
+        if let Some(parent) = dest.parent()
+            && self.made_dirs.insert(parent.to_path_buf())
+        {
+            fs_err::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mode = if kind == EntryKind::Executable { 0o555 } else { 0o444 };
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&dest).map_err(io(&dest))?;
+        file.write_all(bytes).map_err(io(&dest))
+    }
+
     /// Puts a declared tool on the builder's PATH.
     pub fn link_tool(&self, name: &str, host_path: &Path) -> Result<(), ExecError> {
         let link = self.tools().join(name);

@@ -82,6 +82,29 @@ fn require_outputs(
     Ok(())
 }
 
+/// Writes the action-cache row of `rec` (with `outputs` as its output tree),
+/// once its artifact and log are recorded.
+pub(crate) fn insert_action(
+    tx: &Transaction<'_>,
+    rec: &ActionRecord,
+    outputs: Option<TreeHash>,
+) -> Result<(), TxError> {
+    require_outputs(tx, rec.key, Some(rec.artifact), rec.log)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO action_cache (key, artifact, log, duration_ms, created_at, outputs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    stmt.execute(params![
+        rec.key.0.as_bytes(),
+        rec.artifact.0.as_bytes(),
+        rec.log.map(|l| *l.as_bytes()),
+        to_sql_u64(rec.duration_ms),
+        rec.created_at,
+        outputs.map(|t| *t.0.as_bytes()),
+    ])?;
+    Ok(())
+}
+
 const BUILD_COLUMNS: &str = "target, key, artifact, status, log, started_at, duration_ms";
 
 impl Store {
@@ -130,22 +153,7 @@ impl Store {
             }
             None => None,
         };
-        self.db.write(|tx| {
-            require_outputs(tx, rec.key, Some(rec.artifact), rec.log)?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO action_cache (key, artifact, log, duration_ms, created_at, outputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            stmt.execute(params![
-                rec.key.0.as_bytes(),
-                rec.artifact.0.as_bytes(),
-                rec.log.map(|l| *l.as_bytes()),
-                to_sql_u64(rec.duration_ms),
-                rec.created_at,
-                outputs.map(|t| *t.0.as_bytes()),
-            ])?;
-            Ok(())
-        })
+        self.db.write(|tx| insert_action(tx, rec, outputs))
     }
 
     /// Appends `row` to the build history. Its artifact and log, when set,

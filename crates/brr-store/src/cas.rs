@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use brr_hash::Digest;
+use rusqlite::OptionalExtension;
 
+use crate::db::from_sql_u64;
 use crate::error::IoContext;
 use crate::{Store, StoreError, TEMP_PREFIX};
 
@@ -208,17 +210,36 @@ impl Store {
         out.set_permissions(Permissions::from_mode(mode)).at(dest)
     }
 
-    /// The bytes of `d` when it is stored in the database, checked.
+    /// The bytes of `d` when it is a small object (in a pack, or in the
+    /// database where schema 4 put it), checked.
     pub(crate) fn inline_bytes(&self, d: Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        let bytes: Option<Vec<u8>> = self.db.read(|tx| {
+        enum Found {
+            Packed(i64, String, u64, u64),
+            Row(Vec<u8>),
+        }
+        let found = self.db.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT p.id, p.name, l.offset, o.size FROM object_packs l
+                 JOIN packs p ON p.id = l.pack JOIN objects o ON o.hash = l.hash WHERE l.hash = ?1",
+            )?;
+            let packed = stmt
+                .query_row([d.as_bytes()], |r| {
+                    Ok(Found::Packed(r.get(0)?, r.get(1)?, from_sql_u64(r.get(2)?), from_sql_u64(r.get(3)?)))
+                })
+                .optional()?;
+            if packed.is_some() {
+                return Ok(packed);
+            }
             let mut stmt = tx.prepare_cached("SELECT data FROM object_data WHERE hash = ?1")?;
-            Ok(rusqlite::OptionalExtension::optional(stmt.query_row([d.as_bytes()], |r| r.get(0)))?)
+            Ok(stmt.query_row([d.as_bytes()], |r| r.get(0)).optional()?.map(Found::Row))
         })?;
-        match bytes {
-            Some(b) if Digest::of(&b) != d => {
+        match found {
+            None => Ok(None),
+            Some(Found::Packed(id, name, offset, size)) => self.pack_read(d, id, &name, offset, size).map(Some),
+            Some(Found::Row(b)) if Digest::of(&b) != d => {
                 Err(StoreError::Corrupt { hash: d, path: self.db_path().to_path_buf(), actual: Digest::of(&b) })
             }
-            other => Ok(other),
+            Some(Found::Row(b)) => Ok(Some(b)),
         }
     }
 

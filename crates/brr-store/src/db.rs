@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schemas/0002_verifications.sql"),
     include_str!("../../../schemas/0003_action_outputs.sql"),
     include_str!("../../../schemas/0004_inline_objects.sql"),
+    include_str!("../../../schemas/0005_packs.sql"),
 ];
 
 /// `PRAGMA application_id` of a brr store: "brr!" in ASCII.

@@ -6,8 +6,9 @@
 //! | path | what |
 //! |---|---|
 //! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`INLINE_MAX`], read-only files named by their BLAKE3 digest |
+//! | `packs/<name>` | bytes of objects up to [`INLINE_MAX`], appended to one file per writing process |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
-//! | `brr.db` | SQLite (WAL): `objects` (and `object_data`, the bytes of objects up to [`INLINE_MAX`]), the action cache, build history, the stat cache |
+//! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache |
 //! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
 //! | `artifacts/` | optional, for callers |
 //!
@@ -19,17 +20,20 @@
 //! # Why the write order is what it is
 //!
 //! A row never points at an object that is not fully on disk. A small object
-//! (up to [`INLINE_MAX`]) is stored in the same transaction as its row, so
-//! that holds by construction; it is what most objects of a monorepo are
-//! (sources, trees, keys, artifacts, logs), and one file per object was the
-//! largest cost of a build of many small actions. Every larger object is
-//! written to a temp file in `tmp/`, synced, renamed into `cas/` (a rename is
-//! atomic: readers see no file or the whole file), the shard folder is synced
-//! so the name survives a power loss, and only then is its row committed. A
-//! process killed at any moment therefore leaves at worst a temp file or a
-//! file without a row (an orphan, which [`Store::verify`] counts but does not
-//! flag, and which the next put of the same object adopts), never a row
-//! without its bytes.
+//! (up to [`INLINE_MAX`]; most objects of a monorepo: sources, trees, keys,
+//! artifacts, logs) is appended to this process's pack file, the pack is
+//! synced (`fdatasync`) past its end, and only then is its row committed.
+//! Packs avoid what the two earlier layouts cost: one file per object, or,
+//! with the bytes in SQLite, writing every byte twice (log, then checkpoint).
+//! Every larger object is written to a temp file in `tmp/`, renamed into
+//! `cas/` (a rename is atomic: readers see no file or the whole file), the
+//! file system is synced (`syncfs`, once per batch) so data and names
+//! survive a power loss, and only then is its row committed. A process
+//! killed at any moment therefore leaves at worst a temp file, pack bytes no
+//! row names, or a file without a row (an orphan, which [`Store::verify`]
+//! counts but does not flag, and which the next put of the same object
+//! adopts), never a row without its bytes. Small objects that schema 4 kept
+//! in the database (`object_data`) are still read.
 //!
 //! Rows are also closed under references: a tree's row is committed only when
 //! all its entries have rows, an artifact's only when its outputs tree has
@@ -47,6 +51,7 @@ mod db;
 mod error;
 mod materialize;
 mod objects;
+mod packs;
 mod prefix;
 mod stat_cache;
 mod verifications;
@@ -58,7 +63,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
-pub use objects::{INLINE_MAX, Put, snapshot_puts};
+pub use objects::{INLINE_MAX, Put, read_small_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;
@@ -82,6 +87,7 @@ pub struct Store {
     db: Db,
     /// Objects this process put in place, hashed as they were written.
     placed: cas::PlacedFiles,
+    packs: packs::Packs,
 }
 
 impl Store {
@@ -97,7 +103,7 @@ impl Store {
                 let names: Vec<std::ffi::OsString> = entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
                 let ours = |n: &std::ffi::OsString| {
                     n.to_str().is_some_and(|n| {
-                        n == DB_FILE || n.starts_with("brr.db-") || ["cas", "tmp", "cache"].contains(&n)
+                        n == DB_FILE || n.starts_with("brr.db-") || ["cas", "packs", "tmp", "cache"].contains(&n)
                     })
                 };
                 if !names.iter().all(ours) {
@@ -116,7 +122,8 @@ impl Store {
         // The database comes first, so a folder with only `brr.db` in it is
         // recognised as a store being created.
         let db = Db::open(&root.join(DB_FILE), root)?;
-        let store = Store { root: root.to_path_buf(), db, placed: cas::PlacedFiles::default() };
+        let store =
+            Store { root: root.to_path_buf(), db, placed: cas::PlacedFiles::default(), packs: packs::Packs::default() };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }

@@ -10,32 +10,53 @@ use brr_hash::{ActionKey, Artifact, Digest, EntryKind, Object, ObjectKind, Tree,
 use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::action_cache::{ActionRecord, insert_action};
 use crate::db::{KindCol, TxError, to_sql_u64};
 use crate::error::IoContext;
+use crate::packs::{Appended, insert_location, sync_packs};
 use crate::{Store, StoreError};
 
-/// Objects up to this size are kept in the database (`object_data`), not
-/// as files: see `schemas/0004_inline_objects.sql`.
-pub const INLINE_MAX: usize = 16 * 1024;
+/// Objects up to this size are appended to pack files instead of getting a
+/// file each (see `schemas/0005_packs.sql`): about the size below which
+/// SQLite's measurements find one shared file faster to read than a file
+/// per blob.
+pub const INLINE_MAX: usize = 100 * 1024;
 
-/// An object ready to be recorded: its file is in place, or its bytes are
-/// here to be stored with its row.
+/// An object ready to be recorded once its bytes are durable: its file is
+/// in place, or its bytes were appended to a pack.
 pub(crate) struct Placed {
     hash: Digest,
     kind: ObjectKind,
     size: u64,
     /// What it references, and the kind each reference must have.
     refs: Vec<(Digest, ObjectKind)>,
-    /// The bytes of a small object, stored in the row's transaction.
-    data: Option<Vec<u8>>,
+    /// Where a small object's bytes were appended; `None`: a file in `cas/`.
+    packed: Option<Appended>,
 }
 
 /// The bytes of the file at `path` when it has at most [`INLINE_MAX`].
 fn read_small(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     let file = std::fs::File::open(path).at(path)?;
-    let mut bytes = Vec::new();
+    let len = file.metadata().at(path)?.len();
+    if len > INLINE_MAX as u64 {
+        return Ok(None);
+    }
+    // One byte more, so that the read which finds the end needs no growth.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(INLINE_MAX) + 1);
     file.take(INLINE_MAX as u64 + 1).read_to_end(&mut bytes).at(path)?;
     Ok((bytes.len() <= INLINE_MAX).then_some(bytes))
+}
+
+/// The bytes of the file at `path` when it has at most [`INLINE_MAX`],
+/// checked against `expected`: fails if they do not hash to it (the file
+/// changed since it was hashed).
+pub fn read_small_checked(path: &Path, expected: Digest) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(bytes) = read_small(path)? else { return Ok(None) };
+    let actual = Digest::of(&bytes);
+    if actual != expected {
+        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
+    }
+    Ok(Some(bytes))
 }
 
 /// Whether an object recorded as `actual` can serve as an `expected` one.
@@ -174,10 +195,19 @@ impl Store {
     /// recorded if any item fails.
     pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
-        if rows.iter().any(|r| r.data.is_none()) {
-            self.sync_fs()?;
-        }
-        self.record(&rows)?;
+        self.make_durable(&rows)?;
+        self.record(&rows, None)?;
+        Ok(digests)
+    }
+
+    /// [`Store::put_many`], then caches `rec` in the same transaction, so a
+    /// build's objects and its action-cache entry are recorded together.
+    /// `rec.outputs` is recorded as given. Nothing is recorded if anything
+    /// fails, including a reference of `rec` that is not recorded.
+    pub fn put_many_and_record(&self, items: &[Put<'_>], rec: &ActionRecord) -> Result<Vec<Digest>, StoreError> {
+        let (digests, rows) = self.place_missing(items)?;
+        self.make_durable(&rows)?;
+        self.record(&rows, Some(rec))?;
         Ok(digests)
     }
 
@@ -189,9 +219,20 @@ impl Store {
     /// reference anything not recorded yet.
     pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
-        let small: Vec<Placed> = rows.into_iter().filter(|r| r.data.is_some()).collect();
-        self.record(&small)?;
+        let small: Vec<Placed> = rows.into_iter().filter(|r| r.packed.is_some()).collect();
+        self.make_durable(&small)?;
+        self.record(&small, None)?;
         Ok(digests)
+    }
+
+    /// Makes the bytes of `rows` durable: one `syncfs` when files were
+    /// written (it covers the packs too), else a sync of the packs.
+    fn make_durable(&self, rows: &[Placed]) -> Result<(), StoreError> {
+        if rows.iter().any(|r| r.packed.is_none()) {
+            self.sync_fs()
+        } else {
+            sync_packs(rows.iter().filter_map(|r| r.packed.as_ref()))
+        }
     }
 
     fn place_missing(&self, items: &[Put<'_>]) -> Result<(Vec<Digest>, Vec<Placed>), StoreError> {
@@ -211,6 +252,7 @@ impl Store {
         })?;
         let rows: Vec<Placed> = todo
             .par_iter()
+            .with_min_len(16)
             .zip(present)
             .filter(|(_, present)| !present)
             .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
@@ -219,19 +261,16 @@ impl Store {
     }
 
     /// Puts one object's file in place (durable only after `sync_fs`), or
-    /// holds a small object's bytes for its row.
+    /// appends a small object's bytes to a pack (durable after `sync_packs`).
     fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<Placed, StoreError> {
         match source {
             Source::File(path) => {
-                if let Some(bytes) = read_small(path)? {
-                    let actual = Digest::of(&bytes);
-                    if actual != hash {
-                        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected: hash, actual });
-                    }
-                    return Ok(Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), data: Some(bytes) });
+                if let Some(bytes) = read_small_checked(path, hash)? {
+                    let packed = Some(self.pack_append(&bytes)?);
+                    return Ok(Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), packed });
                 }
                 let (size, _) = self.place_file(path, hash)?;
-                Ok(Placed { hash, kind, size, refs: Vec::new(), data: None })
+                Ok(Placed { hash, kind, size, refs: Vec::new(), packed: None })
             }
             Source::Bytes(bytes) => {
                 // Named by what the bytes hash to, never by what the caller
@@ -240,20 +279,22 @@ impl Store {
                 let refs = references(kind, hash, bytes)?;
                 let size = bytes.len() as u64;
                 if bytes.len() <= INLINE_MAX {
-                    return Ok(Placed { hash, kind, size, refs, data: Some(bytes.to_vec()) });
+                    let packed = Some(self.pack_append(bytes)?);
+                    return Ok(Placed { hash, kind, size, refs, packed });
                 }
                 self.place_bytes(hash, bytes)?;
-                Ok(Placed { hash, kind, size, refs, data: None })
+                Ok(Placed { hash, kind, size, refs, packed: None })
             }
         }
     }
 
-    /// Records objects whose files are in place or whose bytes are held,
-    /// in one transaction, in order. Fails (recording none) if a reference is not recorded. A blob
-    /// row put again as a tree, artifact or action (same bytes) takes the
-    /// more specific kind.
-    fn record(&self, objects: &[Placed]) -> Result<(), StoreError> {
-        if objects.is_empty() {
+    /// Records objects whose files or pack bytes are durable, in one
+    /// transaction, in order, then the action `then` if given. Fails
+    /// (recording none) if a reference is not recorded. A blob row put again
+    /// as a tree, artifact or action (same bytes) takes the more specific
+    /// kind.
+    fn record(&self, objects: &[Placed], then: Option<&ActionRecord>) -> Result<(), StoreError> {
+        if objects.is_empty() && then.is_none() {
             return Ok(());
         }
         self.db.write(|tx| {
@@ -272,11 +313,12 @@ impl Store {
                     let mut stmt = tx.prepare_cached("INSERT INTO objects (hash, kind, size) VALUES (?1, ?2, ?3)")?;
                     stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size)])?;
                 }
-                if let Some(data) = &o.data {
-                    let mut stmt =
-                        tx.prepare_cached("INSERT OR IGNORE INTO object_data (hash, data) VALUES (?1, ?2)")?;
-                    stmt.execute(params![o.hash.as_bytes(), data])?;
+                if let Some(at) = &o.packed {
+                    insert_location(tx, o.hash, at)?;
                 }
+            }
+            if let Some(rec) = then {
+                insert_action(tx, rec, rec.outputs)?;
             }
             Ok(())
         })

@@ -39,6 +39,8 @@ struct Rows {
     /// Objects whose bytes are in the database, already checked.
     inline: HashSet<Digest>,
     inline_checks: Vec<FileCheck>,
+    /// Objects whose bytes are in a pack: (object, pack id, pack name, offset).
+    packed: Vec<(Digest, i64, String, u64)>,
     /// (what names them, object, kind it must have)
     references: Vec<(String, Digest, ObjectKind)>,
     integrity: Vec<String>,
@@ -87,7 +89,16 @@ impl Store {
         let mut checks: Vec<FileCheck> =
             files.found.par_iter().map(|(d, path)| check_file(*d, path, rows.objects.get(d).copied())).collect();
         checks.extend(rows.inline_checks);
+        checks.par_extend(rows.packed.par_iter().map(|(d, id, name, offset)| {
+            let row = rows.objects.get(d).copied();
+            let size = row.map_or(0, |(_, size)| size);
+            match self.pack_bytes(*id, name, *offset, size) {
+                Ok(bytes) => check_small(*d, &bytes, row, &format!("in pack `{name}`")),
+                Err(e) => FileCheck { problems: vec![format!("object `{d}`: {}", chain(&e))], refs: Vec::new() },
+            }
+        }));
         let on_disk: HashSet<Digest> = files.found.iter().map(|(d, _)| *d).collect();
+        let packed: HashSet<Digest> = rows.packed.iter().map(|(d, ..)| *d).collect();
         report.orphans = on_disk.iter().filter(|d| !rows.objects.contains_key(d)).count() as u64;
         for check in checks {
             report.problems.extend(check.problems);
@@ -101,12 +112,15 @@ impl Store {
                 }
             }
         }
-        let mut missing: Vec<&Digest> =
-            rows.objects.keys().filter(|d| !on_disk.contains(d) && !rows.inline.contains(d)).collect();
+        let mut missing: Vec<&Digest> = rows
+            .objects
+            .keys()
+            .filter(|d| !on_disk.contains(d) && !rows.inline.contains(d) && !packed.contains(d))
+            .collect();
         missing.sort();
         for d in missing {
             report.problems.push(format!(
-                "object `{d}` is recorded but its bytes are missing (neither `{}` nor a row of `object_data`)",
+                "object `{d}` is recorded but its bytes are missing (neither `{}` nor in a pack or the database)",
                 self.object_path(*d).display()
             ));
         }
@@ -136,7 +150,14 @@ impl Store {
                 let d = Digest::from_bytes(r.get(0)?);
                 let data = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
                 inline.insert(d);
-                inline_checks.push(check_inline(d, data, objects.get(&d).copied()));
+                inline_checks.push(check_small(d, data, objects.get(&d).copied(), "in the database"));
+            }
+            let mut packed = Vec::new();
+            let mut stmt =
+                tx.prepare("SELECT l.hash, p.id, p.name, l.offset FROM object_packs l JOIN packs p ON p.id = l.pack")?;
+            let mut q = stmt.query([])?;
+            while let Some(r) = q.next()? {
+                packed.push((Digest::from_bytes(r.get(0)?), r.get(1)?, r.get(2)?, from_sql_u64(r.get(3)?)));
             }
             let mut references = Vec::new();
             let mut stmt = tx.prepare("SELECT key, artifact, log FROM action_cache")?;
@@ -167,7 +188,7 @@ impl Store {
             let integrity: Vec<String> =
                 stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
             let integrity = integrity.into_iter().filter(|l| l != "ok").collect();
-            Ok(Rows { objects, inline, inline_checks, references, integrity })
+            Ok(Rows { objects, inline, inline_checks, packed, references, integrity })
         })
     }
 
@@ -241,17 +262,17 @@ fn check_file(d: Digest, path: &Path, row: Option<(ObjectKind, u64)>) -> FileChe
     check
 }
 
-/// Checks the bytes of an object kept in the database, as [`check_file`]
+/// Checks the bytes of a small object (in a pack or the database), as [`check_file`]
 /// does a file's.
-fn check_inline(d: Digest, data: &[u8], row: Option<(ObjectKind, u64)>) -> FileCheck {
+fn check_small(d: Digest, data: &[u8], row: Option<(ObjectKind, u64)>, place: &str) -> FileCheck {
     let mut check = FileCheck::default();
     let Some((kind, size)) = row else {
-        check.problems.push(format!("object `{d}` has bytes in the database but no `objects` row"));
+        check.problems.push(format!("object `{d}` has bytes {place} but no `objects` row"));
         return check;
     };
     let actual = Digest::of(data);
     if actual != d {
-        check.problems.push(format!("object `{d}` is corrupt: its bytes in the database hash to `{actual}`"));
+        check.problems.push(format!("object `{d}` is corrupt: its bytes {place} hash to `{actual}`"));
         return check;
     }
     if size != data.len() as u64 {

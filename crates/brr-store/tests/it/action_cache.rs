@@ -1,7 +1,7 @@
 //! Action cache and build history: references checked, newest first.
 
-use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind, ServiceManifest, Tree, TreeHash};
-use brr_store::{ActionRecord, BuildRow, Store, StoreError};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, Tree, TreeHash};
+use brr_store::{ActionRecord, BuildRow, Put, Store, StoreError};
 
 use crate::support::{TestResult, new_store};
 
@@ -84,5 +84,38 @@ fn build_rows_are_validated() -> TestResult {
     let missing = ArtifactHash(Digest::of(b"missing"));
     assert!(store.record_build(&build("//app", key, Some(missing), "built", 1)).is_err());
     assert_eq!(store.builds_of("//app", 10)?, Vec::new());
+    Ok(())
+}
+
+#[test]
+fn a_build_is_recorded_with_its_objects_or_not_at_all() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let outputs = Tree::default().encode();
+    let outputs_hash = TreeHash(Digest::of(&outputs));
+    let artifact = Artifact { outputs: outputs_hash, manifest: ServiceManifest::default() }.encode();
+    let log = b"log of the build\n";
+    let rec = ActionRecord {
+        key: BuildKey(Digest::of(b"key")),
+        artifact: ArtifactHash(Digest::of(&artifact)),
+        log: Some(Digest::of(log)),
+        duration_ms: 3,
+        created_at: 1_700_000_000,
+        outputs: Some(outputs_hash),
+    };
+    // The log is missing from the batch: neither the entry nor any object of
+    // the batch is recorded.
+    let without_log = [
+        Put::Bytes { kind: ObjectKind::Tree, bytes: &outputs },
+        Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact },
+    ];
+    let err = store.put_many_and_record(&without_log, &rec).unwrap_err();
+    assert!(matches!(err, StoreError::MissingReference { missing, .. } if missing == Digest::of(log)), "{err}");
+    assert_eq!(store.lookup_action(rec.key)?, None);
+    assert!(!store.contains(rec.artifact.0)?, "the artifact was recorded without its action");
+
+    let with_log = [Put::Bytes { kind: ObjectKind::Blob, bytes: log }, without_log[0], without_log[1]];
+    let digests = store.put_many_and_record(&with_log, &rec)?;
+    assert_eq!(digests, vec![Digest::of(log), outputs_hash.0, rec.artifact.0]);
+    assert_eq!(store.lookup_action(rec.key)?, Some(rec));
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use brr_hash::{Artifact, Digest, EntryKind, Object, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
-use brr_store::StoreError;
+use brr_store::{Store, StoreError};
 
 use crate::support::{TestResult, big, clobber, clobber_inline, new_store};
 
@@ -183,5 +183,52 @@ fn small_objects_kept_as_files_by_an_older_brr_still_read_and_verify() -> TestRe
     // Putting the same bytes again is a no-op: the row is there.
     assert_eq!(store.put_bytes(ObjectKind::Blob, bytes)?, d);
     assert!(store.verify()?.is_ok());
+    Ok(())
+}
+
+#[test]
+fn small_objects_kept_in_the_database_by_an_older_brr_still_read_and_verify() -> TestResult {
+    let (_dir, store) = new_store()?;
+    // What a store of schema 4 holds: a small object's bytes in its row.
+    let bytes = b"written when small objects lived in the database";
+    let d = Digest::of(bytes);
+    let conn = rusqlite::Connection::open(store.db_path())?;
+    conn.execute(
+        "INSERT INTO objects (hash, kind, size) VALUES (?1, 'blob', ?2)",
+        rusqlite::params![d.as_bytes(), i64::try_from(bytes.len())?],
+    )?;
+    conn.execute("INSERT INTO object_data (hash, data) VALUES (?1, ?2)", rusqlite::params![d.as_bytes(), bytes])?;
+    assert_eq!(store.get(d)?, bytes);
+    assert!(store.verify()?.is_ok());
+    conn.execute("UPDATE object_data SET data = ?2 WHERE hash = ?1", rusqlite::params![d.as_bytes(), b"evil"])?;
+    let report = store.verify()?;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0].contains(&d.to_hex()) && report.problems[0].contains("corrupt"));
+    Ok(())
+}
+
+#[test]
+fn small_objects_are_packed_and_a_lost_pack_is_reported() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let root = store.root().to_path_buf();
+    let small = store.put_bytes(ObjectKind::Blob, b"a small object")?;
+    assert!(!store.object_path(small).exists(), "a small object got a file of its own");
+    let packs: Vec<_> = std::fs::read_dir(root.join("packs"))?.collect::<Result<_, _>>()?;
+    assert_eq!(packs.len(), 1);
+    assert_eq!(store.get(small)?, b"a small object");
+    // A second process on the same store appends to a pack of its own.
+    let other = Store::open(&root)?;
+    let second = other.put_bytes(ObjectKind::Blob, b"another small object")?;
+    assert_eq!(std::fs::read_dir(root.join("packs"))?.count(), 2);
+    assert_eq!(store.get(second)?, b"another small object");
+    assert!(store.verify()?.is_ok());
+
+    std::fs::remove_file(packs[0].path())?;
+    let fresh = Store::open(&root)?;
+    let err = fresh.get(small).expect_err("its pack is gone");
+    assert!(err.to_string().contains(&packs[0].file_name().to_string_lossy().into_owned()), "{err}");
+    let report = fresh.verify()?;
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0].contains(&small.to_hex()), "{:?}", report.problems);
     Ok(())
 }

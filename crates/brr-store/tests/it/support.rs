@@ -56,8 +56,19 @@ pub fn big(tag: &[u8]) -> Vec<u8> {
     tag.iter().copied().cycle().take(brr_store::INLINE_MAX + 100).collect()
 }
 
-/// Replaces the bytes of a small object kept in the database.
-pub fn clobber_inline(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> rusqlite::Result<usize> {
+/// Overwrites the bytes of a small object in its pack with the start of
+/// `bytes` (as many as the object has); returns how many objects it found.
+pub fn clobber_inline(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> Result<usize, Box<dyn std::error::Error>> {
+    use std::os::unix::fs::FileExt;
     let conn = rusqlite::Connection::open(store.db_path())?;
-    conn.execute("UPDATE object_data SET data = ?2 WHERE hash = ?1", rusqlite::params![d.as_bytes(), bytes])
+    let found: Option<(String, i64, i64)> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT p.name, l.offset, o.size FROM object_packs l JOIN packs p ON p.id = l.pack
+         JOIN objects o ON o.hash = l.hash WHERE l.hash = ?1",
+        [d.as_bytes()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    ))?;
+    let Some((name, offset, size)) = found else { return Ok(0) };
+    let pack = std::fs::OpenOptions::new().write(true).open(store.root().join("packs").join(name))?;
+    pack.write_all_at(&bytes[..bytes.len().min(usize::try_from(size)?)], u64::try_from(offset)?)?;
+    Ok(1)
 }

@@ -62,8 +62,8 @@ fn row_without_file_is_reported() -> TestResult {
     let (_dir, store, tree) = populated()?;
     let d = Digest::of(&big(b"beta"));
     std::fs::remove_file(store.object_path(d))?;
-    // A small object whose bytes are gone from the database, too.
-    raw_db(&store)?.execute("DELETE FROM object_data WHERE hash = ?1", [tree.as_bytes()])?;
+    // A small object whose pack location is gone, too.
+    raw_db(&store)?.execute("DELETE FROM object_packs WHERE hash = ?1", [tree.as_bytes()])?;
     let report = store.verify()?;
     for gone in [d, tree] {
         assert!(

@@ -1,0 +1,170 @@
+//! Pack files: the bytes of small objects (up to [`crate::INLINE_MAX`]),
+//! appended to `packs/<name>`.
+//!
+//! Each process appends to a pack of its own (a new one per process, and
+//! after [`PACK_ROLL_OVER`] bytes), so writers never share a file; threads
+//! reserve disjoint ranges and write them concurrently. A pack is registered
+//! in `packs` before any object in it is, and an object's `object_packs` row
+//! is committed only after [`Store::sync_packs`] made the pack durable past
+//! its end. A process killed mid-write leaves bytes no row names; they are
+//! harmless and only cost space.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use brr_hash::Digest;
+use rusqlite::params;
+
+use crate::db::to_sql_u64;
+use crate::error::IoContext;
+use crate::{Store, StoreError};
+
+/// A process starts a new pack once its current one holds this many bytes.
+const PACK_ROLL_OVER: u64 = 1 << 30;
+
+/// The packs of one open store: the one this process appends to, and those
+/// opened for reading.
+#[derive(Default)]
+pub(crate) struct Packs {
+    writer: Mutex<Option<Arc<PackWriter>>>,
+    readers: Mutex<HashMap<i64, Arc<File>>>,
+}
+
+/// The pack this process appends to.
+pub(crate) struct PackWriter {
+    pub(crate) id: i64,
+    path: PathBuf,
+    file: File,
+    /// End of the last reserved range.
+    end: AtomicU64,
+    /// How far the file is known to be durable.
+    synced: Mutex<u64>,
+}
+
+/// Where an object's bytes were appended (durable once synced to `end`).
+pub(crate) struct Appended {
+    pub(crate) pack: Arc<PackWriter>,
+    pub(crate) offset: u64,
+    pub(crate) end: u64,
+}
+
+impl PackWriter {
+    /// Makes the file durable at least up to `end`. Threads syncing at once
+    /// wait for each other; one that finds its range covered skips its sync.
+    fn sync_to(&self, end: u64) -> Result<(), StoreError> {
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= end {
+            return Ok(());
+        }
+        // Every range reserved before this point whose write has finished is
+        // covered too, but only ours is known to have finished.
+        self.file.sync_data().at(&self.path)?;
+        *synced = end;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// `<root>/packs`.
+    pub(crate) fn packs_dir(&self) -> PathBuf {
+        self.root.join("packs")
+    }
+
+    /// Appends `bytes` to this process's pack.
+    pub(crate) fn pack_append(&self, bytes: &[u8]) -> Result<Appended, StoreError> {
+        let pack = self.pack_writer()?;
+        let len = bytes.len() as u64;
+        let offset = pack.end.fetch_add(len, Ordering::Relaxed);
+        pack.file.write_all_at(bytes, offset).at(&pack.path)?;
+        Ok(Appended { pack, offset, end: offset + len })
+    }
+
+    /// This process's current pack, created and registered when there is
+    /// none yet or the current one is full.
+    fn pack_writer(&self) -> Result<Arc<PackWriter>, StoreError> {
+        let mut writer = self.packs.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = writer.as_ref().filter(|w| w.end.load(Ordering::Relaxed) < PACK_ROLL_OVER) {
+            return Ok(Arc::clone(w));
+        }
+        let dir = self.packs_dir();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let (name, path, file) = loop {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let name = format!("{nanos:x}-{}.pack", std::process::id());
+            let path = dir.join(&name);
+            match File::options().read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => break (name, path, file),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        };
+        // The name must survive a power loss before any row points into it.
+        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        let id = self.db.write(|tx| {
+            tx.execute("INSERT INTO packs (name) VALUES (?1)", params![name])?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        let w = Arc::new(PackWriter { id, path, file, end: AtomicU64::new(0), synced: Mutex::new(0) });
+        *writer = Some(Arc::clone(&w));
+        Ok(w)
+    }
+
+    /// The `size` bytes at `offset` of pack `id` (named `name`), checked
+    /// against `d`.
+    pub(crate) fn pack_read(
+        &self,
+        d: Digest,
+        id: i64,
+        name: &str,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.pack_bytes(id, name, offset, size)?;
+        let actual = Digest::of(&bytes);
+        if actual != d {
+            return Err(StoreError::Corrupt { hash: d, path: self.packs_dir().join(name), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// The `size` bytes at `offset` of pack `id` (named `name`), unchecked.
+    pub(crate) fn pack_bytes(&self, id: i64, name: &str, offset: u64, size: u64) -> Result<Vec<u8>, StoreError> {
+        let path = self.packs_dir().join(name);
+        let file = {
+            let mut readers = self.packs.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(f) = readers.get(&id) {
+                Arc::clone(f)
+            } else {
+                let f = Arc::new(File::open(&path).at(&path)?);
+                readers.insert(id, Arc::clone(&f));
+                f
+            }
+        };
+        let mut bytes = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, offset).at(&path)?;
+        Ok(bytes)
+    }
+}
+
+/// Makes every appended range durable (one sync per pack involved).
+pub(crate) fn sync_packs<'a>(appended: impl IntoIterator<Item = &'a Appended>) -> Result<(), StoreError> {
+    let mut ends: Vec<(&Arc<PackWriter>, u64)> = Vec::new();
+    for a in appended {
+        match ends.iter_mut().find(|(p, _)| p.id == a.pack.id) {
+            Some((_, end)) => *end = (*end).max(a.end),
+            None => ends.push((&a.pack, a.end)),
+        }
+    }
+    ends.into_iter().try_for_each(|(pack, end)| pack.sync_to(end))
+}
+
+/// The `object_packs` row of an appended object.
+pub(crate) fn insert_location(tx: &rusqlite::Transaction<'_>, d: Digest, at: &Appended) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO object_packs (hash, pack, offset) VALUES (?1, ?2, ?3)")?;
+    stmt.execute(params![d.as_bytes(), at.pack.id, to_sql_u64(at.offset)])?;
+    Ok(())
+}
