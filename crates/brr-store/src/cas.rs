@@ -219,8 +219,8 @@ impl Store {
         }
         let found = self.db.read(|tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT p.id, p.name, l.offset, o.size FROM object_packs l
-                 JOIN packs p ON p.id = l.pack JOIN objects o ON o.hash = l.hash WHERE l.hash = ?1",
+                "SELECT p.id, p.name, o.pack_offset, o.size FROM objects o JOIN packs p ON p.id = o.pack
+                 WHERE o.hash = ?1",
             )?;
             let packed = stmt
                 .query_row([d.as_bytes()], |r| {

@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use crate::action_cache::{ActionRecord, insert_action};
 use crate::db::{KindCol, TxError, to_sql_u64};
 use crate::error::IoContext;
-use crate::packs::{Appended, insert_location, sync_packs};
+use crate::packs::{Appended, sync_packs};
 use crate::{Store, StoreError};
 
 /// Objects up to this size are appended to pack files instead of getting a
@@ -310,11 +310,11 @@ impl Store {
                     let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
                     stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
                 } else {
-                    let mut stmt = tx.prepare_cached("INSERT INTO objects (hash, kind, size) VALUES (?1, ?2, ?3)")?;
-                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size)])?;
-                }
-                if let Some(at) = &o.packed {
-                    insert_location(tx, o.hash, at)?;
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?;
+                    let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
+                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
                 }
             }
             if let Some(rec) = then {

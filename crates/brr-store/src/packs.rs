@@ -4,8 +4,8 @@
 //! Each process appends to a pack of its own (a new one per process, and
 //! after [`PACK_ROLL_OVER`] bytes), so writers never share a file; threads
 //! reserve disjoint ranges and write them concurrently. A pack is registered
-//! in `packs` before any object in it is, and an object's `object_packs` row
-//! is committed only after [`Store::sync_packs`] made the pack durable past
+//! in `packs` before any object in it is, and an object's row (naming its
+//! pack and offset) is committed only after [`sync_packs`] made the pack durable past
 //! its end. A process killed mid-write leaves bytes no row names; they are
 //! harmless and only cost space.
 
@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use brr_hash::Digest;
 use rusqlite::params;
 
-use crate::db::to_sql_u64;
 use crate::error::IoContext;
 use crate::{Store, StoreError};
 
@@ -160,11 +159,4 @@ pub(crate) fn sync_packs<'a>(appended: impl IntoIterator<Item = &'a Appended>) -
         }
     }
     ends.into_iter().try_for_each(|(pack, end)| pack.sync_to(end))
-}
-
-/// The `object_packs` row of an appended object.
-pub(crate) fn insert_location(tx: &rusqlite::Transaction<'_>, d: Digest, at: &Appended) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO object_packs (hash, pack, offset) VALUES (?1, ?2, ?3)")?;
-    stmt.execute(params![d.as_bytes(), at.pack.id, to_sql_u64(at.offset)])?;
-    Ok(())
 }

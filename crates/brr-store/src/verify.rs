@@ -154,7 +154,7 @@ impl Store {
             }
             let mut packed = Vec::new();
             let mut stmt =
-                tx.prepare("SELECT l.hash, p.id, p.name, l.offset FROM object_packs l JOIN packs p ON p.id = l.pack")?;
+                tx.prepare("SELECT o.hash, p.id, p.name, o.pack_offset FROM objects o JOIN packs p ON p.id = o.pack")?;
             let mut q = stmt.query([])?;
             while let Some(r) = q.next()? {
                 packed.push((Digest::from_bytes(r.get(0)?), r.get(1)?, r.get(2)?, from_sql_u64(r.get(3)?)));

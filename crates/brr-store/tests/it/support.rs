@@ -62,8 +62,7 @@ pub fn clobber_inline(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> Resul
     use std::os::unix::fs::FileExt;
     let conn = rusqlite::Connection::open(store.db_path())?;
     let found: Option<(String, i64, i64)> = rusqlite::OptionalExtension::optional(conn.query_row(
-        "SELECT p.name, l.offset, o.size FROM object_packs l JOIN packs p ON p.id = l.pack
-         JOIN objects o ON o.hash = l.hash WHERE l.hash = ?1",
+        "SELECT p.name, o.pack_offset, o.size FROM objects o JOIN packs p ON p.id = o.pack WHERE o.hash = ?1",
         [d.as_bytes()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     ))?;
