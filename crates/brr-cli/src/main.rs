@@ -49,6 +49,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    brr_exec::sandbox::no_huge_pages_for_brr();
     let cli = cli::Cli::parse();
     printer::install_miette_hook();
     match commands::run(cli) {

@@ -152,3 +152,26 @@ fn an_unconfined_builder_cannot_write_into_the_store_through_its_dependencies() 
     let verify = ws.brr(["store", "verify"]);
     assert_eq!(verify.code, Some(0), "the store was written through a dependency:\n{}{}", verify.stdout, verify.stderr);
 }
+
+/// brr turns transparent huge pages off for itself; its builders must see
+/// the setting brr was started with, sandboxed or not.
+#[test]
+fn builders_keep_the_huge_page_setting_brr_was_started_with() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        eprintln!("skipped: this kernel does not report THP_enabled");
+        return;
+    };
+    let script = format!("grep -qx '{line}' /proc/self/status && echo same > \"$OUT/f\"");
+    let ws = workspace().sh_lib("plain", &[], &["grep"], &script);
+    let run = ws.brr(["build", "--no-sandbox", "--json"]).success();
+    assert_eq!(run.targets()["plain"].status, "built", "{}", run.stderr);
+    // A second package (another key), built in the sandbox.
+    let ws = ws.sh_lib("sandboxed", &[], &["grep"], &format!("{script} # sandboxed"));
+    let run = ws.brr(["build", "--json"]);
+    if skip_without_namespaces(&run) {
+        return;
+    }
+    let run = run.success();
+    assert_eq!(run.targets()["sandboxed"].status, "built", "{}", run.stderr);
+}
