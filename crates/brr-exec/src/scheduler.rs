@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
 use brr_graph::{Inputs, Workspace, action_key, service_manifest};
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
 use brr_store::{ActionRecord, BuildRow, Store};
@@ -131,30 +133,37 @@ fn resolve_cached(
     }
     let top = level.iter().copied().max().unwrap_or(0);
     for l in 0..=top {
-        let mut batch = Vec::new();
-        for i in (0..n).filter(|&i| mask[i] && level[i] == l) {
-            let deps: Option<BTreeMap<String, ArtifactHash>> = ws.packages[i]
-                .deps
-                .iter()
-                .map(|&d| Some((ws.packages[d].name.clone(), done[d].as_ref()?.artifact?)))
-                .collect();
-            if let Some(deps) = deps {
-                batch.push((i, make_action(ws, inputs, i, deps)));
-            }
-        }
+        // Keys are independent within a level: computed in parallel.
+        let this_level: Vec<usize> = (0..n).filter(|&i| mask[i] && level[i] == l).collect();
+        let batch: Vec<(usize, Action<'_>)> = this_level
+            .par_iter()
+            .with_min_len(64)
+            .filter_map(|&i| {
+                let deps: Option<BTreeMap<String, ArtifactHash>> = ws.packages[i]
+                    .deps
+                    .iter()
+                    .map(|&d| Some((ws.packages[d].name.clone(), done[d].as_ref()?.artifact?)))
+                    .collect();
+                Some((i, make_action(ws, inputs, i, deps?)))
+            })
+            .collect();
         let keys: Vec<BuildKey> = batch.iter().map(|(_, a)| a.key_hash).collect();
-        for ((i, action), rec) in batch.iter().zip(store.lookup_actions(&keys)?) {
-            if let Some(rec) = rec {
-                let artifact = artifact_of(store, &rec, action)?;
-                done[*i] = Some(Outcome {
-                    name: ws.packages[*i].name.clone(),
-                    remote: false,
-                    key: Some(action.key_hash),
-                    artifact: Some(artifact),
-                    status: Status::Cached,
-                    duration: Duration::ZERO,
-                });
-            }
+        let recs = store.lookup_actions(&keys)?;
+        let hits: Vec<(usize, BuildKey, ArtifactHash)> = batch
+            .par_iter()
+            .with_min_len(64)
+            .zip(recs)
+            .filter_map(|((i, action), rec)| Some(artifact_of(store, &rec?, action).map(|a| (*i, action.key_hash, a))))
+            .collect::<Result<_, ExecError>>()?;
+        for (i, key, artifact) in hits {
+            done[i] = Some(Outcome {
+                name: ws.packages[i].name.clone(),
+                remote: false,
+                key: Some(key),
+                artifact: Some(artifact),
+                status: Status::Cached,
+                duration: Duration::ZERO,
+            });
         }
     }
     Ok(done)

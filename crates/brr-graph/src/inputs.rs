@@ -68,24 +68,29 @@ struct Hashed {
 }
 
 /// Hashes files (leaves in the order of `paths`), trusting a stat-cache
-/// entry where the racy-timestamp rule allows. The entries are the `saved`
-/// hints when given (the table is then asked only about paths whose hint
-/// went stale), else one read of the table.
-fn hash_files(store: &Store, paths: &[&Path], saved: Option<Vec<Option<StatEntry>>>) -> Result<Hashed, GraphError> {
-    let had_saved = saved.is_some();
-    let (mut cached, stats) = match saved {
-        Some(saved) => (saved, stat_all(paths)),
-        // The table is read while the files are stat'ed: neither needs the other.
-        None => std::thread::scope(|s| {
-            let cached = s.spawn(|| store.stat_cache_lookup(paths));
-            let stats = stat_all(paths);
-            let cached = cached.join().map_err(|_| GraphError::Io {
-                path: store.root().to_path_buf(),
-                source: std::io::Error::other("the stat cache reader panicked"),
-            })??;
-            Ok::<_, GraphError>((cached, stats))
-        })?,
-    };
+/// entry where the racy-timestamp rule allows. The entries are the hints
+/// `saved` returns when it finds them (the table is then asked only about
+/// paths whose hint went stale), else one read of the table.
+fn hash_files(
+    store: &Store,
+    paths: &[&Path],
+    saved: impl FnOnce() -> Option<Vec<Option<StatEntry>>> + Send,
+) -> Result<Hashed, GraphError> {
+    // The hints are read (the saved copy, or else the table) while the files
+    // are stat'ed: neither needs the other.
+    let (hints, stats) = std::thread::scope(|s| {
+        let hints = s.spawn(|| match saved() {
+            Some(saved) => Ok((saved, true)),
+            None => store.stat_cache_lookup(paths).map(|t| (t, false)),
+        });
+        let stats = stat_all(paths);
+        let hints = hints.join().map_err(|_| GraphError::Io {
+            path: store.root().to_path_buf(),
+            source: std::io::Error::other("the stat cache reader panicked"),
+        })?;
+        Ok::<_, GraphError>((hints?, stats))
+    })?;
+    let (mut cached, had_saved) = hints;
     let stats: Vec<FileStat> = paths.iter().zip(stats).map(|(p, st)| st.map_err(io(p))).collect::<Result<_, _>>()?;
     if had_saved {
         // Hints that went stale: the table may know better (a build of
@@ -151,7 +156,7 @@ impl Inputs {
         let first_tool = all.len();
         all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
         let cache_dir = store.cache_dir();
-        let saved = crate::saved_stats::load(&cache_dir, &ws.root, &all);
+        let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
         let Hashed { leaves, rehashed, entries } = hash_files(store, &all, saved)?;
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
