@@ -1,6 +1,7 @@
 //! Putting objects into the store and recording them in the `objects` table,
 //! which is closed under references (see the crate docs).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
@@ -250,40 +251,58 @@ impl Store {
                 .map(|(d, kind, _)| Ok(!seen.insert(*d) || kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind))))
                 .collect()
         })?;
-        let rows: Vec<Placed> = todo
+        let placed: Vec<(Placed, Option<Cow<'_, [u8]>>)> = todo
             .par_iter()
             .with_min_len(16)
             .zip(present)
             .filter(|(_, present)| !present)
             .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
             .collect::<Result<_, _>>()?;
+        // The small objects' bytes go to the pack in one write.
+        let small: Vec<&[u8]> = placed.iter().filter_map(|(_, bytes)| bytes.as_deref()).collect();
+        let mut appended = self.pack_append_all(&small)?.into_iter();
+        let rows = placed
+            .into_iter()
+            .map(|(mut row, bytes)| {
+                if bytes.is_some() {
+                    row.packed = appended.next();
+                }
+                row
+            })
+            .collect();
         Ok((digests, rows))
     }
 
     /// Puts one object's file in place (durable only after `sync_fs`), or
-    /// appends a small object's bytes to a pack (durable after `sync_packs`).
-    fn place(&self, hash: Digest, kind: ObjectKind, source: &Source<'_>) -> Result<Placed, StoreError> {
+    /// returns a small object's bytes, to be appended to a pack (durable
+    /// after `sync_packs`). `hash` is what the bytes hash to (computed by
+    /// [`Store::place_missing`], never taken from the caller) or, for a
+    /// file, what it must hash to.
+    fn place<'a>(
+        &self,
+        hash: Digest,
+        kind: ObjectKind,
+        source: &Source<'a>,
+    ) -> Result<(Placed, Option<Cow<'a, [u8]>>), StoreError> {
         match source {
             Source::File(path) => {
                 if let Some(bytes) = read_small_checked(path, hash)? {
-                    let packed = Some(self.pack_append(&bytes)?);
-                    return Ok(Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), packed });
+                    let row = Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), packed: None };
+                    return Ok((row, Some(Cow::Owned(bytes))));
                 }
                 let (size, _) = self.place_file(path, hash)?;
-                Ok(Placed { hash, kind, size, refs: Vec::new(), packed: None })
+                Ok((Placed { hash, kind, size, refs: Vec::new(), packed: None }, None))
             }
             Source::Bytes(bytes) => {
-                // Named by what the bytes hash to, never by what the caller
-                // claims: a wrong claim then shows up as a missing reference.
-                let hash = Digest::of(bytes);
+                // A wrong reference shows up as a missing reference.
                 let refs = references(kind, hash, bytes)?;
                 let size = bytes.len() as u64;
+                let row = Placed { hash, kind, size, refs, packed: None };
                 if bytes.len() <= INLINE_MAX {
-                    let packed = Some(self.pack_append(bytes)?);
-                    return Ok(Placed { hash, kind, size, refs, packed });
+                    return Ok((row, Some(Cow::Borrowed(*bytes))));
                 }
                 self.place_bytes(hash, bytes)?;
-                Ok(Placed { hash, kind, size, refs, packed: None })
+                Ok((row, None))
             }
         }
     }

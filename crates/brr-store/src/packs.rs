@@ -40,6 +40,8 @@ pub(crate) struct PackWriter {
     file: File,
     /// End of the last reserved range.
     end: AtomicU64,
+    /// Bytes of the reserved ranges whose write has returned (or failed).
+    written: AtomicU64,
     /// How far the file is known to be durable.
     synced: Mutex<u64>,
 }
@@ -53,16 +55,20 @@ pub(crate) struct Appended {
 
 impl PackWriter {
     /// Makes the file durable at least up to `end`. Threads syncing at once
-    /// wait for each other; one that finds its range covered skips its sync.
+    /// share the work: one that waited while another synced finds its range
+    /// covered when every reservation had been written before that sync.
     fn sync_to(&self, end: u64) -> Result<(), StoreError> {
         let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
         if *synced >= end {
             return Ok(());
         }
-        // Every range reserved before this point whose write has finished is
-        // covered too, but only ours is known to have finished.
+        // `written` is read first: it never exceeds the reservations, so if
+        // it equals what the later read finds reserved, every range reserved
+        // up to there was written before this sync starts.
+        let written = self.written.load(Ordering::Acquire);
+        let reserved = self.end.load(Ordering::Acquire);
         self.file.sync_data().at(&self.path)?;
-        *synced = end;
+        *synced = if written == reserved { reserved.max(end) } else { end };
         Ok(())
     }
 }
@@ -73,13 +79,26 @@ impl Store {
         self.root.join("packs")
     }
 
-    /// Appends `bytes` to this process's pack.
-    pub(crate) fn pack_append(&self, bytes: &[u8]) -> Result<Appended, StoreError> {
+    /// Appends each of `objects` to this process's pack, in one write.
+    pub(crate) fn pack_append_all(&self, objects: &[&[u8]]) -> Result<Vec<Appended>, StoreError> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
         let pack = self.pack_writer()?;
-        let len = bytes.len() as u64;
-        let offset = pack.end.fetch_add(len, Ordering::Relaxed);
-        pack.file.write_all_at(bytes, offset).at(&pack.path)?;
-        Ok(Appended { pack, offset, end: offset + len })
+        let total: u64 = objects.iter().map(|b| b.len() as u64).sum();
+        let start = pack.end.fetch_add(total, Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut out = Vec::with_capacity(objects.len());
+        for bytes in objects {
+            let offset = start + buf.len() as u64;
+            buf.extend_from_slice(bytes);
+            out.push(Appended { pack: Arc::clone(&pack), offset, end: offset + bytes.len() as u64 });
+        }
+        let wrote = pack.file.write_all_at(&buf, start).at(&pack.path);
+        // Counted even when it failed: no row will name those bytes.
+        pack.written.fetch_add(total, Ordering::Release);
+        wrote?;
+        Ok(out)
     }
 
     /// This process's current pack, created and registered when there is
@@ -107,7 +126,14 @@ impl Store {
             tx.execute("INSERT INTO packs (name) VALUES (?1)", params![name])?;
             Ok(tx.last_insert_rowid())
         })?;
-        let w = Arc::new(PackWriter { id, path, file, end: AtomicU64::new(0), synced: Mutex::new(0) });
+        let w = Arc::new(PackWriter {
+            id,
+            path,
+            file,
+            end: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            synced: Mutex::new(0),
+        });
         *writer = Some(Arc::clone(&w));
         Ok(w)
     }
