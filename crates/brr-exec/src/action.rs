@@ -120,7 +120,47 @@ pub fn execute(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Built, Failure>, ExecError> {
-    Ok(build(store, action, isolate, cond, true)?.map(|ran| Built { artifact: ran.artifact, log: ran.log }))
+    match execute_uncommitted(store, action, isolate, cond)? {
+        Ok(done) => {
+            let built = done.built;
+            let batches = [(done.batch, Some(done.record))];
+            store.commit(&batches)?.pop().unwrap_or(Ok(()))?;
+            Ok(Ok(built))
+        }
+        Err(f) => Ok(Err(f)),
+    }
+}
+
+/// A successful build whose outputs are written but neither durable nor
+/// recorded: [`Store::commit`] its `batch` with its `record`, typically
+/// together with other builds' (one sync and one transaction for all).
+#[derive(Debug)]
+pub struct Uncommitted {
+    pub built: Built,
+    pub batch: brr_store::PlacedBatch,
+    pub record: ActionRecord,
+}
+
+/// [`execute`] up to the commit.
+pub fn execute_uncommitted(
+    store: &Store,
+    action: &Action<'_>,
+    isolate: bool,
+    cond: &Conditions,
+) -> Result<Result<Uncommitted, Failure>, ExecError> {
+    let started = Instant::now();
+    build(store, action, isolate, cond, |puts, ran| {
+        let batch = store.place_batch(puts)?;
+        let record = ActionRecord {
+            key: action.key_hash,
+            artifact: ran.artifact,
+            log: Some(ran.log),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            created_at: unix_now(),
+            outputs: Some(ran.outputs),
+        };
+        Ok(Uncommitted { built: Built { artifact: ran.artifact, log: ran.log }, batch, record })
+    })
 }
 
 /// What a builder run stored.
@@ -162,7 +202,10 @@ pub fn run_builder(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
-    build(store, action, isolate, cond, false)
+    build(store, action, isolate, cond, |puts, ran| {
+        store.put_many(puts)?;
+        Ok(*ran)
+    })
 }
 
 /// Small inputs of one build are held in memory up to this many bytes.
@@ -191,16 +234,16 @@ fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecErr
         .collect()
 }
 
-/// Runs the builder; stores what it made and, when `record`, caches it
-/// under the action's key in the same transaction.
-fn build(
+/// Runs the builder; hands what it made (sources, key, log, outputs and
+/// artifact, in an order where each item's references come first) to
+/// `store_outputs`.
+fn build<T>(
     store: &Store,
     action: &Action<'_>,
     isolate: bool,
     cond: &Conditions,
-    record: bool,
-) -> Result<Result<Ran, Failure>, ExecError> {
-    let started = Instant::now();
+    store_outputs: impl FnOnce(&[Put<'_>], &Ran) -> Result<T, ExecError>,
+) -> Result<Result<T, Failure>, ExecError> {
     let pkg = action.pkg;
     // Small sources are read and checked against their hashes once, then
     // staged from memory; larger ones go into the store first and are staged
@@ -273,22 +316,7 @@ fn build(
     puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
     puts.extend(snapshot_puts(&snap));
     puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact_bytes });
-    if record {
-        store.put_many_and_record(
-            &puts,
-            &ActionRecord {
-                key: action.key_hash,
-                artifact,
-                log: Some(log),
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                created_at: unix_now(),
-                outputs: Some(snap.tree.root),
-            },
-        )?;
-    } else {
-        store.put_many(&puts)?;
-    }
-    Ok(Ok(Ran { outputs: snap.tree.root, artifact, log }))
+    Ok(Ok(store_outputs(&puts, &Ran { outputs: snap.tree.root, artifact, log })?))
 }
 
 /// Fills the sandbox: inputs (held ones from memory, the others from the

@@ -15,7 +15,7 @@ use brr_graph::{Inputs, Workspace, action_key, service_manifest};
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
 use brr_store::{ActionRecord, BuildRow, Store};
 
-use crate::action::{Action, Conditions, Failure, execute, unix_now};
+use crate::action::{Action, Conditions, Failure, Uncommitted, execute_uncommitted, unix_now};
 use crate::error::ExecError;
 
 /// How to build.
@@ -248,7 +248,19 @@ pub fn build(
         .build()
         .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
 
-    let ctx = Ctx { ws, inputs, store, mask, opts, cond: &cond, reporter, dependents: &dependents, state: &state };
+    let commits = Mutex::new(Commits::default());
+    let ctx = Ctx {
+        ws,
+        inputs,
+        store,
+        mask,
+        opts,
+        cond: &cond,
+        reporter,
+        dependents: &dependents,
+        state: &state,
+        commits: &commits,
+    };
     let ctx = &ctx;
     pool.scope(|scope| {
         let roots: Vec<usize> = {
@@ -264,12 +276,24 @@ pub fn build(
     Ok(st.outcomes.into_iter().flatten().collect())
 }
 
-/// Runs target `i`, then spawns the dependents it made ready.
+/// Runs target `i`; once it is finished (for a build: committed), spawns
+/// the dependents it made ready.
 fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
-    let outcome = ctx.target(i);
+    match ctx.target(i) {
+        Step::Finished(outcome) => finish(scope, i, outcome, ctx),
+        Step::Commit(built) => commit(scope, built, ctx),
+    }
+}
+
+/// Reports and records the outcome of target `i`, then spawns the
+/// dependents it made ready.
+fn finish<'s>(scope: &rayon::Scope<'s>, i: usize, outcome: Outcome, ctx: &'s Ctx<'s>) {
     ctx.reporter.finished(&outcome);
     let ready: Vec<usize> = {
         let mut st = ctx.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(row) = history_row(&outcome, None) {
+            st.history.push(row);
+        }
         st.outcomes[i] = Some(outcome);
         let mut ready = Vec::new();
         for &d in &ctx.dependents[i] {
@@ -287,6 +311,53 @@ fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
     }
 }
 
+/// Queues a finished build for the commit. The first thread to find no
+/// commit running commits everything queued (one sync and one transaction
+/// for all), again and again while more arrives; the others go back to
+/// building. A target counts as built, and its dependents start, only once
+/// its commit is done.
+fn commit<'s>(scope: &rayon::Scope<'s>, built: ToCommit, ctx: &'s Ctx<'s>) {
+    let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    q.queued.push(built);
+    if q.running {
+        return;
+    }
+    q.running = true;
+    loop {
+        let batch = std::mem::take(&mut q.queued);
+        drop(q);
+        for (i, outcome) in ctx.commit_all(batch) {
+            finish(scope, i, outcome, ctx);
+        }
+        q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.queued.is_empty() {
+            q.running = false;
+            return;
+        }
+    }
+}
+
+/// Builds waiting for their commit, and whether a thread is committing.
+#[derive(Default)]
+struct Commits {
+    queued: Vec<ToCommit>,
+    running: bool,
+}
+
+/// A build of target `i` that only lacks its commit.
+struct ToCommit {
+    i: usize,
+    key: BuildKey,
+    started: Instant,
+    done: Uncommitted,
+}
+
+/// What running a target came to.
+enum Step {
+    Finished(Outcome),
+    Commit(ToCommit),
+}
+
 struct Ctx<'a> {
     ws: &'a Workspace,
     inputs: &'a Inputs,
@@ -297,11 +368,12 @@ struct Ctx<'a> {
     reporter: &'a dyn Reporter,
     dependents: &'a [Vec<usize>],
     state: &'a Mutex<State>,
+    commits: &'a Mutex<Commits>,
 }
 
 impl Ctx<'_> {
     /// Decides and runs one target whose dependencies have all finished.
-    fn target(&self, i: usize) -> Outcome {
+    fn target(&self, i: usize) -> Step {
         let pkg = &self.ws.packages[i];
         let start = Instant::now();
         let done = |key, artifact, status| Outcome {
@@ -319,47 +391,80 @@ impl Ctx<'_> {
                 let dep = st.outcomes[d]
                     .as_ref()
                     .and_then(|o| o.artifact.filter(|_| matches!(o.status, Status::Built | Status::Cached)));
-                match dep {
-                    Some(a) => {
-                        deps.insert(self.ws.packages[d].name.clone(), a);
-                    }
-                    None => {
-                        return done(None, None, Status::Skipped { dependency: self.ws.packages[d].name.clone() });
-                    }
-                }
+                let Some(a) = dep else {
+                    let dependency = self.ws.packages[d].name.clone();
+                    return Step::Finished(done(None, None, Status::Skipped { dependency }));
+                };
+                deps.insert(self.ws.packages[d].name.clone(), a);
             }
         }
         let action = make_action(self.ws, self.inputs, i, deps);
         let key = action.key_hash;
-        let result = (|| -> Result<Outcome, ExecError> {
+        let result = (|| -> Result<Step, ExecError> {
             if let Some(a) = cached_artifact(self.store, key, &action)? {
-                return Ok(done(Some(key), Some(a), Status::Cached));
+                return Ok(Step::Finished(done(Some(key), Some(a), Status::Cached)));
             }
             if let Some(remotes) = self.opts.remotes
                 && remotes.fetch(self.store, key).is_some()
                 && let Some(a) = cached_artifact(self.store, key, &action)?
             {
-                return Ok(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) });
+                return Ok(Step::Finished(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) }));
             }
             self.reporter.started(&pkg.name);
-            Ok(match execute(self.store, &action, self.opts.isolate, self.cond)? {
-                Ok(b) => {
-                    if let Some(remotes) = self.opts.remotes {
-                        remotes.push(self.store, key, b.artifact, Some(b.log));
-                    }
-                    done(Some(key), Some(b.artifact), Status::Built)
-                }
-                Err(f) => done(Some(key), None, Status::Failed(f)),
+            Ok(match execute_uncommitted(self.store, &action, self.opts.isolate, self.cond)? {
+                Ok(built) => Step::Commit(ToCommit { i, key, started: start, done: built }),
+                Err(f) => Step::Finished(done(Some(key), None, Status::Failed(f))),
             })
         })();
-        let outcome = result.unwrap_or_else(|e| {
-            let reason = error_chain(&e);
-            done(Some(key), None, Status::Failed(Failure { reason, log: None, log_tail: String::new() }))
-        });
-        if let Some(row) = history_row(&outcome, Some(key)) {
-            self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).history.push(row);
-        }
-        outcome
+        result.unwrap_or_else(|e| Step::Finished(failed(&pkg.name, key, start, error_chain(&e))))
+    }
+
+    /// Commits `batch` (see [`commit`]); the outcome of each target.
+    fn commit_all(&self, batch: Vec<ToCommit>) -> Vec<(usize, Outcome)> {
+        let (meta, batches): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|c| ((c.i, c.key, c.started, c.done.built), (c.done.batch, Some(c.done.record))))
+            .unzip();
+        let results = self.store.commit(&batches);
+        meta.into_iter()
+            .enumerate()
+            .map(|(n, (i, key, started, built))| {
+                let name = &self.ws.packages[i].name;
+                let result = match &results {
+                    Ok(each) => each[n].as_ref().map(|&()| ()).map_err(|e| error_chain(e)),
+                    Err(e) => Err(error_chain(e)),
+                };
+                let outcome = match result {
+                    Ok(()) => {
+                        if let Some(remotes) = self.opts.remotes {
+                            remotes.push(self.store, key, built.artifact, Some(built.log));
+                        }
+                        Outcome {
+                            name: name.clone(),
+                            remote: false,
+                            key: Some(key),
+                            artifact: Some(built.artifact),
+                            status: Status::Built,
+                            duration: started.elapsed(),
+                        }
+                    }
+                    Err(reason) => failed(name, key, started, reason),
+                };
+                (i, outcome)
+            })
+            .collect()
+    }
+}
+
+/// The outcome of a target that could not be built at all.
+fn failed(name: &str, key: BuildKey, started: Instant, reason: String) -> Outcome {
+    Outcome {
+        name: name.to_owned(),
+        remote: false,
+        key: Some(key),
+        artifact: None,
+        status: Status::Failed(Failure { reason, log: None, log_tail: String::new() }),
+        duration: started.elapsed(),
     }
 }
 

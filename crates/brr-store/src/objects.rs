@@ -25,6 +25,7 @@ pub const INLINE_MAX: usize = 100 * 1024;
 
 /// An object ready to be recorded once its bytes are durable: its file is
 /// in place, or its bytes were appended to a pack.
+#[derive(Debug)]
 pub(crate) struct Placed {
     hash: Digest,
     kind: ObjectKind,
@@ -201,15 +202,48 @@ impl Store {
         Ok(digests)
     }
 
-    /// [`Store::put_many`], then caches `rec` in the same transaction, so a
-    /// build's objects and its action-cache entry are recorded together.
-    /// `rec.outputs` is recorded as given. Nothing is recorded if anything
-    /// fails, including a reference of `rec` that is not recorded.
-    pub fn put_many_and_record(&self, items: &[Put<'_>], rec: &ActionRecord) -> Result<Vec<Digest>, StoreError> {
+    /// Writes the missing objects of `items` (files and pack bytes), not
+    /// yet durable nor recorded: [`Store::commit`] does both, for many
+    /// batches at once. Until then they are bytes no row names.
+    pub fn place_batch(&self, items: &[Put<'_>]) -> Result<PlacedBatch, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
-        self.make_durable(&rows)?;
-        self.record(&rows, Some(rec))?;
-        Ok(digests)
+        Ok(PlacedBatch { digests, rows })
+    }
+
+    /// Makes the bytes of all `batches` durable (one sync), then records
+    /// them in one transaction, each batch in order and followed by its
+    /// action-cache entry if it has one (`outputs` recorded as given). A
+    /// batch that fails (a reference that is not recorded) is left out
+    /// alone: its slot of the result holds the error. `Err`: nothing was
+    /// recorded.
+    pub fn commit(
+        &self,
+        batches: &[(PlacedBatch, Option<ActionRecord>)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let rows: Vec<&Placed> = batches.iter().flat_map(|(b, _)| &b.rows).collect();
+        if rows.iter().any(|r| r.packed.is_none()) {
+            self.sync_fs()?;
+        } else {
+            sync_packs(rows.iter().filter_map(|r| r.packed.as_ref()))?;
+        }
+        self.db.write(|tx| {
+            let mut results = Vec::with_capacity(batches.len());
+            for (batch, rec) in batches {
+                tx.execute_batch("SAVEPOINT batch")?;
+                match record_rows(tx, &batch.rows, rec.as_ref()) {
+                    Ok(()) => {
+                        tx.execute_batch("RELEASE batch")?;
+                        results.push(Ok(()));
+                    }
+                    Err(TxError::Store(e)) => {
+                        tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                        results.push(Err(e));
+                    }
+                    Err(sql) => return Err(sql),
+                }
+            }
+            Ok(results)
+        })
     }
 
     /// Makes the objects of `items` readable at once, as cheaply as
@@ -228,7 +262,7 @@ impl Store {
 
     /// Makes the bytes of `rows` durable: one `syncfs` when files were
     /// written (it covers the packs too), else a sync of the packs.
-    fn make_durable(&self, rows: &[Placed]) -> Result<(), StoreError> {
+    pub(crate) fn make_durable(&self, rows: &[Placed]) -> Result<(), StoreError> {
         if rows.iter().any(|r| r.packed.is_none()) {
             self.sync_fs()
         } else {
@@ -251,7 +285,7 @@ impl Store {
                 .map(|(d, kind, _)| Ok(!seen.insert(*d) || kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind))))
                 .collect()
         })?;
-        let placed: Vec<(Placed, Option<Cow<'_, [u8]>>)> = todo
+        let placed: Vec<PlacedOrPending<'_>> = todo
             .par_iter()
             .with_min_len(16)
             .zip(present)
@@ -283,7 +317,7 @@ impl Store {
         hash: Digest,
         kind: ObjectKind,
         source: &Source<'a>,
-    ) -> Result<(Placed, Option<Cow<'a, [u8]>>), StoreError> {
+    ) -> Result<PlacedOrPending<'a>, StoreError> {
         match source {
             Source::File(path) => {
                 if let Some(bytes) = read_small_checked(path, hash)? {
@@ -316,31 +350,7 @@ impl Store {
         if objects.is_empty() && then.is_none() {
             return Ok(());
         }
-        self.db.write(|tx| {
-            for o in objects {
-                let existing = kind_in(tx, o.hash)?;
-                if existing.is_some_and(|k| satisfies(k, o.kind)) {
-                    continue;
-                }
-                for (r, expected) in &o.refs {
-                    require(tx, (o.kind, o.hash), *r, *expected)?;
-                }
-                if existing.is_some() {
-                    let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
-                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
-                } else {
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?;
-                    let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
-                    stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
-                }
-            }
-            if let Some(rec) = then {
-                insert_action(tx, rec, rec.outputs)?;
-            }
-            Ok(())
-        })
+        self.db.write(|tx| record_rows(tx, objects, then))
     }
 
     /// Object `d` decoded as an `O`.
@@ -348,6 +358,50 @@ impl Store {
         let bytes = self.get(d)?;
         O::decode(&bytes).map_err(|source| StoreError::Invalid { hash: d, kind: O::KIND, source })
     }
+}
+
+/// A placed object, with the bytes still to append to a pack when it is small.
+type PlacedOrPending<'a> = (Placed, Option<Cow<'a, [u8]>>);
+
+/// Objects of one batch whose bytes are written (see [`Store::place_batch`]).
+#[derive(Debug)]
+pub struct PlacedBatch {
+    digests: Vec<Digest>,
+    rows: Vec<Placed>,
+}
+
+impl PlacedBatch {
+    /// The digest of each item put, in order.
+    pub fn digests(&self) -> &[Digest] {
+        &self.digests
+    }
+}
+
+/// Records `objects` in order, then the action `then`, inside `tx`.
+fn record_rows(tx: &Transaction<'_>, objects: &[Placed], then: Option<&ActionRecord>) -> Result<(), TxError> {
+    for o in objects {
+        let existing = kind_in(tx, o.hash)?;
+        if existing.is_some_and(|k| satisfies(k, o.kind)) {
+            continue;
+        }
+        for (r, expected) in &o.refs {
+            require(tx, (o.kind, o.hash), *r, *expected)?;
+        }
+        if existing.is_some() {
+            let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
+            stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
+        } else {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
+            stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
+        }
+    }
+    if let Some(rec) = then {
+        insert_action(tx, rec, rec.outputs)?;
+    }
+    Ok(())
 }
 
 /// The puts of a snapshot: blobs first, then trees children-first (the order

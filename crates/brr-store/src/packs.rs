@@ -34,6 +34,7 @@ pub(crate) struct Packs {
 }
 
 /// The pack this process appends to.
+#[derive(Debug)]
 pub(crate) struct PackWriter {
     pub(crate) id: i64,
     path: PathBuf,
@@ -47,6 +48,7 @@ pub(crate) struct PackWriter {
 }
 
 /// Where an object's bytes were appended (durable once synced to `end`).
+#[derive(Debug)]
 pub(crate) struct Appended {
     pub(crate) pack: Arc<PackWriter>,
     pub(crate) offset: u64,

@@ -108,14 +108,22 @@ fn a_build_is_recorded_with_its_objects_or_not_at_all() -> TestResult {
         Put::Bytes { kind: ObjectKind::Tree, bytes: &outputs },
         Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact },
     ];
-    let err = store.put_many_and_record(&without_log, &rec).unwrap_err();
+    let batch = store.place_batch(&without_log)?;
+    let mut results = store.commit(&[(batch, Some(rec.clone()))])?;
+    let err = results.pop().ok_or("no result")?.unwrap_err();
     assert!(matches!(err, StoreError::MissingReference { missing, .. } if missing == Digest::of(log)), "{err}");
     assert_eq!(store.lookup_action(rec.key)?, None);
     assert!(!store.contains(rec.artifact.0)?, "the artifact was recorded without its action");
 
     let with_log = [Put::Bytes { kind: ObjectKind::Blob, bytes: log }, without_log[0], without_log[1]];
-    let digests = store.put_many_and_record(&with_log, &rec)?;
-    assert_eq!(digests, vec![Digest::of(log), outputs_hash.0, rec.artifact.0]);
+    let batch = store.place_batch(&with_log)?;
+    assert_eq!(batch.digests(), [Digest::of(log), outputs_hash.0, rec.artifact.0]);
+    // Committed with a failing batch, which is left out alone.
+    let failing = store.place_batch(&without_log[1..])?;
+    let other = ActionRecord { key: BuildKey(Digest::of(b"other key")), ..rec.clone() };
+    let results = store.commit(&[(failing, Some(other.clone())), (batch, Some(rec.clone()))])?;
+    assert!(results[0].is_err() && results[1].is_ok(), "{results:?}");
     assert_eq!(store.lookup_action(rec.key)?, Some(rec));
+    assert_eq!(store.lookup_action(other.key)?, None);
     Ok(())
 }
