@@ -6,7 +6,8 @@
 //! dependents; independent targets go on.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -235,20 +236,22 @@ pub fn build(
     let waiting =
         (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d] && resolved[d].is_none()).count()).collect();
     let state = Mutex::new(State { waiting, outcomes: resolved, history });
-    // Twice as many threads as builders: while `jobs` builders run, the
-    // other threads stage the next sandboxes and store finished outputs
-    // (which waits on `syncfs` and the database), so the CPUs do not idle.
+    // Twice as many threads as builders, and the committer: while `jobs`
+    // builders run, the other threads stage the next sandboxes and store
+    // finished outputs, so the CPUs do not idle.
     let cond = Conditions {
         builders: Some(std::sync::Arc::new(crate::action::Permits::new(opts.jobs))),
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1) * 2)
+        .num_threads(opts.jobs.max(1) * 2 + 1)
         .thread_name(|i| format!("brr-build-{i}"))
         .build()
         .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
 
     let commits = Mutex::new(Commits::default());
+    let commit_wake = Condvar::new();
+    let in_flight = AtomicUsize::new(0);
     let ctx = Ctx {
         ws,
         inputs,
@@ -260,6 +263,8 @@ pub fn build(
         dependents: &dependents,
         state: &state,
         commits: &commits,
+        commit_wake: &commit_wake,
+        in_flight: &in_flight,
     };
     let ctx = &ctx;
     pool.scope(|scope| {
@@ -268,12 +273,33 @@ pub fn build(
             (0..n).filter(|&i| mask[i] && st.outcomes[i].is_none() && st.waiting[i] == 0).collect()
         };
         for i in roots {
-            scope.spawn(move |s| run_one(s, i, ctx));
+            spawn_target(scope, i, ctx);
         }
+        // On this thread, which the targets' tasks leave to the committer.
+        committer(scope, ctx);
     });
     let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     store.record_builds(&st.history)?;
     Ok(st.outcomes.into_iter().flatten().collect())
+}
+
+/// Builds nobody waits for are committed in groups of up to this many…
+const COMMIT_BATCH: usize = 8;
+/// …or at most this long after the first of them finished: every commit
+/// costs a sync, which is most of what storing a small build costs.
+const COMMIT_DELAY: Duration = Duration::from_millis(10);
+
+/// Runs target `i` on the pool, counted in `in_flight` until its task ends.
+fn spawn_target<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
+    ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+    scope.spawn(move |s| {
+        run_one(s, i, ctx);
+        if ctx.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Under the lock, so the committer cannot miss it.
+            let _q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ctx.commit_wake.notify_all();
+        }
+    });
 }
 
 /// Runs target `i`; once it is finished (for a build: committed), spawns
@@ -281,7 +307,7 @@ pub fn build(
 fn run_one<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
     match ctx.target(i) {
         Step::Finished(outcome) => finish(scope, i, outcome, ctx),
-        Step::Commit(built) => commit(scope, built, ctx),
+        Step::Commit(built) => commit(built, ctx),
     }
 }
 
@@ -307,41 +333,69 @@ fn finish<'s>(scope: &rayon::Scope<'s>, i: usize, outcome: Outcome, ctx: &'s Ctx
         ready
     };
     for d in ready {
-        scope.spawn(move |s| run_one(s, d, ctx));
+        spawn_target(scope, d, ctx);
     }
 }
 
-/// Queues a finished build for the commit. The first thread to find no
-/// commit running commits everything queued (one sync and one transaction
-/// for all), again and again while more arrives; the others go back to
-/// building. A target counts as built, and its dependents start, only once
-/// its commit is done.
-fn commit<'s>(scope: &rayon::Scope<'s>, built: ToCommit, ctx: &'s Ctx<'s>) {
+/// Queues a finished build for the [`committer`]. A build some selected
+/// target depends on is committed at once (its dependents start only then).
+fn commit(built: ToCommit, ctx: &Ctx<'_>) {
+    let awaited = ctx.dependents[built.i].iter().any(|&d| ctx.mask[d]);
     let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    q.since.get_or_insert_with(Instant::now);
     q.queued.push(built);
-    if q.running {
-        return;
+    q.awaited |= awaited;
+    // The first one starts the committer's clock.
+    if q.queued.len() == 1 || q.awaited || q.queued.len() >= COMMIT_BATCH {
+        ctx.commit_wake.notify_all();
     }
-    q.running = true;
+}
+
+/// Runs for the whole build: commits what builds queue, all
+/// queued builds together (one sync and one transaction), when one of them
+/// is awaited, [`COMMIT_BATCH`] are queued, the oldest has waited
+/// [`COMMIT_DELAY`], or nothing else is running. A build counts as built,
+/// and is reported, once committed. Returns when no target is running and
+/// nothing is queued.
+fn committer<'s>(scope: &rayon::Scope<'s>, ctx: &'s Ctx<'s>) {
+    let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
+        let idle = ctx.in_flight.load(Ordering::SeqCst) == 0;
+        let waited = q.since.map_or(Duration::ZERO, |t| t.elapsed());
+        if q.queued.is_empty() {
+            if idle {
+                return;
+            }
+            q = ctx.commit_wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+            continue;
+        }
+        if !(q.awaited || q.queued.len() >= COMMIT_BATCH || waited >= COMMIT_DELAY || idle) {
+            q = ctx
+                .commit_wake
+                .wait_timeout(q, COMMIT_DELAY.saturating_sub(waited))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            continue;
+        }
         let batch = std::mem::take(&mut q.queued);
+        q.awaited = false;
+        q.since = None;
         drop(q);
         for (i, outcome) in ctx.commit_all(batch) {
             finish(scope, i, outcome, ctx);
         }
         q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if q.queued.is_empty() {
-            q.running = false;
-            return;
-        }
     }
 }
 
-/// Builds waiting for their commit, and whether a thread is committing.
+/// Builds waiting for their commit.
 #[derive(Default)]
 struct Commits {
     queued: Vec<ToCommit>,
-    running: bool,
+    /// When the oldest of them was queued.
+    since: Option<Instant>,
+    /// Some queued build is a dependency of a selected target.
+    awaited: bool,
 }
 
 /// A build of target `i` that only lacks its commit.
@@ -369,6 +423,9 @@ struct Ctx<'a> {
     dependents: &'a [Vec<usize>],
     state: &'a Mutex<State>,
     commits: &'a Mutex<Commits>,
+    commit_wake: &'a Condvar,
+    /// Targets spawned whose task has not ended.
+    in_flight: &'a AtomicUsize,
 }
 
 impl Ctx<'_> {
