@@ -1,5 +1,7 @@
-//! Running one build: store its sources, stage the sandbox, run the builder,
-//! check and store its outputs, record the action.
+//! Running one build: read its sources, stage the sandbox, run the builder,
+//! check its outputs and write everything to the store; committing that
+//! (durably, with the action-cache entry) is left to the caller, who groups
+//! the commits of many builds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,25 +114,6 @@ impl Conditions {
     }
 }
 
-/// Runs the builder of `action` and records the result in the action cache;
-/// `Ok(Err(_))` is a failed build, `Err` a failure to run it at all.
-pub fn execute(
-    store: &Store,
-    action: &Action<'_>,
-    isolate: bool,
-    cond: &Conditions,
-) -> Result<Result<Built, Failure>, ExecError> {
-    match execute_uncommitted(store, action, isolate, cond)? {
-        Ok(done) => {
-            let built = done.built;
-            let batches = [(done.batch, Some(done.record))];
-            store.commit(&batches)?.pop().unwrap_or(Ok(()))?;
-            Ok(Ok(built))
-        }
-        Err(f) => Ok(Err(f)),
-    }
-}
-
 /// A successful build whose outputs are written but neither durable nor
 /// recorded: [`Store::commit`] its `batch` with its `record`, typically
 /// together with other builds' (one sync and one transaction for all).
@@ -141,7 +124,9 @@ pub struct Uncommitted {
     pub record: ActionRecord,
 }
 
-/// [`execute`] up to the commit.
+/// Runs the builder of `action` and writes what it made to the store, up to
+/// the commit; `Ok(Err(_))` is a failed build (recorded for `why` and
+/// `log`), `Err` a failure to run it at all.
 pub fn execute_uncommitted(
     store: &Store,
     action: &Action<'_>,

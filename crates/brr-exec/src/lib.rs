@@ -2,10 +2,12 @@
 //!
 //! [`scheduler::build`] walks the selected part of the DAG in parallel
 //! (rayon, `-j N`): each target is keyed on its dependencies' artifact hashes,
-//! looked up in the action cache and built only on a miss. [`action::execute`]
-//! runs one builder in a fresh [`stage::Sandbox`] holding only its declared
-//! inputs, tools and dependency artifacts, through [`sandbox`] (namespaces and
-//! Landlock where the kernel allows), then stores its outputs.
+//! looked up in the action cache and built only on a miss.
+//! [`action::execute_uncommitted`] runs one builder in a fresh
+//! [`stage::Sandbox`] holding only its declared inputs, tools and dependency
+//! artifacts, through [`sandbox`] (namespaces and Landlock where the kernel
+//! allows), then writes its outputs; the scheduler commits finished builds
+//! in groups.
 
 pub mod action;
 mod error;
