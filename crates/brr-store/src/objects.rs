@@ -2,7 +2,7 @@
 //! which is closed under references (see the crate docs).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -377,26 +377,35 @@ impl PlacedBatch {
     }
 }
 
-/// Records `objects` in order, then the action `then`, inside `tx`.
+/// Records `objects` in order, then the action `then`, inside `tx`. A
+/// reference to an object recorded earlier in the same batch is not looked
+/// up again.
 fn record_rows(tx: &Transaction<'_>, objects: &[Placed], then: Option<&ActionRecord>) -> Result<(), TxError> {
+    let mut recorded: HashMap<Digest, ObjectKind> = HashMap::with_capacity(objects.len());
     for o in objects {
-        let existing = kind_in(tx, o.hash)?;
-        if existing.is_some_and(|k| satisfies(k, o.kind)) {
-            continue;
+        for &(r, expected) in &o.refs {
+            if !recorded.get(&r).is_some_and(|&k| satisfies(k, expected)) {
+                require(tx, (o.kind, o.hash), r, expected)?;
+            }
         }
-        for (r, expected) in &o.refs {
-            require(tx, (o.kind, o.hash), *r, *expected)?;
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
+        let inserted = insert.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
+        let mut kind = o.kind;
+        if inserted == 0 {
+            // Already there (its bytes too): a blob put again as a tree,
+            // artifact or action takes the more specific kind.
+            let existing = kind_in(tx, o.hash)?.unwrap_or(o.kind);
+            if satisfies(existing, o.kind) {
+                kind = existing;
+            } else {
+                let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
+                stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
+            }
         }
-        if existing.is_some() {
-            let mut stmt = tx.prepare_cached("UPDATE objects SET kind = ?2 WHERE hash = ?1")?;
-            stmt.execute(params![o.hash.as_bytes(), o.kind.as_str()])?;
-        } else {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
-            stmt.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
-        }
+        recorded.insert(o.hash, kind);
     }
     if let Some(rec) = then {
         insert_action(tx, rec, rec.outputs)?;
