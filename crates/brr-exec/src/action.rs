@@ -126,15 +126,17 @@ pub struct Uncommitted {
 
 /// Runs the builder of `action` and writes what it made to the store, up to
 /// the commit; `Ok(Err(_))` is a failed build (recorded for `why` and
-/// `log`), `Err` a failure to run it at all.
+/// `log`), `Err` a failure to run it at all. `on_start` is called when the
+/// builder process is about to start (after waiting for a `-j` permit).
 pub fn execute_uncommitted(
     store: &Store,
     action: &Action<'_>,
     isolate: bool,
     cond: &Conditions,
+    on_start: &dyn Fn(),
 ) -> Result<Result<Uncommitted, Failure>, ExecError> {
     let started = Instant::now();
-    build(store, action, isolate, cond, |puts, ran| {
+    build(store, action, isolate, cond, on_start, |puts, ran| {
         let batch = store.place_batch(puts)?;
         let record = ActionRecord {
             key: action.key_hash,
@@ -187,7 +189,7 @@ pub fn run_builder(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
-    build(store, action, isolate, cond, |puts, ran| {
+    build(store, action, isolate, cond, &|| {}, |puts, ran| {
         store.put_many(puts)?;
         Ok(*ran)
     })
@@ -227,6 +229,7 @@ fn build<T>(
     action: &Action<'_>,
     isolate: bool,
     cond: &Conditions,
+    on_start: &dyn Fn(),
     store_outputs: impl FnOnce(&[Put<'_>], &Ran) -> Result<T, ExecError>,
 ) -> Result<Result<T, Failure>, ExecError> {
     let pkg = action.pkg;
@@ -265,9 +268,13 @@ fn build<T>(
     let spec = builder_spec(action, &sb, cond);
     let log_path = sb.log();
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let start = || {
+        on_start();
+        run(&spec, log_file, isolate)
+    };
     let status = match &cond.builders {
-        Some(permits) => permits.with(|| run(&spec, log_file, isolate))?,
-        None => run(&spec, log_file, isolate)?,
+        Some(permits) => permits.with(start)?,
+        None => start()?,
     };
     let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);

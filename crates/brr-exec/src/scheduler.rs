@@ -69,6 +69,7 @@ pub struct Outcome {
 
 /// Receives progress; implemented by the CLI's printer.
 pub trait Reporter: Sync {
+    /// A target's builder process is about to start (it holds a `-j` permit).
     fn started(&self, name: &str);
     fn finished(&self, outcome: &Outcome);
 }
@@ -467,8 +468,8 @@ impl Ctx<'_> {
             {
                 return Ok(Step::Finished(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) }));
             }
-            self.reporter.started(&pkg.name);
-            Ok(match execute_uncommitted(self.store, &action, self.opts.isolate, self.cond)? {
+            let started = || self.reporter.started(&pkg.name);
+            Ok(match execute_uncommitted(self.store, &action, self.opts.isolate, self.cond, &started)? {
                 Ok(built) => Step::Commit(ToCommit { i, key, started: start, done: built }),
                 Err(f) => Step::Finished(done(Some(key), None, Status::Failed(f))),
             })
