@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use brr_graph::{Inputs, Workspace, action_key, service_manifest};
-use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, Object};
 use brr_store::{ActionRecord, BuildRow, Store};
 
 use crate::action::{Action, Conditions, Failure, Uncommitted, execute_uncommitted, unix_now};
@@ -382,7 +382,13 @@ fn committer<'s>(scope: &rayon::Scope<'s>, ctx: &'s Ctx<'s>) {
         q.awaited = false;
         q.since = None;
         drop(q);
-        for (i, outcome) in ctx.commit_all(batch) {
+        for (i, outcome, log) in ctx.commit_all(batch) {
+            if let (Some(remotes), Status::Built, Some(key), Some(artifact)) =
+                (ctx.opts.remotes, &outcome.status, outcome.key, outcome.artifact)
+            {
+                // On the pool: the committer does not wait on the network.
+                scope.spawn(move |_| remotes.push(ctx.store, key, artifact, Some(log)));
+            }
             finish(scope, i, outcome, ctx);
         }
         q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -477,8 +483,9 @@ impl Ctx<'_> {
         result.unwrap_or_else(|e| Step::Finished(failed(&pkg.name, key, start, error_chain(&e))))
     }
 
-    /// Commits `batch` (see [`commit`]); the outcome of each target.
-    fn commit_all(&self, batch: Vec<ToCommit>) -> Vec<(usize, Outcome)> {
+    /// Commits `batch` (see [`commit`]); the outcome of each target, and
+    /// its build's log.
+    fn commit_all(&self, batch: Vec<ToCommit>) -> Vec<(usize, Outcome, Digest)> {
         let (meta, batches): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|c| ((c.i, c.key, c.started, c.done.built), (c.done.batch, Some(c.done.record))))
@@ -493,22 +500,17 @@ impl Ctx<'_> {
                     Err(e) => Err(error_chain(e)),
                 };
                 let outcome = match result {
-                    Ok(()) => {
-                        if let Some(remotes) = self.opts.remotes {
-                            remotes.push(self.store, key, built.artifact, Some(built.log));
-                        }
-                        Outcome {
-                            name: name.clone(),
-                            remote: false,
-                            key: Some(key),
-                            artifact: Some(built.artifact),
-                            status: Status::Built,
-                            duration: started.elapsed(),
-                        }
-                    }
+                    Ok(()) => Outcome {
+                        name: name.clone(),
+                        remote: false,
+                        key: Some(key),
+                        artifact: Some(built.artifact),
+                        status: Status::Built,
+                        duration: started.elapsed(),
+                    },
                     Err(reason) => failed(name, key, started, reason),
                 };
-                (i, outcome)
+                (i, outcome, built.log)
             })
             .collect()
     }
