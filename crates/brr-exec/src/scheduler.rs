@@ -352,9 +352,9 @@ fn commit(built: ToCommit, ctx: &Ctx<'_>) {
     }
 }
 
-/// Runs for the whole build: commits what builds queue, all
-/// queued builds together (one sync and one transaction), when one of them
-/// is awaited, [`COMMIT_BATCH`] are queued, the oldest has waited
+/// Runs for the whole build on the thread that owns the scope: commits all
+/// queued builds together (one sync and one transaction) as soon as one of
+/// them is awaited, [`COMMIT_BATCH`] are queued, the oldest has waited
 /// [`COMMIT_DELAY`], or nothing else is running. A build counts as built,
 /// and is reported, once committed. Returns when no target is running and
 /// nothing is queued.

@@ -190,11 +190,11 @@ impl Store {
         Ok(snap.tree.root)
     }
 
-    /// Stores a batch: the missing files are written in parallel, made
-    /// durable with one `syncfs`, then recorded in one transaction (with the
-    /// bytes of small objects), in order, so an item may reference earlier
-    /// items of the same batch. Returns each item's digest. Nothing is
-    /// recorded if any item fails.
+    /// Stores a batch: the missing objects are written (files in parallel,
+    /// small ones appended to a pack), made durable with one sync, then
+    /// recorded in one transaction, in order, so an item may reference
+    /// earlier items of the same batch. Returns each item's digest. Nothing
+    /// is recorded if any item fails.
     pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
         self.make_durable(&rows)?;
@@ -220,12 +220,7 @@ impl Store {
         &self,
         batches: &[(PlacedBatch, Option<ActionRecord>)],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let rows: Vec<&Placed> = batches.iter().flat_map(|(b, _)| &b.rows).collect();
-        if rows.iter().any(|r| r.packed.is_none()) {
-            self.sync_fs()?;
-        } else {
-            sync_packs(rows.iter().filter_map(|r| r.packed.as_ref()))?;
-        }
+        self.make_durable(batches.iter().flat_map(|(b, _)| &b.rows))?;
         self.db.write(|tx| {
             let mut results = Vec::with_capacity(batches.len());
             for (batch, rec) in batches {
@@ -250,8 +245,8 @@ impl Store {
     /// possible: large ones get their files without a row (a later
     /// [`Store::put_many`] of the same items finds them in place and records
     /// them; until then they are unreferenced files, which `verify`
-    /// accepts), small ones are recorded with their bytes, so they must not
-    /// reference anything not recorded yet.
+    /// accepts), small ones are recorded once their pack is synced, so they
+    /// must not reference anything not recorded yet.
     pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
         let small: Vec<Placed> = rows.into_iter().filter(|r| r.packed.is_some()).collect();
@@ -262,11 +257,11 @@ impl Store {
 
     /// Makes the bytes of `rows` durable: one `syncfs` when files were
     /// written (it covers the packs too), else a sync of the packs.
-    pub(crate) fn make_durable(&self, rows: &[Placed]) -> Result<(), StoreError> {
-        if rows.iter().any(|r| r.packed.is_none()) {
+    fn make_durable<'a>(&self, rows: impl IntoIterator<Item = &'a Placed> + Clone) -> Result<(), StoreError> {
+        if rows.clone().into_iter().any(|r| r.packed.is_none()) {
             self.sync_fs()
         } else {
-            sync_packs(rows.iter().filter_map(|r| r.packed.as_ref()))
+            sync_packs(rows.into_iter().filter_map(|r| r.packed.as_ref()))
         }
     }
 
