@@ -10,7 +10,7 @@ use std::time::Instant;
 use brr_graph::{Package, Tool, which};
 use brr_hash::fs::{FsError, Leaf, snapshot};
 use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
-use brr_store::{ActionRecord, INLINE_MAX, Put, Store, read_small_checked, snapshot_puts};
+use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_small_checked, snapshot_puts};
 use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
@@ -206,7 +206,7 @@ fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecErr
         .leaves
         .iter()
         .map(|leaf| {
-            let hold = leaf.size <= INLINE_MAX as u64 && leaf.size <= budget;
+            let hold = leaf.size <= PACKED_MAX as u64 && leaf.size <= budget;
             budget -= if hold { leaf.size } else { 0 };
             hold
         })

@@ -167,17 +167,12 @@ impl Sandbox {
         kind: EntryKind,
         link: bool,
     ) -> Result<(), ExecError> {
-        let dest = self.src().join(rel);
-        if let Some(parent) = dest.parent()
-            && self.made_dirs.insert(parent.to_path_buf())
-        {
-            fs_err::create_dir_all(parent).map_err(io(parent))?;
-        }
+        let dest = self.input_path(rel)?;
         // Executables are copied: a link would share the CAS file's 0444 mode.
         if link && kind != EntryKind::Executable {
             store.link_out(d, &dest)?;
         } else {
-            store.copy_out(d, &dest, if kind == EntryKind::Executable { 0o555 } else { 0o444 })?;
+            store.copy_out(d, &dest, input_mode(kind))?;
         }
         Ok(())
     }
@@ -185,17 +180,22 @@ impl Sandbox {
     /// Stages one input at `src/<rel>` as a read-only file holding `bytes`.
     pub fn stage_bytes(&mut self, rel: &str, bytes: &[u8], kind: EntryKind) -> Result<(), ExecError> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        let dest = self.input_path(rel)?;
+        let mut file = File::options().write(true).create_new(true).open(&dest).map_err(io(&dest))?;
+        file.write_all(bytes).map_err(io(&dest))?;
+        // Exactly the mode a copy from the store gets, whatever brr's umask.
+        file.set_permissions(std::fs::Permissions::from_mode(input_mode(kind))).map_err(io(&dest))
+    }
+
+    /// `src/<rel>`, its folder created.
+    fn input_path(&mut self, rel: &str) -> Result<PathBuf, ExecError> {
         let dest = self.src().join(rel);
         if let Some(parent) = dest.parent()
             && self.made_dirs.insert(parent.to_path_buf())
         {
             fs_err::create_dir_all(parent).map_err(io(parent))?;
         }
-        let mode = if kind == EntryKind::Executable { 0o555 } else { 0o444 };
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&dest).map_err(io(&dest))?;
-        file.write_all(bytes).map_err(io(&dest))
+        Ok(dest)
     }
 
     /// Puts a declared tool on the builder's PATH.
@@ -210,6 +210,11 @@ impl Drop for Sandbox {
         // Best effort: a leftover is removed by the next `clean_stale`.
         let _ = remove_tree(&self.root);
     }
+}
+
+/// The mode of a staged input: read-only, executable if it was.
+fn input_mode(kind: EntryKind) -> u32 {
+    if kind == EntryKind::Executable { 0o555 } else { 0o444 }
 }
 
 /// Removes a folder tree even where it was made read-only.

@@ -191,13 +191,13 @@ impl Store {
     /// its hash on the way. Used where a hard link would share the CAS
     /// file's mode, or there is no CAS file (a small object).
     pub fn copy_out(&self, d: Digest, dest: &Path, mode: u32) -> Result<(), StoreError> {
-        let inline = self.inline_bytes(d)?;
+        let small = self.small_bytes(d)?;
         let mut out =
             OpenOptions::new().write(true).create_new(true).mode(mode).open(dest).map_err(|e| match e.kind() {
                 ErrorKind::AlreadyExists => StoreError::DestinationExists { path: dest.to_path_buf() },
                 _ => StoreError::Io { path: dest.to_path_buf(), source: e },
             })?;
-        if let Some(bytes) = inline {
+        if let Some(bytes) = small {
             out.write_all(&bytes).at(dest)?;
         } else {
             let src = self.object_path(d);
@@ -212,7 +212,7 @@ impl Store {
 
     /// The bytes of `d` when it is a small object (in a pack, or in the
     /// database where schema 4 put it), checked.
-    pub(crate) fn inline_bytes(&self, d: Digest) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn small_bytes(&self, d: Digest) -> Result<Option<Vec<u8>>, StoreError> {
         enum Found {
             Packed(i64, String, u64, u64),
             Row(Vec<u8>),
@@ -245,7 +245,7 @@ impl Store {
 
     /// The bytes of object `d`, checked against `d`.
     pub fn get(&self, d: Digest) -> Result<Vec<u8>, StoreError> {
-        if let Some(bytes) = self.inline_bytes(d)? {
+        if let Some(bytes) = self.small_bytes(d)? {
             return Ok(bytes);
         }
         let path = self.object_path(d);

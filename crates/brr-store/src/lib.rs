@@ -5,8 +5,8 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`INLINE_MAX`], read-only files named by their BLAKE3 digest |
-//! | `packs/<name>` | bytes of objects up to [`INLINE_MAX`], appended to one file per writing process |
+//! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`PACKED_MAX`], read-only files named by their BLAKE3 digest |
+//! | `packs/<name>` | bytes of objects up to [`PACKED_MAX`], appended to one file per writing process |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
 //! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache |
 //! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
@@ -20,7 +20,7 @@
 //! # Why the write order is what it is
 //!
 //! A row never points at an object that is not fully on disk. A small object
-//! (up to [`INLINE_MAX`]; most objects of a monorepo: sources, trees, keys,
+//! (up to [`PACKED_MAX`]; most objects of a monorepo: sources, trees, keys,
 //! artifacts, logs) is appended to this process's pack file, the pack is
 //! synced (`fdatasync`) past its end, and only then is its row committed.
 //! Packs avoid what the two earlier layouts cost: one file per object, or,
@@ -63,7 +63,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
-pub use objects::{INLINE_MAX, PlacedBatch, Put, read_small_checked, snapshot_puts};
+pub use objects::{PACKED_MAX, PlacedBatch, Put, read_small_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;

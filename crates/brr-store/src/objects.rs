@@ -21,7 +21,7 @@ use crate::{Store, StoreError};
 /// file each (see `schemas/0005_packs.sql`): about the size below which
 /// SQLite's measurements find one shared file faster to read than a file
 /// per blob.
-pub const INLINE_MAX: usize = 100 * 1024;
+pub const PACKED_MAX: usize = 100 * 1024;
 
 /// An object ready to be recorded once its bytes are durable: its file is
 /// in place, or its bytes were appended to a pack.
@@ -36,20 +36,20 @@ pub(crate) struct Placed {
     packed: Option<Appended>,
 }
 
-/// The bytes of the file at `path` when it has at most [`INLINE_MAX`].
+/// The bytes of the file at `path` when it has at most [`PACKED_MAX`].
 fn read_small(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     let file = std::fs::File::open(path).at(path)?;
     let len = file.metadata().at(path)?.len();
-    if len > INLINE_MAX as u64 {
+    if len > PACKED_MAX as u64 {
         return Ok(None);
     }
     // One byte more, so that the read which finds the end needs no growth.
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(INLINE_MAX) + 1);
-    file.take(INLINE_MAX as u64 + 1).read_to_end(&mut bytes).at(path)?;
-    Ok((bytes.len() <= INLINE_MAX).then_some(bytes))
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(PACKED_MAX) + 1);
+    file.take(PACKED_MAX as u64 + 1).read_to_end(&mut bytes).at(path)?;
+    Ok((bytes.len() <= PACKED_MAX).then_some(bytes))
 }
 
-/// The bytes of the file at `path` when it has at most [`INLINE_MAX`],
+/// The bytes of the file at `path` when it has at most [`PACKED_MAX`],
 /// checked against `expected`: fails if they do not hash to it (the file
 /// changed since it was hashed).
 pub fn read_small_checked(path: &Path, expected: Digest) -> Result<Option<Vec<u8>>, StoreError> {
@@ -266,6 +266,9 @@ impl Store {
     }
 
     fn place_missing(&self, items: &[Put<'_>]) -> Result<(Vec<Digest>, Vec<Placed>), StoreError> {
+        if items.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let todo: Vec<(Digest, ObjectKind, Source<'_>)> = items
             .iter()
             .map(|p| match *p {
@@ -327,7 +330,7 @@ impl Store {
                 let refs = references(kind, hash, bytes)?;
                 let size = bytes.len() as u64;
                 let row = Placed { hash, kind, size, refs, packed: None };
-                if bytes.len() <= INLINE_MAX {
+                if bytes.len() <= PACKED_MAX {
                     return Ok((row, Some(Cow::Borrowed(*bytes))));
                 }
                 self.place_bytes(hash, bytes)?;

@@ -1,13 +1,13 @@
-//! Pack files: the bytes of small objects (up to [`crate::INLINE_MAX`]),
+//! Pack files: the bytes of small objects (up to [`crate::PACKED_MAX`]),
 //! appended to `packs/<name>`.
 //!
 //! Each process appends to a pack of its own (a new one per process, and
 //! after [`PACK_ROLL_OVER`] bytes), so writers never share a file; threads
 //! reserve disjoint ranges and write them concurrently. A pack is registered
 //! in `packs` before any object in it is, and an object's row (naming its
-//! pack and offset) is committed only after [`sync_packs`] made the pack durable past
-//! its end. A process killed mid-write leaves bytes no row names; they are
-//! harmless and only cost space.
+//! pack and offset) is committed only after [`sync_packs`] made the pack
+//! durable past its end. A process killed mid-write leaves bytes no row
+//! names; they are harmless and only cost space.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -41,8 +41,6 @@ pub(crate) struct PackWriter {
     file: File,
     /// End of the last reserved range.
     end: AtomicU64,
-    /// Bytes of the reserved ranges whose write has returned (or failed).
-    written: AtomicU64,
     /// How far the file is known to be durable.
     synced: Mutex<u64>,
 }
@@ -56,21 +54,14 @@ pub(crate) struct Appended {
 }
 
 impl PackWriter {
-    /// Makes the file durable at least up to `end`. Threads syncing at once
-    /// share the work: one that waited while another synced finds its range
-    /// covered when every reservation had been written before that sync.
+    /// Makes the file durable at least up to `end` (a range whose write has
+    /// returned); skipped when an earlier sync already got that far.
     fn sync_to(&self, end: u64) -> Result<(), StoreError> {
         let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
-        if *synced >= end {
-            return Ok(());
+        if *synced < end {
+            self.file.sync_data().at(&self.path)?;
+            *synced = end;
         }
-        // `written` is read first: it never exceeds the reservations, so if
-        // it equals what the later read finds reserved, every range reserved
-        // up to there was written before this sync starts.
-        let written = self.written.load(Ordering::Acquire);
-        let reserved = self.end.load(Ordering::Acquire);
-        self.file.sync_data().at(&self.path)?;
-        *synced = if written == reserved { reserved.max(end) } else { end };
         Ok(())
     }
 }
@@ -96,10 +87,7 @@ impl Store {
             buf.extend_from_slice(bytes);
             out.push(Appended { pack: Arc::clone(&pack), offset, end: offset + bytes.len() as u64 });
         }
-        let wrote = pack.file.write_all_at(&buf, start).at(&pack.path);
-        // Counted even when it failed: no row will name those bytes.
-        pack.written.fetch_add(total, Ordering::Release);
-        wrote?;
+        pack.file.write_all_at(&buf, start).at(&pack.path)?;
         Ok(out)
     }
 
@@ -128,14 +116,7 @@ impl Store {
             tx.execute("INSERT INTO packs (name) VALUES (?1)", params![name])?;
             Ok(tx.last_insert_rowid())
         })?;
-        let w = Arc::new(PackWriter {
-            id,
-            path,
-            file,
-            end: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            synced: Mutex::new(0),
-        });
+        let w = Arc::new(PackWriter { id, path, file, end: AtomicU64::new(0), synced: Mutex::new(0) });
         *writer = Some(Arc::clone(&w));
         Ok(w)
     }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use brr_hash::{Artifact, Digest, EntryKind, Object, ObjectKind, ServiceManifest, Tree, TreeEntry, TreeHash};
 use brr_store::{Store, StoreError};
 
-use crate::support::{TestResult, big, clobber, clobber_inline, new_store};
+use crate::support::{TestResult, big, clobber, clobber_packed, new_store};
 
 fn tree_of(name: &str, blob: Digest, size: u64) -> Tree {
     Tree { entries: vec![TreeEntry { name: name.into(), kind: EntryKind::File, hash: blob, size }] }
@@ -153,7 +153,7 @@ fn get_reports_missing_and_corrupt_objects() -> TestResult {
     assert!(matches!(err, StoreError::Corrupt { hash, .. } if hash == d), "{err}");
     // The same for a small object's bytes in the database.
     let small = store.put_bytes(ObjectKind::Blob, b"good")?;
-    assert_eq!(clobber_inline(&store, small, b"evil")?, 1);
+    assert_eq!(clobber_packed(&store, small, b"evil")?, 1);
     let err = store.get(small).expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { hash, .. } if hash == small), "{err}");
     Ok(())

@@ -50,15 +50,15 @@ pub fn clobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(0o444))
 }
 
-/// `tag` repeated to just over [`brr_store::INLINE_MAX`] bytes: an object
+/// `tag` repeated to just over [`brr_store::PACKED_MAX`] bytes: an object
 /// big enough to get its own file in `cas/`.
 pub fn big(tag: &[u8]) -> Vec<u8> {
-    tag.iter().copied().cycle().take(brr_store::INLINE_MAX + 100).collect()
+    tag.iter().copied().cycle().take(brr_store::PACKED_MAX + 100).collect()
 }
 
 /// Overwrites the bytes of a small object in its pack with the start of
 /// `bytes` (as many as the object has); returns how many objects it found.
-pub fn clobber_inline(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> Result<usize, Box<dyn std::error::Error>> {
+pub fn clobber_packed(store: &Store, d: brr_hash::Digest, bytes: &[u8]) -> Result<usize, Box<dyn std::error::Error>> {
     use std::os::unix::fs::FileExt;
     let conn = rusqlite::Connection::open(store.db_path())?;
     let found: Option<(String, i64, i64)> = rusqlite::OptionalExtension::optional(conn.query_row(

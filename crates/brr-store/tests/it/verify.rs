@@ -4,7 +4,7 @@ use brr_hash::fs::snapshot;
 use brr_hash::{Digest, ObjectKind};
 use brr_store::Store;
 
-use crate::support::{TestResult, big, clobber, clobber_inline, new_store, write_file};
+use crate::support::{TestResult, big, clobber, clobber_packed, new_store, write_file};
 
 /// A store holding a snapshot of two files big enough to get files in
 /// `cas/` (its trees are small and kept in the database); returns the root tree.
@@ -47,7 +47,7 @@ fn corrupt_file_is_reported() -> TestResult {
 #[test]
 fn corrupt_tree_is_reported() -> TestResult {
     let (_dir, store, tree) = populated()?;
-    assert_eq!(clobber_inline(&store, tree, b"brr/tree/1\nnonsense")?, 1);
+    assert_eq!(clobber_packed(&store, tree, b"brr/tree/1\nnonsense")?, 1);
     let report = store.verify()?;
     assert!(
         report.problems.iter().any(|p| p.contains(&tree.to_hex()) && p.contains("corrupt")),
