@@ -1,6 +1,6 @@
 -- brr store, schema version 5: small objects are appended to pack files.
 --
--- Objects of at most `INLINE_MAX` bytes are no longer written into the
+-- Objects of at most `PACKED_MAX` bytes are no longer written into the
 -- database: with write-ahead logging every byte was written twice (to the
 -- log, then to the database by the checkpoint), which was the largest cost
 -- of storing a build's sources and outputs. They are appended to
