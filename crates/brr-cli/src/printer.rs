@@ -25,6 +25,17 @@ pub fn note(line: &str) {
     eprintln!("{line}");
 }
 
+/// Writes `line` and a newline to stderr in one system call: unbuffered
+/// `eprintln!` writes each piece of its format separately, and a build of
+/// many small targets prints two lines per target.
+fn stderr_line(line: &str) {
+    use std::io::Write;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let _ = std::io::stderr().lock().write_all(&bytes);
+}
+
 /// Build progress: a bar on a terminal, one line per finished target otherwise.
 pub struct BuildProgress {
     bar: Option<ProgressBar>,
@@ -53,7 +64,7 @@ impl BuildProgress {
     fn line(&self, s: String) {
         match &self.bar {
             Some(b) => b.println(s),
-            None => eprintln!("{s}"),
+            None => stderr_line(&s),
         }
     }
 
@@ -79,10 +90,11 @@ impl Reporter for BuildProgress {
                 self.line(format!("warning: builds run without namespaces{extra}: {reason}"));
             }
         });
-        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_owned());
         if self.bar.is_none() {
-            eprintln!("   building {name}");
+            stderr_line(&format!("   building {name}"));
+            return;
         }
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_owned());
         self.update();
     }
 

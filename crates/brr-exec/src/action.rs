@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use brr_graph::{Package, Tool, which};
-use brr_hash::fs::{FsError, Leaf, snapshot};
+use brr_hash::fs::{FsError, Leaf, snapshot_holding};
 use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
-use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_small_checked, snapshot_puts};
+use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_checked, snapshot_puts};
 use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
@@ -174,7 +174,12 @@ fn sandbox_base(
         for (_, a) in deps {
             staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
         }
-        crate::stage::default_base(&store.tmp_dir(), staged)
+        let base = crate::stage::default_base(&store.tmp_dir(), staged);
+        if crate::stage::tmpfs_base() == Some(base.as_path()) {
+            // Made when it was first probed.
+            return Ok(base);
+        }
+        base
     };
     fs_err::create_dir_all(&base).map_err(io(&base))?;
     Ok(base)
@@ -217,7 +222,7 @@ fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecErr
         .with_min_len(32)
         .zip(action.leaves)
         .zip(held)
-        .map(|((path, leaf), hold)| Ok(if hold { read_small_checked(path, leaf.hash)? } else { None }))
+        .map(|((path, leaf), hold)| Ok(if hold { Some(read_checked(path, leaf.size, leaf.hash)?) } else { None }))
         .collect()
 }
 
@@ -276,7 +281,7 @@ fn build<T>(
         Some(permits) => permits.with(start)?,
         None => start()?,
     };
-    let log_bytes = fs_err::read(&log_path).map_err(io(&log_path))?;
+    let log_bytes = std::fs::read(&log_path).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
     let fail = |reason: String| {
         let mut puts = inputs_puts.clone();
@@ -290,11 +295,16 @@ fn build<T>(
     }
     let out = sb.out();
     let outputs: Vec<String> = action.key.outputs.iter().cloned().collect();
-    if let Some(missing) = outputs.iter().find(|o| std::fs::symlink_metadata(out.join(o)).is_err()) {
-        return fail(format!("declared output `{missing}` was not produced in $OUT"));
-    }
-    let snap = match snapshot(&out, &outputs) {
+    // Small outputs are read once: hashed, then packed from memory.
+    let snap = match snapshot_holding(&out, &outputs, PACKED_MAX as u64) {
         Ok(s) => s,
+        Err(FsError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            let missing = outputs.iter().find(|o| std::fs::symlink_metadata(out.join(o)).is_err());
+            match missing {
+                Some(missing) => return fail(format!("declared output `{missing}` was not produced in $OUT")),
+                None => return Err(FsError::Io(e).into()),
+            }
+        }
         Err(e @ (FsError::EscapingSymlink { .. } | FsError::Special { .. } | FsError::NonUtf8 { .. })) => {
             return fail(format!("output rejected: {e}"));
         }
@@ -334,8 +344,7 @@ fn stage(
             None => sb.stage_file(store, rel, leaf.hash, leaf.kind, link)?,
         }
     }
-    let cwd = sb.src().join(&pkg.dir);
-    fs_err::create_dir_all(&cwd).map_err(io(&cwd))?;
+    sb.src_dir(&sb.src().join(&pkg.dir))?;
     for (name, tool) in action.tools {
         sb.link_tool(name, &tool.path)?;
     }

@@ -26,17 +26,27 @@ pub enum FsError {
 
 /// BLAKE3 of a file's bytes, and its length.
 pub fn hash_file(path: &Path) -> Result<(BlobHash, u64), FsError> {
-    let mut hasher = blake3::Hasher::new();
     let len = fs_err::metadata(path)?.len();
+    hash_file_of_len(path, len, 0).map(|(hash, len, _)| (hash, len))
+}
+
+/// BLAKE3 and length of the file at `path`, whose length `len` was just
+/// stat'ed, with its bytes when it is at most `hold_max` long (read once,
+/// for callers that store them next).
+fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<Vec<u8>>), FsError> {
+    let mut hasher = blake3::Hasher::new();
     if len >= MMAP_THRESHOLD {
         hasher.update_mmap_rayon(path).map_err(|e| with_path(&e, path))?;
-    } else {
-        let mut f = fs_err::File::open(path)?;
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
-        f.read_to_end(&mut buf)?;
-        hasher.update(&buf);
+        return Ok((BlobHash(hasher.finalize().into()), len, None));
     }
-    Ok((BlobHash(hasher.finalize().into()), len))
+    let mut f = std::fs::File::open(path).map_err(|e| with_path(&e, path))?;
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+    // `Read::read_to_end` on a `File` would stat it again for a size hint.
+    (&mut f).take(u64::MAX).read_to_end(&mut buf).map_err(|e| with_path(&e, path))?;
+    hasher.update(&buf);
+    let len = buf.len() as u64;
+    let hash = BlobHash(hasher.finalize().into());
+    Ok((hash, len, (len <= hold_max).then_some(buf)))
 }
 
 fn with_path(e: &std::io::Error, path: &Path) -> std::io::Error {
@@ -129,6 +139,8 @@ pub struct SnapshotFile {
     pub path: PathBuf,
     pub rel: String,
     pub leaf: Leaf,
+    /// The bytes hashed, for a file no larger than the snapshot's `hold_max`.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// A folder hashed as a Merkle tree, with the files (and symlink targets) to store.
@@ -143,16 +155,21 @@ pub struct Snapshot {
 /// Hashes the entries `names` (relative paths) below `root`, each being a file,
 /// symlink or folder (taken whole). Symlinks must stay inside `root`.
 pub fn snapshot(root: &Path, names: &[String]) -> Result<Snapshot, FsError> {
+    snapshot_holding(root, names, 0)
+}
+
+/// [`snapshot`], keeping the bytes of every file of at most `hold_max`
+/// bytes: each file is read once, whether it is then stored or not.
+pub fn snapshot_holding(root: &Path, names: &[String], hold_max: u64) -> Result<Snapshot, FsError> {
     let mut builder = TreeBuilder::new();
     let mut files = Vec::new();
     let mut link_targets = Vec::new();
     for name in names {
         let start = root.join(name);
-        for entry in walkdir_sorted(&start)? {
-            let path = entry;
+        let meta = fs_err::symlink_metadata(&start)?;
+        for (path, meta) in walkdir_sorted(start, meta)? {
             let rel_path = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             let rel = rel_path.to_str().ok_or_else(|| FsError::NonUtf8 { path: path.clone() })?.to_owned();
-            let meta = fs_err::symlink_metadata(&path)?;
             let ft = meta.file_type();
             if ft.is_dir() {
                 builder.insert_dir(&rel);
@@ -165,11 +182,11 @@ pub fn snapshot(root: &Path, names: &[String]) -> Result<Snapshot, FsError> {
                 builder.insert(&rel, Leaf { kind: EntryKind::Symlink, hash, size: bytes.len() as u64 })?;
                 link_targets.push((hash, bytes));
             } else if ft.is_file() {
-                let (hash, size) = hash_file(&path)?;
+                let (hash, size, bytes) = hash_file_of_len(&path, meta.len(), hold_max)?;
                 let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
                 let leaf = Leaf { kind, hash: hash.0, size };
                 builder.insert(&rel, leaf.clone())?;
-                files.push(SnapshotFile { path, rel, leaf });
+                files.push(SnapshotFile { path, rel, leaf, bytes });
             } else {
                 return Err(FsError::Special { path });
             }
@@ -178,16 +195,19 @@ pub fn snapshot(root: &Path, names: &[String]) -> Result<Snapshot, FsError> {
     Ok(Snapshot { tree: builder.finish(), files, link_targets })
 }
 
-/// `path` itself and, when it is a real folder, everything below it.
-fn walkdir_sorted(start: &Path) -> Result<Vec<PathBuf>, FsError> {
-    let mut out = vec![start.to_path_buf()];
-    let meta = fs_err::symlink_metadata(start)?;
-    if meta.is_dir() {
+/// `start` (whose metadata is `meta`) and, when it is a real folder,
+/// everything below it, each with its own metadata (not following symlinks).
+fn walkdir_sorted(start: PathBuf, meta: std::fs::Metadata) -> Result<Vec<(PathBuf, std::fs::Metadata)>, FsError> {
+    let is_dir = meta.is_dir();
+    let mut out = vec![(start, meta)];
+    if is_dir {
+        let dir = out[0].0.clone();
         let mut children: Vec<PathBuf> =
-            fs_err::read_dir(start)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+            fs_err::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         children.sort();
         for c in children {
-            out.extend(walkdir_sorted(&c)?);
+            let meta = fs_err::symlink_metadata(&c)?;
+            out.extend(walkdir_sorted(c, meta)?);
         }
     }
     Ok(out)
@@ -233,6 +253,23 @@ mod tests {
         let p = dir.join(rel);
         fs_err::create_dir_all(p.parent().unwrap()).unwrap();
         fs_err::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn snapshot_holding_keeps_small_files_only_and_hashes_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "o/small", "tiny");
+        write(d.path(), "o/large", &"x".repeat(5000));
+        let names = vec!["o".to_owned()];
+        let plain = snapshot(d.path(), &names).unwrap();
+        let held = snapshot_holding(d.path(), &names, 100).unwrap();
+        assert_eq!(plain.tree.root, held.tree.root);
+        assert!(plain.files.iter().all(|f| f.bytes.is_none()));
+        let bytes: Vec<(&str, Option<&[u8]>)> =
+            held.files.iter().map(|f| (f.rel.as_str(), f.bytes.as_deref())).collect();
+        assert_eq!(bytes, vec![("o/large", None), ("o/small", Some(&b"tiny"[..]))]);
+        let missing = snapshot_holding(d.path(), &["nope".to_owned()], 100).expect_err("missing output");
+        assert!(matches!(&missing, FsError::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{missing}");
     }
 
     #[test]

@@ -63,7 +63,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
-pub use objects::{PACKED_MAX, PlacedBatch, Put, read_small_checked, snapshot_puts};
+pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;

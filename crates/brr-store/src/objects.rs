@@ -52,13 +52,31 @@ fn read_small(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 /// The bytes of the file at `path` when it has at most [`PACKED_MAX`],
 /// checked against `expected`: fails if they do not hash to it (the file
 /// changed since it was hashed).
-pub fn read_small_checked(path: &Path, expected: Digest) -> Result<Option<Vec<u8>>, StoreError> {
+pub(crate) fn read_small_checked(path: &Path, expected: Digest) -> Result<Option<Vec<u8>>, StoreError> {
     let Some(bytes) = read_small(path)? else { return Ok(None) };
     let actual = Digest::of(&bytes);
     if actual != expected {
         return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
     }
     Ok(Some(bytes))
+}
+
+/// The first `len` bytes of the file at `path`, which was hashed as
+/// `expected` with that length, checked against the hash: fails if they do
+/// not hash to it (the file changed since). Two system calls fewer than
+/// [`read_small_checked`]: neither a stat nor a read to find the end (bytes
+/// past `len` are not part of what was hashed, so a file that grew fails
+/// the check only if its first `len` bytes changed, and a builder staged
+/// with them sees exactly the hashed input).
+pub fn read_checked(path: &Path, len: u64, expected: Digest) -> Result<Vec<u8>, StoreError> {
+    let file = std::fs::File::open(path).at(path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut bytes).at(path)?;
+    let actual = Digest::of(&bytes);
+    if actual != expected {
+        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
+    }
+    Ok(bytes)
 }
 
 /// Whether an object recorded as `actual` can serve as an `expected` one.
@@ -413,8 +431,16 @@ fn record_rows(tx: &Transaction<'_>, objects: &[Placed], then: Option<&ActionRec
 
 /// The puts of a snapshot: blobs first, then trees children-first (the order
 /// `TreeBuilder` emits them in), so each row's references come before it.
+/// Files whose bytes the snapshot holds are put from memory.
 pub fn snapshot_puts(snap: &Snapshot) -> Vec<Put<'_>> {
-    let mut puts: Vec<Put<'_>> = snap.files.iter().map(|f| Put::File { path: &f.path, hash: f.leaf.hash }).collect();
+    let mut puts: Vec<Put<'_>> = snap
+        .files
+        .iter()
+        .map(|f| match &f.bytes {
+            Some(bytes) => Put::Bytes { kind: ObjectKind::Blob, bytes },
+            None => Put::File { path: &f.path, hash: f.leaf.hash },
+        })
+        .collect();
     puts.extend(snap.link_targets.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Blob, bytes: b }));
     puts.extend(snap.tree.trees.iter().map(|(_, b)| Put::Bytes { kind: ObjectKind::Tree, bytes: b }));
     puts

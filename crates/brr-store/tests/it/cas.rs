@@ -232,3 +232,25 @@ fn small_objects_are_packed_and_a_lost_pack_is_reported() -> TestResult {
     assert!(report.problems[0].contains(&small.to_hex()), "{:?}", report.problems);
     Ok(())
 }
+
+#[test]
+fn read_checked_gives_the_hashed_bytes_or_says_the_file_changed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("input.txt");
+    std::fs::write(&path, b"hashed bytes")?;
+    let hash = Digest::of(b"hashed bytes");
+    assert_eq!(brr_store::read_checked(&path, 12, hash)?, b"hashed bytes");
+    // Grown past what was hashed: the hashed prefix is still what the key means.
+    std::fs::write(&path, b"hashed bytes and more")?;
+    assert_eq!(brr_store::read_checked(&path, 12, hash)?, b"hashed bytes");
+    // Shrunk, or changed within: named as a changed file.
+    for now in [&b"hashed"[..], b"HASHED bytes"] {
+        std::fs::write(&path, now)?;
+        let err = brr_store::read_checked(&path, 12, hash).expect_err("changed file");
+        assert!(
+            matches!(&err, StoreError::HashMismatch { path: p, expected, .. } if p == &path && *expected == hash),
+            "{err}"
+        );
+    }
+    Ok(())
+}
