@@ -1,5 +1,6 @@
 //! The SQLite side of the store: opening, the append-only migrations in
-//! `schemas/`, and transactions behind a mutex.
+//! `schemas/`, and transactions: writes on one connection behind a mutex,
+//! reads on a pool of connections of their own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -50,11 +51,24 @@ impl From<StoreError> for TxError {
     }
 }
 
-/// One connection, shared by the threads of a process. Other processes have
-/// their own and are kept apart by SQLite's file locks.
+/// The connections of one process. Writes go through one connection; reads
+/// take one of a pool, so that with write-ahead logging they neither wait
+/// for a commit in progress nor for each other (a build's threads look up
+/// objects while the committer writes). Other processes have their own and
+/// are kept apart by SQLite's file locks.
 pub(crate) struct Db {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Idle read connections; a read with none idle opens another.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Opens one more connection to the database at `path`, already migrated.
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 impl Db {
@@ -62,9 +76,7 @@ impl Db {
     /// are not brr stores or are newer than this build, and migrates it.
     pub(crate) fn open(path: &Path, root: &Path) -> Result<Self, StoreError> {
         let sql = |source| StoreError::Db { path: path.to_path_buf(), source };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        let conn = open_connection(path).map_err(sql)?;
         // The first read of the header tells a database from any other file.
         if let Err(e) = conn.pragma_query_value(None, "application_id", |r| r.get::<_, i64>(0)) {
             return Err(if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) {
@@ -95,7 +107,7 @@ impl Db {
         // NORMAL in WAL mode survives process crashes; a power loss may drop
         // the last commits, never leave rows without their files.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        let db = Self { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        let db = Self { path: path.to_path_buf(), conn: Mutex::new(conn), readers: Mutex::new(Vec::new()) };
         db.migrate(root)?;
         Ok(db)
     }
@@ -133,9 +145,20 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` in a read transaction: one consistent snapshot, never blocks writers.
+    /// Runs `f` in a read transaction on a pooled connection: one consistent
+    /// snapshot that sees every commit made before it started, and never
+    /// blocks writers.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
-        self.run(TransactionBehavior::Deferred, f)
+        let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => open_connection(&self.path).map_err(|source| StoreError::Db { path: self.path.clone(), source })?,
+        };
+        let out = Self::attempt(&mut conn, TransactionBehavior::Deferred, f);
+        // Back to the pool even after a failed read: the transaction rolled
+        // back when it dropped, so the connection is still usable.
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        out.map_err(|e| self.lift(e))
     }
 
     /// Runs `f` in a write transaction, committed when `f` succeeds. It takes
@@ -153,16 +176,25 @@ impl Db {
         // A thread that panicked mid-transaction rolled it back when the
         // transaction dropped, so the connection is still usable.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let attempt = || -> Result<T, TxError> {
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        attempt().map_err(|e| match e {
+        Self::attempt(&mut conn, behavior, f).map_err(|e| self.lift(e))
+    }
+
+    fn attempt<T>(
+        conn: &mut Connection,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+    ) -> Result<T, TxError> {
+        let tx = conn.transaction_with_behavior(behavior)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn lift(&self, e: TxError) -> StoreError {
+        match e {
             TxError::Sql(source) => StoreError::Db { path: self.path.clone(), source },
             TxError::Store(e) => e,
-        })
+        }
     }
 }
 
