@@ -133,8 +133,9 @@ impl Timings {
         Self { last: on.then(|| std::sync::Mutex::new(std::time::Instant::now())) }
     }
 
-    /// Prints the time since the previous mark, labelled, and the resident
-    /// memory so far (its peak is what the benchmark reports).
+    /// Prints the time since the previous mark, labelled, the resident
+    /// memory so far (its peak is what the benchmark reports), and the CPU
+    /// time so far of brr itself and of the builders it waited for.
     pub fn mark(&self, phase: &str) {
         if let Some(last) = &self.last {
             let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -143,7 +144,25 @@ impl Timings {
                 .ok()
                 .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned())))
                 .unwrap_or_default();
-            eprintln!("timing: {phase:<16} {:>8.1} ms   peak {peak}", last.elapsed().as_secs_f64() * 1000.0);
+            // User and system CPU time so far, in ms.
+            let cpu_ms = |who| {
+                // SAFETY: getrusage fills the zeroed struct it is given.
+                let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+                unsafe { libc::getrusage(who, &raw mut ru) };
+                let ms = |t: libc::timeval| t.tv_sec.saturating_mul(1000).saturating_add(t.tv_usec / 1000);
+                (ms(ru.ru_utime), ms(ru.ru_stime), ru.ru_minflt, ru.ru_nvcsw + ru.ru_nivcsw)
+            };
+            let (own, builders) = (cpu_ms(libc::RUSAGE_SELF), cpu_ms(libc::RUSAGE_CHILDREN));
+            eprintln!(
+                "timing: {phase:<16} {:>8.1} ms   peak {peak}   cpu (user+sys ms): brr {}+{}, builders {}+{}   brr: {} page faults, {} context switches",
+                last.elapsed().as_secs_f64() * 1000.0,
+                own.0,
+                own.1,
+                builders.0,
+                builders.1,
+                own.2,
+                own.3
+            );
             *last = std::time::Instant::now();
         }
     }

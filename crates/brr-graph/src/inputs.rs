@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file};
+use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_stated};
 use brr_hash::{EntryKind, ToolDigest, TreeHash};
 use brr_store::{FileStat, StatEntry, Store};
 use rayon::prelude::*;
@@ -114,7 +114,7 @@ fn hash_files(
             if let Some(e) = cached.filter(|e| e.matches_stat(stat)) {
                 return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));
             }
-            let (digest, size) = hash_file(p)?;
+            let (digest, size) = hash_file_stated(p, stat.size)?;
             Ok((Leaf { kind, hash: digest.0, size }, Some(StatEntry::from_stat(*stat, digest, started))))
         })
         .collect::<Result<_, GraphError>>()?;

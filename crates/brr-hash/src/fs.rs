@@ -26,7 +26,12 @@ pub enum FsError {
 
 /// BLAKE3 of a file's bytes, and its length.
 pub fn hash_file(path: &Path) -> Result<(BlobHash, u64), FsError> {
-    let len = fs_err::metadata(path)?.len();
+    hash_file_stated(path, fs_err::metadata(path)?.len())
+}
+
+/// [`hash_file`] for a file just stat'ed with length `len` (it only picks
+/// how the file is read): no second stat.
+pub fn hash_file_stated(path: &Path, len: u64) -> Result<(BlobHash, u64), FsError> {
     hash_file_of_len(path, len, 0).map(|(hash, len, _)| (hash, len))
 }
 
