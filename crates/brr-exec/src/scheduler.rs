@@ -339,9 +339,15 @@ fn finish<'s>(scope: &rayon::Scope<'s>, i: usize, outcome: Outcome, ctx: &'s Ctx
 }
 
 /// Queues a finished build for the [`committer`]. A build some selected
-/// target depends on is committed at once (its dependents start only then).
+/// target depends on is committed at once (its dependents start only then),
+/// unless enough other targets are in flight to keep the builders busy.
 fn commit(built: ToCommit, ctx: &Ctx<'_>) {
-    let awaited = ctx.dependents[built.i].iter().any(|&d| ctx.mask[d]);
+    // Awaited only while the builders could run short of work: with more
+    // targets in flight than two per builder, the dependents can wait for
+    // the next group commit (at most COMMIT_DELAY), and fewer commits cost
+    // fewer syncs and fewer b-tree pages written.
+    let awaited = ctx.dependents[built.i].iter().any(|&d| ctx.mask[d])
+        && ctx.in_flight.load(Ordering::SeqCst) <= ctx.opts.jobs.max(1) * 2;
     let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     q.since.get_or_insert_with(Instant::now);
     q.queued.push(built);
