@@ -16,7 +16,12 @@ use clap::Parser;
 
 // A build walks and hashes hundreds of thousands of paths: most of its time
 // outside the kernel is spent allocating small strings, which mimalloc does
-// markedly faster than glibc's allocator (see BENCHMARKS.md).
+// markedly faster than glibc's allocator (see BENCHMARKS.md). Built with
+// `no_thp`: it would otherwise ask for transparent huge pages, and each first
+// touch of a 2 MiB region made the kernel zero all of it. (Turning huge
+// pages off for the whole process instead cannot work: builders start on
+// brr's own memory until they exec, so turning them back on for a builder
+// turned them back on for brr.)
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -49,7 +54,6 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    brr_exec::sandbox::no_huge_pages_for_brr();
     let cli = cli::Cli::parse();
     printer::install_miette_hook();
     match commands::run(cli) {

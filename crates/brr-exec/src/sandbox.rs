@@ -152,31 +152,6 @@ pub enum SandboxError {
 
 /// The isolation available to this process, probed on first use by
 /// actually starting a trivial sandboxed child.
-/// Set when [`no_huge_pages_for_brr`] turned transparent huge pages off
-/// for this process: builders get them back before they exec.
-static HUGE_PAGES_OFF_FOR_BRR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Turns transparent huge pages off for brr itself (not for its builders).
-///
-/// mimalloc asks for huge pages for its arenas, so each first touch of a
-/// 2 MiB region makes the kernel zero all of it: a fifth of a no-op build's
-/// time, and memory never used. Builders are started with the setting they
-/// would have had without brr. A process that already had them off keeps
-/// them off, builders included.
-pub fn no_huge_pages_for_brr() {
-    // SAFETY: prctl with integer arguments only.
-    let already_off = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } != 0;
-    // SAFETY: as above.
-    if !already_off && unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
-        HUGE_PAGES_OFF_FOR_BRR.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Whether a builder must turn huge pages back on (see [`no_huge_pages_for_brr`]).
-pub(crate) fn restore_huge_pages() -> bool {
-    HUGE_PAGES_OFF_FOR_BRR.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 pub fn isolation() -> &'static Isolation {
     static ISOLATION: OnceLock<Isolation> = OnceLock::new();
     ISOLATION.get_or_init(probe)

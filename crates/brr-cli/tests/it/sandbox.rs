@@ -153,8 +153,9 @@ fn an_unconfined_builder_cannot_write_into_the_store_through_its_dependencies() 
     assert_eq!(verify.code, Some(0), "the store was written through a dependency:\n{}{}", verify.stdout, verify.stderr);
 }
 
-/// brr turns transparent huge pages off for itself; its builders must see
-/// the setting brr was started with, sandboxed or not.
+/// brr keeps transparent huge pages out of its own heap without touching
+/// the process's setting; its builders must see the setting brr was
+/// started with, sandboxed or not.
 #[test]
 fn builders_keep_the_huge_page_setting_brr_was_started_with() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -44,8 +44,6 @@ struct ChildArgs {
     cpus: Option<rustix::thread::CpuSet>,
     parent: rustix::process::Pid,
     setup: Option<ChildSetup>,
-    /// Turn transparent huge pages back on (brr turned them off for itself).
-    restore_huge_pages: bool,
     /// Write end of the error pipe (close-on-exec).
     report: c_int,
 }
@@ -100,7 +98,6 @@ pub(super) fn spawn(
         cpus,
         parent: rustix::process::getpid(),
         setup,
-        restore_huge_pages: super::restore_huge_pages(),
         report: write_end.as_raw_fd(),
     };
     let pid = clone_vfork(&mut child)?;
@@ -228,10 +225,6 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     rustix::process::umask(args.umask);
-    if args.restore_huge_pages {
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
-    }
     if let Some(set) = &args.cpus {
         rustix::thread::sched_setaffinity(None, set)?;
     }
