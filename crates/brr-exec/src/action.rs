@@ -126,17 +126,20 @@ pub struct Uncommitted {
 
 /// Runs the builder of `action` and writes what it made to the store, up to
 /// the commit; `Ok(Err(_))` is a failed build (recorded for `why` and
-/// `log`), `Err` a failure to run it at all. `on_start` is called when the
-/// builder process is about to start (after waiting for a `-j` permit).
+/// `log`), `Err` a failure to run it at all. `held` has the bytes of input
+/// files already in memory (see [`brr_graph::Inputs::take_held`]), which
+/// must be the bytes each leaf was hashed from. `on_start` is called when
+/// the builder process is about to start (after waiting for a `-j` permit).
 pub fn execute_uncommitted(
     store: &Store,
     action: &Action<'_>,
+    held: Vec<Option<Vec<u8>>>,
     isolate: bool,
     cond: &Conditions,
     on_start: &dyn Fn(),
 ) -> Result<Result<Uncommitted, Failure>, ExecError> {
     let started = Instant::now();
-    build(store, action, isolate, cond, on_start, |puts, ran| {
+    build(store, action, held, isolate, cond, on_start, |puts, ran| {
         let batch = store.place_batch(puts)?;
         let record = ActionRecord {
             key: action.key_hash,
@@ -194,7 +197,7 @@ pub fn run_builder(
     isolate: bool,
     cond: &Conditions,
 ) -> Result<Result<Ran, Failure>, ExecError> {
-    build(store, action, isolate, cond, &|| {}, |puts, ran| {
+    build(store, action, Vec::new(), isolate, cond, &|| {}, |puts, ran| {
         store.put_many(puts)?;
         Ok(*ran)
     })
@@ -204,25 +207,34 @@ pub fn run_builder(
 const HELD_INPUTS_MAX: u64 = 8 << 20;
 
 /// The bytes of each input small enough to hold ([`HELD_INPUTS_MAX`] in
-/// all), read and checked against its hash; `None` for the others.
-fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecError> {
+/// all, besides those `already` held): those, else read and checked against
+/// its hash; `None` for the others.
+fn read_held_inputs(action: &Action<'_>, mut already: Vec<Option<Vec<u8>>>) -> Result<Vec<Option<Vec<u8>>>, ExecError> {
+    already.resize(action.leaves.len(), None);
     let mut budget = HELD_INPUTS_MAX;
-    let held: Vec<bool> = action
+    let read: Vec<bool> = action
         .leaves
         .iter()
-        .map(|leaf| {
-            let hold = leaf.size <= PACKED_MAX as u64 && leaf.size <= budget;
+        .zip(&already)
+        .map(|(leaf, bytes)| {
+            let hold = bytes.is_none() && leaf.size <= PACKED_MAX as u64 && leaf.size <= budget;
             budget -= if hold { leaf.size } else { 0 };
             hold
         })
         .collect();
+    if !read.contains(&true) {
+        return Ok(already);
+    }
     let paths: Vec<&PathBuf> = action.pkg.inputs.values().collect();
     paths
-        .par_iter()
+        .into_par_iter()
         .with_min_len(32)
         .zip(action.leaves)
-        .zip(held)
-        .map(|((path, leaf), hold)| Ok(if hold { Some(read_checked(path, leaf.size, leaf.hash)?) } else { None }))
+        .zip(already)
+        .zip(read)
+        .map(|(((path, leaf), bytes), read)| {
+            Ok(if read { Some(read_checked(path, leaf.size, leaf.hash)?) } else { bytes })
+        })
         .collect()
 }
 
@@ -232,6 +244,7 @@ fn read_held_inputs(action: &Action<'_>) -> Result<Vec<Option<Vec<u8>>>, ExecErr
 fn build<T>(
     store: &Store,
     action: &Action<'_>,
+    held: Vec<Option<Vec<u8>>>,
     isolate: bool,
     cond: &Conditions,
     on_start: &dyn Fn(),
@@ -245,7 +258,7 @@ fn build<T>(
     // the outputs (one sync, one transaction), or with the log when the
     // build fails, so `why` can explain a failed build too.
     let key_bytes = action.key.encode();
-    let held = read_held_inputs(action)?;
+    let held = read_held_inputs(action, held)?;
     let mut inputs_puts: Vec<Put<'_>> = pkg
         .inputs
         .values()

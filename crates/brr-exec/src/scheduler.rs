@@ -481,7 +481,8 @@ impl Ctx<'_> {
                 return Ok(Step::Finished(Outcome { remote: true, ..done(Some(key), Some(a), Status::Cached) }));
             }
             let started = || self.reporter.started(&pkg.name);
-            Ok(match execute_uncommitted(self.store, &action, self.opts.isolate, self.cond, &started)? {
+            let held = self.inputs.take_held(i);
+            Ok(match execute_uncommitted(self.store, &action, held, self.opts.isolate, self.cond, &started)? {
                 Ok(built) => Step::Commit(ToCommit { i, key, started: start, done: built }),
                 Err(f) => Step::Finished(done(Some(key), None, Status::Failed(f))),
             })

@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_stated};
+use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_holding};
 use brr_hash::{EntryKind, ToolDigest, TreeHash};
-use brr_store::{FileStat, StatEntry, Store};
+use brr_store::{FileStat, PACKED_MAX, StatEntry, Store};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
@@ -27,7 +29,15 @@ pub struct Inputs {
     pub tools: Vec<BTreeMap<String, Tool>>,
     /// Files that had to be read (stat cache misses), for diagnostics.
     pub rehashed: usize,
+    /// The bytes of small input files read while hashing, per leaf, until a
+    /// build takes them ([`Inputs::take_held`]): a cold build then reads
+    /// each source once.
+    held: Mutex<Vec<Option<Vec<u8>>>>,
 }
+
+/// Input files of at most this many bytes in all are kept in memory after
+/// hashing, for the builds that stage them.
+const HELD_TOTAL_MAX: u64 = 32 << 20;
 
 /// A host tool resolved on PATH.
 #[derive(Debug, Clone)]
@@ -62,6 +72,8 @@ fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
 /// What [`hash_files`] found.
 struct Hashed {
     leaves: Vec<Leaf>,
+    /// The bytes read, for files that [`hash_files`] was asked to hold.
+    held: Vec<Option<Vec<u8>>>,
     rehashed: usize,
     /// The entry now valid for each path, when they are worth saving.
     entries: Option<Vec<Option<StatEntry>>>,
@@ -70,10 +82,13 @@ struct Hashed {
 /// Hashes files (leaves in the order of `paths`), trusting a stat-cache
 /// entry where the racy-timestamp rule allows. The entries are the hints
 /// `saved` returns when it finds them (the table is then asked only about
-/// paths whose hint went stale), else one read of the table.
+/// paths whose hint went stale), else one read of the table. Of the files
+/// read among the first `holdable` paths, those of at most `PACKED_MAX`
+/// bytes are held, up to [`HELD_TOTAL_MAX`] in all.
 fn hash_files(
     store: &Store,
     paths: &[&Path],
+    holdable: usize,
     saved: impl FnOnce() -> Option<Vec<Option<StatEntry>>> + Send,
 ) -> Result<Hashed, GraphError> {
     // The hints are read (the saved copy, or else the table) while the files
@@ -105,17 +120,25 @@ fn hash_files(
         }
     }
     let started = StatEntry::now_ns();
-    let results: Vec<(Leaf, Option<StatEntry>)> = paths
+    let budget = AtomicU64::new(HELD_TOTAL_MAX);
+    let reserve = |size: u64| {
+        size <= PACKED_MAX as u64
+            && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(size)).is_ok()
+    };
+    let results: Vec<(Leaf, Option<StatEntry>, Option<Vec<u8>>)> = paths
         .par_iter()
+        .enumerate()
         .zip(&stats)
         .zip(&cached)
-        .map(|((p, stat), cached)| {
+        .map(|(((i, p), stat), cached)| {
             let kind = if stat.executable { EntryKind::Executable } else { EntryKind::File };
             if let Some(e) = cached.filter(|e| e.matches_stat(stat)) {
-                return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None));
+                return Ok((Leaf { kind, hash: e.digest.0, size: e.size }, None, None));
             }
-            let (digest, size) = hash_file_stated(p, stat.size)?;
-            Ok((Leaf { kind, hash: digest.0, size }, Some(StatEntry::from_stat(*stat, digest, started))))
+            let hold_max = if i < holdable && reserve(stat.size) { stat.size } else { 0 };
+            let (digest, size, bytes) = hash_file_holding(p, stat.size, hold_max)?;
+            let entry = StatEntry::from_stat(*stat, digest, started);
+            Ok((Leaf { kind, hash: digest.0, size }, Some(entry), bytes))
         })
         .collect::<Result<_, GraphError>>()?;
     let fresh: Vec<(PathBuf, StatEntry)> =
@@ -127,7 +150,9 @@ fn hash_files(
     // would be the largest allocation of all.
     let entries =
         (!fresh.is_empty() || !had_saved).then(|| results.iter().zip(&cached).map(|(r, c)| r.1.or(*c)).collect());
-    Ok(Hashed { leaves: results.into_iter().map(|r| r.0).collect(), rehashed: fresh.len(), entries })
+    let rehashed = fresh.len();
+    let (leaves, held) = results.into_iter().map(|(leaf, _, bytes)| (leaf, bytes)).unzip();
+    Ok(Hashed { leaves, held, rehashed, entries })
 }
 
 impl Inputs {
@@ -157,7 +182,8 @@ impl Inputs {
         all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
         let cache_dir = store.cache_dir();
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
-        let Hashed { leaves, rehashed, entries } = hash_files(store, &all, saved)?;
+        let Hashed { leaves, mut held, rehashed, entries } = hash_files(store, &all, first_tool, saved)?;
+        held.truncate(first_tool);
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
         }
@@ -203,12 +229,25 @@ impl Inputs {
                     .collect()
             })
             .collect();
-        Ok(Self { sources, leaves, offsets, tools, rehashed })
+        Ok(Self { sources, leaves, offsets, tools, rehashed, held: Mutex::new(held) })
     }
 
     /// The hashed input files of package `i`, in the order of its `inputs`.
     pub fn leaves(&self, i: usize) -> &[Leaf] {
         &self.leaves[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// The bytes of package `i`'s input files that were read while hashing
+    /// and are held (see [`HELD_TOTAL_MAX`]), in the order of
+    /// [`Inputs::leaves`]; `None` for the others. They hash to their leaf
+    /// (they are the bytes that were hashed). Taken: a second call gives none.
+    pub fn take_held(&self, i: usize) -> Vec<Option<Vec<u8>>> {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let range = self.offsets[i]..self.offsets[i + 1];
+        match held.get_mut(range.clone()) {
+            Some(mine) => mine.iter_mut().map(Option::take).collect(),
+            None => vec![None; range.len()],
+        }
     }
 }
 

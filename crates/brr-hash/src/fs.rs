@@ -35,6 +35,12 @@ pub fn hash_file_stated(path: &Path, len: u64) -> Result<(BlobHash, u64), FsErro
     hash_file_of_len(path, len, 0).map(|(hash, len, _)| (hash, len))
 }
 
+/// [`hash_file_stated`], also returning the bytes read when there are at
+/// most `hold_max` of them.
+pub fn hash_file_holding(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<Vec<u8>>), FsError> {
+    hash_file_of_len(path, len, hold_max)
+}
+
 /// BLAKE3 and length of the file at `path`, whose length `len` was just
 /// stat'ed, with its bytes when it is at most `hold_max` long (read once,
 /// for callers that store them next).

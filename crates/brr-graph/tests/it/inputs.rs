@@ -61,3 +61,21 @@ fn touch_keeps_the_source_tree() {
     f.set_modified(SystemTime::now() - Duration::from_secs(5)).unwrap();
     assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().sources[0], before);
 }
+
+/// Files read while hashing are held for the build that stages them, once,
+/// and only where they were read: a stat-cache hit holds nothing.
+#[test]
+fn files_read_while_hashing_are_held_for_one_build() {
+    let (dir, ws, store) = setup();
+    let mask = vec![true];
+    let first = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert_eq!(first.take_held(0), vec![Some(b"int a;".to_vec())]);
+    assert_eq!(first.take_held(0), vec![None], "taken twice");
+    // Once the stat cache can be trusted, the file is not read at all.
+    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+    let _ = Inputs::hash(&ws, &store, &mask).unwrap();
+    let warm = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert_eq!(warm.rehashed, 0);
+    assert_eq!(warm.take_held(0), vec![None]);
+    drop(dir);
+}
