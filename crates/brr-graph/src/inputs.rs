@@ -158,6 +158,16 @@ fn hash_files(
 impl Inputs {
     /// Hashes the inputs and tools of the packages selected by `mask`.
     pub fn hash(ws: &Workspace, store: &Store, mask: &[bool]) -> Result<Self, GraphError> {
+        Self::hash_inner(ws, store, mask, false)
+    }
+
+    /// [`Inputs::hash`] for a build: the small files it reads are held for
+    /// the builds that stage them ([`Inputs::take_held`]).
+    pub fn hash_holding(ws: &Workspace, store: &Store, mask: &[bool]) -> Result<Self, GraphError> {
+        Self::hash_inner(ws, store, mask, true)
+    }
+
+    fn hash_inner(ws: &Workspace, store: &Store, mask: &[bool], hold: bool) -> Result<Self, GraphError> {
         let host_path = std::env::var_os("PATH").unwrap_or_default();
         // Tools by name: the path found on PATH and the real binary behind it.
         let mut tool_paths: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
@@ -182,7 +192,8 @@ impl Inputs {
         all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
         let cache_dir = store.cache_dir();
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
-        let Hashed { leaves, mut held, rehashed, entries } = hash_files(store, &all, first_tool, saved)?;
+        let holdable = if hold { first_tool } else { 0 };
+        let Hashed { leaves, mut held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
         held.truncate(first_tool);
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);

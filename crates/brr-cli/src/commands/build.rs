@@ -22,7 +22,7 @@ pub fn run(
     let ws = load_workspace_cached(settings, &store)?;
     timings.mark("load workspace");
     let mask = ws.select(targets).map_err(graph_failure)?;
-    let inputs = Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
+    let inputs = Inputs::hash_holding(&ws, &store, &mask).map_err(graph_failure)?;
     timings.mark("hash inputs");
     let remotes = super::remote::open(settings, &ws)?;
     let opts = BuildOptions {
