@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """brr against ninja, make and Nix on a synthetic monorepo (see bench/gen.py).
 
+Nix runs twice: with its sandbox off (`nix-build`, Debian's default) and on
+(`nix-build, sandboxed`), so that each of brr's modes has a like-for-like
+peer: brr's sandbox against Nix's, `brr --no-sandbox` against plain Nix.
+
     python3 bench/bench.py [--quick | --size 550 | --size 10000] [--rounds N]
                            [--brr PATH] [--engines LIST] [--json]
 
@@ -63,9 +67,10 @@ ENGINE_LABELS = {
     "ninja": "ninja",
     "make": "make",
     "nix": "nix-build",
+    "nix-sb": "nix-build, sandboxed",
 }
-PEERS = ["ninja", "make", "nix"]
-ALL_ENGINES = ["brr", "brr-nosb", "ninja", "make", "nix"]
+PEERS = ["ninja", "make", "nix", "nix-sb"]
+ALL_ENGINES = ["brr", "brr-nosb", "ninja", "make", "nix", "nix-sb"]
 
 
 def log(msg: str) -> None:
@@ -278,7 +283,7 @@ class Nix(Engine):
 
     def base(self) -> list[str]:
         return [
-            "nix-build", "--no-out-link", "--option", "substituters", "",
+            "nix-build", "--no-out-link", "--option", "substituters", "", *self.options(),
             "--max-jobs", str(self.jobs), "--cores", "1", "--argstr", "salt", self.salt,
         ]  # fmt: skip
 
@@ -300,15 +305,16 @@ class Nix(Engine):
     def version(self) -> str:
         return tool_version(["nix-build", "--version"])
 
-    @staticmethod
-    def preflight(env: dict[str, str]) -> str | None:
-        """None when nix-build can build a trivial derivation here."""
+    @classmethod
+    def preflight(cls, env: dict[str, str]) -> str | None:
+        """None when nix-build can build a trivial derivation here (in the
+        sandbox, for the sandboxed engine)."""
         with tempfile.TemporaryDirectory() as d:
             expr = (
                 'derivation { name = "brr-bench-preflight"; system = builtins.currentSystem; '
                 f'builder = "/bin/sh"; args = ["-c" "echo {time.time_ns()} > $out"]; }}'
             )
-            argv = ["nix-build", "--no-out-link", "--option", "substituters", "", "-E", expr]
+            argv = ["nix-build", "--no-out-link", "--option", "substituters", "", *cls.options(), "-E", expr]
             try:
                 r = subprocess.run(argv, cwd=d, env=env, capture_output=True, timeout=120, check=False)
             except (OSError, subprocess.TimeoutExpired) as e:
@@ -316,6 +322,25 @@ class Nix(Engine):
             if r.returncode != 0:
                 return f"nix-build does not work here: {r.stderr.decode(errors='replace').strip()[-300:]}"
         return None
+
+    @staticmethod
+    def options() -> list[str]:
+        """Nix options of this engine: Debian's nix.conf turns the sandbox off."""
+        return ["--option", "sandbox", "false"]
+
+
+class NixSandboxed(Nix):
+    """nix-build with its sandbox on, as brr's is by default: each build in
+    fresh namespaces, with the host folders the builders' tools live in
+    (the generated expression names /bin/sh, /bin/grep, /bin/cat) made
+    visible, as brr's builders see the host's files read-only."""
+
+    key = "nix-sb"
+
+    @staticmethod
+    def options() -> list[str]:
+        host = " ".join(d for d in ("/bin", "/usr", "/lib", "/lib64") if Path(d).exists())
+        return ["--option", "sandbox", "true", "--option", "extra-sandbox-paths", host]
 
 
 # ------------------------------------------------------------------ benchmark
@@ -498,15 +523,15 @@ def tables(res: Results, engines: list[str], p: gen.Params, rounds: int) -> str:
     out = []
     head = ["scenario (median s)", *cols]
     head += [f"brr ÷ {ENGINE_LABELS[q]}" for q in peers if "brr" in engines]
-    head += ["no-sandbox ÷ ninja"] if "brr-nosb" in engines and "ninja" in engines else []
+    nosb_peers = [q for q in ("ninja", "nix") if "brr-nosb" in engines and q in engines]
+    head += [f"no-sandbox ÷ {ENGINE_LABELS[q]}" for q in nosb_peers]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for key, label in SCENARIOS:
         row = [label, *(fmt_s(res.median(key, e)) for e in engines)]
         if "brr" in engines:
             row += [fmt_ratio(res.median(key, "brr"), res.median(key, q)) for q in peers]
-        if "brr-nosb" in engines and "ninja" in engines:
-            row.append(fmt_ratio(res.median(key, "brr-nosb"), res.median(key, "ninja")))
+        row += [fmt_ratio(res.median(key, "brr-nosb"), res.median(key, q)) for q in nosb_peers]
         out.append("| " + " | ".join(row) + " |")
 
     out.append("")
@@ -642,16 +667,21 @@ def main() -> int:
         wanted = list(ALL_ENGINES)
         if size == "10000":
             wanted.remove("nix")
+            wanted.remove("nix-sb")
             log("nix skipped at --size 10000 (minutes per round); add it with --engines to include it")
 
     env = dict(os.environ, LC_ALL="C", NO_COLOR="1")
     installer = Installer(allowed=not a.no_install and not a.quick)
     skipped: dict[str, str] = {}
-    for key, cmd, pkg in [("ninja", "ninja", "ninja-build"), ("make", "make", "make"), ("nix", "nix-build", "nix-bin")]:
+    peers = [("ninja", "ninja", "ninja-build"), ("make", "make", "make")]
+    peers += [("nix", "nix-build", "nix-bin"), ("nix-sb", "nix-build", "nix-bin")]
+    for key, cmd, pkg in peers:
         if key in wanted:
             why = installer.ensure(cmd, pkg)
             if why is None and key == "nix":
                 why = Nix.preflight(env)
+            if why is None and key == "nix-sb":
+                why = NixSandboxed.preflight(env)
             if why:
                 skipped[key] = why
                 wanted.remove(key)
@@ -683,6 +713,8 @@ def main() -> int:
             engines.append(Make(root, a.jobs, env))
         elif key == "nix":
             engines.append(Nix(root, a.jobs, env))
+        elif key == "nix-sb":
+            engines.append(NixSandboxed(root, a.jobs, env))
 
     res = Results()
     bench_builds(engines, root, p, rounds, res, generated, gnu_time)
