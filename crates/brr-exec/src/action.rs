@@ -14,7 +14,7 @@ use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_checked, snapshot_put
 use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
-use crate::sandbox::{DEFAULT_UMASK, SandboxSpec, run};
+use crate::sandbox::{DEFAULT_UMASK, NetSlots, SandboxSpec, run};
 use crate::stage::Sandbox;
 
 /// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
@@ -69,30 +69,37 @@ pub struct Conditions {
     /// Shared by the builds of one run: at most this many builders run at
     /// once, while more threads stage, hash and store around them.
     pub builders: Option<std::sync::Arc<Permits>>,
+    /// Network namespaces for sandboxed builders, one per permit of
+    /// `builders` (see [`NetSlots`]); without them each builder makes its own.
+    pub net_slots: Option<std::sync::Arc<NetSlots>>,
 }
 
-/// A counting semaphore for builder processes (`-j`).
+/// A counting semaphore for builder processes (`-j`), whose permits are
+/// numbered: permit `i` is held by one builder at a time (it picks the
+/// builder's network slot).
 #[derive(Debug)]
 pub struct Permits {
-    free: std::sync::Mutex<usize>,
+    free: std::sync::Mutex<Vec<usize>>,
     freed: std::sync::Condvar,
 }
 
 impl Permits {
     pub fn new(n: usize) -> Self {
-        Self { free: std::sync::Mutex::new(n.max(1)), freed: std::sync::Condvar::new() }
+        Self { free: std::sync::Mutex::new((0..n.max(1)).rev().collect()), freed: std::sync::Condvar::new() }
     }
 
-    /// Runs `f` holding one permit.
-    pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+    /// Runs `f` holding one permit, given its number.
+    pub fn with<T>(&self, f: impl FnOnce(usize) -> T) -> T {
         let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *free -= 1;
+        let permit = loop {
+            match free.pop() {
+                Some(p) => break p,
+                None => free = self.freed.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        };
         drop(free);
-        let out = f();
-        *self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        let out = f(permit);
+        self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(permit);
         self.freed.notify_one();
         out
     }
@@ -110,6 +117,7 @@ impl Conditions {
             hostname: None,
             cpus: None,
             builders: None,
+            net_slots: None,
         }
     }
 }
@@ -286,13 +294,14 @@ fn build<T>(
     let spec = builder_spec(action, &sb, cond);
     let log_path = sb.log();
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
-    let start = || {
+    let start = |permit: Option<usize>| {
         on_start();
-        run(&spec, log_file, isolate)
+        let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
+        run(&SandboxSpec { net_slot, ..spec }, log_file, isolate)
     };
     let status = match &cond.builders {
-        Some(permits) => permits.with(start)?,
-        None => start()?,
+        Some(permits) => permits.with(|i| start(Some(i)))?,
+        None => start(None)?,
     };
     let log_bytes = std::fs::read(&log_path).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
@@ -398,6 +407,7 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Sandbox
         hostname: cond.hostname.clone(),
         umask: cond.umask,
         cpus: cond.cpus,
+        net_slot: None,
     }
 }
 

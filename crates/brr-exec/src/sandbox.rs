@@ -44,6 +44,7 @@
 //! (`--no-sandbox`) skips all of it.
 
 mod child;
+mod netns;
 mod ruleset;
 mod spawn;
 
@@ -55,6 +56,7 @@ use std::sync::OnceLock;
 
 pub use child::SetupStep;
 use child::{ChildSetup, Namespaces};
+pub use netns::{NetSlot, NetSlots};
 
 /// The host name inside the UTS namespace when the spec names none.
 pub const DEFAULT_HOSTNAME: &str = "brr";
@@ -80,6 +82,10 @@ pub struct SandboxSpec {
     pub umask: u32,
     /// Pin the builder to this many CPUs (verification varies it); all when `None`.
     pub cpus: Option<usize>,
+    /// With namespaces, the network namespace to join instead of making one
+    /// (see [`NetSlots`]); its descriptors must stay open until the builder
+    /// has started.
+    pub net_slot: Option<NetSlot>,
 }
 
 /// The umask of every build: modes must not depend on the caller's shell.
@@ -157,6 +163,20 @@ pub fn isolation() -> &'static Isolation {
     ISOLATION.get_or_init(probe)
 }
 
+/// `n` network slots for the builders of one run, checked by starting a
+/// trivial builder in one; `None` where builders get no namespaces or the
+/// slots cannot be made (each builder then makes its own network
+/// namespace, as before).
+pub fn net_slots(n: usize) -> Option<NetSlots> {
+    let isolation = isolation();
+    if !isolation.namespaces() || n == 0 {
+        return None;
+    }
+    let slots = NetSlots::create(n).ok()?;
+    try_isolation_in(isolation, Some(slots.slot(0))).ok()?;
+    Some(slots)
+}
+
 /// A started builder.
 #[derive(Debug)]
 pub struct BuilderProcess {
@@ -198,7 +218,8 @@ fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, Sand
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
     let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname));
     let ruleset = if isolation.landlock() { ruleset::build(&spec.writable, !isolation.namespaces())? } else { None };
-    Ok(ChildSetup { namespaces, ruleset })
+    let net_slot = spec.net_slot.filter(|_| namespaces.is_some());
+    Ok(ChildSetup { namespaces, net_slot, ruleset })
 }
 
 /// Names the failed setup step if the error came from the child's setup.
@@ -224,6 +245,11 @@ fn probe() -> Isolation {
 
 /// Starts `/bin/true` with the setup `isolation` describes.
 fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
+    try_isolation_in(isolation, None)
+}
+
+/// [`try_isolation`], joining `net_slot` if given.
+fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<(), SandboxError> {
     let spec = SandboxSpec {
         program: PathBuf::from("/bin/true"),
         args: Vec::new(),
@@ -233,6 +259,7 @@ fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
         hostname: None,
         umask: DEFAULT_UMASK,
         cpus: None,
+        net_slot,
     };
     let setup = prepare(&spec, isolation)?;
     let null = File::options()

@@ -242,6 +242,12 @@ pub fn build(
     // finished outputs, so the CPUs do not idle.
     let cond = Conditions {
         builders: Some(std::sync::Arc::new(crate::action::Permits::new(opts.jobs))),
+        // One network namespace per permit, made once instead of per builder.
+        net_slots: if opts.isolate {
+            crate::sandbox::net_slots(opts.jobs.max(1)).map(std::sync::Arc::new)
+        } else {
+            None
+        },
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()

@@ -59,6 +59,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             hostname: Some(format!("brr-verify-{r}")),
             cpus: Some(1),
             builders: None,
+            net_slots: None,
         },
         r => Conditions {
             sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
@@ -68,6 +69,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             hostname: Some(format!("v{r}")),
             cpus: None,
             builders: None,
+            net_slots: None,
         },
     }
 }

@@ -20,11 +20,15 @@ use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountPropagationFlags;
 use rustix::thread::UnshareFlags;
 
+use super::netns::NetSlot;
+
 /// Everything the child needs, prepared before the clone.
 #[derive(Debug)]
 pub(super) struct ChildSetup {
     /// New user, mount, network and UTS namespaces, when available.
     pub(super) namespaces: Option<Namespaces>,
+    /// With namespaces: a network namespace to join instead of a new one.
+    pub(super) net_slot: Option<NetSlot>,
     /// A Landlock ruleset to enforce on the child, when available.
     pub(super) ruleset: Option<OwnedFd>,
 }
@@ -59,8 +63,12 @@ impl Namespaces {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum SetupStep {
-    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS)`.
-    Unshare = 1,
+    /// `setns` into the user namespace owning the network slots, then into
+    /// the builder's slot.
+    JoinNetwork = 1,
+    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS)`, and
+    /// `CLONE_NEWNET` unless a network slot was joined.
+    Unshare,
     /// Writing `deny` to `/proc/self/setgroups`.
     Setgroups,
     /// Writing `/proc/self/uid_map`.
@@ -78,7 +86,8 @@ pub enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
+        Self::JoinNetwork,
         Self::Unshare,
         Self::Setgroups,
         Self::UidMap,
@@ -98,6 +107,7 @@ impl SetupStep {
 impl fmt::Display for SetupStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::JoinNetwork => "setns(network slot)",
             Self::Unshare => "unshare(user, mount, net, uts)",
             Self::Setgroups => "write /proc/self/setgroups",
             Self::UidMap => "write /proc/self/uid_map",
@@ -133,7 +143,24 @@ impl ChildSetup {
     /// Runs in the child before `execve`: raw syscalls on prepared data only.
     pub(super) fn apply(&self) -> io::Result<()> {
         if let Some(ns) = &self.namespaces {
-            let flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWNET | UnshareFlags::NEWUTS;
+            let mut flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWUTS;
+            match &self.net_slot {
+                Some(slot) => {
+                    // The slots' owner first: joining the slot takes its
+                    // CAP_SYS_ADMIN. The builder's own namespace, made next,
+                    // is nested in it and has no power over the slot.
+                    // SAFETY: setns on two descriptors the parent keeps open.
+                    let joined = unsafe {
+                        libc::setns(slot.owner, libc::CLONE_NEWUSER) == 0
+                            && libc::setns(slot.net, libc::CLONE_NEWNET) == 0
+                    };
+                    if !joined {
+                        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                        return Err(encode(SetupStep::JoinNetwork, errno));
+                    }
+                }
+                None => flags |= UnshareFlags::NEWNET,
+            }
             // SAFETY: the flags do not include CLONE_FILES, so no file
             // descriptor table is split between threads (and the child has a
             // single thread anyway).
@@ -166,7 +193,7 @@ fn step(step: SetupStep, result: rustix::io::Result<()>) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `path` in one `write`, as `/proc` map files require.
-fn write_file(path: &CStr, bytes: &[u8]) -> rustix::io::Result<()> {
+pub(super) fn write_file(path: &CStr, bytes: &[u8]) -> rustix::io::Result<()> {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     let written = rustix::io::write(&fd, bytes)?;
     if written == bytes.len() { Ok(()) } else { Err(rustix::io::Errno::IO) }

@@ -124,3 +124,57 @@ fn isolation_is_reported() {
         assert!(!reason.is_empty());
     }
 }
+
+/// Network slots: a builder joins the slot of its permit instead of making
+/// a namespace. Builders in one slot, one after the other, share it; other
+/// slots, fresh namespaces and the host's are different. Inside, the
+/// builder still cannot reach the host, keeps its ids and sees only a
+/// loopback interface, which it has no power to bring up.
+#[test]
+fn builders_join_their_network_slot_and_stay_cut_off() {
+    if skip_unless(sandbox::isolation().namespaces(), "namespaces") {
+        return;
+    }
+    let slots = sandbox::net_slots(2).expect("network slots where namespaces work");
+    assert_eq!(slots.len(), 2);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let netns = |slot: Option<usize>| {
+        let script = format!(
+            "import os, socket\n\
+             print(os.readlink('/proc/self/ns/net'), os.geteuid())\n\
+             print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]))\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); print('reached')\n\
+             except OSError as e: print('unreachable')\n\
+             import fcntl, struct\n\
+             try:\n    fcntl.ioctl(s, 0x8914, struct.pack('16sH14x', b'lo', 1)); print('lo up')\n\
+             except OSError as e: print('lo stays down', e.errno)\n"
+        );
+        let mut spec = spec("/usr/bin/python3", &["-c", &script], dir.path());
+        spec.net_slot = slot.map(|i| slots.slot(i));
+        let (status, log) = run(&spec, true);
+        assert!(status.success(), "{log}");
+        log
+    };
+    let first = netns(Some(0));
+    let again = netns(Some(0));
+    let other = netns(Some(1));
+    let fresh = netns(None);
+    let ns = |log: &str| log.split_whitespace().next().unwrap_or_default().to_owned();
+    assert_eq!(ns(&first), ns(&again), "one slot, one namespace:\n{first}\n{again}");
+    assert_ne!(ns(&first), ns(&other), "two slots share a namespace");
+    assert_ne!(ns(&first), ns(&fresh));
+    assert_ne!(ns(&first), std::fs::read_link("/proc/self/ns/net").unwrap().to_string_lossy());
+    let euid = rustix::process::geteuid().as_raw().to_string();
+    for log in [&first, &again, &other] {
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.get(0).and_then(|l| l.split_whitespace().nth(1)), Some(euid.as_str()), "{log}");
+        assert_eq!(lines.get(1), Some(&"['lo']"), "{log}");
+        assert_eq!(lines.get(2), Some(&"unreachable"), "{log}");
+        assert!(lines.get(3).is_some_and(|l| l.starts_with("lo stays down")), "{log}");
+    }
+    // The fresh namespace is the builder's own: there it may bring lo up.
+    assert!(fresh.contains("lo up"), "{fresh}");
+}

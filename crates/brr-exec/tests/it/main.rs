@@ -21,6 +21,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         hostname: None,
         umask: sandbox::DEFAULT_UMASK,
         cpus: None,
+        net_slot: None,
     }
 }
 
