@@ -4,9 +4,12 @@
 //!
 //! With [`Isolation::Full`], the builder starts in new user, mount, network
 //! and UTS namespaces:
-//! - **network**: the new network namespace has only a loopback interface,
-//!   and it is down, so nothing (not even a server on the host's 127.0.0.1) is
-//!   reachable;
+//! - **network**: the network namespace has only a loopback interface, and
+//!   it is down, so nothing (not even a server on the host's 127.0.0.1) is
+//!   reachable. Builders of one build run join one of the [`NetSlots`] made
+//!   for it (one per `-j` permit, so builders running at once never share
+//!   one), in which they cannot bring loopback up; a builder given no slot
+//!   makes its own namespace;
 //! - **identity**: the user namespace maps the caller's effective uid and gid
 //!   to themselves (not to 0): a builder started by a user does not believe
 //!   it is root, and what it creates belongs to that user on the host (under

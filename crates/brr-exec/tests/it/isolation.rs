@@ -170,7 +170,7 @@ fn builders_join_their_network_slot_and_stay_cut_off() {
     let euid = rustix::process::geteuid().as_raw().to_string();
     for log in [&first, &again, &other] {
         let lines: Vec<&str> = log.lines().collect();
-        assert_eq!(lines.get(0).and_then(|l| l.split_whitespace().nth(1)), Some(euid.as_str()), "{log}");
+        assert_eq!(lines.first().and_then(|l| l.split_whitespace().nth(1)), Some(euid.as_str()), "{log}");
         assert_eq!(lines.get(1), Some(&"['lo']"), "{log}");
         assert_eq!(lines.get(2), Some(&"unreachable"), "{log}");
         assert!(lines.get(3).is_some_and(|l| l.starts_with("lo stays down")), "{log}");
