@@ -175,6 +175,10 @@ fn builders_join_their_network_slot_and_stay_cut_off() {
         assert_eq!(lines.get(2), Some(&"unreachable"), "{log}");
         assert!(lines.get(3).is_some_and(|l| l.starts_with("lo stays down")), "{log}");
     }
-    // The fresh namespace is the builder's own: there it may bring lo up.
-    assert!(fresh.contains("lo up"), "{fresh}");
+    // A fresh namespace is the builder's own: run by root (root of that
+    // namespace too, where it keeps its capabilities) it may bring lo up,
+    // which shows the check above can see it happen.
+    if euid == "0" {
+        assert!(fresh.contains("lo up"), "{fresh}");
+    }
 }
