@@ -51,7 +51,9 @@ fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u
         return Ok((BlobHash(hasher.finalize().into()), len, None));
     }
     let mut f = std::fs::File::open(path).map_err(|e| with_path(&e, path))?;
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+    // Exactly `len`: once full, `read_to_end` finds the end with a read into
+    // a small buffer of its own, and a held 4 KiB file takes one page, not two.
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // `Read::read_to_end` on a `File` would stat it again for a size hint.
     (&mut f).take(u64::MAX).read_to_end(&mut buf).map_err(|e| with_path(&e, path))?;
     hasher.update(&buf);
