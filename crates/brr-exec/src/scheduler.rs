@@ -291,10 +291,13 @@ pub fn build(
 }
 
 /// Builds nobody waits for are committed in groups of up to this many…
-const COMMIT_BATCH: usize = 8;
+const COMMIT_BATCH: usize = 32;
 /// …or at most this long after the first of them finished: every commit
-/// costs a sync, which is most of what storing a small build costs.
-const COMMIT_DELAY: Duration = Duration::from_millis(10);
+/// costs a sync and rewrites most of the index pages it touches (object
+/// hashes are random), which is most of what storing a small build costs.
+/// Measured on the 550-action bench: 32 builds or 30 ms took about 4% less
+/// time than 8 or 10 ms; larger groups gained nothing more.
+const COMMIT_DELAY: Duration = Duration::from_millis(30);
 
 /// Runs target `i` on the pool, counted in `in_flight` until its task ends.
 fn spawn_target<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
