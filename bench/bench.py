@@ -509,7 +509,10 @@ def fmt_s(x: float | None) -> str:
 
 
 def fmt_ratio(a: float | None, b: float | None) -> str:
-    return "—" if a is None or not b else f"{a / b:.2f}×"
+    if a is None or not b:
+        return "—"
+    # Three decimals below 0.2: 0.10× would not tell 9× from 11×.
+    return f"{a / b:.3f}×" if a / b < 0.2 else f"{a / b:.2f}×"
 
 
 def expected_actions(p: gen.Params) -> dict[str, str]:
