@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use brr_graph::{Package, Tool, which};
 use brr_hash::fs::{FsError, Leaf, snapshot_holding};
-use brr_hash::{ActionKey, Artifact, ArtifactHash, BuildKey, Digest, Object, ObjectKind, ServiceManifest, TreeHash};
+use brr_hash::{
+    ActionKey, Artifact, ArtifactHash, BuildKey, Digest, HashedBytes, Object, ObjectKind, ServiceManifest, TreeHash,
+};
 use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_checked, snapshot_puts};
 use rayon::prelude::*;
 
@@ -141,7 +143,7 @@ pub struct Uncommitted {
 pub fn execute_uncommitted(
     store: &Store,
     action: &Action<'_>,
-    held: Vec<Option<Vec<u8>>>,
+    held: Vec<Option<HashedBytes>>,
     isolate: bool,
     cond: &Conditions,
     on_start: &dyn Fn(),
@@ -217,7 +219,10 @@ const HELD_INPUTS_MAX: u64 = 8 << 20;
 /// The bytes of each input small enough to hold ([`HELD_INPUTS_MAX`] in
 /// all, besides those `already` held): those, else read and checked against
 /// its hash; `None` for the others.
-fn read_held_inputs(action: &Action<'_>, mut already: Vec<Option<Vec<u8>>>) -> Result<Vec<Option<Vec<u8>>>, ExecError> {
+fn read_held_inputs(
+    action: &Action<'_>,
+    mut already: Vec<Option<HashedBytes>>,
+) -> Result<Vec<Option<HashedBytes>>, ExecError> {
     already.resize(action.leaves.len(), None);
     let mut budget = HELD_INPUTS_MAX;
     let read: Vec<bool> = action
@@ -252,7 +257,7 @@ fn read_held_inputs(action: &Action<'_>, mut already: Vec<Option<Vec<u8>>>) -> R
 fn build<T>(
     store: &Store,
     action: &Action<'_>,
-    held: Vec<Option<Vec<u8>>>,
+    held: Vec<Option<HashedBytes>>,
     isolate: bool,
     cond: &Conditions,
     on_start: &dyn Fn(),
@@ -273,7 +278,7 @@ fn build<T>(
         .zip(action.leaves)
         .zip(&held)
         .map(|((abs, leaf), bytes)| match bytes {
-            Some(b) => Put::Bytes { kind: ObjectKind::Blob, bytes: b },
+            Some(b) => Put::HashedBlob(b),
             None => Put::File { path: abs, hash: leaf.hash },
         })
         .collect();
@@ -348,21 +353,21 @@ fn build<T>(
 fn stage(
     store: &Store,
     action: &Action<'_>,
-    held: &[Option<Vec<u8>>],
+    held: &[Option<HashedBytes>],
     deps: &[(&String, Artifact)],
     sb: &mut Sandbox,
     link: bool,
     reverse: bool,
 ) -> Result<(), ExecError> {
     let pkg = action.pkg;
-    let mut staged: Vec<(&String, &Leaf, &Option<Vec<u8>>)> =
+    let mut staged: Vec<(&String, &Leaf, &Option<HashedBytes>)> =
         pkg.inputs.keys().zip(action.leaves).zip(held).map(|((rel, leaf), bytes)| (rel, leaf, bytes)).collect();
     if reverse {
         staged.reverse();
     }
     for (rel, leaf, bytes) in staged {
         match bytes {
-            Some(b) => sb.stage_bytes(rel, b, leaf.kind)?,
+            Some(b) => sb.stage_bytes(rel, b.bytes(), leaf.kind)?,
             None => sb.stage_file(store, rel, leaf.hash, leaf.kind, link)?,
         }
     }

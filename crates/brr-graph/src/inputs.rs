@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_holding};
-use brr_hash::{EntryKind, ToolDigest, TreeHash};
+use brr_hash::{EntryKind, HashedBytes, ToolDigest, TreeHash};
 use brr_store::{FileStat, PACKED_MAX, StatEntry, Store};
 use rayon::prelude::*;
 
@@ -32,7 +32,7 @@ pub struct Inputs {
     /// The bytes of small input files read while hashing, per leaf, until a
     /// build takes them ([`Inputs::take_held`]): a cold build then reads
     /// each source once.
-    held: Mutex<Vec<Option<Vec<u8>>>>,
+    held: Mutex<Vec<Option<HashedBytes>>>,
 }
 
 /// Input files of at most this many bytes in all are kept in memory after
@@ -73,7 +73,7 @@ fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
 struct Hashed {
     leaves: Vec<Leaf>,
     /// The bytes read, for files that [`hash_files`] was asked to hold.
-    held: Vec<Option<Vec<u8>>>,
+    held: Vec<Option<HashedBytes>>,
     rehashed: usize,
     /// The entry now valid for each path, when they are worth saving.
     entries: Option<Vec<Option<StatEntry>>>,
@@ -125,7 +125,7 @@ fn hash_files(
         size <= PACKED_MAX as u64
             && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(size)).is_ok()
     };
-    let results: Vec<(Leaf, Option<StatEntry>, Option<Vec<u8>>)> = paths
+    let results: Vec<(Leaf, Option<StatEntry>, Option<HashedBytes>)> = paths
         .par_iter()
         .enumerate()
         .zip(&stats)
@@ -252,7 +252,7 @@ impl Inputs {
     /// and are held (see [`HELD_TOTAL_MAX`]), in the order of
     /// [`Inputs::leaves`]; `None` for the others. They hash to their leaf
     /// (they are the bytes that were hashed). Taken: a second call gives none.
-    pub fn take_held(&self, i: usize) -> Vec<Option<Vec<u8>>> {
+    pub fn take_held(&self, i: usize) -> Vec<Option<HashedBytes>> {
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let range = self.offsets[i]..self.offsets[i + 1];
         match held.get_mut(range.clone()) {

@@ -21,6 +21,43 @@ pub enum DigestError {
     Hex(String),
 }
 
+/// Bytes together with their [`Digest`], which can only have been computed
+/// from them: there is no way to pair bytes with a digest other than by
+/// hashing them. The store takes the digest of such bytes as given instead
+/// of hashing them again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashedBytes {
+    bytes: Vec<u8>,
+    digest: Digest,
+}
+
+impl HashedBytes {
+    /// Hashes `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let digest = Digest::of(&bytes);
+        Self { bytes, digest }
+    }
+
+    /// `bytes` whose BLAKE3 `hasher` has just computed over exactly them.
+    pub(crate) fn hashed_by(bytes: Vec<u8>, hasher: &blake3::Hasher) -> Self {
+        Self { bytes, digest: Digest(*hasher.finalize().as_bytes()) }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
+impl fmt::Debug for HashedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HashedBytes({}, {} bytes)", self.digest, self.bytes.len())
+    }
+}
+
 impl Digest {
     /// BLAKE3 of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {

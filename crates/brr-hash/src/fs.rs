@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::{BlobHash, Digest, EntryKind, Object, Tree, TreeEntry, TreeHash};
+use crate::{BlobHash, Digest, EntryKind, HashedBytes, Object, Tree, TreeEntry, TreeHash};
 
 /// Files at least this large are hashed memory-mapped and multi-threaded.
 const MMAP_THRESHOLD: u64 = 1 << 20;
@@ -37,14 +37,18 @@ pub fn hash_file_stated(path: &Path, len: u64) -> Result<(BlobHash, u64), FsErro
 
 /// [`hash_file_stated`], also returning the bytes read when there are at
 /// most `hold_max` of them.
-pub fn hash_file_holding(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<Vec<u8>>), FsError> {
+pub fn hash_file_holding(
+    path: &Path,
+    len: u64,
+    hold_max: u64,
+) -> Result<(BlobHash, u64, Option<HashedBytes>), FsError> {
     hash_file_of_len(path, len, hold_max)
 }
 
 /// BLAKE3 and length of the file at `path`, whose length `len` was just
 /// stat'ed, with its bytes when it is at most `hold_max` long (read once,
 /// for callers that store them next).
-fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<Vec<u8>>), FsError> {
+fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<HashedBytes>), FsError> {
     let mut hasher = blake3::Hasher::new();
     if len >= MMAP_THRESHOLD {
         hasher.update_mmap_rayon(path).map_err(|e| with_path(&e, path))?;
@@ -59,7 +63,7 @@ fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u
     hasher.update(&buf);
     let len = buf.len() as u64;
     let hash = BlobHash(hasher.finalize().into());
-    Ok((hash, len, (len <= hold_max).then_some(buf)))
+    Ok((hash, len, (len <= hold_max).then(|| HashedBytes::hashed_by(buf, &hasher))))
 }
 
 fn with_path(e: &std::io::Error, path: &Path) -> std::io::Error {
@@ -153,7 +157,7 @@ pub struct SnapshotFile {
     pub rel: String,
     pub leaf: Leaf,
     /// The bytes hashed, for a file no larger than the snapshot's `hold_max`.
-    pub bytes: Option<Vec<u8>>,
+    pub bytes: Option<HashedBytes>,
 }
 
 /// A folder hashed as a Merkle tree, with the files (and symlink targets) to store.
@@ -279,8 +283,12 @@ mod tests {
         assert_eq!(plain.tree.root, held.tree.root);
         assert!(plain.files.iter().all(|f| f.bytes.is_none()));
         let bytes: Vec<(&str, Option<&[u8]>)> =
-            held.files.iter().map(|f| (f.rel.as_str(), f.bytes.as_deref())).collect();
+            held.files.iter().map(|f| (f.rel.as_str(), f.bytes.as_ref().map(HashedBytes::bytes))).collect();
         assert_eq!(bytes, vec![("o/large", None), ("o/small", Some(&b"tiny"[..]))]);
+        // The digest held with the bytes is theirs, and the leaf's.
+        let small = &held.files[1];
+        assert_eq!(small.bytes.as_ref().map(HashedBytes::digest), Some(Digest::of(b"tiny")));
+        assert_eq!(small.leaf.hash, Digest::of(b"tiny"));
         let missing = snapshot_holding(d.path(), &["nope".to_owned()], 100).expect_err("missing output");
         assert!(matches!(&missing, FsError::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{missing}");
     }

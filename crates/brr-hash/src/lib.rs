@@ -16,7 +16,7 @@ pub mod fs;
 mod object;
 mod roles;
 
-pub use digest::{DIGEST_LEN, Digest, DigestError};
+pub use digest::{DIGEST_LEN, Digest, DigestError, HashedBytes};
 pub use object::{
     ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, ProcessSpec, ServiceManifest, Tree, TreeEntry,
 };

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use brr_hash::fs::Snapshot;
-use brr_hash::{ActionKey, Artifact, Digest, EntryKind, Object, ObjectKind, Tree, TreeHash};
+use brr_hash::{ActionKey, Artifact, Digest, EntryKind, HashedBytes, Object, ObjectKind, Tree, TreeHash};
 use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -68,15 +68,15 @@ pub(crate) fn read_small_checked(path: &Path, expected: Digest) -> Result<Option
 /// past `len` are not part of what was hashed, so a file that grew fails
 /// the check only if its first `len` bytes changed, and a builder staged
 /// with them sees exactly the hashed input).
-pub fn read_checked(path: &Path, len: u64, expected: Digest) -> Result<Vec<u8>, StoreError> {
+pub fn read_checked(path: &Path, len: u64, expected: Digest) -> Result<HashedBytes, StoreError> {
     let file = std::fs::File::open(path).at(path)?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(len).read_to_end(&mut bytes).at(path)?;
-    let actual = Digest::of(&bytes);
-    if actual != expected {
-        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual });
+    let hashed = HashedBytes::new(bytes);
+    if hashed.digest() != expected {
+        return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual: hashed.digest() });
     }
-    Ok(bytes)
+    Ok(hashed)
 }
 
 /// Whether an object recorded as `actual` can serve as an `expected` one.
@@ -165,6 +165,9 @@ pub enum Put<'a> {
     File { path: &'a Path, hash: Digest },
     /// Bytes of a given kind; the digest is BLAKE3 of the bytes.
     Bytes { kind: ObjectKind, bytes: &'a [u8] },
+    /// A blob already hashed (by construction of [`HashedBytes`]): its
+    /// digest is taken as is.
+    HashedBlob(&'a HashedBytes),
 }
 
 enum Source<'a> {
@@ -292,6 +295,7 @@ impl Store {
             .map(|p| match *p {
                 Put::File { path, hash } => (hash, ObjectKind::Blob, Source::File(path)),
                 Put::Bytes { kind, bytes } => (Digest::of(bytes), kind, Source::Bytes(bytes)),
+                Put::HashedBlob(hashed) => (hashed.digest(), ObjectKind::Blob, Source::Bytes(hashed.bytes())),
             })
             .collect();
         let digests: Vec<Digest> = todo.iter().map(|(d, _, _)| *d).collect();
@@ -437,7 +441,7 @@ pub fn snapshot_puts(snap: &Snapshot) -> Vec<Put<'_>> {
         .files
         .iter()
         .map(|f| match &f.bytes {
-            Some(bytes) => Put::Bytes { kind: ObjectKind::Blob, bytes },
+            Some(bytes) => Put::HashedBlob(bytes),
             None => Put::File { path: &f.path, hash: f.leaf.hash },
         })
         .collect();

@@ -70,7 +70,7 @@ fn files_read_while_hashing_are_held_for_one_build() {
     let mask = vec![true];
     assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().take_held(0), vec![None], "held without a build");
     let first = Inputs::hash_holding(&ws, &store, &mask).unwrap();
-    assert_eq!(first.take_held(0), vec![Some(b"int a;".to_vec())]);
+    assert_eq!(first.take_held(0), vec![Some(brr_hash::HashedBytes::new(b"int a;".to_vec()))]);
     assert_eq!(first.take_held(0), vec![None], "taken twice");
     // Once the stat cache can be trusted, the file is not read at all.
     std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));

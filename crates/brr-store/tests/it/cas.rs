@@ -239,10 +239,10 @@ fn read_checked_gives_the_hashed_bytes_or_says_the_file_changed() -> TestResult 
     let path = dir.path().join("input.txt");
     std::fs::write(&path, b"hashed bytes")?;
     let hash = Digest::of(b"hashed bytes");
-    assert_eq!(brr_store::read_checked(&path, 12, hash)?, b"hashed bytes");
+    assert_eq!(brr_store::read_checked(&path, 12, hash)?.bytes(), b"hashed bytes");
     // Grown past what was hashed: the hashed prefix is still what the key means.
     std::fs::write(&path, b"hashed bytes and more")?;
-    assert_eq!(brr_store::read_checked(&path, 12, hash)?, b"hashed bytes");
+    assert_eq!(brr_store::read_checked(&path, 12, hash)?.bytes(), b"hashed bytes");
     // Shrunk, or changed within: named as a changed file.
     for now in [&b"hashed"[..], b"HASHED bytes"] {
         std::fs::write(&path, now)?;
@@ -252,5 +252,16 @@ fn read_checked_gives_the_hashed_bytes_or_says_the_file_changed() -> TestResult 
             "{err}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn hashed_blobs_are_stored_under_their_own_digest() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let hashed = brr_hash::HashedBytes::new(b"already hashed".to_vec());
+    let digests = store.put_many(&[brr_store::Put::HashedBlob(&hashed)])?;
+    assert_eq!(digests, vec![Digest::of(b"already hashed")]);
+    assert_eq!(store.get(digests[0])?, b"already hashed");
+    assert_eq!(store.kind_of(digests[0])?, Some(ObjectKind::Blob));
     Ok(())
 }
