@@ -23,6 +23,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::child::{Namespaces, write_file};
+use super::spawn::clone_suspended;
 
 /// The namespaces one builder joins: the owner of the slots, and its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,46 +91,11 @@ const STACK_SIZE: usize = 64 * 1024;
 
 /// Runs [`helper_main`] in a child sharing our memory and descriptor table
 /// (`CLONE_VM | CLONE_VFORK | CLONE_FILES`), which has exited when this
-/// returns, with every signal blocked meanwhile.
+/// returns.
 fn clone_helper(helper: &mut Helper) -> io::Result<rustix::process::Pid> {
-    // SAFETY: an anonymous private mapping, unmapped below; nothing else uses it.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the child runs only raw syscalls on `helper`, which outlives it
-    // (CLONE_VFORK suspends us until it exits), with all signals blocked, so
-    // no handler of ours runs on the shared memory.
-    let pid = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&raw mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-        let top = stack.cast::<u8>().add(STACK_SIZE).cast::<c_void>();
-        let pid = libc::clone(
-            helper_main,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
-            std::ptr::from_mut(helper).cast::<c_void>(),
-        );
-        let err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-        libc::munmap(stack, STACK_SIZE);
-        if pid < 0 {
-            return Err(err);
-        }
-        pid
-    };
-    rustix::process::Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))
+    // SAFETY: `helper_main` issues raw syscalls on `helper` only, which
+    // outlives it (CLONE_VFORK suspends us until it exits).
+    unsafe { clone_suspended(helper_main, std::ptr::from_mut(helper).cast(), STACK_SIZE, libc::CLONE_FILES) }
 }
 
 /// The helper: a new user namespace, then one new network namespace per

@@ -130,11 +130,30 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 /// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` running [`child_main`] on a
 /// fresh stack, with every signal blocked in this thread meanwhile.
 fn clone_vfork(args: &mut ChildArgs) -> io::Result<rustix::process::Pid> {
+    // SAFETY: `child_main` only reads `args` and issues raw syscalls; `args`
+    // outlives its use, since CLONE_VFORK suspends us until it execs or exits.
+    unsafe { clone_suspended(child_main, std::ptr::from_mut(args).cast(), STACK_SIZE, 0) }
+}
+
+/// `clone(CLONE_VM | CLONE_VFORK | extra_flags | SIGCHLD)` running `func(arg)`
+/// on a fresh stack of `stack_size` bytes, with every signal blocked in
+/// this thread meanwhile (the child shares our memory: no handler of ours
+/// may run in it). Returns once the child has exec'd or exited.
+///
+/// # Safety
+/// `func` must only issue raw syscalls on data reachable from `arg` (no
+/// allocation, no locks), and `arg` must stay valid until this returns.
+pub(super) unsafe fn clone_suspended(
+    func: extern "C" fn(*mut c_void) -> c_int,
+    arg: *mut c_void,
+    stack_size: usize,
+    extra_flags: c_int,
+) -> io::Result<rustix::process::Pid> {
     // SAFETY: an anonymous private mapping, unmapped below; nothing else uses it.
     let stack = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            STACK_SIZE,
+            stack_size,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
             -1,
@@ -144,25 +163,18 @@ fn clone_vfork(args: &mut ChildArgs) -> io::Result<rustix::process::Pid> {
     if stack == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: plain signal-mask calls on local sigsets. The child shares our
-    // memory until it execs: no handler of ours may run in it.
+    // SAFETY: plain signal-mask calls on local sigsets; the stack grows down
+    // from its top; the caller vouches for `func` and `arg`.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-        // SAFETY: the stack grows down from its top; `args` outlives the
-        // child's use of it, since CLONE_VFORK suspends us until it execs or exits.
-        let top = stack.cast::<u8>().add(STACK_SIZE).cast::<c_void>();
-        let pid = libc::clone(
-            child_main,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_mut(args).cast::<c_void>(),
-        );
+        let top = stack.cast::<u8>().add(stack_size).cast::<c_void>();
+        let pid = libc::clone(func, top, libc::CLONE_VM | libc::CLONE_VFORK | extra_flags | libc::SIGCHLD, arg);
         let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-        libc::munmap(stack, STACK_SIZE);
+        libc::munmap(stack, stack_size);
         if pid < 0 {
             return Err(err);
         }
