@@ -180,22 +180,17 @@ fn sandbox_base(
     deps: &[(&String, Artifact)],
     cond: &Conditions,
 ) -> Result<PathBuf, ExecError> {
-    let base = if let Some(dir) = &cond.sandbox_dir {
-        dir.clone()
-    } else {
-        let mut staged: u64 = action.leaves.iter().map(|l| l.size).sum();
-        for (_, a) in deps {
-            staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
-        }
-        let base = crate::stage::default_base(&store.tmp_dir(), staged);
-        if crate::stage::tmpfs_base() == Some(base.as_path()) {
-            // Made when it was first probed.
-            return Ok(base);
-        }
-        base
-    };
-    fs_err::create_dir_all(&base).map_err(io(&base))?;
-    Ok(base)
+    if let Some(dir) = &cond.sandbox_dir {
+        fs_err::create_dir_all(dir).map_err(io(dir))?;
+        return Ok(dir.clone());
+    }
+    let mut staged: u64 = action.leaves.iter().map(|l| l.size).sum();
+    for (_, a) in deps {
+        staged += store.get_object::<brr_hash::Tree>(a.outputs.0)?.total_size();
+    }
+    // Both candidates exist: the store makes `tmp/` when it opens, the
+    // tmpfs folder is made when it is first probed.
+    Ok(crate::stage::default_base(&store.tmp_dir(), staged))
 }
 
 /// Stores the sources and the key, runs the builder under `cond` and stores

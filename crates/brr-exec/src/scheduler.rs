@@ -222,7 +222,7 @@ pub fn build(
     let mut history = Vec::new();
     for o in resolved.iter().flatten() {
         reporter.finished(o);
-        history.extend(history_row(o, None));
+        history.extend(history_row(o));
     }
     if (0..n).all(|i| !mask[i] || resolved[i].is_some()) {
         store.record_builds(&history)?;
@@ -327,7 +327,7 @@ fn finish<'s>(scope: &rayon::Scope<'s>, i: usize, outcome: Outcome, ctx: &'s Ctx
     ctx.reporter.finished(&outcome);
     let ready: Vec<usize> = {
         let mut st = ctx.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(row) = history_row(&outcome, None) {
+        if let Some(row) = history_row(&outcome) {
             st.history.push(row);
         }
         st.outcomes[i] = Some(outcome);
@@ -545,14 +545,14 @@ fn failed(name: &str, key: BuildKey, started: Instant, reason: String) -> Outcom
 }
 
 /// The build-history row of an outcome (none for a target never keyed).
-fn history_row(o: &Outcome, key: Option<BuildKey>) -> Option<BuildRow> {
+fn history_row(o: &Outcome) -> Option<BuildRow> {
     let log = match &o.status {
         Status::Failed(f) => f.log,
         _ => None,
     };
     Some(BuildRow {
         target: o.name.clone(),
-        key: key.or(o.key)?,
+        key: o.key?,
         artifact: o.artifact,
         status: o.status.as_str().to_owned(),
         log,

@@ -1,7 +1,7 @@
 //! Hashing what a build key is made of: input files (through the store's stat
 //! cache, so unchanged files are not re-read) and host tools.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,10 +29,10 @@ pub struct Inputs {
     pub tools: Vec<BTreeMap<String, Tool>>,
     /// Files that had to be read (stat cache misses), for diagnostics.
     pub rehashed: usize,
-    /// The bytes of small input files read while hashing, per leaf, until a
-    /// build takes them ([`Inputs::take_held`]): a cold build then reads
-    /// each source once.
-    held: Mutex<Vec<Option<HashedBytes>>>,
+    /// The bytes of small input files read while hashing, by leaf index,
+    /// until a build takes them ([`Inputs::take_held`]): a cold build then
+    /// reads each source once. Empty when nothing was read (a no-op).
+    held: Mutex<HashMap<usize, HashedBytes>>,
 }
 
 /// Input files of at most this many bytes in all are kept in memory after
@@ -72,8 +72,9 @@ fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
 /// What [`hash_files`] found.
 struct Hashed {
     leaves: Vec<Leaf>,
-    /// The bytes read, for files that [`hash_files`] was asked to hold.
-    held: Vec<Option<HashedBytes>>,
+    /// The bytes read, by path index, for files that [`hash_files`] was
+    /// asked to hold.
+    held: HashMap<usize, HashedBytes>,
     rehashed: usize,
     /// The entry now valid for each path, when they are worth saving.
     entries: Option<Vec<Option<StatEntry>>>,
@@ -125,7 +126,8 @@ fn hash_files(
         size <= PACKED_MAX as u64
             && budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(size)).is_ok()
     };
-    let results: Vec<(Leaf, Option<StatEntry>, Option<HashedBytes>)> = paths
+    // Held bytes are boxed: most paths hold none, and on a no-op none does.
+    let results: Vec<(Leaf, Option<StatEntry>, Option<Box<HashedBytes>>)> = paths
         .par_iter()
         .enumerate()
         .zip(&stats)
@@ -138,7 +140,7 @@ fn hash_files(
             let hold_max = if i < holdable && reserve(stat.size) { stat.size } else { 0 };
             let (digest, size, bytes) = hash_file_holding(p, stat.size, hold_max)?;
             let entry = StatEntry::from_stat(*stat, digest, started);
-            Ok((Leaf { kind, hash: digest.0, size }, Some(entry), bytes))
+            Ok((Leaf { kind, hash: digest.0, size }, Some(entry), bytes.map(Box::new)))
         })
         .collect::<Result<_, GraphError>>()?;
     let fresh: Vec<(PathBuf, StatEntry)> =
@@ -151,7 +153,17 @@ fn hash_files(
     let entries =
         (!fresh.is_empty() || !had_saved).then(|| results.iter().zip(&cached).map(|(r, c)| r.1.or(*c)).collect());
     let rehashed = fresh.len();
-    let (leaves, held) = results.into_iter().map(|(leaf, _, bytes)| (leaf, bytes)).unzip();
+    let mut held = HashMap::new();
+    let leaves = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, (leaf, _, bytes))| {
+            if let Some(bytes) = bytes {
+                held.insert(i, *bytes);
+            }
+            leaf
+        })
+        .collect();
     Ok(Hashed { leaves, held, rehashed, entries })
 }
 
@@ -193,8 +205,7 @@ impl Inputs {
         let cache_dir = store.cache_dir();
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
         let holdable = if hold { first_tool } else { 0 };
-        let Hashed { leaves, mut held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
-        held.truncate(first_tool);
+        let Hashed { leaves, held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
         }
@@ -254,11 +265,7 @@ impl Inputs {
     /// (they are the bytes that were hashed). Taken: a second call gives none.
     pub fn take_held(&self, i: usize) -> Vec<Option<HashedBytes>> {
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let range = self.offsets[i]..self.offsets[i + 1];
-        match held.get_mut(range.clone()) {
-            Some(mine) => mine.iter_mut().map(Option::take).collect(),
-            None => vec![None; range.len()],
-        }
+        (self.offsets[i]..self.offsets[i + 1]).map(|leaf| held.remove(&leaf)).collect()
     }
 }
 

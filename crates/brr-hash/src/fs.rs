@@ -26,29 +26,18 @@ pub enum FsError {
 
 /// BLAKE3 of a file's bytes, and its length.
 pub fn hash_file(path: &Path) -> Result<(BlobHash, u64), FsError> {
-    hash_file_stated(path, fs_err::metadata(path)?.len())
+    hash_file_holding(path, fs_err::metadata(path)?.len(), 0).map(|(hash, len, _)| (hash, len))
 }
 
-/// [`hash_file`] for a file just stat'ed with length `len` (it only picks
-/// how the file is read): no second stat.
-pub fn hash_file_stated(path: &Path, len: u64) -> Result<(BlobHash, u64), FsError> {
-    hash_file_of_len(path, len, 0).map(|(hash, len, _)| (hash, len))
-}
-
-/// [`hash_file_stated`], also returning the bytes read when there are at
-/// most `hold_max` of them.
+/// BLAKE3 and length of the file at `path`, whose length `len` was just
+/// stat'ed (it only picks how the file is read: no second stat), with its
+/// bytes when it is at most `hold_max` long (read once, for callers that
+/// store them next).
 pub fn hash_file_holding(
     path: &Path,
     len: u64,
     hold_max: u64,
 ) -> Result<(BlobHash, u64, Option<HashedBytes>), FsError> {
-    hash_file_of_len(path, len, hold_max)
-}
-
-/// BLAKE3 and length of the file at `path`, whose length `len` was just
-/// stat'ed, with its bytes when it is at most `hold_max` long (read once,
-/// for callers that store them next).
-fn hash_file_of_len(path: &Path, len: u64, hold_max: u64) -> Result<(BlobHash, u64, Option<HashedBytes>), FsError> {
     let mut hasher = blake3::Hasher::new();
     if len >= MMAP_THRESHOLD {
         hasher.update_mmap_rayon(path).map_err(|e| with_path(&e, path))?;
@@ -199,7 +188,7 @@ pub fn snapshot_holding(root: &Path, names: &[String], hold_max: u64) -> Result<
                 builder.insert(&rel, Leaf { kind: EntryKind::Symlink, hash, size: bytes.len() as u64 })?;
                 link_targets.push((hash, bytes));
             } else if ft.is_file() {
-                let (hash, size, bytes) = hash_file_of_len(&path, meta.len(), hold_max)?;
+                let (hash, size, bytes) = hash_file_holding(&path, meta.len(), hold_max)?;
                 let kind = if meta.permissions().mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File };
                 let leaf = Leaf { kind, hash: hash.0, size };
                 builder.insert(&rel, leaf.clone())?;

@@ -165,18 +165,10 @@ impl Db {
     /// the write lock up front (`BEGIN IMMEDIATE`), so it waits for other
     /// writers instead of failing when a read would upgrade to a write.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>) -> Result<T, StoreError> {
-        self.run(TransactionBehavior::Immediate, f)
-    }
-
-    fn run<T>(
-        &self,
-        behavior: TransactionBehavior,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
-    ) -> Result<T, StoreError> {
         // A thread that panicked mid-transaction rolled it back when the
         // transaction dropped, so the connection is still usable.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::attempt(&mut conn, behavior, f).map_err(|e| self.lift(e))
+        Self::attempt(&mut conn, TransactionBehavior::Immediate, f).map_err(|e| self.lift(e))
     }
 
     fn attempt<T>(

@@ -330,8 +330,8 @@ impl Store {
     /// Puts one object's file in place (durable only after `sync_fs`), or
     /// returns a small object's bytes, to be appended to a pack (durable
     /// after `sync_packs`). `hash` is what the bytes hash to (computed by
-    /// [`Store::place_missing`], never taken from the caller) or, for a
-    /// file, what it must hash to.
+    /// [`Store::place_missing`] or carried by a [`HashedBytes`], never a
+    /// caller's claim) or, for a file, what it must hash to.
     fn place<'a>(
         &self,
         hash: Digest,
