@@ -207,10 +207,20 @@ impl Sandbox {
     }
 
     /// Creates `dir` (below `src/`) unless this sandbox already made it.
+    /// Parents are made first, so no `mkdir` fails on a missing parent.
     pub fn src_dir(&mut self, dir: &Path) -> Result<(), ExecError> {
-        if self.made_dirs.insert(dir.to_path_buf()) {
-            fs_err::create_dir_all(dir).map_err(io(dir))?;
+        if self.made_dirs.contains(dir) {
+            return Ok(());
         }
+        let src = self.src();
+        if let Some(parent) = dir.parent().filter(|p| *p != src && p.starts_with(&src)) {
+            self.src_dir(parent)?;
+        }
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(dir)(e)),
+            _ => {}
+        }
+        self.made_dirs.insert(dir.to_path_buf());
         Ok(())
     }
 

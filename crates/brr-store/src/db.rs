@@ -68,6 +68,10 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // A commit's per-build savepoints keep the pages they change in a
+    // statement journal; past 64 KiB SQLite spills it to a file in /var/tmp,
+    // written page by page. In memory it stays a few hundred KiB.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

@@ -245,10 +245,11 @@ impl Store {
         self.db.write(|tx| {
             let mut results = Vec::with_capacity(batches.len());
             for (batch, rec) in batches {
-                tx.execute_batch("SAVEPOINT batch")?;
+                // Prepared once per connection, not parsed per batch.
+                tx.prepare_cached("SAVEPOINT batch")?.execute([])?;
                 match record_rows(tx, &batch.rows, rec.as_ref()) {
                     Ok(()) => {
-                        tx.execute_batch("RELEASE batch")?;
+                        tx.prepare_cached("RELEASE batch")?.execute([])?;
                         results.push(Ok(()));
                     }
                     Err(TxError::Store(e)) => {
