@@ -84,8 +84,12 @@ impl BuildProgress {
 
 impl Reporter for BuildProgress {
     fn started(&self, name: &str) {
+        // Probed only for sandboxed builds: the probe starts a process.
         self.isolation_noted.call_once(|| {
-            if let (true, sandbox::Isolation::Off { reason, landlock }) = (self.isolate, sandbox::isolation()) {
+            if !self.isolate {
+                return;
+            }
+            if let sandbox::Isolation::Off { reason, landlock } = sandbox::isolation() {
                 let extra = if *landlock { " (Landlock still confines writes)" } else { "" };
                 self.line(format!("warning: builds run without namespaces{extra}: {reason}"));
             }

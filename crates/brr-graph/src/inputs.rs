@@ -33,6 +33,9 @@ pub struct Inputs {
     /// until a build takes them ([`Inputs::take_held`]): a cold build then
     /// reads each source once. Empty when nothing was read (a no-op).
     held: Mutex<HashMap<usize, HashedBytes>>,
+    /// Stat-cache entries of the files read, not yet in the store's table
+    /// (only for [`Inputs::hash_holding`]; see [`Inputs::record_stats`]).
+    unrecorded: Mutex<Vec<(PathBuf, StatEntry)>>,
 }
 
 /// Input files of at most this many bytes in all are kept in memory after
@@ -72,6 +75,8 @@ fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
 /// What [`hash_files`] found.
 struct Hashed {
     leaves: Vec<Leaf>,
+    /// The stat-cache entries of the files read, for the table.
+    fresh: Vec<(PathBuf, StatEntry)>,
     /// The bytes read, by path index, for files that [`hash_files`] was
     /// asked to hold.
     held: HashMap<usize, HashedBytes>,
@@ -85,7 +90,8 @@ struct Hashed {
 /// `saved` returns when it finds them (the table is then asked only about
 /// paths whose hint went stale), else one read of the table. Of the files
 /// read among the first `holdable` paths, those of at most `PACKED_MAX`
-/// bytes are held, up to [`HELD_TOTAL_MAX`] in all.
+/// bytes are held, up to [`HELD_TOTAL_MAX`] in all. The fresh entries are
+/// returned, not written to the table.
 fn hash_files(
     store: &Store,
     paths: &[&Path],
@@ -145,9 +151,6 @@ fn hash_files(
         .collect::<Result<_, GraphError>>()?;
     let fresh: Vec<(PathBuf, StatEntry)> =
         paths.iter().zip(&results).filter_map(|(p, r)| Some((p.to_path_buf(), r.1?))).collect();
-    if !fresh.is_empty() {
-        store.stat_cache_put(&fresh)?;
-    }
     // Only when something changed or nothing was saved: on a no-op, this
     // would be the largest allocation of all.
     let entries =
@@ -164,7 +167,7 @@ fn hash_files(
             leaf
         })
         .collect();
-    Ok(Hashed { leaves, held, rehashed, entries })
+    Ok(Hashed { leaves, fresh, held, rehashed, entries })
 }
 
 impl Inputs {
@@ -174,7 +177,9 @@ impl Inputs {
     }
 
     /// [`Inputs::hash`] for a build: the small files it reads are held for
-    /// the builds that stage them ([`Inputs::take_held`]).
+    /// the builds that stage them ([`Inputs::take_held`]), and their
+    /// stat-cache entries wait for [`Inputs::record_stats`], which the
+    /// caller runs while the first builds start instead of before them.
     pub fn hash_holding(ws: &Workspace, store: &Store, mask: &[bool]) -> Result<Self, GraphError> {
         Self::hash_inner(ws, store, mask, true)
     }
@@ -205,7 +210,13 @@ impl Inputs {
         let cache_dir = store.cache_dir();
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
         let holdable = if hold { first_tool } else { 0 };
-        let Hashed { leaves, held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
+        let Hashed { leaves, fresh, held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
+        let unrecorded = if hold {
+            fresh
+        } else {
+            store.stat_cache_put(&fresh)?;
+            Vec::new()
+        };
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
         }
@@ -251,7 +262,26 @@ impl Inputs {
                     .collect()
             })
             .collect();
-        Ok(Self { sources, leaves, offsets, tools, rehashed, held: Mutex::new(held) })
+        Ok(Self {
+            sources,
+            leaves,
+            offsets,
+            tools,
+            rehashed,
+            held: Mutex::new(held),
+            unrecorded: Mutex::new(unrecorded),
+        })
+    }
+
+    /// Writes the stat-cache entries [`Inputs::hash_holding`] left for later
+    /// to the store's table (once; a second call writes nothing). Until
+    /// then, only a later run's speed depends on them.
+    pub fn record_stats(&self, store: &Store) -> Result<(), GraphError> {
+        let fresh = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if !fresh.is_empty() {
+            store.stat_cache_put(&fresh)?;
+        }
+        Ok(())
     }
 
     /// The hashed input files of package `i`, in the order of its `inputs`.

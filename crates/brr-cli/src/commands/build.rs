@@ -32,7 +32,15 @@ pub fn run(
         sandbox_dir: settings.sandbox_dir.as_deref(),
     };
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !no_sandbox);
-    let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress)?;
+    // The stat cache is written while the first builds run: nothing in a
+    // build reads it, and a cold build's first builders wait on nothing else.
+    let (outcomes, recorded) = std::thread::scope(|s| {
+        let recorded = s.spawn(|| inputs.record_stats(&store));
+        let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress);
+        (outcomes, recorded.join())
+    });
+    let outcomes = outcomes?;
+    recorded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)).map_err(graph_failure)?;
     progress.finish();
     timings.mark("build");
 

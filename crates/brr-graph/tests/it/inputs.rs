@@ -80,3 +80,24 @@ fn files_read_while_hashing_are_held_for_one_build() {
     assert_eq!(warm.take_held(0), vec![None]);
     drop(dir);
 }
+
+/// A build's hashing leaves the stat-cache table to `record_stats` (run
+/// while the first builds start); `hash` writes it at once.
+#[test]
+fn stat_cache_entries_of_a_build_are_written_when_recorded() {
+    let (_dir, ws, store) = setup();
+    let mask = vec![true];
+    let file = ws.packages[0].inputs.values().next().unwrap().clone();
+    let in_table = || store.stat_cache_lookup(&[file.as_path()]).unwrap()[0];
+    let inputs = Inputs::hash_holding(&ws, &store, &mask).unwrap();
+    assert!(in_table().is_none(), "written before record_stats");
+    inputs.record_stats(&store).unwrap();
+    let entry = in_table().expect("record_stats wrote no entry");
+    assert_eq!(entry.digest.0, inputs.leaves(0)[0].hash);
+    inputs.record_stats(&store).unwrap();
+
+    let (_dir, ws, store) = setup();
+    let file = ws.packages[0].inputs.values().next().unwrap().clone();
+    let _ = Inputs::hash(&ws, &store, &mask).unwrap();
+    assert!(store.stat_cache_lookup(&[file.as_path()]).unwrap()[0].is_some(), "hash did not write the table");
+}
