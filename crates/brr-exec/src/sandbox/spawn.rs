@@ -14,16 +14,21 @@
 //! `ChildSetup::apply` does: raw syscalls on data prepared here (no
 //! allocation, no locks). Signals are blocked in the parent thread around the
 //! `clone` and reset to their defaults in the child before anything else, so
-//! no brr signal handler ever runs on the shared memory. A failing step sends
-//! its error code through a close-on-exec pipe; an empty pipe means `execve`
-//! succeeded.
+//! no brr signal handler ever runs on the shared memory. A failing step
+//! leaves its error code in that shared memory before `_exit`; none left
+//! means `execve` succeeded (as glibc's `posix_spawn` does). What every
+//! start needs alike (`/dev/null`, brr's pid, the child's stack) is made
+//! once, not per builder.
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitStatus;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::SandboxSpec;
 use super::child::ChildSetup;
@@ -44,8 +49,9 @@ struct ChildArgs {
     cpus: Option<rustix::thread::CpuSet>,
     parent: rustix::process::Pid,
     setup: Option<ChildSetup>,
-    /// Write end of the error pipe (close-on-exec).
-    report: c_int,
+    /// The error code of the step that failed, written by the child before
+    /// it exits; 0 while none failed.
+    failed: AtomicI32,
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -69,14 +75,15 @@ pub(super) fn spawn(
     }
     let env: Vec<CString> =
         spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}").as_bytes())).collect::<io::Result<_>>()?;
-    let stdin = File::open("/dev/null")?;
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just returned these two open descriptors, owned by no one else.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    static DEV_NULL: OnceLock<File> = OnceLock::new();
+    let stdin = match DEV_NULL.get() {
+        Some(f) => f,
+        None => {
+            let f = File::open("/dev/null")?;
+            DEV_NULL.get_or_init(|| f)
+        }
+    };
+    static PID: OnceLock<rustix::process::Pid> = OnceLock::new();
     let cpus = spec.cpus.map(|n| {
         let mut set = rustix::thread::CpuSet::new();
         for cpu in 0..n.clamp(1, rustix::thread::CpuSet::MAX_CPU) {
@@ -96,35 +103,20 @@ pub(super) fn spawn(
         stderr: log_err.as_raw_fd(),
         umask: rustix::fs::Mode::from_raw_mode(spec.umask),
         cpus,
-        parent: rustix::process::getpid(),
+        parent: *PID.get_or_init(rustix::process::getpid),
         setup,
-        report: write_end.as_raw_fd(),
+        failed: AtomicI32::new(0),
     };
     let pid = clone_vfork(&mut child)?;
-    // The child has exec'd or exited; only our copy of the write end is left
-    // open (or another builder's child's, until it execs in turn).
-    drop(write_end);
-    let mut code = [0u8; 4];
-    let n = read_full(&read_end, &mut code)?;
-    if n == 0 {
-        return Ok(pid);
-    }
-    // The child reported a failure and exited: reap it.
-    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(code)))
-}
-
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+    // The child has exec'd or exited: what it wrote is visible now.
+    match child.failed.load(Ordering::Acquire) {
+        0 => Ok(pid),
+        code => {
+            // The child reported a failure and exited: reap it.
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            Err(io::Error::from_raw_os_error(code))
         }
     }
-    Ok(got)
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` running [`child_main`] on a
@@ -135,8 +127,48 @@ fn clone_vfork(args: &mut ChildArgs) -> io::Result<rustix::process::Pid> {
     unsafe { clone_suspended(child_main, std::ptr::from_mut(args).cast(), STACK_SIZE, 0) }
 }
 
+/// A child's stack: an anonymous mapping, unmapped on drop.
+struct Stack {
+    base: *mut c_void,
+    size: usize,
+}
+
+impl Stack {
+    fn map(size: usize) -> io::Result<Self> {
+        // SAFETY: a new anonymous private mapping, owned by the returned value.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { base, size })
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping this value owns, used by no child any more.
+        unsafe { libc::munmap(self.base, self.size) };
+    }
+}
+
+thread_local! {
+    /// The stack this thread's last child ran on, free again once that
+    /// child exec'd or exited: reused, so a start maps and faults in no new
+    /// memory.
+    static SPARE_STACK: Cell<Option<Stack>> = const { Cell::new(None) };
+}
+
 /// `clone(CLONE_VM | CLONE_VFORK | extra_flags | SIGCHLD)` running `func(arg)`
-/// on a fresh stack of `stack_size` bytes, with every signal blocked in
+/// on a stack of `stack_size` bytes, with every signal blocked in
 /// this thread meanwhile (the child shares our memory: no handler of ours
 /// may run in it). Returns once the child has exec'd or exited.
 ///
@@ -149,32 +181,23 @@ pub(super) unsafe fn clone_suspended(
     stack_size: usize,
     extra_flags: c_int,
 ) -> io::Result<rustix::process::Pid> {
-    // SAFETY: an anonymous private mapping, unmapped below; nothing else uses it.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            stack_size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
+    let stack = match SPARE_STACK.take() {
+        Some(spare) if spare.size == stack_size => spare,
+        _ => Stack::map(stack_size)?,
     };
-    if stack == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
     // SAFETY: plain signal-mask calls on local sigsets; the stack grows down
-    // from its top; the caller vouches for `func` and `arg`.
+    // from its top and no other child uses it (this thread is suspended
+    // until this one is done with it); the caller vouches for `func` and `arg`.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-        let top = stack.cast::<u8>().add(stack_size).cast::<c_void>();
+        let top = stack.base.cast::<u8>().add(stack_size).cast::<c_void>();
         let pid = libc::clone(func, top, libc::CLONE_VM | libc::CLONE_VFORK | extra_flags | libc::SIGCHLD, arg);
         let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
-        libc::munmap(stack, stack_size);
+        SPARE_STACK.set(Some(stack));
         if pid < 0 {
             return Err(err);
         }
@@ -191,13 +214,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         Ok(()) => io::Error::from_raw_os_error(libc::EINVAL),
         Err(e) => e,
     };
-    let code = err.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes();
-    // SAFETY: raw syscalls on a valid fd and a local buffer; _exit skips
-    // every atexit handler, which belong to the parent.
-    unsafe {
-        libc::write(args.report, code.as_ptr().cast(), code.len());
-        libc::_exit(127)
-    }
+    // Never 0, which means success to the parent.
+    let code = err.raw_os_error().filter(|&c| c != 0).unwrap_or(libc::EINVAL);
+    args.failed.store(code, Ordering::Release);
+    // SAFETY: _exit skips every atexit handler, which belong to the parent.
+    unsafe { libc::_exit(127) }
 }
 
 /// The child's steps; returns only on failure.

@@ -54,8 +54,17 @@ fn spawn_failure_names_the_program() {
         let spec = spec("/nonexistent/builder", &[], dir.path());
         let log = tempfile::tempfile().unwrap();
         let err = sandbox::run(&spec, log, isolate).unwrap_err();
-        assert!(matches!(&err, SandboxError::Spawn { program, .. } if program == &spec.program), "{err:?}");
+        assert!(
+            matches!(&err, SandboxError::Spawn { program, source, .. }
+                if program == &spec.program && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("/nonexistent/builder"), "{err}");
+        // The next start on this thread (same reused child stack) is not
+        // taken for a failure.
+        let (status, log) = run(&sh("echo fine", dir.path()), isolate);
+        assert!(status.success());
+        assert_eq!(log, "fine\n");
     }
 }
 
