@@ -293,17 +293,19 @@ fn build<T>(
     stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
     let spec = builder_spec(action, &sb, cond);
     let log_path = sb.log();
-    let log_file = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    // Read back through the same descriptor once the builder is done.
+    let log_file =
+        std::fs::File::options().read(true).write(true).create_new(true).open(&log_path).map_err(io(&log_path))?;
     let start = |permit: Option<usize>| {
         on_start();
         let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
-        run(&SandboxSpec { net_slot, ..spec }, log_file, isolate)
+        run(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)
     };
     let status = match &cond.builders {
         Some(permits) => permits.with(|i| start(Some(i)))?,
         None => start(None)?,
     };
-    let log_bytes = std::fs::read(&log_path).map_err(io(&log_path))?;
+    let log_bytes = read_log(&log_file).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
     let fail = |reason: String| {
         let mut puts = inputs_puts.clone();
@@ -379,6 +381,16 @@ fn stage(
         }
     }
     Ok(())
+}
+
+/// The whole log as the builder left it: one `statx`, and one `pread`
+/// unless it is empty, as most are.
+fn read_log(log: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(log.metadata()?.len()).map_err(std::io::Error::other)?;
+    let mut bytes = vec![0; len];
+    log.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
 }
 
 /// What the builder process runs, and with what, under `cond`.

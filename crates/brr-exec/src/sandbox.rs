@@ -202,17 +202,16 @@ impl BuilderProcess {
 /// Starts the builder with stdout and stderr both appending to `log`
 /// (interleaved) and stdin null. `isolate = false` skips namespaces and
 /// Landlock (`--no-sandbox`).
-pub fn spawn(spec: &SandboxSpec, log: File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
+/// The builder gets its own descriptors for `log`; the caller's stays open
+/// (to read the log back).
+pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
-    let stderr = log.try_clone().map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
-    let pid = spawn::spawn(spec, setup, &log, &stderr).map_err(|err| spawn_error(spec, err))?;
-    // The builder has its own copies now.
-    drop((log, stderr));
+    let pid = spawn::spawn(spec, setup, log, log).map_err(|err| spawn_error(spec, err))?;
     Ok(BuilderProcess { pid, program: spec.program.clone() })
 }
 
 /// Runs the builder to completion; see [`spawn`].
-pub fn run(spec: &SandboxSpec, log: File, isolate: bool) -> Result<ExitStatus, SandboxError> {
+pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<ExitStatus, SandboxError> {
     spawn(spec, log, isolate)?.wait()
 }
 

@@ -44,9 +44,21 @@ pub fn hash_file_holding(
         return Ok((BlobHash(hasher.finalize().into()), len, None));
     }
     let mut f = std::fs::File::open(path).map_err(|e| with_path(&e, path))?;
-    // Exactly `len`: once full, `read_to_end` finds the end with a read into
-    // a small buffer of its own, and a held 4 KiB file takes one page, not two.
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // The `len` bytes in one read (`read_to_end` without a size hint starts
+    // at 8 KiB and doubles: five reads for 72 KiB), then `read_to_end` finds
+    // the end (or what the file grew by) with a small read of its own. A
+    // held 4 KiB file takes one page, not two.
+    let mut buf = vec![0; usize::try_from(len).unwrap_or(0)];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(with_path(&e, path).into()),
+        }
+    }
+    buf.truncate(got);
     // `Read::read_to_end` on a `File` would stat it again for a size hint.
     (&mut f).take(u64::MAX).read_to_end(&mut buf).map_err(|e| with_path(&e, path))?;
     hasher.update(&buf);

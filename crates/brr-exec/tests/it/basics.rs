@@ -53,7 +53,7 @@ fn spawn_failure_names_the_program() {
     for isolate in [false, true] {
         let spec = spec("/nonexistent/builder", &[], dir.path());
         let log = tempfile::tempfile().unwrap();
-        let err = sandbox::run(&spec, log, isolate).unwrap_err();
+        let err = sandbox::run(&spec, &log, isolate).unwrap_err();
         assert!(
             matches!(&err, SandboxError::Spawn { program, source, .. }
                 if program == &spec.program && source.kind() == std::io::ErrorKind::NotFound),
@@ -74,7 +74,7 @@ fn builder_runs_in_its_own_process_group() {
     let log = tempfile::tempfile().unwrap();
     // `ps` may be missing; the shell's `$$` is its pid and /proc tells its pgid.
     let spec = sh("cut -d' ' -f5 /proc/$$/stat > pgid", dir.path());
-    let builder = sandbox::spawn(&spec, log, false).unwrap();
+    let builder = sandbox::spawn(&spec, &log, false).unwrap();
     let pid = builder.pid();
     assert!(builder.wait().unwrap().success());
     let group = fs_err::read_to_string(dir.path().join("pgid")).unwrap();

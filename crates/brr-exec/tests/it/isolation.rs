@@ -98,7 +98,7 @@ fn setup_failure_names_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec("/bin/true", &[], dir.path());
     spec.hostname = Some("x".repeat(100));
-    let err = sandbox::run(&spec, tempfile::tempfile().unwrap(), true).unwrap_err();
+    let err = sandbox::run(&spec, &tempfile::tempfile().unwrap(), true).unwrap_err();
     assert!(matches!(err, SandboxError::Setup { step: SetupStep::Hostname, .. }), "{err:?}");
     assert!(err.to_string().contains("sethostname"), "{err}");
 }
@@ -112,7 +112,7 @@ fn missing_writable_path_is_an_error() {
     let mut spec = spec("/bin/true", &[], dir.path());
     let missing = dir.path().join("missing");
     spec.writable.push(missing.clone());
-    let err = sandbox::run(&spec, tempfile::tempfile().unwrap(), true).unwrap_err();
+    let err = sandbox::run(&spec, &tempfile::tempfile().unwrap(), true).unwrap_err();
     assert!(matches!(&err, SandboxError::Writable { path, .. } if path == &missing), "{err:?}");
 }
 

@@ -33,8 +33,7 @@ fn sh(script: &str, cwd: &Path) -> SandboxSpec {
 /// Runs `spec` and returns its exit status and its log.
 fn run(spec: &SandboxSpec, isolate: bool) -> (ExitStatus, String) {
     let mut log = tempfile::tempfile().expect("create the log");
-    let for_child = log.try_clone().expect("clone the log handle");
-    let status = sandbox::run(spec, for_child, isolate).expect("run the builder");
+    let status = sandbox::run(spec, &log, isolate).expect("run the builder");
     log.seek(SeekFrom::Start(0)).expect("rewind the log");
     let mut text = String::new();
     log.read_to_string(&mut text).expect("read the log");
