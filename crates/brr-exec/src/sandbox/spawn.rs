@@ -54,6 +54,11 @@ struct ChildArgs {
     failed: AtomicI32,
 }
 
+/// Every builder's stdin, opened once.
+static DEV_NULL: OnceLock<File> = OnceLock::new();
+/// brr's pid, which its builders check they still have as parent.
+static PID: OnceLock<rustix::process::Pid> = OnceLock::new();
+
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument"))
 }
@@ -75,15 +80,13 @@ pub(super) fn spawn(
     }
     let env: Vec<CString> =
         spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}").as_bytes())).collect::<io::Result<_>>()?;
-    static DEV_NULL: OnceLock<File> = OnceLock::new();
-    let stdin = match DEV_NULL.get() {
-        Some(f) => f,
-        None => {
-            let f = File::open("/dev/null")?;
-            DEV_NULL.get_or_init(|| f)
-        }
+    // A failed open is not kept: the next start tries again.
+    let stdin = if let Some(f) = DEV_NULL.get() {
+        f
+    } else {
+        let f = File::open("/dev/null")?;
+        DEV_NULL.get_or_init(|| f)
     };
-    static PID: OnceLock<rustix::process::Pid> = OnceLock::new();
     let cpus = spec.cpus.map(|n| {
         let mut set = rustix::thread::CpuSet::new();
         for cpu in 0..n.clamp(1, rustix::thread::CpuSet::MAX_CPU) {
