@@ -90,6 +90,9 @@ pub struct Sandbox {
     pub root: PathBuf,
     /// Folders below `src/` created so far.
     made_dirs: HashSet<PathBuf>,
+    /// Files and links made in `src/` and `tools/`: removed by name, not
+    /// found by listing their folders (see [`Sandbox::remove`]).
+    made_files: Vec<PathBuf>,
 }
 
 /// This process's lock files, one per sandbox folder, held until exit.
@@ -138,7 +141,7 @@ impl Sandbox {
             let p = root.join(d);
             std::fs::create_dir(&p).map_err(io(&p))?;
         }
-        Ok(Self { root, made_dirs: HashSet::new() })
+        Ok(Self { root, made_dirs: HashSet::new(), made_files: Vec::new() })
     }
 
     pub fn src(&self) -> PathBuf {
@@ -203,6 +206,7 @@ impl Sandbox {
         if let Some(parent) = dest.parent() {
             self.src_dir(parent)?;
         }
+        self.made_files.push(dest.clone());
         Ok(dest)
     }
 
@@ -225,16 +229,53 @@ impl Sandbox {
     }
 
     /// Puts a declared tool on the builder's PATH.
-    pub fn link_tool(&self, name: &str, host_path: &Path) -> Result<(), ExecError> {
+    pub fn link_tool(&mut self, name: &str, host_path: &Path) -> Result<(), ExecError> {
         let link = self.tools().join(name);
+        self.made_files.push(link.clone());
         std::os::unix::fs::symlink(host_path, &link).map_err(io(&link))
+    }
+
+    /// Removes what this sandbox made by name, and lists only the folders
+    /// the builder or a dependency's tree filled (`out/`, `tmp/`, `deps/`):
+    /// listing every folder was most of the cost of removing a sandbox.
+    /// Anything else found (a builder may write into `src/` without
+    /// Landlock) makes a folder's removal fail, and the whole tree is
+    /// then removed by listing.
+    fn remove(&self) -> Result<(), ExecError> {
+        if self.remove_made().is_err() {
+            return remove_tree(&self.root);
+        }
+        Ok(())
+    }
+
+    fn remove_made(&self) -> rustix::io::Result<()> {
+        let gone_ok = |r: rustix::io::Result<()>| match r {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            other => other,
+        };
+        for f in self.made_files.iter().chain(std::iter::once(&self.log())) {
+            gone_ok(rustix::fs::unlink(f))?;
+        }
+        for d in [self.out(), self.tmp(), self.deps()] {
+            gone_ok(remove_tree_fast(&d))?;
+        }
+        let mut dirs: Vec<&PathBuf> = self.made_dirs.iter().collect();
+        // Deepest first: a folder is empty once its subfolders are gone.
+        dirs.sort_unstable_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            gone_ok(rustix::fs::rmdir(d))?;
+        }
+        for d in [self.src(), self.tools()] {
+            gone_ok(rustix::fs::rmdir(&d))?;
+        }
+        rustix::fs::rmdir(&self.root)
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
         // Best effort: a leftover is removed by the next `clean_stale`.
-        let _ = remove_tree(&self.root);
+        let _ = self.remove();
     }
 }
 
@@ -313,12 +354,28 @@ fn remove_contents(dir: std::os::fd::OwnedFd) -> rustix::io::Result<()> {
                 Mode::empty(),
             )?;
             remove_contents(sub)?;
-            rustix::fs::unlinkat(fd, &name, AtFlags::REMOVEDIR)?;
+            unlink_in(fd, &name, AtFlags::REMOVEDIR)?;
         } else {
-            rustix::fs::unlinkat(fd, &name, AtFlags::empty())?;
+            unlink_in(fd, &name, AtFlags::empty())?;
         }
     }
     Ok(())
+}
+
+/// `unlinkat`, and once more after making the folder writable when it was
+/// read-only (a dependency's staged tree is; only root ignores that).
+fn unlink_in(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    flags: rustix::fs::AtFlags,
+) -> rustix::io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, flags) {
+        Err(rustix::io::Errno::ACCESS) => {
+            rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(0o700))?;
+            rustix::fs::unlinkat(dir, name, flags)
+        }
+        other => other,
+    }
 }
 
 /// Removes sandboxes left by killed brr processes: those whose owner's lock
@@ -363,7 +420,8 @@ pub fn clean_stale(tmp: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::{TMPFS_MAX_STAGED, default_base, remove_tree, tmpfs_base};
+    use super::{Sandbox, TMPFS_MAX_STAGED, default_base, remove_tree, tmpfs_base};
+    use brr_hash::EntryKind;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
@@ -388,6 +446,48 @@ mod tests {
         assert!(outside.path().join("keep").exists(), "a symlink was followed");
         // Removing what is not there is not an error.
         remove_tree(&root).unwrap();
+    }
+
+    /// A sandbox as a build leaves it: staged inputs and tools, a read-only
+    /// dependency, outputs, a log, and whatever else the builder wrote.
+    fn used_sandbox(tmp: &Path, extra: Option<&str>) -> std::path::PathBuf {
+        let mut sb = Sandbox::create(tmp, "0123abcd").unwrap();
+        sb.stage_bytes("pkg/sub/a.txt", b"a", EntryKind::File).unwrap();
+        sb.stage_bytes("pkg/b.txt", b"b", EntryKind::Executable).unwrap();
+        sb.src_dir(&sb.src().join("pkg")).unwrap();
+        sb.link_tool("sh", Path::new("/bin/sh")).unwrap();
+        let dep = sb.deps().join("lib");
+        std::fs::create_dir(&dep).unwrap();
+        std::fs::write(dep.join("out"), "o").unwrap();
+        std::fs::set_permissions(&dep, std::fs::Permissions::from_mode(0o555)).unwrap();
+        std::fs::create_dir(sb.out().join("d")).unwrap();
+        std::fs::write(sb.out().join("d/o"), "o").unwrap();
+        std::fs::write(sb.tmp().join("t"), "t").unwrap();
+        std::fs::write(sb.log(), "log").unwrap();
+        if let Some(extra) = extra {
+            std::fs::write(sb.root.join(extra), "x").unwrap();
+        }
+        let root = sb.root.clone();
+        drop(sb);
+        root
+    }
+
+    #[test]
+    fn a_sandbox_is_removed_with_what_the_builder_added_anywhere() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!used_sandbox(tmp.path(), None).exists(), "removed by name: left behind");
+        // Files the removal by name does not know make it list the folders.
+        for extra in ["src/pkg/new.txt", "src/pkg/sub/new.txt", "tools/new", "new"] {
+            assert!(!used_sandbox(tmp.path(), Some(extra)).exists(), "left behind with {extra}");
+        }
+        // A staged file the builder replaced by a folder.
+        let mut sb = Sandbox::create(tmp.path(), "0123abcd").unwrap();
+        sb.stage_bytes("a.txt", b"a", EntryKind::File).unwrap();
+        std::fs::remove_file(sb.src().join("a.txt")).unwrap();
+        std::fs::create_dir(sb.src().join("a.txt")).unwrap();
+        let root = sb.root.clone();
+        drop(sb);
+        assert!(!root.exists());
     }
 
     #[test]
