@@ -681,10 +681,9 @@ def main() -> int:
     for key, cmd, pkg in peers:
         if key in wanted:
             why = installer.ensure(cmd, pkg)
-            if why is None and key == "nix":
-                why = Nix.preflight(env)
-            if why is None and key == "nix-sb":
-                why = NixSandboxed.preflight(env)
+            nix = {"nix": Nix, "nix-sb": NixSandboxed}.get(key)
+            if why is None and nix:
+                why = nix.preflight(env)
             if why:
                 skipped[key] = why
                 wanted.remove(key)

@@ -297,37 +297,44 @@ fn process_umask() -> Option<u32> {
     })
 }
 
-/// Removes a folder tree even where it was made read-only.
+/// Removes a folder tree even where folders were made read-only or
+/// unreadable; one that is not there is not an error.
 pub fn remove_tree(root: &Path) -> Result<(), ExecError> {
-    // Most sandboxes hold no read-only folder (root, whose permissions do
-    // not stop it, never needs the second pass).
     match remove_tree_fast(root) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(_) => {}
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(io(root)(e.into())),
     }
-    for entry in walkdir::WalkDir::new(root).into_iter().filter_map(Result::ok) {
-        if entry.file_type().is_dir() {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755));
-        }
-    }
-    fs_err::remove_dir_all(root).map_err(io(root))
 }
 
 /// Removes `root` and everything below it, not following symlinks, with
 /// one open and one `getdents` pass per folder: a sandbox is removed after
 /// every build, and std's `remove_dir_all` spends twice the system calls.
 fn remove_tree_fast(root: &Path) -> rustix::io::Result<()> {
-    use rustix::fs::{Mode, OFlags};
-    let dir =
-        rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
-    remove_contents(dir)?;
+    remove_contents(open_dir_at(rustix::fs::CWD, root)?)?;
     rustix::fs::rmdir(root)
+}
+
+/// Opens the folder `name` below `dir` for listing, not following a
+/// symlink; one this user cannot read is made readable first (only root
+/// ignores its mode).
+fn open_dir_at<P: rustix::path::Arg + Copy>(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: P,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Err(rustix::io::Errno::ACCESS) => {
+            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+            rustix::fs::openat(dir, name, flags, Mode::empty())
+        }
+        other => other,
+    }
 }
 
 /// Empties the folder open as `dir` (consumed).
 fn remove_contents(dir: std::os::fd::OwnedFd) -> rustix::io::Result<()> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    use std::os::fd::AsFd;
+    use rustix::fs::{AtFlags, FileType};
     let mut entries = rustix::fs::Dir::new(dir)?;
     // Names first, removals after: the folder is not changed while read.
     let mut names: Vec<(std::ffi::CString, FileType)> = Vec::new();
@@ -347,13 +354,7 @@ fn remove_contents(dir: std::os::fd::OwnedFd) -> rustix::io::Result<()> {
             _ => false,
         };
         if is_dir {
-            let sub = rustix::fs::openat(
-                fd.as_fd(),
-                &name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            remove_contents(sub)?;
+            remove_contents(open_dir_at(fd, name.as_c_str())?)?;
             unlink_in(fd, &name, AtFlags::REMOVEDIR)?;
         } else {
             unlink_in(fd, &name, AtFlags::empty())?;
@@ -440,6 +441,9 @@ mod tests {
         std::fs::create_dir(root.join("ro")).unwrap();
         std::fs::write(root.join("ro/f"), "r").unwrap();
         std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        // One its owner cannot even list.
+        std::fs::create_dir_all(root.join("closed/sub")).unwrap();
+        std::fs::set_permissions(root.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
 
         remove_tree(&root).unwrap();
         assert!(!root.exists(), "the sandbox is still there");

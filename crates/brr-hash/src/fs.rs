@@ -44,27 +44,34 @@ pub fn hash_file_holding(
         return Ok((BlobHash(hasher.finalize().into()), len, None));
     }
     let mut f = std::fs::File::open(path).map_err(|e| with_path(&e, path))?;
-    // The `len` bytes in one read (`read_to_end` without a size hint starts
-    // at 8 KiB and doubles: five reads for 72 KiB), then `read_to_end` finds
-    // the end (or what the file grew by) with a small read of its own. A
-    // held 4 KiB file takes one page, not two.
-    let mut buf = vec![0; usize::try_from(len).unwrap_or(0)];
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(with_path(&e, path).into()),
-        }
-    }
-    buf.truncate(got);
+    // The `len` bytes, then `read_to_end` finds the end (or what the file
+    // grew by) with a small read of its own. A held 4 KiB file takes one
+    // page, not two.
+    let mut buf = read_len(&mut f, len).map_err(|e| with_path(&e, path))?;
     // `Read::read_to_end` on a `File` would stat it again for a size hint.
     (&mut f).take(u64::MAX).read_to_end(&mut buf).map_err(|e| with_path(&e, path))?;
     hasher.update(&buf);
     let len = buf.len() as u64;
     let hash = BlobHash(hasher.finalize().into());
     Ok((hash, len, (len <= hold_max).then(|| HashedBytes::hashed_by(buf, &hasher))))
+}
+
+/// The first `len` bytes of `reader` (fewer if it ends sooner), in one
+/// `read` when they are there: `read_to_end` without a size hint starts at
+/// 8 KiB and doubles, five reads for 72 KiB.
+pub fn read_len(reader: &mut impl Read, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0; usize::try_from(len).unwrap_or(0)];
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
 }
 
 fn with_path(e: &std::io::Error, path: &Path) -> std::io::Error {

@@ -69,10 +69,8 @@ pub(crate) fn read_small_checked(path: &Path, expected: Digest) -> Result<Option
 /// the check only if its first `len` bytes changed, and a builder staged
 /// with them sees exactly the hashed input).
 pub fn read_checked(path: &Path, len: u64, expected: Digest) -> Result<HashedBytes, StoreError> {
-    let file = std::fs::File::open(path).at(path)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(len).read_to_end(&mut bytes).at(path)?;
-    let hashed = HashedBytes::new(bytes);
+    let mut file = std::fs::File::open(path).at(path)?;
+    let hashed = HashedBytes::new(brr_hash::fs::read_len(&mut file, len).at(path)?);
     if hashed.digest() != expected {
         return Err(StoreError::HashMismatch { path: path.to_path_buf(), expected, actual: hashed.digest() });
     }
