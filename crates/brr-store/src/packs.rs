@@ -72,7 +72,8 @@ impl Store {
         self.root.join("packs")
     }
 
-    /// Appends each of `objects` to this process's pack, in one write.
+    /// Appends each of `objects` to this process's pack, in one gathering
+    /// write (`pwritev`): no copy of a build's objects into one buffer first.
     pub(crate) fn pack_append_all(&self, objects: &[&[u8]]) -> Result<Vec<Appended>, StoreError> {
         if objects.is_empty() {
             return Ok(Vec::new());
@@ -80,14 +81,13 @@ impl Store {
         let pack = self.pack_writer()?;
         let total: u64 = objects.iter().map(|b| b.len() as u64).sum();
         let start = pack.end.fetch_add(total, Ordering::Relaxed);
-        let mut buf = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
         let mut out = Vec::with_capacity(objects.len());
+        let mut offset = start;
         for bytes in objects {
-            let offset = start + buf.len() as u64;
-            buf.extend_from_slice(bytes);
             out.push(Appended { pack: Arc::clone(&pack), offset, end: offset + bytes.len() as u64 });
+            offset += bytes.len() as u64;
         }
-        pack.file.write_all_at(&buf, start).at(&pack.path)?;
+        write_all_vectored_at(&pack.file, objects, start).at(&pack.path)?;
         Ok(out)
     }
 
@@ -168,4 +168,49 @@ pub(crate) fn sync_packs<'a>(appended: impl IntoIterator<Item = &'a Appended>) -
         }
     }
     ends.into_iter().try_for_each(|(pack, end)| pack.sync_to(end))
+}
+
+/// Linux takes at most this many buffers in one `pwritev`.
+const IOV_MAX: usize = 1024;
+
+/// Writes `parts`, one after the other, at `offset`: `pwritev` calls of up
+/// to [`IOV_MAX`] buffers each, resumed after a short write.
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = IOV_MAX.min(rest.len());
+        match rustix::io::pwritev(file, &rest[..n], offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                offset += written as u64;
+                IoSlice::advance_slices(&mut rest, written);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_all_vectored_at;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn a_gathering_write_of_more_buffers_than_one_call_takes_writes_them_all_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::options().read(true).write(true).create_new(true).open(dir.path().join("p")).unwrap();
+        // More than IOV_MAX buffers, empty ones among them, at an offset.
+        let parts: Vec<Vec<u8>> = (0..2500u32).map(|i| vec![(i % 251) as u8; (i % 7) as usize]).collect();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        write_all_vectored_at(&file, &refs, 10).unwrap();
+        let expected: Vec<u8> = parts.concat();
+        let mut got = vec![0; expected.len()];
+        file.read_exact_at(&mut got, 10).unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(file.metadata().unwrap().len(), 10 + expected.len() as u64);
+    }
 }
