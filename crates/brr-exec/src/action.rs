@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use brr_graph::{Package, Tool, which};
 use brr_hash::fs::{FsError, Leaf, snapshot_holding};
@@ -132,6 +132,9 @@ pub struct Uncommitted {
     pub built: Built,
     pub batch: brr_store::PlacedBatch,
     pub record: ActionRecord,
+    /// From the builder's start to its outputs being written: without the
+    /// wait for a `-j` permit before it or for the commit after it.
+    pub took: Duration,
 }
 
 /// Runs the builder of `action` and writes what it made to the store, up to
@@ -148,18 +151,25 @@ pub fn execute_uncommitted(
     cond: &Conditions,
     on_start: &dyn Fn(),
 ) -> Result<Result<Uncommitted, Failure>, ExecError> {
-    let started = Instant::now();
-    build(store, action, held, isolate, cond, on_start, |puts, ran| {
+    // Timed from the builder's start: a build staged ahead waits for a
+    // permit, and that wait is not how long it took.
+    let began = std::cell::Cell::new(None::<Instant>);
+    let timed_start = || {
+        began.set(Some(Instant::now()));
+        on_start();
+    };
+    build(store, action, held, isolate, cond, &timed_start, |puts, ran| {
         let batch = store.place_batch(puts)?;
+        let took = began.get().map_or(Duration::ZERO, |t| t.elapsed());
         let record = ActionRecord {
             key: action.key_hash,
             artifact: ran.artifact,
             log: Some(ran.log),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             created_at: unix_now(),
             outputs: Some(ran.outputs),
         };
-        Ok(Uncommitted { built: Built { artifact: ran.artifact, log: ran.log }, batch, record })
+        Ok(Uncommitted { built: Built { artifact: ran.artifact, log: ran.log }, batch, record, took })
     })
 }
 

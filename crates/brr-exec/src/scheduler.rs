@@ -64,6 +64,9 @@ pub struct Outcome {
     pub key: Option<BuildKey>,
     pub artifact: Option<ArtifactHash>,
     pub status: Status,
+    /// For a build, from its builder's start to its outputs being written
+    /// (not the wait for a `-j` permit or for the group commit); otherwise
+    /// from when the target was ready.
     pub duration: Duration,
 }
 
@@ -504,12 +507,12 @@ impl Ctx<'_> {
     fn commit_all(&self, batch: Vec<ToCommit>) -> Vec<(usize, Outcome, Digest)> {
         let (meta, batches): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|c| ((c.i, c.key, c.started, c.done.built), (c.done.batch, Some(c.done.record))))
+            .map(|c| ((c.i, c.key, c.started, c.done.built, c.done.took), (c.done.batch, Some(c.done.record))))
             .unzip();
         let results = self.store.commit(&batches);
         meta.into_iter()
             .enumerate()
-            .map(|(n, (i, key, started, built))| {
+            .map(|(n, (i, key, started, built, took))| {
                 let name = &self.ws.packages[i].name;
                 let result = match &results {
                     Ok(each) => each[n].as_ref().map(|&()| ()).map_err(|e| error_chain(e)),
@@ -522,7 +525,7 @@ impl Ctx<'_> {
                         key: Some(key),
                         artifact: Some(built.artifact),
                         status: Status::Built,
-                        duration: started.elapsed(),
+                        duration: took,
                     },
                     Err(reason) => failed(name, key, started, reason),
                 };

@@ -102,3 +102,25 @@ fn jobs_bounds_the_builders_running_at_once() {
     ws.brr(["build", "-j", "2", "--no-sandbox"]).success();
     assert!(host.path().join("overlap").exists(), "the two builders never ran at once under -j 2");
 }
+
+/// "built X (N s)" says how long X's build took, not how long it waited
+/// for a builder slot: under `-j 1` the second of two one-second builds
+/// waits a second for the first, and used to be reported as two.
+#[test]
+fn a_reported_build_time_leaves_out_the_wait_for_a_builder_slot() {
+    let ws = (1..=2).fold(workspace(), |ws, i| {
+        ws.sh_lib(&format!("s{i}"), &[], &["sleep"], &format!("sleep 1; echo {i} > \"$OUT/f\""))
+    });
+    let run = ws.brr(["build", "-j", "1", "--no-sandbox"]).success();
+    let secs: Vec<f64> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("built s")?.split_once(" (")?.1.strip_suffix("s)")?.parse().ok())
+        .collect();
+    assert_eq!(secs.len(), 2, "expected two `built` lines:\n{}", run.stderr);
+    for s in secs {
+        // At least the builder's own second; well short of the two the
+        // second build took counting its wait.
+        assert!((1.0..1.8).contains(&s), "reported {s} s:\n{}", run.stderr);
+    }
+}
