@@ -240,9 +240,6 @@ pub fn build(
     let waiting =
         (0..n).map(|i| ws.packages[i].deps.iter().filter(|&&d| mask[d] && resolved[d].is_none()).count()).collect();
     let state = Mutex::new(State { waiting, outcomes: resolved, history });
-    // Twice as many threads as builders, and the committer: while `jobs`
-    // builders run, the other threads stage the next sandboxes and store
-    // finished outputs, so the CPUs do not idle.
     let cond = Conditions {
         builders: Some(std::sync::Arc::new(crate::action::Permits::new(opts.jobs))),
         // One network namespace per permit, made once instead of per builder.
@@ -254,7 +251,11 @@ pub fn build(
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1) * 2 + 1)
+        .num_threads(pool_threads(
+            opts.jobs.max(1),
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            opts.remotes.is_some(),
+        ))
         .thread_name(|i| format!("brr-build-{i}"))
         .build()
         .map_err(|e| ExecError::Io { path: "thread pool".into(), source: std::io::Error::other(e) })?;
@@ -291,6 +292,18 @@ pub fn build(
     let st = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     store.record_builds(&st.history)?;
     Ok(st.outcomes.into_iter().flatten().collect())
+}
+
+/// Threads for a build with `jobs` builders: the committer, a thread per
+/// builder, and spare threads that stage the next sandboxes and store
+/// finished outputs while the builders run. Spare threads pay only where
+/// the builders leave CPUs idle (fewer builders than CPUs) or while remote
+/// caches are waited on; where the builders fill the CPUs, as with the
+/// default `-j`, they only competed with them (unsandboxed cold 550-action
+/// build on 2 CPUs, `-j 2`: 0.71 s with 3 threads, 0.77 s with 5).
+fn pool_threads(jobs: usize, cpus: usize, remotes: bool) -> usize {
+    let spare = if remotes { jobs } else { jobs.min(cpus.saturating_sub(jobs)) };
+    1 + jobs + spare
 }
 
 /// Builds nobody waits for are committed in groups of up to this many…
@@ -573,4 +586,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_threads;
+
+    #[test]
+    fn spare_threads_only_where_builders_leave_cpus_idle_or_remotes_are_waited_on() {
+        // The committer and one thread per builder, always.
+        assert_eq!(pool_threads(2, 2, false), 3);
+        assert_eq!(pool_threads(4, 2, false), 5);
+        // Idle CPUs: up to one spare thread per builder.
+        assert_eq!(pool_threads(2, 8, false), 5);
+        assert_eq!(pool_threads(2, 3, false), 4);
+        // Remote caches: one spare per builder whatever the CPUs.
+        assert_eq!(pool_threads(2, 2, true), 5);
+    }
 }
