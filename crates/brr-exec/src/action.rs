@@ -69,7 +69,8 @@ pub struct Conditions {
     pub hostname: Option<String>,
     pub cpus: Option<usize>,
     /// Shared by the builds of one run: at most this many builders run at
-    /// once, while more threads stage, hash and store around them.
+    /// once; the threads that hold no permit stage, hash and store around
+    /// them.
     pub builders: Option<std::sync::Arc<Permits>>,
     /// Network namespaces for sandboxed builders, one per permit of
     /// `builders` (see [`NetSlots`]); without them each builder makes its own.
