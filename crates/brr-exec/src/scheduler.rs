@@ -64,9 +64,9 @@ pub struct Outcome {
     pub key: Option<BuildKey>,
     pub artifact: Option<ArtifactHash>,
     pub status: Status,
-    /// For a build, from its builder's start to its outputs being written
-    /// (not the wait for a `-j` permit or for the group commit); otherwise
-    /// from when the target was ready.
+    /// For a successful build, from its builder's start to its outputs
+    /// being written (not the wait for a `-j` permit or for the group
+    /// commit); otherwise from when the target was ready.
     pub duration: Duration,
 }
 

@@ -171,7 +171,7 @@ pub(crate) fn sync_packs<'a>(appended: impl IntoIterator<Item = &'a Appended>) -
 }
 
 /// Linux takes at most this many buffers in one `pwritev`.
-const IOV_MAX: usize = 1024;
+const IOV_MAX: usize = libc::UIO_MAXIOV.unsigned_abs() as usize;
 
 /// Writes `parts`, one after the other, at `offset`: `pwritev` calls of up
 /// to [`IOV_MAX`] buffers each, resumed after a short write.
