@@ -300,7 +300,7 @@ fn build<T>(
     let deps: Vec<(&String, Artifact)> =
         action.key.deps.iter().map(|(name, a)| Ok((name, store.get_object(a.0)?))).collect::<Result<_, ExecError>>()?;
     let base = sandbox_base(store, action, &deps, cond)?;
-    let mut sb = Sandbox::create(&base, &action.key_hash.short())?;
+    let mut sb = Sandbox::create(&base)?;
     stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
     let spec = builder_spec(action, &sb, cond);
     let log_path = sb.log();
@@ -380,9 +380,7 @@ fn stage(
         }
     }
     sb.src_dir(&sb.src().join(&pkg.dir))?;
-    for (name, tool) in action.tools {
-        sb.link_tool(name, &tool.path)?;
-    }
+    sb.set_tools(action.tools.iter().map(|(name, tool)| (name, &tool.path)))?;
     for (name, a) in deps {
         let dest = sb.deps().join(name);
         if link {

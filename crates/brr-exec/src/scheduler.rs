@@ -278,6 +278,7 @@ pub fn build(
         in_flight: &in_flight,
     };
     let ctx = &ctx;
+    let _reuse = crate::stage::Reuse::begin();
     pool.scope(|scope| {
         let roots: Vec<usize> = {
             let st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

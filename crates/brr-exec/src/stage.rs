@@ -19,10 +19,14 @@
 //! tmpfs has room, else to the store's `tmp/`. Creating and removing a
 //! handful of folders per build is the largest cost of many small builds on
 //! ext4, whose inode allocator scans past recently deleted inodes for every
-//! new folder; on a tmpfs it is nearly free, and the copies it needs
-//! instead of hard links are cheap for small inputs.
+//! new folder; on a tmpfs it is cheaper, and the copies it needs instead
+//! of hard links are cheap for small inputs.
+//!
+//! During a build run, a finished build's sandbox is emptied and handed to
+//! the next build ([`Reuse`]) when it is exactly as brr made it: the fixed
+//! folders and tool links are then made once per worker, not per build.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -81,18 +85,66 @@ pub fn default_base(fallback: &Path, staged: u64) -> PathBuf {
     }
 }
 
-/// A sandbox folder, removed on drop. It is named after this process
-/// (`build-<pid>-<n>-<key>`), whose lock file `build-<pid>.lock` is held for
-/// the process's life: a sandbox whose owner's lock is free was left by a
+/// A sandbox folder, removed on drop, or emptied and kept for the next
+/// build while a [`Reuse`] guard lives. It is named after this process
+/// (`build-<pid>-<n>`), whose lock file `build-<pid>.lock` is held for the
+/// process's life: a sandbox whose owner's lock is free was left by a
 /// killed brr and is removed by the next [`clean_stale`].
 #[derive(Debug)]
 pub struct Sandbox {
     pub root: PathBuf,
+    /// The folder `root` is in.
+    base: PathBuf,
     /// Folders below `src/` created so far.
     made_dirs: HashSet<PathBuf>,
-    /// Files and links made in `src/` and `tools/`: removed by name, not
-    /// found by listing their folders (see [`Sandbox::remove`]).
+    /// Files made in `src/`: removed by name, not found by listing their
+    /// folders (see [`Sandbox::remove`]).
     made_files: Vec<PathBuf>,
+    /// The links in `tools/`: name → host path.
+    tools: BTreeMap<String, PathBuf>,
+    /// What the root, the fixed folders and the tool links were when made
+    /// (path below the root, inode, mode), to tell a
+    /// sandbox left as it was made from one a builder changed.
+    fixed: Vec<(String, u64, u32)>,
+}
+
+/// The folders every sandbox has, below its root.
+const FIXED_DIRS: [&str; 5] = ["src", "deps", "tools", "out", "tmp"];
+
+/// Emptied sandboxes waiting for the next build, while reuse is on.
+static IDLE: Mutex<Vec<Sandbox>> = Mutex::new(Vec::new());
+
+/// How many [`Reuse`] guards live.
+static REUSE: AtomicU64 = AtomicU64::new(0);
+
+/// While one lives, a finished build's sandbox is emptied and kept for the
+/// next build instead of removed: its fixed folders and tool links are not
+/// made and removed again for every build, name by name, which costs more
+/// kernel time than the small copies staged in them. It is kept
+/// only when emptying leaves it exactly as brr made it
+/// ([`Sandbox::as_made`]), else removed, so each build still starts in a
+/// sandbox holding only its own inputs and tools. The last guard to go
+/// removes the kept sandboxes.
+#[derive(Debug)]
+pub struct Reuse(());
+
+impl Reuse {
+    pub fn begin() -> Self {
+        REUSE.fetch_add(1, Ordering::SeqCst);
+        Self(())
+    }
+}
+
+impl Drop for Reuse {
+    fn drop(&mut self) {
+        if REUSE.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let idle = std::mem::take(&mut *IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            for mut sb in idle {
+                let _ = remove_tree(&sb.root);
+                sb.root = PathBuf::new();
+            }
+        }
+    }
 }
 
 /// This process's lock files, one per sandbox folder, held until exit.
@@ -123,12 +175,19 @@ fn hold_owner_lock(tmp: &Path) -> Result<(), ExecError> {
 }
 
 impl Sandbox {
-    /// Creates a fresh sandbox below `tmp`, named after the build key.
-    pub fn create(tmp: &Path, key_short: &str) -> Result<Self, ExecError> {
+    /// An empty sandbox below `tmp`: a kept one when reuse is on and one is
+    /// idle, else a new one.
+    pub fn create(tmp: &Path) -> Result<Self, ExecError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        {
+            let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(at) = idle.iter().position(|sb| sb.base == tmp) {
+                return Ok(idle.swap_remove(at));
+            }
+        }
         hold_owner_lock(tmp)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root = tmp.join(format!("{PREFIX}{}-{n}-{key_short}", std::process::id()));
+        let root = tmp.join(format!("{PREFIX}{}-{n}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&root) {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
                 return Err(io(&root)(e));
@@ -137,11 +196,23 @@ impl Sandbox {
             remove_tree(&root)?;
             std::fs::create_dir(&root).map_err(io(&root))?;
         }
-        for d in ["src", "deps", "tools", "out", "tmp"] {
+        let mut fixed = Vec::with_capacity(FIXED_DIRS.len() + 1);
+        for d in std::iter::once(".").chain(FIXED_DIRS) {
             let p = root.join(d);
-            std::fs::create_dir(&p).map_err(io(&p))?;
+            if d != "." {
+                std::fs::create_dir(&p).map_err(io(&p))?;
+            }
+            let st = rustix::fs::lstat(&p).map_err(|e| io(&p)(e.into()))?;
+            fixed.push((d.to_owned(), st.st_ino, st.st_mode));
         }
-        Ok(Self { root, made_dirs: HashSet::new(), made_files: Vec::new() })
+        Ok(Self {
+            root,
+            base: tmp.to_path_buf(),
+            made_dirs: HashSet::new(),
+            made_files: Vec::new(),
+            tools: BTreeMap::new(),
+            fixed,
+        })
     }
 
     pub fn src(&self) -> PathBuf {
@@ -228,11 +299,33 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Puts a declared tool on the builder's PATH.
-    pub fn link_tool(&mut self, name: &str, host_path: &Path) -> Result<(), ExecError> {
-        let link = self.tools().join(name);
-        self.made_files.push(link.clone());
-        std::os::unix::fs::symlink(host_path, &link).map_err(io(&link))
+    /// Makes `tools/` hold exactly `tools` (name → host path), the builder's
+    /// PATH: links a kept sandbox already has are left as they are.
+    pub fn set_tools<'a>(
+        &mut self,
+        tools: impl IntoIterator<Item = (&'a String, &'a PathBuf)>,
+    ) -> Result<(), ExecError> {
+        let wanted: BTreeMap<&String, &PathBuf> = tools.into_iter().collect();
+        let dir = self.tools();
+        let stale: Vec<String> =
+            self.tools.iter().filter(|(n, p)| wanted.get(n) != Some(p)).map(|(n, _)| n.clone()).collect();
+        for name in stale {
+            self.tools.remove(&name);
+            self.fixed.retain(|(f, _, _)| *f != format!("tools/{name}"));
+            let link = dir.join(&name);
+            std::fs::remove_file(&link).map_err(io(&link))?;
+        }
+        for (name, host_path) in wanted {
+            if self.tools.contains_key(name) {
+                continue;
+            }
+            let link = dir.join(name);
+            std::os::unix::fs::symlink(host_path, &link).map_err(io(&link))?;
+            let st = rustix::fs::lstat(&link).map_err(|e| io(&link)(e.into()))?;
+            self.fixed.push((format!("tools/{name}"), st.st_ino, st.st_mode));
+            self.tools.insert(name.clone(), host_path.clone());
+        }
+        Ok(())
     }
 
     /// Removes what this sandbox made by name, and lists only the folders
@@ -241,14 +334,17 @@ impl Sandbox {
     /// Anything else found (a builder may write into `src/` without
     /// Landlock) makes a folder's removal fail, and the whole tree is
     /// then removed by listing.
-    fn remove(&self) -> Result<(), ExecError> {
-        if self.remove_made().is_err() {
+    fn remove(&mut self) -> Result<(), ExecError> {
+        if self.empty().is_err() || self.remove_fixed().is_err() {
             return remove_tree(&self.root);
         }
         Ok(())
     }
 
-    fn remove_made(&self) -> rustix::io::Result<()> {
+    /// Removes what builds put in the fixed folders: the files and folders
+    /// staged in `src/` (by name), the log, and all of `out/`, `tmp/` and
+    /// `deps/`. A folder in `src/` holding anything else fails it.
+    fn empty(&mut self) -> rustix::io::Result<()> {
         let gone_ok = |r: rustix::io::Result<()>| match r {
             Err(rustix::io::Errno::NOENT) => Ok(()),
             other => other,
@@ -256,24 +352,90 @@ impl Sandbox {
         for f in self.made_files.iter().chain(std::iter::once(&self.log())) {
             gone_ok(rustix::fs::unlink(f))?;
         }
+        self.made_files.clear();
         for d in [self.out(), self.tmp(), self.deps()] {
-            gone_ok(remove_tree_fast(&d))?;
+            remove_contents(open_dir_at(rustix::fs::CWD, &d)?)?;
         }
-        let mut dirs: Vec<&PathBuf> = self.made_dirs.iter().collect();
+        let mut dirs: Vec<PathBuf> = self.made_dirs.drain().collect();
         // Deepest first: a folder is empty once its subfolders are gone.
         dirs.sort_unstable_by_key(|d| std::cmp::Reverse(d.components().count()));
         for d in dirs {
-            gone_ok(rustix::fs::rmdir(d))?;
-        }
-        for d in [self.src(), self.tools()] {
             gone_ok(rustix::fs::rmdir(&d))?;
         }
+        Ok(())
+    }
+
+    /// Removes the emptied fixed folders, the tool links and the root.
+    fn remove_fixed(&self) -> rustix::io::Result<()> {
+        for name in self.tools.keys() {
+            rustix::fs::unlink(self.tools().join(name))?;
+        }
+        for d in FIXED_DIRS {
+            rustix::fs::rmdir(self.root.join(d))?;
+        }
         rustix::fs::rmdir(&self.root)
+    }
+
+    /// Whether an emptied sandbox is as brr made it: the root holds just the
+    /// fixed folders, `src/` nothing and `tools/` just its links, each still
+    /// the same file with the same mode (a builder without Landlock may have
+    /// added, replaced or `chmod`ed any of them).
+    fn as_made(&self) -> rustix::io::Result<bool> {
+        let names = |dir: &Path| -> rustix::io::Result<Vec<std::ffi::CString>> {
+            let mut entries = rustix::fs::Dir::new(open_dir_at(rustix::fs::CWD, dir)?)?;
+            let mut names = Vec::new();
+            while let Some(entry) = entries.read() {
+                let name = entry?.file_name().to_owned();
+                if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                    names.push(name);
+                }
+            }
+            Ok(names)
+        };
+        let mut root = names(&self.root)?;
+        root.sort_unstable();
+        let mut fixed: Vec<&[u8]> = FIXED_DIRS.iter().map(|d| d.as_bytes()).collect();
+        fixed.sort_unstable();
+        if !root.iter().map(std::ffi::CString::as_bytes).eq(fixed) || !names(&self.src())?.is_empty() {
+            return Ok(false);
+        }
+        let tools = names(&self.tools())?;
+        if tools.len() != self.tools.len()
+            || !tools.iter().all(|n| n.to_str().is_ok_and(|n| self.tools.contains_key(n)))
+        {
+            return Ok(false);
+        }
+        for (rel, ino, mode) in &self.fixed {
+            let st = rustix::fs::lstat(self.root.join(rel))?;
+            if st.st_ino != *ino || st.st_mode != *mode {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.root.as_os_str().is_empty() {
+            return;
+        }
+        if REUSE.load(Ordering::SeqCst) > 0 && self.empty().is_ok() && self.as_made().unwrap_or(false) {
+            let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Checked under the lock: the last `Reuse` guard empties `IDLE`
+            // under it too, so nothing is kept after it is gone.
+            if REUSE.load(Ordering::SeqCst) > 0 {
+                idle.push(Sandbox {
+                    root: std::mem::take(&mut self.root),
+                    base: std::mem::take(&mut self.base),
+                    made_dirs: HashSet::new(),
+                    made_files: Vec::new(),
+                    tools: std::mem::take(&mut self.tools),
+                    fixed: std::mem::take(&mut self.fixed),
+                });
+                return;
+            }
+        }
         // Best effort: a leftover is removed by the next `clean_stale`.
         let _ = self.remove();
     }
@@ -424,7 +586,7 @@ mod tests {
     use super::{Sandbox, TMPFS_MAX_STAGED, default_base, remove_tree, tmpfs_base};
     use brr_hash::EntryKind;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn remove_tree_removes_everything_below_and_nothing_a_symlink_points_at() {
@@ -455,11 +617,11 @@ mod tests {
     /// A sandbox as a build leaves it: staged inputs and tools, a read-only
     /// dependency, outputs, a log, and whatever else the builder wrote.
     fn used_sandbox(tmp: &Path, extra: Option<&str>) -> std::path::PathBuf {
-        let mut sb = Sandbox::create(tmp, "0123abcd").unwrap();
+        let mut sb = Sandbox::create(tmp).unwrap();
         sb.stage_bytes("pkg/sub/a.txt", b"a", EntryKind::File).unwrap();
         sb.stage_bytes("pkg/b.txt", b"b", EntryKind::Executable).unwrap();
         sb.src_dir(&sb.src().join("pkg")).unwrap();
-        sb.link_tool("sh", Path::new("/bin/sh")).unwrap();
+        sb.set_tools([(&"sh".to_owned(), &PathBuf::from("/bin/sh"))]).unwrap();
         let dep = sb.deps().join("lib");
         std::fs::create_dir(&dep).unwrap();
         std::fs::write(dep.join("out"), "o").unwrap();
@@ -485,7 +647,7 @@ mod tests {
             assert!(!used_sandbox(tmp.path(), Some(extra)).exists(), "left behind with {extra}");
         }
         // A staged file the builder replaced by a folder.
-        let mut sb = Sandbox::create(tmp.path(), "0123abcd").unwrap();
+        let mut sb = Sandbox::create(tmp.path()).unwrap();
         sb.stage_bytes("a.txt", b"a", EntryKind::File).unwrap();
         std::fs::remove_file(sb.src().join("a.txt")).unwrap();
         std::fs::create_dir(sb.src().join("a.txt")).unwrap();

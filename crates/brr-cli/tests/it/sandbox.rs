@@ -176,3 +176,49 @@ fn builders_keep_the_huge_page_setting_brr_was_started_with() {
     let run = run.success();
     assert_eq!(run.targets()["sandboxed"].status, "built", "{}", run.stderr);
 }
+
+#[test]
+fn a_reused_sandbox_holds_nothing_an_earlier_build_left() {
+    // Unsandboxed, so a builder can write anywhere; under `-j 1` the three
+    // run one after another (each depends on the one before). Each writes
+    // its $OUT, and `b` and `c` what the sandbox holds, to a host file.
+    let seen_dir = temp_dir();
+    let seen = seen_dir.path().join("seen");
+    let seen = seen.display();
+    let look = format!(
+        "echo \"$OUT\" >> {seen}; for d in . src tools; do echo \"$d: $(cd \"$OUT/../$d\" && ls -A | tr '\\n' ' ')\" >> {seen}; done"
+    );
+    let ws = workspace()
+        .sh_lib("a", &[], &["cat"], &format!("echo \"$OUT\" >> {seen}; echo a > \"$OUT/f\""))
+        // `b` leaves the sandbox changed: files in its root, src/ and
+        // tools/, and a read-only $TMPDIR.
+        .sh_lib(
+            "b",
+            &["a"],
+            &["ls", "tr", "touch", "chmod"],
+            &format!(
+                "{look}; touch \"$OUT/../stray\" \"$OUT/../src/stray\" \"$OUT/../tools/stray\"; \
+                 chmod 555 \"$TMPDIR\"; echo b > \"$OUT/f\""
+            ),
+        )
+        .sh_lib("c", &["b"], &["ls", "tr"], &format!("{look}; echo t > \"$TMPDIR/t\" && echo c > \"$OUT/f\""));
+    let sandboxes = ws.store().join("tmp");
+    ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "--no-sandbox", "-j", "1"]).success();
+
+    let seen = std::fs::read_to_string(seen_dir.path().join("seen")).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 9, "{seen}");
+    let (a_out, b_out, c_out) = (lines[0], lines[1], lines[5]);
+    // `a` left its sandbox as it was made: `b` ran in the same one, with
+    // only its own tools (not `a`'s `cat`) and none of `a`'s files.
+    assert_eq!(a_out, b_out, "the sandbox was not reused:\n{seen}");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), [".:", "deps", "log", "out", "src", "tmp", "tools"]);
+    assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["src:", "p"]);
+    assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["tools:", "chmod", "ls", "sh", "touch", "tr"]);
+    // `b` changed its sandbox: `c` got a fresh one, holding none of it.
+    assert_ne!(b_out, c_out, "a changed sandbox was reused:\n{seen}");
+    assert_eq!(lines[6].split_whitespace().collect::<Vec<_>>(), [".:", "deps", "log", "out", "src", "tmp", "tools"]);
+    assert_eq!(lines[8].split_whitespace().collect::<Vec<_>>(), ["tools:", "ls", "sh", "tr"]);
+    // None is left once the build is over.
+    assert_eq!(brr_test_support::sandbox_leftovers(&ws.store()), Vec::<String>::new());
+}
