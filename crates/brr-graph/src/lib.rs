@@ -28,7 +28,7 @@ use brr_hash::{ActionKey, ArtifactHash, TreeHash};
 
 pub use error::GraphError;
 pub use inputs::{Inputs, Tool, source_tree, which};
-pub use workspace::{DECL_FILE, Package, PackageKind, Workspace};
+pub use workspace::{DECL_FILE, Package, PackageKind, UnsavedLoad, Workspace};
 
 /// Platform name that enters every build key (`x86_64-linux`).
 pub fn system() -> String {

@@ -57,6 +57,21 @@ pub struct Package {
     pub source: SourceFile,
 }
 
+/// What a full load looked at, not yet saved (see
+/// [`Workspace::load_cached_unsaved`]).
+#[derive(Debug)]
+pub struct UnsavedLoad {
+    seen: Seen,
+    started: i64,
+}
+
+impl UnsavedLoad {
+    /// Saves the load of `ws` for the next [`Workspace::load_cached`].
+    pub fn save(self, cache_dir: &Path, ws: &Workspace) {
+        snapshot::save(cache_dir, ws, self.seen, self.started);
+    }
+}
+
 impl Workspace {
     /// Loads the workspace whose root `brr.ron` is in `root`.
     pub fn load(root: &Path) -> Result<Self, GraphError> {
@@ -68,14 +83,24 @@ impl Workspace {
     /// when no declaration and no folder listing changed since, and saves a
     /// full load there for the next time (see the `snapshot` module).
     pub fn load_cached(root: &Path, cache_dir: &Path) -> Result<Self, GraphError> {
+        let (ws, unsaved) = Self::load_cached_unsaved(root, cache_dir)?;
+        if let Some(unsaved) = unsaved {
+            unsaved.save(cache_dir, &ws);
+        }
+        Ok(ws)
+    }
+
+    /// [`Workspace::load_cached`] that writes nothing: a full load comes
+    /// with what to save, for the caller to save once it knows `cache_dir`
+    /// may be written (the store it is in has opened).
+    pub fn load_cached_unsaved(root: &Path, cache_dir: &Path) -> Result<(Self, Option<UnsavedLoad>), GraphError> {
         let root = fs_err::canonicalize(root).map_err(io(root))?;
         if let Some(ws) = snapshot::restore(cache_dir, &root) {
-            return Ok(ws);
+            return Ok((ws, None));
         }
         let started = brr_store::StatEntry::now_ns();
         let (ws, seen) = Self::load_full(root)?;
-        snapshot::save(cache_dir, &ws, seen, started);
-        Ok(ws)
+        Ok((ws, Some(UnsavedLoad { seen, started })))
     }
 
     /// Walks, parses and resolves everything; also returns what it looked at.

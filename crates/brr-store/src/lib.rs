@@ -144,7 +144,12 @@ impl Store {
     /// `<root>/cache`: derived data that callers may save between runs and
     /// that can be deleted at any time; not created by the store.
     pub fn cache_dir(&self) -> PathBuf {
-        self.root.join("cache")
+        Self::cache_dir_of(&self.root)
+    }
+
+    /// The [`Store::cache_dir`] of a store at `root`, opened or not.
+    pub fn cache_dir_of(root: &Path) -> PathBuf {
+        root.join("cache")
     }
 
     /// `<root>/artifacts`, for callers that keep materialized artifacts; not

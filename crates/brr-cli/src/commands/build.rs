@@ -4,7 +4,7 @@ use brr_exec::{BuildOptions, Status};
 use brr_graph::Inputs;
 use serde_json::json;
 
-use super::{graph_failure, load_workspace_cached, open_store, print_json};
+use super::{graph_failure, open_store_and_workspace, print_json};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
@@ -17,10 +17,8 @@ pub fn run(
     json: bool,
 ) -> Result<(), Failure> {
     let timings = printer::Timings::from_env();
-    let store = open_store(settings)?;
-    timings.mark("open store");
-    let ws = load_workspace_cached(settings, &store)?;
-    timings.mark("load workspace");
+    let (store, ws) = open_store_and_workspace(settings)?;
+    timings.mark("store + workspace");
     let mask = ws.select(targets).map_err(graph_failure)?;
     let inputs = Inputs::hash_holding(&ws, &store, &mask).map_err(graph_failure)?;
     timings.mark("hash inputs");

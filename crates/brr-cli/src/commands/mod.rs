@@ -59,10 +59,24 @@ pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
     Workspace::load(&settings.root).map_err(graph_failure)
 }
 
-/// Loads the workspace, reusing the load saved in the store when nothing it
-/// read has changed.
-pub fn load_workspace_cached(settings: &Settings, store: &Store) -> Result<Workspace, Failure> {
-    Workspace::load_cached(&settings.root, &store.cache_dir()).map_err(graph_failure)
+/// Opens (creating if needed) the store and loads the workspace, reusing the
+/// load saved in the store when nothing it read has changed. Both at once:
+/// neither needs the other, and opening the store is a tenth of a no-op
+/// build. A new load is saved only once the store has opened, so a folder
+/// that is not a store gets nothing written into it.
+pub fn open_store_and_workspace(settings: &Settings) -> Result<(Store, Workspace), Failure> {
+    let cache_dir = Store::cache_dir_of(&settings.store);
+    let (store, ws) = std::thread::scope(|s| {
+        let store = s.spawn(|| open_store(settings));
+        let ws = Workspace::load_cached_unsaved(&settings.root, &cache_dir);
+        (store.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), ws)
+    });
+    let store = store?;
+    let (ws, unsaved) = ws.map_err(graph_failure)?;
+    if let Some(unsaved) = unsaved {
+        unsaved.save(&store.cache_dir(), &ws);
+    }
+    Ok((store, ws))
 }
 
 pub fn graph_failure(e: GraphError) -> Failure {
@@ -79,8 +93,7 @@ pub struct Loaded {
 }
 
 pub fn load(settings: &Settings, targets: &[String]) -> Result<Loaded, Failure> {
-    let store = open_store(settings)?;
-    let ws = load_workspace_cached(settings, &store)?;
+    let (store, ws) = open_store_and_workspace(settings)?;
     let mask = ws.select(targets).map_err(graph_failure)?;
     let inputs = brr_graph::Inputs::hash(&ws, &store, &mask).map_err(graph_failure)?;
     Ok(Loaded { ws, mask, store, inputs })

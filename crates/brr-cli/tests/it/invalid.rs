@@ -94,3 +94,19 @@ fn diagnostic_columns_agree_after_non_ascii_text() {
     assert!(run.stderr.contains("a/brr.ron:2:32: Unexpected field named `colour`"), "{}", run.stderr);
     assert!(run.stderr.contains("[a/brr.ron:2:32]"), "the snippet header names another column:\n{}", run.stderr);
 }
+
+#[test]
+fn a_folder_that_is_not_a_store_is_refused_and_left_as_it_was() {
+    let ws = workspace().sh_lib("a", &[], &[], "echo a > \"$OUT/f\"");
+    let folder = brr_test_support::temp_dir();
+    std::fs::write(folder.path().join("notes.txt"), "mine").unwrap();
+    let run = ws.brr_env("BRR_STORE", folder.path(), ["build"]);
+    assert_ne!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(&format!("`{}` is not a brr store", folder.path().display())), "{}", run.stderr);
+    // The workspace was loaded alongside: nothing of it was saved there.
+    let names: Vec<String> = std::fs::read_dir(folder.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+}
