@@ -115,7 +115,7 @@ impl Reporter for BuildProgress {
                 }
                 return;
             }
-            Status::Failed(f) => format!("     FAILED {}: {}", o.name, f.reason),
+            Status::Failed(f) => format!("     FAILED {} ({secs:.2}s): {}", o.name, f.reason),
             Status::Skipped { dependency } => format!("    skipped {} (dependency `{dependency}` failed)", o.name),
         };
         self.line(line);

@@ -140,7 +140,8 @@ pub struct Uncommitted {
 
 /// Runs the builder of `action` and writes what it made to the store, up to
 /// the commit; `Ok(Err(_))` is a failed build (recorded for `why` and
-/// `log`), `Err` a failure to run it at all. `held` has the bytes of input
+/// `log`) with how long it took from its builder's start (`None` when no
+/// builder started), `Err` a failure to run it at all. `held` has the bytes of input
 /// files already in memory (see [`brr_graph::Inputs::take_held`]), which
 /// must be the bytes each leaf was hashed from. `on_start` is called when
 /// the builder process is about to start (after waiting for a `-j` permit).
@@ -151,7 +152,7 @@ pub fn execute_uncommitted(
     isolate: bool,
     cond: &Conditions,
     on_start: &dyn Fn(),
-) -> Result<Result<Uncommitted, Failure>, ExecError> {
+) -> Result<Result<Uncommitted, (Failure, Option<Duration>)>, ExecError> {
     // Timed from the builder's start: a build staged ahead waits for a
     // permit, and that wait is not how long it took.
     let began = std::cell::Cell::new(None::<Instant>);
@@ -172,6 +173,7 @@ pub fn execute_uncommitted(
         };
         Ok(Uncommitted { built: Built { artifact: ran.artifact, log: ran.log }, batch, record, took })
     })
+    .map(|r| r.map_err(|f| (f, began.get().map(|t| t.elapsed()))))
 }
 
 /// What a builder run stored.

@@ -64,9 +64,10 @@ pub struct Outcome {
     pub key: Option<BuildKey>,
     pub artifact: Option<ArtifactHash>,
     pub status: Status,
-    /// For a successful build, from its builder's start to its outputs
-    /// being written (not the wait for a `-j` permit or for the group
-    /// commit); otherwise from when the target was ready.
+    /// For a build whose builder ran, from the builder's start to its
+    /// outputs (or, if it failed, its log) being written: not the wait for
+    /// a `-j` permit or for the group commit. Otherwise from when the
+    /// target was ready.
     pub duration: Duration,
 }
 
@@ -510,7 +511,10 @@ impl Ctx<'_> {
             let held = self.inputs.take_held(i);
             Ok(match execute_uncommitted(self.store, &action, held, self.opts.isolate, self.cond, &started)? {
                 Ok(built) => Step::Commit(ToCommit { i, key, started: start, done: built }),
-                Err(f) => Step::Finished(done(Some(key), None, Status::Failed(f))),
+                Err((f, took)) => Step::Finished(Outcome {
+                    duration: took.unwrap_or_else(|| start.elapsed()),
+                    ..done(Some(key), None, Status::Failed(f))
+                }),
             })
         })();
         result.unwrap_or_else(|e| Step::Finished(failed(&pkg.name, key, start, error_chain(&e))))

@@ -103,24 +103,29 @@ fn jobs_bounds_the_builders_running_at_once() {
     assert!(host.path().join("overlap").exists(), "the two builders never ran at once under -j 2");
 }
 
-/// "built X (N s)" says how long X's build took, not how long it waited
-/// for a builder slot: under `-j 1` the second of two one-second builds
-/// waits a second for the first, and used to be reported as two.
+/// "built X (N s)" and "FAILED X (N s)" say how long X's build took, not
+/// how long it waited for a builder slot: under `-j 1` each one-second
+/// build after the first waits a second or more for the ones before, and
+/// used to be reported with that wait.
 #[test]
 fn a_reported_build_time_leaves_out_the_wait_for_a_builder_slot() {
     let ws = (1..=2).fold(workspace(), |ws, i| {
         ws.sh_lib(&format!("s{i}"), &[], &["sleep"], &format!("sleep 1; echo {i} > \"$OUT/f\""))
     });
-    let run = ws.brr(["build", "-j", "1", "--no-sandbox"]).success();
-    let secs: Vec<f64> = run
-        .stderr
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("built s")?.split_once(" (")?.1.strip_suffix("s)")?.parse().ok())
-        .collect();
-    assert_eq!(secs.len(), 2, "expected two `built` lines:\n{}", run.stderr);
-    for s in secs {
-        // At least the builder's own second; well short of the two the
-        // second build took counting its wait.
+    // Two that fail after the same second.
+    let ws = (1..=2).fold(ws, |ws, i| ws.sh_lib(&format!("f{i}"), &[], &["sleep"], "sleep 1; exit 3"));
+    let run = ws.brr(["build", "-j", "1", "--no-sandbox"]).code(1);
+    let secs = |word: &str| -> Vec<f64> {
+        run.stderr
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(word)?.split_once(" (")?.1.split_once("s)")?.0.parse().ok())
+            .collect()
+    };
+    let (built, failed) = (secs("built s"), secs("FAILED f"));
+    assert_eq!((built.len(), failed.len()), (2, 2), "expected two `built` and two `FAILED` lines:\n{}", run.stderr);
+    for s in built.into_iter().chain(failed) {
+        // At least the builder's own second; well short of the two or
+        // more that the later builds took counting their wait.
         assert!((1.0..1.8).contains(&s), "reported {s} s:\n{}", run.stderr);
     }
 }
