@@ -141,10 +141,11 @@ pub struct Uncommitted {
 /// Runs the builder of `action` and writes what it made to the store, up to
 /// the commit; `Ok(Err(_))` is a failed build (recorded for `why` and
 /// `log`) with how long it took from its builder's start (`None` when no
-/// builder started), `Err` a failure to run it at all. `held` has the bytes of input
-/// files already in memory (see [`brr_graph::Inputs::take_held`]), which
-/// must be the bytes each leaf was hashed from. `on_start` is called when
-/// the builder process is about to start (after waiting for a `-j` permit).
+/// builder started), `Err` a failure to run it at all. `held` has the
+/// bytes of input files already in memory (see
+/// [`brr_graph::Inputs::take_held`]), which must be the bytes each leaf was
+/// hashed from. `on_start` is called when the builder process is about to
+/// start (after waiting for a `-j` permit).
 pub fn execute_uncommitted(
     store: &Store,
     action: &Action<'_>,

@@ -100,16 +100,20 @@ pub struct Sandbox {
     /// Files made in `src/`: removed by name, not found by listing their
     /// folders (see [`Sandbox::remove`]).
     made_files: Vec<PathBuf>,
-    /// The links in `tools/`: name → host path.
-    tools: BTreeMap<String, PathBuf>,
-    /// What the root, the fixed folders and the tool links were when made
-    /// (path below the root, inode, mode), to tell a
-    /// sandbox left as it was made from one a builder changed.
-    fixed: Vec<(String, u64, u32)>,
+    /// The links in `tools/`: name → host path and the link's inode.
+    tools: BTreeMap<String, (PathBuf, u64)>,
+    /// The inode and mode of the root and of each of [`FIXED_DIRS`] when
+    /// made, to tell a sandbox left as it was made from one a builder changed.
+    fixed: Vec<(u64, u32)>,
 }
 
 /// The folders every sandbox has, below its root.
 const FIXED_DIRS: [&str; 5] = ["src", "deps", "tools", "out", "tmp"];
+
+/// The root (`.`) and its fixed folders, in the order of `Sandbox::fixed`.
+fn skeleton() -> impl Iterator<Item = &'static str> {
+    std::iter::once(".").chain(FIXED_DIRS)
+}
 
 /// Emptied sandboxes waiting for the next build, while reuse is on.
 static IDLE: Mutex<Vec<Sandbox>> = Mutex::new(Vec::new());
@@ -197,13 +201,13 @@ impl Sandbox {
             std::fs::create_dir(&root).map_err(io(&root))?;
         }
         let mut fixed = Vec::with_capacity(FIXED_DIRS.len() + 1);
-        for d in std::iter::once(".").chain(FIXED_DIRS) {
+        for d in skeleton() {
             let p = root.join(d);
             if d != "." {
                 std::fs::create_dir(&p).map_err(io(&p))?;
             }
             let st = rustix::fs::lstat(&p).map_err(|e| io(&p)(e.into()))?;
-            fixed.push((d.to_owned(), st.st_ino, st.st_mode));
+            fixed.push((st.st_ino, st.st_mode));
         }
         Ok(Self {
             root,
@@ -308,10 +312,9 @@ impl Sandbox {
         let wanted: BTreeMap<&String, &PathBuf> = tools.into_iter().collect();
         let dir = self.tools();
         let stale: Vec<String> =
-            self.tools.iter().filter(|(n, p)| wanted.get(n) != Some(p)).map(|(n, _)| n.clone()).collect();
+            self.tools.iter().filter(|(n, (p, _))| wanted.get(n) != Some(&p)).map(|(n, _)| n.clone()).collect();
         for name in stale {
             self.tools.remove(&name);
-            self.fixed.retain(|(f, _, _)| *f != format!("tools/{name}"));
             let link = dir.join(&name);
             std::fs::remove_file(&link).map_err(io(&link))?;
         }
@@ -322,8 +325,7 @@ impl Sandbox {
             let link = dir.join(name);
             std::os::unix::fs::symlink(host_path, &link).map_err(io(&link))?;
             let st = rustix::fs::lstat(&link).map_err(|e| io(&link)(e.into()))?;
-            self.fixed.push((format!("tools/{name}"), st.st_ino, st.st_mode));
-            self.tools.insert(name.clone(), host_path.clone());
+            self.tools.insert(name.clone(), (host_path.clone(), st.st_ino));
         }
         Ok(())
     }
@@ -405,9 +407,14 @@ impl Sandbox {
         {
             return Ok(false);
         }
-        for (rel, ino, mode) in &self.fixed {
+        for (rel, &(ino, mode)) in skeleton().zip(&self.fixed) {
             let st = rustix::fs::lstat(self.root.join(rel))?;
-            if st.st_ino != *ino || st.st_mode != *mode {
+            if st.st_ino != ino || st.st_mode != mode {
+                return Ok(false);
+            }
+        }
+        for (name, &(_, ino)) in &self.tools {
+            if rustix::fs::lstat(self.tools().join(name))?.st_ino != ino {
                 return Ok(false);
             }
         }

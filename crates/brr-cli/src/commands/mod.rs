@@ -61,9 +61,9 @@ pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
 
 /// Opens (creating if needed) the store and loads the workspace, reusing the
 /// load saved in the store when nothing it read has changed. Both at once:
-/// neither needs the other, and opening the store is a tenth of a no-op
-/// build. A new load is saved only once the store has opened, so a folder
-/// that is not a store gets nothing written into it.
+/// neither needs the other, and a no-op build used to wait for one, then
+/// the other. A new load is saved only once the store has opened, so a
+/// folder that is not a store gets nothing written into it.
 pub fn open_store_and_workspace(settings: &Settings) -> Result<(Store, Workspace), Failure> {
     let cache_dir = Store::cache_dir_of(&settings.store);
     let (store, ws) = std::thread::scope(|s| {
@@ -74,7 +74,7 @@ pub fn open_store_and_workspace(settings: &Settings) -> Result<(Store, Workspace
     let store = store?;
     let (ws, unsaved) = ws.map_err(graph_failure)?;
     if let Some(unsaved) = unsaved {
-        unsaved.save(&store.cache_dir(), &ws);
+        unsaved.save(&cache_dir, &ws);
     }
     Ok((store, ws))
 }
