@@ -428,11 +428,26 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Sandbox
         env,
         cwd: sb.src().join(&pkg.dir),
         writable: vec![sb.out(), sb.tmp()],
+        readable: readable(action, sb),
         hostname: cond.hostname.clone(),
         umask: cond.umask,
         cpus: cond.cpus,
         net_slot: None,
     }
+}
+
+/// What the builder may read besides the system folders: its sandbox and
+/// its tools' installations.
+fn readable(action: &Action<'_>, sb: &Sandbox) -> Vec<PathBuf> {
+    let mut paths = vec![sb.root().to_path_buf()];
+    for tool in action.tools.values() {
+        for p in crate::sandbox::tool_readable(&tool.path) {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+    }
+    paths
 }
 
 /// The builder's whole environment: brr's fixed values plus the declared env.

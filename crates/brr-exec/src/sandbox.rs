@@ -2,8 +2,14 @@
 //!
 //! # What is isolated
 //!
-//! With [`Isolation::Full`], the builder starts in new user, mount, network
-//! and UTS namespaces:
+//! With [`Isolation::Full`], the builder starts in new user, mount, network,
+//! UTS and PID namespaces:
+//! - **processes**: the builder is the first process (pid 1) of its own PID
+//!   namespace. When it exits, the kernel kills every process it left
+//!   behind (a `setsid` daemon, a double fork), and the wait for it returns
+//!   only once they are all gone: nothing of a build outlives it to write
+//!   into its outputs or into a sandbox reused for the next build. It gets
+//!   a `/proc` of its own, showing only the build's processes;
 //! - **network**: the network namespace has only a loopback interface, and
 //!   it is down, so nothing (not even a server on the host's 127.0.0.1) is
 //!   reachable. Builders of one build run join one of the [`NetSlots`] made
@@ -19,9 +25,12 @@
 //! - **mounts**: the mount tree is made private, so nothing the builder mounts
 //!   propagates to the host;
 //! - **writes**: with Landlock, the builder may write only below
-//!   [`SandboxSpec::writable`] (plus `/dev/null` and similar devices); it may
-//!   read and execute everything else. Landlock also scopes signals and
-//!   abstract Unix sockets to the builder's own processes;
+//!   [`SandboxSpec::writable`] (plus `/dev/null` and similar devices);
+//! - **reads**: with Landlock, it may read and execute only below
+//!   [`SandboxSpec::readable`], the writable paths and the system folders
+//!   host tools need ([`SYSTEM_READABLE`]): not the workspace, the store,
+//!   other sandboxes, `/tmp` or home folders. Landlock also scopes signals
+//!   and abstract Unix sockets to the builder's own processes;
 //! - **privileges**: `no_new_privs` is set, so set-uid binaries do not elevate.
 //!
 //! Every builder runs in its own process group (its pgid is its pid, see
@@ -51,10 +60,12 @@ mod netns;
 mod ruleset;
 mod spawn;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Mutex;
 use std::sync::OnceLock;
 
 pub use child::SetupStep;
@@ -76,8 +87,12 @@ pub struct SandboxSpec {
     /// The working directory of the builder.
     pub cwd: PathBuf,
     /// The only paths (absolute, existing) the builder may write below: its
-    /// output directory and its temporary directory.
+    /// output directory and its temporary directory. It may read them too.
     pub writable: Vec<PathBuf>,
+    /// Paths (absolute, existing) the builder may read and execute below,
+    /// besides the system folders ([`SYSTEM_READABLE`]): its sandbox, and
+    /// where its tools live. With Landlock, nothing else can be read.
+    pub readable: Vec<PathBuf>,
     /// The host name inside the sandbox; [`DEFAULT_HOSTNAME`] when `None`.
     pub hostname: Option<String>,
     /// The builder's file-creation mask ([`DEFAULT_UMASK`] for builds;
@@ -94,11 +109,15 @@ pub struct SandboxSpec {
 /// The umask of every build: modes must not depend on the caller's shell.
 pub const DEFAULT_UMASK: u32 = 0o022;
 
+pub use ruleset::SYSTEM_READABLE;
+
 /// What isolation this process can give its builders; see [`isolation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
-    /// User, mount, network and UTS namespaces, plus Landlock if `landlock`.
-    Full { landlock: bool },
+    /// User, mount, network, UTS and PID namespaces, plus Landlock if
+    /// `landlock`; with `own_proc`, each builder's `/proc` shows only its own
+    /// processes (else Landlock denies reading `/proc`).
+    Full { landlock: bool, own_proc: bool },
     /// No namespaces, for `reason`; Landlock alone still applies if `landlock`.
     Off { reason: String, landlock: bool },
 }
@@ -112,8 +131,13 @@ impl Isolation {
     /// Whether builders' writes are confined with Landlock.
     pub fn landlock(&self) -> bool {
         match self {
-            Self::Full { landlock } | Self::Off { landlock, .. } => *landlock,
+            Self::Full { landlock, .. } | Self::Off { landlock, .. } => *landlock,
         }
+    }
+
+    /// Whether builders see a `/proc` of their own PID namespace.
+    pub fn own_proc(&self) -> bool {
+        matches!(self, Self::Full { own_proc: true, .. })
     }
 }
 
@@ -146,7 +170,7 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot confine writes to `{}`", path.display())]
+    #[error("cannot confine the builder to `{}`", path.display())]
     Writable {
         path: PathBuf,
         #[source]
@@ -178,6 +202,58 @@ pub fn net_slots(n: usize) -> Option<NetSlots> {
     let slots = NetSlots::create(n).ok()?;
     try_isolation_in(isolation, Some(slots.slot(0))).ok()?;
     Some(slots)
+}
+
+/// What a builder that declares the tool at `path` must be able to read
+/// besides the system folders: the tool's installation, so an interpreter
+/// installed under a home folder (pyenv, nvm, a toolchain in `/opt`) finds
+/// what it loads. For a path below a home folder that is the folder's entry
+/// holding it (`~/.pyenv`); elsewhere the parent of its `bin/` folder (or
+/// its own folder). Both the path and where its links lead count. Looked up
+/// once per path and process.
+pub fn tool_readable(path: &Path) -> Vec<PathBuf> {
+    static KNOWN: Mutex<BTreeMap<PathBuf, Vec<PathBuf>>> = Mutex::new(BTreeMap::new());
+    let mut known = KNOWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(found) = known.get(path) {
+        return found.clone();
+    }
+    let mut found: Vec<PathBuf> = Vec::new();
+    let real = std::fs::canonicalize(path).ok();
+    for p in std::iter::once(path).chain(real.as_deref()) {
+        if let Some(root) = installation(p)
+            && !found.contains(&root)
+        {
+            found.push(root);
+        }
+    }
+    known.insert(path.to_path_buf(), found.clone());
+    found
+}
+
+/// The installation holding the tool at `path`; `None` below a system folder.
+fn installation(path: &Path) -> Option<PathBuf> {
+    if SYSTEM_READABLE.iter().any(|sys| path.starts_with(sys)) {
+        return None;
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let homes = [Path::new("/root"), Path::new("/home")];
+    for base in home.iter().map(PathBuf::as_path).chain(homes) {
+        let Ok(rest) = path.strip_prefix(base) else { continue };
+        let mut parts = rest.components();
+        let first = parts.next()?;
+        let home_dir = if base == Path::new("/home") { base.join(first) } else { base.to_path_buf() };
+        let rest = if base == Path::new("/home") { parts.as_path() } else { rest };
+        let mut inner = rest.components();
+        let entry = inner.next()?;
+        // A tool directly in the home folder: only the tool itself.
+        return Some(if inner.next().is_some() { home_dir.join(entry) } else { path.to_path_buf() });
+    }
+    let dir = path.parent()?;
+    let root = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("bin" | "sbin") => dir.parent().unwrap_or(dir),
+        _ => dir,
+    };
+    Some(if root == Path::new("/") { path.to_path_buf() } else { root.to_path_buf() })
 }
 
 /// A started builder.
@@ -218,10 +294,16 @@ pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<ExitStatus, 
 /// Prepares, in the parent, what the child applies after the clone.
 fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, SandboxError> {
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
-    let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname));
-    let ruleset = if isolation.landlock() { ruleset::build(&spec.writable, !isolation.namespaces())? } else { None };
+    let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname, isolation.own_proc()));
+    let ruleset = if isolation.landlock() {
+        let access =
+            ruleset::Access { writable: &spec.writable, readable: &spec.readable, deny_tcp: !isolation.namespaces() };
+        ruleset::build(&access)?
+    } else {
+        None
+    };
     let net_slot = spec.net_slot.filter(|_| namespaces.is_some());
-    Ok(ChildSetup { namespaces, net_slot, ruleset })
+    Ok(ChildSetup { namespaces, net_slot, ruleset, proc_access: ruleset::proc_access() })
 }
 
 /// Names the failed setup step if the error came from the child's setup.
@@ -232,14 +314,25 @@ fn spawn_error(spec: &SandboxSpec, err: io::Error) -> SandboxError {
     }
 }
 
-/// Finds the strongest isolation that works: namespaces and Landlock, then
-/// namespaces alone, then Landlock alone.
+/// Finds the strongest isolation that works: namespaces (with a `/proc` of
+/// their own, then without) and Landlock, then namespaces alone, then
+/// Landlock alone.
 fn probe() -> Isolation {
-    let landlock = matches!(ruleset::build(&[], false), Ok(Some(_)));
-    let Err(err) = try_isolation(&Isolation::Full { landlock }) else { return Isolation::Full { landlock } };
+    let landlock = matches!(ruleset::build(&ruleset::Access::default()), Ok(Some(_)));
+    let mut full = Isolation::Full { landlock, own_proc: true };
+    let mut result = try_isolation(&full);
+    if matches!(&result, Err(SandboxError::Setup { step: SetupStep::MountProc, .. })) {
+        full = Isolation::Full { landlock, own_proc: false };
+        result = try_isolation(&full);
+    }
+    let Err(err) = result else { return full };
     let namespaces_failed = matches!(&err, SandboxError::Setup { step, .. } if step.is_namespace());
-    if landlock && !namespaces_failed && try_isolation(&Isolation::Full { landlock: false }).is_ok() {
-        return Isolation::Full { landlock: false };
+    if landlock && !namespaces_failed {
+        let own_proc = full.own_proc();
+        let without = Isolation::Full { landlock: false, own_proc };
+        if try_isolation(&without).is_ok() {
+            return without;
+        }
     }
     let landlock = landlock && try_isolation(&Isolation::Off { reason: String::new(), landlock: true }).is_ok();
     Isolation::Off { reason: reason(&err), landlock }
@@ -258,6 +351,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         env: Vec::new(),
         cwd: PathBuf::from("/"),
         writable: Vec::new(),
+        readable: Vec::new(),
         hostname: None,
         umask: DEFAULT_UMASK,
         cpus: None,

@@ -219,6 +219,10 @@ impl Sandbox {
         })
     }
 
+    /// The sandbox's own folder, holding all of the below.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
     pub fn src(&self) -> PathBuf {
         self.root.join("src")
     }

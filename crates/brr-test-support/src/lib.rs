@@ -100,6 +100,31 @@ impl TestWorkspace {
         Run::from(cmd.output().unwrap())
     }
 
+    /// Runs `brr -C <workspace> ARGS` as an ordinary user: as root, as
+    /// `nobody` (65534), to whom the workspace is given first; otherwise as
+    /// the current user, who is one already.
+    pub fn brr_as_user<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        if !rustix::process::geteuid().is_root() {
+            return self.brr(args);
+        }
+        let chown = Command::new("chown").args(["-R", "65534:65534"]).arg(self.path()).status().unwrap();
+        assert!(chown.success(), "chown of the workspace failed");
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&self.bin)
+            .arg("-C")
+            .arg(self.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", "/nonexistent")
+            .env_remove("BRR_STORE")
+            .args(args);
+        Run::from(cmd.output().expect("setpriv (util-linux) runs brr as another user"))
+    }
+
     /// The command `brr -C <workspace>`, for tests that spawn it themselves.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);

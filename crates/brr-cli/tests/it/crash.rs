@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -66,24 +65,47 @@ fn kill_9_mid_build_leaves_a_sound_store_and_the_next_build_finishes() {
 
 #[test]
 fn builders_die_with_a_killed_brr() {
-    let scratch = temp_dir();
-    let fifo = scratch.path().join("fifo");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
-    // The builder blocks reading the FIFO until the test writes a line.
-    let ws =
-        workspace().sh_lib("blocked", &[], &[], &format!("read l < '{}'; echo \"$l\" > \"$OUT/f\"", fifo.display()));
-    let mut child = ws.command().arg("build").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // The builder makes a FIFO in its $TMPDIR (it can read nothing outside
+    // its sandbox) and blocks reading it until the test writes a line.
+    let sandboxes = temp_dir();
+    let ws = workspace().sh_lib(
+        "blocked",
+        &[],
+        &["mkfifo"],
+        "mkfifo \"$TMPDIR/fifo\"; read l < \"$TMPDIR/fifo\"; echo \"$l\" > \"$OUT/f\"",
+    );
+    let mut child = ws
+        .command()
+        .env("BRR_SANDBOX_DIR", sandboxes.path())
+        .arg("build")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
 
     // Opening the FIFO for writing returns once the builder opened it to read.
     let (tx, rx) = mpsc::channel();
-    let path = fifo.clone();
-    std::thread::spawn(move || tx.send(File::options().write(true).open(path)));
+    let root = sandboxes.path().to_path_buf();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let fifo = loop {
+            let found = fs_err::read_dir(&root).ok().into_iter().flatten().flatten().find_map(|e| {
+                let fifo = e.path().join("tmp/fifo");
+                fifo.exists().then_some(fifo)
+            });
+            if let Some(fifo) = found {
+                break fifo;
+            }
+            if std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = tx.send(File::options().write(true).open(&fifo));
+    });
     let Ok(writer) = rx.recv_timeout(Duration::from_secs(60)) else {
         child.kill().unwrap();
-        let _ = File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
-        panic!("the builder never opened the FIFO");
+        panic!("the builder never opened its FIFO");
     };
     let mut writer = writer.unwrap();
     child.kill().unwrap();

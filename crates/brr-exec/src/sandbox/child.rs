@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
-use rustix::mount::MountPropagationFlags;
+use rustix::mount::{MountFlags, MountPropagationFlags};
 use rustix::thread::UnshareFlags;
 
 use super::netns::NetSlot;
@@ -31,7 +31,21 @@ pub(super) struct ChildSetup {
     pub(super) net_slot: Option<NetSlot>,
     /// A Landlock ruleset to enforce on the child, when available.
     pub(super) ruleset: Option<OwnedFd>,
+    /// The Landlock access bits granted below the builder's own `/proc`,
+    /// added to `ruleset` once it is mounted (a rule on the host's `/proc`
+    /// does not reach a mount on top of it).
+    pub(super) proc_access: u64,
 }
+
+/// `struct landlock_path_beneath_attr` of the kernel ABI (packed).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// `LANDLOCK_RULE_PATH_BENEATH`.
+const RULE_PATH_BENEATH: libc::c_int = 1;
 
 /// The prepared contents written inside the new namespaces.
 #[derive(Debug)]
@@ -41,6 +55,10 @@ pub(super) struct Namespaces {
     /// The same for `/proc/self/gid_map`.
     pub(super) gid_map: Vec<u8>,
     pub(super) hostname: Vec<u8>,
+    /// Whether the builder mounts a `/proc` of its own PID namespace over the
+    /// host's (where the kernel refuses, the host's `/proc` stays, and
+    /// Landlock denies reading it).
+    pub(super) mount_proc: bool,
 }
 
 impl Namespaces {
@@ -48,13 +66,14 @@ impl Namespaces {
     /// user namespace: a builder started by a user keeps seeing that user
     /// (and does not believe it is root), and files it creates are owned by
     /// the same ids on the host.
-    pub(super) fn same_ids(hostname: &str) -> Self {
+    pub(super) fn same_ids(hostname: &str, mount_proc: bool) -> Self {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
         Self {
             uid_map: format!("{uid} {uid} 1\n").into_bytes(),
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             hostname: hostname.as_bytes().to_vec(),
+            mount_proc,
         }
     }
 }
@@ -66,8 +85,8 @@ pub enum SetupStep {
     /// `setns` into the user namespace owning the network slots, then into
     /// the builder's slot.
     JoinNetwork = 1,
-    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS)`, and
-    /// `CLONE_NEWNET` unless a network slot was joined.
+    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID)`,
+    /// and `CLONE_NEWNET` unless a network slot was joined.
     Unshare,
     /// Writing `deny` to `/proc/self/setgroups`.
     Setgroups,
@@ -79,6 +98,10 @@ pub enum SetupStep {
     Hostname,
     /// Making the mount tree private so nothing propagates to the host.
     MountPrivate,
+    /// Starting the builder as the first process of its PID namespace.
+    StartInit,
+    /// Mounting `/proc` for the new PID namespace.
+    MountProc,
     /// `prctl(PR_SET_NO_NEW_PRIVS)`.
     NoNewPrivs,
     /// `landlock_restrict_self` on the prepared ruleset.
@@ -86,7 +109,7 @@ pub enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 11] = [
         Self::JoinNetwork,
         Self::Unshare,
         Self::Setgroups,
@@ -94,6 +117,8 @@ impl SetupStep {
         Self::GidMap,
         Self::Hostname,
         Self::MountPrivate,
+        Self::StartInit,
+        Self::MountProc,
         Self::NoNewPrivs,
         Self::Landlock,
     ];
@@ -108,12 +133,14 @@ impl fmt::Display for SetupStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::JoinNetwork => "setns(network slot)",
-            Self::Unshare => "unshare(user, mount, net, uts)",
+            Self::Unshare => "unshare(user, mount, net, uts, pid)",
             Self::Setgroups => "write /proc/self/setgroups",
             Self::UidMap => "write /proc/self/uid_map",
             Self::GidMap => "write /proc/self/gid_map",
             Self::Hostname => "sethostname",
             Self::MountPrivate => "make / a private mount",
+            Self::StartInit => "clone(the first process of the PID namespace)",
+            Self::MountProc => "mount /proc",
             Self::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
             Self::Landlock => "landlock_restrict_self",
         })
@@ -140,38 +167,79 @@ pub(super) fn decode(err: io::Error) -> (Option<SetupStep>, io::Error) {
 }
 
 impl ChildSetup {
-    /// Runs in the child before `execve`: raw syscalls on prepared data only.
-    pub(super) fn apply(&self) -> io::Result<()> {
-        if let Some(ns) = &self.namespaces {
-            let mut flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWUTS;
-            match &self.net_slot {
-                Some(slot) => {
-                    // The slots' owner first: joining the slot takes its
-                    // CAP_SYS_ADMIN. The builder's own namespace, made next,
-                    // is nested in it and has no power over the slot.
-                    // SAFETY: setns on two descriptors the parent keeps open.
-                    let joined = unsafe {
-                        libc::setns(slot.owner, libc::CLONE_NEWUSER) == 0
-                            && libc::setns(slot.net, libc::CLONE_NEWNET) == 0
-                    };
-                    if !joined {
-                        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-                        return Err(encode(SetupStep::JoinNetwork, errno));
-                    }
+    /// Runs in the child before it starts the builder: joins or makes the
+    /// namespaces. The PID namespace made here is entered by the child's
+    /// next child, the builder. Raw syscalls on prepared data only.
+    pub(super) fn enter_namespaces(&self) -> io::Result<()> {
+        let Some(ns) = &self.namespaces else { return Ok(()) };
+        let mut flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWPID;
+        match &self.net_slot {
+            Some(slot) => {
+                // The slots' owner first: joining the slot takes its
+                // CAP_SYS_ADMIN. The builder's own namespace, made next,
+                // is nested in it and has no power over the slot.
+                // SAFETY: setns on two descriptors the parent keeps open.
+                let joined = unsafe {
+                    libc::setns(slot.owner, libc::CLONE_NEWUSER) == 0 && libc::setns(slot.net, libc::CLONE_NEWNET) == 0
+                };
+                if !joined {
+                    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                    return Err(encode(SetupStep::JoinNetwork, errno));
                 }
-                None => flags |= UnshareFlags::NEWNET,
             }
-            // SAFETY: the flags do not include CLONE_FILES, so no file
-            // descriptor table is split between threads (and the child has a
-            // single thread anyway).
-            step(SetupStep::Unshare, unsafe { rustix::thread::unshare_unsafe(flags) })?;
-            // Required before an unprivileged process may write its gid_map.
-            step(SetupStep::Setgroups, write_file(c"/proc/self/setgroups", b"deny"))?;
-            step(SetupStep::UidMap, write_file(c"/proc/self/uid_map", &ns.uid_map))?;
-            step(SetupStep::GidMap, write_file(c"/proc/self/gid_map", &ns.gid_map))?;
-            step(SetupStep::Hostname, rustix::system::sethostname(&ns.hostname))?;
-            let private = MountPropagationFlags::PRIVATE | MountPropagationFlags::REC;
-            step(SetupStep::MountPrivate, rustix::mount::mount_change(c"/", private))?;
+            None => flags |= UnshareFlags::NEWNET,
+        }
+        // SAFETY: the flags do not include CLONE_FILES, so no file
+        // descriptor table is split between threads (and the child has a
+        // single thread anyway).
+        step(SetupStep::Unshare, unsafe { rustix::thread::unshare_unsafe(flags) })?;
+        // Required before an unprivileged process may write its gid_map.
+        step(SetupStep::Setgroups, write_file(c"/proc/self/setgroups", b"deny"))?;
+        step(SetupStep::UidMap, write_file(c"/proc/self/uid_map", &ns.uid_map))?;
+        step(SetupStep::GidMap, write_file(c"/proc/self/gid_map", &ns.gid_map))?;
+        step(SetupStep::Hostname, rustix::system::sethostname(&ns.hostname))?;
+        let private = MountPropagationFlags::PRIVATE | MountPropagationFlags::REC;
+        step(SetupStep::MountPrivate, rustix::mount::mount_change(c"/", private))
+    }
+
+    /// Whether [`Self::enter_namespaces`] makes a PID namespace, so that the
+    /// builder must be started as its first process.
+    pub(super) fn pid_namespace(&self) -> bool {
+        self.namespaces.is_some()
+    }
+
+    /// Runs in the builder itself, last before `execve`: its own `/proc`
+    /// (inside the PID namespace), then no new privileges and Landlock.
+    pub(super) fn confine(&self) -> io::Result<()> {
+        if let Some(ns) = &self.namespaces
+            && ns.mount_proc
+        {
+            // Only the build's own processes are visible: no other process's
+            // command line or environment can be read.
+            let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            step(SetupStep::MountProc, rustix::mount::mount(c"proc", c"/proc", c"proc", flags, None::<&CStr>))?;
+            if let Some(ruleset) = &self.ruleset {
+                let proc = step(
+                    SetupStep::MountProc,
+                    rustix::fs::open(c"/proc", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()),
+                )?;
+                let attr = PathBeneathAttr { allowed_access: self.proc_access, parent_fd: proc.as_raw_fd() };
+                // SAFETY: a plain syscall on a valid ruleset fd and an attr
+                // that lives across it.
+                let rc = unsafe {
+                    libc::syscall(
+                        libc::SYS_landlock_add_rule,
+                        ruleset.as_raw_fd(),
+                        RULE_PATH_BENEATH,
+                        std::ptr::from_ref(&attr),
+                        0u32,
+                    )
+                };
+                if rc != 0 {
+                    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                    return Err(encode(SetupStep::Landlock, errno));
+                }
+            }
         }
         // A sandboxed builder never gains privileges through set-uid binaries;
         // Landlock requires this anyway for an unprivileged caller.
@@ -188,7 +256,12 @@ impl ChildSetup {
     }
 }
 
-fn step(step: SetupStep, result: rustix::io::Result<()>) -> io::Result<()> {
+/// The error of a failed `step`, as [`decode`] reads it.
+pub(super) fn step_error(step: SetupStep, errno: i32) -> io::Error {
+    encode(step, errno)
+}
+
+fn step<T>(step: SetupStep, result: rustix::io::Result<T>) -> io::Result<T> {
     result.map_err(|errno| encode(step, errno.raw_os_error()))
 }
 

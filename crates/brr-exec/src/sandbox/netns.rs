@@ -44,7 +44,7 @@ pub struct NetSlots {
 impl NetSlots {
     /// Makes `n` network namespaces owned by a new user namespace.
     pub fn create(n: usize) -> io::Result<Self> {
-        let ids = Namespaces::same_ids("");
+        let ids = Namespaces::same_ids("", false);
         let mut helper = Helper { uid_map: ids.uid_map, gid_map: ids.gid_map, owner: -1, nets: vec![-1; n], errno: 0 };
         let pid = clone_helper(&mut helper)?;
         let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());

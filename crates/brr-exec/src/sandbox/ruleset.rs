@@ -1,15 +1,19 @@
-//! The Landlock ruleset of a builder, built in the parent before the fork.
+//! The Landlock ruleset of a builder, built in the parent before the clone.
 //!
-//! Only write-like accesses are handled, so reading and executing stay
-//! allowed everywhere; writes are granted below the `writable` paths and on a
-//! few harmless device files. Without network namespaces, TCP bind and
-//! connect are handled (and so denied) as well.
+//! Writes are granted below the `writable` paths and on a few harmless
+//! device files. Reads and execution are granted below the `readable` and
+//! `writable` paths and the system folders in [`SYSTEM_READABLE`], and
+//! nowhere else: a builder cannot read another package's sources, the
+//! store, `/tmp` or a home folder, so it cannot copy a private key into an
+//! artifact that is then signed and pushed. Without network namespaces, TCP
+//! bind and connect are handled (and so denied) as well.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use landlock::{ABI, Access, AccessFs, AccessNet, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope};
+use landlock::{ABI, Access as _, AccessFs, AccessNet, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope};
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::SandboxError;
@@ -18,27 +22,87 @@ use super::SandboxError;
 /// crate drops (best effort) whatever the running kernel does not know.
 const TARGET_ABI: ABI = ABI::V6;
 
-/// Device files every builder may write to, wherever they are.
+/// Device files every builder may read and write, wherever they are.
 const DEVICES: [&str; 5] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
+/// What every builder may read and execute: the system folders host tools
+/// are installed in, and the few files below `/etc` that the C library, the
+/// dynamic loader and Debian's tool links need. Missing ones are skipped.
+pub const SYSTEM_READABLE: [&str; 16] = [
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    // How many CPUs there are (`nproc`, `os.cpu_count()`).
+    "/sys/devices/system/cpu",
+];
+
+/// What one builder may access beyond the system folders.
+#[derive(Debug, Default)]
+pub(super) struct Access<'a> {
+    pub(super) writable: &'a [PathBuf],
+    pub(super) readable: &'a [PathBuf],
+    pub(super) deny_tcp: bool,
+}
+
+/// The system paths, opened once (`O_PATH`): a builder's start then only
+/// adds rules for them.
+fn system_paths() -> &'static [(OwnedFd, bool)] {
+    static PATHS: OnceLock<Vec<(OwnedFd, bool)>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        SYSTEM_READABLE
+            .iter()
+            .filter_map(|p| open_path(Path::new(p)).ok())
+            .map(|fd| {
+                let dir = is_dir(&fd);
+                (fd, dir)
+            })
+            .collect()
+    })
+}
+
+/// The access bits a builder gets below its own `/proc` (mounted after the
+/// ruleset is built, so its rule is added in the child).
+pub(super) fn proc_access() -> u64 {
+    AccessFs::from_read(TARGET_ABI).bits()
+}
+
 /// Builds the ruleset; `None` when the kernel has no Landlock.
-pub(super) fn build(writable: &[PathBuf], deny_tcp: bool) -> Result<Option<OwnedFd>, SandboxError> {
+pub(super) fn build(access: &Access<'_>) -> Result<Option<OwnedFd>, SandboxError> {
     let write = AccessFs::from_write(TARGET_ABI);
-    let write_file = write & AccessFs::from_file(TARGET_ABI);
-    let mut ruleset = Ruleset::default().handle_access(write)?.scope(Scope::from_all(TARGET_ABI))?;
-    if deny_tcp {
+    let read = AccessFs::from_read(TARGET_ABI);
+    let file = AccessFs::from_file(TARGET_ABI);
+    let mut ruleset = Ruleset::default().handle_access(write | read)?.scope(Scope::from_all(TARGET_ABI))?;
+    if access.deny_tcp {
         ruleset = ruleset.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
     }
     let mut created = ruleset.create()?;
-    for path in writable {
-        let fd = open_path(path).map_err(|source| SandboxError::Writable { path: path.clone(), source })?;
-        let access = if is_dir(&fd) { write } else { write_file };
-        created = created.add_rule(PathBeneath::new(fd, access))?;
+    let rights = |dir: bool, granted: landlock::BitFlags<AccessFs>| if dir { granted } else { granted & file };
+    for (fd, dir) in system_paths() {
+        created = created.add_rule(PathBeneath::new(fd.as_fd(), rights(*dir, read)))?;
+    }
+    for (paths, granted) in [(access.readable, read), (access.writable, read | write)] {
+        for path in paths {
+            let fd = open_path(path).map_err(|source| SandboxError::Writable { path: path.clone(), source })?;
+            let dir = is_dir(&fd);
+            created = created.add_rule(PathBeneath::new(fd, rights(dir, granted)))?;
+        }
     }
     for device in DEVICES {
-        // A device missing from this system cannot be written anyway.
+        // A device missing from this system cannot be used anyway.
         if let Ok(fd) = open_path(Path::new(device)) {
-            created = created.add_rule(PathBeneath::new(fd, write_file))?;
+            created = created.add_rule(PathBeneath::new(fd, (read | write) & file))?;
         }
     }
     Ok(created.into())

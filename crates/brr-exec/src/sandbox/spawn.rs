@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::SandboxSpec;
-use super::child::ChildSetup;
+use super::child::{self, ChildSetup, SetupStep};
 
 /// The child's stack: it runs a handful of syscalls before `execve`.
 const STACK_SIZE: usize = 256 * 1024;
@@ -49,8 +49,16 @@ struct ChildArgs {
     cpus: Option<rustix::thread::CpuSet>,
     parent: rustix::process::Pid,
     setup: Option<ChildSetup>,
-    /// The error code of the step that failed, written by the child before
-    /// it exits; 0 while none failed.
+    /// With a PID namespace: the top of the stack the builder starts on.
+    init_stack: *mut c_void,
+    /// A pidfd of brr, which the builder polls once its death signal is
+    /// armed (inside a PID namespace `getppid` says 0); -1 when unavailable.
+    brr_pidfd: c_int,
+    /// With a PID namespace: the builder's pid (the child's own child,
+    /// adopted by brr through `CLONE_PARENT`), written by the child.
+    init_pid: AtomicI32,
+    /// The error code of the step that failed, written by the child (or the
+    /// builder) before it exits; 0 while none failed.
     failed: AtomicI32,
 }
 
@@ -58,6 +66,8 @@ struct ChildArgs {
 static DEV_NULL: OnceLock<File> = OnceLock::new();
 /// brr's pid, which its builders check they still have as parent.
 static PID: OnceLock<rustix::process::Pid> = OnceLock::new();
+/// A pidfd of brr (see [`ChildArgs::brr_pidfd`]).
+static PIDFD: OnceLock<Option<std::os::fd::OwnedFd>> = OnceLock::new();
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument"))
@@ -94,6 +104,8 @@ pub(super) fn spawn(
         }
         set
     });
+    let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
+    let init_stack = if pid_namespace { Some(take_stack(&SPARE_INIT_STACK)?) } else { None };
     let null_terminated =
         |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let mut child = ChildArgs {
@@ -108,18 +120,47 @@ pub(super) fn spawn(
         cpus,
         parent: *PID.get_or_init(rustix::process::getpid),
         setup,
+        init_stack: init_stack.as_ref().map_or(std::ptr::null_mut(), Stack::top),
+        brr_pidfd: brr_pidfd(),
+        init_pid: AtomicI32::new(0),
         failed: AtomicI32::new(0),
     };
-    let pid = clone_vfork(&mut child)?;
+    let result = clone_vfork(&mut child);
+    if let Some(stack) = init_stack {
+        SPARE_INIT_STACK.set(Some(stack));
+    }
+    let pid = result?;
     // The child has exec'd or exited: what it wrote is visible now.
+    let init = rustix::process::Pid::from_raw(child.init_pid.load(Ordering::Acquire));
+    if pid_namespace {
+        // The child only started the builder; it has exited (or is about to).
+        let _ = wait(pid);
+    }
     match child.failed.load(Ordering::Acquire) {
+        0 if pid_namespace => init.ok_or_else(|| io::Error::other("the builder's pid was not reported")),
         0 => Ok(pid),
         code => {
-            // The child reported a failure and exited: reap it.
-            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            // The child (or the builder it started) reported a failure and
+            // exited: reap it.
+            if let Some(init) = init {
+                let _ = wait(init);
+            } else if !pid_namespace {
+                let _ = wait(pid);
+            }
             Err(io::Error::from_raw_os_error(code))
         }
     }
+}
+
+/// brr's pidfd, opened once; -1 where the kernel has no `pidfd_open`.
+fn brr_pidfd() -> c_int {
+    PIDFD
+        .get_or_init(|| {
+            let pid = rustix::process::getpid();
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        })
+        .as_ref()
+        .map_or(-1, AsRawFd::as_raw_fd)
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | SIGCHLD)` running [`child_main`] on a
@@ -154,6 +195,12 @@ impl Stack {
         }
         Ok(Self { base, size })
     }
+
+    /// Where a child starts using it: stacks grow down.
+    fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of the mapping this value owns.
+        unsafe { self.base.cast::<u8>().add(self.size).cast::<c_void>() }
+    }
 }
 
 impl Drop for Stack {
@@ -168,6 +215,16 @@ thread_local! {
     /// child exec'd or exited: reused, so a start maps and faults in no new
     /// memory.
     static SPARE_STACK: Cell<Option<Stack>> = const { Cell::new(None) };
+    /// The same for the builder a child starts in a PID namespace.
+    static SPARE_INIT_STACK: Cell<Option<Stack>> = const { Cell::new(None) };
+}
+
+/// This thread's spare stack of [`STACK_SIZE`] from `spare`, or a new one.
+fn take_stack(spare: &'static std::thread::LocalKey<Cell<Option<Stack>>>) -> io::Result<Stack> {
+    match spare.take() {
+        Some(stack) if stack.size == STACK_SIZE => Ok(stack),
+        _ => Stack::map(STACK_SIZE),
+    }
 }
 
 /// `clone(CLONE_VM | CLONE_VFORK | extra_flags | SIGCHLD)` running `func(arg)`
@@ -196,8 +253,7 @@ pub(super) unsafe fn clone_suspended(
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-        let top = stack.base.cast::<u8>().add(stack_size).cast::<c_void>();
-        let pid = libc::clone(func, top, libc::CLONE_VM | libc::CLONE_VFORK | extra_flags | libc::SIGCHLD, arg);
+        let pid = libc::clone(func, stack.top(), libc::CLONE_VM | libc::CLONE_VFORK | extra_flags | libc::SIGCHLD, arg);
         let err = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
         SPARE_STACK.set(Some(stack));
@@ -224,23 +280,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     unsafe { libc::_exit(127) }
 }
 
-/// The child's steps; returns only on failure.
+/// The child's steps; returns only on failure (or, having started the
+/// builder in a PID namespace, once it has).
 fn run_child(args: &ChildArgs) -> io::Result<()> {
-    // SAFETY: syscalls on prepared data only (see the module docs).
-    unsafe {
-        // Default dispositions for every signal (this child has its own copy
-        // of the table), then an empty mask, as a fresh process expects.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
-    }
+    reset_signals();
     // A builder dies with the brr that started it: a killed brr must not
     // leave builders writing into sandboxes the next run removes.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
@@ -248,8 +291,6 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
         // The parent died before the death signal was armed.
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    // Its own process group, so the caller can signal all it starts.
-    rustix::process::setpgid(None, None)?;
     for (from, to) in [(args.stdin, 0), (args.stdout, 1), (args.stderr, 2)] {
         // SAFETY: dup2 on descriptors the parent keeps open until we exec.
         if unsafe { libc::dup2(from, to) } < 0 {
@@ -264,9 +305,101 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
     if let Some(set) = &args.cpus {
         rustix::thread::sched_setaffinity(None, set)?;
     }
-    if let Some(setup) = &args.setup {
-        setup.apply()?;
+    match &args.setup {
+        Some(setup) if setup.pid_namespace() => {
+            setup.enter_namespaces()?;
+            // The builder becomes the first process of the new PID namespace,
+            // so every process it starts ends when it does (the kernel kills
+            // them, and brr's wait returns only once they are gone). With
+            // CLONE_PARENT it is brr's child, not ours: we exit now.
+            // SAFETY: `builder_main` only issues raw syscalls on `args`,
+            // which the suspended parent keeps alive; the stack is unused.
+            let pid = unsafe {
+                libc::clone(
+                    builder_main,
+                    args.init_stack,
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+                    std::ptr::from_ref(args).cast_mut().cast(),
+                )
+            };
+            if pid < 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                return Err(child::step_error(SetupStep::StartInit, errno));
+            }
+            args.init_pid.store(pid, Ordering::Release);
+            // SAFETY: _exit skips every atexit handler, which belong to the
+            // parent. The builder reported its own failure, if any.
+            unsafe { libc::_exit(0) }
+        }
+        Some(setup) => {
+            own_process_group()?;
+            setup.enter_namespaces()?;
+            setup.confine()?;
+        }
+        None => own_process_group()?,
     }
+    exec(args)
+}
+
+/// The builder in a new PID namespace, between its `clone` and `execve`.
+extern "C" fn builder_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent passed on.
+    let args = unsafe { &*arg.cast::<ChildArgs>() };
+    let err = match run_builder(args) {
+        Ok(()) => io::Error::from_raw_os_error(libc::EINVAL),
+        Err(e) => e,
+    };
+    let code = err.raw_os_error().filter(|&c| c != 0).unwrap_or(libc::EINVAL);
+    args.failed.store(code, Ordering::Release);
+    // SAFETY: as in `child_main`.
+    unsafe { libc::_exit(127) }
+}
+
+/// The builder's own steps; returns only on failure.
+fn run_builder(args: &ChildArgs) -> io::Result<()> {
+    // The death signal is not inherited; the parent it refers to is brr's
+    // thread (CLONE_PARENT), which `getppid` cannot show from inside the
+    // namespace: brr's pidfd tells whether it already died.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    if args.brr_pidfd >= 0 {
+        let mut poll = libc::pollfd { fd: args.brr_pidfd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one valid pollfd, without waiting.
+        if unsafe { libc::poll(&raw mut poll, 1, 0) } != 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    own_process_group()?;
+    if let Some(setup) = &args.setup {
+        setup.confine()?;
+    }
+    exec(args)
+}
+
+/// Default dispositions for every signal (this child has its own copy of the
+/// table), then an empty mask, as a fresh process expects.
+fn reset_signals() {
+    // SAFETY: syscalls on local data only.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &raw const dfl, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+    }
+}
+
+/// Its own process group, so the caller can signal all it starts.
+fn own_process_group() -> io::Result<()> {
+    Ok(rustix::process::setpgid(None, None)?)
+}
+
+/// `execve`; returns only its error.
+fn exec(args: &ChildArgs) -> io::Result<()> {
     // SAFETY: NUL-terminated strings and NULL-terminated pointer arrays, alive
     // in the suspended parent.
     unsafe { libc::execve(args.program.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr()) };

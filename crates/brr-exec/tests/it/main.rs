@@ -18,6 +18,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         env: Vec::new(),
         cwd: cwd.to_path_buf(),
         writable: vec![cwd.to_path_buf()],
+        readable: Vec::new(),
         hostname: None,
         umask: sandbox::DEFAULT_UMASK,
         cpus: None,
