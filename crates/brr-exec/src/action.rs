@@ -12,11 +12,12 @@ use brr_hash::fs::{FsError, Leaf, snapshot_holding};
 use brr_hash::{
     ActionKey, Artifact, ArtifactHash, BuildKey, Digest, HashedBytes, Object, ObjectKind, ServiceManifest, TreeHash,
 };
+use brr_schema::LimitsDecl;
 use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_checked, snapshot_puts};
 use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
-use crate::sandbox::{DEFAULT_UMASK, NetSlots, SandboxSpec, run};
+use crate::sandbox::{DEFAULT_UMASK, Limits, NetSlots, SandboxSpec, run};
 use crate::stage::Sandbox;
 
 /// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
@@ -329,7 +330,8 @@ fn build<T>(
     };
 
     if !status.success() {
-        return fail(format!("builder {}", describe(status)));
+        let hint = limit_hint(status, &log_bytes, &pkg.body.limits);
+        return fail(format!("builder {}{hint}", describe(status)));
     }
     let out = sb.out();
     let outputs: Vec<String> = action.key.outputs.iter().cloned().collect();
@@ -348,6 +350,14 @@ fn build<T>(
         }
         Err(e) => return Err(e.into()),
     };
+    let total: u64 = snap.files.iter().map(|f| f.leaf.size).sum();
+    let max_mib = pkg.body.limits.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB);
+    if total > max_mib.saturating_mul(1 << 20) {
+        return fail(format!(
+            "the outputs hold {} MiB, over the output limit of {max_mib} MiB: raise `limits: Limits(output_mib: …)`",
+            total.div_ceil(1 << 20)
+        ));
+    }
     // Log, outputs and artifact in one batch, the artifact last: it
     // references the output tree.
     let artifact_bytes = Artifact { outputs: snap.tree.root, manifest: action.manifest.clone() }.encode();
@@ -433,6 +443,45 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Sandbox
         umask: cond.umask,
         cpus: cond.cpus,
         net_slot: None,
+        limits: Some(limits(&pkg.body.limits)),
+    }
+}
+
+/// The default limits of every build (README, "Limits").
+pub const DEFAULT_OUTPUT_MIB: u64 = 1024;
+pub const DEFAULT_PROCESSES: u32 = 1024;
+pub const DEFAULT_MEMORY_MIB: u64 = 8192;
+
+/// A package's limits, brr's defaults where it sets none.
+fn limits(decl: &LimitsDecl) -> Limits {
+    let mib = |m: u64| m.saturating_mul(1 << 20);
+    Limits {
+        file_bytes: mib(decl.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB)),
+        processes: decl.processes.unwrap_or(DEFAULT_PROCESSES),
+        data_bytes: mib(decl.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB)),
+    }
+}
+
+/// Why a failed builder may have failed, when its log or signal points at
+/// one of its limits: a name the user can raise in `limits`.
+fn limit_hint(status: std::process::ExitStatus, log: &[u8], decl: &LimitsDecl) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let text = String::from_utf8_lossy(log);
+    let has = |needle: &str| text.contains(needle);
+    // A shell reports a child killed by SIGXFSZ as 128 + 25.
+    if status.signal() == Some(libc::SIGXFSZ) || has("File size limit exceeded") || has("File too large") {
+        let mib = decl.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB);
+        format!(" (a file reached the output limit of {mib} MiB: raise `limits: Limits(output_mib: …)`)")
+    } else if has("Resource temporarily unavailable") || has("Cannot fork") {
+        let n = decl.processes.unwrap_or(DEFAULT_PROCESSES);
+        format!(" (it may have reached the limit of {n} processes: raise `limits: Limits(processes: …)`)")
+    } else if has("Cannot allocate memory") || has("MemoryError") || has("out of memory") {
+        let mib = decl.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+        format!(
+            " (it may have reached the memory limit of {mib} MiB per process: raise `limits: Limits(memory_mib: …)`)"
+        )
+    } else {
+        String::new()
     }
 }
 

@@ -104,6 +104,23 @@ pub struct SandboxSpec {
     /// (see [`NetSlots`]); its descriptors must stay open until the builder
     /// has started.
     pub net_slot: Option<NetSlot>,
+    /// Resource limits of the builder and all it starts; none when `None`.
+    pub limits: Option<Limits>,
+}
+
+/// Resource limits of one builder and every process it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest file any of its processes may write (`RLIMIT_FSIZE`): a
+    /// runaway writer is stopped with `SIGXFSZ` before it fills the disk
+    /// or, on the tmpfs, memory.
+    pub file_bytes: u64,
+    /// The most processes the build may have at once: the `pid_max` of its
+    /// PID namespace (Linux 6.14 and later; the kernel's floor is 300).
+    pub processes: u32,
+    /// The most data memory (heap, anonymous mappings) of each process
+    /// (`RLIMIT_DATA`).
+    pub data_bytes: u64,
 }
 
 /// The umask of every build: modes must not depend on the caller's shell.
@@ -294,7 +311,13 @@ pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<ExitStatus, 
 /// Prepares, in the parent, what the child applies after the clone.
 fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, SandboxError> {
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
-    let namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname, isolation.own_proc()));
+    let mut namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname, isolation.own_proc()));
+    if let (Some(ns), Some(limits)) = (&mut namespaces, spec.limits) {
+        // pid_max caps the pids handed out in the namespace, so the number of
+        // processes alive in it at once.
+        let pid_max = limits.processes.saturating_add(1).max(301);
+        ns.pid_max = Some(format!("{pid_max}\n").into_bytes());
+    }
     let ruleset = if isolation.landlock() {
         let access =
             ruleset::Access { writable: &spec.writable, readable: &spec.readable, deny_tcp: !isolation.namespaces() };
@@ -356,6 +379,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         umask: DEFAULT_UMASK,
         cpus: None,
         net_slot,
+        limits: None,
     };
     let setup = prepare(&spec, isolation)?;
     let null = File::options()

@@ -89,6 +89,29 @@ pub struct PackageBody {
     /// Services only: the release command (e.g. migrations), run per release.
     #[serde(default)]
     pub release: Option<Vec<String>>,
+    /// Resource limits of the build; each one left out takes brr's default.
+    /// Not part of the build key: a limit decides whether a build may
+    /// finish, not what it makes.
+    #[serde(default)]
+    pub limits: LimitsDecl,
+}
+
+/// Resource limits of one build (`limits: Limits(output_mib: 4096)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Limits")]
+pub struct LimitsDecl {
+    /// The most the declared outputs may hold in all, and any one file the
+    /// builder writes, in MiB (default 1024).
+    #[serde(default)]
+    pub output_mib: Option<u64>,
+    /// The most processes the build may have at once (default 1024; at
+    /// least 300).
+    #[serde(default)]
+    pub processes: Option<u32>,
+    /// The most data memory (heap) any one process of the build may use, in
+    /// MiB (default 8192).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
 }
 
 /// A process type of a service.

@@ -14,7 +14,7 @@ mod decl;
 mod error;
 mod parse;
 
-pub use decl::{PackageBody, PackageDecl, ProcessDecl, RemoteDecl, WorkspaceDecl};
+pub use decl::{LimitsDecl, PackageBody, PackageDecl, ProcessDecl, RemoteDecl, WorkspaceDecl};
 pub use error::{DeclError, SourceFile};
 pub use parse::{RESERVED_ENV, is_contained, parse_package, parse_workspace};
 

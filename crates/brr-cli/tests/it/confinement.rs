@@ -139,3 +139,76 @@ fn builders_read_only_their_sandbox_tools_and_system_folders() {
 fn builders_read_only_their_sandbox_tools_and_system_folders_as_an_ordinary_user() {
     check_reads_confined(true);
 }
+
+/// A package `name` whose builder runs `script` under `limits`.
+fn limited(name: &str, tools: &[&str], script: &str, limits: &str) -> String {
+    let tools: Vec<String> = ["sh"].iter().chain(tools).map(|t| format!("{t:?}")).collect();
+    format!(
+        "Library(name: {name:?}, tools: [{}], builder: [\"sh\", \"-c\", {}], outputs: [\"f\"], limits: Limits({limits}))",
+        tools.join(", "),
+        brr_test_support::ron_str(script)
+    )
+}
+
+/// Each limit stops a build that exceeds it, with a message naming it; the
+/// same build under a higher limit succeeds, so each check can fail.
+#[test]
+fn builds_over_a_limit_fail_naming_it() {
+    let cases = [
+        (
+            "file",
+            vec!["head"],
+            "head -c 3000000 /dev/zero > \"$OUT/f\"",
+            "output_mib",
+            "1",
+            "64",
+            "output limit of 1 MiB",
+        ),
+        (
+            "total",
+            vec!["head", "mkdir"],
+            "mkdir \"$OUT/f\"; for i in 1 2 3; do head -c 700000 /dev/zero > \"$OUT/f/$i\"; done",
+            "output_mib",
+            "1",
+            "64",
+            "the outputs hold 3 MiB, over the output limit of 1 MiB",
+        ),
+        (
+            "procs",
+            vec!["sleep"],
+            "i=0; while [ $i -lt 400 ]; do sleep 1 & i=$((i+1)); done; wait; echo ok > \"$OUT/f\"",
+            "processes",
+            "300",
+            "1000",
+            "limit of 300 processes",
+        ),
+        (
+            "mem",
+            vec!["awk"],
+            "awk 'BEGIN { s = \"xxxxxxxx\"; while (length(s) < 200000000) s = s s; print length(s) }' > \"$OUT/f\"",
+            "memory_mib",
+            "64",
+            "2048",
+            "memory limit of 64 MiB per process",
+        ),
+    ];
+    let ws = workspace().file("brr.ron", "Workspace(packages: [\"p/*\"])");
+    for (name, tools, script, field, low, _, _) in &cases {
+        ws.write(&format!("p/{name}/brr.ron"), &limited(name, tools, script, &format!("{field}: {low}")));
+    }
+    let run = ws.brr(["build", "--json"]);
+    assert!(!run.namespaces_unavailable(), "this test needs namespaces: {}", run.stderr);
+    let run = run.code(1);
+    for (name, .., message) in &cases {
+        assert_eq!(run.targets()[*name].status, "failed", "{name}");
+        assert!(
+            run.stderr.contains(message),
+            "`{name}` failed without naming its limit (`{message}`):\n{}",
+            run.stderr
+        );
+    }
+    for (name, tools, script, field, _, high, _) in &cases {
+        ws.write(&format!("p/{name}/brr.ron"), &limited(name, tools, script, &format!("{field}: {high}")));
+    }
+    ws.brr(["build"]).success();
+}

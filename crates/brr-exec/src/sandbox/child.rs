@@ -59,6 +59,10 @@ pub(super) struct Namespaces {
     /// host's (where the kernel refuses, the host's `/proc` stays, and
     /// Landlock denies reading it).
     pub(super) mount_proc: bool,
+    /// `"<n>\n"` for the namespace's `/proc/sys/kernel/pid_max`, which
+    /// limits how many processes it can have; written where the kernel
+    /// allows (Linux 6.14 and later).
+    pub(super) pid_max: Option<Vec<u8>>,
 }
 
 impl Namespaces {
@@ -74,6 +78,7 @@ impl Namespaces {
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             hostname: hostname.as_bytes().to_vec(),
             mount_proc,
+            pid_max: None,
         }
     }
 }
@@ -240,6 +245,11 @@ impl ChildSetup {
                     return Err(encode(SetupStep::Landlock, errno));
                 }
             }
+        }
+        if let Some(pid_max) = self.namespaces.as_ref().and_then(|ns| ns.pid_max.as_deref()) {
+            // Older kernels have one pid_max for all namespaces, which a
+            // builder may not change: the build then runs without this limit.
+            let _ = write_file(c"/proc/sys/kernel/pid_max", pid_max);
         }
         // A sandboxed builder never gains privileges through set-uid binaries;
         // Landlock requires this anyway for an unprivileged caller.

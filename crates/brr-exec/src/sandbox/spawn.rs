@@ -47,6 +47,7 @@ struct ChildArgs {
     stderr: c_int,
     umask: rustix::fs::Mode,
     cpus: Option<rustix::thread::CpuSet>,
+    limits: Option<super::Limits>,
     parent: rustix::process::Pid,
     setup: Option<ChildSetup>,
     /// With a PID namespace: the top of the stack the builder starts on.
@@ -118,6 +119,7 @@ pub(super) fn spawn(
         stderr: log_err.as_raw_fd(),
         umask: rustix::fs::Mode::from_raw_mode(spec.umask),
         cpus,
+        limits: spec.limits,
         parent: *PID.get_or_init(rustix::process::getpid),
         setup,
         init_stack: init_stack.as_ref().map_or(std::ptr::null_mut(), Stack::top),
@@ -304,6 +306,12 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
     rustix::process::umask(args.umask);
     if let Some(set) = &args.cpus {
         rustix::thread::sched_setaffinity(None, set)?;
+    }
+    if let Some(limits) = &args.limits {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        let limit = |bytes: u64| Rlimit { current: Some(bytes), maximum: Some(bytes) };
+        setrlimit(Resource::Fsize, limit(limits.file_bytes))?;
+        setrlimit(Resource::Data, limit(limits.data_bytes))?;
     }
     match &args.setup {
         Some(setup) if setup.pid_namespace() => {

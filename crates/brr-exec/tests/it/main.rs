@@ -23,6 +23,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         umask: sandbox::DEFAULT_UMASK,
         cpus: None,
         net_slot: None,
+        limits: None,
     }
 }
 
