@@ -278,6 +278,8 @@ fn installation(path: &Path) -> Option<PathBuf> {
 pub struct BuilderProcess {
     pid: rustix::process::Pid,
     program: PathBuf,
+    /// Whether it runs in a PID namespace, whose end ends all it started.
+    pid_namespace: bool,
 }
 
 impl BuilderProcess {
@@ -286,9 +288,15 @@ impl BuilderProcess {
         self.pid.as_raw_nonzero().get().unsigned_abs()
     }
 
-    /// Waits for the builder to exit.
+    /// Waits for the builder to exit. Without a PID namespace, what is left
+    /// of its process group is killed then (a `setsid` daemon escapes that;
+    /// such builds never hand their sandbox on).
     pub fn wait(self) -> Result<ExitStatus, SandboxError> {
-        spawn::wait(self.pid).map_err(|source| SandboxError::Wait { program: self.program, source })
+        let status = spawn::wait(self.pid).map_err(|source| SandboxError::Wait { program: self.program, source })?;
+        if !self.pid_namespace {
+            let _ = rustix::process::kill_process_group(self.pid, rustix::process::Signal::KILL);
+        }
+        Ok(status)
     }
 }
 
@@ -299,8 +307,9 @@ impl BuilderProcess {
 /// (to read the log back).
 pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
+    let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
     let pid = spawn::spawn(spec, setup, log, log).map_err(|err| spawn_error(spec, err))?;
-    Ok(BuilderProcess { pid, program: spec.program.clone() })
+    Ok(BuilderProcess { pid, program: spec.program.clone(), pid_namespace })
 }
 
 /// Runs the builder to completion; see [`spawn`].

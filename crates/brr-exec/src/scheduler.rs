@@ -279,7 +279,11 @@ pub fn build(
         in_flight: &in_flight,
     };
     let ctx = &ctx;
-    let _reuse = crate::stage::Reuse::begin();
+    // A sandbox is handed on only where every process of the build that
+    // used it is known to be gone: in a PID namespace. Without namespaces a
+    // `setsid` daemon could outlive its build and write into the next one's.
+    // `--no-sandbox` asks for no protection and keeps the speed.
+    let _reuse = (!opts.isolate || crate::sandbox::isolation().namespaces()).then(crate::stage::Reuse::begin);
     pool.scope(|scope| {
         let roots: Vec<usize> = {
             let st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
