@@ -206,37 +206,7 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
             return Err(err(d, format!("dependency `{}` is listed twice", cut(d)), "duplicate").into());
         }
     }
-    let env_at = file.find_field("env");
-    for (k, v) in &b.env {
-        let key_span = file.find_value(k, env_at);
-        if !is_env_name(k) {
-            return Err(DeclError::at(file, key_span, format!("invalid env name `{}`", cut(k)), "not a name")
-                .with_help("env names are letters, digits and `_`, and do not start with a digit")
-                .into());
-        }
-        if RESERVED_ENV.contains(&k.as_str()) {
-            return Err(DeclError::at(
-                file,
-                key_span,
-                format!("env `{k}` is set by brr and cannot be declared"),
-                "reserved",
-            )
-            .with_help(format!("reserved: {}", RESERVED_ENV.join(", ")))
-            .into());
-        }
-        if v.contains('\0') {
-            return Err(DeclError::at(file, file.string_after(key_span), format!("env `{k}` holds a NUL byte"), "NUL")
-                .with_help("a process environment cannot hold NUL bytes")
-                .into());
-        }
-    }
-    let commands = b.processes.values().map(|p| &p.command).chain(b.release.as_ref()).chain([&b.builder]);
-    if commands.flatten().any(|w| w.contains('\0')) {
-        let at = file.find_field("builder");
-        return Err(DeclError::at(file, (at, 7).into(), "a command holds a NUL byte", "here")
-            .with_help("program arguments cannot hold NUL bytes")
-            .into());
-    }
+    check_env(file, b)?;
     if b.outputs.is_empty() {
         let at = file.find_field("outputs");
         return Err(DeclError::at(file, (at, 7).into(), "a package must declare at least one output", "empty").into());
@@ -288,6 +258,43 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
     if b.release.as_ref().is_some_and(Vec::is_empty) {
         let at = file.find_field("release");
         return Err(DeclError::at(file, (at, 7).into(), "the release command is empty", "empty").into());
+    }
+    Ok(())
+}
+
+/// Env names and values, and NUL bytes in commands: they would break or
+/// rewrite the builder's environment and argv.
+fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclError>> {
+    let env_at = file.find_field("env");
+    for (k, v) in &b.env {
+        let key_span = file.find_value(k, env_at);
+        if !is_env_name(k) {
+            return Err(DeclError::at(file, key_span, format!("invalid env name `{}`", cut(k)), "not a name")
+                .with_help("env names are letters, digits and `_`, and do not start with a digit")
+                .into());
+        }
+        if RESERVED_ENV.contains(&k.as_str()) {
+            return Err(DeclError::at(
+                file,
+                key_span,
+                format!("env `{k}` is set by brr and cannot be declared"),
+                "reserved",
+            )
+            .with_help(format!("reserved: {}", RESERVED_ENV.join(", ")))
+            .into());
+        }
+        if v.contains('\0') {
+            return Err(DeclError::at(file, file.string_after(key_span), format!("env `{k}` holds a NUL byte"), "NUL")
+                .with_help("a process environment cannot hold NUL bytes")
+                .into());
+        }
+    }
+    let commands = b.processes.values().map(|p| &p.command).chain(b.release.as_ref()).chain([&b.builder]);
+    if commands.flatten().any(|w| w.contains('\0')) {
+        let at = file.find_field("builder");
+        return Err(DeclError::at(file, (at, 7).into(), "a command holds a NUL byte", "here")
+            .with_help("program arguments cannot hold NUL bytes")
+            .into());
     }
     Ok(())
 }
