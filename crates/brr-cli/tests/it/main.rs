@@ -5,6 +5,7 @@
 mod cache;
 mod crash;
 mod failures;
+mod hostile;
 mod inspect;
 mod invalid;
 mod remote;
