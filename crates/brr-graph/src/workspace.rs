@@ -402,7 +402,16 @@ fn discover(
 ) -> Result<Vec<Package>, GraphError> {
     // One set for all globs: matching each folder against each glob in
     // turn was quadratic in a workspace with many globs and packages.
-    let set = glob_set(&decl.packages, ws_file)?;
+    // Globs without wildcards are looked up by name: a compiled glob takes
+    // hundreds of bytes, and long package lists are mostly plain folders.
+    let (plain, patterns): (Vec<usize>, Vec<usize>) =
+        (0..decl.packages.len()).partition(|&i| !decl.packages[i].contains(['*', '?', '[', '{', '\\']));
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(plain.len());
+    for &i in &plain {
+        by_name.entry(decl.packages[i].as_str()).or_default().push(i);
+    }
+    let pattern_globs: Vec<String> = patterns.iter().map(|&i| decl.packages[i].clone()).collect();
+    let set = glob_set(&pattern_globs, ws_file)?;
     let mut used = vec![false; decl.packages.len()];
     let mut hits = Vec::new();
     let mut candidates: Vec<(&str, &PathBuf)> = Vec::new();
@@ -410,10 +419,11 @@ fn discover(
     for (rel, abs) in files {
         let Some(dir) = rel.strip_suffix(&suffix) else { continue };
         set.matches_into(dir, &mut hits);
-        for &i in &hits {
+        let named = by_name.get(dir).map_or(&[][..], Vec::as_slice);
+        for i in hits.iter().map(|&h| patterns[h]).chain(named.iter().copied()) {
             used[i] = true;
         }
-        if !hits.is_empty() {
+        if !hits.is_empty() || !named.is_empty() {
             candidates.push((dir, abs));
         }
     }
