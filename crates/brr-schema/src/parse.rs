@@ -15,6 +15,11 @@ use crate::{PackageDecl, WorkspaceDecl};
 /// compiles to a regex, whose cost grows with its length.
 pub const GLOB_MAX: usize = 4096;
 
+/// Most globs with wildcards in one list: they compile into one automaton,
+/// whose size (and build time) grows with their number. Plain names are
+/// not counted: they are looked up, not compiled.
+pub const WILDCARD_GLOBS_MAX: usize = 4096;
+
 /// Characters of a declared value quoted in a message before it is cut.
 const QUOTED_MAX: usize = 100;
 
@@ -128,6 +133,7 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
         }
         check_glob_len(file, g)?;
     }
+    check_wildcard_count(file, &ws.packages, "packages")?;
     if ws.packages.is_empty() {
         let at = file.find_field("packages");
         return Err(DeclError::at(file, (at, 8).into(), "a workspace needs at least one package glob", "empty")
@@ -135,6 +141,21 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
             .into());
     }
     Ok(ws)
+}
+
+fn check_wildcard_count(file: &SourceFile, globs: &[String], field: &str) -> Result<(), Box<DeclError>> {
+    let wild = |g: &&String| g.contains(['*', '?', '[', '{', '\\']);
+    if let Some(g) = globs.iter().filter(wild).nth(WILDCARD_GLOBS_MAX) {
+        return Err(DeclError::at(
+            file,
+            file.find_value(g, file.find_field(field)),
+            format!("`{field}` holds more than {WILDCARD_GLOBS_MAX} globs with wildcards"),
+            "one too many",
+        )
+        .with_help("list plain folder or file names, or merge globs (`{a,b}/*`)")
+        .into());
+    }
+    Ok(())
 }
 
 fn check_glob_len(file: &SourceFile, g: &str) -> Result<(), Box<DeclError>> {
@@ -230,6 +251,7 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         }
         check_glob_len(file, i)?;
     }
+    check_wildcard_count(file, &b.inputs, "inputs")?;
     if !decl.is_service() {
         if let Some(p) = b.processes.keys().next() {
             return Err(err(

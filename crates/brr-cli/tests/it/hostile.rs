@@ -210,3 +210,12 @@ fn a_trusted_key_name_given_twice_with_another_key_is_refused() {
     let run = ws.brr_env("BRR_TRUSTED_KEYS", &second, ["cache", "status"]).code(2);
     assert!(run.stderr.contains("the trusted keys name `ci` twice"), "{}", run.stderr);
 }
+
+#[test]
+fn many_wildcard_globs_are_refused_before_compiling() {
+    // 70,000 of these took 342 MiB in a debug build and ended in a failed
+    // automaton build with no location.
+    let globs: Vec<String> = (0..70_000).map(|i| format!("\"p/[ab]{i}\"")).collect();
+    let ws = workspace().file("brr.ron", &format!("Workspace(packages: [{}])\n", globs.join(",")));
+    refused(&ws, &["brr.ron:1:", "`packages` holds more than 4096 globs with wildcards"]);
+}
