@@ -46,6 +46,9 @@ pub struct Failure {
     pub log: Option<Digest>,
     /// The last lines of that log.
     pub log_tail: String,
+    /// brr or its environment failed (a full disk, an unwritable store),
+    /// not the builder: the CLI exits with its internal-failure code.
+    pub environment: bool,
 }
 
 /// A successful build.
@@ -326,7 +329,7 @@ fn build<T>(
         let mut puts = inputs_puts.clone();
         puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
         store.put_many(&puts)?;
-        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }))
+        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15), environment: false }))
     };
 
     if !status.success() {

@@ -557,14 +557,15 @@ impl Ctx<'_> {
     }
 }
 
-/// The outcome of a target that could not be built at all.
+/// The outcome of a target that could not be built at all: brr failed to
+/// run or store it (the builder's own failures are not made here).
 fn failed(name: &str, key: BuildKey, started: Instant, reason: String) -> Outcome {
     Outcome {
         name: name.to_owned(),
         remote: false,
         key: Some(key),
         artifact: None,
-        status: Status::Failed(Failure { reason, log: None, log_tail: String::new() }),
+        status: Status::Failed(Failure { reason, log: None, log_tail: String::new(), environment: true }),
         duration: started.elapsed(),
     }
 }

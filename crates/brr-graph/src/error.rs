@@ -23,6 +23,20 @@ pub enum GraphError {
     #[error("tool `{tool}` of package `{package}` is not on PATH")]
     #[diagnostic(help("install it, or fix the name in `{}`", manifest.display()))]
     ToolNotFound { tool: String, package: String, manifest: PathBuf },
+    #[error("declaration `{}` is not a regular file: it is {kind}", path.display())]
+    #[diagnostic(help("a `brr.ron` must be a plain file (a symlink to one inside the workspace is fine)"))]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("declaration `{}` is larger than {} KiB", path.display(), limit / 1024)]
+    #[diagnostic(help("split the workspace into more packages"))]
+    DeclTooLarge { path: PathBuf, limit: u64 },
+    #[error("declaration `{}` is not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("`{}` leads outside the workspace, to `{}`", path.display(), target.display())]
+    #[diagnostic(help("symlinks are followed only within the workspace: copy the file in instead"))]
+    OutsideWorkspace { path: PathBuf, target: PathBuf },
+    #[error("input `{}` is not a regular file: it is {kind}", path.display())]
+    #[diagnostic(help("inputs are files, or symlinks to files or folders inside the workspace"))]
+    InputNotAFile { path: PathBuf, kind: &'static str },
     #[error("cannot read `{}`", path.display())]
     Io {
         path: PathBuf,
@@ -58,6 +72,11 @@ impl GraphError {
                 | Self::NoWorkspace { .. }
                 | Self::UnknownTarget { .. }
                 | Self::ToolNotFound { .. }
+                | Self::NotAFile { .. }
+                | Self::DeclTooLarge { .. }
+                | Self::NotUtf8 { .. }
+                | Self::OutsideWorkspace { .. }
+                | Self::InputNotAFile { .. }
         )
     }
 }
@@ -65,4 +84,22 @@ impl GraphError {
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> GraphError {
     let path = path.into();
     move |source| GraphError::Io { path, source }
+}
+
+/// How a file type is named in messages.
+pub(crate) fn kind_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else {
+        "a file"
+    }
 }

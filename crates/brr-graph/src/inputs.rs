@@ -51,22 +51,50 @@ pub struct Tool {
 }
 
 /// Stats `paths`, following symlinks (an input is the content it points
-/// at). Each run of paths in one folder is stat'ed relative to that folder,
-/// opened once: one path lookup per file instead of one per component of
-/// its absolute path, which was most of a no-op build's kernel time.
-fn stat_all(paths: &[&Path]) -> Vec<std::io::Result<FileStat>> {
-    use rustix::fs::{AtFlags, Mode, OFlags};
+/// at) only when they stay inside `root`: an input in the workspace that
+/// leads out of it, or is not a regular file, is an error (a FIFO would
+/// block hashing, `/etc/passwd` would enter the store). Each run of paths in
+/// one folder is stat'ed relative to that folder, opened once: one path
+/// lookup per file instead of one per component of its absolute path,
+/// which was most of a no-op build's kernel time.
+fn stat_all(root: &Path, paths: &[&Path]) -> Vec<Result<FileStat, GraphError>> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let check = |p: &Path, st: rustix::fs::Stat| -> Result<FileStat, GraphError> {
+        let Ok(shown) = p.strip_prefix(root) else {
+            // A tool's real binary, found on the host PATH.
+            return std::fs::metadata(p).map(|m| FileStat::from(&m)).map_err(io(p));
+        };
+        let mut kind = FileType::from_raw_mode(st.st_mode);
+        let mut st = FileStat::from(&st);
+        if kind == FileType::Symlink {
+            crate::workspace::resolve_inside(root, p, shown)?;
+            let meta = std::fs::metadata(p).map_err(io(p))?;
+            kind = FileType::from_raw_mode(std::os::unix::fs::MetadataExt::mode(&meta));
+            st = FileStat::from(&meta);
+        }
+        if kind != FileType::RegularFile {
+            let kind = match kind {
+                FileType::Directory => "a folder",
+                FileType::Fifo => "a FIFO",
+                FileType::Socket => "a socket",
+                _ => "a device",
+            };
+            return Err(GraphError::InputNotAFile { path: shown.to_path_buf(), kind });
+        }
+        Ok(st)
+    };
     paths
         .par_chunk_by(|a, b| a.parent() == b.parent())
         .flat_map_iter(|run| {
             let dir = run[0].parent().filter(|d| !d.as_os_str().is_empty()).and_then(|d| {
                 rustix::fs::open(d, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()
             });
-            run.iter().map(move |p| match (&dir, p.file_name()) {
-                (Some(dir), Some(name)) => {
-                    rustix::fs::statat(dir, name, AtFlags::empty()).map(|st| FileStat::from(&st)).map_err(Into::into)
-                }
-                _ => std::fs::metadata(p).map(|m| FileStat::from(&m)),
+            run.iter().map(move |p| {
+                let st = match (&dir, p.file_name()) {
+                    (Some(dir), Some(name)) => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+                    _ => rustix::fs::lstat(*p),
+                };
+                check(p, st.map_err(|e| GraphError::Io { path: p.to_path_buf(), source: e.into() })?)
             })
         })
         .collect()
@@ -94,6 +122,7 @@ struct Hashed {
 /// returned, not written to the table.
 fn hash_files(
     store: &Store,
+    root: &Path,
     paths: &[&Path],
     holdable: usize,
     saved: impl FnOnce() -> Option<Vec<Option<StatEntry>>> + Send,
@@ -105,7 +134,7 @@ fn hash_files(
             Some(saved) => Ok((saved, true)),
             None => store.stat_cache_lookup(paths).map(|t| (t, false)),
         });
-        let stats = stat_all(paths);
+        let stats = stat_all(root, paths);
         let hints = hints.join().map_err(|_| GraphError::Io {
             path: store.root().to_path_buf(),
             source: std::io::Error::other("the stat cache reader panicked"),
@@ -113,7 +142,7 @@ fn hash_files(
         Ok::<_, GraphError>((hints?, stats))
     })?;
     let (mut cached, had_saved) = hints;
-    let stats: Vec<FileStat> = paths.iter().zip(stats).map(|(p, st)| st.map_err(io(p))).collect::<Result<_, _>>()?;
+    let stats: Vec<FileStat> = stats.into_iter().collect::<Result<_, _>>()?;
     if had_saved {
         // Hints that went stale: the table may know better (a build of
         // another selection of targets may have hashed those files since).
@@ -210,7 +239,7 @@ impl Inputs {
         let cache_dir = store.cache_dir();
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
         let holdable = if hold { first_tool } else { 0 };
-        let Hashed { leaves, fresh, held, rehashed, entries } = hash_files(store, &all, holdable, saved)?;
+        let Hashed { leaves, fresh, held, rehashed, entries } = hash_files(store, &ws.root, &all, holdable, saved)?;
         let unrecorded = if hold {
             fresh
         } else {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brr_schema::{DeclError, PackageBody, PackageDecl, SourceFile, WorkspaceDecl};
+use brr_schema::{DeclError, PackageBody, PackageDecl, SourceFile, WorkspaceDecl, cut};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
@@ -107,7 +107,7 @@ impl Workspace {
     fn load_full(root: PathBuf) -> Result<(Self, Seen), GraphError> {
         let mut seen = Seen::default();
         let root_decl = root.join(DECL_FILE);
-        if !root_decl.is_file() {
+        if std::fs::symlink_metadata(&root_decl).is_err() {
             return Err(GraphError::NoWorkspace { dir: root });
         }
         let (ws_file, stamp) = read_source(&root, &root_decl)?;
@@ -164,13 +164,58 @@ impl Workspace {
     }
 }
 
-/// A declaration's text, and its stamp taken before reading it.
+/// Largest declaration file read, in bytes: far above any real one, and it
+/// bounds what a hostile file can cost (parsing, matching, messages).
+pub const DECL_MAX: u64 = 1 << 20;
+
+/// Where a symlink at `path` leads, when that is inside `root` (canonical).
+pub(crate) fn resolve_inside(root: &Path, path: &Path, shown: &Path) -> Result<PathBuf, GraphError> {
+    let target = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => GraphError::NotAFile { path: shown.to_path_buf(), kind: "a broken symlink" },
+        _ => GraphError::Io { path: path.to_path_buf(), source: e },
+    })?;
+    if !target.starts_with(root) {
+        return Err(GraphError::OutsideWorkspace { path: shown.to_path_buf(), target });
+    }
+    Ok(target)
+}
+
+/// A declaration's text, and its stamp taken before reading it. Only a
+/// regular file of at most [`DECL_MAX`] bytes in the workspace is read:
+/// a FIFO would block forever and a device (`/dev/zero`) never ends.
 fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, FileStat), GraphError> {
-    let mut f = fs_err::File::open(path).map_err(io(path))?;
-    let stamp = FileStat::from(&f.metadata().map_err(io(path))?);
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut f, &mut text).map_err(io(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let shown = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    let not_a_file =
+        |t: std::fs::FileType| GraphError::NotAFile { path: shown.clone(), kind: crate::error::kind_name(t) };
+    let mut meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    if meta.is_symlink() {
+        resolve_inside(root, path, &shown)?;
+        meta = std::fs::metadata(path).map_err(io(path))?;
+    }
+    if !meta.is_file() {
+        return Err(not_a_file(meta.file_type()));
+    }
+    // Non-blocking: if it was swapped for a FIFO since, opening cannot hang.
+    let nonblock = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0);
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(nonblock).open(path).map_err(io(path))?;
+    let meta = f.metadata().map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(not_a_file(meta.file_type()));
+    }
+    let too_large = || GraphError::DeclTooLarge { path: shown.clone(), limit: DECL_MAX };
+    if meta.len() > DECL_MAX {
+        return Err(too_large());
+    }
+    let stamp = FileStat::from(&meta);
+    // One byte more than allowed tells a file that grew past the limit.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, DECL_MAX + 1), &mut bytes).map_err(io(path))?;
+    if bytes.len() as u64 > DECL_MAX {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes).map_err(|_| GraphError::NotUtf8 { path: shown.clone() })?;
     Ok((SourceFile::new(shown, text), stamp))
 }
 
@@ -190,34 +235,48 @@ fn walk_roots(globs: &[String]) -> Vec<String> {
     if roots.iter().any(String::is_empty) {
         return vec![String::new()];
     }
-    let all = roots.clone();
-    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(&format!("{o}/"))));
+    // A root below another is walked with it. Each root looks up its own
+    // ancestors: comparing every pair was quadratic in the number of globs.
+    let all: HashSet<String> = roots.iter().cloned().collect();
+    roots.retain(|r| !r.match_indices('/').any(|(i, _)| all.contains(&r[..i])));
     roots
 }
 
-/// Files and stamped folders found below one folder.
-type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<FileStat>)>);
+/// Files, stamped folders and symlinks found below one folder.
+type Found = (Vec<(String, PathBuf)>, Vec<(String, Option<FileStat>)>, Vec<PathBuf>);
+
+fn skipped(name: &std::ffi::OsStr) -> bool {
+    SKIP_DIRS.iter().any(|s| name == *s)
+}
 
 /// Every file below `roots` (workspace-relative, `/`-separated), skipping
 /// brr's own and version-control folders; sorted, so the files below any
 /// folder form one contiguous range. Each folder read is recorded in `dirs`
-/// with its stamp, taken before its listing is read.
+/// with its stamp, taken before its listing is read. A root that leads
+/// outside the workspace is an error; a symlink to a folder inside it is
+/// walked as that folder (once per target folder), any other symlink is
+/// listed as a file (hashing checks where it leads).
 fn walk(
     root: &Path,
     roots: &[String],
     dirs: &mut Vec<(String, Option<FileStat>)>,
 ) -> Result<Vec<(String, PathBuf)>, GraphError> {
-    let skipped = |name: &std::ffi::OsStr| SKIP_DIRS.iter().any(|s| name == *s);
     // The first level is listed here, so the folders below it are walked in
     // parallel (a monorepo's packages are mostly one or two levels down).
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut subtrees: Vec<PathBuf> = Vec::new();
+    let mut links: Vec<PathBuf> = Vec::new();
     for r in roots {
         let start = root.join(r);
         let stamp = std::fs::symlink_metadata(&start).ok().map(|m| FileStat::from(&m));
         dirs.push((r.clone(), stamp));
         if stamp.is_none() {
             continue;
+        }
+        match resolve_inside(root, &start, Path::new(r)) {
+            Ok(_) => {}
+            Err(GraphError::NotAFile { .. }) => continue,
+            Err(e) => return Err(e),
         }
         let listing = match std::fs::read_dir(&start) {
             Ok(l) => l,
@@ -230,45 +289,79 @@ fn walk(
         for entry in listing {
             let entry = entry.map_err(io(&start))?;
             let kind = entry.file_type().map_err(io(entry.path()))?;
-            if !kind.is_dir() {
+            if kind.is_symlink() {
+                links.push(entry.path());
+            } else if !kind.is_dir() {
                 push_file(root, entry.path(), &mut files);
             } else if !skipped(&entry.file_name()) {
                 subtrees.push(entry.path());
             }
         }
     }
-    let found: Vec<Found> = subtrees
-        .par_iter()
-        .map(|start| {
-            let (mut files, mut dirs) = (Vec::new(), Vec::new());
-            let walker = walkdir::WalkDir::new(start).follow_links(false).into_iter();
-            let skip = |e: &walkdir::DirEntry| e.file_type().is_dir() && skipped(e.file_name());
-            for entry in walker.filter_entry(|e| !skip(e)) {
-                let entry = entry.map_err(|e| GraphError::Io {
-                    path: e.path().map_or_else(|| start.clone(), Path::to_path_buf),
-                    source: e.into(),
-                })?;
-                if entry.file_type().is_dir() {
-                    // Yielded before its listing is read (opening it reads nothing).
-                    let meta = entry
-                        .metadata()
-                        .map_err(|e| GraphError::Io { path: entry.path().to_path_buf(), source: e.into() })?;
-                    if let Some(rel) = entry.path().strip_prefix(root).ok().and_then(Path::to_str) {
-                        dirs.push((rel.to_owned(), Some(FileStat::from(&meta))));
-                    }
-                } else {
-                    push_file(root, entry.into_path(), &mut files);
-                }
+    let mut followed: HashSet<PathBuf> = HashSet::new();
+    loop {
+        let found: Vec<Found> = subtrees.par_iter().map(|start| walk_tree(root, start)).collect::<Result<_, _>>()?;
+        for (f, d, l) in found {
+            files.extend(f);
+            dirs.extend(d);
+            links.extend(l);
+        }
+        subtrees.clear();
+        for link in links.drain(..) {
+            if followable(root, &link).is_some_and(|target| followed.insert(target)) {
+                subtrees.push(link);
+            } else {
+                push_file(root, link, &mut files);
             }
-            Ok((files, dirs))
-        })
-        .collect::<Result<_, GraphError>>()?;
-    for (f, d) in found {
-        files.extend(f);
-        dirs.extend(d);
+        }
+        if subtrees.is_empty() {
+            break;
+        }
     }
     files.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
+}
+
+/// The folder a symlink leads to, when it is inside the workspace, not one
+/// of the skipped folders, and not above the link (which would loop).
+fn followable(root: &Path, link: &Path) -> Option<PathBuf> {
+    if !std::fs::metadata(link).ok()?.is_dir() || link.file_name().is_some_and(skipped) {
+        return None;
+    }
+    let target = std::fs::canonicalize(link).ok()?;
+    let inside = target.strip_prefix(root).ok()?;
+    if inside.components().any(|c| skipped(c.as_os_str())) {
+        return None;
+    }
+    let parent = std::fs::canonicalize(link.parent()?).ok()?;
+    (!parent.starts_with(&target)).then_some(target)
+}
+
+/// Walks one folder (through it, if it is a symlink) without following
+/// the symlinks below it: those are returned for the caller to decide.
+fn walk_tree(root: &Path, start: &PathBuf) -> Result<Found, GraphError> {
+    let (mut files, mut dirs, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    let walker = walkdir::WalkDir::new(start).follow_links(false).into_iter();
+    let skip = |e: &walkdir::DirEntry| e.file_type().is_dir() && skipped(e.file_name());
+    for entry in walker.filter_entry(|e| !skip(e)) {
+        let entry = entry.map_err(|e| GraphError::Io {
+            path: e.path().map_or_else(|| start.clone(), Path::to_path_buf),
+            source: e.into(),
+        })?;
+        if entry.file_type().is_dir() {
+            // Yielded before its listing is read (opening it reads nothing).
+            let meta =
+                entry.metadata().map_err(|e| GraphError::Io { path: entry.path().to_path_buf(), source: e.into() })?;
+            if let Some(rel) = entry.path().strip_prefix(root).ok().and_then(Path::to_str) {
+                dirs.push((rel.to_owned(), Some(FileStat::from(&meta))));
+            }
+        } else if entry.path_is_symlink() {
+            links.push(entry.into_path());
+        } else {
+            push_file(root, entry.into_path(), &mut files);
+        }
+    }
+    Ok((files, dirs, links))
 }
 
 /// Records a file found by the walk under its workspace-relative name
@@ -291,11 +384,13 @@ fn glob_set(globs: &[String], file: &SourceFile) -> Result<GlobSet, GraphError> 
     let mut b = GlobSetBuilder::new();
     for g in globs {
         let glob = Glob::new(g).map_err(|e| {
-            DeclError::at(file, file.find_value(g, 0), format!("invalid glob `{g}`"), e.kind().to_string())
+            DeclError::at(file, file.find_value(g, 0), format!("invalid glob `{}`", cut(g)), e.kind().to_string())
         })?;
         b.add(glob);
     }
-    b.build().map_err(|e| DeclError::at(file, (0, 0).into(), format!("invalid globs: {e}"), "here").into())
+    b.build().map_err(|e| {
+        DeclError::at(file, (0, 0).into(), format!("invalid globs: {}", cut(&e.to_string())), "here").into()
+    })
 }
 
 fn discover(
@@ -305,17 +400,30 @@ fn discover(
     files: &[(String, PathBuf)],
     stamps: &mut Vec<(String, FileStat)>,
 ) -> Result<Vec<Package>, GraphError> {
-    let globs: Vec<GlobSet> =
-        decl.packages.iter().map(|g| glob_set(std::slice::from_ref(g), ws_file)).collect::<Result<_, _>>()?;
-    let mut used = vec![false; globs.len()];
+    // One set for all globs: matching each folder against each glob in
+    // turn was quadratic in a workspace with many globs and packages.
+    // Globs without wildcards are looked up by name: a compiled glob takes
+    // hundreds of bytes, and long package lists are mostly plain folders.
+    let (plain, patterns): (Vec<usize>, Vec<usize>) =
+        (0..decl.packages.len()).partition(|&i| !decl.packages[i].contains(['*', '?', '[', '{', '\\']));
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(plain.len());
+    for &i in &plain {
+        by_name.entry(decl.packages[i].as_str()).or_default().push(i);
+    }
+    let pattern_globs: Vec<String> = patterns.iter().map(|&i| decl.packages[i].clone()).collect();
+    let set = glob_set(&pattern_globs, ws_file)?;
+    let mut used = vec![false; decl.packages.len()];
+    let mut hits = Vec::new();
     let mut candidates: Vec<(&str, &PathBuf)> = Vec::new();
+    let suffix = format!("/{DECL_FILE}");
     for (rel, abs) in files {
-        let Some(dir) = rel.strip_suffix(&format!("/{DECL_FILE}")) else { continue };
-        let hits: Vec<usize> = (0..globs.len()).filter(|&i| globs[i].is_match(dir)).collect();
-        for &i in &hits {
+        let Some(dir) = rel.strip_suffix(&suffix) else { continue };
+        set.matches_into(dir, &mut hits);
+        let named = by_name.get(dir).map_or(&[][..], Vec::as_slice);
+        for i in hits.iter().map(|&h| patterns[h]).chain(named.iter().copied()) {
             used[i] = true;
         }
-        if !hits.is_empty() {
+        if !hits.is_empty() || !named.is_empty() {
             candidates.push((dir, abs));
         }
     }
@@ -340,7 +448,7 @@ fn discover(
             return Err(DeclError::at(
                 &file,
                 file.find_value(&body.name, 0),
-                format!("package name `{}` is already used by `{}`", body.name, first.display()),
+                format!("package name `{}` is already used by `{}`", cut(&body.name), first.display()),
                 "duplicate name",
             )
             .into());
@@ -362,7 +470,7 @@ fn discover(
         return Err(DeclError::at(
             ws_file,
             ws_file.find_value(g, 0),
-            format!("package glob `{g}` matches no folder with a `{DECL_FILE}`"),
+            format!("package glob `{}` matches no folder with a `{DECL_FILE}`", cut(g)),
             "matches nothing",
         )
         .into());
@@ -417,7 +525,7 @@ fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Resu
             return Err(DeclError::at(
                 file,
                 file.find_value(g, file.find_field("inputs")),
-                format!("input glob `{g}` matches no file in `{}`", p.dir),
+                format!("input glob `{}` matches no file in `{}`", cut(g), p.dir),
                 "matches nothing",
             )
             .into());

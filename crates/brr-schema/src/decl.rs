@@ -79,12 +79,13 @@ pub struct PackageBody {
     /// The builder command (argv); its first word must be a declared tool.
     pub builder: Vec<String>,
     /// Environment variables for the builder, on top of brr's fixed ones.
-    #[serde(default)]
+    /// Names are `[A-Za-z_][A-Za-z0-9_]*`, each given once.
+    #[serde(default, deserialize_with = "unique_keys")]
     pub env: BTreeMap<String, String>,
     /// Paths relative to `$OUT` that the builder produces (files or folders).
     pub outputs: Vec<String>,
     /// Services only: process types by name (`"web"`, `"worker"`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub processes: BTreeMap<String, ProcessDecl>,
     /// Services only: the release command (e.g. migrations), run per release.
     #[serde(default)]
@@ -120,4 +121,40 @@ pub struct LimitsDecl {
 pub struct ProcessDecl {
     /// Command (argv), relative to the artifact folder or a host program.
     pub command: Vec<String>,
+}
+
+/// Start of the message of a key given twice in one map (see [`unique_keys`]);
+/// the parser locates it in the text.
+pub(crate) const DUPLICATE_KEY: &str = "duplicate key ";
+
+/// A map whose keys are unique: serde's own maps keep the last of two equal
+/// keys, which would let a second `"CFLAGS"` silently replace the first.
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map with unique keys")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("{DUPLICATE_KEY}`{key}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }

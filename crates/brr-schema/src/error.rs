@@ -57,11 +57,32 @@ impl SourceFile {
         }
     }
 
+    /// Span of the string literal that follows `key` (a map key's value),
+    /// else `key` itself.
+    pub fn string_after(&self, key: SourceSpan) -> SourceSpan {
+        let from = (key.offset() + key.len()).min(self.text.len());
+        let rest = &self.text[from..];
+        let Some(open) = rest.find('"') else { return key };
+        let body = &rest[open + 1..];
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return (from + open, i + 2).into(),
+                _ => escaped = false,
+            }
+        }
+        key
+    }
+
     /// Offset of the first `key:` field, to anchor errors about a field.
     pub fn find_field(&self, key: &str) -> usize {
         self.text.find(&format!("{key}:")).unwrap_or(0)
     }
 }
+
+/// Longest line (and span) shown in a snippet, in bytes.
+const SNIPPET_LINE_MAX: usize = 1000;
 
 /// A mistake in a declaration file, located in it.
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -71,10 +92,12 @@ pub struct DeclError {
     pub line: usize,
     pub col: usize,
     pub message: String,
+    /// None when the line is too long to show (a hostile file could make
+    /// the snippet megabytes long).
     #[source_code]
-    pub src: NamedSource<Arc<str>>,
+    pub src: Option<NamedSource<Arc<str>>>,
     #[label("{label}")]
-    pub span: SourceSpan,
+    pub span: Option<SourceSpan>,
     pub label: String,
     #[help]
     pub help: Option<String>,
@@ -83,13 +106,17 @@ pub struct DeclError {
 impl DeclError {
     pub fn at(file: &SourceFile, span: SourceSpan, message: impl Into<String>, label: impl Into<String>) -> Self {
         let (line, col) = file.line_col(span.offset());
+        let text = &file.text;
+        let start = text[..span.offset().min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let shown = end - start <= SNIPPET_LINE_MAX && span.len() <= SNIPPET_LINE_MAX;
         Self {
             file: file.path.clone(),
             line,
             col,
             message: message.into(),
-            src: NamedSource::new(file.path.display().to_string(), Arc::clone(&file.text)),
-            span,
+            src: shown.then(|| NamedSource::new(file.path.display().to_string(), Arc::clone(&file.text))),
+            span: shown.then_some(span),
             label: label.into(),
             help: None,
         }

@@ -16,7 +16,9 @@ mod parse;
 
 pub use decl::{LimitsDecl, PackageBody, PackageDecl, ProcessDecl, RemoteDecl, WorkspaceDecl};
 pub use error::{DeclError, SourceFile};
-pub use parse::{RESERVED_ENV, is_contained, parse_package, parse_workspace};
+pub use parse::{
+    GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_package, parse_workspace,
+};
 
 /// The JSON Schemas of the declaration files, as (file name, pretty JSON).
 pub fn json_schema() -> Vec<(&'static str, String)> {

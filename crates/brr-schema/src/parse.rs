@@ -1,13 +1,54 @@
 //! Parsing declaration text, and the checks a single file can make on its own.
 //! Checks across packages (unknown dependencies, cycles) live in `brr-graph`.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use ron::extensions::Extensions;
 
+use crate::decl::DUPLICATE_KEY;
 use crate::error::{DeclError, SourceFile};
 use crate::{PackageDecl, WorkspaceDecl};
+
+/// Longest glob accepted: no path is longer (Linux's `PATH_MAX`), and a glob
+/// compiles to a regex, whose cost grows with its length.
+pub const GLOB_MAX: usize = 4096;
+
+/// Most globs with wildcards in one list: they compile into one automaton,
+/// whose size (and build time) grows with their number. Plain names are
+/// not counted: they are looked up, not compiled.
+pub const WILDCARD_GLOBS_MAX: usize = 4096;
+
+/// Characters of a declared value quoted in a message before it is cut.
+const QUOTED_MAX: usize = 100;
+
+/// A declared value as messages quote it: cut to [`QUOTED_MAX`] characters
+/// (with `…`) and control characters escaped, so a hostile value cannot
+/// flood or garble the terminal.
+pub fn cut(s: &str) -> Cow<'_, str> {
+    let short = s.chars().nth(QUOTED_MAX).is_none();
+    if short && !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out: String = s
+        .chars()
+        .take(QUOTED_MAX)
+        .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
+        .collect();
+    if !short {
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
+
+/// A portable shell variable name: `[A-Za-z_][A-Za-z0-9_]*`. Anything else
+/// (`=`, NUL, empty) would let a declaration rewrite other variables.
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
 
 /// Environment variables brr sets itself; a declaration may not override them.
 pub const RESERVED_ENV: &[&str] = &["PATH", "HOME", "TZ", "LC_ALL", "SOURCE_DATE_EPOCH", "OUT", "DEPS", "TMPDIR"];
@@ -22,6 +63,17 @@ fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Box<Dec
     ron_options().from_str(&file.text).map_err(|e| {
         let start = file.offset(e.span.start.line, e.span.start.col);
         let end = file.offset(e.span.end.line, e.span.end.col).max(start);
+        if let ron::Error::Message(m) = &e.code
+            && let Some(key) = m.strip_prefix(DUPLICATE_KEY).and_then(|k| k.strip_prefix('`')?.strip_suffix('`'))
+        {
+            // The parser stands past the second key: point at it, not past it.
+            let quoted = format!("\"{key}\"");
+            let at = file.text[..end.max(start)].rfind(&quoted).map_or((start, 1), |i| (i, quoted.len()));
+            return Box::new(
+                DeclError::at(file, at.into(), format!("key `{}` is given twice", cut(key)), "duplicate")
+                    .with_help("each key of a map may appear once"),
+            );
+        }
         let len = (end - start).max(1).min(file.text.len().saturating_sub(start));
         Box::new(DeclError::at(file, (start, len).into(), e.code.to_string(), "here"))
     })
@@ -36,21 +88,52 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
             return Err(DeclError::at(
                 file,
                 file.find_value(&r.url, 0),
-                format!("unsupported remote URL `{}`", r.url),
+                format!("unsupported remote URL `{}`", cut(&r.url)),
                 "here",
             )
             .with_help("use http://, https://, grpc://, grpcs:// or file://")
             .into());
         }
     }
+    let mut names = BTreeMap::new();
     for k in &ws.trusted_keys {
-        let ok = k.split_once(':').is_some_and(|(name, key)| !name.is_empty() && key.len() == 44);
-        if !ok {
-            return Err(DeclError::at(file, file.find_value(k, 0), format!("`{k}` is not a public key"), "here")
-                .with_help("trusted keys look like `name:BASE64` (as `brr key generate` prints them)")
-                .into());
+        let Some((name, _)) = k.split_once(':').filter(|(name, key)| !name.is_empty() && key.len() == 44) else {
+            return Err(DeclError::at(
+                file,
+                file.find_value(k, 0),
+                format!("`{}` is not a public key", cut(k)),
+                "here",
+            )
+            .with_help("trusted keys look like `name:BASE64` (as `brr key generate` prints them)")
+            .into());
+        };
+        if let Some(first) = names.insert(name, k) {
+            // Past the first one, so the second is the one shown.
+            let after = file.find_value(first, 0).offset() + 1;
+            return Err(DeclError::at(
+                file,
+                file.find_value(k, after),
+                format!("trusted key name `{}` is used twice", cut(name)),
+                "second key of that name",
+            )
+            .with_help("a signature names its key: each name must stand for one key")
+            .into());
         }
     }
+    for g in &ws.packages {
+        if !is_contained(g) {
+            return Err(DeclError::at(
+                file,
+                file.find_value(g, file.find_field("packages")),
+                format!("package glob `{}` reaches outside the workspace", cut(g)),
+                "outside",
+            )
+            .with_help("package globs are relative to the workspace root, without `..`")
+            .into());
+        }
+        check_glob_len(file, g)?;
+    }
+    check_wildcard_count(file, &ws.packages, "packages")?;
     if ws.packages.is_empty() {
         let at = file.find_field("packages");
         return Err(DeclError::at(file, (at, 8).into(), "a workspace needs at least one package glob", "empty")
@@ -58,6 +141,34 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
             .into());
     }
     Ok(ws)
+}
+
+fn check_wildcard_count(file: &SourceFile, globs: &[String], field: &str) -> Result<(), Box<DeclError>> {
+    let wild = |g: &&String| g.contains(['*', '?', '[', '{', '\\']);
+    if let Some(g) = globs.iter().filter(wild).nth(WILDCARD_GLOBS_MAX) {
+        return Err(DeclError::at(
+            file,
+            file.find_value(g, file.find_field(field)),
+            format!("`{field}` holds more than {WILDCARD_GLOBS_MAX} globs with wildcards"),
+            "one too many",
+        )
+        .with_help("list plain folder or file names, or merge globs (`{a,b}/*`)")
+        .into());
+    }
+    Ok(())
+}
+
+fn check_glob_len(file: &SourceFile, g: &str) -> Result<(), Box<DeclError>> {
+    if g.len() > GLOB_MAX {
+        return Err(DeclError::at(
+            file,
+            file.find_value(g, 0),
+            format!("glob `{}` is longer than {GLOB_MAX} bytes", cut(g)),
+            "too long",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Parses a package `brr.ron` and checks what the file alone can tell.
@@ -79,7 +190,7 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
 
     if !is_name(&b.name) {
-        return Err(err(&b.name, format!("invalid package name `{}`", b.name), "not a name")
+        return Err(err(&b.name, format!("invalid package name `{}`", cut(&b.name)), "not a name")
             .with_help("names use lowercase letters, digits, `-` and `_`")
             .into());
     }
@@ -88,17 +199,21 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         return Err(DeclError::at(file, (at, 7).into(), "the builder command is empty", "no program").into());
     };
     if !b.tools.contains(program) {
-        return Err(err(program, format!("builder program `{program}` is not a declared tool"), "not in `tools`")
-            .with_help(format!("add `\"{program}\"` to `tools`: the builder's PATH holds only declared tools"))
-            .into());
+        return Err(err(
+            program,
+            format!("builder program `{}` is not a declared tool", cut(program)),
+            "not in `tools`",
+        )
+        .with_help(format!("add `\"{}\"` to `tools`: the builder's PATH holds only declared tools", cut(program)))
+        .into());
     }
     let mut seen = BTreeSet::new();
     for t in &b.tools {
         if !seen.insert(t) {
-            return Err(err(t, format!("tool `{t}` is declared twice"), "duplicate").into());
+            return Err(err(t, format!("tool `{}` is declared twice", cut(t)), "duplicate").into());
         }
         if t.contains('/') || t.is_empty() {
-            return Err(err(t, format!("tool `{t}` must be a program name, not a path"), "a path")
+            return Err(err(t, format!("tool `{}` must be a program name, not a path", cut(t)), "a path")
                 .with_help("brr resolves tools on the host PATH and records their digests")
                 .into());
         }
@@ -106,19 +221,13 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
     let mut seen = BTreeSet::new();
     for d in &b.deps {
         if d == &b.name {
-            return Err(err(d, format!("package `{d}` depends on itself"), "self-dependency").into());
+            return Err(err(d, format!("package `{}` depends on itself", cut(d)), "self-dependency").into());
         }
         if !seen.insert(d) {
-            return Err(err(d, format!("dependency `{d}` is listed twice"), "duplicate").into());
+            return Err(err(d, format!("dependency `{}` is listed twice", cut(d)), "duplicate").into());
         }
     }
-    for k in b.env.keys() {
-        if RESERVED_ENV.contains(&k.as_str()) {
-            return Err(err(k, format!("env `{k}` is set by brr and cannot be declared"), "reserved")
-                .with_help(format!("reserved: {}", RESERVED_ENV.join(", ")))
-                .into());
-        }
-    }
+    check_env(file, b)?;
     if b.outputs.is_empty() {
         let at = file.find_field("outputs");
         return Err(DeclError::at(file, (at, 7).into(), "a package must declare at least one output", "empty").into());
@@ -126,26 +235,32 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
     let mut seen = BTreeSet::new();
     for o in &b.outputs {
         if !is_contained(o) {
-            return Err(err(o, format!("output `{o}` escapes the output folder"), "not inside $OUT")
+            return Err(err(o, format!("output `{}` escapes the output folder", cut(o)), "not inside $OUT")
                 .with_help("outputs are relative paths below $OUT, without `..`")
                 .into());
         }
         if !seen.insert(o.trim_end_matches('/')) {
-            return Err(err(o, format!("output `{o}` is declared twice"), "duplicate").into());
+            return Err(err(o, format!("output `{}` is declared twice", cut(o)), "duplicate").into());
         }
     }
     for i in &b.inputs {
         if !is_contained(i) {
-            return Err(err(i, format!("input glob `{i}` reaches outside the package folder"), "outside")
+            return Err(err(i, format!("input glob `{}` reaches outside the package folder", cut(i)), "outside")
                 .with_help("inputs are globs relative to the package folder, without `..`")
                 .into());
         }
+        check_glob_len(file, i)?;
     }
+    check_wildcard_count(file, &b.inputs, "inputs")?;
     if !decl.is_service() {
         if let Some(p) = b.processes.keys().next() {
-            return Err(err(p, format!("library `{}` declares process `{p}`", b.name), "libraries do not run")
-                .with_help("declare it as `Service(...)` to give it processes")
-                .into());
+            return Err(err(
+                p,
+                format!("library `{}` declares process `{}`", cut(&b.name), cut(p)),
+                "libraries do not run",
+            )
+            .with_help("declare it as `Service(...)` to give it processes")
+            .into());
         }
         if b.release.is_some() {
             let at = file.find_field("release");
@@ -156,10 +271,10 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
     }
     for (name, p) in &b.processes {
         if !is_name(name) {
-            return Err(err(name, format!("invalid process type `{name}`"), "not a name").into());
+            return Err(err(name, format!("invalid process type `{}`", cut(name)), "not a name").into());
         }
         if p.command.is_empty() {
-            return Err(err(name, format!("process `{name}` has an empty command"), "empty command").into());
+            return Err(err(name, format!("process `{}` has an empty command", cut(name)), "empty command").into());
         }
     }
     if b.release.as_ref().is_some_and(Vec::is_empty) {
@@ -169,8 +284,47 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
     Ok(())
 }
 
-/// A relative path with no `..`, no root and not empty.
+/// Env names and values, and NUL bytes in commands: they would break or
+/// rewrite the builder's environment and argv.
+fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclError>> {
+    let env_at = file.find_field("env");
+    for (k, v) in &b.env {
+        let key_span = file.find_value(k, env_at);
+        if !is_env_name(k) {
+            return Err(DeclError::at(file, key_span, format!("invalid env name `{}`", cut(k)), "not a name")
+                .with_help("env names are letters, digits and `_`, and do not start with a digit")
+                .into());
+        }
+        if RESERVED_ENV.contains(&k.as_str()) {
+            return Err(DeclError::at(
+                file,
+                key_span,
+                format!("env `{k}` is set by brr and cannot be declared"),
+                "reserved",
+            )
+            .with_help(format!("reserved: {}", RESERVED_ENV.join(", ")))
+            .into());
+        }
+        if v.contains('\0') {
+            return Err(DeclError::at(file, file.string_after(key_span), format!("env `{k}` holds a NUL byte"), "NUL")
+                .with_help("a process environment cannot hold NUL bytes")
+                .into());
+        }
+    }
+    let commands = b.processes.values().map(|p| &p.command).chain(b.release.as_ref()).chain([&b.builder]);
+    if commands.flatten().any(|w| w.contains('\0')) {
+        let at = file.find_field("builder");
+        return Err(DeclError::at(file, (at, 7).into(), "a command holds a NUL byte", "here")
+            .with_help("program arguments cannot hold NUL bytes")
+            .into());
+    }
+    Ok(())
+}
+
+/// A relative path with no `..`, no root, no NUL and not empty.
 pub fn is_contained(p: &str) -> bool {
     let path = Path::new(p);
-    !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !p.is_empty()
+        && !p.contains('\0')
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }

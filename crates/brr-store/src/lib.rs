@@ -147,6 +147,11 @@ impl Store {
         Self::cache_dir_of(&self.root)
     }
 
+    /// Whether `root` holds a store's database (opening it creates nothing).
+    pub fn exists(root: &Path) -> bool {
+        root.join(DB_FILE).is_file()
+    }
+
     /// The [`Store::cache_dir`] of a store at `root`, opened or not.
     pub fn cache_dir_of(root: &Path) -> PathBuf {
         root.join("cache")

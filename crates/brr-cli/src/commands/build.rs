@@ -112,5 +112,7 @@ pub fn run(
             }
         }
     }
-    Err(Failure::Exit(exit::FAILED))
+    // A full disk or a broken store is not the build's fault.
+    let environment = failed.iter().any(|o| matches!(&o.status, Status::Failed(f) if f.environment));
+    Err(Failure::Exit(if environment { exit::INTERNAL } else { exit::FAILED }))
 }

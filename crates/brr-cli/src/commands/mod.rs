@@ -60,19 +60,28 @@ pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
 }
 
 /// Opens (creating if needed) the store and loads the workspace, reusing the
-/// load saved in the store when nothing it read has changed. Both at once:
-/// neither needs the other, and a no-op build used to wait for one, then
-/// the other. A new load is saved only once the store has opened, so a
-/// folder that is not a store gets nothing written into it.
+/// load saved in the store when nothing it read has changed. An existing
+/// store opens while the workspace loads (neither needs the other, and a
+/// no-op build used to wait for one, then the other); a new one is created
+/// only once the workspace has loaded, so a rejected declaration writes
+/// nothing. A new load is saved only once the store has opened, so a folder
+/// that is not a store gets nothing written into it.
 pub fn open_store_and_workspace(settings: &Settings) -> Result<(Store, Workspace), Failure> {
     let cache_dir = Store::cache_dir_of(&settings.store);
-    let (store, ws) = std::thread::scope(|s| {
-        let store = s.spawn(|| open_store(settings));
-        let ws = Workspace::load_cached_unsaved(&settings.root, &cache_dir);
-        (store.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), ws)
-    });
-    let store = store?;
-    let (ws, unsaved) = ws.map_err(graph_failure)?;
+    let load = || Workspace::load_cached_unsaved(&settings.root, &cache_dir).map_err(graph_failure);
+    let (store, (ws, unsaved)) = if Store::exists(&settings.store) {
+        let (store, ws) = std::thread::scope(|s| {
+            let store = s.spawn(|| open_store(settings));
+            let ws = load();
+            (store.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), ws)
+        });
+        // A declaration mistake comes first: it is what the user must fix.
+        let ws = ws?;
+        (store?, ws)
+    } else {
+        let ws = load()?;
+        (open_store(settings)?, ws)
+    };
     if let Some(unsaved) = unsaved {
         unsaved.save(&cache_dir, &ws);
     }
@@ -106,7 +115,7 @@ pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
 
 /// Opens the store only if it exists (read-only commands must not create one).
 pub fn existing_store(settings: &Settings) -> Result<Store, Failure> {
-    if !settings.store.join("brr.db").exists() {
+    if !Store::exists(&settings.store) {
         printer::note(&format!("error: no store at `{}`", settings.store.display()));
         printer::note("hint: run `brr build` first, or pass `--store DIR`");
         return Err(Failure::Exit(crate::exit::USER));

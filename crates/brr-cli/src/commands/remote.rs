@@ -34,15 +34,18 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
     Ok(Some(Remotes::new(remotes, trusted, signing, settings.cache_read_only, sink)))
 }
 
-/// The workspace's `trusted_keys` plus `BRR_TRUSTED_KEYS`; a malformed key
-/// is a user error.
+/// The workspace's `trusted_keys` plus `BRR_TRUSTED_KEYS`; a malformed key,
+/// or one name given to two keys, is a user error.
 pub fn trusted_keys(settings: &Settings, ws: &Workspace) -> Result<TrustedKeys, Failure> {
     let mut keys = Vec::new();
     for k in ws.decl.trusted_keys.iter().chain(&settings.trusted_keys) {
         let key: PublicKey = k.parse().map_err(|e| user(&format!("bad trusted key `{k}`: {e}")))?;
         keys.push(key);
     }
-    Ok(TrustedKeys::new(keys))
+    // Not `TrustedKeys::new`, which keeps the first of two keys of one name.
+    let mut trusted = TrustedKeys::default();
+    trusted.extend(keys).map_err(|e| user(&format!("{e}")))?;
+    Ok(trusted)
 }
 
 fn user(message: &str) -> Failure {

@@ -48,7 +48,8 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
             f.name,
             f.status.as_str()
         ));
-        return Err(Failure::Exit(exit::FAILED));
+        let environment = matches!(&f.status, Status::Failed(f) if f.environment);
+        return Err(Failure::Exit(if environment { exit::INTERNAL } else { exit::FAILED }));
     }
     let artifacts: BTreeMap<usize, _> =
         outcomes.iter().filter_map(|o| Some((ws.index_of(&o.name)?, o.artifact?))).collect();

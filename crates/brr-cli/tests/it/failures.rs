@@ -1,5 +1,6 @@
 //! A failing builder: its dependents are skipped, independent targets still
-//! build, and the summary and `brr log` show what it printed.
+//! build, and the summary and `brr log` show what it printed. A full disk is
+//! brr's failure, not the build's.
 
 use crate::workspace;
 
@@ -128,4 +129,30 @@ fn a_reported_build_time_leaves_out_the_wait_for_a_builder_slot() {
         // more that the later builds took counting their wait.
         assert!((1.0..1.8).contains(&s), "reported {s} s:\n{}", run.stderr);
     }
+}
+
+#[test]
+fn a_full_disk_is_an_environment_failure() {
+    // A real ENOSPC: the store on a 1 MiB tmpfs, mounted in a private mount
+    // namespace (as root), and a build whose output does not fit.
+    let ws = workspace().sh_lib("big", &[], &["head"], "head -c 3000000 /dev/zero > \"$OUT/f\"");
+    let mnt = brr_test_support::temp_dir();
+    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" || { echo "brr-test: cannot mount a tmpfs" >&2; exit 99; }
+exec "$2" -C "$3" --store "$1/store" build --no-sandbox"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(mnt.path())
+        .arg(crate::BRR)
+        .arg(ws.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("this test needs `unshare` (util-linux)");
+    let run = brr_test_support::Run::from(out);
+    assert!(
+        run.code != Some(99) && !run.stderr.contains("unshare failed"),
+        "this test needs root to mount a tmpfs in a private mount namespace:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("No space left on device"), "{}", run.stderr);
+    run.code(70);
 }
