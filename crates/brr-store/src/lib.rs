@@ -93,8 +93,9 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, creating it (folders and database) when
     /// `root` is missing or empty, and applying pending migrations. Refuses a
-    /// non-empty folder without `brr.db`, a database of another program, and
-    /// a store written by a newer brr.
+    /// non-empty folder without `brr.db` (other files beside a `brr.db` are
+    /// ignored), a database of another program, and a store written by a
+    /// newer brr.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         match std::fs::read_dir(root) {
             Ok(entries) => {
@@ -106,7 +107,11 @@ impl Store {
                         n == DB_FILE || n.starts_with("brr.db-") || ["cas", "packs", "tmp", "cache"].contains(&n)
                     })
                 };
-                if !names.iter().all(ours) {
+                // With `brr.db` there, the database decides (other names are
+                // strays, e.g. written by an unsandboxed builder); without it,
+                // only the names a store being created makes are accepted.
+                let has_db = names.iter().any(|n| n == DB_FILE);
+                if !has_db && !names.iter().all(ours) {
                     return Err(StoreError::NotAStore {
                         path: root.to_path_buf(),
                         reason: format!("the folder is not empty and has no `{DB_FILE}`"),
