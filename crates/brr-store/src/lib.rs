@@ -15,7 +15,8 @@
 //! Main types: [`Store`] (open one per process and share it: it is `Send +
 //! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
 //! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
-//! [`Store::verify`]. Errors are one enum, [`StoreError`].
+//! [`Store::verify`] and [`RepairReport`] from [`Store::repair`]. Errors are
+//! one enum, [`StoreError`].
 //!
 //! # Why the write order is what it is
 //!
@@ -53,6 +54,7 @@ mod materialize;
 mod objects;
 mod packs;
 mod prefix;
+mod repair;
 mod stat_cache;
 mod verifications;
 mod verify;
@@ -65,6 +67,7 @@ pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
+pub use repair::RepairReport;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
