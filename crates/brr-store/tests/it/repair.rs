@@ -188,3 +188,43 @@ fn find_after(hay: &[u8], before: &[u8], needle: &[u8], within: usize) -> Option
     let befores = starts(before);
     starts(needle).into_iter().find(|&i| befores.iter().any(|&b| b + before.len() <= i && i - b <= within))
 }
+
+#[test]
+fn putting_an_object_again_replaces_a_corrupt_packed_copy() -> TestResult {
+    let b = built()?;
+    let small = Digest::of(b"small");
+    assert_eq!(clobber_packed(&b.store, small, b"SMALL")?, 1);
+    let err = b.store.get(small).expect_err("read a corrupt object");
+    assert!(matches!(err, brr_store::StoreError::Corrupt { hash, .. } if hash == small), "{err}");
+    // As a build that produces the same bytes does: the whole snapshot again.
+    b.store.put_snapshot(&snapshot(&b.src, &["big".to_owned(), "d".to_owned()])?)?;
+    assert_eq!(b.store.get(small)?, b"small");
+    let report = b.store.verify()?;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    Ok(())
+}
+
+#[test]
+fn putting_an_object_again_replaces_a_corrupt_cas_copy() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let bytes = big(b"in memory");
+    let d = store.put_bytes(brr_hash::ObjectKind::Blob, &bytes)?;
+    // Same size, one byte flipped: found by comparing with the new bytes.
+    let mut flipped = bytes.clone();
+    flipped[1000] ^= 0x20;
+    clobber(&store.object_path(d), &flipped)?;
+    store.put_bytes(brr_hash::ObjectKind::Blob, &bytes)?;
+    assert_eq!(store.get(d)?, bytes);
+    assert!(store.verify()?.is_ok());
+    // A file put as a file: a truncated copy is found by its size.
+    let src = tempfile::tempdir()?;
+    let file_bytes = big(b"on disk");
+    write_file(src.path(), "f", &file_bytes, 0o644)?;
+    let f = Digest::of(&file_bytes);
+    store.put_file(&src.path().join("f"), f)?;
+    clobber(&store.object_path(f), &file_bytes[..100])?;
+    store.put_file(&src.path().join("f"), f)?;
+    assert_eq!(store.get(f)?, file_bytes);
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}
