@@ -164,20 +164,35 @@ pub(crate) fn kind_in(tx: &Transaction<'_>, d: Digest) -> rusqlite::Result<Optio
     Ok(stmt.query_row([d.as_bytes()], |r| r.get::<_, KindCol>(0)).optional()?.map(|k| k.0))
 }
 
-/// The row of `d` with where its bytes are, inside a transaction.
-fn existing_in(tx: &Transaction<'_>, d: Digest) -> rusqlite::Result<Option<Existing>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT o.kind, o.size, p.id, p.name, o.pack_offset FROM objects o LEFT JOIN packs p ON p.id = o.pack
-         WHERE o.hash = ?1",
-    )?;
-    stmt.query_row([d.as_bytes()], |r| {
-        let packed = match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<i64>>(4)?) {
-            (Some(id), Some(name), Some(offset)) => Some((id, name, from_sql_u64(offset))),
-            _ => None,
-        };
-        Ok(Existing { kind: r.get::<_, KindCol>(0)?.0, size: from_sql_u64(r.get(1)?), packed })
-    })
-    .optional()
+/// The row of `d` with where its bytes are, inside a transaction. Pack
+/// names are looked up once per pack in `names` (a join per object cost
+/// more than the lookup of the row itself).
+fn existing_in(
+    tx: &Transaction<'_>,
+    d: Digest,
+    names: &mut HashMap<i64, Option<String>>,
+) -> rusqlite::Result<Option<Existing>> {
+    let mut stmt = tx.prepare_cached("SELECT kind, size, pack, pack_offset FROM objects WHERE hash = ?1")?;
+    let Some((kind, size, pack)) = stmt
+        .query_row([d.as_bytes()], |r| {
+            let pack = r.get::<_, Option<i64>>(2)?.zip(r.get::<_, Option<i64>>(3)?);
+            Ok((r.get::<_, KindCol>(0)?.0, from_sql_u64(r.get(1)?), pack))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let packed = match pack {
+        Some((id, offset)) => {
+            if !names.contains_key(&id) {
+                let mut stmt = tx.prepare_cached("SELECT name FROM packs WHERE id = ?1")?;
+                names.insert(id, stmt.query_row([id], |r| r.get(0)).optional()?);
+            }
+            names[&id].clone().map(|name| (id, name, from_sql_u64(offset)))
+        }
+        None => None,
+    };
+    Ok(Some(Existing { kind, size, packed }))
 }
 
 /// Fails unless `d` is recorded with a kind that satisfies `expected`.
@@ -336,13 +351,14 @@ impl Store {
             .collect();
         let digests: Vec<Digest> = todo.iter().map(|(d, _, _)| *d).collect();
         let mut seen = HashSet::new();
+        let mut names = HashMap::new();
         let found: Vec<Found> = self.db.read(|tx| {
             todo.iter()
                 .map(|(d, kind, _)| {
                     if !seen.insert(*d) {
                         return Ok(Found::Repeat);
                     }
-                    Ok(match existing_in(tx, *d)? {
+                    Ok(match existing_in(tx, *d, &mut names)? {
                         Some(row) if satisfies(row.kind, *kind) => Found::Row(row),
                         _ => Found::Absent,
                     })
