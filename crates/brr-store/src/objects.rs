@@ -184,11 +184,14 @@ fn existing_in(
     };
     let packed = match pack {
         Some((id, offset)) => {
-            if !names.contains_key(&id) {
-                let mut stmt = tx.prepare_cached("SELECT name FROM packs WHERE id = ?1")?;
-                names.insert(id, stmt.query_row([id], |r| r.get(0)).optional()?);
-            }
-            names[&id].clone().map(|name| (id, name, from_sql_u64(offset)))
+            let name = match names.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut stmt = tx.prepare_cached("SELECT name FROM packs WHERE id = ?1")?;
+                    e.insert(stmt.query_row([id], |r| r.get(0)).optional()?).clone()
+                }
+            };
+            name.map(|name| (id, name, from_sql_u64(offset)))
         }
         None => None,
     };
