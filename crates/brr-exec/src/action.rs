@@ -45,6 +45,10 @@ pub struct Failure {
     pub log: Option<Digest>,
     /// The last lines of that log.
     pub log_tail: String,
+    /// The store holds an object damaged (its bytes no longer hash to its
+    /// name, which `reason` gives) and that is why: brr's fault, not the
+    /// builder's.
+    pub damaged_store: bool,
 }
 
 /// A successful build.
@@ -325,7 +329,7 @@ fn build<T>(
         let mut puts = inputs_puts.clone();
         puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
         store.put_many(&puts)?;
-        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15) }))
+        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15), damaged_store: false }))
     };
 
     if !status.success() {
