@@ -140,6 +140,10 @@ pub enum KeyCommand {
 pub enum StoreCommand {
     /// Re-hash every object and check every reference.
     Verify {
+        /// Drop damaged rows and everything that depends on them (the next
+        /// build rebuilds them), and corrupt files; all or nothing.
+        #[arg(long)]
+        repair: bool,
         #[arg(long)]
         json: bool,
     },

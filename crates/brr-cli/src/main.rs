@@ -68,6 +68,15 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  Caused by: {cause}");
             }
+            let corrupt = e.chain().any(|c| {
+                matches!(c.downcast_ref::<brr_store::StoreError>(), Some(brr_store::StoreError::Corrupt { .. }))
+            });
+            if corrupt {
+                eprintln!(
+                    "hint: run `brr store verify --repair` to drop the damaged object and what depends on it; the \
+                     next build writes it again"
+                );
+            }
             ExitCode::from(exit::INTERNAL)
         }
     }

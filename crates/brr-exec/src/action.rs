@@ -49,6 +49,10 @@ pub struct Failure {
     /// brr or its environment failed (a full disk, an unwritable store),
     /// not the builder: the CLI exits with its internal-failure code.
     pub environment: bool,
+    /// The store holds an object damaged (its bytes no longer hash to its
+    /// name, which `reason` gives) and that is why: brr's fault, not the
+    /// builder's.
+    pub damaged_store: bool,
 }
 
 /// A successful build.
@@ -329,7 +333,13 @@ fn build<T>(
         let mut puts = inputs_puts.clone();
         puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
         store.put_many(&puts)?;
-        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15), environment: false }))
+        Ok(Err(Failure {
+            reason,
+            log: Some(log),
+            log_tail: tail(&log_bytes, 15),
+            environment: false,
+            damaged_store: false,
+        }))
     };
 
     if !status.success() {

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use brr_graph::{Inputs, Workspace, action_key, service_manifest};
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, Object};
-use brr_store::{ActionRecord, BuildRow, Store};
+use brr_store::{ActionRecord, BuildRow, Store, StoreError};
 
 use crate::action::{Action, Conditions, Failure, Uncommitted, execute_uncommitted, unix_now};
 use crate::error::ExecError;
@@ -521,7 +521,13 @@ impl Ctx<'_> {
                 }),
             })
         })();
-        result.unwrap_or_else(|e| Step::Finished(failed(&pkg.name, key, start, error_chain(&e))))
+        result.unwrap_or_else(|e| {
+            let mut outcome = failed(&pkg.name, key, start, error_chain(&e));
+            if let Status::Failed(f) = &mut outcome.status {
+                f.damaged_store = matches!(e, ExecError::Store(StoreError::Corrupt { .. }));
+            }
+            Step::Finished(outcome)
+        })
     }
 
     /// Commits `batch` (see [`commit`]); the outcome of each target, and
@@ -565,7 +571,13 @@ fn failed(name: &str, key: BuildKey, started: Instant, reason: String) -> Outcom
         remote: false,
         key: Some(key),
         artifact: None,
-        status: Status::Failed(Failure { reason, log: None, log_tail: String::new(), environment: true }),
+        status: Status::Failed(Failure {
+            reason,
+            log: None,
+            log_tail: String::new(),
+            environment: true,
+            damaged_store: false,
+        }),
         duration: started.elapsed(),
     }
 }

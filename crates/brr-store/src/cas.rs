@@ -49,6 +49,11 @@ impl PlacedFiles {
     fn insert(&self, d: Digest) {
         self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(d);
     }
+
+    /// Forgets that `d` was placed: its file was found damaged since.
+    pub(crate) fn forget(&self, d: Digest) {
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d);
+    }
 }
 
 /// A temp file in `tmp/`, removed on drop unless renamed into place.

@@ -15,7 +15,8 @@
 //! Main types: [`Store`] (open one per process and share it: it is `Send +
 //! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
 //! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
-//! [`Store::verify`]. Errors are one enum, [`StoreError`].
+//! [`Store::verify`] and [`RepairReport`] from [`Store::repair`]. Errors are
+//! one enum, [`StoreError`].
 //!
 //! # Why the write order is what it is
 //!
@@ -53,6 +54,7 @@ mod materialize;
 mod objects;
 mod packs;
 mod prefix;
+mod repair;
 mod stat_cache;
 mod verifications;
 mod verify;
@@ -65,6 +67,7 @@ pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
+pub use repair::RepairReport;
 pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
@@ -93,8 +96,9 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, creating it (folders and database) when
     /// `root` is missing or empty, and applying pending migrations. Refuses a
-    /// non-empty folder without `brr.db`, a database of another program, and
-    /// a store written by a newer brr.
+    /// non-empty folder without `brr.db` (other files beside a `brr.db` are
+    /// ignored), a database of another program, and a store written by a
+    /// newer brr.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         match std::fs::read_dir(root) {
             Ok(entries) => {
@@ -106,7 +110,11 @@ impl Store {
                         n == DB_FILE || n.starts_with("brr.db-") || ["cas", "packs", "tmp", "cache"].contains(&n)
                     })
                 };
-                if !names.iter().all(ours) {
+                // With `brr.db` there, the database decides (other names are
+                // strays, e.g. written by an unsandboxed builder); without it,
+                // only the names a store being created makes are accepted.
+                let has_db = names.iter().any(|n| n == DB_FILE);
+                if !has_db && !names.iter().all(ours) {
                     return Err(StoreError::NotAStore {
                         path: root.to_path_buf(),
                         reason: format!("the folder is not empty and has no `{DB_FILE}`"),

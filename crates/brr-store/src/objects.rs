@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::action_cache::{ActionRecord, insert_action};
-use crate::db::{KindCol, TxError, to_sql_u64};
+use crate::db::{KindCol, TxError, from_sql_u64, to_sql_u64};
 use crate::error::IoContext;
 use crate::packs::{Appended, sync_packs};
 use crate::{Store, StoreError};
@@ -34,6 +34,27 @@ pub(crate) struct Placed {
     refs: Vec<(Digest, ObjectKind)>,
     /// Where a small object's bytes were appended; `None`: a file in `cas/`.
     packed: Option<Appended>,
+    /// It has a row whose bytes were found damaged: the row is pointed at
+    /// the new bytes.
+    replaces: bool,
+}
+
+/// An object's row, as the put path finds it.
+struct Existing {
+    kind: ObjectKind,
+    size: u64,
+    /// (pack id, pack name, offset) when its bytes are in a pack.
+    packed: Option<(i64, String, u64)>,
+}
+
+/// What the put path found for one item.
+enum Found {
+    /// Recorded with a kind that serves (its bytes are still checked).
+    Row(Existing),
+    /// Not recorded (or only with a kind that does not serve).
+    Absent,
+    /// An earlier item of the same batch.
+    Repeat,
 }
 
 /// The bytes of the file at `path` when it has at most [`PACKED_MAX`].
@@ -141,6 +162,40 @@ pub(crate) fn references(
 pub(crate) fn kind_in(tx: &Transaction<'_>, d: Digest) -> rusqlite::Result<Option<ObjectKind>> {
     let mut stmt = tx.prepare_cached("SELECT kind FROM objects WHERE hash = ?1")?;
     Ok(stmt.query_row([d.as_bytes()], |r| r.get::<_, KindCol>(0)).optional()?.map(|k| k.0))
+}
+
+/// The row of `d` with where its bytes are, inside a transaction. Pack
+/// names are looked up once per pack in `names` (a join per object cost
+/// more than the lookup of the row itself).
+fn existing_in(
+    tx: &Transaction<'_>,
+    d: Digest,
+    names: &mut HashMap<i64, Option<String>>,
+) -> rusqlite::Result<Option<Existing>> {
+    let mut stmt = tx.prepare_cached("SELECT kind, size, pack, pack_offset FROM objects WHERE hash = ?1")?;
+    let Some((kind, size, pack)) = stmt
+        .query_row([d.as_bytes()], |r| {
+            let pack = r.get::<_, Option<i64>>(2)?.zip(r.get::<_, Option<i64>>(3)?);
+            Ok((r.get::<_, KindCol>(0)?.0, from_sql_u64(r.get(1)?), pack))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let packed = match pack {
+        Some((id, offset)) => {
+            let name = match names.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut stmt = tx.prepare_cached("SELECT name FROM packs WHERE id = ?1")?;
+                    e.insert(stmt.query_row([id], |r| r.get(0)).optional()?).clone()
+                }
+            };
+            name.map(|name| (id, name, from_sql_u64(offset)))
+        }
+        None => None,
+    };
+    Ok(Some(Existing { kind, size, packed }))
 }
 
 /// Fails unless `d` is recorded with a kind that satisfies `expected`.
@@ -299,17 +354,32 @@ impl Store {
             .collect();
         let digests: Vec<Digest> = todo.iter().map(|(d, _, _)| *d).collect();
         let mut seen = HashSet::new();
-        let present: Vec<bool> = self.db.read(|tx| {
+        let mut names = HashMap::new();
+        let found: Vec<Found> = self.db.read(|tx| {
             todo.iter()
-                .map(|(d, kind, _)| Ok(!seen.insert(*d) || kind_in(tx, *d)?.is_some_and(|k| satisfies(k, *kind))))
+                .map(|(d, kind, _)| {
+                    if !seen.insert(*d) {
+                        return Ok(Found::Repeat);
+                    }
+                    Ok(match existing_in(tx, *d, &mut names)? {
+                        Some(row) if satisfies(row.kind, *kind) => Found::Row(row),
+                        _ => Found::Absent,
+                    })
+                })
                 .collect()
         })?;
+        // A recorded object is written again only when its bytes are found
+        // damaged: a copy that does not serve is replaced, not kept.
         let placed: Vec<PlacedOrPending<'_>> = todo
             .par_iter()
             .with_min_len(16)
-            .zip(present)
-            .filter(|(_, present)| !present)
-            .map(|((hash, kind, source), _)| self.place(*hash, *kind, source))
+            .zip(found)
+            .filter_map(|((hash, kind, source), found)| match found {
+                Found::Repeat => None,
+                Found::Absent => Some(self.place(*hash, *kind, source, false)),
+                Found::Row(row) if self.intact(*hash, &row, source) => None,
+                Found::Row(_) => Some(self.place(*hash, *kind, source, true)),
+            })
             .collect::<Result<_, _>>()?;
         // The small objects' bytes go to the pack in one write.
         let small: Vec<&[u8]> = placed.iter().filter_map(|(_, bytes)| bytes.as_deref()).collect();
@@ -331,31 +401,81 @@ impl Store {
     /// after `sync_packs`). `hash` is what the bytes hash to (computed by
     /// [`Store::place_missing`] or carried by a [`HashedBytes`], never a
     /// caller's claim) or, for a file, what it must hash to.
+    /// `replaces`: `hash` has a row whose bytes are damaged; a small object
+    /// that an older brr kept as a file in `cas/` is then written there again.
     fn place<'a>(
         &self,
         hash: Digest,
         kind: ObjectKind,
         source: &Source<'a>,
+        replaces: bool,
     ) -> Result<PlacedOrPending<'a>, StoreError> {
+        if replaces {
+            // Whatever this process wrote there, the file must be checked.
+            self.placed.forget(hash);
+        }
+        let as_file = replaces && self.object_path(hash).exists();
         match source {
+            Source::File(path) if as_file => {
+                let (size, _) = self.place_file(path, hash)?;
+                Ok((Placed { hash, kind, size, refs: Vec::new(), packed: None, replaces }, None))
+            }
             Source::File(path) => {
                 if let Some(bytes) = read_small_checked(path, hash)? {
-                    let row = Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), packed: None };
+                    let row = Placed { hash, kind, size: bytes.len() as u64, refs: Vec::new(), packed: None, replaces };
                     return Ok((row, Some(Cow::Owned(bytes))));
                 }
                 let (size, _) = self.place_file(path, hash)?;
-                Ok((Placed { hash, kind, size, refs: Vec::new(), packed: None }, None))
+                Ok((Placed { hash, kind, size, refs: Vec::new(), packed: None, replaces }, None))
             }
             Source::Bytes(bytes) => {
                 // A wrong reference shows up as a missing reference.
                 let refs = references(kind, hash, bytes)?;
                 let size = bytes.len() as u64;
-                let row = Placed { hash, kind, size, refs, packed: None };
-                if bytes.len() <= PACKED_MAX {
+                let row = Placed { hash, kind, size, refs, packed: None, replaces };
+                if bytes.len() <= PACKED_MAX && !as_file {
                     return Ok((row, Some(Cow::Borrowed(*bytes))));
                 }
                 self.place_bytes(hash, bytes)?;
                 Ok((row, None))
+            }
+        }
+    }
+
+    /// Whether the stored copy of recorded object `d` can serve, checked as
+    /// cheaply as the put allows. Bytes in memory (most puts: sources held,
+    /// outputs, trees, keys, logs, fetched objects) are compared with the
+    /// stored copy: one `pread` from a pack and a `memcmp`, no hashing (they
+    /// hash to `d`, so equal bytes are good ones). A file put as a file that
+    /// is small and packed is hashed where it is stored; one put as a file that
+    /// is large, in `cas/`, is only checked to be there with the recorded
+    /// size (re-hashing it on every put would cost as much as the
+    /// put saved); same-size damage there is caught by the reads that hash
+    /// it and by `brr store verify`, and `--repair` lets the next put write
+    /// it again.
+    fn intact(&self, d: Digest, row: &Existing, source: &Source<'_>) -> bool {
+        match (source, &row.packed) {
+            (Source::Bytes(bytes), _) if bytes.len() as u64 != row.size => false,
+            (Source::Bytes(bytes), Some((id, name, offset))) => {
+                self.pack_bytes(*id, name, *offset, row.size).is_ok_and(|stored| stored == *bytes)
+            }
+            (Source::Bytes(bytes), None) => match std::fs::read(self.object_path(d)) {
+                Ok(stored) => stored == *bytes,
+                // Kept in the database by schema 4, or gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    matches!(self.small_bytes(d), Ok(Some(stored)) if stored == *bytes)
+                }
+                Err(_) => false,
+            },
+            // Small and packed: hashing the stored copy costs what reading
+            // the file to compare would, and does not depend on the file
+            // being unchanged since it was hashed.
+            (Source::File(_), Some((id, name, offset))) => {
+                self.pack_bytes(*id, name, *offset, row.size).is_ok_and(|stored| Digest::of(&stored) == d)
+            }
+            (Source::File(_), None) => {
+                let path = self.object_path(d);
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == row.size)
             }
         }
     }
@@ -407,11 +527,24 @@ fn record_rows(tx: &Transaction<'_>, objects: &[Placed], then: Option<&ActionRec
                 require(tx, (o.kind, o.hash), r, expected)?;
             }
         }
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
         let (pack, offset) = o.packed.as_ref().map(|at| (at.pack.id, to_sql_u64(at.offset))).unzip();
-        let inserted = insert.execute(params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset])?;
+        let values = params![o.hash.as_bytes(), o.kind.as_str(), to_sql_u64(o.size), pack, offset];
+        let inserted = if o.replaces {
+            // The new bytes are durable: the row names them instead of the
+            // damaged ones (it may have gone meanwhile: then it is new).
+            tx.prepare_cached(
+                "INSERT INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (hash) DO UPDATE SET size = ?3, pack = ?4, pack_offset = ?5",
+            )?
+            .execute(values)?;
+            tx.prepare_cached("DELETE FROM object_data WHERE hash = ?1")?.execute([o.hash.as_bytes()])?;
+            0
+        } else {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO objects (hash, kind, size, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(values)?
+        };
         let mut kind = o.kind;
         if inserted == 0 {
             // Already there (its bytes too): a blob put again as a tree,

@@ -1,6 +1,6 @@
 //! `brr build`: build the selected targets and print their artifact hashes.
 
-use brr_exec::{BuildOptions, Status};
+use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::Inputs;
 use serde_json::json;
 
@@ -99,7 +99,12 @@ pub fn run(
     if failed.is_empty() {
         return Ok(());
     }
-    for o in &failed {
+    Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// Prints why each failed target failed; returns the exit code.
+fn report_failures(failed: &[&Outcome]) -> u8 {
+    for o in failed {
         if let Status::Failed(f) = &o.status {
             printer::note(&format!("\nerror: `{}` failed: {}", o.name, f.reason));
             if !f.log_tail.is_empty() {
@@ -112,7 +117,14 @@ pub fn run(
             }
         }
     }
-    // A full disk or a broken store is not the build's fault.
+    // A damaged store or a full disk is brr's failure, not the builders'.
+    if failed.iter().any(|o| matches!(&o.status, Status::Failed(f) if f.damaged_store)) {
+        printer::note(
+            "hint: run `brr store verify --repair` to drop the damaged objects and what depends on them; the next \
+             build writes them again",
+        );
+        return exit::INTERNAL;
+    }
     let environment = failed.iter().any(|o| matches!(&o.status, Status::Failed(f) if f.environment));
-    Err(Failure::Exit(if environment { exit::INTERNAL } else { exit::FAILED }))
+    if environment { exit::INTERNAL } else { exit::FAILED }
 }

@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Key { command: KeyCommand::Generate { output, name } } => {
             remote::generate_key(&output, name.as_deref())
         }
-        Command::Store { command: StoreCommand::Verify { json } } => store_verify::run(&settings, json),
+        Command::Store { command: StoreCommand::Verify { repair, json } } => store_verify::run(&settings, repair, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {
                 std::fs::write(dir.join(name), text)?;

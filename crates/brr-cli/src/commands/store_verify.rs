@@ -1,30 +1,67 @@
-//! `brr store verify`: re-hash every object, check every reference.
+//! `brr store verify [--repair]`: re-hash every object, check every
+//! reference; with `--repair`, drop what is damaged.
 
+use brr_store::{RepairReport, VerifyReport};
 use serde_json::json;
 
 use super::{existing_store, print_json};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
-pub fn run(settings: &Settings, json: bool) -> Result<(), Failure> {
+pub fn run(settings: &Settings, repair: bool, json: bool) -> Result<(), Failure> {
     let store = existing_store(settings)?;
-    let r = store.verify()?;
+    let (r, repaired) = if repair {
+        let repaired = store.repair()?;
+        // Checked again from scratch: what is left is what repair cannot fix.
+        (store.verify()?, Some(repaired))
+    } else {
+        (store.verify()?, None)
+    };
     if json {
-        print_json(&json!({
+        let mut doc = json!({
             "ok": r.problems.is_empty(), "objects": r.objects, "bytes": r.bytes,
             "orphans": r.orphans, "problems": r.problems,
-        }))?;
-    } else {
-        for p in &r.problems {
-            println!("problem: {p}");
+        });
+        if let Some(rep) = &repaired {
+            doc["repaired"] = json!({
+                "found": rep.found.problems, "objects": rep.objects, "action_cache": rep.actions,
+                "builds": rep.builds, "verifications": rep.verifications, "stat_cache": rep.stat_entries,
+                "files": rep.files,
+            });
         }
-        printer::note(&format!(
-            "{} objects ({} bytes) checked, {} unreferenced files, {} problems",
-            r.objects,
-            r.bytes,
-            r.orphans,
-            r.problems.len()
-        ));
+        print_json(&doc)?;
+    } else {
+        if let Some(rep) = &repaired {
+            print_repaired(rep);
+        }
+        print_report(&r, repaired.is_some());
     }
     if r.problems.is_empty() { Ok(()) } else { Err(Failure::Exit(exit::FAILED)) }
+}
+
+fn print_repaired(rep: &RepairReport) {
+    for p in &rep.found.problems {
+        println!("found: {p}");
+    }
+    printer::note(&format!(
+        "repaired: removed {} objects, {} action-cache entries, {} history rows, {} verifications, {} stat-cache \
+         entries and {} corrupt files; the next build rebuilds what they held",
+        rep.objects, rep.actions, rep.builds, rep.verifications, rep.stat_entries, rep.files
+    ));
+}
+
+fn print_report(r: &VerifyReport, repaired: bool) {
+    for p in &r.problems {
+        println!("problem: {p}");
+    }
+    printer::note(&format!(
+        "{} objects ({} bytes) checked, {} unreferenced files, {} problems",
+        r.objects,
+        r.bytes,
+        r.orphans,
+        r.problems.len()
+    ));
+    if !r.problems.is_empty() && !repaired {
+        printer::note("hint: run `brr store verify --repair` to drop what is damaged; the next build rebuilds it");
+    }
 }

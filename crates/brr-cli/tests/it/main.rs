@@ -12,6 +12,7 @@ mod invalid;
 mod remote;
 mod sandbox;
 mod snapshots;
+mod store_repair;
 mod verify;
 
 use brr_test_support::TestWorkspace;

@@ -7,6 +7,7 @@ mod crash;
 mod materialize;
 mod open;
 mod prefix;
+mod repair;
 mod stat_cache;
 mod support;
 mod verify;

@@ -97,3 +97,26 @@ fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
 }
+
+#[test]
+fn a_stray_file_beside_the_database_does_not_make_a_store_foreign() -> TestResult {
+    let (dir, store) = new_store()?;
+    let d = store.put_bytes(ObjectKind::Blob, b"kept")?;
+    drop(store);
+    let root = dir.path().join("store");
+    // What an unsandboxed builder writing into `.brr/` leaves.
+    std::fs::write(root.join("escape"), "x")?;
+    std::fs::create_dir(root.join("junk"))?;
+    let store = Store::open(&root)?;
+    assert_eq!(store.get(d)?, b"kept");
+    assert!(store.verify()?.is_ok());
+    // Without `brr.db`, the same folder is refused, and nothing is written.
+    drop(store);
+    for name in ["brr.db", "brr.db-wal", "brr.db-shm"] {
+        let _ = std::fs::remove_file(root.join(name));
+    }
+    let err = Store::open(&root).err().ok_or("opened a folder with strays and no database")?;
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+    assert!(!root.join("brr.db").exists());
+    Ok(())
+}
