@@ -174,14 +174,15 @@ impl Remotes {
             self.note(format!("note: ignoring the entry for {} from `{url}`: it is for another key", key.short()));
             return Ok(None);
         }
-        // Fetch what the store lacks, in parallel, each checked by both names.
+        // Fetch what the store lacks or holds damaged, in parallel, each
+        // checked by both names; the put replaces a damaged copy.
         let mut all: Vec<EntryObject> = body.objects.clone();
         if let Some(log) = body.log {
             all.push(EntryObject { kind: ObjectKind::Blob, id: log });
         }
         let mut need = Vec::new();
         for o in all {
-            if !store.contains(o.id.blake3).map_err(|e| local(url, &e))? {
+            if !store.holds_intact(o.id.blake3).map_err(|e| local(url, &e))? {
                 need.push(o);
             }
         }

@@ -234,6 +234,17 @@ impl Store {
         Ok(self.kind_of(d)?.is_some())
     }
 
+    /// Whether object `d` is recorded and its stored bytes still hash to
+    /// `d` (reads and hashes them): a fetch uses it so that a damaged copy
+    /// is fetched again, and the put then replaces it.
+    pub fn holds_intact(&self, d: Digest) -> Result<bool, StoreError> {
+        match self.get(d) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The recorded kind of object `d`, `None` if it is not in the store.
     pub fn kind_of(&self, d: Digest) -> Result<Option<ObjectKind>, StoreError> {
         self.db.read(|tx| Ok(kind_in(tx, d)?))

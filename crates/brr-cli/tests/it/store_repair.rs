@@ -1,7 +1,7 @@
 //! A damaged store: found by `store verify`, named when a build reads it,
 //! repaired by `store verify --repair` or by a build writing it again.
 
-use brr_test_support::TestWorkspace;
+use brr_test_support::{TestWorkspace, temp_dir};
 
 use crate::workspace;
 
@@ -88,4 +88,44 @@ fn a_stray_file_written_into_the_store_does_not_make_it_foreign() {
     assert!(ws.store().join("escape").exists(), "the builder did not write into the store: the test can fail");
     ws.brr(["build"]).success();
     ws.brr(["store", "verify"]).success();
+}
+
+#[test]
+fn a_fetch_replaces_a_damaged_copy_of_an_object_it_brings() {
+    let cache = temp_dir();
+    let url = format!("file://{}", cache.path().display());
+    let key = cache.path().join("key");
+    let public = workspace().brr(["key", "generate", "-o", key.to_str().unwrap(), "--name", "ci"]).success().stdout;
+    let with_remote = |ws: &TestWorkspace, args: &[&str]| {
+        let mut cmd = ws.command();
+        cmd.args(args)
+            .env("BRR_REMOTE_CACHE", &url)
+            .env("BRR_TRUSTED_KEYS", public.trim())
+            .env("BRR_SIGNING_KEY", &key);
+        brr_test_support::Run::from(cmd.output().unwrap())
+    };
+    // Runner A builds `a` and pushes it.
+    let a = workspace().sh_lib("a", &[], &[], "echo hello > \"$OUT/f\"");
+    with_remote(&a, &["build", "--no-sandbox"]).success();
+
+    // Runner B holds the same bytes from a build of its own, damaged.
+    let b = workspace().sh_lib("other", &[], &[], "echo hello > \"$OUT/f\"");
+    b.brr(["build", "--no-sandbox"]).success();
+    let hello = brr_hash::Digest::of(b"hello\n");
+    let (name, offset): (String, i64) = db(&b)
+        .query_row(
+            "SELECT p.name, o.pack_offset FROM objects o JOIN packs p ON p.id = o.pack WHERE o.hash = ?1",
+            [hello.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let pack = std::fs::OpenOptions::new().write(true).open(b.store().join("packs").join(name)).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&pack, b"J", u64::try_from(offset).unwrap()).unwrap();
+    assert_eq!(b.brr(["store", "verify"]).code, Some(1), "the damage was not seen");
+
+    // B pulls `a`: the damaged object is fetched again and replaced.
+    b.write("p/a/brr.ron", &brr_test_support::sh_library("a", &[], &[], "echo hello > \"$OUT/f\""));
+    let run = with_remote(&b, &["build", "a", "--json", "--no-sandbox"]).success();
+    assert_eq!(run.targets()["a"].status, "cached", "{}", run.stderr);
+    b.brr(["store", "verify"]).success();
 }
