@@ -1,0 +1,187 @@
+//! Every field of every object enters its hash: changing any one changes it.
+//!
+//! Two guards keep the lists below complete. Each test names every field of
+//! its struct in a pattern without `..`, so a new field fails to compile
+//! until it is listed; and [`assert_each_change_changes_the_hash`] fails
+//! unless the changes cover exactly the fields serde encodes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use brr_hash::{
+    ActionKey, Artifact, ArtifactHash, Digest, EntryKind, ProcessSpec, ServiceManifest, ToolDigest, Tree, TreeEntry,
+};
+use serde::Serialize;
+
+use crate::samples;
+
+/// One changed copy of a value: which field was changed, and how.
+struct Change<T> {
+    field: &'static str,
+    how: &'static str,
+    value: T,
+}
+
+/// `base` with `edit` applied.
+fn change<T: Clone>(base: &T, field: &'static str, how: &'static str, edit: impl FnOnce(&mut T)) -> Change<T> {
+    let mut value = base.clone();
+    edit(&mut value);
+    Change { field, how, value }
+}
+
+/// The names of the fields serde encodes for a struct.
+fn serialized_fields<T: Serialize>(value: &T) -> BTreeSet<String> {
+    match serde_json::to_value(value).expect("plain data serializes") {
+        serde_json::Value::Object(fields) => fields.keys().cloned().collect(),
+        other => panic!("expected a struct, got {other}"),
+    }
+}
+
+/// Every change gives a hash unlike the base's and unlike every other
+/// change's, and the changes touch exactly `fields`.
+#[track_caller]
+fn assert_each_change_changes_the_hash<T>(
+    base: &T,
+    fields: &BTreeSet<String>,
+    changes: &[Change<T>],
+    hash: impl Fn(&T) -> Digest,
+) {
+    let covered: BTreeSet<String> = changes.iter().map(|c| c.field.to_owned()).collect();
+    assert_eq!(&covered, fields, "every field is changed at least once, and only fields");
+    let mut seen = HashMap::from([(hash(base), "the unchanged value".to_owned())]);
+    for c in changes {
+        let name = format!("{} ({})", c.field, c.how);
+        if let Some(earlier) = seen.insert(hash(&c.value), name.clone()) {
+            panic!("changing {name} gives the same hash as {earlier}");
+        }
+    }
+}
+
+/// The plain file of the sample tree.
+fn file(t: &mut Tree) -> &mut TreeEntry {
+    &mut t.entries[3]
+}
+
+/// The `web` process of the sample manifest.
+fn web(m: &mut ServiceManifest) -> &mut ProcessSpec {
+    m.processes.get_mut("web").expect("the sample has a web process")
+}
+
+#[test]
+fn every_action_key_field_enters_the_key() {
+    let base = samples::action_key();
+    let ActionKey { system: _, builder: _, env: _, outputs: _, tools: _, package_dir: _, sources: _, deps: _ } = &base;
+    let changes = [
+        change(&base, "system", "another platform", |k| k.system = "aarch64-linux".into()),
+        change(&base, "builder", "an argument changed", |k| k.builder[2].push_str(" -g")),
+        change(&base, "builder", "an argument added", |k| k.builder.push("extra".into())),
+        change(&base, "builder", "two arguments swapped", |k| k.builder.swap(0, 1)),
+        change(&base, "builder", "two arguments joined", |k| k.builder = vec!["sh -c".into(), k.builder[2].clone()]),
+        change(&base, "env", "a value changed", |k| assert!(k.env.insert("MODE".into(), "debug".into()).is_some())),
+        change(&base, "env", "a variable added", |k| assert!(k.env.insert("EXTRA".into(), "1".into()).is_none())),
+        change(&base, "env", "a variable removed", |k| assert!(k.env.remove("CFLAGS").is_some())),
+        change(&base, "env", "a variable renamed", |k| {
+            let v = k.env.remove("MODE").unwrap();
+            k.env.insert("PROFILE".into(), v);
+        }),
+        change(&base, "outputs", "an output added", |k| assert!(k.outputs.insert("lib".into()))),
+        change(&base, "outputs", "an output removed", |k| assert!(k.outputs.remove("share"))),
+        change(&base, "tools", "a tool upgraded", |k| {
+            k.tools.insert("cc".into(), ToolDigest(Digest::of(b"cc binary, newer")));
+        }),
+        change(&base, "tools", "a tool added", |k| {
+            k.tools.insert("ld".into(), ToolDigest(Digest::of(b"ld binary")));
+        }),
+        change(&base, "tools", "a tool removed", |k| assert!(k.tools.remove("sh").is_some())),
+        change(&base, "package_dir", "another folder", |k| k.package_dir = "services/other".into()),
+        change(&base, "sources", "another source tree", |k| k.sources = samples::bin_tree().hash()),
+        change(&base, "deps", "a dependency rebuilt differently", |k| {
+            k.deps.insert("zlib".into(), ArtifactHash(Digest::of(b"zlib artifact, patched")));
+        }),
+        change(&base, "deps", "a dependency added", |k| {
+            k.deps.insert("ssl".into(), ArtifactHash(Digest::of(b"ssl artifact")));
+        }),
+        change(&base, "deps", "a dependency removed", |k| assert!(k.deps.remove("libc").is_some())),
+        change(&base, "deps", "a dependency renamed", |k| {
+            let v = k.deps.remove("libc").unwrap();
+            k.deps.insert("musl".into(), v);
+        }),
+    ];
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, |k| k.key().0);
+}
+
+#[test]
+fn every_tree_entry_field_enters_the_tree_hash() {
+    let base = samples::tree();
+    let Tree { entries: _ } = &base;
+    let TreeEntry { name: _, kind: _, hash: _, size: _ } = &base.entries[3];
+    let mut changes = vec![
+        change(&base, "entries", "an entry removed", |t| drop(t.entries.remove(1))),
+        change(&base, "entries", "an entry added", |t| {
+            t.entries.push(TreeEntry { name: "z".into(), ..t.entries[3].clone() });
+        }),
+        change(&base, "name", "a file renamed", |t| file(t).name = "README.txt".into()),
+        change(&base, "hash", "a file's content changed", |t| file(t).hash = Digest::of(b"hello!\n")),
+        change(&base, "size", "a file's size changed", |t| file(t).size += 1),
+        change(&base, "size", "a folder's size changed", |t| t.entries[0].size += 1),
+        change(&base, "hash", "a symlink's target changed", |t| t.entries[2].hash = Digest::of(b"bin/other")),
+    ];
+    // Each entry, turned into each other kind, with its hash and size kept.
+    for kind in samples::all_entry_kinds() {
+        let how = match kind {
+            EntryKind::File => "into a file",
+            EntryKind::Executable => "into an executable",
+            EntryKind::Symlink => "into a symlink",
+            EntryKind::Dir => "into a folder",
+        };
+        for entry in 0..base.entries.len() {
+            if base.entries[entry].kind != kind {
+                changes.push(change(&base, "kind", how, |t| t.entries[entry].kind = kind));
+            }
+        }
+    }
+    // The tree itself serializes one field, `entries`; its entries the rest.
+    let fields = serialized_fields(&base).into_iter().chain(serialized_fields(&base.entries[0])).collect();
+    assert_each_change_changes_the_hash(&base, &fields, &changes, |t| t.hash().0);
+}
+
+#[test]
+fn every_artifact_field_enters_the_build_hash() {
+    let base = samples::artifact();
+    let Artifact { outputs: _, manifest: _ } = &base;
+    let changes = [
+        change(&base, "outputs", "other outputs", |a| a.outputs = samples::bin_tree().hash()),
+        change(&base, "manifest", "no manifest (a library)", |a| a.manifest = ServiceManifest::default()),
+        change(&base, "manifest", "no release command", |a| a.manifest.release = None),
+    ];
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, |a| a.hash().0);
+}
+
+/// Changing a process or the release command changes the build hash (and,
+/// since the manifest is not part of the action key, not the build key).
+#[test]
+fn every_manifest_field_enters_the_build_hash() {
+    let base = samples::manifest();
+    let ServiceManifest { processes: _, release: _ } = &base;
+    let ProcessSpec { command: _ } = &base.processes["web"];
+    let changes = [
+        change(&base, "processes", "a process added", |m| {
+            m.processes.insert("cron".into(), ProcessSpec { command: vec!["bin/app".into(), "cron".into()] });
+        }),
+        change(&base, "processes", "a process removed", |m| assert!(m.processes.remove("worker").is_some())),
+        change(&base, "processes", "a process renamed", |m| {
+            let p = m.processes.remove("worker").unwrap();
+            m.processes.insert("jobs".into(), p);
+        }),
+        change(&base, "processes", "a command's argument changed", |m| web(m).command[3] = "9090".into()),
+        change(&base, "processes", "a command's argument added", |m| web(m).command.push("--verbose".into())),
+        change(&base, "processes", "a command emptied", |m| web(m).command.clear()),
+        change(&base, "release", "another release command", |m| m.release = Some(vec!["bin/app".into()])),
+        change(&base, "release", "an empty release command", |m| m.release = Some(Vec::new())),
+        change(&base, "release", "no release command", |m| m.release = None),
+    ];
+    let outputs = samples::tree().hash();
+    let build_hash = |m: &ServiceManifest| Artifact { outputs, manifest: m.clone() }.hash().0;
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, build_hash);
+    // A process spec has one field, `command`, changed above.
+    assert_eq!(serialized_fields(&base.processes["web"]), BTreeSet::from(["command".to_owned()]));
+}

@@ -1,0 +1,93 @@
+//! Hand-built objects shared by the tests: every field set, every entry kind present.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use brr_hash::{
+    ActionKey, Artifact, ArtifactHash, Digest, EntryKind, ProcessSpec, ServiceManifest, ToolDigest, Tree, TreeEntry,
+};
+
+/// Bytes of the sample files, with the sizes the entries below claim.
+pub const README: &[u8] = b"hello\n";
+pub const TOOL: &[u8] = b"#!/bin/sh\necho tool\n";
+pub const LINK_TARGET: &str = "bin/tool";
+
+/// Every [`EntryKind`], in declaration order. The `match` has no wildcard,
+/// so a new kind fails to compile here until it is chained in, and then the
+/// tests that walk this list cover it.
+pub fn all_entry_kinds() -> Vec<EntryKind> {
+    let next = |&kind: &EntryKind| match kind {
+        EntryKind::File => Some(EntryKind::Executable),
+        EntryKind::Executable => Some(EntryKind::Symlink),
+        EntryKind::Symlink => Some(EntryKind::Dir),
+        EntryKind::Dir => None,
+    };
+    std::iter::successors(Some(EntryKind::File), next).collect()
+}
+
+fn entry(name: &str, kind: EntryKind, hash: Digest, size: u64) -> TreeEntry {
+    TreeEntry { name: name.to_owned(), kind, hash, size }
+}
+
+/// `bin/` holding one executable.
+pub fn bin_tree() -> Tree {
+    Tree { entries: vec![entry("tool", EntryKind::Executable, Digest::of(TOOL), TOOL.len() as u64)] }
+}
+
+/// One directory level with each entry kind: a folder (with its size, the sum
+/// of the files below it), an empty folder, a symlink (hash and size of its
+/// target path) and a plain file. Sorted by name, as the design requires.
+pub fn tree() -> Tree {
+    Tree {
+        entries: vec![
+            entry("bin", EntryKind::Dir, bin_tree().hash().0, TOOL.len() as u64),
+            entry("empty", EntryKind::Dir, Tree::default().hash().0, 0),
+            entry("latest", EntryKind::Symlink, Digest::of(LINK_TARGET.as_bytes()), LINK_TARGET.len() as u64),
+            entry("readme.txt", EntryKind::File, Digest::of(README), README.len() as u64),
+        ],
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// An action key with every field set and every map holding two entries.
+pub fn action_key() -> ActionKey {
+    ActionKey {
+        system: "x86_64-linux".into(),
+        builder: strings(&["sh", "-c", "cc -o $OUT/bin/app main.c"]),
+        env: BTreeMap::from([("CFLAGS".into(), "-O2".into()), ("MODE".into(), "release".into())]),
+        outputs: BTreeSet::from(["bin".into(), "share".into()]),
+        tools: BTreeMap::from([
+            ("cc".into(), ToolDigest(Digest::of(b"cc binary"))),
+            ("sh".into(), ToolDigest(Digest::of(b"sh binary"))),
+        ]),
+        package_dir: "services/app".into(),
+        sources: tree().hash(),
+        deps: BTreeMap::from([
+            ("libc".into(), ArtifactHash(Digest::of(b"libc artifact"))),
+            ("zlib".into(), ArtifactHash(Digest::of(b"zlib artifact"))),
+        ]),
+    }
+}
+
+/// A service manifest with two process types and a release command.
+pub fn manifest() -> ServiceManifest {
+    ServiceManifest {
+        processes: BTreeMap::from([
+            ("web".into(), ProcessSpec { command: strings(&["bin/app", "serve", "--port", "8080"]) }),
+            ("worker".into(), ProcessSpec { command: strings(&["bin/app", "work"]) }),
+        ]),
+        release: Some(strings(&["bin/app", "migrate"])),
+    }
+}
+
+/// A service's artifact: the sample tree as outputs, and [`manifest`].
+pub fn artifact() -> Artifact {
+    Artifact { outputs: tree().hash(), manifest: manifest() }
+}
+
+/// A library's artifact: outputs only, an empty manifest.
+pub fn library_artifact() -> Artifact {
+    Artifact { outputs: bin_tree().hash(), manifest: ServiceManifest::default() }
+}
