@@ -86,19 +86,19 @@ fn every_action_key_field_enters_the_key() {
         change(&base, "outputs", "an output added", |k| assert!(k.outputs.insert("lib".into()))),
         change(&base, "outputs", "an output removed", |k| assert!(k.outputs.remove("share"))),
         change(&base, "tools", "a tool upgraded", |k| {
-            k.tools.insert("cc".into(), ToolDigest(Digest::of(b"cc binary, newer")));
+            assert!(k.tools.insert("cc".into(), ToolDigest(Digest::of(b"cc binary, newer"))).is_some());
         }),
         change(&base, "tools", "a tool added", |k| {
-            k.tools.insert("ld".into(), ToolDigest(Digest::of(b"ld binary")));
+            assert!(k.tools.insert("ld".into(), ToolDigest(Digest::of(b"ld binary"))).is_none());
         }),
         change(&base, "tools", "a tool removed", |k| assert!(k.tools.remove("sh").is_some())),
         change(&base, "package_dir", "another folder", |k| k.package_dir = "services/other".into()),
         change(&base, "sources", "another source tree", |k| k.sources = samples::bin_tree().hash()),
         change(&base, "deps", "a dependency rebuilt differently", |k| {
-            k.deps.insert("zlib".into(), ArtifactHash(Digest::of(b"zlib artifact, patched")));
+            assert!(k.deps.insert("zlib".into(), ArtifactHash(Digest::of(b"zlib artifact, patched"))).is_some());
         }),
         change(&base, "deps", "a dependency added", |k| {
-            k.deps.insert("ssl".into(), ArtifactHash(Digest::of(b"ssl artifact")));
+            assert!(k.deps.insert("ssl".into(), ArtifactHash(Digest::of(b"ssl artifact"))).is_none());
         }),
         change(&base, "deps", "a dependency removed", |k| assert!(k.deps.remove("libc").is_some())),
         change(&base, "deps", "a dependency renamed", |k| {
@@ -119,7 +119,7 @@ fn every_tree_entry_field_enters_the_tree_hash() {
         change(&base, "entries", "an entry added", |t| {
             t.entries.push(TreeEntry { name: "z".into(), ..t.entries[3].clone() });
         }),
-        change(&base, "name", "a file renamed", |t| file(t).name = "README.txt".into()),
+        change(&base, "name", "a file renamed", |t| file(t).name = "readme.md".into()),
         change(&base, "hash", "a file's content changed", |t| file(t).hash = Digest::of(b"hello!\n")),
         change(&base, "size", "a file's size changed", |t| file(t).size += 1),
         change(&base, "size", "a folder's size changed", |t| t.entries[0].size += 1),
