@@ -49,11 +49,15 @@
 //! # Fallback
 //!
 //! [`isolation`] probes once per process, by spawning `/bin/true` with the
-//! same setup. If namespaces are refused ([`Isolation::Off`], with the reason
-//! for the caller to print once), builders run unsandboxed, confined by
-//! Landlock alone when it is available; Landlock then also denies TCP bind and
-//! connect, standing in for the missing network namespace. `run(…, false)`
-//! (`--no-sandbox`) skips all of it.
+//! same setup. Where mounting a `/proc` is refused, builders keep the host's
+//! and Landlock denies reading it. If namespaces are refused
+//! ([`Isolation::Off`], with the reason for the caller to print once),
+//! builders run unsandboxed, confined by Landlock alone when it is
+//! available; Landlock then also denies TCP bind and connect, standing in
+//! for the missing network namespace. Without a PID namespace, what is left
+//! of the builder's process group is killed when it exits, and the caller
+//! must not hand its sandbox to another build (a `setsid` process escapes
+//! the group). `run(…, false)` (`--no-sandbox`) skips all of it.
 
 mod child;
 mod netns;
