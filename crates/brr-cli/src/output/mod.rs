@@ -19,7 +19,8 @@ pub mod verify;
 
 use std::borrow::Cow;
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema, schema_for};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
@@ -81,21 +82,27 @@ pub fn print<T: Serialize>(doc: &T) -> Result<(), Failure> {
 /// The JSON Schema of every document, as (file name under `schemas/output/`,
 /// pretty JSON ending in a newline).
 pub fn json_schemas() -> Vec<(&'static str, String)> {
-    let pretty = |s: Schema| serde_json::to_string_pretty(&s).unwrap_or_default() + "\n";
     vec![
-        ("build.schema.json", pretty(schema_for!(BuildDoc))),
-        ("plan.schema.json", pretty(schema_for!(PlanDoc))),
-        ("why.schema.json", pretty(schema_for!(WhyDoc))),
-        ("graph.schema.json", pretty(schema_for!(GraphDoc))),
-        ("verify.schema.json", pretty(schema_for!(VerifyDoc))),
-        ("verify-report.schema.json", pretty(schema_for!(VerifyReportDoc))),
-        ("show.schema.json", pretty(schema_for!(ShowDoc))),
-        ("hash.schema.json", pretty(schema_for!(HashDoc))),
-        ("store-verify.schema.json", pretty(schema_for!(StoreVerifyDoc))),
-        ("cache-status.schema.json", pretty(schema_for!(CacheStatusDoc))),
-        ("cache-push.schema.json", pretty(schema_for!(CachePushDoc))),
-        ("cache-pull.schema.json", pretty(schema_for!(CachePullDoc))),
+        ("build.schema.json", schema_of::<BuildDoc>()),
+        ("plan.schema.json", schema_of::<PlanDoc>()),
+        ("why.schema.json", schema_of::<WhyDoc>()),
+        ("graph.schema.json", schema_of::<GraphDoc>()),
+        ("verify.schema.json", schema_of::<VerifyDoc>()),
+        ("verify-report.schema.json", schema_of::<VerifyReportDoc>()),
+        ("show.schema.json", schema_of::<ShowDoc>()),
+        ("hash.schema.json", schema_of::<HashDoc>()),
+        ("store-verify.schema.json", schema_of::<StoreVerifyDoc>()),
+        ("cache-status.schema.json", schema_of::<CacheStatusDoc>()),
+        ("cache-push.schema.json", schema_of::<CachePushDoc>()),
+        ("cache-pull.schema.json", schema_of::<CachePullDoc>()),
     ]
+}
+
+/// The schema of what `T` serializes to: an `Option` field is required (it
+/// is printed as `null`) unless it is skipped when `None`.
+fn schema_of<T: JsonSchema>() -> String {
+    let schema = SchemaSettings::default().for_serialize().into_generator().into_root_schema_for::<T>();
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]
