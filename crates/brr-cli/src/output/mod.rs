@@ -1,7 +1,7 @@
 //! The JSON documents that `--json` prints: one type per document, built by
 //! the commands and serialized here. Their JSON Schemas are generated from
 //! these types ([`json_schemas`]) and kept in `schemas/output/`, where a test
-//! fails when they drift (`BRR_BLESS=1 cargo test -p brr-cli output`
+//! fails when they drift (`BRR_BLESS=1 cargo test -p brr-cli --bin brr output`
 //! regenerates them).
 //!
 //! Why types and not `serde_json::json!`: the contract is visible in one
@@ -125,7 +125,7 @@ mod tests {
             let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
             assert!(
                 on_disk == *text,
-                "schemas/output/{name} is out of date: run `BRR_BLESS=1 cargo test -p brr-cli output` and commit it"
+                "schemas/output/{name} is out of date: run `BRR_BLESS=1 cargo test -p brr-cli --bin brr output` and commit it"
             );
         }
         let mut stale: Vec<String> = std::fs::read_dir(&dir)
