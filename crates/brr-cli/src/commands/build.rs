@@ -1,13 +1,14 @@
 //! `brr build`: build the selected targets and print their artifact hashes.
 
+use brr_exec::{BuildOptions, Outcome, Status};
+use brr_graph::Inputs;
+
 use super::{graph_failure, open_store_and_workspace};
 use crate::output::build::{BuildDoc, BuildStatus, BuildTarget};
 use crate::output::{self, Hash};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
-use brr_exec::{BuildOptions, Outcome, Status};
-use brr_graph::Inputs;
 
 pub fn run(
     settings: &Settings,

@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use brr_exec::explain::explain;
+use brr_remote::entry::SignedEntry;
+use brr_remote::remotes::Remotes;
+
 use super::remote;
 use crate::output;
 use crate::output::cache::{CacheConflict, CachePullDoc, CachePushDoc, CacheRemote, CacheStatusDoc, PullStatus};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
-use brr_exec::explain::explain;
-use brr_remote::entry::SignedEntry;
-use brr_remote::remotes::Remotes;
 
 fn remotes_or_fail(settings: &Settings, ws: &brr_graph::Workspace) -> Result<Remotes, Failure> {
     match remote::open(settings, ws)? {

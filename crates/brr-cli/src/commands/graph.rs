@@ -1,11 +1,13 @@
 //! `brr graph`: the dependency DAG as Graphviz dot or JSON.
 
+use brr_graph::PackageKind;
+
 use super::load_workspace;
 use crate::Failure;
 use crate::cli::GraphFormat;
-use crate::output::{self, build::GraphDoc, build::GraphNode, build::PackageKind as Kind};
+use crate::output;
+use crate::output::build::{GraphDoc, GraphNode, PackageKind as Kind};
 use crate::settings::Settings;
-use brr_graph::PackageKind;
 
 pub fn run(settings: &Settings, format: GraphFormat) -> Result<(), Failure> {
     let ws = load_workspace(settings)?;

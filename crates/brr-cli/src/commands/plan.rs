@@ -1,10 +1,11 @@
 //! `brr plan`: what is cached and what would build, without building.
 
+use brr_exec::Planned;
+
 use crate::Failure;
 use crate::output::build::{PlanDoc, PlanStatus, PlanTarget};
 use crate::output::{self, Hash};
 use crate::settings::Settings;
-use brr_exec::Planned;
 
 pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Failure> {
     let super::Loaded { ws, mask, store, inputs } = super::load(settings, targets)?;

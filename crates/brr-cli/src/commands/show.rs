@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
+use brr_hash::{ActionKey, Artifact, Object, ObjectKind, Tree};
+
 use super::existing_store;
 use crate::output;
 use crate::output::inspect::{Blob, ShowDoc, ShowObject};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
-use brr_hash::{ActionKey, Artifact, Object, ObjectKind, Tree};
 
 pub fn run(settings: &Settings, hash: &str, json: bool) -> Result<(), Failure> {
     let store = existing_store(settings)?;

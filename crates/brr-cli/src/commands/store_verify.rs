@@ -1,12 +1,13 @@
 //! `brr store verify [--repair]`: re-hash every object, check every
 //! reference; with `--repair`, drop what is damaged.
 
+use brr_store::{RepairReport, VerifyReport};
+
 use super::existing_store;
 use crate::output;
 use crate::output::inspect::{Repaired, StoreVerifyDoc};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
-use brr_store::{RepairReport, VerifyReport};
 
 pub fn run(settings: &Settings, repair: bool, json: bool) -> Result<(), Failure> {
     let store = existing_store(settings)?;

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use brr_exec::{BuildOptions, Status};
+use brr_verify::{Progress, TargetReport, VerifyOptions};
+
 use super::existing_store;
 use crate::output;
 use crate::output::verify::{VerifyDoc, VerifyReportDoc, VerifyReportTarget, VerifyTarget};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
-use brr_exec::{BuildOptions, Status};
-use brr_verify::{Progress, TargetReport, VerifyOptions};
 
 pub struct Options {
     pub rounds: u32,
