@@ -10,7 +10,7 @@
 //! were): documents go through [`serde_json::Value`], whose maps are ordered,
 //! so the order of a struct's fields is not part of the contract.
 //!
-//! Hashes are [`Hash`]: 64 lowercase hex characters in JSON.
+//! Hashes are [`Hash`](struct@Hash): 64 lowercase hex characters in JSON.
 
 pub mod build;
 pub mod cache;
