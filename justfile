@@ -21,9 +21,10 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Regenerate the JSON Schemas in schemas/ from the declaration types.
+# Regenerate the JSON Schemas in schemas/ from the declaration types and the `--json` output types.
 schema:
     BRR_BLESS=1 cargo test -p brr-schema schema
+    BRR_BLESS=1 cargo test -p brr-cli --bin brr output
 
 # Benchmark brr against ninja, make and Nix on a synthetic monorepo
 # (`just bench --quick`, `just bench --size 10000`; see BENCHMARKS.md).

@@ -96,7 +96,8 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// Write the JSON Schemas of the declaration files into DIR.
+    /// Write the JSON Schemas of the declaration files into DIR, and those of
+    /// the `--json` documents into DIR/output.
     #[command(hide = true)]
     Schema { dir: PathBuf },
 }

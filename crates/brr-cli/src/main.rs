@@ -3,10 +3,12 @@
 //! Three stages, as in cargo and uv: clap types ([`cli`]) → resolved
 //! [`settings::Settings`] → `commands/<name>.rs` calling the library crates.
 //! The [`printer`] owns all terminal output: data on stdout, progress and
-//! diagnostics on stderr.
+//! diagnostics on stderr. Every `--json` document is a type in [`output`],
+//! whose JSON Schemas are kept in `schemas/output/`.
 
 mod cli;
 mod commands;
+mod output;
 mod printer;
 mod settings;
 

@@ -2,9 +2,10 @@
 
 use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::Inputs;
-use serde_json::json;
 
-use super::{graph_failure, open_store_and_workspace, print_json};
+use super::{graph_failure, open_store_and_workspace};
+use crate::output::build::{BuildDoc, BuildStatus, BuildTarget};
+use crate::output::{self, Hash};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
@@ -44,28 +45,31 @@ pub fn run(
 
     let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
     if json {
-        let targets: Vec<_> = outcomes
+        let targets = outcomes
             .iter()
             .map(|o| {
-                let mut t = json!({
-                    "name": o.name,
-                    "key": o.key.map(|k| k.to_string()),
-                    "artifact": o.artifact.map(|a| a.to_string()),
-                    "status": o.status.as_str(),
-                    "remote": o.remote,
-                });
-                match &o.status {
-                    Status::Failed(f) => {
-                        t["reason"] = json!(f.reason);
-                        t["log"] = json!(f.log.map(|l| l.to_string()));
-                    }
-                    Status::Skipped { dependency } => t["reason"] = json!(format!("dependency `{dependency}` failed")),
-                    _ => {}
+                let (reason, log) = match &o.status {
+                    Status::Failed(f) => (Some(f.reason.clone()), Some(f.log.map(Hash::from))),
+                    Status::Skipped { dependency } => (Some(format!("dependency `{dependency}` failed")), None),
+                    Status::Built | Status::Cached => (None, None),
+                };
+                BuildTarget {
+                    name: o.name.clone(),
+                    key: o.key.map(Hash::from),
+                    artifact: o.artifact.map(Hash::from),
+                    status: match o.status {
+                        Status::Built => BuildStatus::Built,
+                        Status::Cached => BuildStatus::Cached,
+                        Status::Failed(_) => BuildStatus::Failed,
+                        Status::Skipped { .. } => BuildStatus::Skipped,
+                    },
+                    remote: o.remote,
+                    reason,
+                    log,
                 }
-                t
             })
             .collect();
-        print_json(&json!({ "targets": targets }))?;
+        output::print(&BuildDoc { targets })?;
     } else {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use brr_exec::explain::explain;
 use brr_remote::entry::SignedEntry;
 use brr_remote::remotes::Remotes;
-use serde_json::json;
 
-use super::{print_json, remote};
+use super::remote;
+use crate::output;
+use crate::output::cache::{CacheConflict, CachePullDoc, CachePushDoc, CacheRemote, CacheStatusDoc, PullStatus};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
@@ -50,10 +51,13 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
                         if let Some((local, _)) = e.cached
                             && local != entry.body.artifact
                         {
-                            conflicts.push(json!({
-                                "target": e.name, "key": key.to_string(), "local": local.to_string(),
-                                "remote": entry.body.artifact.to_string(), "signer": entry.body.signer,
-                            }));
+                            conflicts.push(CacheConflict {
+                                target: e.name.clone(),
+                                key: key.into(),
+                                local: local.into(),
+                                remote: entry.body.artifact.into(),
+                                signer: entry.body.signer.clone(),
+                            });
                         }
                     }
                     Err(_) => refused += 1,
@@ -64,31 +68,37 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
                 }
             }
         }
-        report.push(json!({
-            "url": url, "read_only": r.read_only, "reachable": error.is_none(), "error": error,
-            "hits": hits, "misses": misses, "refused": refused, "conflicts": conflicts,
-        }));
+        report.push(CacheRemote {
+            url,
+            read_only: r.read_only,
+            reachable: error.is_none(),
+            error,
+            hits,
+            misses,
+            refused,
+            conflicts,
+        });
     }
     if json {
-        return print_json(&json!({ "pushes": remotes.pushes(), "remotes": report }));
+        return output::print(&CacheStatusDoc { pushes: remotes.pushes(), remotes: report });
     }
     for r in &report {
-        println!("{}{}", r["url"].as_str().unwrap_or(""), if r["read_only"] == true { " (read-only)" } else { "" });
-        if let Some(e) = r["error"].as_str() {
+        println!("{}{}", r.url, if r.read_only { " (read-only)" } else { "" });
+        if let Some(e) = &r.error {
             println!("  unreachable: {e}");
             continue;
         }
         println!(
             "  {} of the workspace's keys cached there, {} missing, {} refused (untrusted or bad signature)",
-            r["hits"], r["misses"], r["refused"]
+            r.hits, r.misses, r.refused
         );
-        for c in r["conflicts"].as_array().into_iter().flatten() {
+        for c in &r.conflicts {
             println!(
                 "  NOT reproducible: `{}` built to {} here, to {} by `{}`",
-                c["target"].as_str().unwrap_or(""),
-                &c["local"].as_str().unwrap_or("")[..12],
-                &c["remote"].as_str().unwrap_or("")[..12],
-                c["signer"].as_str().unwrap_or("")
+                c.target,
+                &c.local.to_string()[..12],
+                &c.remote.to_string()[..12],
+                c.signer
             );
         }
     }
@@ -122,7 +132,7 @@ pub fn push(settings: &Settings, targets: &[String], json: bool) -> Result<(), F
     }
     let (n, up) = (remotes.stats.pushed.load(Ordering::Relaxed), remotes.stats.bytes_up.load(Ordering::Relaxed));
     if json {
-        return print_json(&json!({ "targets": pushed, "entries_pushed": n, "bytes_up": up }));
+        return output::print(&CachePushDoc { targets: pushed, entries_pushed: n, bytes_up: up });
     }
     printer::note(&format!("{} targets pushed ({n} entries written, {up} bytes uploaded)", pushed.len()));
     Ok(())
@@ -140,7 +150,7 @@ pub fn pull(settings: &Settings, targets: &[String], json: bool) -> Result<(), F
         let mut progress = false;
         for e in &explained {
             if e.cached.is_some() {
-                status.entry(e.name.clone()).or_insert("cached");
+                status.entry(e.name.clone()).or_insert(PullStatus::Cached);
                 continue;
             }
             let Some(key) = e.key_hash else { continue };
@@ -148,32 +158,32 @@ pub fn pull(settings: &Settings, targets: &[String], json: bool) -> Result<(), F
                 continue;
             }
             if remotes.fetch(&store, key).is_some() {
-                status.insert(e.name.clone(), "pulled");
+                status.insert(e.name.clone(), PullStatus::Pulled);
                 progress = true;
             } else {
-                status.insert(e.name.clone(), "missing");
+                status.insert(e.name.clone(), PullStatus::Missing);
             }
         }
         if !progress {
             for e in &explained {
-                status.entry(e.name.clone()).or_insert("missing");
+                status.entry(e.name.clone()).or_insert(PullStatus::Missing);
             }
             break;
         }
     }
     let down = remotes.stats.bytes_down.load(Ordering::Relaxed);
-    let count = |s: &str| status.values().filter(|v| **v == s).count();
+    let count = |s: PullStatus| status.values().filter(|v| **v == s).count();
     if json {
-        return print_json(&json!({ "targets": status, "bytes_down": down }));
+        return output::print(&CachePullDoc { targets: status, bytes_down: down });
     }
     for (name, s) in &status {
-        println!("{s:<8} {name}");
+        println!("{:<8} {name}", s.as_str());
     }
     printer::note(&format!(
         "{} pulled, {} already cached, {} missing ({down} bytes downloaded)",
-        count("pulled"),
-        count("cached"),
-        count("missing")
+        count(PullStatus::Pulled),
+        count(PullStatus::Cached),
+        count(PullStatus::Missing)
     ));
     Ok(())
 }

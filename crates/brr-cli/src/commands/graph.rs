@@ -1,29 +1,30 @@
 //! `brr graph`: the dependency DAG as Graphviz dot or JSON.
 
 use brr_graph::PackageKind;
-use serde_json::json;
 
-use super::{load_workspace, print_json};
+use super::load_workspace;
 use crate::Failure;
 use crate::cli::GraphFormat;
+use crate::output;
+use crate::output::build::{GraphDoc, GraphNode, PackageKind as Kind};
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, format: GraphFormat) -> Result<(), Failure> {
     let ws = load_workspace(settings)?;
-    let kind = |k: PackageKind| if k == PackageKind::Service { "service" } else { "library" };
     match format {
         GraphFormat::Json => {
-            let nodes: Vec<_> = ws
+            let targets = ws
                 .packages
                 .iter()
-                .map(|p| {
-                    json!({
-                        "name": p.name, "kind": kind(p.kind), "dir": p.dir,
-                        "deps": p.body.deps, "inputs": p.inputs.len(),
-                    })
+                .map(|p| GraphNode {
+                    name: p.name.clone(),
+                    kind: if p.kind == PackageKind::Service { Kind::Service } else { Kind::Library },
+                    dir: p.dir.clone(),
+                    deps: p.body.deps.clone(),
+                    inputs: p.inputs.len(),
                 })
                 .collect();
-            print_json(&json!({ "targets": nodes }))
+            output::print(&GraphDoc { targets })
         }
         GraphFormat::Dot => {
             println!("digraph brr {{");

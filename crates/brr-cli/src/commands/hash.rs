@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
-
-use super::print_json;
 use crate::Failure;
+use crate::output::inspect::{HashDoc, HashKind, HashedPath};
+use crate::output::{self, Hash};
 
 pub fn run(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
     let mut out = Vec::new();
@@ -17,18 +16,21 @@ pub fn run(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             let snap = brr_hash::fs::snapshot(p, &names)?;
-            ("tree", snap.tree.root.to_string())
+            (HashKind::Tree, Hash::from(snap.tree.root))
         } else {
-            ("blob", brr_hash::fs::hash_file(p)?.0.to_string())
+            (HashKind::Blob, Hash::from(brr_hash::fs::hash_file(p)?.0))
         };
-        out.push((p.display().to_string(), kind, hash));
+        out.push(HashedPath { path: p.display().to_string(), kind, hash });
     }
     if json {
-        let items: Vec<_> = out.iter().map(|(p, k, h)| json!({ "path": p, "kind": k, "hash": h })).collect();
-        return print_json(&json!({ "paths": items }));
+        return output::print(&HashDoc { paths: out });
     }
-    for (p, k, h) in out {
-        println!("{h}  {k}  {p}");
+    for HashedPath { path, kind, hash } in out {
+        let kind = match kind {
+            HashKind::Blob => "blob",
+            HashKind::Tree => "tree",
+        };
+        println!("{hash}  {kind}  {path}");
     }
     Ok(())
 }

@@ -49,6 +49,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             for (name, text) in brr_schema::json_schema() {
                 std::fs::write(dir.join(name), text)?;
             }
+            let out = dir.join("output");
+            std::fs::create_dir_all(&out)?;
+            for (name, text) in crate::output::json_schemas() {
+                std::fs::write(out.join(name), text)?;
+            }
             Ok(())
         }
     }
@@ -121,10 +126,4 @@ pub fn existing_store(settings: &Settings) -> Result<Store, Failure> {
         return Err(Failure::Exit(crate::exit::USER));
     }
     open_store(settings)
-}
-
-/// Prints a JSON document on stdout.
-pub fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }

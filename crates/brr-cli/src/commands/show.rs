@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use brr_hash::{ActionKey, Artifact, Object, ObjectKind, Tree};
-use serde_json::json;
 
-use super::{existing_store, print_json};
+use super::existing_store;
+use crate::output;
+use crate::output::inspect::{Blob, ShowDoc, ShowObject};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
@@ -22,13 +23,12 @@ pub fn run(settings: &Settings, hash: &str, json: bool) -> Result<(), Failure> {
     let bytes = store.get(d)?;
     let object = match kind {
         ObjectKind::Blob => {
-            if json {
-                let text = std::str::from_utf8(&bytes).ok();
-                json!({ "size": bytes.len(), "text": text })
-            } else {
+            if !json {
                 std::io::stdout().write_all(&bytes)?;
                 return Ok(());
             }
+            let text = std::str::from_utf8(&bytes).ok().map(str::to_owned);
+            ShowObject::Blob(Blob { size: bytes.len(), text })
         }
         ObjectKind::Tree => {
             let t = Tree::decode(&bytes)?;
@@ -38,15 +38,18 @@ pub fn run(settings: &Settings, hash: &str, json: bool) -> Result<(), Failure> {
                 }
                 return Ok(());
             }
-            serde_json::to_value(&t)?
+            ShowObject::Tree(t.into())
         }
-        ObjectKind::Action => serde_json::to_value(ActionKey::decode(&bytes)?)?,
-        ObjectKind::Artifact => serde_json::to_value(Artifact::decode(&bytes)?)?,
+        ObjectKind::Action => ShowObject::Action(ActionKey::decode(&bytes)?.into()),
+        ObjectKind::Artifact => ShowObject::Artifact(Artifact::decode(&bytes)?.into()),
     };
+    let doc = ShowDoc { hash: d.into(), object };
     if json {
-        return print_json(&json!({ "hash": d.to_string(), "kind": kind.as_str(), "object": object }));
+        return output::print(&doc);
     }
+    // Action keys and artifacts read as the document's `object`.
+    let value = serde_json::to_value(&doc)?;
     println!("{} {}", kind.as_str(), d);
-    println!("{}", serde_json::to_string_pretty(&object)?);
+    println!("{}", serde_json::to_string_pretty(&value["object"])?);
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! reference; with `--repair`, drop what is damaged.
 
 use brr_store::{RepairReport, VerifyReport};
-use serde_json::json;
 
-use super::{existing_store, print_json};
+use super::existing_store;
+use crate::output;
+use crate::output::inspect::{Repaired, StoreVerifyDoc};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
@@ -18,18 +19,23 @@ pub fn run(settings: &Settings, repair: bool, json: bool) -> Result<(), Failure>
         (store.verify()?, None)
     };
     if json {
-        let mut doc = json!({
-            "ok": r.problems.is_empty(), "objects": r.objects, "bytes": r.bytes,
-            "orphans": r.orphans, "problems": r.problems,
-        });
-        if let Some(rep) = &repaired {
-            doc["repaired"] = json!({
-                "found": rep.found.problems, "objects": rep.objects, "action_cache": rep.actions,
-                "builds": rep.builds, "verifications": rep.verifications, "stat_cache": rep.stat_entries,
-                "files": rep.files,
-            });
-        }
-        print_json(&doc)?;
+        let doc = StoreVerifyDoc {
+            ok: r.problems.is_empty(),
+            objects: r.objects,
+            bytes: r.bytes,
+            orphans: r.orphans,
+            problems: r.problems.clone(),
+            repaired: repaired.as_ref().map(|rep| Repaired {
+                found: rep.found.problems.clone(),
+                objects: rep.objects,
+                action_cache: rep.actions,
+                builds: rep.builds,
+                verifications: rep.verifications,
+                stat_cache: rep.stat_entries,
+                files: rep.files,
+            }),
+        };
+        output::print(&doc)?;
     } else {
         if let Some(rep) = &repaired {
             print_repaired(rep);

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use brr_exec::{BuildOptions, Status};
 use brr_verify::{Progress, TargetReport, VerifyOptions};
-use serde_json::json;
 
-use super::{existing_store, print_json};
+use super::existing_store;
+use crate::output;
+use crate::output::verify::{VerifyDoc, VerifyReportDoc, VerifyReportTarget, VerifyTarget};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
@@ -62,7 +63,7 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
     let reports = brr_verify::verify(&ws, &inputs, &store, &chosen, &artifacts, &opts, &RoundPrinter)?;
 
     if o.json {
-        print_json(&json!({ "targets": reports }))?;
+        output::print(&VerifyDoc { targets: reports.iter().map(VerifyTarget::from).collect() })?;
     } else {
         for r in &reports {
             print_report(r);
@@ -130,16 +131,18 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
     let all = store.latest_verifications()?;
     let good = all.iter().filter(|v| v.reproducible).count();
     if json {
-        let targets: Vec<_> = all
+        let targets = all
             .iter()
-            .map(|v| {
-                json!({
-                    "name": v.target, "key": v.key.to_string(), "reproducible": v.reproducible,
-                    "rounds": v.rounds, "differing": v.differing, "verified_at": v.verified_at,
-                })
+            .map(|v| VerifyReportTarget {
+                name: v.target.clone(),
+                key: v.key.into(),
+                reproducible: v.reproducible,
+                rounds: v.rounds,
+                differing: v.differing.clone(),
+                verified_at: v.verified_at,
             })
             .collect();
-        return print_json(&json!({ "verified": all.len(), "reproducible": good, "targets": targets }));
+        return output::print(&VerifyReportDoc { verified: all.len(), reproducible: good, targets });
     }
     for v in &all {
         let state = if v.reproducible { "reproducible    " } else { "NOT reproducible" };

@@ -1,10 +1,13 @@
 //! `brr why TARGET`: every input of the target's key, and what changed since
 //! its previous build.
 
-use serde_json::json;
+use brr_exec::explain::Explanation;
 
-use super::print_json;
 use crate::Failure;
+use crate::output::build::{
+    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool,
+};
+use crate::output::{self, Hash};
 use crate::printer::fmt_time;
 use crate::settings::Settings;
 
@@ -20,42 +23,13 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         .inputs
         .keys()
         .zip(inputs.leaves(i))
-        .map(|(rel, leaf)| (rel.clone(), leaf.hash.to_string(), leaf.size))
+        .map(|(rel, leaf)| (rel.clone(), Hash::from(leaf.hash), leaf.size))
         .collect();
     let tools: Vec<_> =
-        inputs.tools[i].iter().map(|(n, t)| (n.clone(), t.digest.to_string(), t.path.display().to_string())).collect();
-    let status = match (&e.cached, e.key_hash) {
-        (Some(_), _) => "cached",
-        _ => "build",
-    };
+        inputs.tools[i].iter().map(|(n, t)| (n.clone(), Hash::from(t.digest), t.path.display().to_string())).collect();
+    let status = if e.cached.is_some() { PlanStatus::Cached } else { PlanStatus::Build };
     if json {
-        let reuses = e.cached.as_ref().map(|(a, rec)| {
-            json!({ "artifact": a.to_string(), "built_at": rec.as_ref().map(|r| r.created_at), "log": rec.as_ref().and_then(|r| r.log.map(|l| l.to_string())) })
-        });
-        let previous = e.previous.as_ref().map(|p| {
-            json!({ "key": p.key.to_string(), "status": p.status, "at": p.started_at, "artifact": p.artifact.map(|a| a.to_string()) })
-        });
-        return print_json(&json!({
-            "name": e.name,
-            "status": status,
-            "key": e.key_hash.map(|k| k.to_string()),
-            "reason": e.reason(),
-            "reuses": reuses,
-            "previous": previous,
-            "inputs": {
-                "files": files.iter().map(|(p, h, s)| json!({ "path": p, "digest": h, "size": s })).collect::<Vec<_>>(),
-                "env": e.key.env,
-                "tools": tools.iter().map(|(n, d, p)| json!({ "name": n, "digest": d, "path": p })).collect::<Vec<_>>(),
-                "deps": e.key.deps.iter().map(|(n, a)| (n.clone(), a.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
-                "pending_deps": e.pending,
-                "builder": e.key.builder,
-                "outputs": e.key.outputs,
-                "package_dir": e.key.package_dir,
-                "system": e.key.system,
-                "sources": e.key.sources.to_string(),
-            },
-            "changes": e.changes.iter().map(|c| json!({ "kind": c.kind(), "message": c.to_string() })).collect::<Vec<_>>(),
-        }));
+        return output::print(&why_doc(&e, &files, &tools, status));
     }
     match e.key_hash {
         Some(k) => println!("{target}: key {k}"),
@@ -74,13 +48,13 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     println!("  builder  {}", e.key.builder.join(" "));
     println!("  outputs  {}", e.key.outputs.iter().cloned().collect::<Vec<_>>().join(", "));
     for (p, h, s) in &files {
-        println!("  file     {p}  {}  {s} bytes", &h[..16]);
+        println!("  file     {p}  {}  {s} bytes", &h.to_string()[..16]);
     }
     for (k, v) in &e.key.env {
         println!("  env      {k}={v}");
     }
     for (n, d, p) in &tools {
-        println!("  tool     {n}  {}  {p}", &d[..16]);
+        println!("  tool     {n}  {}  {p}", &d.to_string()[..16]);
     }
     for (n, a) in &e.key.deps {
         let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
@@ -104,4 +78,49 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         }
     }
     Ok(())
+}
+
+/// The `--json` document of `why`.
+fn why_doc(
+    e: &Explanation,
+    files: &[(String, Hash, u64)],
+    tools: &[(String, Hash, String)],
+    status: PlanStatus,
+) -> WhyDoc {
+    WhyDoc {
+        name: e.name.clone(),
+        status,
+        key: e.key_hash.map(Hash::from),
+        reason: e.reason(),
+        reuses: e.cached.as_ref().map(|(a, rec)| WhyReuse {
+            artifact: (*a).into(),
+            built_at: rec.as_ref().map(|r| r.created_at),
+            log: rec.as_ref().and_then(|r| r.log.map(Hash::from)),
+        }),
+        previous: e.previous.as_ref().map(|p| WhyPrevious {
+            key: p.key.into(),
+            status: p.status.clone(),
+            at: p.started_at,
+            artifact: p.artifact.map(Hash::from),
+        }),
+        inputs: WhyInputs {
+            files: files
+                .iter()
+                .map(|(path, digest, size)| WhyFile { path: path.clone(), digest: *digest, size: *size })
+                .collect(),
+            env: e.key.env.clone(),
+            tools: tools
+                .iter()
+                .map(|(name, digest, path)| WhyTool { name: name.clone(), digest: *digest, path: path.clone() })
+                .collect(),
+            deps: e.key.deps.iter().map(|(n, a)| (n.clone(), Hash::from(*a))).collect(),
+            pending_deps: e.pending.clone(),
+            builder: e.key.builder.clone(),
+            outputs: e.key.outputs.clone(),
+            package_dir: e.key.package_dir.clone(),
+            system: e.key.system.clone(),
+            sources: e.key.sources.into(),
+        },
+        changes: e.changes.iter().map(|c| WhyChange { kind: ChangeKind::from(c), message: c.to_string() }).collect(),
+    }
 }

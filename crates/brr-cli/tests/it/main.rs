@@ -9,6 +9,7 @@ mod failures;
 mod hostile;
 mod inspect;
 mod invalid;
+mod json_schema;
 mod remote;
 mod sandbox;
 mod snapshots;

@@ -1,0 +1,214 @@
+//! `build`, `plan`, `why` and `graph --format json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::Hash;
+
+/// `brr build --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Build")]
+pub struct BuildDoc {
+    /// Every selected target with its dependencies, in dependency order.
+    pub targets: Vec<BuildTarget>,
+}
+
+/// One target of a build.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BuildTarget {
+    pub name: String,
+    /// Its build key; `null` when a dependency failed before it was known.
+    pub key: Option<Hash>,
+    /// Its artifact (the build hash); `null` unless built or cached.
+    pub artifact: Option<Hash>,
+    pub status: BuildStatus,
+    /// Cached because a remote cache had it.
+    pub remote: bool,
+    /// Why it failed, or which dependency failed: only for `failed` and
+    /// `skipped`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The failed builder's log (`null` if it did not run): only for `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[expect(clippy::option_option, reason = "absent for targets that did not fail, null for no log")]
+    pub log: Option<Option<Hash>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    Built,
+    Cached,
+    Failed,
+    Skipped,
+}
+
+/// `brr plan --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Plan")]
+pub struct PlanDoc {
+    /// Every selected target with its dependencies, in dependency order.
+    pub targets: Vec<PlanTarget>,
+}
+
+/// What a build would do with one target.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PlanTarget {
+    pub name: String,
+    pub status: PlanStatus,
+    /// Its build key; `null` while a dependency must be rebuilt first.
+    pub key: Option<Hash>,
+    /// The cached artifact; `null` for `build`.
+    pub artifact: Option<Hash>,
+    /// Why it would build (`cached` when cached).
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanStatus {
+    /// The cache has it.
+    Cached,
+    /// It would build.
+    Build,
+}
+
+/// `brr why TARGET --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Why")]
+pub struct WhyDoc {
+    pub name: String,
+    pub status: PlanStatus,
+    /// Its build key; `null` while a dependency must be rebuilt first.
+    pub key: Option<Hash>,
+    /// Why it would build (`cached` when cached).
+    pub reason: String,
+    /// The cached build it reuses, when cached.
+    pub reuses: Option<WhyReuse>,
+    /// Its last recorded build in this store.
+    pub previous: Option<WhyPrevious>,
+    /// Every input of its key.
+    pub inputs: WhyInputs,
+    /// What differs from the previous build's key.
+    pub changes: Vec<WhyChange>,
+}
+
+/// The cached build a target reuses.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyReuse {
+    pub artifact: Hash,
+    /// When it was built (Unix seconds), if recorded.
+    pub built_at: Option<i64>,
+    /// Its build log, if recorded.
+    pub log: Option<Hash>,
+}
+
+/// A target's last recorded build.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyPrevious {
+    pub key: Hash,
+    /// `built`, `cached` or `failed`.
+    pub status: String,
+    /// When it started (Unix seconds).
+    pub at: i64,
+    /// `null` for a failed build.
+    pub artifact: Option<Hash>,
+}
+
+/// Every input of a build key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyInputs {
+    pub files: Vec<WhyFile>,
+    pub env: BTreeMap<String, String>,
+    pub tools: Vec<WhyTool>,
+    /// Dependency name → its artifact (the previous one for `pending_deps`).
+    pub deps: BTreeMap<String, Hash>,
+    /// Dependencies that must be rebuilt before the key is known.
+    pub pending_deps: Vec<String>,
+    pub builder: Vec<String>,
+    pub outputs: BTreeSet<String>,
+    /// Workspace-relative folder of the package.
+    pub package_dir: String,
+    /// Platform, e.g. `x86_64-linux`.
+    pub system: String,
+    /// The tree of the input files.
+    pub sources: Hash,
+}
+
+/// An input file.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyFile {
+    /// Relative to the package folder.
+    pub path: String,
+    pub digest: Hash,
+    pub size: u64,
+}
+
+/// A tool, as found on `PATH`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyTool {
+    pub name: String,
+    pub digest: Hash,
+    pub path: String,
+}
+
+/// One difference from the previous build's key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyChange {
+    pub kind: ChangeKind,
+    /// One line, as `brr why` prints it.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    File,
+    Env,
+    Tool,
+    Dependency,
+    Declaration,
+}
+
+impl From<&brr_exec::explain::Change> for ChangeKind {
+    fn from(change: &brr_exec::explain::Change) -> Self {
+        use brr_exec::explain::Change as C;
+        match change {
+            C::FileAdded(_) | C::FileRemoved(_) | C::FileChanged(_) | C::SourcesUnknown => Self::File,
+            C::Env { .. } => Self::Env,
+            C::ToolAdded(_) | C::ToolRemoved(_) | C::ToolChanged(_) => Self::Tool,
+            C::DepAdded(_) | C::DepRemoved(_) | C::DepChanged(_) | C::DepPending(_) => Self::Dependency,
+            C::Declaration(_) => Self::Declaration,
+        }
+    }
+}
+
+/// `brr graph --format json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Graph")]
+pub struct GraphDoc {
+    /// Every package of the workspace.
+    pub targets: Vec<GraphNode>,
+}
+
+/// A package and its edges.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GraphNode {
+    pub name: String,
+    pub kind: PackageKind,
+    /// Workspace-relative folder.
+    pub dir: String,
+    /// Names of the packages it depends on.
+    pub deps: Vec<String>,
+    /// How many input files it has.
+    pub inputs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageKind {
+    Library,
+    Service,
+}

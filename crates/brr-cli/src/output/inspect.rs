@@ -1,0 +1,209 @@
+//! `show`, `hash` and `store verify`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::Hash;
+
+/// `brr show HASH --json`: the object's kind (`kind`) and its decoded body
+/// (`object`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Show")]
+pub struct ShowDoc {
+    /// The full hash the prefix resolved to.
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub object: ShowObject,
+}
+
+/// A stored object, by kind.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "kind", content = "object", rename_all = "lowercase")]
+pub enum ShowObject {
+    /// Raw bytes (a file, a build log).
+    Blob(Blob),
+    /// One folder level of a Merkle tree.
+    Tree(Tree),
+    /// Everything a build depends on; its hash is the build key.
+    Action(Action),
+    /// What a build produced; its hash is the build hash.
+    Artifact(Artifact),
+}
+
+/// A blob's size and, when it is UTF-8, its text.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Blob {
+    pub size: usize,
+    /// `null` when the bytes are not UTF-8.
+    pub text: Option<String>,
+}
+
+/// One folder level; entries sorted by name.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Tree {
+    pub entries: Vec<TreeEntry>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TreeEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    /// A blob, or for `dir` a tree.
+    pub hash: Hash,
+    /// Bytes; for `dir`, the total of what it holds.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Executable,
+    Symlink,
+    Dir,
+}
+
+/// An action key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Action {
+    /// Platform, e.g. `x86_64-linux`.
+    pub system: String,
+    pub builder: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub outputs: BTreeSet<String>,
+    /// Tool name → digest.
+    pub tools: BTreeMap<String, Hash>,
+    /// Workspace-relative folder of the package.
+    pub package_dir: String,
+    /// The tree of the input files.
+    pub sources: Hash,
+    /// Dependency name → its artifact.
+    pub deps: BTreeMap<String, Hash>,
+}
+
+/// An artifact: outputs and how to run them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Artifact {
+    /// The output tree.
+    pub outputs: Hash,
+    pub manifest: Manifest,
+}
+
+/// The runnable half of an artifact; empty for libraries.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Manifest {
+    /// Process type → its command.
+    pub processes: BTreeMap<String, Process>,
+    /// The release command, if any.
+    pub release: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Process {
+    pub command: Vec<String>,
+}
+
+impl From<brr_hash::Tree> for Tree {
+    fn from(t: brr_hash::Tree) -> Self {
+        use brr_hash::EntryKind as K;
+        let entries = t
+            .entries
+            .into_iter()
+            .map(|e| TreeEntry {
+                name: e.name,
+                kind: match e.kind {
+                    K::File => EntryKind::File,
+                    K::Executable => EntryKind::Executable,
+                    K::Symlink => EntryKind::Symlink,
+                    K::Dir => EntryKind::Dir,
+                },
+                hash: e.hash.into(),
+                size: e.size,
+            })
+            .collect();
+        Self { entries }
+    }
+}
+
+impl From<brr_hash::ActionKey> for Action {
+    fn from(k: brr_hash::ActionKey) -> Self {
+        Self {
+            system: k.system,
+            builder: k.builder,
+            env: k.env,
+            outputs: k.outputs,
+            tools: k.tools.into_iter().map(|(n, d)| (n, d.into())).collect(),
+            package_dir: k.package_dir,
+            sources: k.sources.into(),
+            deps: k.deps.into_iter().map(|(n, a)| (n, a.into())).collect(),
+        }
+    }
+}
+
+impl From<brr_hash::Artifact> for Artifact {
+    fn from(a: brr_hash::Artifact) -> Self {
+        let processes = a.manifest.processes.into_iter().map(|(n, p)| (n, Process { command: p.command })).collect();
+        Self { outputs: a.outputs.into(), manifest: Manifest { processes, release: a.manifest.release } }
+    }
+}
+
+/// `brr hash PATH… --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Hash")]
+pub struct HashDoc {
+    /// In the order given.
+    pub paths: Vec<HashedPath>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HashedPath {
+    /// As given.
+    pub path: String,
+    pub kind: HashKind,
+    pub hash: Hash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HashKind {
+    /// A file (or symlink): its bytes.
+    Blob,
+    /// A folder: its Merkle tree.
+    Tree,
+}
+
+/// `brr store verify [--repair] --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StoreVerify")]
+pub struct StoreVerifyDoc {
+    /// No problem left.
+    pub ok: bool,
+    /// Objects recorded.
+    pub objects: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files in `cas/` without a row (left by interrupted writes; harmless).
+    pub orphans: u64,
+    /// One line per problem (after `--repair`: what it could not fix).
+    pub problems: Vec<String>,
+    /// With `--repair` only: what was found and removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repaired>,
+}
+
+/// What `--repair` found and removed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Repaired {
+    /// The problems found before repairing.
+    pub found: Vec<String>,
+    pub objects: u64,
+    pub action_cache: u64,
+    /// Build-history rows.
+    pub builds: u64,
+    pub verifications: u64,
+    pub stat_cache: u64,
+    /// Corrupt files removed from `cas/`.
+    pub files: u64,
+}
