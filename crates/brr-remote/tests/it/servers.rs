@@ -23,14 +23,14 @@ fn run_test(name: &str, env: (&str, &str), allow_skip: bool) -> (bool, String) {
 /// A server's test fails when the server is missing, naming it and the
 /// install script; with the opt-out it passes with a note instead.
 fn check_missing_server(test: &str, env: (&str, &str), server: &str) {
-    let (passed, text) = run_test(test, env, false);
-    assert!(!passed, "`{test}` passed without {server}:\n{text}");
+    let (passed, output) = run_test(test, env, false);
+    assert!(!passed, "`{test}` passed without {server}:\n{output}");
     for needle in [server, "is unavailable", "scripts/test-deps.sh", env.1, ALLOW_SKIP_ENV] {
-        assert!(text.contains(needle), "the failure does not mention `{needle}`:\n{text}");
+        assert!(output.contains(needle), "the failure does not mention `{needle}`:\n{output}");
     }
-    let (passed, text) = run_test(test, env, true);
-    assert!(passed, "`{test}` failed with {ALLOW_SKIP_ENV}=1:\n{text}");
-    assert!(text.contains(&format!("note: skipped ({ALLOW_SKIP_ENV}=1): {server}")), "no skip note:\n{text}");
+    let (passed, output) = run_test(test, env, true);
+    assert!(passed, "`{test}` failed with {ALLOW_SKIP_ENV}=1:\n{output}");
+    assert!(output.contains(&format!("note: skipped ({ALLOW_SKIP_ENV}=1): {server}")), "no skip note:\n{output}");
 }
 
 #[test]
