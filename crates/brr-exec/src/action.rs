@@ -313,7 +313,7 @@ fn build<T>(
     let base = sandbox_base(store, action, &deps, cond)?;
     let mut sb = Sandbox::create(&base)?;
     stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
-    let spec = builder_spec(action, &sb, cond);
+    let spec = builder_spec(action, &sb, cond)?;
     let log_path = sb.log();
     // Read back through the same descriptor once the builder is done.
     let log_file =
@@ -429,14 +429,14 @@ fn read_log(log: &std::fs::File) -> std::io::Result<Vec<u8>> {
 }
 
 /// What the builder process runs, and with what, under `cond`.
-fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> SandboxSpec {
+fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Result<SandboxSpec, ExecError> {
     let pkg = action.pkg;
     let env = environment(sb, &pkg.body.env);
     let mut program = action.tools[&pkg.body.builder[0]].path.clone();
     let mut args = pkg.body.builder[1..].to_vec();
     if cond.reverse_env {
         // std passes the environment sorted; `env -i` keeps the order given.
-        let env_tool = which("env", &std::env::var_os("PATH").unwrap_or_default())
+        let env_tool = which("env", &std::env::var_os("PATH").unwrap_or_default())?
             .unwrap_or_else(|| PathBuf::from("/usr/bin/env"));
         let mut wrapped = vec!["-i".to_owned()];
         wrapped.extend(env.iter().rev().map(|(k, v)| format!("{k}={v}")));
@@ -445,7 +445,7 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Sandbox
         program = env_tool;
         args = wrapped;
     }
-    SandboxSpec {
+    Ok(SandboxSpec {
         program,
         args,
         env,
@@ -457,7 +457,7 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Sandbox
         cpus: cond.cpus,
         net_slot: None,
         limits: Some(limits(&pkg.body.limits)),
-    }
+    })
 }
 
 /// The default limits of every build (README, "Limits").

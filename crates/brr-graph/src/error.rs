@@ -23,6 +23,15 @@ pub enum GraphError {
     #[error("tool `{tool}` of package `{package}` is not on PATH")]
     #[diagnostic(help("install it, or fix the name in `{}`", manifest.display()))]
     ToolNotFound { tool: String, package: String, manifest: PathBuf },
+    /// Looking at a `PATH` candidate failed otherwise than "not there".
+    #[error("cannot look for tool `{tool}` at `{}`", path.display())]
+    #[diagnostic(help("the file could not be examined; a tool is \"not on PATH\" only when it does not exist"))]
+    ToolLookup {
+        tool: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("declaration `{}` is not a regular file: it is {kind}", path.display())]
     #[diagnostic(help("a `brr.ron` must be a plain file (a symlink to one inside the workspace is fine)"))]
     NotAFile { path: PathBuf, kind: &'static str },

@@ -222,7 +222,7 @@ impl Inputs {
         for p in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]).map(|(_, p)| p) {
             for t in &p.body.tools {
                 if !tool_paths.contains_key(t) {
-                    let found = which(t, &host_path).ok_or_else(|| GraphError::ToolNotFound {
+                    let found = which(t, &host_path)?.ok_or_else(|| GraphError::ToolNotFound {
                         tool: t.clone(),
                         package: p.name.clone(),
                         manifest: p.manifest.clone(),
@@ -338,11 +338,50 @@ pub fn source_tree(pkg: &Package, leaves: &[Leaf]) -> Result<BuiltTree, GraphErr
     Ok(b.finish())
 }
 
-/// First executable named `name` on `path`.
-pub fn which(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
-    std::env::split_paths(path).map(|d| d.join(name)).find(|p| is_executable(p))
+/// The first executable file named `name` in a folder of `path` (a
+/// `PATH`-style list), as the shell's `execvp` finds it; `Ok(None)` when
+/// there is none.
+///
+/// Only "not there" passes a folder over: the candidate does not exist
+/// (`ENOENT`), a part of it is not a folder (`ENOTDIR`), or it exists but
+/// is not an executable file. A folder the user may not search (`EACCES`)
+/// is passed over too, as `execvp` does, but if no later folder has the
+/// tool that denial is the error. Any other failure to `stat` a candidate
+/// (`EIO`, `ENOMEM`, `ELOOP`, …) is an error naming it, never "not
+/// found": a tool that exists must not be reported missing because one
+/// look at it failed. `EINTR` is retried.
+pub fn which(name: &str, path: &std::ffi::OsStr) -> Result<Option<PathBuf>, GraphError> {
+    let mut denied = None;
+    for candidate in std::env::split_paths(path).map(|d| d.join(name)) {
+        match executable(&candidate) {
+            Ok(true) => return Ok(Some(candidate)),
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                denied.get_or_insert((candidate, e));
+            }
+            Err(source) => return Err(GraphError::ToolLookup { tool: name.to_owned(), path: candidate, source }),
+        }
+    }
+    match denied {
+        Some((path, source)) => Err(GraphError::ToolLookup { tool: name.to_owned(), path, source }),
+        None => Ok(None),
+    }
 }
 
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// Whether `p` is an executable file: `Ok(false)` when it is something
+/// else or is not there (`ENOENT`, `ENOTDIR`); other errors as they are.
+fn executable(p: &Path) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    let mut interrupted = 0;
+    loop {
+        return match std::fs::metadata(p) {
+            Ok(m) => Ok(m.is_file() && m.permissions().mode() & 0o111 != 0),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted && interrupted < 10 => {
+                interrupted += 1;
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+    }
 }

@@ -5,6 +5,21 @@
 //! let ws = TestWorkspace::new(env!("CARGO_BIN_EXE_brr")).file("brr.ron", "Workspace(packages: [\"a\"])");
 //! let run = ws.brr(["build", "--json"]).success();
 //! ```
+//!
+//! # Missing servers and kernel features fail tests
+//!
+//! A test that needs something the machine may lack (nginx, BuildGrid,
+//! namespaces, Landlock) asks [`require`] first. When it is missing the
+//! test **fails**, saying how to get it (`scripts/test-deps.sh`, or which
+//! kernel feature or sysctl), so that a run on an unprepared machine cannot
+//! pass without testing anything. Setting [`ALLOW_SKIP_ENV`]
+//! (`BRR_TEST_ALLOW_SKIP=1`) turns those failures into skips, each printing
+//! a `note: skipped` line: for a quick local run only, never in CI.
+//!
+//! Where the servers are looked up, for tests and for proving the above:
+//! `BRR_TEST_NGINX` (the nginx binary; default: `nginx` on `PATH`,
+//! `/usr/sbin`, `/usr/local/sbin`) and `BRR_BGD` (BuildGrid's `bgd`;
+//! default: the one `scripts/test-deps.sh` installs under `target/`).
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
@@ -13,6 +28,62 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The opt-out: when set to `1`, a test missing a server or kernel feature
+/// is skipped (with a note on stderr) instead of failing. See the crate docs.
+pub const ALLOW_SKIP_ENV: &str = "BRR_TEST_ALLOW_SKIP";
+
+/// Whether the opt-out is on: [`ALLOW_SKIP_ENV`] set to exactly `1`.
+pub fn skips_allowed() -> bool {
+    allow_skip_value(std::env::var_os(ALLOW_SKIP_ENV).as_deref())
+}
+
+/// [`skips_allowed`] for a given value of the variable.
+pub fn allow_skip_value(value: Option<&OsStr>) -> bool {
+    value == Some(OsStr::new("1"))
+}
+
+/// The failure message of a test missing `what`: why it is missing
+/// (`detail`) and how to get it (`hint`), then the opt-out.
+pub fn unavailable_message(what: &str, detail: &str, hint: &str) -> String {
+    format!(
+        "{what} is unavailable: {detail}\nhint: {hint}\n\
+         (to skip the tests that need it instead, set {ALLOW_SKIP_ENV}=1; never in CI)"
+    )
+}
+
+/// The one check every test needing a server or kernel feature makes:
+/// true when `available`; otherwise panics with [`unavailable_message`]
+/// (the test fails), or, with [`ALLOW_SKIP_ENV`]`=1`, prints a note and
+/// returns false (the caller returns: the test is skipped).
+///
+/// ```ignore
+/// if !require(isolation.landlock(), "Landlock", "not enabled", "boot with lsm=…,landlock") { return; }
+/// ```
+#[track_caller]
+pub fn require(available: bool, what: &str, detail: &str, hint: &str) -> bool {
+    if available {
+        return true;
+    }
+    let message = unavailable_message(what, detail, hint);
+    assert!(skips_allowed(), "{message}");
+    eprintln!("note: skipped ({ALLOW_SKIP_ENV}=1): {message}");
+    false
+}
+
+/// How to install the test servers, for [`require`]'s hint.
+pub const INSTALL_SERVERS_HINT: &str =
+    "run `scripts/test-deps.sh` (as root for apt-get), which installs nginx and BuildGrid";
+
+/// How to get namespaces for builders, for [`require`]'s hint.
+pub const NAMESPACES_HINT: &str = "brr needs unprivileged user namespaces: \
+     `sysctl -w kernel.unprivileged_userns_clone=1` (Debian), `user.max_user_namespaces` above 0, \
+     `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu ≥ 23.10); in a container, \
+     a seccomp profile that allows `unshare` and `clone` with namespace flags";
+
+/// How to get Landlock, for [`require`]'s hint.
+pub const LANDLOCK_HINT: &str = "a kernel ≥ 5.13 built with CONFIG_SECURITY_LANDLOCK=y and `landlock` among \
+     its LSMs (`cat /sys/kernel/security/lsm`; else add it to the `lsm=` boot parameter)";
 
 /// The repository's `fixtures/` folder.
 pub fn fixtures_dir() -> PathBuf {
@@ -320,13 +391,21 @@ pub struct NginxCache {
 }
 
 impl NginxCache {
-    /// Starts one. Without an `nginx` binary: panics when `CI` is set (CI
-    /// must install it), else prints a note and returns `None` (skip the test).
+    /// Starts one: `$BRR_TEST_NGINX`, or `nginx` on `PATH`, `/usr/sbin` or
+    /// `/usr/local/sbin`. Without it, the test fails through [`require`]
+    /// (or, with [`ALLOW_SKIP_ENV`]`=1`, this returns `None`: skip the test).
     pub fn start() -> Option<Self> {
-        let Some(bin) = find_program("nginx", &["/usr/sbin", "/usr/local/sbin"]) else {
-            assert!(std::env::var_os("CI").is_none(), "CI must install nginx: apt-get install nginx");
-            eprintln!("note: skipping: nginx is not installed (apt-get install nginx)");
-            return None;
+        let (bin, detail) = if let Some(bin) = std::env::var_os("BRR_TEST_NGINX") {
+            let bin = PathBuf::from(bin);
+            let detail = format!("`BRR_TEST_NGINX={}` is not an executable file", bin.display());
+            (Some(bin).filter(|p| is_executable_file(p)), detail)
+        } else {
+            let found = find_program("nginx", &["/usr/sbin", "/usr/local/sbin"]);
+            (found, "no `nginx` on PATH, in /usr/sbin or in /usr/local/sbin".to_owned())
+        };
+        let Some(bin) = bin else {
+            require(false, "nginx (the HTTP cache server)", &detail, INSTALL_SERVERS_HINT);
+            return None; // skipped: `require` panics unless skips are allowed
         };
         // A free port can be taken between choosing and binding it: retry then.
         let mut last_log = String::new();
@@ -415,7 +494,11 @@ fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
         .map(|d| d.join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| is_executable_file(p))
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The config: everything nginx writes stays in `dir`; the temp folder for
@@ -476,8 +559,9 @@ pub struct BuildGridServer {
 impl BuildGridServer {
     /// Starts one, waiting (at most 30 s) until it accepts connections.
     /// `bgd` is `$BRR_BGD` or the one `scripts/buildgrid/setup.sh` installs
-    /// under `target/buildgrid-venv`. Without it: panics when `CI` is set,
-    /// else prints a note and returns `None` (skip the test).
+    /// under `target/buildgrid-venv`. Without it, the test fails through
+    /// [`require`] (or, with [`ALLOW_SKIP_ENV`]`=1`, this returns `None`:
+    /// skip the test).
     pub fn start() -> Option<Self> {
         Self::start_with(None)
     }
@@ -491,9 +575,13 @@ impl BuildGridServer {
     fn start_with(tls: Option<(&Path, &Path)>) -> Option<Self> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let bgd = std::env::var_os("BRR_BGD").map_or_else(|| repo.join("target/buildgrid-venv/bin/bgd"), PathBuf::from);
-        if !bgd.is_file() {
-            assert!(std::env::var_os("CI").is_none(), "`{}` is missing: run scripts/buildgrid/setup.sh", bgd.display());
-            eprintln!("note: skipping: BuildGrid is not installed (run scripts/buildgrid/setup.sh)");
+        let detail = format!("`{}` is not an executable file", bgd.display());
+        if !require(
+            is_executable_file(&bgd),
+            "BuildGrid (the Remote Execution API server)",
+            &detail,
+            INSTALL_SERVERS_HINT,
+        ) {
             return None;
         }
         let mut template = std::fs::read_to_string(repo.join("scripts/buildgrid/config.yml.in")).unwrap();

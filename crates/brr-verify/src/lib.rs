@@ -191,7 +191,9 @@ fn verify_one(
 
 /// Runs diffoscope on two output trees, if it is installed; its text report.
 pub fn diffoscope(store: &Store, a: TreeHash, b: TreeHash) -> Result<Option<String>, VerifyError> {
-    let Some(program) = brr_graph::which("diffoscope", &std::env::var_os("PATH").unwrap_or_default()) else {
+    let found = brr_graph::which("diffoscope", &std::env::var_os("PATH").unwrap_or_default())
+        .map_err(|e| VerifyError::Exec(e.into()))?;
+    let Some(program) = found else {
         return Ok(None);
     };
     let dir = tempfile::tempdir_in(store.tmp_dir()).map_err(VerifyError::Diffoscope)?;

@@ -1,6 +1,7 @@
 //! A failing builder: its dependents are skipped, independent targets still
 //! build, and the summary and `brr log` show what it printed. A full disk is
-//! brr's failure, not the build's.
+//! brr's failure, not the build's, and so is a tool on PATH that cannot
+//! be examined (unlike a missing one, a user's mistake).
 
 use crate::workspace;
 
@@ -155,4 +156,25 @@ exec "$2" -C "$3" --store "$1/store" build --no-sandbox"#;
     );
     assert!(run.stderr.contains("No space left on device"), "{}", run.stderr);
     run.code(70);
+}
+
+/// A declared tool found nowhere on PATH is the user's mistake (exit 2); a
+/// candidate that cannot be examined (here a symlink loop, before the real
+/// tool) is an environment failure (exit 70) naming its path, not "not on PATH".
+#[test]
+fn a_tool_that_cannot_be_examined_is_not_a_missing_tool() {
+    let ws = workspace().sh_lib("t", &[], &["tr", "no-such-tool-brr"], "echo t > \"$OUT/f\"");
+    let run = ws.brr(["build"]).code(2);
+    assert!(run.stderr.contains("tool `no-such-tool-brr` of package `t` is not on PATH"), "{}", run.stderr);
+
+    let ws = workspace().sh_lib("t", &[], &["tr"], "echo t > \"$OUT/f\"");
+    let bin = brr_test_support::temp_dir();
+    std::os::unix::fs::symlink("tr", bin.path().join("tr")).unwrap();
+    let mut dirs = vec![bin.path().to_path_buf()];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let run = ws.brr_env("PATH", std::env::join_paths(dirs).unwrap(), ["build"]).code(70);
+    let looping = bin.path().join("tr");
+    let expected = format!("cannot look for tool `tr` at `{}`", looping.display());
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    assert!(!run.stderr.contains("not on PATH"), "{}", run.stderr);
 }

@@ -36,11 +36,11 @@ fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Prints why a sandbox test is skipped; true when namespaces are unavailable.
-fn skip_without_namespaces(run: &brr_test_support::Run) -> bool {
-    let skip = run.namespaces_unavailable();
-    if skip {
-        eprintln!("note: skipped, brr runs builders without namespaces here:\n{}", run.stderr);
-    }
-    skip
+/// True when brr ran `run`'s builders in namespaces; otherwise the test
+/// fails saying how to enable them (or, with `BRR_TEST_ALLOW_SKIP=1`, this
+/// is false and the test returns: skipped).
+#[track_caller]
+fn require_namespaces(run: &brr_test_support::Run) -> bool {
+    let detail = format!("brr runs builders without namespaces here:\n{}", run.stderr);
+    brr_test_support::require(!run.namespaces_unavailable(), "namespaces", &detail, brr_test_support::NAMESPACES_HINT)
 }

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use brr_test_support::{path_with_real_python3, ron_str, temp_dir};
 
-use crate::{skip_without_namespaces, workspace};
+use crate::{require_namespaces, workspace};
 
 #[test]
 fn builder_cannot_reach_a_server_on_the_host_loopback() {
@@ -25,7 +25,7 @@ fn builder_cannot_reach_a_server_on_the_host_loopback() {
     let ws = workspace().file("brr.ron", "Workspace(packages: [\"net\"])").file("net/brr.ron", &decl);
 
     let run = ws.brr_env("PATH", &path, ["build", "--json"]);
-    if skip_without_namespaces(&run) {
+    if !require_namespaces(&run) {
         return;
     }
     let run = run.code(1);
@@ -51,7 +51,7 @@ fn builder_cannot_write_outside_its_folders() {
     let store_file = sandboxes.join("escape");
 
     let run = ws.brr_env("BRR_SANDBOX_DIR", &sandboxes, ["build", "--json"]);
-    if skip_without_namespaces(&run) {
+    if !require_namespaces(&run) {
         return;
     }
     let run = run.code(1);
@@ -159,10 +159,13 @@ fn an_unconfined_builder_cannot_write_into_the_store_through_its_dependencies() 
 #[test]
 fn builders_keep_the_huge_page_setting_brr_was_started_with() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
-        eprintln!("skipped: this kernel does not report THP_enabled");
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    let hint = "a kernel with transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE=y), which reports `THP_enabled:` \
+                in /proc/PID/status";
+    if !brr_test_support::require(line.is_some(), "the THP_enabled process status", "not in /proc/self/status", hint) {
         return;
-    };
+    }
+    let line = line.unwrap();
     let script = format!("grep -qx '{line}' /proc/self/status && echo same > \"$OUT/f\"");
     let ws = workspace().sh_lib("plain", &[], &["grep"], &script);
     let run = ws.brr(["build", "--no-sandbox", "--json"]).success();
@@ -170,7 +173,7 @@ fn builders_keep_the_huge_page_setting_brr_was_started_with() {
     // A second package (another key), built in the sandbox.
     let ws = ws.sh_lib("sandboxed", &[], &["grep"], &format!("{script} # sandboxed"));
     let run = ws.brr(["build", "--json"]);
-    if skip_without_namespaces(&run) {
+    if !require_namespaces(&run) {
         return;
     }
     let run = run.success();

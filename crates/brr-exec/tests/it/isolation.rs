@@ -5,12 +5,11 @@ use std::os::unix::fs::MetadataExt;
 
 use brr_exec::sandbox::{self, SandboxError, SetupStep};
 
-use crate::{run, sh, skip_unless, spec};
+use crate::{Needs, require, run, sh, spec};
 
 #[test]
 fn network_is_unreachable_inside() {
-    let isolation = sandbox::isolation();
-    if skip_unless(isolation.namespaces() || isolation.landlock(), "network isolation") {
+    if !require(Needs::NetworkIsolation) {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -28,7 +27,7 @@ fn network_is_unreachable_inside() {
 
 #[test]
 fn writes_are_confined_to_writable() {
-    if skip_unless(sandbox::isolation().landlock(), "Landlock") {
+    if !require(Needs::Landlock) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -62,7 +61,7 @@ fn writes_are_confined_to_writable() {
 
 #[test]
 fn hostname_is_the_requested_one() {
-    if skip_unless(sandbox::isolation().namespaces(), "namespaces") {
+    if !require(Needs::Namespaces) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +77,7 @@ fn hostname_is_the_requested_one() {
 
 #[test]
 fn files_created_inside_belong_to_the_caller() {
-    if skip_unless(sandbox::isolation().namespaces(), "namespaces") {
+    if !require(Needs::Namespaces) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +91,7 @@ fn files_created_inside_belong_to_the_caller() {
 
 #[test]
 fn setup_failure_names_the_step() {
-    if skip_unless(sandbox::isolation().namespaces(), "namespaces") {
+    if !require(Needs::Namespaces) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +104,7 @@ fn setup_failure_names_the_step() {
 
 #[test]
 fn missing_writable_path_is_an_error() {
-    if skip_unless(sandbox::isolation().landlock(), "Landlock") {
+    if !require(Needs::Landlock) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -132,7 +131,7 @@ fn isolation_is_reported() {
 /// loopback interface, which it has no power to bring up.
 #[test]
 fn builders_join_their_network_slot_and_stay_cut_off() {
-    if skip_unless(sandbox::isolation().namespaces(), "namespaces") {
+    if !require(Needs::Namespaces) {
         return;
     }
     let slots = sandbox::net_slots(2).expect("network slots where namespaces work");

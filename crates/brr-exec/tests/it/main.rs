@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 
 use brr_exec::sandbox::{self, SandboxSpec};
+use brr_test_support::{LANDLOCK_HINT, NAMESPACES_HINT};
 
 /// A spec running `program` with `args` in `cwd`, which is also writable.
 fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
@@ -42,10 +43,29 @@ fn run(spec: &SandboxSpec, isolate: bool) -> (ExitStatus, String) {
     (status, text)
 }
 
-/// Prints why an isolation test is skipped; true when it must be skipped.
-fn skip_unless(available: bool, what: &str) -> bool {
-    if !available {
-        eprintln!("note: skipped, {what} unavailable: {:?}", sandbox::isolation());
-    }
-    !available
+/// Kernel features an isolation test needs.
+#[derive(Clone, Copy)]
+enum Needs {
+    Namespaces,
+    Landlock,
+    /// Either: the network is cut off by a namespace or by Landlock.
+    NetworkIsolation,
+}
+
+/// True when the sandbox gives what the test `needs`; otherwise the test
+/// fails saying how to enable it (or, with `BRR_TEST_ALLOW_SKIP=1`, this
+/// is false and the test returns: skipped).
+#[track_caller]
+fn require(needs: Needs) -> bool {
+    let isolation = sandbox::isolation();
+    let (available, what, hint) = match needs {
+        Needs::Namespaces => (isolation.namespaces(), "namespaces", NAMESPACES_HINT),
+        Needs::Landlock => (isolation.landlock(), "Landlock", LANDLOCK_HINT),
+        Needs::NetworkIsolation => (
+            isolation.namespaces() || isolation.landlock(),
+            "network isolation (namespaces or Landlock)",
+            NAMESPACES_HINT,
+        ),
+    };
+    brr_test_support::require(available, what, &format!("the sandbox probe found {isolation:?}"), hint)
 }

@@ -4,6 +4,7 @@
 mod inputs;
 mod load;
 mod snapshot;
+mod tools;
 
 use std::path::Path;
 

@@ -7,3 +7,4 @@ mod backends;
 mod contract;
 mod entries;
 mod grpc;
+mod servers;

@@ -1,6 +1,7 @@
-//! Crash safety: a writer killed with SIGKILL at random points leaves a store that verifies.
+//! Crash safety: a writer (this test re-executed as a child) killed with SIGKILL mid-write leaves a store that verifies.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,11 +54,10 @@ fn write_round(store: &Store, seed: &str, i: u64) -> Result<(), StoreError> {
     store.stat_cache_put(&[(format!("p{i}").into(), stat)])
 }
 
-/// The child's body: write until killed. A no-op when run as a normal test.
-#[test]
-fn child_writer() -> TestResult {
-    let Some(root) = std::env::var_os(CHILD_ENV) else { return Ok(()) };
-    let store = Store::open(Path::new(&root))?;
+/// The child's body: write until killed (or, if nobody kills it, until
+/// [`CHILD_LIMIT`], which the parent counts as a failure).
+fn child_writer(root: &Path) -> TestResult {
+    let store = Store::open(root)?;
     let seed = format!("pid {}", std::process::id());
     let start = Instant::now();
     let mut stdout = std::io::stdout();
@@ -74,28 +74,45 @@ fn child_writer() -> TestResult {
     Ok(())
 }
 
+/// One test, two roles: run by `cargo test`, it is the parent, which
+/// re-executes this very test with [`CHILD_ENV`] set, so the child is this
+/// test's own process too and no test exists that could pass without
+/// doing anything.
 #[test]
 fn sigkill_mid_write_leaves_a_valid_store() -> TestResult {
+    if let Some(root) = std::env::var_os(CHILD_ENV) {
+        return child_writer(Path::new(&root));
+    }
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("store");
     Store::open(&root)?;
+    let mut objects = 0;
     for round in 0..5 {
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["--exact", "crash::child_writer", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "crash::sigkill_mid_write_leaves_a_valid_store", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &root)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
+        let pid = child.id();
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let ready = BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.contains(READY));
         child.kill()?;
-        child.wait()?;
-        assert!(ready, "child never got ready in round {round}");
+        let status = child.wait()?;
+        assert!(ready, "child never got ready in round {round}: {status}");
+        // Killed while it was still writing, not exited (nor failed) first.
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}: the child ended by itself: {status}");
 
         let store = Store::open(&root)?;
+        // What the child wrote before saying it was ready is there.
+        for i in [0, WARM_UP] {
+            let key = BuildKey(Digest::of(format!("pid {pid} key {i}").as_bytes()));
+            assert!(store.lookup_action(key)?.is_some(), "round {round}: the child's round {i} is missing");
+        }
         let report = store.verify()?;
         assert!(report.is_ok(), "round {round}: {:?}", report.problems);
-        assert!(report.objects > WARM_UP);
+        assert!(report.objects > objects + WARM_UP, "round {round}: {} objects after {objects}", report.objects);
+        objects = report.objects;
         let d = store.put_bytes(ObjectKind::Blob, format!("after round {round}").as_bytes())?;
         assert_eq!(store.get(d)?, format!("after round {round}").as_bytes());
         write_round(&store, "parent", round)?;
