@@ -12,6 +12,11 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+# The sandbox tests run brr as `nobody` (setpriv) and look for leftover
+# processes (pgrep); the full-disk test mounts a tmpfs (unshare).
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v pgrep >/dev/null || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing: ${need[*]} (install them with apt-get as root)" >&2

@@ -184,9 +184,23 @@ impl TestWorkspace {
         }
         let chown = Command::new("chown").args(["-R", "65534:65534"]).arg(self.path()).status().unwrap();
         assert!(chown.success(), "chown of the workspace failed");
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&self.bin)
+        let as_nobody = || {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+            cmd
+        };
+        // A checkout below a private folder (root's home) is out of nobody's
+        // reach: run a copy of the binary from the workspace then.
+        let reachable = as_nobody().arg("test").arg("-x").arg(&self.bin).status().is_ok_and(|s| s.success());
+        let bin = if reachable {
+            self.bin.clone()
+        } else {
+            let copy = self.path().join(".brr-bin");
+            fs_err::copy(&self.bin, &copy).unwrap();
+            copy
+        };
+        let mut cmd = as_nobody();
+        cmd.arg(&bin)
             .arg("-C")
             .arg(self.path())
             .env("NO_COLOR", "1")
