@@ -280,7 +280,7 @@ fn installation(path: &Path) -> Option<PathBuf> {
 /// A started builder.
 #[derive(Debug)]
 pub struct BuilderProcess {
-    pid: rustix::process::Pid,
+    spawned: spawn::Spawned,
     program: PathBuf,
     /// Whether it runs in a PID namespace, whose end ends all it started.
     pid_namespace: bool,
@@ -289,16 +289,16 @@ pub struct BuilderProcess {
 impl BuilderProcess {
     /// The builder's pid, which is also the id of its process group.
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw_nonzero().get().unsigned_abs()
+        self.spawned.pid.as_raw_nonzero().get().unsigned_abs()
     }
 
     /// Waits for the builder to exit. Without a PID namespace, what is left
     /// of its process group is killed then (a `setsid` daemon escapes that;
     /// such builds never hand their sandbox on).
     pub fn wait(self) -> Result<ExitStatus, SandboxError> {
-        let status = spawn::wait(self.pid).map_err(|source| SandboxError::Wait { program: self.program, source })?;
+        let status = self.spawned.wait().map_err(|source| SandboxError::Wait { program: self.program, source })?;
         if !self.pid_namespace {
-            let _ = rustix::process::kill_process_group(self.pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
         }
         Ok(status)
     }
@@ -312,8 +312,8 @@ impl BuilderProcess {
 pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
-    let pid = spawn::spawn(spec, setup, log, log).map_err(|err| spawn_error(spec, err))?;
-    Ok(BuilderProcess { pid, program: spec.program.clone(), pid_namespace })
+    let spawned = spawn::spawn(spec, setup, log, log).map_err(|err| spawn_error(spec, err))?;
+    Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace })
 }
 
 /// Runs the builder to completion; see [`spawn`].
@@ -400,9 +400,9 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         .open("/dev/null")
         .map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
     match spawn::spawn(&spec, Some(setup), &null, &null) {
-        Ok(pid) => {
+        Ok(spawned) => {
             let status =
-                spawn::wait(pid).map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
+                spawned.wait().map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
             if status.success() {
                 Ok(())
             } else {

@@ -78,12 +78,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// stdin on `/dev/null`, after `setup`. Returns the child's pid once it has
 /// called `execve`, or the error of the step that failed (encoded as
 /// `ChildSetup::apply` encodes it).
-pub(super) fn spawn(
-    spec: &SandboxSpec,
-    setup: Option<ChildSetup>,
-    log: &File,
-    log_err: &File,
-) -> io::Result<rustix::process::Pid> {
+pub(super) fn spawn(spec: &SandboxSpec, setup: Option<ChildSetup>, log: &File, log_err: &File) -> io::Result<Spawned> {
     let program = cstring(spec.program.as_os_str().as_bytes())?;
     let mut args = vec![program.clone()];
     for a in &spec.args {
@@ -134,14 +129,21 @@ pub(super) fn spawn(
     let pid = result?;
     // The child has exec'd or exited: what it wrote is visible now.
     let init = rustix::process::Pid::from_raw(child.init_pid.load(Ordering::Acquire));
-    if pid_namespace {
-        // The child only started the builder; it has exited (or is about to).
-        let _ = wait(pid);
-    }
     match child.failed.load(Ordering::Acquire) {
-        0 if pid_namespace => init.ok_or_else(|| io::Error::other("the builder's pid was not reported")),
-        0 => Ok(pid),
+        // The child only started the builder and is exiting: it is reaped
+        // with the builder ([`Spawned::wait`]), not waited for now.
+        0 if pid_namespace => {
+            if let Some(init) = init {
+                return Ok(Spawned { pid: init, helper: Some(pid) });
+            }
+            let _ = wait(pid);
+            Err(io::Error::other("the builder's pid was not reported"))
+        }
+        0 => Ok(Spawned { pid, helper: None }),
         code => {
+            if pid_namespace {
+                let _ = wait(pid);
+            }
             // The child (or the builder it started) reported a failure and
             // exited: reap it.
             if let Some(init) = init {
@@ -151,6 +153,25 @@ pub(super) fn spawn(
             }
             Err(io::Error::from_raw_os_error(code))
         }
+    }
+}
+
+/// A started builder and, in a PID namespace, the exited child that
+/// started it (a zombie until [`Spawned::wait`] reaps it).
+#[derive(Debug)]
+pub(super) struct Spawned {
+    pub(super) pid: rustix::process::Pid,
+    helper: Option<rustix::process::Pid>,
+}
+
+impl Spawned {
+    /// Waits for the builder to exit, then reaps its starter.
+    pub(super) fn wait(&self) -> io::Result<ExitStatus> {
+        let status = wait(self.pid);
+        if let Some(helper) = self.helper {
+            let _ = wait(helper);
+        }
+        status
     }
 }
 
