@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use brr_test_support::{Run, TestWorkspace, temp_dir};
+use brr_test_support::Run;
 use serde_json::{Map, Value};
 
-use crate::{is_hash, shop, workspace};
+use crate::{FileRemote, is_hash, shop, workspace};
 
 /// The schema `schemas/output/{name}.schema.json`.
 fn schema(name: &str) -> Value {
@@ -244,26 +244,14 @@ fn verify_and_its_report_match_their_schemas() {
 
 #[test]
 fn cache_status_push_and_pull_match_their_schemas() {
-    let cache = temp_dir();
-    let url = format!("file://{}", cache.path().display());
-    let key = cache.path().join("key");
-    let public = workspace().brr(["key", "generate", "-o", key.to_str().unwrap(), "--name", "ci"]).success().stdout;
-    let with_remote = |ws: &TestWorkspace, args: &[&str]| {
-        let mut cmd = ws.command();
-        cmd.args(args)
-            .env("BRR_REMOTE_CACHE", &url)
-            .env("BRR_TRUSTED_KEYS", public.trim())
-            .env("BRR_SIGNING_KEY", &key)
-            .env_remove("BRR_CACHE_READ_ONLY");
-        Run::from(cmd.output().unwrap())
-    };
+    let remote = FileRemote::new();
     let ws = workspace().sh_lib("a", &[], &[], "echo hello > \"$OUT/f\"");
     ws.brr(["build", "--no-sandbox"]).success();
-    let status = valid("cache-status", &with_remote(&ws, &["cache", "status", "--json"]).success());
+    let status = valid("cache-status", &remote.brr(&ws, &["cache", "status", "--json"]).success());
     assert_eq!(status["remotes"][0]["misses"], 1, "{status}");
-    valid("cache-push", &with_remote(&ws, &["cache", "push", "--json"]).success());
-    valid("cache-status", &with_remote(&ws, &["cache", "status", "--json"]).success());
+    valid("cache-push", &remote.brr(&ws, &["cache", "push", "--json"]).success());
+    valid("cache-status", &remote.brr(&ws, &["cache", "status", "--json"]).success());
     let other = workspace().sh_lib("a", &[], &[], "echo hello > \"$OUT/f\"");
-    let pulled = valid("cache-pull", &with_remote(&other, &["cache", "pull", "--json"]).success());
+    let pulled = valid("cache-pull", &remote.brr(&other, &["cache", "pull", "--json"]).success());
     assert_eq!(pulled["targets"]["a"], "pulled", "{pulled}");
 }

@@ -26,6 +26,33 @@ fn shop() -> TestWorkspace {
     TestWorkspace::fixture(BRR, "shop")
 }
 
+/// A shared `file://` cache with a signing key this side trusts: runners
+/// that push to it and pull from it.
+struct FileRemote {
+    dir: tempfile::TempDir,
+    public: String,
+}
+
+impl FileRemote {
+    fn new() -> Self {
+        let dir = brr_test_support::temp_dir();
+        let key = dir.path().join("key");
+        let run = workspace().brr(["key", "generate", "-o", key.to_str().unwrap(), "--name", "ci"]).success();
+        Self { public: run.stdout.trim().to_owned(), dir }
+    }
+
+    /// `brr ARGS` in `ws` with this remote, trusting and signing with its key.
+    fn brr(&self, ws: &TestWorkspace, args: &[&str]) -> brr_test_support::Run {
+        let mut cmd = ws.command();
+        cmd.args(args)
+            .env("BRR_REMOTE_CACHE", format!("file://{}", self.dir.path().display()))
+            .env("BRR_TRUSTED_KEYS", &self.public)
+            .env("BRR_SIGNING_KEY", self.dir.path().join("key"))
+            .env_remove("BRR_CACHE_READ_ONLY");
+        brr_test_support::Run::from(cmd.output().unwrap())
+    }
+}
+
 /// An empty workspace folder.
 fn workspace() -> TestWorkspace {
     TestWorkspace::new(BRR)

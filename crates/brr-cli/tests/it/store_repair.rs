@@ -1,9 +1,9 @@
 //! A damaged store: found by `store verify`, named when a build reads it,
 //! repaired by `store verify --repair` or by a build writing it again.
 
-use brr_test_support::{TestWorkspace, temp_dir};
+use brr_test_support::TestWorkspace;
 
-use crate::workspace;
+use crate::{FileRemote, workspace};
 
 /// `a` writes `hello`; `b` copies it from its dependency.
 fn two_step() -> TestWorkspace {
@@ -92,21 +92,10 @@ fn a_stray_file_written_into_the_store_does_not_make_it_foreign() {
 
 #[test]
 fn a_fetch_replaces_a_damaged_copy_of_an_object_it_brings() {
-    let cache = temp_dir();
-    let url = format!("file://{}", cache.path().display());
-    let key = cache.path().join("key");
-    let public = workspace().brr(["key", "generate", "-o", key.to_str().unwrap(), "--name", "ci"]).success().stdout;
-    let with_remote = |ws: &TestWorkspace, args: &[&str]| {
-        let mut cmd = ws.command();
-        cmd.args(args)
-            .env("BRR_REMOTE_CACHE", &url)
-            .env("BRR_TRUSTED_KEYS", public.trim())
-            .env("BRR_SIGNING_KEY", &key);
-        brr_test_support::Run::from(cmd.output().unwrap())
-    };
+    let remote = FileRemote::new();
     // Runner A builds `a` and pushes it.
     let a = workspace().sh_lib("a", &[], &[], "echo hello > \"$OUT/f\"");
-    with_remote(&a, &["build", "--no-sandbox"]).success();
+    remote.brr(&a, &["build", "--no-sandbox"]).success();
 
     // Runner B holds the same bytes from a build of its own, damaged.
     let b = workspace().sh_lib("other", &[], &[], "echo hello > \"$OUT/f\"");
@@ -125,7 +114,7 @@ fn a_fetch_replaces_a_damaged_copy_of_an_object_it_brings() {
 
     // B pulls `a`: the damaged object is fetched again and replaced.
     b.write("p/a/brr.ron", &brr_test_support::sh_library("a", &[], &[], "echo hello > \"$OUT/f\""));
-    let run = with_remote(&b, &["build", "a", "--json", "--no-sandbox"]).success();
+    let run = remote.brr(&b, &["build", "a", "--json", "--no-sandbox"]).success();
     assert_eq!(run.targets()["a"].status, "cached", "{}", run.stderr);
     b.brr(["store", "verify"]).success();
 }

@@ -292,7 +292,13 @@ pub(super) unsafe fn clone_suspended(
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `ChildArgs` the suspended parent passed to clone.
     let args = unsafe { &*arg.cast::<ChildArgs>() };
-    let err = match run_child(args) {
+    fail(args, run_child(args))
+}
+
+/// Leaves the error of a child's (or a builder's) setup for the parent and
+/// exits. `Ok` cannot happen (the steps return only on failure).
+fn fail(args: &ChildArgs, result: io::Result<()>) -> ! {
+    let err = match result {
         Ok(()) => io::Error::from_raw_os_error(libc::EINVAL),
         Err(e) => e,
     };
@@ -374,14 +380,7 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
 extern "C" fn builder_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `ChildArgs` the suspended parent passed on.
     let args = unsafe { &*arg.cast::<ChildArgs>() };
-    let err = match run_builder(args) {
-        Ok(()) => io::Error::from_raw_os_error(libc::EINVAL),
-        Err(e) => e,
-    };
-    let code = err.raw_os_error().filter(|&c| c != 0).unwrap_or(libc::EINVAL);
-    args.failed.store(code, Ordering::Release);
-    // SAFETY: as in `child_main`.
-    unsafe { libc::_exit(127) }
+    fail(args, run_builder(args))
 }
 
 /// The builder's own steps; returns only on failure.
