@@ -19,6 +19,19 @@ fn db(ws: &TestWorkspace) -> rusqlite::Connection {
     rusqlite::Connection::open(ws.store().join("brr.db")).unwrap()
 }
 
+/// Overwrites the first byte of packed object `hash` in `ws`'s store.
+fn damage_packed(ws: &TestWorkspace, hash: brr_hash::Digest) {
+    let (name, offset): (String, i64) = db(ws)
+        .query_row(
+            "SELECT p.name, o.pack_offset FROM objects o JOIN packs p ON p.id = o.pack WHERE o.hash = ?1",
+            [hash.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let pack = std::fs::OpenOptions::new().write(true).open(ws.store().join("packs").join(name)).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&pack, b"J", u64::try_from(offset).unwrap()).unwrap();
+}
+
 fn artifacts(run: &brr_test_support::Run) -> Vec<(String, String)> {
     run.targets().into_iter().map(|(n, t)| (n, t.artifact.unwrap())).collect()
 }
@@ -50,16 +63,7 @@ fn a_corrupt_object_is_named_with_a_hint_and_rebuilding_it_replaces_the_bad_copy
     let ws = two_step();
     ws.brr(["build", "--no-sandbox"]).success();
     let hello = brr_hash::Digest::of(b"hello\n");
-    // Flip its bytes in the pack.
-    let (name, offset): (String, i64) = db(&ws)
-        .query_row(
-            "SELECT p.name, o.pack_offset FROM objects o JOIN packs p ON p.id = o.pack WHERE o.hash = ?1",
-            [hello.as_bytes()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let pack = std::fs::OpenOptions::new().write(true).open(ws.store().join("packs").join(name)).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&pack, b"J", u64::try_from(offset).unwrap()).unwrap();
+    damage_packed(&ws, hello);
 
     // `b` rebuilds, staging `a`'s output: the read names the object.
     ws.write(
@@ -101,15 +105,7 @@ fn a_fetch_replaces_a_damaged_copy_of_an_object_it_brings() {
     let b = workspace().sh_lib("other", &[], &[], "echo hello > \"$OUT/f\"");
     b.brr(["build", "--no-sandbox"]).success();
     let hello = brr_hash::Digest::of(b"hello\n");
-    let (name, offset): (String, i64) = db(&b)
-        .query_row(
-            "SELECT p.name, o.pack_offset FROM objects o JOIN packs p ON p.id = o.pack WHERE o.hash = ?1",
-            [hello.as_bytes()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let pack = std::fs::OpenOptions::new().write(true).open(b.store().join("packs").join(name)).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&pack, b"J", u64::try_from(offset).unwrap()).unwrap();
+    damage_packed(&b, hello);
     assert_eq!(b.brr(["store", "verify"]).code, Some(1), "the damage was not seen");
 
     // B pulls `a`: the damaged object is fetched again and replaced.
