@@ -54,13 +54,15 @@
 //! ([`Isolation::Off`], with the reason for the caller to print once),
 //! builders run unsandboxed, confined by Landlock alone when it is
 //! available; Landlock then also denies TCP bind and connect, standing in
-//! for the missing network namespace. Without a PID namespace, what is left
-//! of the builder's process group is killed when it exits, and the caller
-//! must not hand its sandbox to another build (a `setsid` process escapes
-//! the group). `run(…, false)` (`--no-sandbox`) skips all of it.
+//! for the missing network namespace. Without a PID namespace, brr becomes
+//! its builders' child subreaper and kills what each leaves behind when it
+//! exits (`sandbox/reaper.rs`); the caller must still not hand such a
+//! sandbox to another build. `run(…, false)` (`--no-sandbox`) skips all of
+//! it, except that the builder's process group is killed when it exits.
 
 mod child;
 mod netns;
+mod reaper;
 mod ruleset;
 mod spawn;
 
@@ -284,6 +286,9 @@ pub struct BuilderProcess {
     program: PathBuf,
     /// Whether it runs in a PID namespace, whose end ends all it started.
     pid_namespace: bool,
+    /// Whether brr reaps what it leaves behind instead (sandboxed, but
+    /// without namespaces: see `sandbox/reaper.rs`).
+    reaped: bool,
 }
 
 impl BuilderProcess {
@@ -293,14 +298,18 @@ impl BuilderProcess {
     }
 
     /// Waits for the builder to exit. Without a PID namespace, what is left
-    /// of its process group is killed then (a `setsid` daemon escapes that;
-    /// such builds never hand their sandbox on).
+    /// of its process group is killed then, and a sandboxed builder's other
+    /// leftovers (a `setsid` daemon) are killed by brr as their subreaper;
+    /// such builds never hand their sandbox on.
     pub fn wait(self) -> Result<ExitStatus, SandboxError> {
-        let status = self.spawned.wait().map_err(|source| SandboxError::Wait { program: self.program, source })?;
+        let status = self.spawned.wait();
         if !self.pid_namespace {
             let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
         }
-        Ok(status)
+        if self.reaped {
+            reaper::finished(self.spawned.pid);
+        }
+        status.map_err(|source| SandboxError::Wait { program: self.program, source })
     }
 }
 
@@ -312,8 +321,18 @@ impl BuilderProcess {
 pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
-    let spawned = spawn::spawn(spec, setup, log, log).map_err(|err| spawn_error(spec, err))?;
-    Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace })
+    let reaped = isolate && !pid_namespace;
+    let started = if reaped {
+        reaper::start(|| {
+            let spawned = spawn::spawn(spec, setup, log, log)?;
+            let pid = spawned.pid;
+            Ok((spawned, pid))
+        })
+    } else {
+        spawn::spawn(spec, setup, log, log)
+    };
+    let spawned = started.map_err(|err| spawn_error(spec, err))?;
+    Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace, reaped })
 }
 
 /// Runs the builder to completion; see [`spawn`].

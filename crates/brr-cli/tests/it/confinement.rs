@@ -218,3 +218,31 @@ fn builds_over_a_limit_fail_naming_it() {
     }
     ws.brr(["build"]).success();
 }
+
+/// Where the kernel refuses namespaces (made so here by running brr in a
+/// user namespace whose `max_user_namespaces` is 0), brr reaps what a
+/// builder leaves behind as its subreaper: no daemon outlives its build.
+#[test]
+fn without_namespaces_brr_reaps_what_a_builder_leaves_behind() {
+    // The daemons are `sleep`s, resolved before the sandbox (and its tools)
+    // goes away; the odd duration names them for pgrep.
+    let marker = format!("sleep 29.{}", std::process::id());
+    let script = format!(
+        "setsid {marker} >/dev/null 2>&1 & ({marker} >/dev/null 2>&1 &); {marker} >/dev/null 2>&1 & echo a > \"$OUT/f\""
+    );
+    let ws = workspace().sh_lib("aaa", &[], &["setsid", "sleep"], &script);
+    let out = Command::new("unshare")
+        .args(["-r", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\""])
+        .arg(crate::BRR)
+        .arg("-C")
+        .arg(ws.path())
+        .args(["build", "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare (util-linux) runs brr without user namespaces");
+    let run = Run::from(out);
+    assert!(run.namespaces_unavailable(), "brr still made namespaces: {}", run.stderr);
+    run.success();
+    let leftover = alive(&marker);
+    assert!(leftover.is_empty(), "processes of `aaa` outlived its build:\n{leftover}");
+}
