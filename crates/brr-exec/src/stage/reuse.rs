@@ -19,7 +19,7 @@ static REUSE: AtomicU64 = AtomicU64::new(0);
 /// made and removed again for every build, name by name, which costs more
 /// kernel time than the small copies staged in them. It is kept
 /// only when emptying leaves it exactly as brr made it
-/// ([`Sandbox::as_made`]), else removed, so each build still starts in a
+/// (`Sandbox::as_made`), else removed, so each build still starts in a
 /// sandbox holding only its own inputs and tools. The last guard to go
 /// removes the kept sandboxes.
 #[derive(Debug)]
