@@ -1,5 +1,6 @@
 //! Why a target is cached or must build: every input of its key, and what
-//! changed against the key recorded at its previous build.
+//! changed against the key recorded at its previous build; [`plan`], the
+//! dry run, sums it up as cached or to build.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -257,4 +258,34 @@ fn diff_trees(
 /// The key's digest, for display of an explanation whose key is complete.
 pub fn key_of(e: &Explanation) -> BuildKey {
     e.key_hash.unwrap_or_else(|| BuildKey(e.key.digest()))
+}
+
+/// What `plan` expects for a target.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Cached {
+        key: BuildKey,
+        artifact: ArtifactHash,
+    },
+    /// Would build; the key is known when all dependencies are cached.
+    Build {
+        key: Option<BuildKey>,
+        reason: String,
+    },
+}
+
+/// Dry run: for each selected target, cached or to build and why.
+pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Result<Vec<(usize, Planned)>, ExecError> {
+    let explained = explain(ws, inputs, store, mask)?;
+    let selected = (0..ws.packages.len()).filter(|i| mask[*i]);
+    Ok(selected
+        .zip(explained)
+        .map(|(i, e)| {
+            let planned = match (&e.cached, e.key_hash) {
+                (Some((artifact, _)), Some(key)) => Planned::Cached { key, artifact: *artifact },
+                _ => Planned::Build { key: e.key_hash, reason: e.reason() },
+            };
+            (i, planned)
+        })
+        .collect())
 }

@@ -17,4 +17,5 @@ pub mod scheduler;
 pub mod stage;
 
 pub use error::ExecError;
-pub use scheduler::{BuildOptions, Outcome, Planned, Reporter, Status, build, plan};
+pub use explain::{Planned, plan};
+pub use scheduler::{BuildOptions, Outcome, Reporter, Status, build};

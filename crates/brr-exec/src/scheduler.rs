@@ -3,7 +3,10 @@
 //! A target becomes ready when all its dependencies have finished. Its key is
 //! then computed from their **artifact** hashes (early cutoff), looked up in
 //! the action cache, and built only on a miss. A failed target skips its
-//! dependents; independent targets go on.
+//! dependents; independent targets go on. Finished builds are stored in
+//! groups by the committer (`commit`).
+
+mod commit;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +16,13 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use brr_graph::{Inputs, Workspace, action_key, service_manifest};
-use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, Object};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
 use brr_store::{ActionRecord, BuildRow, Store, StoreError};
 
-use crate::action::{Action, Conditions, Failure, Uncommitted, execute_uncommitted, unix_now};
+use self::commit::{Commits, ToCommit, commit, committer};
+use crate::action::{Action, Conditions, Failure, execute_uncommitted, unix_now};
 use crate::error::ExecError;
+pub use crate::explain::{Planned, plan};
 
 /// How to build.
 #[derive(Clone, Copy)]
@@ -76,20 +81,6 @@ pub trait Reporter: Sync {
     /// A target's builder process is about to start (it holds a `-j` permit).
     fn started(&self, name: &str);
     fn finished(&self, outcome: &Outcome);
-}
-
-/// What `plan` expects for a target.
-#[derive(Debug, Clone)]
-pub enum Planned {
-    Cached {
-        key: BuildKey,
-        artifact: ArtifactHash,
-    },
-    /// Would build; the key is known when all dependencies are cached.
-    Build {
-        key: Option<BuildKey>,
-        reason: String,
-    },
 }
 
 /// The cached artifact of `key`, with `manifest` applied: a changed process
@@ -186,22 +177,6 @@ pub fn make_action<'a>(
     let key = action_key(pkg, inputs.sources[i], &inputs.tools[i], deps);
     let key_hash = BuildKey(key.digest());
     Action { pkg, key, key_hash, leaves: inputs.leaves(i), tools: &inputs.tools[i], manifest: service_manifest(pkg) }
-}
-
-/// Dry run: for each selected target, cached or to build and why.
-pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Result<Vec<(usize, Planned)>, ExecError> {
-    let explained = crate::explain::explain(ws, inputs, store, mask)?;
-    let selected = (0..ws.packages.len()).filter(|i| mask[*i]);
-    Ok(selected
-        .zip(explained)
-        .map(|(i, e)| {
-            let planned = match (&e.cached, e.key_hash) {
-                (Some((artifact, _)), Some(key)) => Planned::Cached { key, artifact: *artifact },
-                _ => Planned::Build { key: e.key_hash, reason: e.reason() },
-            };
-            (i, planned)
-        })
-        .collect())
 }
 
 struct State {
@@ -312,15 +287,6 @@ fn pool_threads(jobs: usize, cpus: usize, remotes: bool) -> usize {
     1 + jobs + spare
 }
 
-/// Builds nobody waits for are committed in groups of up to this many…
-const COMMIT_BATCH: usize = 32;
-/// …or at most this long after the first of them finished: every commit
-/// costs a sync and rewrites most of the index pages it touches (object
-/// hashes are random), which is most of what storing a small build costs.
-/// Measured on the 550-action bench: 32 builds or 30 ms took about 4% less
-/// time than 8 or 10 ms; larger groups gained nothing more.
-const COMMIT_DELAY: Duration = Duration::from_millis(30);
-
 /// Runs target `i` on the pool, counted in `in_flight` until its task ends.
 fn spawn_target<'s>(scope: &rayon::Scope<'s>, i: usize, ctx: &'s Ctx<'s>) {
     ctx.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -367,87 +333,6 @@ fn finish<'s>(scope: &rayon::Scope<'s>, i: usize, outcome: Outcome, ctx: &'s Ctx
     for d in ready {
         spawn_target(scope, d, ctx);
     }
-}
-
-/// Queues a finished build for the [`committer`]. A build some selected
-/// target depends on is committed at once (its dependents start only then),
-/// unless enough other targets are in flight to keep the builders busy.
-fn commit(built: ToCommit, ctx: &Ctx<'_>) {
-    // Awaited only while the builders could run short of work: with more
-    // targets in flight than two per builder, the dependents can wait for
-    // the next group commit (at most COMMIT_DELAY), and fewer commits cost
-    // fewer syncs and fewer b-tree pages written.
-    let awaited = ctx.dependents[built.i].iter().any(|&d| ctx.mask[d])
-        && ctx.in_flight.load(Ordering::SeqCst) <= ctx.opts.jobs.max(1) * 2;
-    let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    q.since.get_or_insert_with(Instant::now);
-    q.queued.push(built);
-    q.awaited |= awaited;
-    // The first one starts the committer's clock.
-    if q.queued.len() == 1 || q.awaited || q.queued.len() >= COMMIT_BATCH {
-        ctx.commit_wake.notify_all();
-    }
-}
-
-/// Runs for the whole build on the thread that owns the scope: commits all
-/// queued builds together (one sync and one transaction) as soon as one of
-/// them is awaited, [`COMMIT_BATCH`] are queued, the oldest has waited
-/// [`COMMIT_DELAY`], or nothing else is running. A build counts as built,
-/// and is reported, once committed. Returns when no target is running and
-/// nothing is queued.
-fn committer<'s>(scope: &rayon::Scope<'s>, ctx: &'s Ctx<'s>) {
-    let mut q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let idle = ctx.in_flight.load(Ordering::SeqCst) == 0;
-        let waited = q.since.map_or(Duration::ZERO, |t| t.elapsed());
-        if q.queued.is_empty() {
-            if idle {
-                return;
-            }
-            q = ctx.commit_wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
-            continue;
-        }
-        if !(q.awaited || q.queued.len() >= COMMIT_BATCH || waited >= COMMIT_DELAY || idle) {
-            q = ctx
-                .commit_wake
-                .wait_timeout(q, COMMIT_DELAY.saturating_sub(waited))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-            continue;
-        }
-        let batch = std::mem::take(&mut q.queued);
-        q.awaited = false;
-        q.since = None;
-        drop(q);
-        for (i, outcome, log) in ctx.commit_all(batch) {
-            if let (Some(remotes), Status::Built, Some(key), Some(artifact)) =
-                (ctx.opts.remotes, &outcome.status, outcome.key, outcome.artifact)
-            {
-                // On the pool: the committer does not wait on the network.
-                scope.spawn(move |_| remotes.push(ctx.store, key, artifact, Some(log)));
-            }
-            finish(scope, i, outcome, ctx);
-        }
-        q = ctx.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    }
-}
-
-/// Builds waiting for their commit.
-#[derive(Default)]
-struct Commits {
-    queued: Vec<ToCommit>,
-    /// When the oldest of them was queued.
-    since: Option<Instant>,
-    /// Some queued build is a dependency of a selected target.
-    awaited: bool,
-}
-
-/// A build of target `i` that only lacks its commit.
-struct ToCommit {
-    i: usize,
-    key: BuildKey,
-    started: Instant,
-    done: Uncommitted,
 }
 
 /// What running a target came to.
@@ -528,38 +413,6 @@ impl Ctx<'_> {
             }
             Step::Finished(outcome)
         })
-    }
-
-    /// Commits `batch` (see [`commit`]); the outcome of each target, and
-    /// its build's log.
-    fn commit_all(&self, batch: Vec<ToCommit>) -> Vec<(usize, Outcome, Digest)> {
-        let (meta, batches): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|c| ((c.i, c.key, c.started, c.done.built, c.done.took), (c.done.batch, Some(c.done.record))))
-            .unzip();
-        let results = self.store.commit(&batches);
-        meta.into_iter()
-            .enumerate()
-            .map(|(n, (i, key, started, built, took))| {
-                let name = &self.ws.packages[i].name;
-                let result = match &results {
-                    Ok(each) => each[n].as_ref().map(|&()| ()).map_err(|e| error_chain(e)),
-                    Err(e) => Err(error_chain(e)),
-                };
-                let outcome = match result {
-                    Ok(()) => Outcome {
-                        name: name.clone(),
-                        remote: false,
-                        key: Some(key),
-                        artifact: Some(built.artifact),
-                        status: Status::Built,
-                        duration: took,
-                    },
-                    Err(reason) => failed(name, key, started, reason),
-                };
-                (i, outcome, built.log)
-            })
-            .collect()
     }
 }
 

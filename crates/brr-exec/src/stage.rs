@@ -14,76 +14,31 @@
 //! the builder from writing anywhere but `$OUT` and `$TMPDIR`; without it a
 //! link would let the builder write into the CAS, so inputs are copied.
 //!
-//! Unless the user picks a folder (`BRR_SANDBOX_DIR`), a sandbox goes to a
-//! tmpfs (`/dev/shm/brr-<uid>`) when its staged files are small and the
-//! tmpfs has room, else to the store's `tmp/`. Creating and removing a
-//! handful of folders per build is the largest cost of many small builds on
-//! ext4, whose inode allocator scans past recently deleted inodes for every
-//! new folder; on a tmpfs it is cheaper, and the copies it needs instead
-//! of hard links are cheap for small inputs.
-//!
-//! During a build run, a finished build's sandbox is emptied and handed to
-//! the next build ([`Reuse`]) when it is exactly as brr made it: the fixed
-//! folders and tool links are then made once per worker, not per build.
+//! Submodules: `place` (where a sandbox goes, [`default_base`], and
+//! [`clean_stale`] for those of killed processes), `reuse` (handing an
+//! emptied sandbox to the next build, [`Reuse`]) and `remove` (removing
+//! what a build left, [`remove_tree`]).
+
+mod place;
+mod remove;
+mod reuse;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use brr_hash::{Digest, EntryKind};
 use brr_store::Store;
 
+use self::place::{PREFIX, hold_owner_lock};
+pub use self::place::{clean_stale, default_base, tmpfs_base};
+pub use self::remove::remove_tree;
+use self::remove::{open_dir_at, remove_contents};
+pub use self::reuse::Reuse;
 use crate::error::{ExecError, io};
-
-/// Prefix of sandbox folders in the store's `tmp/`.
-const PREFIX: &str = "build-";
-
-/// A sandbox whose inputs and dependencies add up to more than this is not
-/// put on a tmpfs (it would hold them in memory).
-const TMPFS_MAX_STAGED: u64 = 64 << 20;
-
-/// A tmpfs with less room than this (or than 8× the staged bytes) is not used.
-const TMPFS_MIN_FREE: u64 = 1 << 30;
-
-/// This user's sandbox folder on `/dev/shm`, when that is a tmpfs and the
-/// folder is a real folder owned by this user (probed once per process).
-pub fn tmpfs_base() -> Option<&'static Path> {
-    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let shm = Path::new("/dev/shm");
-        let fs = rustix::fs::statfs(shm).ok()?;
-        if fs.f_type != libc::TMPFS_MAGIC {
-            return None;
-        }
-        let uid = rustix::process::geteuid().as_raw();
-        let dir = shm.join(format!("brr-{uid}"));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(_) => return None,
-        }
-        // Not a symlink or someone else's folder: /dev/shm is world-writable.
-        let meta = std::fs::symlink_metadata(&dir).ok()?;
-        (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o777 == 0o700).then_some(dir)
-    })
-    .as_deref()
-}
-
-/// Where a sandbox staging `staged` bytes goes when the user did not pick a
-/// folder: the tmpfs when it is small enough and there is room, else `fallback`.
-pub fn default_base(fallback: &Path, staged: u64) -> PathBuf {
-    let room = |base: &Path| {
-        rustix::fs::statvfs(base)
-            .is_ok_and(|st| st.f_bavail.saturating_mul(st.f_frsize) >= TMPFS_MIN_FREE.max(staged * 8))
-    };
-    match tmpfs_base() {
-        Some(base) if staged <= TMPFS_MAX_STAGED && room(base) => base.to_path_buf(),
-        _ => fallback.to_path_buf(),
-    }
-}
 
 /// A sandbox folder, removed on drop, or emptied and kept for the next
 /// build while a [`Reuse`] guard lives. It is named after this process
@@ -115,79 +70,13 @@ fn skeleton() -> impl Iterator<Item = &'static str> {
     std::iter::once(".").chain(FIXED_DIRS)
 }
 
-/// Emptied sandboxes waiting for the next build, while reuse is on.
-static IDLE: Mutex<Vec<Sandbox>> = Mutex::new(Vec::new());
-
-/// How many [`Reuse`] guards live.
-static REUSE: AtomicU64 = AtomicU64::new(0);
-
-/// While one lives, a finished build's sandbox is emptied and kept for the
-/// next build instead of removed: its fixed folders and tool links are not
-/// made and removed again for every build, name by name, which costs more
-/// kernel time than the small copies staged in them. It is kept
-/// only when emptying leaves it exactly as brr made it
-/// ([`Sandbox::as_made`]), else removed, so each build still starts in a
-/// sandbox holding only its own inputs and tools. The last guard to go
-/// removes the kept sandboxes.
-#[derive(Debug)]
-pub struct Reuse(());
-
-impl Reuse {
-    pub fn begin() -> Self {
-        REUSE.fetch_add(1, Ordering::SeqCst);
-        Self(())
-    }
-}
-
-impl Drop for Reuse {
-    fn drop(&mut self) {
-        if REUSE.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let idle = std::mem::take(&mut *IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            for mut sb in idle {
-                let _ = remove_tree(&sb.root);
-                sb.root = PathBuf::new();
-            }
-        }
-    }
-}
-
-/// This process's lock files, one per sandbox folder, held until exit.
-static OWNER_LOCKS: Mutex<Vec<(PathBuf, File)>> = Mutex::new(Vec::new());
-
-/// Takes (once per process and folder) the lock that marks this process's
-/// sandboxes in `tmp` as alive.
-fn hold_owner_lock(tmp: &Path) -> Result<(), ExecError> {
-    let mut held = OWNER_LOCKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if held.iter().any(|(dir, _)| dir == tmp) {
-        return Ok(());
-    }
-    let path = tmp.join(format!("{PREFIX}{}.lock", std::process::id()));
-    loop {
-        let file = File::options().write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
-        file.lock().map_err(io(&path))?;
-        // A cleaner may have removed the file between open and lock (it was
-        // free then): only a lock on the file still at `path` counts.
-        let same = match (file.metadata(), std::fs::metadata(&path)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            _ => false,
-        };
-        if same {
-            held.push((tmp.to_path_buf(), file));
-            return Ok(());
-        }
-    }
-}
-
 impl Sandbox {
     /// An empty sandbox below `tmp`: a kept one when reuse is on and one is
     /// idle, else a new one.
     pub fn create(tmp: &Path) -> Result<Self, ExecError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        {
-            let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(at) = idle.iter().position(|sb| sb.base == tmp) {
-                return Ok(idle.swap_remove(at));
-            }
+        if let Some(kept) = reuse::take_idle(tmp) {
+            return Ok(kept);
         }
         hold_owner_lock(tmp)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -381,49 +270,6 @@ impl Sandbox {
         }
         rustix::fs::rmdir(&self.root)
     }
-
-    /// Whether an emptied sandbox is as brr made it: the root holds just the
-    /// fixed folders, `src/` nothing and `tools/` just its links, each still
-    /// the same file with the same mode (a builder without Landlock may have
-    /// added, replaced or `chmod`ed any of them).
-    fn as_made(&self) -> rustix::io::Result<bool> {
-        let names = |dir: &Path| -> rustix::io::Result<Vec<std::ffi::CString>> {
-            let mut entries = rustix::fs::Dir::new(open_dir_at(rustix::fs::CWD, dir)?)?;
-            let mut names = Vec::new();
-            while let Some(entry) = entries.read() {
-                let name = entry?.file_name().to_owned();
-                if name.as_bytes() != b"." && name.as_bytes() != b".." {
-                    names.push(name);
-                }
-            }
-            Ok(names)
-        };
-        let mut root = names(&self.root)?;
-        root.sort_unstable();
-        let mut fixed: Vec<&[u8]> = FIXED_DIRS.iter().map(|d| d.as_bytes()).collect();
-        fixed.sort_unstable();
-        if !root.iter().map(std::ffi::CString::as_bytes).eq(fixed) || !names(&self.src())?.is_empty() {
-            return Ok(false);
-        }
-        let tools = names(&self.tools())?;
-        if tools.len() != self.tools.len()
-            || !tools.iter().all(|n| n.to_str().is_ok_and(|n| self.tools.contains_key(n)))
-        {
-            return Ok(false);
-        }
-        for (rel, &(ino, mode)) in skeleton().zip(&self.fixed) {
-            let st = rustix::fs::lstat(self.root.join(rel))?;
-            if st.st_ino != ino || st.st_mode != mode {
-                return Ok(false);
-            }
-        }
-        for (name, &(_, ino)) in &self.tools {
-            if rustix::fs::lstat(self.tools().join(name))?.st_ino != ino {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
 }
 
 impl Drop for Sandbox {
@@ -431,21 +277,8 @@ impl Drop for Sandbox {
         if self.root.as_os_str().is_empty() {
             return;
         }
-        if REUSE.load(Ordering::SeqCst) > 0 && self.empty().is_ok() && self.as_made().unwrap_or(false) {
-            let mut idle = IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Checked under the lock: the last `Reuse` guard empties `IDLE`
-            // under it too, so nothing is kept after it is gone.
-            if REUSE.load(Ordering::SeqCst) > 0 {
-                idle.push(Sandbox {
-                    root: std::mem::take(&mut self.root),
-                    base: std::mem::take(&mut self.base),
-                    made_dirs: HashSet::new(),
-                    made_files: Vec::new(),
-                    tools: std::mem::take(&mut self.tools),
-                    fixed: std::mem::take(&mut self.fixed),
-                });
-                return;
-            }
+        if self.keep() {
+            return;
         }
         // Best effort: a leftover is removed by the next `clean_stale`.
         let _ = self.remove();
@@ -470,160 +303,12 @@ fn process_umask() -> Option<u32> {
     })
 }
 
-/// Removes a folder tree even where folders were made read-only or
-/// unreadable; one that is not there is not an error.
-pub fn remove_tree(root: &Path) -> Result<(), ExecError> {
-    match remove_tree_fast(root) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(io(root)(e.into())),
-    }
-}
-
-/// Removes `root` and everything below it, not following symlinks, with
-/// one open and one `getdents` pass per folder: a sandbox is removed after
-/// every build, and std's `remove_dir_all` spends twice the system calls.
-fn remove_tree_fast(root: &Path) -> rustix::io::Result<()> {
-    remove_contents(open_dir_at(rustix::fs::CWD, root)?)?;
-    rustix::fs::rmdir(root)
-}
-
-/// Opens the folder `name` below `dir` for listing, not following a
-/// symlink; one this user cannot read is made readable first (only root
-/// ignores its mode).
-fn open_dir_at<P: rustix::path::Arg + Copy>(
-    dir: std::os::fd::BorrowedFd<'_>,
-    name: P,
-) -> rustix::io::Result<std::os::fd::OwnedFd> {
-    use rustix::fs::{AtFlags, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Err(rustix::io::Errno::ACCESS) => {
-            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
-            rustix::fs::openat(dir, name, flags, Mode::empty())
-        }
-        other => other,
-    }
-}
-
-/// Empties the folder open as `dir` (consumed).
-fn remove_contents(dir: std::os::fd::OwnedFd) -> rustix::io::Result<()> {
-    use rustix::fs::{AtFlags, FileType};
-    let mut entries = rustix::fs::Dir::new(dir)?;
-    // Names first, removals after: the folder is not changed while read.
-    let mut names: Vec<(std::ffi::CString, FileType)> = Vec::new();
-    while let Some(entry) = entries.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_bytes() != b"." && name.to_bytes() != b".." {
-            names.push((name.to_owned(), entry.file_type()));
-        }
-    }
-    let fd = entries.fd()?;
-    for (name, file_type) in names {
-        let is_dir = match file_type {
-            FileType::Directory => true,
-            FileType::Unknown => rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
-            _ => false,
-        };
-        if is_dir {
-            remove_contents(open_dir_at(fd, name.as_c_str())?)?;
-            unlink_in(fd, &name, AtFlags::REMOVEDIR)?;
-        } else {
-            unlink_in(fd, &name, AtFlags::empty())?;
-        }
-    }
-    Ok(())
-}
-
-/// `unlinkat`, and once more after making the folder writable when it was
-/// read-only (a dependency's staged tree is; only root ignores that).
-fn unlink_in(
-    dir: std::os::fd::BorrowedFd<'_>,
-    name: &std::ffi::CStr,
-    flags: rustix::fs::AtFlags,
-) -> rustix::io::Result<()> {
-    match rustix::fs::unlinkat(dir, name, flags) {
-        Err(rustix::io::Errno::ACCESS) => {
-            rustix::fs::fchmod(dir, rustix::fs::Mode::from_raw_mode(0o700))?;
-            rustix::fs::unlinkat(dir, name, flags)
-        }
-        other => other,
-    }
-}
-
-/// Removes sandboxes left by killed brr processes: those whose owner's lock
-/// is free (or gone).
-pub fn clean_stale(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else { return };
-    let mut free_owners: Vec<(String, Option<File>)> = Vec::new();
-    for e in entries.filter_map(Result::ok) {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let (pid, is_lock) = match rest.strip_suffix(".lock") {
-            Some(pid) => (pid, true),
-            None => (rest.split('-').next().unwrap_or_default(), false),
-        };
-        if pid.parse::<u32>().is_err() {
-            continue;
-        }
-        if pid == std::process::id().to_string() {
-            continue;
-        }
-        if !free_owners.iter().any(|(p, _)| p == pid) {
-            let lock_path = tmp.join(format!("{PREFIX}{pid}.lock"));
-            let lock = match File::options().write(true).open(&lock_path) {
-                Ok(f) if f.try_lock().is_ok() => Some(f),
-                Ok(_) => continue, // its owner is alive
-                Err(_) => None,    // no lock file: no owner
-            };
-            free_owners.push((pid.to_owned(), lock));
-        }
-        if !is_lock {
-            let _ = remove_tree(&e.path());
-        }
-    }
-    // Still holding them: an owner that re-opens finds a new file.
-    for (pid, lock) in free_owners {
-        if lock.is_some() {
-            let _ = std::fs::remove_file(tmp.join(format!("{PREFIX}{pid}.lock")));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Sandbox, TMPFS_MAX_STAGED, default_base, remove_tree, tmpfs_base};
+    use super::Sandbox;
     use brr_hash::EntryKind;
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-
-    #[test]
-    fn remove_tree_removes_everything_below_and_nothing_a_symlink_points_at() {
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::write(outside.path().join("keep"), "x").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("sandbox");
-        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
-        std::fs::write(root.join("a/b/c/f"), "f").unwrap();
-        std::fs::write(root.join("top"), "t").unwrap();
-        std::os::unix::fs::symlink(outside.path(), root.join("a/link")).unwrap();
-        std::os::unix::fs::symlink("missing", root.join("dangling")).unwrap();
-        // A read-only folder (as staged dependencies are) with a file in it.
-        std::fs::create_dir(root.join("ro")).unwrap();
-        std::fs::write(root.join("ro/f"), "r").unwrap();
-        std::fs::set_permissions(root.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
-        // One its owner cannot even list.
-        std::fs::create_dir_all(root.join("closed/sub")).unwrap();
-        std::fs::set_permissions(root.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
-
-        remove_tree(&root).unwrap();
-        assert!(!root.exists(), "the sandbox is still there");
-        assert!(outside.path().join("keep").exists(), "a symlink was followed");
-        // Removing what is not there is not an error.
-        remove_tree(&root).unwrap();
-    }
 
     /// A sandbox as a build leaves it: staged inputs and tools, a read-only
     /// dependency, outputs, a log, and whatever else the builder wrote.
@@ -665,16 +350,5 @@ mod tests {
         let root = sb.root.clone();
         drop(sb);
         assert!(!root.exists());
-    }
-
-    #[test]
-    fn large_sandboxes_and_machines_without_a_tmpfs_use_the_fallback() {
-        let fallback = Path::new("/nonexistent/store/tmp");
-        assert_eq!(default_base(fallback, TMPFS_MAX_STAGED + 1), fallback);
-        let small = default_base(fallback, 4096);
-        match tmpfs_base() {
-            Some(base) => assert_eq!(small, base, "a small sandbox skipped the tmpfs"),
-            None => assert_eq!(small, fallback),
-        }
     }
 }

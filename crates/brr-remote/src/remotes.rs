@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, EntryKind, Object, ObjectKind, Tree, TreeHash};
+use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind};
 use brr_store::{ActionRecord, Put, Store, StoreError};
 use rayon::prelude::*;
 
@@ -329,58 +329,16 @@ fn unix_now() -> i64 {
 }
 
 /// Everything needed to materialize `artifact` (blobs, trees children-first,
-/// then the artifact itself) and the log, with their bytes.
+/// then the artifact itself) and the log, with their bytes, named for the
+/// remote ([`Store::closure`]).
 pub fn closure(
     store: &Store,
     artifact: ArtifactHash,
     log: Option<Digest>,
 ) -> Result<(Vec<EntryObject>, Vec<Vec<u8>>), StoreError> {
-    let mut objects = Vec::new();
-    let mut contents = Vec::new();
-    let mut add = |kind: ObjectKind, bytes: Vec<u8>| {
-        objects.push(EntryObject { kind, id: BlobId::of(&bytes) });
-        contents.push(bytes);
-    };
-    let art_bytes = store.get(artifact.0)?;
-    let art = Artifact::decode(&art_bytes).map_err(|source| StoreError::Invalid {
-        hash: artifact.0,
-        kind: ObjectKind::Artifact,
-        source,
-    })?;
-    let mut trees = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    walk(store, art.outputs, &mut trees, &mut seen, &mut add)?;
-    for (_, bytes) in trees {
-        add(ObjectKind::Tree, bytes);
-    }
-    add(ObjectKind::Artifact, art_bytes);
-    if let Some(l) = log {
-        add(ObjectKind::Blob, store.get(l)?);
-    }
-    Ok((objects, contents))
-}
-
-/// Adds the blobs below `tree` and collects the trees children-first.
-fn walk(
-    store: &Store,
-    tree: TreeHash,
-    trees: &mut Vec<(TreeHash, Vec<u8>)>,
-    seen: &mut std::collections::HashSet<Digest>,
-    add: &mut impl FnMut(ObjectKind, Vec<u8>),
-) -> Result<(), StoreError> {
-    let bytes = store.get(tree.0)?;
-    let t =
-        Tree::decode(&bytes).map_err(|source| StoreError::Invalid { hash: tree.0, kind: ObjectKind::Tree, source })?;
-    for e in &t.entries {
-        if !seen.insert(e.hash) {
-            continue;
-        }
-        if e.kind == EntryKind::Dir {
-            walk(store, TreeHash(e.hash), trees, seen, add)?;
-        } else {
-            add(ObjectKind::Blob, store.get(e.hash)?);
-        }
-    }
-    trees.push((tree, bytes));
-    Ok(())
+    Ok(store
+        .closure(artifact, log)?
+        .into_iter()
+        .map(|(kind, bytes)| (EntryObject { kind, id: BlobId::of(&bytes) }, bytes))
+        .unzip())
 }

@@ -15,7 +15,8 @@
 //! Main types: [`Store`] (open one per process and share it: it is `Send +
 //! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
 //! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
-//! [`Store::verify`] and [`RepairReport`] from [`Store::repair`]. Errors are
+//! [`Store::verify`] and [`RepairReport`] from [`Store::repair`];
+//! [`Store::closure`] reads every object an artifact references. Errors are
 //! one enum, [`StoreError`].
 //!
 //! # Why the write order is what it is
@@ -48,6 +49,7 @@
 
 mod action_cache;
 mod cas;
+mod closure;
 mod db;
 mod error;
 mod materialize;

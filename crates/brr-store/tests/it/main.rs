@@ -2,6 +2,7 @@
 
 mod action_cache;
 mod cas;
+mod closure;
 mod concurrency;
 mod crash;
 mod materialize;
