@@ -43,7 +43,7 @@
 //! busy process): the child shares brr's memory, in which another thread may
 //! hold the allocator's or another lock, until it execs. All strings, map
 //! contents and the Landlock ruleset fd are therefore prepared before the
-//! clone, and the child (`ChildSetup::apply` in `sandbox/child.rs`) issues
+//! clone, and the child (`ChildSetup` in `sandbox/child.rs`) issues
 //! raw syscalls on them only.
 //!
 //! # Fallback

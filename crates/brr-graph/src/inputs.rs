@@ -319,7 +319,7 @@ impl Inputs {
     }
 
     /// The bytes of package `i`'s input files that were read while hashing
-    /// and are held (see [`HELD_TOTAL_MAX`]), in the order of
+    /// and are held (see `HELD_TOTAL_MAX`), in the order of
     /// [`Inputs::leaves`]; `None` for the others. They hash to their leaf
     /// (they are the bytes that were hashed). Taken: a second call gives none.
     pub fn take_held(&self, i: usize) -> Vec<Option<HashedBytes>> {

@@ -23,7 +23,7 @@ pub const WILDCARD_GLOBS_MAX: usize = 4096;
 /// Characters of a declared value quoted in a message before it is cut.
 const QUOTED_MAX: usize = 100;
 
-/// A declared value as messages quote it: cut to [`QUOTED_MAX`] characters
+/// A declared value as messages quote it: cut to `QUOTED_MAX` characters
 /// (with `…`) and control characters escaped, so a hostile value cannot
 /// flood or garble the terminal.
 pub fn cut(s: &str) -> Cow<'_, str> {

@@ -85,7 +85,7 @@ pub(crate) fn read_small_checked(path: &Path, expected: Digest) -> Result<Option
 /// The first `len` bytes of the file at `path`, which was hashed as
 /// `expected` with that length, checked against the hash: fails if they do
 /// not hash to it (the file changed since). Two system calls fewer than
-/// [`read_small_checked`]: neither a stat nor a read to find the end (bytes
+/// `read_small_checked`: neither a stat nor a read to find the end (bytes
 /// past `len` are not part of what was hashed, so a file that grew fails
 /// the check only if its first `len` bytes changed, and a builder staged
 /// with them sees exactly the hashed input).

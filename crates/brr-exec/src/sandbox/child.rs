@@ -4,9 +4,10 @@
 //! The child shares the memory of the multi-threaded parent until it execs,
 //! and another thread may hold the allocator's lock at any moment.
 //! [`ChildSetup`] is therefore built completely in the parent (map contents,
-//! host name, the Landlock ruleset fd), and [`ChildSetup::apply`] only issues
-//! raw syscalls on those prepared bytes: no allocation, no locks, no
-//! formatting.
+//! host name, the Landlock ruleset fd), and its
+//! [`enter_namespaces`](ChildSetup::enter_namespaces) and
+//! [`confine`](ChildSetup::confine) only issue raw syscalls on those
+//! prepared bytes: no allocation, no locks, no formatting.
 //!
 //! A failing step is reported as one error code through the spawner's pipe:
 //! the step number goes in the bits above the errno ([`encode`]/[`decode`]).

@@ -11,7 +11,7 @@
 //!
 //! The child runs on its own small stack, on memory it shares with brr, while
 //! the thread that started it is suspended. It therefore does only what
-//! `ChildSetup::apply` does: raw syscalls on data prepared here (no
+//! `ChildSetup` does: raw syscalls on data prepared here (no
 //! allocation, no locks). Signals are blocked in the parent thread around the
 //! `clone` and reset to their defaults in the child before anything else, so
 //! no brr signal handler ever runs on the shared memory. A failing step
@@ -77,7 +77,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// Starts `spec`'s program with stdout and stderr on `log` and `log_err`,
 /// stdin on `/dev/null`, after `setup`. Returns the child's pid once it has
 /// called `execve`, or the error of the step that failed (encoded as
-/// `ChildSetup::apply` encodes it).
+/// `child::step_error` encodes it).
 pub(super) fn spawn(spec: &SandboxSpec, setup: Option<ChildSetup>, log: &File, log_err: &File) -> io::Result<Spawned> {
     let program = cstring(spec.program.as_os_str().as_bytes())?;
     let mut args = vec![program.clone()];
