@@ -13,11 +13,13 @@ use crate::{require_namespaces, workspace};
 /// background job, and a double fork) rewriting its `$OUT/f` for a few
 /// seconds, and `zzz`, built next in the same sandbox under `-j 1`, writes
 /// its own `$OUT/f` and waits. `marker` names the daemons' command lines.
-/// The daemons use only shell builtins and `sleep`, which `zzz` declares
+/// The daemons wait a second first (so `aaa`'s own output is clean even on
+/// a busy machine), then write for three seconds while `zzz` runs. They
+/// use only shell builtins and `sleep`, which `zzz` declares
 /// too: `zzz`'s sandbox has only its own tools.
 fn daemon_workspace(marker: &str, evil: bool) -> TestWorkspace {
     let daemon = format!(
-        "o=\"$OUT\"; i=0; sleep 0.3; while [ $i -lt 60 ]; do echo EVIL-{marker} > \"$o/f\"; i=$((i+1)); sleep 0.05; done"
+        "o=\"$OUT\"; i=0; sleep 1; while [ $i -lt 60 ]; do echo EVIL-{marker} > \"$o/f\"; i=$((i+1)); sleep 0.05; done"
     );
     let script = if evil {
         format!(
@@ -32,7 +34,7 @@ fn daemon_workspace(marker: &str, evil: bool) -> TestWorkspace {
         "zzz",
         &["aaa"],
         &["sleep"],
-        "echo z > \"$OUT/f\"; sleep 1.5",
+        "echo z > \"$OUT/f\"; sleep 2.5",
     )
 }
 
