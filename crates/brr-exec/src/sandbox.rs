@@ -229,11 +229,11 @@ pub fn net_slots(n: usize) -> Option<NetSlots> {
 
 /// What a builder that declares the tool at `path` must be able to read
 /// besides the system folders: the tool's installation, so an interpreter
-/// installed under a home folder (pyenv, nvm, a toolchain in `/opt`) finds
-/// what it loads. For a path below a home folder that is the folder's entry
-/// holding it (`~/.pyenv`); elsewhere the parent of its `bin/` folder (or
-/// its own folder). Both the path and where its links lead count. Looked up
-/// once per path and process.
+/// installed elsewhere (pyenv, nvm, a toolchain in `/opt`) finds what it
+/// loads. That is the folder above its `bin/` (`~/.pyenv/versions/3.11.7`
+/// for `…/3.11.7/bin/python3`), else its own folder; never a home folder
+/// or `/` as a whole (then only the tool itself). Both the path and where
+/// its links lead count. Looked up once per path and process.
 pub fn tool_readable(path: &Path) -> Vec<PathBuf> {
     static KNOWN: Mutex<BTreeMap<PathBuf, Vec<PathBuf>>> = Mutex::new(BTreeMap::new());
     let mut known = KNOWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -258,25 +258,17 @@ fn installation(path: &Path) -> Option<PathBuf> {
     if SYSTEM_READABLE.iter().any(|sys| path.starts_with(sys)) {
         return None;
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let homes = [Path::new("/root"), Path::new("/home")];
-    for base in home.iter().map(PathBuf::as_path).chain(homes) {
-        let Ok(rest) = path.strip_prefix(base) else { continue };
-        let mut parts = rest.components();
-        let first = parts.next()?;
-        let home_dir = if base == Path::new("/home") { base.join(first) } else { base.to_path_buf() };
-        let rest = if base == Path::new("/home") { parts.as_path() } else { rest };
-        let mut inner = rest.components();
-        let entry = inner.next()?;
-        // A tool directly in the home folder: only the tool itself.
-        return Some(if inner.next().is_some() { home_dir.join(entry) } else { path.to_path_buf() });
-    }
     let dir = path.parent()?;
     let root = match dir.file_name().and_then(|n| n.to_str()) {
         Some("bin" | "sbin") => dir.parent().unwrap_or(dir),
         _ => dir,
     };
-    Some(if root == Path::new("/") { path.to_path_buf() } else { root.to_path_buf() })
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let is_home = home.as_deref() == Some(root)
+        || root == Path::new("/root")
+        || root.parent() == Some(Path::new("/home"))
+        || root.parent().is_none();
+    Some(if is_home { path.to_path_buf() } else { root.to_path_buf() })
 }
 
 /// A started builder.
@@ -448,5 +440,26 @@ fn reason(err: &SandboxError) -> String {
         SandboxError::Setup { step, source, .. } => format!("`{step}` failed: {source}"),
         SandboxError::Spawn { source, .. } | SandboxError::Wait { source, .. } => source.to_string(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::installation;
+
+    #[test]
+    fn a_tool_installation_is_the_folder_above_its_bin_and_never_a_home() {
+        let of = |p: &str| installation(Path::new(p)).map(|p| p.display().to_string());
+        assert_eq!(of("/usr/bin/cc"), None);
+        assert_eq!(of("/bin/sh"), None);
+        assert_eq!(of("/root/.pyenv/versions/3.11.7/bin/python3"), Some("/root/.pyenv/versions/3.11.7".into()));
+        assert_eq!(of("/opt/zig/zig"), Some("/opt/zig".into()));
+        assert_eq!(of("/home/ann/bin/tool"), Some("/home/ann/bin/tool".into()));
+        assert_eq!(of("/home/ann/tool"), Some("/home/ann/tool".into()));
+        assert_eq!(of("/root/bin/tool"), Some("/root/bin/tool".into()));
+        assert_eq!(of("/tool"), Some("/tool".into()));
+        assert_eq!(of("/home/ann/.local/bin/tool"), Some("/home/ann/.local".into()));
     }
 }
