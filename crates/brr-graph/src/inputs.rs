@@ -155,7 +155,7 @@ fn hash_files(
             }
         }
     }
-    let started = StatEntry::now_ns();
+    let started = store.clock().now_ns();
     let budget = AtomicU64::new(HELD_TOTAL_MAX);
     let reserve = |size: u64| {
         size <= PACKED_MAX as u64

@@ -11,7 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
 use crate::error::{GraphError, io};
-use brr_store::FileStat;
+use brr_store::{Clock, FileStat};
 
 use crate::snapshot::{self, Seen};
 
@@ -81,9 +81,11 @@ impl Workspace {
 
     /// Like [`Workspace::load`], but reuses the load saved in `cache_dir`
     /// when no declaration and no folder listing changed since, and saves a
-    /// full load there for the next time (see the `snapshot` module).
-    pub fn load_cached(root: &Path, cache_dir: &Path) -> Result<Self, GraphError> {
-        let (ws, unsaved) = Self::load_cached_unsaved(root, cache_dir)?;
+    /// full load there for the next time (see the `snapshot` module). The
+    /// save is recorded as of `clock`'s time ([`Clock::SYSTEM`] but in
+    /// tests of the racy rule).
+    pub fn load_cached(root: &Path, cache_dir: &Path, clock: Clock) -> Result<Self, GraphError> {
+        let (ws, unsaved) = Self::load_cached_unsaved(root, cache_dir, clock)?;
         if let Some(unsaved) = unsaved {
             unsaved.save(cache_dir, &ws);
         }
@@ -93,12 +95,16 @@ impl Workspace {
     /// [`Workspace::load_cached`] that writes nothing: a full load comes
     /// with what to save, for the caller to save once it knows `cache_dir`
     /// may be written (the store it is in has opened).
-    pub fn load_cached_unsaved(root: &Path, cache_dir: &Path) -> Result<(Self, Option<UnsavedLoad>), GraphError> {
+    pub fn load_cached_unsaved(
+        root: &Path,
+        cache_dir: &Path,
+        clock: Clock,
+    ) -> Result<(Self, Option<UnsavedLoad>), GraphError> {
         let root = fs_err::canonicalize(root).map_err(io(root))?;
         if let Some(ws) = snapshot::restore(cache_dir, &root) {
             return Ok((ws, None));
         }
-        let started = brr_store::StatEntry::now_ns();
+        let started = clock.now_ns();
         let (ws, seen) = Self::load_full(root)?;
         Ok((ws, Some(UnsavedLoad { seen, started })))
     }

@@ -70,7 +70,7 @@ pub use error::StoreError;
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;
-pub use stat_cache::{FileStat, RACY_MARGIN_NS, StatEntry};
+pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 
@@ -93,6 +93,8 @@ pub struct Store {
     /// Objects this process put in place, hashed as they were written.
     placed: cas::PlacedFiles,
     packs: packs::Packs,
+    /// What stat-cache entries are recorded by.
+    clock: Clock,
 }
 
 impl Store {
@@ -132,8 +134,13 @@ impl Store {
         // The database comes first, so a folder with only `brr.db` in it is
         // recognised as a store being created.
         let db = Db::open(&root.join(DB_FILE), root)?;
-        let store =
-            Store { root: root.to_path_buf(), db, placed: cas::PlacedFiles::default(), packs: packs::Packs::default() };
+        let store = Store {
+            root: root.to_path_buf(),
+            db,
+            placed: cas::PlacedFiles::default(),
+            packs: packs::Packs::default(),
+            clock: Clock::SYSTEM,
+        };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }

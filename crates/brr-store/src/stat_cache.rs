@@ -5,6 +5,10 @@
 //! the moment it was hashed can change again without its mtime changing. An
 //! entry is therefore trusted only when the file's mtime and ctime are older
 //! than the moment the entry was recorded, minus [`RACY_MARGIN_NS`].
+//!
+//! That moment is read off a [`Clock`]: the system's, or for tests of the
+//! rule one set ahead of it (an entry is then recorded as of a later time,
+//! so the test need not wait out the margin) or behind it.
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -25,6 +29,38 @@ pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
 /// Above this many paths, `stat_cache_get` scans the table once instead of
 /// querying path by path.
 const FULL_SCAN_ABOVE: usize = 256;
+
+/// Where "now" comes from when an entry is recorded: the system clock,
+/// moved by a fixed offset. Production code uses [`Clock::SYSTEM`] (the
+/// offset is 0, so reading it costs one addition over the system clock);
+/// tests of the racy rule move it instead of sleeping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+    offset_ns: i64,
+}
+
+impl Clock {
+    /// The system clock.
+    pub const SYSTEM: Self = Self { offset_ns: 0 };
+
+    /// A clock `offset` ahead of the system's: what it records is trusted as
+    /// if that much time had passed.
+    pub fn ahead(offset: std::time::Duration) -> Self {
+        Self { offset_ns: i64::try_from(offset.as_nanos()).unwrap_or(i64::MAX) }
+    }
+
+    /// A clock `offset` behind the system's: what it records is racy for
+    /// changes made up to `offset` plus the margin before the reading.
+    pub fn behind(offset: std::time::Duration) -> Self {
+        Self { offset_ns: i64::try_from(offset.as_nanos()).map_or(i64::MIN, |ns| -ns) }
+    }
+
+    /// The current time as Unix nanoseconds, for [`StatEntry::recorded_ns`].
+    pub fn now_ns(self) -> i64 {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since.as_nanos()).unwrap_or(i64::MAX).saturating_add(self.offset_ns)
+    }
+}
 
 /// What a file looked like when it hashed to `digest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +135,6 @@ impl StatEntry {
         Self::from_stat(FileStat::from(meta), digest, recorded_ns)
     }
 
-    /// The current time as Unix nanoseconds, for [`StatEntry::recorded_ns`].
-    pub fn now_ns() -> i64 {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-    }
-
     /// Whether the file with metadata `meta` can be taken to still hash to
     /// `digest`: same size, mtime, inode and ctime, and both times older than
     /// `recorded_ns` by the racy margin. Otherwise it must be re-hashed.
@@ -136,6 +166,18 @@ fn path_key(p: &Path) -> &[u8] {
 }
 
 impl Store {
+    /// The clock that stat-cache entries are recorded by.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// This store, recording stat-cache entries by `clock` (for tests of
+    /// the racy rule; [`Store::open`] uses the system clock).
+    #[must_use]
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
     /// The recorded entries of those `paths` that have one, in one read.
     pub fn stat_cache_get(&self, paths: &[PathBuf]) -> Result<HashMap<PathBuf, StatEntry>, StoreError> {
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();

@@ -13,7 +13,7 @@ mod verify;
 mod why;
 
 use brr_graph::{GraphError, Workspace};
-use brr_store::Store;
+use brr_store::{Clock, Store};
 
 use crate::cli::{CacheCommand, Cli, Command, KeyCommand, StoreCommand};
 use crate::settings::Settings;
@@ -73,7 +73,7 @@ pub fn load_workspace(settings: &Settings) -> Result<Workspace, Failure> {
 /// that is not a store gets nothing written into it.
 pub fn open_store_and_workspace(settings: &Settings) -> Result<(Store, Workspace), Failure> {
     let cache_dir = Store::cache_dir_of(&settings.store);
-    let load = || Workspace::load_cached_unsaved(&settings.root, &cache_dir).map_err(graph_failure);
+    let load = || Workspace::load_cached_unsaved(&settings.root, &cache_dir, Clock::SYSTEM).map_err(graph_failure);
     let (store, (ws, unsaved)) = if Store::exists(&settings.store) {
         let (store, ws) = std::thread::scope(|s| {
             let store = s.spawn(|| open_store(settings));

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use brr_graph::{Inputs, Workspace};
-use brr_store::Store;
+use brr_store::{Clock, Store};
 
 use crate::{lib, write_all};
 
@@ -21,6 +21,18 @@ fn setup() -> (tempfile::TempDir, Workspace, Store) {
     (dir, ws, store)
 }
 
+/// A clock past the racy margin of every change made so far: entries it
+/// records are trusted as if the margin had elapsed (no sleeping it out).
+fn settled() -> Clock {
+    Clock::ahead(Duration::from_nanos(brr_store::RACY_MARGIN_NS.unsigned_abs()) + Duration::from_secs(1))
+}
+
+/// A clock well behind the system's: entries it records are racy for any
+/// change of this test, however slowly a loaded machine runs it.
+fn racy() -> Clock {
+    Clock::behind(Duration::from_secs(60))
+}
+
 fn age(p: &std::path::Path) {
     let f = std::fs::File::options().write(true).open(p).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
@@ -29,14 +41,15 @@ fn age(p: &std::path::Path) {
 #[test]
 fn stat_cache_spares_unchanged_files_and_distrusts_recent_changes() {
     let (dir, ws, store) = setup();
+    let store = store.with_clock(racy());
     let mask = vec![true];
     let first = Inputs::hash(&ws, &store, &mask).unwrap();
     assert!(first.rehashed >= 1);
     // The file's ctime is seconds old at most: an entry recorded this close
     // to a change cannot be trusted (racy timestamps), so it is read again.
     assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().rehashed, 1);
-    // Not synchronisation: the rule is about elapsed time, so let it elapse.
-    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+    // Recorded once the change is older than the margin: trusted from then on.
+    let store = store.with_clock(settled());
     assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().rehashed, 1, "re-recorded once the change is old");
     let again = Inputs::hash(&ws, &store, &mask).unwrap();
     assert_eq!(again.rehashed, 0, "nothing re-read when nothing changed");
@@ -67,13 +80,14 @@ fn touch_keeps_the_source_tree() {
 #[test]
 fn files_read_while_hashing_are_held_for_one_build() {
     let (dir, ws, store) = setup();
+    let store = store.with_clock(racy());
     let mask = vec![true];
     assert_eq!(Inputs::hash(&ws, &store, &mask).unwrap().take_held(0), vec![None], "held without a build");
     let first = Inputs::hash_holding(&ws, &store, &mask).unwrap();
     assert_eq!(first.take_held(0), vec![Some(brr_hash::HashedBytes::new(b"int a;".to_vec()))]);
     assert_eq!(first.take_held(0), vec![None], "taken twice");
     // Once the stat cache can be trusted, the file is not read at all.
-    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+    let store = store.with_clock(settled());
     let _ = Inputs::hash(&ws, &store, &mask).unwrap();
     let warm = Inputs::hash_holding(&ws, &store, &mask).unwrap();
     assert_eq!(warm.rehashed, 0);

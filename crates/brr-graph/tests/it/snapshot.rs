@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use brr_graph::Workspace;
+use brr_store::Clock;
 
 use crate::{lib, write_all};
 
@@ -20,17 +21,19 @@ fn summary(ws: &Workspace) -> Vec<String> {
         .collect()
 }
 
-/// Loads through the cache and checks the result against a full load.
-fn load(root: &Path, cache: &Path) -> Workspace {
-    let ws = Workspace::load_cached(root, cache).unwrap();
+/// Loads through the cache, a full load saved as of `clock`'s time, and
+/// checks the result against a full load.
+fn load_at(root: &Path, cache: &Path, clock: Clock) -> Workspace {
+    let ws = Workspace::load_cached(root, cache, clock).unwrap();
     assert_eq!(summary(&ws), summary(&Workspace::load(root).unwrap()), "a cached load differs from a full one");
     ws
 }
 
-/// Lets every change so far become older than the racy margin.
-fn settle() {
-    // Not synchronisation: the rule is about elapsed time, so let it elapse.
-    std::thread::sleep(Duration::from_nanos(u64::try_from(brr_store::RACY_MARGIN_NS).unwrap() + 100_000_000));
+/// [`load_at`] a clock past the racy margin of every change made so far:
+/// a save is trusted as if the margin had elapsed (no sleeping it out).
+fn load(root: &Path, cache: &Path) -> Workspace {
+    let settled = Duration::from_nanos(brr_store::RACY_MARGIN_NS.unsigned_abs()) + Duration::from_secs(1);
+    load_at(root, cache, Clock::ahead(settled))
 }
 
 #[test]
@@ -47,23 +50,19 @@ fn a_saved_load_is_reused_until_a_listing_or_a_declaration_changes() {
             ("p/b/src/b.c", "int b;"),
         ],
     );
-    settle();
     assert!(!load(&root, &cache).from_snapshot, "nothing saved yet");
     assert!(load(&root, &cache).from_snapshot, "nothing changed");
 
     // A new file deep in a package: only that folder's listing changes.
-    let changed = std::time::Instant::now();
     write_all(&root, &[("p/b/src/new.c", "int n;")]);
-    let ws = load(&root, &cache);
+    // Saved as of a time too close to the change to trust the save (a
+    // clock behind the system's, so however slowly this test runs).
+    let racy = Clock::behind(Duration::from_secs(60));
+    let ws = load_at(&root, &cache, racy);
     assert!(!ws.from_snapshot);
     assert!(ws.get("b").unwrap().inputs.contains_key("p/b/src/new.c"));
-    // Saved again, but the change is too recent to trust the save yet
-    // (unless a very loaded machine took most of the margin to get here).
-    let again = load(&root, &cache);
-    if changed.elapsed() < Duration::from_millis(1500) {
-        assert!(!again.from_snapshot, "a racily recent listing was trusted");
-    }
-    settle();
+    assert!(!load_at(&root, &cache, racy).from_snapshot, "a racily recent listing was trusted");
+    // Saved as of a time past the margin: trusted.
     assert!(!load(&root, &cache).from_snapshot);
     assert!(load(&root, &cache).from_snapshot);
 
@@ -88,7 +87,6 @@ fn a_damaged_or_foreign_save_is_ignored() {
         &root,
         &[("brr.ron", "Workspace(packages: [\"p/*\"])"), ("p/a/brr.ron", &lib("a", &[])), ("p/a/a.c", "x")],
     );
-    settle();
     load(&root, &cache);
     assert!(load(&root, &cache).from_snapshot);
     let saved: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use brr_hash::{BlobHash, Digest};
-use brr_store::{RACY_MARGIN_NS, StatEntry};
+use brr_store::{Clock, RACY_MARGIN_NS, StatEntry};
 
 use crate::support::{TestResult, new_store};
 
@@ -25,7 +25,7 @@ fn racy_entries_are_not_trusted() -> TestResult {
     let meta = std::fs::metadata(&path)?;
     let digest = BlobHash(Digest::of(b"one"));
     // Recorded right after the write: the file may change within the same tick.
-    let racy = StatEntry::new(&meta, digest, StatEntry::now_ns());
+    let racy = StatEntry::new(&meta, digest, Clock::SYSTEM.now_ns());
     assert!(!racy.matches(&meta));
     // Recorded well after the last change: trusted.
     let settled = StatEntry::new(&meta, digest, settled_after(&meta));
