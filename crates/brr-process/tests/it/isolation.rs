@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 
-use brr_exec::sandbox::{self, SandboxError, SetupStep};
+use brr_process::{self as sandbox, SandboxError, SetupStep};
 
 use crate::{Needs, require, run, sh, spec};
 

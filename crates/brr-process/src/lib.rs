@@ -1,4 +1,13 @@
-//! Running one builder process, isolated where the kernel allows.
+//! Starting one process (a builder, later a released service), isolated
+//! where the kernel allows.
+//!
+//! This is the lowest layer that starts processes: it depends on no other
+//! brr crate, so the build engine (`brr-exec`) and the layers that release
+//! and run artifacts without the build scheduler share one implementation
+//! of spawning, namespaces, Landlock, resource limits and reaping. Its main
+//! types are [`SandboxSpec`] (what to start and what it may touch),
+//! [`Isolation`] (what the kernel allows, probed once) and
+//! [`BuilderProcess`] (a started process to wait for).
 //!
 //! # What is isolated
 //!
@@ -39,11 +48,11 @@
 //! # Why the child does only syscalls
 //!
 //! brr starts builders from rayon threads with `clone(CLONE_VM |
-//! CLONE_VFORK)` (`sandbox/spawn.rs`, cheaper than `fork` for a big,
+//! CLONE_VFORK)` (`spawn.rs`, cheaper than `fork` for a big,
 //! busy process): the child shares brr's memory, in which another thread may
 //! hold the allocator's or another lock, until it execs. All strings, map
 //! contents and the Landlock ruleset fd are therefore prepared before the
-//! clone, and the child (`ChildSetup` in `sandbox/child.rs`) issues
+//! clone, and the child (`ChildSetup` in `child.rs`) issues
 //! raw syscalls on them only.
 //!
 //! # Fallback
@@ -56,7 +65,7 @@
 //! available; Landlock then also denies TCP bind and connect, standing in
 //! for the missing network namespace. Without a PID namespace, brr becomes
 //! its builders' child subreaper and kills what each leaves behind when it
-//! exits (`sandbox/reaper.rs`); the caller must still not hand such a
+//! exits (`reaper.rs`); the caller must still not hand such a
 //! sandbox to another build. `run(…, false)` (`--no-sandbox`) skips all of
 //! it, except that the builder's process group is killed when it exits.
 
@@ -287,7 +296,7 @@ pub struct BuilderProcess {
     /// Whether it runs in a PID namespace, whose end ends all it started.
     pid_namespace: bool,
     /// Whether brr reaps what it leaves behind instead (sandboxed, but
-    /// without namespaces: see `sandbox/reaper.rs`).
+    /// without namespaces: see `reaper.rs`).
     reaped: bool,
 }
 

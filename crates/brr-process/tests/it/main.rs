@@ -1,4 +1,4 @@
-//! Integration tests of brr-exec: real builder processes in the sandbox.
+//! Integration tests of brr-process: real builder processes in the sandbox.
 
 mod basics;
 mod isolation;
@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
 
-use brr_exec::sandbox::{self, SandboxSpec};
+use brr_process::{self as sandbox, SandboxSpec};
 use brr_test_support::{LANDLOCK_HINT, NAMESPACES_HINT};
 
 /// A spec running `program` with `args` in `cwd`, which is also writable.

@@ -1,6 +1,6 @@
 //! Environment, exit codes, the shared log and spawn errors, sandboxed or not.
 
-use brr_exec::sandbox::{self, SandboxError};
+use brr_process::{self as sandbox, SandboxError};
 
 use crate::{run, sh, spec};
 
