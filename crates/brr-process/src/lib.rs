@@ -328,17 +328,28 @@ impl BuilderProcess {
 /// The builder gets its own descriptors for `log`; the caller's stays open
 /// (to read the log back).
 pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
+    spawn_with_streams(spec, log, log, isolate)
+}
+
+/// [`spawn`] with stdout and stderr kept apart: on `stdout` and `stderr`
+/// (which may be the same file), as a supervised service's streams are.
+pub fn spawn_with_streams(
+    spec: &SandboxSpec,
+    stdout: &File,
+    stderr: &File,
+    isolate: bool,
+) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
     let reaped = isolate && !pid_namespace;
     let started = if reaped {
         reaper::start(|| {
-            let spawned = spawn::spawn(spec, setup, log, log)?;
+            let spawned = spawn::spawn(spec, setup, stdout, stderr)?;
             let pid = spawned.pid;
             Ok((spawned, pid))
         })
     } else {
-        spawn::spawn(spec, setup, log, log)
+        spawn::spawn(spec, setup, stdout, stderr)
     };
     let spawned = started.map_err(|err| spawn_error(spec, err))?;
     Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace, reaped })

@@ -4,6 +4,7 @@ mod basics;
 mod isolation;
 mod parallel;
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
@@ -37,10 +38,15 @@ fn sh(script: &str, cwd: &Path) -> SandboxSpec {
 fn run(spec: &SandboxSpec, isolate: bool) -> (ExitStatus, String) {
     let mut log = tempfile::tempfile().expect("create the log");
     let status = sandbox::run(spec, &log, isolate).expect("run the builder");
-    log.seek(SeekFrom::Start(0)).expect("rewind the log");
+    (status, read_back(&mut log))
+}
+
+/// The whole of `file`, from its start.
+fn read_back(file: &mut File) -> String {
+    file.seek(SeekFrom::Start(0)).expect("rewind the log");
     let mut text = String::new();
-    log.read_to_string(&mut text).expect("read the log");
-    (status, text)
+    file.read_to_string(&mut text).expect("read the log");
+    text
 }
 
 /// Kernel features an isolation test needs.
