@@ -24,7 +24,9 @@
 //!   reachable. Builders of one build run join one of the [`NetSlots`] made
 //!   for it (one per `-j` permit, so builders running at once never share
 //!   one), in which they cannot bring loopback up; a builder given no slot
-//!   makes its own namespace;
+//!   makes its own namespace. A process with
+//!   [`SandboxSpec::host_network`] (a service, never a build) keeps the
+//!   host's network and all the other isolation;
 //! - **identity**: the user namespace maps the caller's effective uid and gid
 //!   to themselves (not to 0): a builder started by a user does not believe
 //!   it is root, and what it creates belongs to that user on the host (under
@@ -119,6 +121,10 @@ pub struct SandboxSpec {
     /// (see [`NetSlots`]); its descriptors must stay open until the builder
     /// has started.
     pub net_slot: Option<NetSlot>,
+    /// Keep the host's network (and any [`net_slot`](Self::net_slot) is
+    /// ignored): a released service must listen and connect. Every other
+    /// isolation still applies. Builds never set it.
+    pub host_network: bool,
     /// Resource limits of the builder and all it starts; none when `None`.
     pub limits: Option<Limits>,
 }
@@ -371,14 +377,23 @@ fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, Sand
         ns.pid_max = Some(format!("{pid_max}\n").into_bytes());
     }
     let ruleset = if isolation.landlock() {
-        let access =
-            ruleset::Access { writable: &spec.writable, readable: &spec.readable, deny_tcp: !isolation.namespaces() };
+        let access = ruleset::Access {
+            writable: &spec.writable,
+            readable: &spec.readable,
+            deny_tcp: !isolation.namespaces() && !spec.host_network,
+        };
         ruleset::build(&access)?
     } else {
         None
     };
-    let net_slot = spec.net_slot.filter(|_| namespaces.is_some());
-    Ok(ChildSetup { namespaces, net_slot, ruleset, proc_access: ruleset::proc_access() })
+    let net_slot = spec.net_slot.filter(|_| namespaces.is_some() && !spec.host_network);
+    Ok(ChildSetup {
+        namespaces,
+        net_slot,
+        host_network: spec.host_network,
+        ruleset,
+        proc_access: ruleset::proc_access(),
+    })
 }
 
 /// Names the failed setup step if the error came from the child's setup.
@@ -431,6 +446,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         umask: DEFAULT_UMASK,
         cpus: None,
         net_slot,
+        host_network: false,
         limits: None,
     };
     let setup = prepare(&spec, isolation)?;

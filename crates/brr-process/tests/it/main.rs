@@ -25,6 +25,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         umask: sandbox::DEFAULT_UMASK,
         cpus: None,
         net_slot: None,
+        host_network: false,
         limits: None,
     }
 }
