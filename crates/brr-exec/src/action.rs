@@ -456,6 +456,7 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Result<
         umask: cond.umask,
         cpus: cond.cpus,
         net_slot: None,
+        host_network: false,
         limits: Some(limits(&pkg.body.limits)),
     })
 }

@@ -12,9 +12,11 @@
 pub mod action;
 mod error;
 pub mod explain;
-pub mod sandbox;
 pub mod scheduler;
 pub mod stage;
+
+/// Starting one builder, isolated where the kernel allows: the process layer below.
+pub use brr_process as sandbox;
 
 pub use error::ExecError;
 pub use explain::{Planned, plan};

@@ -4,8 +4,17 @@
 use std::process::Command;
 
 /// Lowest layer first.
-const LAYERS: &[&str] =
-    &["brr-hash", "brr-schema", "brr-store", "brr-remote", "brr-graph", "brr-exec", "brr-verify", "brr-cli"];
+const LAYERS: &[&str] = &[
+    "brr-hash",
+    "brr-schema",
+    "brr-process",
+    "brr-store",
+    "brr-remote",
+    "brr-graph",
+    "brr-exec",
+    "brr-verify",
+    "brr-cli",
+];
 
 #[test]
 fn crates_depend_only_on_lower_layers() {

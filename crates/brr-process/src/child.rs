@@ -30,6 +30,9 @@ pub(super) struct ChildSetup {
     pub(super) namespaces: Option<Namespaces>,
     /// With namespaces: a network namespace to join instead of a new one.
     pub(super) net_slot: Option<NetSlot>,
+    /// With namespaces: stay in the host's network namespace (no slot, no
+    /// new one).
+    pub(super) host_network: bool,
     /// A Landlock ruleset to enforce on the child, when available.
     pub(super) ruleset: Option<OwnedFd>,
     /// The Landlock access bits granted below the builder's own `/proc`,
@@ -92,7 +95,8 @@ pub enum SetupStep {
     /// the builder's slot.
     JoinNetwork = 1,
     /// `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID)`,
-    /// and `CLONE_NEWNET` unless a network slot was joined.
+    /// and `CLONE_NEWNET` unless a network slot was joined or the host's
+    /// network is kept.
     Unshare,
     /// Writing `deny` to `/proc/self/setgroups`.
     Setgroups,
@@ -193,6 +197,7 @@ impl ChildSetup {
                     return Err(encode(SetupStep::JoinNetwork, errno));
                 }
             }
+            None if self.host_network => {}
             None => flags |= UnshareFlags::NEWNET,
         }
         // SAFETY: the flags do not include CLONE_FILES, so no file

@@ -1,4 +1,13 @@
-//! Running one builder process, isolated where the kernel allows.
+//! Starting one process (a builder, later a released service), isolated
+//! where the kernel allows.
+//!
+//! This is the lowest layer that starts processes: it depends on no other
+//! brr crate, so the build engine (`brr-exec`) and the layers that release
+//! and run artifacts without the build scheduler share one implementation
+//! of spawning, namespaces, Landlock, resource limits and reaping. Its main
+//! types are [`SandboxSpec`] (what to start and what it may touch),
+//! [`Isolation`] (what the kernel allows, probed once) and
+//! [`BuilderProcess`] (a started process to wait for).
 //!
 //! # What is isolated
 //!
@@ -15,7 +24,9 @@
 //!   reachable. Builders of one build run join one of the [`NetSlots`] made
 //!   for it (one per `-j` permit, so builders running at once never share
 //!   one), in which they cannot bring loopback up; a builder given no slot
-//!   makes its own namespace;
+//!   makes its own namespace. A process with
+//!   [`SandboxSpec::host_network`] (a service, never a build) keeps the
+//!   host's network and all the other isolation;
 //! - **identity**: the user namespace maps the caller's effective uid and gid
 //!   to themselves (not to 0): a builder started by a user does not believe
 //!   it is root, and what it creates belongs to that user on the host (under
@@ -39,11 +50,11 @@
 //! # Why the child does only syscalls
 //!
 //! brr starts builders from rayon threads with `clone(CLONE_VM |
-//! CLONE_VFORK)` (`sandbox/spawn.rs`, cheaper than `fork` for a big,
+//! CLONE_VFORK)` (`spawn.rs`, cheaper than `fork` for a big,
 //! busy process): the child shares brr's memory, in which another thread may
 //! hold the allocator's or another lock, until it execs. All strings, map
 //! contents and the Landlock ruleset fd are therefore prepared before the
-//! clone, and the child (`ChildSetup` in `sandbox/child.rs`) issues
+//! clone, and the child (`ChildSetup` in `child.rs`) issues
 //! raw syscalls on them only.
 //!
 //! # Fallback
@@ -56,7 +67,7 @@
 //! available; Landlock then also denies TCP bind and connect, standing in
 //! for the missing network namespace. Without a PID namespace, brr becomes
 //! its builders' child subreaper and kills what each leaves behind when it
-//! exits (`sandbox/reaper.rs`); the caller must still not hand such a
+//! exits (`reaper.rs`); the caller must still not hand such a
 //! sandbox to another build. `run(…, false)` (`--no-sandbox`) skips all of
 //! it, except that the builder's process group is killed when it exits.
 
@@ -110,6 +121,10 @@ pub struct SandboxSpec {
     /// (see [`NetSlots`]); its descriptors must stay open until the builder
     /// has started.
     pub net_slot: Option<NetSlot>,
+    /// Keep the host's network (and any [`net_slot`](Self::net_slot) is
+    /// ignored): a released service must listen and connect. Every other
+    /// isolation still applies. Builds never set it.
+    pub host_network: bool,
     /// Resource limits of the builder and all it starts; none when `None`.
     pub limits: Option<Limits>,
 }
@@ -279,7 +294,7 @@ pub struct BuilderProcess {
     /// Whether it runs in a PID namespace, whose end ends all it started.
     pid_namespace: bool,
     /// Whether brr reaps what it leaves behind instead (sandboxed, but
-    /// without namespaces: see `sandbox/reaper.rs`).
+    /// without namespaces: see `reaper.rs`).
     reaped: bool,
 }
 
@@ -311,17 +326,28 @@ impl BuilderProcess {
 /// The builder gets its own descriptors for `log`; the caller's stays open
 /// (to read the log back).
 pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
+    spawn_with_streams(spec, log, log, isolate)
+}
+
+/// [`spawn`] with stdout and stderr kept apart: on `stdout` and `stderr`
+/// (which may be the same file), as a supervised service's streams are.
+pub fn spawn_with_streams(
+    spec: &SandboxSpec,
+    stdout: &File,
+    stderr: &File,
+    isolate: bool,
+) -> Result<BuilderProcess, SandboxError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
     let reaped = isolate && !pid_namespace;
     let started = if reaped {
         reaper::start(|| {
-            let spawned = spawn::spawn(spec, setup, log, log)?;
+            let spawned = spawn::spawn(spec, setup, stdout, stderr)?;
             let pid = spawned.pid;
             Ok((spawned, pid))
         })
     } else {
-        spawn::spawn(spec, setup, log, log)
+        spawn::spawn(spec, setup, stdout, stderr)
     };
     let spawned = started.map_err(|err| spawn_error(spec, err))?;
     Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace, reaped })
@@ -343,14 +369,23 @@ fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, Sand
         ns.pid_max = Some(format!("{pid_max}\n").into_bytes());
     }
     let ruleset = if isolation.landlock() {
-        let access =
-            ruleset::Access { writable: &spec.writable, readable: &spec.readable, deny_tcp: !isolation.namespaces() };
+        let access = ruleset::Access {
+            writable: &spec.writable,
+            readable: &spec.readable,
+            deny_tcp: !isolation.namespaces() && !spec.host_network,
+        };
         ruleset::build(&access)?
     } else {
         None
     };
-    let net_slot = spec.net_slot.filter(|_| namespaces.is_some());
-    Ok(ChildSetup { namespaces, net_slot, ruleset, proc_access: ruleset::proc_access() })
+    let net_slot = spec.net_slot.filter(|_| namespaces.is_some() && !spec.host_network);
+    Ok(ChildSetup {
+        namespaces,
+        net_slot,
+        host_network: spec.host_network,
+        ruleset,
+        proc_access: ruleset::proc_access(),
+    })
 }
 
 /// Names the failed setup step if the error came from the child's setup.
@@ -403,6 +438,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         umask: DEFAULT_UMASK,
         cpus: None,
         net_slot,
+        host_network: false,
         limits: None,
     };
     let setup = prepare(&spec, isolation)?;

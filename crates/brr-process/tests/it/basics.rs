@@ -1,8 +1,8 @@
-//! Environment, exit codes, the shared log and spawn errors, sandboxed or not.
+//! Environment, exit codes, the shared log or separate streams and spawn errors, sandboxed or not.
 
-use brr_exec::sandbox::{self, SandboxError};
+use brr_process::{self as sandbox, SandboxError};
 
-use crate::{run, sh, spec};
+use crate::{read_back, run, sh, spec};
 
 #[test]
 fn env_is_exactly_the_given_env() {
@@ -104,5 +104,18 @@ fn umask_and_visible_cpus_follow_the_spec() {
         let (status, log) = run(&spec, isolate);
         assert!(status.success(), "{log}");
         assert_eq!(log, "0077\n1\n", "isolate={isolate}");
+    }
+}
+
+#[test]
+fn stdout_and_stderr_can_go_to_separate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let spec = sh("echo out; echo err >&2; echo out2", dir.path());
+        let (mut out, mut err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let status = sandbox::spawn_with_streams(&spec, &out, &err, isolate).unwrap().wait().unwrap();
+        assert!(status.success(), "isolate={isolate}: {status}");
+        assert_eq!(read_back(&mut out), "out\nout2\n", "isolate={isolate}");
+        assert_eq!(read_back(&mut err), "err\n", "isolate={isolate}");
     }
 }

@@ -1,14 +1,15 @@
-//! Integration tests of brr-exec: real builder processes in the sandbox.
+//! Integration tests of brr-process: real builder processes in the sandbox.
 
 mod basics;
 mod isolation;
 mod parallel;
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
 
-use brr_exec::sandbox::{self, SandboxSpec};
+use brr_process::{self as sandbox, SandboxSpec};
 use brr_test_support::{LANDLOCK_HINT, NAMESPACES_HINT};
 
 /// A spec running `program` with `args` in `cwd`, which is also writable.
@@ -24,6 +25,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         umask: sandbox::DEFAULT_UMASK,
         cpus: None,
         net_slot: None,
+        host_network: false,
         limits: None,
     }
 }
@@ -37,10 +39,15 @@ fn sh(script: &str, cwd: &Path) -> SandboxSpec {
 fn run(spec: &SandboxSpec, isolate: bool) -> (ExitStatus, String) {
     let mut log = tempfile::tempfile().expect("create the log");
     let status = sandbox::run(spec, &log, isolate).expect("run the builder");
-    log.seek(SeekFrom::Start(0)).expect("rewind the log");
+    (status, read_back(&mut log))
+}
+
+/// The whole of `file`, from its start.
+fn read_back(file: &mut File) -> String {
+    file.seek(SeekFrom::Start(0)).expect("rewind the log");
     let mut text = String::new();
-    log.read_to_string(&mut text).expect("read the log");
-    (status, text)
+    file.read_to_string(&mut text).expect("read the log");
+    text
 }
 
 /// Kernel features an isolation test needs.

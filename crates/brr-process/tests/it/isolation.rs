@@ -1,9 +1,9 @@
-//! What the sandbox denies (network, writes outside `writable`) and what it sets (host name, ids).
+//! What the sandbox denies (network, writes outside `writable`), what it sets (host name, ids) and what it keeps on request (the host network).
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 
-use brr_exec::sandbox::{self, SandboxError, SetupStep};
+use brr_process::{self as sandbox, SandboxError, SetupStep};
 
 use crate::{Needs, require, run, sh, spec};
 
@@ -179,5 +179,31 @@ fn builders_join_their_network_slot_and_stay_cut_off() {
     // which shows the check above can see it happen.
     if euid == "0" {
         assert!(fresh.contains("lo up"), "{fresh}");
+    }
+}
+
+#[test]
+fn host_network_reaches_the_host_and_keeps_the_rest_of_the_sandbox() {
+    if !require(Needs::NetworkIsolation) {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        format!("import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')");
+    let mut spec = spec("/usr/bin/python3", &["-c", &script], dir.path());
+    spec.host_network = true;
+    let (status, log) = run(&spec, true);
+    assert!(status.success(), "connect with the host's network must work: {log}");
+    assert_eq!(log, "connected\n");
+    // Still in the other namespaces: the host name is the sandbox's.
+    if sandbox::isolation().namespaces() {
+        let mut spec = spec.clone();
+        spec.program = "/bin/hostname".into();
+        spec.args = Vec::new();
+        let (status, log) = run(&spec, true);
+        assert!(status.success(), "{log}");
+        assert_eq!(log, format!("{}\n", sandbox::DEFAULT_HOSTNAME));
     }
 }
