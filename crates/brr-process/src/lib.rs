@@ -245,8 +245,8 @@ pub fn net_slots(n: usize) -> Option<NetSlots> {
 /// What a builder that declares the tool at `path` must be able to read
 /// besides the system folders: the tool's installation, so an interpreter
 /// installed elsewhere (pyenv, nvm, a toolchain in `/opt`) finds what it
-/// loads. That is the folder above its `bin/` (`~/.pyenv/versions/3.11.7`
-/// for `…/3.11.7/bin/python3`), else its own folder; never a home folder
+/// loads. That is the folder above its `bin/` (`~/.pyenv/versions/3.12.4`
+/// for `…/3.12.4/bin/python3`), else its own folder; never a home folder
 /// or `/` as a whole (then only the tool itself). Both the path and where
 /// its links lead count. Looked up once per path and process.
 pub fn tool_readable(path: &Path) -> Vec<PathBuf> {
@@ -490,7 +490,7 @@ mod tests {
         let of = |p: &str| installation(Path::new(p)).map(|p| p.display().to_string());
         assert_eq!(of("/usr/bin/cc"), None);
         assert_eq!(of("/bin/sh"), None);
-        assert_eq!(of("/root/.pyenv/versions/3.11.7/bin/python3"), Some("/root/.pyenv/versions/3.11.7".into()));
+        assert_eq!(of("/home/ann/.pyenv/versions/3.12.4/bin/python3"), Some("/home/ann/.pyenv/versions/3.12.4".into()));
         assert_eq!(of("/opt/zig/zig"), Some("/opt/zig".into()));
         assert_eq!(of("/home/ann/bin/tool"), Some("/home/ann/bin/tool".into()));
         assert_eq!(of("/home/ann/tool"), Some("/home/ann/tool".into()));
