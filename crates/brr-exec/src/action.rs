@@ -46,13 +46,26 @@ pub struct Failure {
     pub log: Option<Digest>,
     /// The last lines of that log.
     pub log_tail: String,
-    /// brr or its environment failed (a full disk, an unwritable store),
-    /// not the builder: the CLI exits with its internal-failure code.
-    pub environment: bool,
-    /// The store holds an object damaged (its bytes no longer hash to its
-    /// name, which `reason` gives) and that is why: brr's fault, not the
-    /// builder's.
-    pub damaged_store: bool,
+    pub cause: FailureCause,
+}
+
+/// Whose fault a failure is: the CLI's exit code and hints follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The builder failed, or what it made was refused.
+    Builder,
+    /// brr or its environment failed (a full disk, an unwritable store).
+    Environment,
+    /// The store holds a damaged object (its bytes no longer hash to its
+    /// name, which `reason` gives).
+    DamagedStore,
+}
+
+impl FailureCause {
+    /// brr's failure rather than the builder's: exit with the internal code.
+    pub fn is_environment(self) -> bool {
+        !matches!(self, Self::Builder)
+    }
 }
 
 /// A successful build.
@@ -313,7 +326,8 @@ fn build<T>(
     let base = sandbox_base(store, action, &deps, cond)?;
     let mut sb = Sandbox::create(&base)?;
     stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
-    let spec = builder_spec(action, &sb, cond)?;
+    let limits = limits(&pkg.body.limits);
+    let spec = builder_spec(action, &sb, cond, limits)?;
     let log_path = sb.log();
     // Read back through the same descriptor once the builder is done.
     let log_file =
@@ -333,17 +347,11 @@ fn build<T>(
         let mut puts = inputs_puts.clone();
         puts.push(Put::Bytes { kind: ObjectKind::Blob, bytes: &log_bytes });
         store.put_many(&puts)?;
-        Ok(Err(Failure {
-            reason,
-            log: Some(log),
-            log_tail: tail(&log_bytes, 15),
-            environment: false,
-            damaged_store: false,
-        }))
+        Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15), cause: FailureCause::Builder }))
     };
 
     if !status.success() {
-        let hint = limit_hint(status, &log_bytes, &pkg.body.limits);
+        let hint = limit_hint(status, &log_bytes, limits);
         return fail(format!("builder {}{hint}", describe(status)));
     }
     let out = sb.out();
@@ -364,11 +372,11 @@ fn build<T>(
         Err(e) => return Err(e.into()),
     };
     let total: u64 = snap.files.iter().map(|f| f.leaf.size).sum();
-    let max_mib = pkg.body.limits.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB);
-    if total > max_mib.saturating_mul(1 << 20) {
+    if total > limits.file_bytes {
         return fail(format!(
-            "the outputs hold {} MiB, over the output limit of {max_mib} MiB: raise `limits: Limits(output_mib: …)`",
-            total.div_ceil(1 << 20)
+            "the outputs hold {} MiB, over the output limit of {} MiB: raise `limits: Limits(output_mib: …)`",
+            total.div_ceil(MIB),
+            limits.file_bytes / MIB
         ));
     }
     // Log, outputs and artifact in one batch, the artifact last: it
@@ -429,7 +437,12 @@ fn read_log(log: &std::fs::File) -> std::io::Result<Vec<u8>> {
 }
 
 /// What the builder process runs, and with what, under `cond`.
-fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Result<SandboxSpec, ExecError> {
+fn builder_spec(
+    action: &Action<'_>,
+    sb: &Sandbox,
+    cond: &Conditions,
+    limits: Limits,
+) -> Result<SandboxSpec, ExecError> {
     let pkg = action.pkg;
     let env = environment(sb, &pkg.body.env);
     let mut program = action.tools[&pkg.body.builder[0]].path.clone();
@@ -457,7 +470,7 @@ fn builder_spec(action: &Action<'_>, sb: &Sandbox, cond: &Conditions) -> Result<
         cpus: cond.cpus,
         net_slot: None,
         host_network: false,
-        limits: Some(limits(&pkg.body.limits)),
+        limits: Some(limits),
     })
 }
 
@@ -466,31 +479,32 @@ pub const DEFAULT_OUTPUT_MIB: u64 = 1024;
 pub const DEFAULT_PROCESSES: u32 = 1024;
 pub const DEFAULT_MEMORY_MIB: u64 = 8192;
 
+const MIB: u64 = 1 << 20;
+
 /// A package's limits, brr's defaults where it sets none.
 fn limits(decl: &LimitsDecl) -> Limits {
-    let mib = |m: u64| m.saturating_mul(1 << 20);
     Limits {
-        file_bytes: mib(decl.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB)),
+        file_bytes: decl.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB).saturating_mul(MIB),
         processes: decl.processes.unwrap_or(DEFAULT_PROCESSES),
-        data_bytes: mib(decl.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB)),
+        data_bytes: decl.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB).saturating_mul(MIB),
     }
 }
 
 /// Why a failed builder may have failed, when its log or signal points at
 /// one of its limits: a name the user can raise in `limits`.
-fn limit_hint(status: std::process::ExitStatus, log: &[u8], decl: &LimitsDecl) -> String {
+fn limit_hint(status: std::process::ExitStatus, log: &[u8], limits: Limits) -> String {
     use std::os::unix::process::ExitStatusExt;
     let text = String::from_utf8_lossy(log);
     let has = |needle: &str| text.contains(needle);
     // A shell reports a child killed by SIGXFSZ as 128 + 25.
     if status.signal() == Some(libc::SIGXFSZ) || has("File size limit exceeded") || has("File too large") {
-        let mib = decl.output_mib.unwrap_or(DEFAULT_OUTPUT_MIB);
+        let mib = limits.file_bytes / MIB;
         format!(" (a file reached the output limit of {mib} MiB: raise `limits: Limits(output_mib: …)`)")
     } else if has("Resource temporarily unavailable") || has("Cannot fork") {
-        let n = decl.processes.unwrap_or(DEFAULT_PROCESSES);
+        let n = limits.processes;
         format!(" (it may have reached the limit of {n} processes: raise `limits: Limits(processes: …)`)")
     } else if has("Cannot allocate memory") || has("MemoryError") || has("out of memory") {
-        let mib = decl.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
+        let mib = limits.data_bytes / MIB;
         format!(
             " (it may have reached the memory limit of {mib} MiB per process: raise `limits: Limits(memory_mib: …)`)"
         )

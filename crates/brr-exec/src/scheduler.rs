@@ -20,7 +20,7 @@ use brr_hash::{Artifact, ArtifactHash, BuildKey, Object};
 use brr_store::{ActionRecord, BuildRow, Store, StoreError};
 
 use self::commit::{Commits, ToCommit, commit, committer};
-use crate::action::{Action, Conditions, Failure, execute_uncommitted, unix_now};
+use crate::action::{Action, Conditions, Failure, FailureCause, execute_uncommitted, unix_now};
 use crate::error::ExecError;
 pub use crate::explain::{Planned, plan};
 
@@ -407,30 +407,25 @@ impl Ctx<'_> {
             })
         })();
         result.unwrap_or_else(|e| {
-            let mut outcome = failed(&pkg.name, key, start, error_chain(&e));
-            if let Status::Failed(f) = &mut outcome.status {
-                f.damaged_store = matches!(e, ExecError::Store(StoreError::Corrupt { .. }));
-            }
-            Step::Finished(outcome)
+            let cause = if matches!(e, ExecError::Store(StoreError::Corrupt { .. })) {
+                FailureCause::DamagedStore
+            } else {
+                FailureCause::Environment
+            };
+            Step::Finished(failed(&pkg.name, key, start, error_chain(&e), cause))
         })
     }
 }
 
 /// The outcome of a target that could not be built at all: brr failed to
 /// run or store it (the builder's own failures are not made here).
-fn failed(name: &str, key: BuildKey, started: Instant, reason: String) -> Outcome {
+fn failed(name: &str, key: BuildKey, started: Instant, reason: String, cause: FailureCause) -> Outcome {
     Outcome {
         name: name.to_owned(),
         remote: false,
         key: Some(key),
         artifact: None,
-        status: Status::Failed(Failure {
-            reason,
-            log: None,
-            log_tail: String::new(),
-            environment: true,
-            damaged_store: false,
-        }),
+        status: Status::Failed(Failure { reason, log: None, log_tail: String::new(), cause }),
         duration: started.elapsed(),
     }
 }

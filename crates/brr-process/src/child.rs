@@ -193,8 +193,7 @@ impl ChildSetup {
                     libc::setns(slot.owner, libc::CLONE_NEWUSER) == 0 && libc::setns(slot.net, libc::CLONE_NEWNET) == 0
                 };
                 if !joined {
-                    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-                    return Err(encode(SetupStep::JoinNetwork, errno));
+                    return Err(failed(SetupStep::JoinNetwork));
                 }
             }
             None if self.host_network => {}
@@ -247,8 +246,7 @@ impl ChildSetup {
                     )
                 };
                 if rc != 0 {
-                    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-                    return Err(encode(SetupStep::Landlock, errno));
+                    return Err(failed(SetupStep::Landlock));
                 }
             }
         }
@@ -264,17 +262,17 @@ impl ChildSetup {
             // SAFETY: a plain syscall on a valid, open ruleset fd and no flags.
             let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
             if rc != 0 {
-                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-                return Err(encode(SetupStep::Landlock, errno));
+                return Err(failed(SetupStep::Landlock));
             }
         }
         Ok(())
     }
 }
 
-/// The error of a failed `step`, as [`decode`] reads it.
-pub(super) fn step_error(step: SetupStep, errno: i32) -> io::Error {
-    encode(step, errno)
+/// The error of `step`, whose raw syscall just failed (errno is read
+/// first), as [`decode`] reads it.
+pub(super) fn failed(step: SetupStep) -> io::Error {
+    encode(step, io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
 }
 
 fn step<T>(step: SetupStep, result: rustix::io::Result<T>) -> io::Result<T> {

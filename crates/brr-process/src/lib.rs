@@ -341,11 +341,7 @@ pub fn spawn_with_streams(
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
     let reaped = isolate && !pid_namespace;
     let started = if reaped {
-        reaper::start(|| {
-            let spawned = spawn::spawn(spec, setup, stdout, stderr)?;
-            let pid = spawned.pid;
-            Ok((spawned, pid))
-        })
+        reaper::start(|| spawn::spawn(spec, setup, stdout, stderr))
     } else {
         spawn::spawn(spec, setup, stdout, stderr)
     };

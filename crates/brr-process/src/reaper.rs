@@ -15,6 +15,8 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 use rustix::process::{Pid, Signal};
 
+use crate::spawn::Spawned;
+
 /// Builders started without a PID namespace that have not been waited for.
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
@@ -22,8 +24,8 @@ static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 fn become_subreaper() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: a plain prctl on this process.
-        let _ = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // Any pid turns the attribute on.
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     });
 }
 
@@ -33,11 +35,11 @@ fn live() -> MutexGuard<'static, BTreeSet<i32>> {
 
 /// Starts a builder through `start` and registers it, with no reaping in
 /// between (so a builder being started is never taken for an orphan).
-pub(super) fn start<T>(start: impl FnOnce() -> std::io::Result<(T, Pid)>) -> std::io::Result<T> {
+pub(super) fn start(start: impl FnOnce() -> std::io::Result<Spawned>) -> std::io::Result<Spawned> {
     become_subreaper();
     let mut live = live();
-    let (started, pid) = start()?;
-    live.insert(pid.as_raw_nonzero().get());
+    let started = start()?;
+    live.insert(started.pid.as_raw_nonzero().get());
     Ok(started)
 }
 

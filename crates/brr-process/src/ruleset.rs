@@ -13,7 +13,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use landlock::{ABI, Access as _, AccessFs, AccessNet, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope};
+use landlock::{
+    ABI, Access as _, AccessFs, AccessNet, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
+};
 use rustix::fs::{FileType, Mode, OFlags};
 
 use super::SandboxError;
@@ -22,7 +24,8 @@ use super::SandboxError;
 /// crate drops (best effort) whatever the running kernel does not know.
 const TARGET_ABI: ABI = ABI::V6;
 
-/// Device files every builder may read and write, wherever they are.
+/// Device files every builder may read and write, wherever they are (a
+/// device missing from this system cannot be used anyway).
 const DEVICES: [&str; 5] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
 /// What every builder may read and execute: the system folders host tools
@@ -56,20 +59,26 @@ pub(super) struct Access<'a> {
     pub(super) deny_tcp: bool,
 }
 
-/// The system paths, opened once (`O_PATH`): a builder's start then only
-/// adds rules for them.
-fn system_paths() -> &'static [(OwnedFd, bool)] {
-    static PATHS: OnceLock<Vec<(OwnedFd, bool)>> = OnceLock::new();
-    PATHS.get_or_init(|| {
-        SYSTEM_READABLE
-            .iter()
-            .filter_map(|p| open_path(Path::new(p)).ok())
-            .map(|fd| {
-                let dir = is_dir(&fd);
-                (fd, dir)
-            })
-            .collect()
+/// The rules every builder gets alike, opened once (`O_PATH`) with their
+/// rights: reading the system folders, reading and writing the devices. A
+/// builder's start then only adds them. Missing paths are skipped.
+fn fixed_rules() -> &'static [(OwnedFd, BitFlags<AccessFs>)] {
+    static RULES: OnceLock<Vec<(OwnedFd, BitFlags<AccessFs>)>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let read = AccessFs::from_read(TARGET_ABI);
+        let device = (read | AccessFs::from_write(TARGET_ABI)) & AccessFs::from_file(TARGET_ABI);
+        let readable = SYSTEM_READABLE.iter().filter_map(|p| open_path(Path::new(p)).ok()).map(|fd| {
+            let rights = rights(&fd, read);
+            (fd, rights)
+        });
+        let devices = DEVICES.iter().filter_map(|p| open_path(Path::new(p)).ok()).map(|fd| (fd, device));
+        readable.chain(devices).collect()
     })
+}
+
+/// `granted`, less the rights that only folders take when `fd` is a file.
+fn rights(fd: &OwnedFd, granted: BitFlags<AccessFs>) -> BitFlags<AccessFs> {
+    if is_dir(fd) { granted } else { granted & AccessFs::from_file(TARGET_ABI) }
 }
 
 /// The access bits a builder gets below its own `/proc` (mounted after the
@@ -82,27 +91,19 @@ pub(super) fn proc_access() -> u64 {
 pub(super) fn build(access: &Access<'_>) -> Result<Option<OwnedFd>, SandboxError> {
     let write = AccessFs::from_write(TARGET_ABI);
     let read = AccessFs::from_read(TARGET_ABI);
-    let file = AccessFs::from_file(TARGET_ABI);
     let mut ruleset = Ruleset::default().handle_access(write | read)?.scope(Scope::from_all(TARGET_ABI))?;
     if access.deny_tcp {
         ruleset = ruleset.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
     }
     let mut created = ruleset.create()?;
-    let rights = |dir: bool, granted: landlock::BitFlags<AccessFs>| if dir { granted } else { granted & file };
-    for (fd, dir) in system_paths() {
-        created = created.add_rule(PathBeneath::new(fd.as_fd(), rights(*dir, read)))?;
+    for (fd, rights) in fixed_rules() {
+        created = created.add_rule(PathBeneath::new(fd.as_fd(), *rights))?;
     }
     for (paths, granted) in [(access.readable, read), (access.writable, read | write)] {
         for path in paths {
             let fd = open_path(path).map_err(|source| SandboxError::Writable { path: path.clone(), source })?;
-            let dir = is_dir(&fd);
-            created = created.add_rule(PathBeneath::new(fd, rights(dir, granted)))?;
-        }
-    }
-    for device in DEVICES {
-        // A device missing from this system cannot be used anyway.
-        if let Ok(fd) = open_path(Path::new(device)) {
-            created = created.add_rule(PathBeneath::new(fd, (read | write) & file))?;
+            let rights = rights(&fd, granted);
+            created = created.add_rule(PathBeneath::new(fd, rights))?;
         }
     }
     Ok(created.into())

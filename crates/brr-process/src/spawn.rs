@@ -77,7 +77,7 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
 /// Starts `spec`'s program with stdout and stderr on `log` and `log_err`,
 /// stdin on `/dev/null`, after `setup`. Returns the child's pid once it has
 /// called `execve`, or the error of the step that failed (encoded as
-/// `child::step_error` encodes it).
+/// `child::failed` encodes it).
 pub(super) fn spawn(spec: &SandboxSpec, setup: Option<ChildSetup>, log: &File, log_err: &File) -> io::Result<Spawned> {
     let program = cstring(spec.program.as_os_str().as_bytes())?;
     let mut args = vec![program.clone()];
@@ -141,15 +141,11 @@ pub(super) fn spawn(spec: &SandboxSpec, setup: Option<ChildSetup>, log: &File, l
         }
         0 => Ok(Spawned { pid, helper: None }),
         code => {
-            if pid_namespace {
-                let _ = wait(pid);
-            }
-            // The child (or the builder it started) reported a failure and
-            // exited: reap it.
+            // The child (and the builder, if it started one) reported a
+            // failure and exited: reap them.
+            let _ = wait(pid);
             if let Some(init) = init {
                 let _ = wait(init);
-            } else if !pid_namespace {
-                let _ = wait(pid);
             }
             Err(io::Error::from_raw_os_error(code))
         }
@@ -358,8 +354,7 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
                 )
             };
             if pid < 0 {
-                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-                return Err(child::step_error(SetupStep::StartInit, errno));
+                return Err(child::failed(SetupStep::StartInit));
             }
             args.init_pid.store(pid, Ordering::Release);
             // SAFETY: _exit skips every atexit handler, which belong to the

@@ -231,11 +231,17 @@ pub fn ron_str(s: &str) -> String {
 /// A `Library(...)` declaration named `name` whose builder is `sh -c SCRIPT`
 /// and whose one output is the file `f`; `sh` is added to `tools`.
 pub fn sh_library(name: &str, deps: &[&str], tools: &[&str], script: &str) -> String {
+    sh_library_with(name, deps, tools, script, "")
+}
+
+/// [`sh_library`] with more fields (`"limits: Limits(processes: 300),"`).
+pub fn sh_library_with(name: &str, deps: &[&str], tools: &[&str], script: &str, fields: &str) -> String {
     let list = |xs: &[&str]| xs.iter().map(|x| ron_str(x)).collect::<Vec<_>>().join(", ");
     let mut all_tools = vec!["sh"];
     all_tools.extend(tools.iter().filter(|t| **t != "sh"));
+    let fields = if fields.is_empty() { String::new() } else { format!("    {fields}\n") };
     format!(
-        "Library(\n    name: {},\n    deps: [{}],\n    tools: [{}],\n    builder: [\"sh\", \"-c\", {}],\n    outputs: [\"f\"],\n)\n",
+        "Library(\n    name: {},\n    deps: [{}],\n    tools: [{}],\n    builder: [\"sh\", \"-c\", {}],\n    outputs: [\"f\"],\n{fields})\n",
         ron_str(name),
         list(deps),
         list(&all_tools),

@@ -1,5 +1,6 @@
 //! `brr build`: build the selected targets and print their artifact hashes.
 
+use brr_exec::action::FailureCause;
 use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::Inputs;
 
@@ -122,13 +123,19 @@ fn report_failures(failed: &[&Outcome]) -> u8 {
         }
     }
     // A damaged store or a full disk is brr's failure, not the builders'.
-    if failed.iter().any(|o| matches!(&o.status, Status::Failed(f) if f.damaged_store)) {
+    let causes: Vec<FailureCause> = failed
+        .iter()
+        .filter_map(|o| match &o.status {
+            Status::Failed(f) => Some(f.cause),
+            _ => None,
+        })
+        .collect();
+    if causes.contains(&FailureCause::DamagedStore) {
         printer::note(
             "hint: run `brr store verify --repair` to drop the damaged objects and what depends on them; the next \
              build writes them again",
         );
         return exit::INTERNAL;
     }
-    let environment = failed.iter().any(|o| matches!(&o.status, Status::Failed(f) if f.environment));
-    if environment { exit::INTERNAL } else { exit::FAILED }
+    if causes.iter().any(|c| c.is_environment()) { exit::INTERNAL } else { exit::FAILED }
 }

@@ -49,7 +49,7 @@ pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), F
             f.name,
             f.status.as_str()
         ));
-        let environment = matches!(&f.status, Status::Failed(f) if f.environment);
+        let environment = matches!(&f.status, Status::Failed(f) if f.cause.is_environment());
         return Err(Failure::Exit(if environment { exit::INTERNAL } else { exit::FAILED }));
     }
     let artifacts: BTreeMap<usize, _> =

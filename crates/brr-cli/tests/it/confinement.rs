@@ -148,12 +148,7 @@ fn builders_read_only_their_sandbox_tools_and_system_folders_as_an_ordinary_user
 
 /// A package `name` whose builder runs `script` under `limits`.
 fn limited(name: &str, tools: &[&str], script: &str, limits: &str) -> String {
-    let tools: Vec<String> = ["sh"].iter().chain(tools).map(|t| format!("{t:?}")).collect();
-    format!(
-        "Library(name: {name:?}, tools: [{}], builder: [\"sh\", \"-c\", {}], outputs: [\"f\"], limits: Limits({limits}))",
-        tools.join(", "),
-        brr_test_support::ron_str(script)
-    )
+    brr_test_support::sh_library_with(name, &[], tools, script, &format!("limits: Limits({limits}),"))
 }
 
 /// Each limit stops a build that exceeds it, with a message naming it; the

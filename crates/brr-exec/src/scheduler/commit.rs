@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use brr_hash::{BuildKey, Digest};
 
 use super::{Ctx, Outcome, Status, error_chain, failed, finish};
-use crate::action::Uncommitted;
+use crate::action::{FailureCause, Uncommitted};
 
 /// Builds nobody waits for are committed in groups of up to this many…
 const COMMIT_BATCH: usize = 32;
@@ -126,7 +126,7 @@ impl Ctx<'_> {
                         status: Status::Built,
                         duration: took,
                     },
-                    Err(reason) => failed(name, key, started, reason),
+                    Err(reason) => failed(name, key, started, reason, FailureCause::Environment),
                 };
                 (i, outcome, built.log)
             })
