@@ -2,8 +2,9 @@
 //! of files and folders into Merkle trees.
 //!
 //! Main types: [`Digest`] and its role newtypes ([`BlobHash`], [`TreeHash`],
-//! [`BuildKey`], [`ArtifactHash`], [`ToolDigest`]); the objects [`Tree`],
-//! [`ActionKey`] and [`Artifact`] behind the [`Object`] trait, whose module
+//! [`BuildKey`], [`ArtifactHash`], [`ToolDigest`], [`ConfigHash`],
+//! [`ReleaseHash`], [`EntryHash`]); the objects [`Tree`], [`ActionKey`],
+//! [`Artifact`], [`Config`], [`Release`] and [`LedgerEntry`] behind the [`Object`] trait, whose module
 //! docs list the inputs of every hash; [`fs::snapshot`] and
 //! [`fs::TreeBuilder`] for Merkle trees.
 //!
@@ -14,10 +15,12 @@
 mod digest;
 pub mod fs;
 mod object;
+pub mod release;
 mod roles;
 
 pub use digest::{DIGEST_LEN, Digest, DigestError, HashedBytes};
 pub use object::{
     ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, ProcessSpec, ServiceManifest, Tree, TreeEntry,
 };
-pub use roles::{ArtifactHash, BlobHash, BuildKey, ToolDigest, TreeHash};
+pub use release::{Config, LedgerAction, LedgerEntry, PromotionSource, Release, ReleaseStatus};
+pub use roles::{ArtifactHash, BlobHash, BuildKey, ConfigHash, EntryHash, ReleaseHash, ToolDigest, TreeHash};

@@ -18,6 +18,9 @@
 //! | [`ActionKey`] | `brr/action/1` | system, builder argv, env (sorted), outputs (sorted), tools (name → digest, sorted), package dir, source-set tree, dependency artifacts (name → hash, sorted) |
 //! | [`Artifact`] | `brr/artifact/1` | outputs tree, manifest: process types (sorted: name → argv), release argv |
 //!
+//! The release stage's objects (config, release, ledger entry) are listed in
+//! [`crate::release`]'s docs.
+//!
 //! A tree entry's `size` is the byte length for files and symlink targets and
 //! the sum of file sizes below a directory. A symlink's child hash is the
 //! BLAKE3 of its target path. No mtimes, owners or mode bits other than
@@ -39,20 +42,33 @@ pub enum ObjectKind {
     Tree,
     Action,
     Artifact,
+    /// A service's config in one environment.
+    Config,
+    /// A build hash and a config hash.
+    Release,
+    /// An entry of an environment's ledger.
+    Ledger,
 }
 
 impl ObjectKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 7] =
+        [Self::Blob, Self::Tree, Self::Action, Self::Artifact, Self::Config, Self::Release, Self::Ledger];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Blob => "blob",
             Self::Tree => "tree",
             Self::Action => "action",
             Self::Artifact => "artifact",
+            Self::Config => "config",
+            Self::Release => "release",
+            Self::Ledger => "ledger",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Blob, Self::Tree, Self::Action, Self::Artifact].into_iter().find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

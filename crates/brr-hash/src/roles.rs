@@ -64,3 +64,15 @@ role!(
     /// Digest of a host tool's binary.
     ToolDigest
 );
+role!(
+    /// Hash of a [`crate::Config`] object: a service's config in one environment.
+    ConfigHash
+);
+role!(
+    /// Hash of a [`crate::Release`] object: a build hash with a config hash.
+    ReleaseHash
+);
+role!(
+    /// Hash of a [`crate::LedgerEntry`]: one link of an environment's ledger chain.
+    EntryHash
+);

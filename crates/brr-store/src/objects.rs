@@ -7,7 +7,10 @@ use std::io::Read;
 use std::path::Path;
 
 use brr_hash::fs::Snapshot;
-use brr_hash::{ActionKey, Artifact, Digest, EntryKind, HashedBytes, Object, ObjectKind, Tree, TreeHash};
+use brr_hash::{
+    ActionKey, Artifact, Config, Digest, EntryKind, HashedBytes, LedgerEntry, Object, ObjectKind, Release, Tree,
+    TreeHash,
+};
 use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -154,6 +157,20 @@ pub(crate) fn references(
             let action = ActionKey::decode(bytes).map_err(invalid)?;
             let deps = action.deps.values().map(|a| (a.0, ObjectKind::Artifact));
             std::iter::once((action.sources.0, ObjectKind::Tree)).chain(deps).collect()
+        }
+        ObjectKind::Config => {
+            Config::decode(bytes).map_err(invalid)?;
+            Vec::new()
+        }
+        ObjectKind::Release => {
+            let release = Release::decode(bytes).map_err(invalid)?;
+            vec![(release.build.0, ObjectKind::Artifact), (release.config.0, ObjectKind::Config)]
+        }
+        // An entry names the release it records; the previous entry is a
+        // row of the ledger table, checked by the ledger's own verify.
+        ObjectKind::Ledger => {
+            let entry = LedgerEntry::decode(bytes).map_err(invalid)?;
+            vec![(entry.release.0, ObjectKind::Release)]
         }
     })
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use brr_hash::{ActionKey, Artifact, Object, ObjectKind, Tree};
+use brr_hash::{ActionKey, Artifact, Config, LedgerEntry, Object, ObjectKind, Release, Tree};
 
 use super::existing_store;
 use crate::output;
@@ -42,6 +42,9 @@ pub fn run(settings: &Settings, hash: &str, json: bool) -> Result<(), Failure> {
         }
         ObjectKind::Action => ShowObject::Action(ActionKey::decode(&bytes)?.into()),
         ObjectKind::Artifact => ShowObject::Artifact(Artifact::decode(&bytes)?.into()),
+        ObjectKind::Config => ShowObject::Config(Config::decode(&bytes)?.into()),
+        ObjectKind::Release => ShowObject::Release(Release::decode(&bytes)?.into()),
+        ObjectKind::Ledger => ShowObject::Ledger(LedgerEntry::decode(&bytes)?.into()),
     };
     let doc = ShowDoc { hash: d.into(), object };
     if json {

@@ -30,6 +30,82 @@ pub enum ShowObject {
     Action(Action),
     /// What a build produced; its hash is the build hash.
     Artifact(Artifact),
+    /// A service's config in one environment: vars and secret names.
+    Config(Config),
+    /// A build hash with a config hash.
+    Release(Release),
+    /// One entry of an environment's ledger.
+    Ledger(LedgerEntry),
+}
+
+/// A config: vars, and the names (never values) of secrets.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Config {
+    pub vars: BTreeMap<String, String>,
+    pub secrets: BTreeSet<String>,
+}
+
+/// A release: what it runs (`build`) with what config.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Release {
+    /// The build hash (an artifact).
+    pub build: Hash,
+    pub config: Hash,
+}
+
+/// A ledger entry, as hashed into the environment's chain.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LedgerEntry {
+    /// The environment's previous entry; `null` for its first.
+    pub previous: Option<Hash>,
+    pub env: String,
+    pub service: String,
+    pub version: u64,
+    pub release: Hash,
+    /// `release`, `promote` or `rollback`.
+    pub action: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub actor: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    pub note: Option<String>,
+    /// Promotions: the source environment.
+    pub source_env: Option<String>,
+    /// Promotions: the source environment's version.
+    pub source_version: Option<u64>,
+}
+
+impl From<brr_hash::Config> for Config {
+    fn from(c: brr_hash::Config) -> Self {
+        Self { vars: c.vars, secrets: c.secrets }
+    }
+}
+
+impl From<brr_hash::Release> for Release {
+    fn from(r: brr_hash::Release) -> Self {
+        Self { build: r.build.into(), config: r.config.into() }
+    }
+}
+
+impl From<brr_hash::LedgerEntry> for LedgerEntry {
+    fn from(e: brr_hash::LedgerEntry) -> Self {
+        let (source_env, source_version) = e.source.map(|s| (s.env, s.version)).unzip();
+        Self {
+            previous: e.previous.map(Into::into),
+            env: e.env,
+            service: e.service,
+            version: e.version,
+            release: e.release.into(),
+            action: e.action.as_str().into(),
+            status: e.status.as_str().into(),
+            actor: e.actor,
+            time_ms: e.time_ms,
+            note: e.note,
+            source_env,
+            source_version,
+        }
+    }
 }
 
 /// A blob's size and, when it is UTF-8, its text.

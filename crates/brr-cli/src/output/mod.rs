@@ -56,7 +56,7 @@ macro_rules! hash_from_role {
         }
     )*};
 }
-hash_from_role!(BuildKey, ArtifactHash, TreeHash, BlobHash, ToolDigest);
+hash_from_role!(BuildKey, ArtifactHash, TreeHash, BlobHash, ToolDigest, ConfigHash, ReleaseHash, EntryHash);
 
 impl JsonSchema for Hash {
     fn schema_name() -> Cow<'static, str> {

@@ -8,7 +8,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use brr_hash::{
-    ActionKey, Artifact, ArtifactHash, Digest, EntryKind, ProcessSpec, ServiceManifest, ToolDigest, Tree, TreeEntry,
+    ActionKey, Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry,
+    ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, ServiceManifest, ToolDigest, Tree, TreeEntry,
 };
 use serde::Serialize;
 
@@ -184,4 +185,82 @@ fn every_manifest_field_enters_the_build_hash() {
     assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, build_hash);
     // A process spec has one field, `command`, changed above.
     assert_eq!(serialized_fields(&base.processes["web"]), BTreeSet::from(["command".to_owned()]));
+}
+
+#[test]
+fn every_config_field_enters_the_config_hash() {
+    let base = samples::config();
+    let Config { vars: _, secrets: _ } = &base;
+    let changes = [
+        change(&base, "vars", "a value changed", |c| {
+            assert!(c.vars.insert("LOG_LEVEL".into(), "debug".into()).is_some());
+        }),
+        change(&base, "vars", "a var added", |c| assert!(c.vars.insert("PORT".into(), "80".into()).is_none())),
+        change(&base, "vars", "a var removed", |c| assert!(c.vars.remove("LOG_LEVEL").is_some())),
+        change(&base, "vars", "a var renamed", |c| {
+            let v = c.vars.remove("LOG_LEVEL").unwrap();
+            c.vars.insert("LEVEL".into(), v);
+        }),
+        change(&base, "secrets", "a secret added", |c| assert!(c.secrets.insert("STRIPE_KEY".into()))),
+        change(&base, "secrets", "a secret removed", |c| assert!(c.secrets.remove("API_TOKEN"))),
+        change(&base, "secrets", "a var turned into a secret", |c| {
+            c.vars.remove("LOG_LEVEL");
+            c.secrets.insert("LOG_LEVEL".into());
+        }),
+    ];
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, |c| c.hash().0);
+}
+
+#[test]
+fn every_release_field_enters_the_release_hash() {
+    let base = samples::release();
+    let Release { build: _, config: _ } = &base;
+    let changes = [
+        change(&base, "build", "another build", |r| r.build = samples::library_artifact().hash()),
+        change(&base, "config", "another config", |r| r.config = Config::default().hash()),
+        change(&base, "build", "build and config swapped", |r| {
+            *r = Release { build: ArtifactHash(r.config.0), config: ConfigHash(r.build.0) };
+        }),
+    ];
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, |r| r.hash().0);
+}
+
+#[test]
+fn every_ledger_entry_field_enters_the_chain() {
+    let base = samples::ledger_entry();
+    let LedgerEntry {
+        previous: _,
+        env: _,
+        service: _,
+        version: _,
+        release: _,
+        action: _,
+        status: _,
+        actor: _,
+        time_ms: _,
+        note: _,
+        source: _,
+    } = &base;
+    let PromotionSource { env: _, version: _ } = base.source.as_ref().unwrap();
+    let changes = [
+        change(&base, "previous", "another previous entry", |e| e.previous = Some(EntryHash(Digest::of(b"other")))),
+        change(&base, "previous", "no previous entry", |e| e.previous = None),
+        change(&base, "env", "another environment", |e| e.env = "staging".into()),
+        change(&base, "service", "another service", |e| e.service = "billing".into()),
+        change(&base, "version", "another version", |e| e.version += 1),
+        change(&base, "release", "another release", |e| e.release = ReleaseHash(Digest::of(b"other release"))),
+        change(&base, "action", "a release", |e| e.action = LedgerAction::Release),
+        change(&base, "action", "a rollback", |e| e.action = LedgerAction::Rollback),
+        change(&base, "status", "failed", |e| e.status = ReleaseStatus::Failed),
+        change(&base, "actor", "another actor", |e| e.actor = "mallory".into()),
+        change(&base, "time_ms", "a millisecond later", |e| e.time_ms += 1),
+        change(&base, "note", "another note", |e| e.note = Some("ship it!".into())),
+        change(&base, "note", "no note", |e| e.note = None),
+        change(&base, "source", "another source environment", |e| {
+            e.source.as_mut().unwrap().env = "qa".into();
+        }),
+        change(&base, "source", "another source version", |e| e.source.as_mut().unwrap().version = 8),
+        change(&base, "source", "no source", |e| e.source = None),
+    ];
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, |e| e.hash().0);
 }

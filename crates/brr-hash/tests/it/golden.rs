@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use brr_hash::fs::{Leaf, TreeBuilder, hash_file, snapshot};
-use brr_hash::{ActionKey, Artifact, Digest, EntryKind, Object, ObjectKind, Tree};
+use brr_hash::{ActionKey, Artifact, Config, Digest, EntryKind, LedgerEntry, Object, ObjectKind, Release, Tree};
 
 use crate::samples;
 
@@ -33,6 +33,29 @@ fn domain_tags_are_pinned() {
     assert_eq!((Tree::KIND, Tree::TAG), (ObjectKind::Tree, "brr/tree/1\n"));
     assert_eq!((ActionKey::KIND, ActionKey::TAG), (ObjectKind::Action, "brr/action/1\n"));
     assert_eq!((Artifact::KIND, Artifact::TAG), (ObjectKind::Artifact, "brr/artifact/1\n"));
+    assert_eq!((Config::KIND, Config::TAG), (ObjectKind::Config, "brr/config/1\n"));
+    assert_eq!((Release::KIND, Release::TAG), (ObjectKind::Release, "brr/release/1\n"));
+    assert_eq!((LedgerEntry::KIND, LedgerEntry::TAG), (ObjectKind::Ledger, "brr/ledger/1\n"));
+}
+
+/// The config hash holds vars and secret names, never a secret's value.
+#[test]
+fn config_hash_is_pinned() {
+    assert_pinned(&Config::default(), "317edaa092626c57b2d9e471aedb833d33a81820725d3dba724d7ff249b80661");
+    assert_pinned(&samples::config(), "ab4eda04bfcfebd150b59f7edba3bf60027a3b6cf89f2e7db94f9460df16d25a");
+}
+
+/// The release hash: a build hash and a config hash.
+#[test]
+fn release_hash_is_pinned() {
+    assert_pinned(&samples::release(), "b8da28b1001ca69b52bc04bbea7edfc8efca73ab59e6eab56ab9f30128686c4f");
+}
+
+/// A ledger entry's hash is the next entry's `previous`: the chain's links.
+#[test]
+fn ledger_entry_hash_is_pinned() {
+    assert_pinned(&samples::ledger_entry(), "cd29caa67f59c5417563cbc4b5693956844e65e9689880415b80870dd0627f7c");
+    assert_pinned(&samples::first_ledger_entry(), "dd52c759af95cc32445142a9760b0e3ea08528ef0a9d40b77a91abcd741808d1");
 }
 
 /// A blob has no tag: its hash is BLAKE3 of the file's bytes, so `b3sum` agrees.

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use brr_hash::{
-    ActionKey, Artifact, ArtifactHash, Digest, EntryKind, ProcessSpec, ServiceManifest, ToolDigest, Tree, TreeEntry,
+    ActionKey, Artifact, ArtifactHash, Config, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry, ProcessSpec,
+    PromotionSource, Release, ReleaseStatus, ServiceManifest, ToolDigest, Tree, TreeEntry,
 };
 
 /// Bytes of the sample files, with the sizes the entries below claim.
@@ -90,4 +91,51 @@ pub fn artifact() -> Artifact {
 /// A library's artifact: outputs only, an empty manifest.
 pub fn library_artifact() -> Artifact {
     Artifact { outputs: bin_tree().hash(), manifest: ServiceManifest::default() }
+}
+
+/// A config with two vars and two secret names.
+pub fn config() -> Config {
+    Config {
+        vars: BTreeMap::from([("DATABASE_PATH".into(), "shop.sqlite".into()), ("LOG_LEVEL".into(), "info".into())]),
+        secrets: BTreeSet::from(["API_TOKEN".into(), "SMTP_PASSWORD".into()]),
+    }
+}
+
+/// The sample artifact released with the sample config.
+pub fn release() -> Release {
+    Release { build: artifact().hash(), config: config().hash() }
+}
+
+/// A promotion with every optional field set.
+pub fn ledger_entry() -> LedgerEntry {
+    LedgerEntry {
+        previous: Some(EntryHash(Digest::of(b"previous entry"))),
+        env: "production".into(),
+        service: "api".into(),
+        version: 42,
+        release: release().hash(),
+        action: LedgerAction::Promote,
+        status: ReleaseStatus::Succeeded,
+        actor: "ci".into(),
+        time_ms: 1_796_688_000_000,
+        note: Some("ship it".into()),
+        source: Some(PromotionSource { env: "staging".into(), version: 7 }),
+    }
+}
+
+/// The first entry of an environment: no previous entry, no note, no source.
+pub fn first_ledger_entry() -> LedgerEntry {
+    LedgerEntry {
+        previous: None,
+        env: "staging".into(),
+        service: "api".into(),
+        version: 1,
+        release: release().hash(),
+        action: LedgerAction::Release,
+        status: ReleaseStatus::Failed,
+        actor: "alice".into(),
+        time_ms: 0,
+        note: None,
+        source: None,
+    }
 }

@@ -120,3 +120,48 @@ fn a_stray_file_beside_the_database_does_not_make_a_store_foreign() -> TestResul
     assert!(!root.join("brr.db").exists());
     Ok(())
 }
+
+/// A store written before schema 6 keeps its objects, packed and not, when
+/// the `objects` table is rebuilt to accept the release stage's kinds.
+#[test]
+fn schema_6_keeps_older_objects_and_accepts_release_kinds() -> TestResult {
+    use brr_hash::{ArtifactHash, Config, Digest, Release};
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("store");
+    let (packed, big) = {
+        let store = Store::open(&root)?;
+        let big = vec![7_u8; usize::try_from(brr_store::PACKED_MAX)? + 1];
+        (store.put_bytes(ObjectKind::Blob, b"small")?, store.put_bytes(ObjectKind::Blob, &big)?)
+    };
+    // Undo schema 6 by hand: the table as schema 5 left it, version 5.
+    let conn = rusqlite::Connection::open(root.join("brr.db"))?;
+    conn.execute_batch(
+        "DROP TABLE ledger;
+         CREATE TABLE objects_v5 (
+             hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
+             kind TEXT NOT NULL CHECK (kind IN ('blob', 'tree', 'action', 'artifact')),
+             size INTEGER NOT NULL CHECK (size >= 0),
+             pack INTEGER REFERENCES packs (id),
+             pack_offset INTEGER CHECK (pack_offset >= 0)) WITHOUT ROWID;
+         INSERT INTO objects_v5 SELECT hash, kind, size, pack, pack_offset FROM objects;
+         DROP TABLE objects;
+         ALTER TABLE objects_v5 RENAME TO objects;
+         PRAGMA user_version = 5;",
+    )?;
+    let refused = conn.execute("INSERT INTO objects (hash, kind, size) VALUES (zeroblob(32), 'config', 0)", []);
+    assert!(refused.is_err(), "schema 5 refuses a config row");
+    drop(conn);
+
+    let store = Store::open(&root)?;
+    assert_eq!(user_version(&store)?, SCHEMA_VERSION);
+    assert_eq!(store.get(packed)?, b"small");
+    assert_eq!(store.get(big)?.len(), usize::try_from(brr_store::PACKED_MAX)? + 1);
+    let config = Config::default();
+    let config_hash = store.put_object(&config)?;
+    assert_eq!(store.kind_of(config_hash)?, Some(ObjectKind::Config));
+    // A release must name an artifact the store holds: refused without one.
+    let release = Release { build: ArtifactHash(Digest::of(b"no such artifact")), config: config.hash() };
+    assert!(store.put_object(&release).is_err());
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}
