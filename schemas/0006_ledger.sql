@@ -50,6 +50,7 @@ CREATE TABLE ledger (
 CREATE UNIQUE INDEX ledger_successor ON ledger (env, previous) WHERE previous IS NOT NULL;
 CREATE UNIQUE INDEX ledger_first ON ledger (env) WHERE previous IS NULL;
 CREATE INDEX ledger_by_release ON ledger (release);
+CREATE INDEX ledger_by_env ON ledger (env, id);
 
 -- Append-only: a row, once written, is never changed or removed.
 CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger

@@ -79,8 +79,93 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the log of a target's last build.
-    Log { target: String },
+    /// Print the log of a target's last build, or of a release's release phase.
+    Log {
+        #[arg(required_unless_present = "release", conflicts_with = "release")]
+        target: Option<String>,
+        /// A release hash or unique prefix.
+        #[arg(long, value_name = "HASH")]
+        release: Option<String>,
+    },
+    /// Build the services (default: all), make their releases for ENV, run
+    /// each release command, and record them in ENV's ledger.
+    Release {
+        services: Vec<String>,
+        #[arg(long, value_name = "ENV")]
+        env: String,
+        /// A note recorded with each ledger entry.
+        #[arg(short = 'm', long = "message", value_name = "NOTE")]
+        note: Option<String>,
+        /// Run builders without namespaces and Landlock.
+        #[arg(long)]
+        no_sandbox: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ledger of an environment, newest first; `*` marks current releases.
+    Releases {
+        #[arg(long, value_name = "ENV")]
+        env: String,
+        service: Option<String>,
+        /// Show at most N entries.
+        #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release each service's current build of one environment into the
+    /// next, with the next one's config. Never builds.
+    Promote {
+        #[arg(long, value_name = "ENV")]
+        from: String,
+        #[arg(long, value_name = "ENV")]
+        to: String,
+        services: Vec<String>,
+        #[arg(short = 'm', long = "message", value_name = "NOTE")]
+        note: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append a new entry for an earlier release of a service (default: the
+    /// previous succeeded one) and run its release command again.
+    Rollback {
+        #[arg(long, value_name = "ENV")]
+        env: String,
+        service: String,
+        /// The version to go back to, e.g. `v3`.
+        #[arg(long, value_name = "vN", value_parser = parse_version)]
+        to: Option<u64>,
+        #[arg(short = 'm', long = "message", value_name = "NOTE")]
+        note: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Two releases side by side: build files, config and processes. Each is
+    /// a release hash (or prefix), `ENV` (its current release) or `ENV@vN`.
+    Diff {
+        a: String,
+        b: String,
+        /// The service, for environments that release several.
+        #[arg(short, long)]
+        service: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build, then release every service into ENV.
+    Up {
+        env: String,
+        #[arg(short = 'm', long = "message", value_name = "NOTE")]
+        note: Option<String>,
+        #[arg(long)]
+        no_sandbox: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The ledger's integrity.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Remote caches shared with other machines.
     Cache {
         #[command(subcommand)]
@@ -100,6 +185,25 @@ pub enum Command {
     /// the `--json` documents into DIR/output.
     #[command(hide = true)]
     Schema { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Walk every environment's hash chain; name the first broken link.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `v3` or `3`.
+fn parse_version(s: &str) -> Result<u64, String> {
+    s.strip_prefix('v')
+        .unwrap_or(s)
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| format!("`{s}` is not a version: expected `vN` with N ≥ 1"))
 }
 
 #[derive(Debug, Subcommand)]

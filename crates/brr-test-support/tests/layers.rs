@@ -9,6 +9,7 @@ const LAYERS: &[&str] = &[
     "brr-schema",
     "brr-process",
     "brr-store",
+    "brr-release",
     "brr-remote",
     "brr-graph",
     "brr-exec",

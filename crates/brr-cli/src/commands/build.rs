@@ -2,7 +2,9 @@
 
 use brr_exec::action::FailureCause;
 use brr_exec::{BuildOptions, Outcome, Status};
-use brr_graph::Inputs;
+use brr_graph::{Inputs, Workspace};
+use brr_remote::remotes::Remotes;
+use brr_store::Store;
 
 use super::{graph_failure, open_store_and_workspace};
 use crate::output::build::{BuildDoc, BuildStatus, BuildTarget};
@@ -22,27 +24,7 @@ pub fn run(
     let (store, ws) = open_store_and_workspace(settings)?;
     timings.mark("store + workspace");
     let mask = ws.select(targets).map_err(graph_failure)?;
-    let inputs = Inputs::hash_holding(&ws, &store, &mask).map_err(graph_failure)?;
-    timings.mark("hash inputs");
-    let remotes = super::remote::open(settings, &ws)?;
-    let opts = BuildOptions {
-        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
-        isolate: !no_sandbox,
-        remotes: remotes.as_ref(),
-        sandbox_dir: settings.sandbox_dir.as_deref(),
-    };
-    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !no_sandbox);
-    // The stat cache is written while the first builds run: nothing in a
-    // build reads it, and a cold build's first builders wait on nothing else.
-    let (outcomes, recorded) = std::thread::scope(|s| {
-        let recorded = s.spawn(|| inputs.record_stats(&store));
-        let outcomes = brr_exec::build(&ws, &inputs, &store, &mask, &opts, &progress);
-        (outcomes, recorded.join())
-    });
-    let outcomes = outcomes?;
-    recorded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)).map_err(graph_failure)?;
-    progress.finish();
-    timings.mark("build");
+    let (outcomes, remotes) = build_mask(settings, &store, &ws, &mask, jobs, no_sandbox, &timings)?;
 
     let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
     if json {
@@ -105,6 +87,59 @@ pub fn run(
         return Ok(());
     }
     Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// Builds the targets `mask` selects, with progress on stderr.
+pub fn build_mask(
+    settings: &Settings,
+    store: &Store,
+    ws: &Workspace,
+    mask: &[bool],
+    jobs: Option<usize>,
+    no_sandbox: bool,
+    timings: &printer::Timings,
+) -> Result<(Vec<Outcome>, Option<Remotes>), Failure> {
+    let inputs = Inputs::hash_holding(ws, store, mask).map_err(graph_failure)?;
+    timings.mark("hash inputs");
+    let remotes = super::remote::open(settings, ws)?;
+    let opts = BuildOptions {
+        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
+        isolate: !no_sandbox,
+        remotes: remotes.as_ref(),
+        sandbox_dir: settings.sandbox_dir.as_deref(),
+    };
+    let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !no_sandbox);
+    // The stat cache is written while the first builds run: nothing in a
+    // build reads it, and a cold build's first builders wait on nothing else.
+    let (outcomes, recorded) = std::thread::scope(|s| {
+        let recorded = s.spawn(|| inputs.record_stats(store));
+        let outcomes = brr_exec::build(ws, &inputs, store, mask, &opts, &progress);
+        (outcomes, recorded.join())
+    });
+    let outcomes = outcomes?;
+    recorded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)).map_err(graph_failure)?;
+    progress.finish();
+    timings.mark("build");
+    Ok((outcomes, remotes))
+}
+
+/// Builds what a release needs; fails (after reporting why) unless every
+/// build succeeded.
+pub fn build_for_release(
+    settings: &Settings,
+    store: &Store,
+    ws: &Workspace,
+    mask: &[bool],
+    no_sandbox: bool,
+) -> Result<Vec<Outcome>, Failure> {
+    let (outcomes, _) = build_mask(settings, store, ws, mask, None, no_sandbox, &printer::Timings::from_env())?;
+    let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
+    if failed.is_empty() {
+        return Ok(outcomes);
+    }
+    let code = report_failures(&failed);
+    printer::note("error: nothing was released: a build failed");
+    Err(Failure::Exit(code))
 }
 
 /// Prints why each failed target failed; returns the exit code.

@@ -4,8 +4,10 @@ mod build;
 mod cache;
 mod graph;
 mod hash;
+mod ledger;
 mod log;
 mod plan;
+mod release;
 mod remote;
 mod show;
 mod store_verify;
@@ -15,7 +17,7 @@ mod why;
 use brr_graph::{GraphError, Workspace};
 use brr_store::{Clock, Store};
 
-use crate::cli::{CacheCommand, Cli, Command, KeyCommand, StoreCommand};
+use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, StoreCommand};
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
@@ -35,7 +37,36 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),
         Command::Hash { paths, json } => hash::run(&paths, json),
-        Command::Log { target } => log::run(&settings, &target),
+        Command::Log { target, release } => match (target, release) {
+            (_, Some(release)) => ledger::release_log(&settings, &release),
+            (Some(target), None) => log::run(&settings, &target),
+            (None, None) => unreachable!("clap requires a target or --release"),
+        },
+        Command::Release { services, env, note, no_sandbox, json } => {
+            release::release(&settings, &services, &env, &release::Options { note: note.as_deref(), json, no_sandbox })
+        }
+        Command::Up { env, note, no_sandbox, json } => {
+            release::release(&settings, &[], &env, &release::Options { note: note.as_deref(), json, no_sandbox })
+        }
+        Command::Promote { from, to, services, note, json } => release::promote(
+            &settings,
+            &from,
+            &to,
+            &services,
+            &release::Options { note: note.as_deref(), json, no_sandbox: false },
+        ),
+        Command::Rollback { env, service, to, note, json } => release::rollback(
+            &settings,
+            &env,
+            &service,
+            to,
+            &release::Options { note: note.as_deref(), json, no_sandbox: false },
+        ),
+        Command::Releases { env, service, limit, json } => {
+            ledger::releases(&settings, &env, service.as_deref(), limit, json)
+        }
+        Command::Diff { a, b, service, json } => ledger::diff(&settings, &a, &b, service.as_deref(), json),
+        Command::Ledger { command: LedgerCommand::Verify { json } } => ledger::verify(&settings, json),
         Command::Cache { command } => match command {
             CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),
             CacheCommand::Push { targets, json } => cache::push(&settings, &targets, json),

@@ -15,6 +15,7 @@
 pub mod build;
 pub mod cache;
 pub mod inspect;
+pub mod release;
 pub mod verify;
 
 use std::borrow::Cow;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatusDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreVerifyDoc};
+use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::verify::{VerifyDoc, VerifyReportDoc};
 use crate::Failure;
 
@@ -95,6 +97,10 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("cache-status.schema.json", schema_of::<CacheStatusDoc>()),
         ("cache-push.schema.json", schema_of::<CachePushDoc>()),
         ("cache-pull.schema.json", schema_of::<CachePullDoc>()),
+        ("release.schema.json", schema_of::<ReleaseDoc>()),
+        ("releases.schema.json", schema_of::<ReleasesDoc>()),
+        ("diff.schema.json", schema_of::<DiffDoc>()),
+        ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
     ]
 }
 

@@ -1,0 +1,200 @@
+//! The release phase: a service's release command (migrations and the like),
+//! run in the release folder before the release may become current.
+//!
+//! The command runs on the host, not in the build sandbox: migrations reach
+//! databases over the network and write to the environment's data folder.
+//! Its environment is exactly: `PATH`, `HOME`, `USER` and `LANG` from brr's
+//! own, the config's vars, the secrets' values, and `BRR_ENV`,
+//! `BRR_SERVICE`, `BRR_RELEASE`, `BRR_BUILD`, `BRR_DATA_DIR`. Its stdout and
+//! stderr go to one pipe that brr reads: each line is shown with secret
+//! values masked, and the whole output, masked again, is stored as a blob
+//! (the release's log). Processes it leaves behind are killed with it (it
+//! runs in its own process group).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use brr_hash::{ArtifactHash, BlobHash, Config, ObjectKind, ReleaseHash, ReleaseStatus};
+use brr_store::Store;
+
+use crate::{ReleaseError, Secrets};
+
+/// Output kept per release phase; the rest is dropped with a note.
+const LOG_MAX: usize = 16 << 20;
+
+/// Host variables the release command keeps.
+const HOST_VARS: [&str; 4] = ["PATH", "HOME", "USER", "LANG"];
+
+/// What the release command runs against.
+pub struct Phase<'a> {
+    pub env: &'a str,
+    pub service: &'a str,
+    pub release: ReleaseHash,
+    pub build: ArtifactHash,
+    /// The materialized release folder: the working directory.
+    pub dir: &'a Path,
+    pub data_dir: &'a Path,
+    /// The service's release command; `None`: nothing to run.
+    pub command: Option<&'a [String]>,
+    pub config: &'a Config,
+    pub secrets: &'a Secrets,
+}
+
+/// How the release phase went.
+#[derive(Debug, Clone)]
+pub struct PhaseOutcome {
+    pub status: ReleaseStatus,
+    /// The stored, masked output; `None` when there was no command.
+    pub log: Option<BlobHash>,
+    /// `exited with 0`, `killed by signal 9`, `` `x` not found ``…
+    pub summary: String,
+}
+
+impl Phase<'_> {
+    /// Runs the release command, handing each output line (masked) to
+    /// `on_line`, and stores its output.
+    pub fn run(&self, store: &Store, on_line: &mut dyn FnMut(&str)) -> Result<PhaseOutcome, ReleaseError> {
+        let Some(argv) = self.command.filter(|a| !a.is_empty()) else {
+            let summary = "no release command".to_owned();
+            return Ok(PhaseOutcome { status: ReleaseStatus::Succeeded, log: None, summary });
+        };
+        let mut log = Vec::new();
+        let (status, summary) = match self.spawn(argv) {
+            Ok(child) => self.collect(child, &mut log, on_line)?,
+            Err(reason) => {
+                log.extend_from_slice(format!("brr: {reason}\n").as_bytes());
+                on_line(&format!("brr: {reason}"));
+                (ReleaseStatus::Failed, reason)
+            }
+        };
+        let text = self.secrets.mask(&String::from_utf8_lossy(&log));
+        let log = BlobHash(store.put_bytes(ObjectKind::Blob, text.as_bytes())?);
+        Ok(PhaseOutcome { status, log: Some(log), summary })
+    }
+
+    /// The program: a path relative to the release folder when it has a
+    /// `/`, else found on `PATH`.
+    fn program(&self, name: &str) -> Result<PathBuf, String> {
+        if name.contains('/') {
+            let path = self.dir.join(name);
+            return if path.is_file() { Ok(path) } else { Err(format!("`{name}` is not in the release")) };
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))
+            .ok_or_else(|| format!("release command `{name}` is not on PATH"))
+    }
+
+    fn spawn(&self, argv: &[String]) -> Result<(std::process::Child, std::io::PipeReader), String> {
+        let program = self.program(&argv[0])?;
+        let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+        let writer2 = writer.try_clone().map_err(|e| format!("cannot make a pipe: {e}"))?;
+        let mut cmd = Command::new(&program);
+        cmd.args(&argv[1..])
+            .current_dir(self.dir)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer2)
+            .process_group(0);
+        for name in HOST_VARS {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        cmd.envs(&self.config.vars);
+        cmd.envs(self.secrets.iter());
+        cmd.env("BRR_ENV", self.env)
+            .env("BRR_SERVICE", self.service)
+            .env("BRR_RELEASE", self.release.to_string())
+            .env("BRR_BUILD", self.build.to_string())
+            .env("BRR_DATA_DIR", self.data_dir);
+        let child = cmd.spawn().map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
+        // `cmd` holds the pipe's write ends: dropped here, so the reader
+        // sees the end of the output once the command's processes are gone.
+        drop(cmd);
+        Ok((child, reader))
+    }
+
+    /// Reads the output until the command exits, then ends what it left
+    /// running in its group.
+    fn collect(
+        &self,
+        (mut child, reader): (std::process::Child, std::io::PipeReader),
+        log: &mut Vec<u8>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(ReleaseStatus, String), ReleaseError> {
+        let pgid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reading = std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut truncated = false;
+        let mut take = |line: Vec<u8>, log: &mut Vec<u8>| {
+            let text = String::from_utf8_lossy(&line);
+            on_line(&self.secrets.mask(text.trim_end_matches('\n')));
+            if log.len() + line.len() <= LOG_MAX {
+                log.extend_from_slice(&line);
+            } else if !truncated {
+                truncated = true;
+                log.extend_from_slice(b"brr: [output beyond 16 MiB not kept]\n");
+            }
+        };
+        // Lines arrive while the command runs; its exit ends the wait.
+        let status = loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(line) => take(line, log),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break child.wait(),
+            }
+            if let Some(status) = child.try_wait().transpose() {
+                break status;
+            }
+        };
+        let status = status.map_err(|source| ReleaseError::Io { path: self.dir.to_path_buf(), source })?;
+        kill_group(pgid);
+        // The group is gone, so the pipe's write ends are closed.
+        let _ = reading.join();
+        while let Ok(line) = rx.try_recv() {
+            take(line, log);
+        }
+        let summary = describe(status);
+        let outcome = if status.success() { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
+        Ok((outcome, summary))
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => "ended".to_owned(),
+    }
+}
+
+/// SIGKILL to the process group the release command led.
+fn kill_group(pgid: u32) {
+    if let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
