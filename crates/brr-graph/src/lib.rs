@@ -3,7 +3,9 @@
 //! [`Workspace::load`] finds the packages named by the root `brr.ron`, parses
 //! each declaration, resolves input globs to files and dependency names to
 //! packages, and rejects cycles (naming the whole cycle). Packages come out in
-//! topological order. [`Inputs::hash`] hashes their input files through the
+//! topological order. The optional `environments.ron` is loaded with them
+//! into [`Environments`]: the environments a service is released to, their
+//! promotion order, and a service's [`brr_hash::Config`] in each. [`Inputs::hash`] hashes their input files through the
 //! store's stat cache and resolves and hashes their tools; [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
 //! (early cutoff: dependents are keyed on artifacts, not on keys).
@@ -16,6 +18,7 @@
 //! (`saved_stats`). Both are only ever hints checked against the files.
 
 mod cache_file;
+mod environments;
 mod error;
 mod inputs;
 mod saved_stats;
@@ -26,6 +29,7 @@ use std::collections::BTreeMap;
 
 use brr_hash::{ActionKey, ArtifactHash, TreeHash};
 
+pub use environments::Environments;
 pub use error::GraphError;
 pub use inputs::{Inputs, Tool, source_tree, which};
 pub use workspace::{DECL_FILE, Package, PackageKind, UnsavedLoad, Workspace};

@@ -2,11 +2,13 @@
 //! folder listing skips walking the tree, parsing every `brr.ron` and
 //! matching globs (git's untracked cache works the same way).
 //!
-//! What a load reads is exactly: the listing of every folder it walked and
-//! the text of every declaration. A folder's mtime changes whenever an entry
+//! What a load reads is exactly: the listing of every folder it walked, the
+//! text of every declaration, and whether the optional `environments.ron`
+//! is there (and its text when it is). A folder's mtime changes whenever an entry
 //! is added, removed or renamed in it, and a file's stat fields change when
 //! it is written, so the saved result is reused only when every one of those
-//! still has the stat fields it had, and each of them was already older than
+//! still has the stat fields it had (an optional file that was missing is
+//! still missing), and each of them was already older than
 //! the moment the load started by the racy margin (the stat cache's rule).
 //! The stamps were taken before the listing or text was read, so a change
 //! racing the load makes the snapshot stale, never wrong.
@@ -19,15 +21,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use brr_schema::{PackageBody, SourceFile, WorkspaceDecl};
+use brr_schema::{EnvironmentsDecl, PackageBody, SourceFile, WorkspaceDecl};
 use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::environments::Environments;
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// A path's own stat fields (a symlink is not followed); `None` when missing.
 fn stat_of(path: &Path) -> Option<FileStat> {
@@ -42,6 +45,9 @@ pub(crate) struct Seen {
     pub dirs: Vec<(String, Option<FileStat>)>,
     /// Workspace-relative declaration files, the root `brr.ron` included.
     pub decls: Vec<(String, FileStat)>,
+    /// Workspace-relative files read when present (`None`: missing), as
+    /// `environments.ron`: creating one must be seen too.
+    pub optional: Vec<(String, Option<FileStat>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,8 +60,18 @@ struct Saved {
     recorded_ns: i64,
     dirs: Vec<(String, Option<FileStat>)>,
     decls: Vec<(String, FileStat)>,
+    optional: Vec<(String, Option<FileStat>)>,
     decl: WorkspaceDecl,
     packages: Vec<SavedPackage>,
+    environments: Option<SavedEnvironments>,
+}
+
+/// A workspace's `environments.ron`, validated when it was saved.
+#[derive(Serialize, Deserialize)]
+struct SavedEnvironments {
+    path: String,
+    text: String,
+    decl: EnvironmentsDecl,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,7 +104,11 @@ pub(crate) fn restore(cache_dir: &Path, root: &Path) -> Option<Workspace> {
     let decls_ok = dirs_ok
         && saved.decls.par_iter().all(|(rel, stamp)| {
             stat_of(&root.join(rel)).is_some_and(|now| now == *stamp && stamp.settled_before(recorded))
-        });
+        })
+        && saved
+            .optional
+            .iter()
+            .all(|(rel, stamp)| stat_of(&root.join(rel)) == *stamp && stamp.is_none_or(|s| s.settled_before(recorded)));
     if !decls_ok {
         return None;
     }
@@ -122,7 +142,11 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
         })
         .collect();
     let by_name: HashMap<String, usize> = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-    Workspace { root: root.to_path_buf(), decl: saved.decl, packages, by_name, from_snapshot: true }
+    let environments = match saved.environments {
+        Some(e) => Environments::restored(Some(SourceFile::new(e.path, e.text)), e.decl),
+        None => Environments::default(),
+    };
+    Workspace { root: root.to_path_buf(), decl: saved.decl, packages, environments, by_name, from_snapshot: true }
 }
 
 /// Saves a full load; failures are ignored (it is a cache) but leave no
@@ -147,6 +171,17 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
     else {
         return;
     };
+    let environments = match ws.environments.source() {
+        Some(source) => {
+            let Some(path) = source.path.to_str() else { return };
+            Some(SavedEnvironments {
+                path: path.to_owned(),
+                text: source.text.to_string(),
+                decl: ws.environments.decl().clone(),
+            })
+        }
+        None => None,
+    };
     let saved = Saved {
         format: FORMAT,
         exe: exe_stamp(),
@@ -154,8 +189,10 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
         recorded_ns,
         dirs: seen.dirs,
         decls: seen.decls,
+        optional: seen.optional,
         decl: ws.decl.clone(),
         packages,
+        environments,
     };
     crate::cache_file::write(&crate::cache_file::path_for(cache_dir, "workspace", &ws.root), &saved);
 }

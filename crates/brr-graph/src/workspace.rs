@@ -1,6 +1,7 @@
 //! Finding and loading the packages of a workspace, and checking the
 //! declarations against each other: unique names, known dependencies, no
-//! cycles, input globs that match files.
+//! cycles, input globs that match files; then its environments
+//! (`environments.ron`, optional), checked against the packages.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
+use crate::environments::{self, Environments};
 use crate::error::{GraphError, io};
 use brr_store::{Clock, FileStat};
 
@@ -28,6 +30,8 @@ pub struct Workspace {
     pub decl: WorkspaceDecl,
     /// In a topological order: every package after its dependencies.
     pub packages: Vec<Package>,
+    /// From `environments.ron`; empty when the workspace has none.
+    pub environments: Environments,
     pub(crate) by_name: HashMap<String, usize>,
     /// Restored from the saved load of an earlier run (nothing it read had changed).
     pub from_snapshot: bool,
@@ -123,8 +127,10 @@ impl Workspace {
         let mut packages = discover(&root, &decl, &ws_file, &files, &mut seen.decls)?;
         resolve_inputs(&mut packages, &files)?;
         let packages = order(packages)?;
+        let (environments, stamp) = environments::load(&root, &packages)?;
+        seen.optional.push((brr_schema::ENVIRONMENTS_FILE.to_owned(), stamp));
         let by_name = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Ok((Self { root, decl, packages, by_name, from_snapshot: false }, seen))
+        Ok((Self { root, decl, packages, environments, by_name, from_snapshot: false }, seen))
     }
 
     pub fn get(&self, name: &str) -> Option<&Package> {
@@ -189,7 +195,7 @@ pub(crate) fn resolve_inside(root: &Path, path: &Path, shown: &Path) -> Result<P
 /// A declaration's text, and its stamp taken before reading it. Only a
 /// regular file of at most [`DECL_MAX`] bytes in the workspace is read:
 /// a FIFO would block forever and a device (`/dev/zero`) never ends.
-fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, FileStat), GraphError> {
+pub(crate) fn read_source(root: &Path, path: &Path) -> Result<(SourceFile, FileStat), GraphError> {
     use std::os::unix::fs::OpenOptionsExt;
 
     let shown = path.strip_prefix(root).unwrap_or(path).to_path_buf();

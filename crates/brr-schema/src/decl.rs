@@ -158,3 +158,47 @@ where
 
     d.deserialize_map(Unique(std::marker::PhantomData))
 }
+
+/// The workspace root `environments.ron`: where releases go, and each
+/// service's config there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Environments")]
+pub struct EnvironmentsDecl {
+    /// Environment names in promotion order (`["staging", "production"]`):
+    /// a release is promoted from one to any later one. Environments left
+    /// out (`dev`) are released to, but never promoted from or to.
+    #[serde(default)]
+    pub promotion: Vec<String>,
+    /// Environments by name (`[a-z][a-z0-9_-]*`).
+    #[serde(deserialize_with = "unique_keys")]
+    pub environments: BTreeMap<String, EnvironmentDecl>,
+}
+
+/// One environment: config for every service, and per service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Environment")]
+pub struct EnvironmentDecl {
+    /// Variables of every service in this environment; a service's own
+    /// value of the same name wins. Names are `[A-Za-z_][A-Za-z0-9_]*`.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub vars: BTreeMap<String, String>,
+    /// Names of secrets every service gets from the environment of the
+    /// process that releases or runs it. Values never appear in a file.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Config of single services (by package name), merged over the above.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub services: BTreeMap<String, ServiceEnvDecl>,
+}
+
+/// One service's config in one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ServiceEnv")]
+pub struct ServiceEnvDecl {
+    /// Variables of this service; they override the environment's.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub vars: BTreeMap<String, String>,
+    /// Names of secrets of this service, on top of the environment's.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}

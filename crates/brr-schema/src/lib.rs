@@ -1,21 +1,33 @@
 //! The declarations of a brr workspace, as written in RON.
 //!
 //! A workspace root `brr.ron` holds a [`WorkspaceDecl`]; each package folder
-//! holds a [`PackageDecl`] (`Library(...)` or `Service(...)`). This crate only
+//! holds a [`PackageDecl`] (`Library(...)` or `Service(...)`); an optional
+//! `environments.ron` beside the root `brr.ron` holds an
+//! [`EnvironmentsDecl`]: the environments releases go to, their promotion
+//! order, and each service's vars and secret names there. This crate only
 //! turns text into these types and checks what a single file can tell; it does
 //! no I/O, so the graph layer decides what files are read and how names are
 //! shown. Errors are [`DeclError`]s located at `file:line:column` with a
-//! labelled snippet (miette).
+//! labelled snippet (miette). Semantic errors find their value through its
+//! path in the file ([`SourceFile::locate`]), as a file like
+//! `environments.ron` repeats the same names in every environment.
 //!
-//! The JSON Schema of both files is generated from these types
+//! The JSON Schema of each file is generated from these types
 //! ([`json_schema`]) and kept in `schemas/`, where a test fails on drift.
 
 mod decl;
+mod environments;
 mod error;
+mod locate;
 mod parse;
 
-pub use decl::{LimitsDecl, PackageBody, PackageDecl, ProcessDecl, RemoteDecl, WorkspaceDecl};
+pub use decl::{
+    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, PackageBody, PackageDecl, ProcessDecl, RemoteDecl, ServiceEnvDecl,
+    WorkspaceDecl,
+};
+pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};
+pub use locate::Step;
 pub use parse::{
     GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_package, parse_workspace,
 };
@@ -26,5 +38,6 @@ pub fn json_schema() -> Vec<(&'static str, String)> {
     vec![
         ("workspace.schema.json", pretty(schemars::schema_for!(WorkspaceDecl))),
         ("package.schema.json", pretty(schemars::schema_for!(PackageDecl))),
+        ("environments.schema.json", pretty(schemars::schema_for!(EnvironmentsDecl))),
     ]
 }

@@ -59,7 +59,7 @@ fn ron_options() -> ron::Options {
     ron::Options::default().with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES | Extensions::IMPLICIT_SOME)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Box<DeclError>> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, Box<DeclError>> {
     ron_options().from_str(&file.text).map_err(|e| {
         let start = file.offset(e.span.start.line, e.span.start.col);
         let end = file.offset(e.span.end.line, e.span.end.col).max(start);

@@ -1,6 +1,7 @@
 //! Tests of workspace loading, validation across packages, and input hashing.
 #![expect(clippy::unwrap_used, reason = "a failing test panics, helpers included")]
 
+mod environments;
 mod inputs;
 mod load;
 mod snapshot;
