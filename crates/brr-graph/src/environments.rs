@@ -42,11 +42,12 @@ impl Environments {
                     Some(PackageKind::Service) => continue,
                     Some(PackageKind::Library) => {
                         format!(
-                            "environment `{env}` configures `{}`, a library: only services are released",
+                            "environment `{}` configures `{}`, a library: only services are released",
+                            cut(env),
                             cut(service)
                         )
                     }
-                    None => format!("environment `{env}` configures unknown service `{}`", cut(service)),
+                    None => format!("environment `{}` configures unknown service `{}`", cut(env), cut(service)),
                 };
                 let services: Vec<&str> =
                     kinds.iter().filter(|(_, k)| **k == PackageKind::Service).map(|(n, _)| *n).collect();

@@ -112,7 +112,7 @@ fn check_lists(
             return Err(DeclError::at(
                 file,
                 file.locate(&scope.path(&[Field("vars"), Key(k), Value])),
-                format!("variable `{k}` of {} holds a NUL byte", scope.name()),
+                format!("variable `{}` of {} holds a NUL byte", cut(k), scope.name()),
                 "NUL",
             )
             .with_help("a process environment cannot hold NUL bytes")
@@ -135,7 +135,7 @@ fn check_lists(
             return Err(DeclError::at(
                 file,
                 file.locate(&scope.path(&[Field("secrets"), Item(s, 1)])),
-                format!("secret `{s}` is listed twice in {}", scope.name()),
+                format!("secret `{}` is listed twice in {}", cut(s), scope.name()),
                 "duplicate",
             )
             .into());
@@ -161,7 +161,7 @@ fn both_error(file: &SourceFile, scope: &Scope<'_>, name: &str, at: &[Step<'_>])
     DeclError::at(
         file,
         file.locate(&scope.path(at)),
-        format!("`{name}` is both a variable and a secret of {}", scope.name()),
+        format!("`{}` is both a variable and a secret of {}", cut(name), scope.name()),
         "both",
     )
     .with_help("a name is either a plain value (`vars`) or a secret read from the environment (`secrets`)")
@@ -191,7 +191,7 @@ fn check_promotion(file: &SourceFile, decl: &EnvironmentsDecl) -> Result<(), Box
             return Err(DeclError::at(
                 file,
                 file.locate(&[Field("promotion"), Item(name, 1)]),
-                format!("environment `{name}` appears twice in the promotion order"),
+                format!("environment `{}` appears twice in the promotion order", cut(name)),
                 "second time",
             )
             .with_help("a release moves through each environment once")
