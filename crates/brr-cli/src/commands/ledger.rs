@@ -106,13 +106,13 @@ fn spec_failure(e: SpecError) -> Failure {
 }
 
 /// `brr diff A B`.
-pub fn diff(settings: &Settings, a: &str, b: &str, service: Option<&str>, json: bool) -> Result<(), Failure> {
+pub fn diff(settings: &Settings, spec_a: &str, spec_b: &str, service: Option<&str>, json: bool) -> Result<(), Failure> {
     let store = existing_store(settings)?;
-    let side_a = brr_release::diff::resolve(&store, a, service).map_err(spec_failure)?;
+    let side_a = brr_release::diff::resolve(&store, spec_a, service).map_err(spec_failure)?;
     // B defaults to A's service, so `diff staging@v3 production` compares one service.
     let service_b = service.or(side_a.service.as_deref());
-    let side_b = brr_release::diff::resolve(&store, b, service_b).map_err(spec_failure)?;
-    let d = brr_release::diff::diff(&store, side_a, side_b).map_err(|e| Failure::Internal(e.into()))?;
+    let side_b = brr_release::diff::resolve(&store, spec_b, service_b).map_err(spec_failure)?;
+    let delta = brr_release::diff::diff(&store, side_a, side_b).map_err(|e| Failure::Internal(e.into()))?;
     if json {
         let side = |s: &brr_release::diff::Side| DiffSide {
             label: s.label.clone(),
@@ -127,9 +127,9 @@ pub fn diff(settings: &Settings, a: &str, b: &str, service: Option<&str>, json: 
             new: c.new.clone(),
         };
         let doc = DiffDoc {
-            a: side(&d.a),
-            b: side(&d.b),
-            files: d
+            a: side(&delta.a),
+            b: side(&delta.b),
+            files: delta
                 .files
                 .iter()
                 .map(|f| FileChange {
@@ -143,30 +143,30 @@ pub fn diff(settings: &Settings, a: &str, b: &str, service: Option<&str>, json: 
                     new_size: f.new_size,
                 })
                 .collect(),
-            vars: d
+            vars: delta
                 .vars
                 .iter()
                 .map(|v| VarChange { name: v.name.clone(), old: v.old.clone(), new: v.new.clone() })
                 .collect(),
-            secrets_added: d.secrets_added.clone(),
-            secrets_removed: d.secrets_removed.clone(),
-            processes: d.processes.iter().map(command).collect(),
-            release_command: d.release_command.as_ref().map(command),
+            secrets_added: delta.secrets_added.clone(),
+            secrets_removed: delta.secrets_removed.clone(),
+            processes: delta.processes.iter().map(command).collect(),
+            release_command: delta.release_command.as_ref().map(command),
         };
         return output::print(&doc);
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "--- {}  release {}", d.a.label, d.a.release.short())?;
-    writeln!(out, "+++ {}  release {}", d.b.label, d.b.release.short())?;
-    if d.is_empty() {
+    writeln!(out, "--- {}  release {}", delta.a.label, delta.a.release.short())?;
+    writeln!(out, "+++ {}  release {}", delta.b.label, delta.b.release.short())?;
+    if delta.is_empty() {
         writeln!(out, "no differences: same build, config and processes")?;
         return Ok(out.flush()?);
     }
-    if d.a.build == d.b.build {
-        writeln!(out, "build: same ({})", d.a.build.short())?;
+    if delta.a.build == delta.b.build {
+        writeln!(out, "build: same ({})", delta.a.build.short())?;
     } else {
-        writeln!(out, "build: {} → {}", d.a.build.short(), d.b.build.short())?;
-        for f in &d.files {
+        writeln!(out, "build: {} → {}", delta.a.build.short(), delta.b.build.short())?;
+        for f in &delta.files {
             let size = |s: Option<u64>| s.map_or_else(|| "-".to_owned(), |s| s.to_string());
             let (sign, sizes) = match f.change {
                 Change::Added => ("A", format!("{} bytes", size(f.new_size))),
@@ -176,11 +176,11 @@ pub fn diff(settings: &Settings, a: &str, b: &str, service: Option<&str>, json: 
             writeln!(out, "  {sign} {}  ({sizes})", f.path)?;
         }
     }
-    if d.a.config == d.b.config {
-        writeln!(out, "config: same ({})", d.a.config.short())?;
+    if delta.a.config == delta.b.config {
+        writeln!(out, "config: same ({})", delta.a.config.short())?;
     } else {
-        writeln!(out, "config: {} → {}", d.a.config.short(), d.b.config.short())?;
-        for v in &d.vars {
+        writeln!(out, "config: {} → {}", delta.a.config.short(), delta.b.config.short())?;
+        for v in &delta.vars {
             match (&v.old, &v.new) {
                 (None, Some(n)) => writeln!(out, "  + {}={n}", v.name)?,
                 (Some(o), None) => writeln!(out, "  - {}={o}", v.name)?,
@@ -188,18 +188,18 @@ pub fn diff(settings: &Settings, a: &str, b: &str, service: Option<&str>, json: 
                 (None, None) => {}
             }
         }
-        for s in &d.secrets_added {
+        for s in &delta.secrets_added {
             writeln!(out, "  + secret {s}")?;
         }
-        for s in &d.secrets_removed {
+        for s in &delta.secrets_removed {
             writeln!(out, "  - secret {s}")?;
         }
     }
     let argv = |c: &Option<Vec<String>>| c.as_ref().map_or_else(|| "(none)".to_owned(), |c| c.join(" "));
-    for c in &d.processes {
+    for c in &delta.processes {
         writeln!(out, "process `{}`: {} → {}", c.name, argv(&c.old), argv(&c.new))?;
     }
-    if let Some(c) = &d.release_command {
+    if let Some(c) = &delta.release_command {
         writeln!(out, "release command: {} → {}", argv(&c.old), argv(&c.new))?;
     }
     Ok(out.flush()?)
