@@ -246,13 +246,37 @@ pub fn rollback_target(
     Ok((current, target))
 }
 
-/// Who is releasing: `$BRR_ACTOR`, else the user name, else the uid.
+/// Who is releasing: `$BRR_ACTOR`, else `$USER`, else the user name of
+/// this process's uid in `/etc/passwd`, else `uid N`.
 pub fn actor() -> String {
+    let uid = rustix::process::getuid().as_raw();
     std::env::var("BRR_ACTOR")
         .ok()
         .filter(|a| !a.is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()))
+        .or_else(|| user_name(&std::fs::read_to_string("/etc/passwd").ok()?, uid))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name of `uid` in a passwd file's text.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_name_reads_the_uid_field() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nci:x:1001:1001::/home/ci:/bin/sh\n";
+        assert_eq!(super::user_name(passwd, 1001).as_deref(), Some("ci"));
+        assert_eq!(super::user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(super::user_name(passwd, 7), None);
+    }
 }
 
 /// Milliseconds since the Unix epoch.
