@@ -86,14 +86,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1,000 ledger entries instead of 10,000")
     ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--brr", type=Path, default=None, help="brr binary [default: build target/release/brr]")
+    ap.add_argument("--brr", type=Path, default=None, help="brr binary [default: target/release/brr, else target/debug/brr]")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    brr = args.brr
-    if brr is None:
-        log("building brr (release profile)…")
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "brr-cli"], cwd=REPO, check=True)
-        brr = REPO / "target" / "release" / "brr"
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    brr = args.brr or target_dir / "release" / "brr"
+    if not args.brr and not brr.is_file() and (target_dir / "debug" / "brr").is_file():
+        brr = target_dir / "debug" / "brr"
+        log(f"no release build: using {brr}; its timings are not representative")
+    if not brr.is_file():
+        ap.error(f"no brr binary at {brr}: run `cargo build --release -p brr-cli` or pass --brr")
     brr = brr.resolve()
     entries_goal = 1_000 if args.quick else 10_000
     results: dict[str, float] = {}
