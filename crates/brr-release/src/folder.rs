@@ -66,6 +66,7 @@ pub fn materialize(
     if outputs.entries.iter().any(|e| e.name == ENV_FILE) {
         return Err(ReleaseError::EnvFileClash { release });
     }
+    remove_stale_temps(&parent, ".tmp-");
     let temp = parent.join(format!(".tmp-{release}-{}", std::process::id()));
     remove_tree(&temp);
     let built = (|| {
@@ -132,6 +133,7 @@ pub fn switch_current(store: &Store, env: &str, service: &str, release: ReleaseH
     if std::fs::read_link(&link).is_ok_and(|t| t == target) {
         return Ok(());
     }
+    remove_stale_temps(dir, ".current-");
     let temp = dir.join(format!(".current-{}", std::process::id()));
     let _ = std::fs::remove_file(&temp);
     symlink(&target, &temp).at(&temp)?;
@@ -162,10 +164,30 @@ impl EnvLock {
     }
 }
 
+/// Best effort: removes what killed processes left in `dir`: names
+/// `<prefix>…-<pid>` whose process is gone.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else { continue };
+        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            remove_tree(&e.path());
+        }
+    }
+}
+
 /// Best effort: removes a folder that may hold read-only folders.
 pub(crate) fn remove_tree(path: &Path) {
-    if std::fs::symlink_metadata(path).is_err() {
-        return;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => return,
+        // Never a chmod through a link: it would reach the link's target.
+        Ok(m) if !m.is_dir() => {
+            let _ = std::fs::remove_file(path);
+            return;
+        }
+        Ok(_) => {}
     }
     for entry in walk_dirs(path) {
         let _ = std::fs::set_permissions(&entry, Permissions::from_mode(0o755));
