@@ -255,3 +255,29 @@ fn cache_status_push_and_pull_match_their_schemas() {
     let pulled = valid("cache-pull", &remote.brr(&other, &["cache", "pull", "--json"]).success());
     assert_eq!(pulled["targets"]["a"], "pulled", "{pulled}");
 }
+
+#[test]
+fn release_stage_documents_match_their_schemas() {
+    let ws = shop();
+    let token = |args: &[&str]| ws.brr_env("SHOP_API_TOKEN", "t0k3n", args);
+    let staged = valid("release", &token(&["release", "--env", "staging", "--json"]).success());
+    valid("release", &token(&["promote", "--from", "staging", "--to", "production", "--json"]).success());
+    let noop = valid("release", &token(&["promote", "--from", "staging", "--to", "production", "--json"]).success());
+    assert!(noop["releases"].as_array().unwrap().iter().all(|r| r["noop"] == true), "{noop}");
+    valid("release", &token(&["up", "staging", "--json"]).success());
+    ws.write("services/api/src/main.c", &(ws.read("services/api/src/main.c") + "\nint changed;\n"));
+    valid("release", &token(&["release", "api", "--env", "staging", "--json"]).success());
+    let rolled = valid("release", &token(&["rollback", "--env", "staging", "api", "--json"]).success());
+    assert_eq!(rolled["releases"][0]["action"], "rollback", "{rolled}");
+    let history = valid("releases", &ws.brr(["releases", "--env", "production", "--json"]).success());
+    assert_eq!(history["releases"][0]["action"], "promote", "{history}");
+    let api = staged["releases"].as_array().unwrap().iter().find(|r| r["service"] == "api").unwrap().clone();
+    let diff = valid("diff", &ws.brr(["diff", "staging", "production", "-s", "api", "--json"]).success());
+    assert_eq!(diff["a"]["release"], api["release"], "{diff}");
+    valid("ledger-verify", &ws.brr(["ledger", "verify", "--json"]).success());
+    // Configs and releases are objects `show` decodes.
+    let release = valid("show", &ws.brr(["show", api["release"].as_str().unwrap(), "--json"]).success());
+    assert_eq!(release["kind"], "release");
+    let config = valid("show", &ws.brr(["show", api["config"].as_str().unwrap(), "--json"]).success());
+    assert_eq!(config["object"]["secrets"][0], "SHOP_API_TOKEN", "{config}");
+}
