@@ -72,22 +72,27 @@
 //! it, except that the builder's process group is killed when it exits.
 
 mod child;
+mod command;
 mod netns;
 mod reaper;
 mod ruleset;
+mod running;
 mod spawn;
+mod status;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::sync::OnceLock;
 
 pub use child::SetupStep;
 use child::{ChildSetup, Namespaces};
+pub use command::{Command, Output};
 pub use netns::{NetSlot, NetSlots};
+pub use running::Child;
+pub use status::{ExitStatus, Signal};
 
 /// The host name inside the UTS namespace when the spec names none.
 pub const DEFAULT_HOSTNAME: &str = "brr";
@@ -193,6 +198,15 @@ pub enum SandboxError {
     Setup {
         program: PathBuf,
         step: SetupStep,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot find `{}` on the PATH `{search}`", program.display())]
+    NotOnPath { program: PathBuf, search: String },
+    #[error("cannot send {signal} to `{}`", program.display())]
+    Signal {
+        program: PathBuf,
+        signal: Signal,
         #[source]
         source: io::Error,
     },
@@ -308,7 +322,7 @@ impl BuilderProcess {
     /// of its process group is killed then, and a sandboxed builder's other
     /// leftovers (a `setsid` daemon) are killed by brr as their subreaper;
     /// such builds never hand their sandbox on.
-    pub fn wait(self) -> Result<ExitStatus, SandboxError> {
+    pub fn wait(self) -> Result<std::process::ExitStatus, SandboxError> {
         let status = self.spawned.wait();
         if !self.pid_namespace {
             let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
@@ -350,7 +364,7 @@ pub fn spawn_with_streams(
 }
 
 /// Runs the builder to completion; see [`spawn`].
-pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<ExitStatus, SandboxError> {
+pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<std::process::ExitStatus, SandboxError> {
     spawn(spec, log, isolate)?.wait()
 }
 

@@ -17,7 +17,10 @@ use rustix::process::{Pid, Signal};
 
 use crate::spawn::Spawned;
 
-/// Builders started without a PID namespace that have not been waited for.
+/// Processes brr started and has not waited for yet, which are never taken
+/// for orphans: builders started without a PID namespace, and every
+/// [`Command`](crate::Command) (a supervised service is brr's child in a
+/// group of its own, just like an orphan).
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 /// Makes brr a child subreaper, once.
@@ -37,10 +40,25 @@ fn live() -> MutexGuard<'static, BTreeSet<i32>> {
 /// between (so a builder being started is never taken for an orphan).
 pub(super) fn start(start: impl FnOnce() -> std::io::Result<Spawned>) -> std::io::Result<Spawned> {
     become_subreaper();
+    spare(start, |started| started.pid.as_raw_nonzero().get().unsigned_abs())
+}
+
+/// Starts a process through `start` and registers its `pid` as live (under
+/// the lock, so no scan runs in between), until [`unspare`].
+pub(super) fn spare<T>(start: impl FnOnce() -> std::io::Result<T>, pid: impl FnOnce(&T) -> u32) -> std::io::Result<T> {
     let mut live = live();
     let started = start()?;
-    live.insert(started.pid.as_raw_nonzero().get());
+    if let Ok(pid) = i32::try_from(pid(&started)) {
+        live.insert(pid);
+    }
     Ok(started)
+}
+
+/// Unregisters a process [`spare`] registered, once it has been reaped.
+pub(super) fn unspare(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        live().remove(&pid);
+    }
 }
 
 /// Called once the builder `pid` has been waited for: unregisters it, then

@@ -400,7 +400,7 @@ fn run_builder(args: &ChildArgs) -> io::Result<()> {
 
 /// Default dispositions for every signal (this child has its own copy of the
 /// table), then an empty mask, as a fresh process expects.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     // SAFETY: syscalls on local data only.
     unsafe {
         let mut dfl: libc::sigaction = std::mem::zeroed();
