@@ -268,6 +268,13 @@ fn user_name(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -277,11 +284,4 @@ mod tests {
         assert_eq!(super::user_name(passwd, 0).as_deref(), Some("root"));
         assert_eq!(super::user_name(passwd, 7), None);
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

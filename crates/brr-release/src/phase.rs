@@ -12,9 +12,7 @@
 //! runs in its own process group).
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use brr_hash::{ArtifactHash, BlobHash, Config, ObjectKind, ReleaseHash, ReleaseStatus};
 use brr_store::Store;
@@ -88,46 +86,47 @@ impl Phase<'_> {
             .ok_or_else(|| format!("release command `{name}` is not on PATH"))
     }
 
-    fn spawn(&self, argv: &[String]) -> Result<(std::process::Child, std::io::PipeReader), String> {
+    fn spawn(&self, argv: &[String]) -> Result<(brr_process::Child, std::io::PipeReader), String> {
         let program = self.program(&argv[0])?;
         let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let writer2 = writer.try_clone().map_err(|e| format!("cannot make a pipe: {e}"))?;
-        let mut cmd = Command::new(&program);
-        cmd.args(&argv[1..])
-            .current_dir(self.dir)
+        let as_file = |w: std::io::PipeWriter| std::fs::File::from(std::os::fd::OwnedFd::from(w));
+        let mut cmd = brr_process::Command::new(&program)
+            .args(&argv[1..])
+            .cwd(self.dir)
             .env_clear()
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(writer2)
-            .process_group(0);
+            .stdout(brr_process::Output::File(as_file(writer)))
+            .stderr(brr_process::Output::File(as_file(writer2)))
+            .own_process_group(true)
+            .death_signal(Some(brr_process::Signal::Kill));
         for name in HOST_VARS {
             if let Some(v) = std::env::var_os(name) {
-                cmd.env(name, v);
+                cmd = cmd.env(name, v);
             }
         }
-        cmd.envs(&self.config.vars);
-        cmd.envs(self.secrets.iter());
-        cmd.env("BRR_ENV", self.env)
+        let child = cmd
+            .envs(&self.config.vars)
+            .envs(self.secrets.iter())
+            .env("BRR_ENV", self.env)
             .env("BRR_SERVICE", self.service)
             .env("BRR_RELEASE", self.release.to_string())
             .env("BRR_BUILD", self.build.to_string())
-            .env("BRR_DATA_DIR", self.data_dir);
-        let child = cmd.spawn().map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
-        // `cmd` holds the pipe's write ends: dropped here, so the reader
-        // sees the end of the output once the command's processes are gone.
-        drop(cmd);
+            .env("BRR_DATA_DIR", self.data_dir)
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {}", argv[0], chain(&e)))?;
+        // The command consumed the pipe's write ends: the reader sees the end
+        // of the output once the command's processes are gone.
         Ok((child, reader))
     }
 
-    /// Reads the output until the command exits, then ends what it left
-    /// running in its group.
+    /// Reads the output until the command exits; its process group is
+    /// killed when it is reaped, so nothing it started outlives it.
     fn collect(
         &self,
-        (mut child, reader): (std::process::Child, std::io::PipeReader),
+        (mut child, reader): (brr_process::Child, std::io::PipeReader),
         log: &mut Vec<u8>,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<(ReleaseStatus, String), ReleaseError> {
-        let pgid = child.id();
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let reading = std::thread::spawn(move || {
             let mut reader = BufReader::new(reader);
@@ -154,44 +153,39 @@ impl Phase<'_> {
                 log.extend_from_slice(b"brr: [output beyond 16 MiB not kept]\n");
             }
         };
-        // Lines arrive while the command runs; its exit ends the wait.
+        let wait_error = |e: brr_process::SandboxError| ReleaseError::Io {
+            path: self.dir.to_path_buf(),
+            source: std::io::Error::other(chain(&e)),
+        };
+        // Lines are shown while the command runs.
         let status = loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
-                Ok(line) => take(line, log),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break child.wait(),
+            while let Ok(line) = rx.try_recv() {
+                take(line, log);
             }
-            if let Some(status) = child.try_wait().transpose() {
+            if let Some(status) = child.wait_timeout(std::time::Duration::from_millis(50)).map_err(wait_error)? {
                 break status;
             }
         };
-        let status = status.map_err(|source| ReleaseError::Io { path: self.dir.to_path_buf(), source })?;
-        kill_group(pgid);
         // The group is gone, so the pipe's write ends are closed.
         let _ = reading.join();
         while let Ok(line) = rx.try_recv() {
             take(line, log);
         }
-        let summary = describe(status);
         let outcome = if status.success() { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
-        Ok((outcome, summary))
+        Ok((outcome, status.to_string()))
     }
 }
 
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => "ended".to_owned(),
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
-}
-
-/// SIGKILL to the process group the release command led.
-fn kill_group(pgid: u32) {
-    if let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
+    text
 }
 
 fn is_executable(p: &Path) -> bool {
