@@ -133,11 +133,22 @@ fn schema_6_keeps_older_objects_and_accepts_release_kinds() -> TestResult {
         let big = vec![7_u8; brr_store::PACKED_MAX + 1];
         (store.put_bytes(ObjectKind::Blob, b"small")?, store.put_bytes(ObjectKind::Blob, &big)?)
     };
-    // Undo schema 6 by hand: the table as schema 5 left it, version 5.
+    // Undo schema 6 and later by hand: drop the tables they added, and
+    // `objects` as schema 5 left it, version 5.
     let conn = rusqlite::Connection::open(root.join("brr.db"))?;
+    let schema_5 = ["objects", "action_cache", "builds", "stat_cache", "verifications", "object_data", "packs"];
+    let later: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?
+        .into_iter()
+        .filter(|t| !schema_5.contains(&t.as_str()))
+        .collect();
+    for table in later {
+        conn.execute_batch(&format!("DROP TABLE {table}"))?;
+    }
     conn.execute_batch(
-        "DROP TABLE ledger;
-         CREATE TABLE objects_v5 (
+        "CREATE TABLE objects_v5 (
              hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
              kind TEXT NOT NULL CHECK (kind IN ('blob', 'tree', 'action', 'artifact')),
              size INTEGER NOT NULL CHECK (size >= 0),

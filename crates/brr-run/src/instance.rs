@@ -1,0 +1,202 @@
+//! One process instance (`web.1`): a thread that starts it, watches it,
+//! restarts it by its policy with backoff and a start limit, and stops it
+//! when asked. It reports every change to the supervisor.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use brr_hash::ReleaseHash;
+use brr_process::{Child, Command, Output, Signal};
+
+use crate::{Options, Output as RunOutput, Restart};
+
+/// Which instance a report is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub release: ReleaseHash,
+    pub process: String,
+    pub instance: u32,
+}
+
+/// What an instance thread tells the supervisor.
+#[derive(Debug)]
+pub enum Report {
+    Started { key: Key, pid: u32 },
+    Ready { key: Key },
+    Exited { key: Key, status: String },
+    Backoff { key: Key, delay: Duration },
+    /// The start limit was hit, or it cannot start at all.
+    Failed { key: Key, reason: String },
+    /// Stopped on request; `forced` when it needed SIGKILL.
+    Stopped { key: Key, status: String, forced: bool },
+    /// Ended by its policy (an exit that is not restarted).
+    Done { key: Key },
+}
+
+/// What an instance runs.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub key: Key,
+    /// `web.1`, or `api.web.1` in a run of several services.
+    pub label: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub port: u16,
+    /// Ready once its port accepts a connection (web processes); others
+    /// are ready once started.
+    pub probe_port: bool,
+}
+
+/// Runs the instance until it is stopped, fails or ends; reports on `tx`.
+pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, out: &Arc<RunOutput>) {
+    let mut starts: Vec<Instant> = Vec::new();
+    let mut delay = opts.first_delay;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            let _ = tx.send(Report::Stopped { key: spec.key.clone(), status: "not running".into(), forced: false });
+            return;
+        }
+        let now = Instant::now();
+        starts.retain(|t| now.duration_since(*t) < opts.start_interval);
+        if starts.len() >= opts.start_limit as usize {
+            let reason = format!(
+                "started {} times within {} s: start limit reached",
+                starts.len(),
+                opts.start_interval.as_secs()
+            );
+            let _ = tx.send(Report::Failed { key: spec.key.clone(), reason });
+            return;
+        }
+        starts.push(now);
+        let started_at = Instant::now();
+        let mut child = match spawn(spec, out) {
+            Ok(c) => c,
+            Err(reason) => {
+                out.event(&spec.label, &reason);
+                let _ = tx.send(Report::Exited { key: spec.key.clone(), status: reason });
+                if !backoff(spec, opts, &mut delay, stop, tx, false) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let _ = tx.send(Report::Started { key: spec.key.clone(), pid: child.pid() });
+        let mut ready = !spec.probe_port;
+        if ready {
+            let _ = tx.send(Report::Ready { key: spec.key.clone() });
+        }
+        // Watch it: exit, readiness, or a stop request.
+        let status = loop {
+            if stop.load(Ordering::SeqCst) {
+                let (status, forced) = match child.terminate(opts.grace) {
+                    Ok(s) => (s.to_string(), s.killed_by(Signal::Kill)),
+                    Err(e) => (e.to_string(), true),
+                };
+                let _ = tx.send(Report::Stopped { key: spec.key.clone(), status, forced });
+                return;
+            }
+            match child.wait_timeout(Duration::from_millis(if ready { 100 } else { 10 })) {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Report::Failed { key: spec.key.clone(), reason: e.to_string() });
+                    return;
+                }
+            }
+            if !ready && port_accepts(spec.port) {
+                ready = true;
+                let _ = tx.send(Report::Ready { key: spec.key.clone() });
+            }
+        };
+        let succeeded = status.success();
+        let _ = tx.send(Report::Exited { key: spec.key.clone(), status: status.to_string() });
+        let restart = match opts.restart {
+            Restart::Never => false,
+            Restart::OnFailure => !succeeded,
+            Restart::Always => true,
+        };
+        if !restart {
+            let _ = tx.send(Report::Done { key: spec.key.clone() });
+            return;
+        }
+        // Up long enough: the next failure starts the backoff over.
+        let stayed_up = started_at.elapsed() >= opts.reset_after;
+        if !backoff(spec, opts, &mut delay, stop, tx, stayed_up) {
+            return;
+        }
+    }
+}
+
+/// Waits out the next backoff delay (reporting it); false when stopped
+/// meanwhile.
+fn backoff(spec: &Spec, opts: &Options, delay: &mut Duration, stop: &AtomicBool, tx: &Sender<Report>, reset: bool) -> bool {
+    if reset {
+        *delay = opts.first_delay;
+    }
+    let _ = tx.send(Report::Backoff { key: spec.key.clone(), delay: *delay });
+    let until = Instant::now() + *delay;
+    *delay = (*delay * 2).min(opts.max_delay);
+    while Instant::now() < until {
+        if stop.load(Ordering::SeqCst) {
+            let _ = tx.send(Report::Stopped { key: spec.key.clone(), status: "not running".into(), forced: false });
+            return false;
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+    }
+    true
+}
+
+fn port_accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(100)).is_ok()
+}
+
+/// Starts the process with its output read line by line into `out`.
+fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
+    let program = if spec.program.contains('/') { spec.dir.join(&spec.program) } else { PathBuf::from(&spec.program) };
+    let mut child = Command::new(program)
+        .args(&spec.args)
+        .cwd(&spec.dir)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Output::Pipe)
+        .stderr(Output::Pipe)
+        .own_process_group(true)
+        .death_signal(Some(Signal::Kill))
+        .spawn()
+        .map_err(|e| chain(&e))?;
+    for stream in [child.take_stdout().map(|s| Box::new(s) as Box<dyn Read + Send>), child.take_stderr().map(|s| Box::new(s) as Box<dyn Read + Send>)]
+        .into_iter()
+        .flatten()
+    {
+        let out = Arc::clone(out);
+        let label = spec.label.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                out.line(&label, String::from_utf8_lossy(&line).trim_end_matches('\n'));
+                line.clear();
+            }
+        });
+    }
+    Ok(child)
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
