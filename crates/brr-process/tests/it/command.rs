@@ -39,7 +39,8 @@ fn exits_within(pidfd: impl AsFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let left = Timespec { tv_sec: i64::try_from(left.as_secs()).unwrap(), tv_nsec: i64::from(left.subsec_nanos()) };
+        let secs = i64::try_from(left.as_secs()).expect("a timeout in range");
+        let left = Timespec { tv_sec: secs, tv_nsec: i64::from(left.subsec_nanos()) };
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&left)) {
             Ok(n) => return n > 0,
@@ -227,16 +228,16 @@ fn spawn_errors_name_the_program_and_the_cause() {
 
 #[test]
 fn the_child_leads_its_own_process_group_unless_told_not_to() {
-    let pgid = |own: bool| {
+    let pid_and_group = |own: bool| {
         let mut child = sh("cut -d' ' -f5 /proc/$$/stat").own_process_group(own).spawn().unwrap();
-        let pgid = line(&mut child);
+        let group = line(&mut child);
         assert!(child.wait().unwrap().success());
-        (child.pid().to_string(), pgid)
+        (child.pid().to_string(), group)
     };
-    let (pid, group) = pgid(true);
-    assert_eq!(group, pid);
-    let (pid, group) = pgid(false);
-    assert_ne!(group, pid);
+    let (leader, group) = pid_and_group(true);
+    assert_eq!(group, leader);
+    let (member, group) = pid_and_group(false);
+    assert_ne!(group, member);
     assert_eq!(group, rustix::process::getpgrp().as_raw_nonzero().to_string());
 }
 
@@ -249,7 +250,7 @@ const HELPER: &str = "BRR_TEST_DEATH_SIGNAL_HELPER";
 fn death_signal_helper() {
     let Ok(choice) = std::env::var(HELPER) else { return };
     let signal = (choice == "kill").then_some(Signal::Kill);
-    let mut child = Command::new("/bin/sleep").arg("1000").death_signal(signal).spawn().unwrap();
+    let mut child = Command::new("/bin/sleep").arg("1000").death_signal(signal).spawn().expect("start sleep");
     // After libtest's "test … ... " on the same line.
     println!("pid={}", child.pid());
     let _ = child.wait();
@@ -258,23 +259,23 @@ fn death_signal_helper() {
 /// Starts the helper (a parent brr) with `choice`, kills it with SIGKILL,
 /// and returns a pidfd of the child it had started.
 fn kill_a_parent(choice: &str) -> OwnedFd {
-    let exe = std::env::current_exe().unwrap();
+    let exe = std::env::current_exe().expect("the test binary");
     let mut parent = Command::new(exe)
         .args(["command::death_signal_helper", "--exact", "--nocapture", "--test-threads=1"])
         .env(HELPER, choice)
         .own_process_group(false)
         .stdout(Output::Pipe)
         .spawn()
-        .unwrap();
-    let out = BufReader::new(parent.take_stdout().unwrap());
+        .expect("start the helper");
+    let out = BufReader::new(parent.take_stdout().expect("stdout is a pipe"));
     let pid = out
         .lines()
         .map_while(Result::ok)
         .find_map(|l| l.split_once("pid=").map(|(_, pid)| pid.to_owned()))
         .expect("the helper prints its child's pid");
     let child = pidfd(&pid);
-    parent.signal(Signal::Kill).unwrap();
-    assert!(parent.wait().unwrap().killed_by(Signal::Kill));
+    parent.signal(Signal::Kill).expect("kill the helper");
+    assert!(parent.wait().expect("reap the helper").killed_by(Signal::Kill));
     child
 }
 
