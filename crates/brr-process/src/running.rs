@@ -112,7 +112,7 @@ impl Child {
     }
 
     /// Sends `signal` to its process group (to the child alone if it has
-    /// none, or has left it). Nothing happens once it has been reaped: what
+    /// none, or nothing is left in its group). Nothing happens once it has been reaped: what
     /// was left of its group was killed then.
     pub fn signal(&self, signal: Signal) -> Result<(), SandboxError> {
         if self.status.is_some() {

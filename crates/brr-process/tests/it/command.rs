@@ -290,3 +290,15 @@ fn a_killed_parent_takes_its_child_along() {
     rustix::process::pidfd_send_signal(&child, rustix::process::Signal::KILL).unwrap();
     assert!(exits_within(&child, PATIENCE));
 }
+
+#[test]
+fn a_relative_program_is_taken_from_the_childs_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello");
+    fs_err::write(&script, "#!/bin/sh\necho hello from \"$PWD\"\n").unwrap();
+    fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new("./hello").cwd(dir.path()).stdout(Output::Pipe).spawn().unwrap();
+    assert_eq!(line(&mut child), format!("hello from {}", dir.path().display()));
+    assert!(child.wait().unwrap().success());
+    assert_eq!(child.program(), script);
+}
