@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::SandboxError;
+use crate::ProcessError;
 use crate::running::Child;
 use crate::status::Signal;
 
@@ -52,7 +52,7 @@ impl From<Output> for Stdio {
 /// A process to start, unsandboxed, with the host's network.
 ///
 /// ```no_run
-/// # fn main() -> Result<(), brr_process::SandboxError> {
+/// # fn main() -> Result<(), brr_process::ProcessError> {
 /// use brr_process::{Command, Output, Signal};
 /// let mut child = Command::new("python3")
 ///     .args(["migrate.py"])
@@ -213,7 +213,7 @@ impl Command {
     /// The program to execute: `program` itself when it holds a `/`, else
     /// the first executable file of that name on the child's `PATH`.
     /// A relative path is taken from the child's working directory.
-    fn resolve(&self) -> Result<PathBuf, SandboxError> {
+    fn resolve(&self) -> Result<PathBuf, ProcessError> {
         if self.program.as_os_str().as_bytes().contains(&b'/') {
             return Ok(self.working_dir().join(&self.program));
         }
@@ -222,7 +222,7 @@ impl Command {
             .filter(|dir| !dir.as_os_str().is_empty())
             .map(|dir| self.working_dir().join(dir).join(&self.program))
             .find(|candidate| is_executable_file(candidate))
-            .ok_or_else(|| SandboxError::NotOnPath {
+            .ok_or_else(|| ProcessError::NotOnPath {
                 program: self.program.clone(),
                 search: search.to_string_lossy().into_owned(),
             })
@@ -232,10 +232,10 @@ impl Command {
     /// called `execve`. A program without a `/` is looked up on the `PATH`
     /// the child gets. An error names the program and why: not found, not
     /// an executable file, a missing working directory or interpreter.
-    pub fn spawn(self) -> Result<Child, SandboxError> {
+    pub fn spawn(self) -> Result<Child, ProcessError> {
         let program = self.resolve()?;
         let cwd = self.working_dir();
-        let spawn_error = |source| SandboxError::Spawn { program: program.clone(), cwd: cwd.clone(), source };
+        let spawn_error = |source| ProcessError::Spawn { program: program.clone(), cwd: cwd.clone(), source };
         check_program(&program).map_err(spawn_error)?;
         if !cwd.is_dir() {
             let source = io::Error::new(io::ErrorKind::NotFound, "the working directory is not a folder");

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use brr_process::{Child, Command, ExitStatus, Output, SandboxError, Signal};
+use brr_process::{Child, Command, ExitStatus, Output, ProcessError, Signal};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::read_back;
@@ -173,10 +173,10 @@ fn a_name_is_found_on_the_childs_path() {
     assert_eq!(read_back(&mut out), "PATH=/nonexistent:/usr/bin:/bin\n");
 
     let err = Command::new("env").env_clear().env("PATH", "/nonexistent").spawn().unwrap_err();
-    assert!(matches!(&err, SandboxError::NotOnPath { program, .. } if program.as_os_str() == "env"), "{err:?}");
+    assert!(matches!(&err, ProcessError::NotOnPath { program, .. } if program.as_os_str() == "env"), "{err:?}");
     assert_eq!(err.to_string(), "cannot find `env` on the PATH `/nonexistent`");
     let err = Command::new("env").env_clear().spawn().unwrap_err();
-    assert!(matches!(err, SandboxError::NotOnPath { .. }), "no PATH, no lookup: {err:?}");
+    assert!(matches!(err, ProcessError::NotOnPath { .. }), "no PATH, no lookup: {err:?}");
 }
 
 #[test]
@@ -197,8 +197,8 @@ fn stdout_and_stderr_go_to_separate_files() {
 #[test]
 fn spawn_errors_name_the_program_and_the_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let cause = |err: &SandboxError| match err {
-        SandboxError::Spawn { source, .. } => (source.kind(), source.to_string()),
+    let cause = |err: &ProcessError| match err {
+        ProcessError::Spawn { source, .. } => (source.kind(), source.to_string()),
         other => panic!("not a spawn error: {other:?}"),
     };
 
