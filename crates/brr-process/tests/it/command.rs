@@ -302,3 +302,27 @@ fn a_relative_program_is_taken_from_the_childs_folder() {
     assert!(child.wait().unwrap().success());
     assert_eq!(child.program(), script);
 }
+
+#[test]
+fn without_a_group_of_its_own_signals_reach_the_child_alone() {
+    // In the test's own group: a signal to the group would kill this test.
+    let mut child = sh("sleep 1000 & echo $!; wait").own_process_group(false).spawn().unwrap();
+    let grandchild = pidfd(&line(&mut child));
+    child.signal(Signal::Kill).unwrap();
+    assert!(child.wait().unwrap().killed_by(Signal::Kill));
+    assert!(alive(&grandchild), "no group of its own, no group kill");
+    rustix::process::pidfd_send_signal(&grandchild, rustix::process::Signal::KILL).unwrap();
+    assert!(exits_within(&grandchild, PATIENCE));
+}
+
+#[test]
+fn the_environment_is_brrs_unless_cleared() {
+    let mut child = sh("echo \"$PATH\"").spawn().unwrap();
+    assert_eq!(line(&mut child), std::env::var("PATH").unwrap_or_default());
+    assert!(child.wait().unwrap().success());
+    // `env` prints only what is exported (a shell makes up a PATH of its own).
+    let mut out = tempfile::tempfile().unwrap();
+    let cleared = Command::new("/usr/bin/env").env_clear().stdout(Output::File(out.try_clone().unwrap()));
+    assert!(cleared.spawn().unwrap().wait().unwrap().success());
+    assert_eq!(read_back(&mut out), "");
+}
