@@ -249,6 +249,10 @@ pub enum ProcessError {
     },
 }
 
+/// The former name of [`ProcessError`], from when only builders were
+/// started here; kept so code written against it still compiles.
+pub type SandboxError = ProcessError;
+
 /// The isolation available to this process, probed on first use by
 /// actually starting a trivial sandboxed child.
 pub fn isolation() -> &'static Isolation {
