@@ -12,7 +12,7 @@ pub enum ExecError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] crate::sandbox::ProcessError),
     #[error(transparent)]
     Store(#[from] brr_store::StoreError),
     #[error(transparent)]

@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::SandboxError;
+use crate::ProcessError;
 use crate::running::Child;
 use crate::status::Signal;
 
@@ -52,7 +52,7 @@ impl From<Output> for Stdio {
 /// A process to start, unsandboxed, with the host's network.
 ///
 /// ```no_run
-/// # fn main() -> Result<(), brr_process::SandboxError> {
+/// # fn main() -> Result<(), brr_process::ProcessError> {
 /// use brr_process::{Command, Output, Signal};
 /// let mut child = Command::new("python3")
 ///     .args(["migrate.py"])
@@ -81,8 +81,9 @@ pub struct Command {
 }
 
 impl Command {
-    /// Starts `program`: a path (with a `/`), or a name looked up on the
-    /// `PATH` the child gets (see [`Command::spawn`]).
+    /// Starts `program`: a path (with a `/`; a relative one is taken from
+    /// the child's working directory), or a name looked up on the `PATH`
+    /// the child gets (see [`Command::spawn`]).
     ///
     /// The defaults: brr's environment and working directory, stdin, stdout
     /// and stderr on `/dev/null`, a process group of its own, and `SIGKILL`
@@ -192,6 +193,16 @@ impl Command {
         self
     }
 
+    /// The child's working directory (brr's own by default).
+    fn working_dir(&self) -> PathBuf {
+        let here = || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        match &self.cwd {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => here().join(dir),
+            None => here(),
+        }
+    }
+
     /// The `PATH` the child gets: the last one given, else brr's unless the
     /// environment was cleared.
     fn child_path(&self) -> Option<OsString> {
@@ -201,16 +212,17 @@ impl Command {
 
     /// The program to execute: `program` itself when it holds a `/`, else
     /// the first executable file of that name on the child's `PATH`.
-    fn resolve(&self) -> Result<PathBuf, SandboxError> {
+    /// A relative path is taken from the child's working directory.
+    fn resolve(&self) -> Result<PathBuf, ProcessError> {
         if self.program.as_os_str().as_bytes().contains(&b'/') {
-            return Ok(self.program.clone());
+            return Ok(self.working_dir().join(&self.program));
         }
         let search = self.child_path().unwrap_or_default();
         std::env::split_paths(&search)
             .filter(|dir| !dir.as_os_str().is_empty())
-            .map(|dir| dir.join(&self.program))
+            .map(|dir| self.working_dir().join(dir).join(&self.program))
             .find(|candidate| is_executable_file(candidate))
-            .ok_or_else(|| SandboxError::NotOnPath {
+            .ok_or_else(|| ProcessError::NotOnPath {
                 program: self.program.clone(),
                 search: search.to_string_lossy().into_owned(),
             })
@@ -220,17 +232,12 @@ impl Command {
     /// called `execve`. A program without a `/` is looked up on the `PATH`
     /// the child gets. An error names the program and why: not found, not
     /// an executable file, a missing working directory or interpreter.
-    pub fn spawn(self) -> Result<Child, SandboxError> {
+    pub fn spawn(self) -> Result<Child, ProcessError> {
         let program = self.resolve()?;
-        let spawn_error = |source| SandboxError::Spawn {
-            program: program.clone(),
-            cwd: self.cwd.clone().unwrap_or_else(|| PathBuf::from(".")),
-            source,
-        };
+        let cwd = self.working_dir();
+        let spawn_error = |source| ProcessError::Spawn { program: program.clone(), cwd: cwd.clone(), source };
         check_program(&program).map_err(spawn_error)?;
-        if let Some(cwd) = &self.cwd
-            && !cwd.is_dir()
-        {
+        if !cwd.is_dir() {
             let source = io::Error::new(io::ErrorKind::NotFound, "the working directory is not a folder");
             return Err(spawn_error(source));
         }
@@ -240,9 +247,7 @@ impl Command {
             command.env_clear();
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(cwd) = &self.cwd {
-            command.current_dir(cwd);
-        }
+        command.current_dir(&cwd);
         command.stdin(Stdio::null());
         if self.own_process_group {
             command.process_group(0);

@@ -1,13 +1,27 @@
-//! Starting one process (a builder, later a released service), isolated
-//! where the kernel allows.
+//! Starting processes: builders isolated where the kernel allows, and the
+//! ordinary processes of the release phase and the supervisor.
 //!
 //! This is the lowest layer that starts processes: it depends on no other
 //! brr crate, so the build engine (`brr-exec`) and the layers that release
 //! and run artifacts without the build scheduler share one implementation
-//! of spawning, namespaces, Landlock, resource limits and reaping. Its main
-//! types are [`SandboxSpec`] (what to start and what it may touch),
-//! [`Isolation`] (what the kernel allows, probed once) and
-//! [`BuilderProcess`] (a started process to wait for).
+//! of spawning, namespaces, Landlock, resource limits, signals and reaping.
+//!
+//! Two ways in, for two kinds of callers:
+//! - **sandboxed** ([`spawn`], [`run`]): [`SandboxSpec`] (what to start and
+//!   what it may touch), [`Isolation`] (what the kernel allows, probed once)
+//!   and [`SandboxedProcess`] (a started process to wait for). Built for
+//!   thousands of short builders: `clone(CLONE_VM | CLONE_VFORK)`, network
+//!   slots, one shared log;
+//! - **supervised** ([`Command`], [`Child`]): a release command or a
+//!   service, unsandboxed and with the host's network, as `brr release`
+//!   and `brr run` start them. Separate stdout and stderr ([`Output`]), its
+//!   own process group to signal, a chosen death signal, waits that block,
+//!   time out or only look (on a pidfd, so a supervisor can poll many),
+//!   [`Child::terminate`] (SIGTERM, a grace period, then SIGKILL to the
+//!   group), and an [`ExitStatus`] that reads "exited with 3" or "killed by
+//!   SIGTERM". A dropped `Child` is killed, never left running unseen.
+//!
+//! Both return [`ProcessError`], which names the program and the cause.
 //!
 //! # What is isolated
 //!
@@ -45,7 +59,7 @@
 //! - **privileges**: `no_new_privs` is set, so set-uid binaries do not elevate.
 //!
 //! Every builder runs in its own process group (its pgid is its pid, see
-//! [`BuilderProcess::pid`]) so the caller can signal the whole group.
+//! [`SandboxedProcess::pid`]) so the caller can signal the whole group.
 //!
 //! # Why the child does only syscalls
 //!
@@ -184,9 +198,9 @@ impl Isolation {
     }
 }
 
-/// An error starting or waiting for a builder.
+/// An error starting, signalling or waiting for a process.
 #[derive(Debug, thiserror::Error)]
-pub enum SandboxError {
+pub enum ProcessError {
     #[error("cannot start `{}` in `{}`", program.display(), cwd.display())]
     Spawn {
         program: PathBuf,
@@ -234,6 +248,10 @@ pub enum SandboxError {
         source: landlock::RulesetError,
     },
 }
+
+/// The former name of [`ProcessError`], from when only builders were
+/// started here; kept so code written against it still compiles.
+pub type SandboxError = ProcessError;
 
 /// The isolation available to this process, probed on first use by
 /// actually starting a trivial sandboxed child.
@@ -300,9 +318,9 @@ fn installation(path: &Path) -> Option<PathBuf> {
     Some(if is_home { path.to_path_buf() } else { root.to_path_buf() })
 }
 
-/// A started builder.
+/// A process started from a [`SandboxSpec`] (a builder, usually).
 #[derive(Debug)]
-pub struct BuilderProcess {
+pub struct SandboxedProcess {
     spawned: spawn::Spawned,
     program: PathBuf,
     /// Whether it runs in a PID namespace, whose end ends all it started.
@@ -312,7 +330,7 @@ pub struct BuilderProcess {
     reaped: bool,
 }
 
-impl BuilderProcess {
+impl SandboxedProcess {
     /// The builder's pid, which is also the id of its process group.
     pub fn pid(&self) -> u32 {
         self.spawned.pid.as_raw_nonzero().get().unsigned_abs()
@@ -322,7 +340,7 @@ impl BuilderProcess {
     /// of its process group is killed then, and a sandboxed builder's other
     /// leftovers (a `setsid` daemon) are killed by brr as their subreaper;
     /// such builds never hand their sandbox on.
-    pub fn wait(self) -> Result<std::process::ExitStatus, SandboxError> {
+    pub fn wait(self) -> Result<std::process::ExitStatus, ProcessError> {
         let status = self.spawned.wait();
         if !self.pid_namespace {
             let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
@@ -330,7 +348,7 @@ impl BuilderProcess {
         if self.reaped {
             reaper::finished(self.spawned.pid);
         }
-        status.map_err(|source| SandboxError::Wait { program: self.program, source })
+        status.map_err(|source| ProcessError::Wait { program: self.program, source })
     }
 }
 
@@ -339,7 +357,7 @@ impl BuilderProcess {
 /// Landlock (`--no-sandbox`).
 /// The builder gets its own descriptors for `log`; the caller's stays open
 /// (to read the log back).
-pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<BuilderProcess, SandboxError> {
+pub fn spawn(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<SandboxedProcess, ProcessError> {
     spawn_with_streams(spec, log, log, isolate)
 }
 
@@ -350,7 +368,7 @@ pub fn spawn_with_streams(
     stdout: &File,
     stderr: &File,
     isolate: bool,
-) -> Result<BuilderProcess, SandboxError> {
+) -> Result<SandboxedProcess, ProcessError> {
     let setup = if isolate { Some(prepare(spec, isolation())?) } else { None };
     let pid_namespace = setup.as_ref().is_some_and(ChildSetup::pid_namespace);
     let reaped = isolate && !pid_namespace;
@@ -360,16 +378,16 @@ pub fn spawn_with_streams(
         spawn::spawn(spec, setup, stdout, stderr)
     };
     let spawned = started.map_err(|err| spawn_error(spec, err))?;
-    Ok(BuilderProcess { spawned, program: spec.program.clone(), pid_namespace, reaped })
+    Ok(SandboxedProcess { spawned, program: spec.program.clone(), pid_namespace, reaped })
 }
 
 /// Runs the builder to completion; see [`spawn`].
-pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<std::process::ExitStatus, SandboxError> {
+pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<std::process::ExitStatus, ProcessError> {
     spawn(spec, log, isolate)?.wait()
 }
 
 /// Prepares, in the parent, what the child applies after the clone.
-fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, SandboxError> {
+fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, ProcessError> {
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
     let mut namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname, isolation.own_proc()));
     if let (Some(ns), Some(limits)) = (&mut namespaces, spec.limits) {
@@ -399,10 +417,10 @@ fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, Sand
 }
 
 /// Names the failed setup step if the error came from the child's setup.
-fn spawn_error(spec: &SandboxSpec, err: io::Error) -> SandboxError {
+fn spawn_error(spec: &SandboxSpec, err: io::Error) -> ProcessError {
     match child::decode(err) {
-        (Some(step), source) => SandboxError::Setup { program: spec.program.clone(), step, source },
-        (None, source) => SandboxError::Spawn { program: spec.program.clone(), cwd: spec.cwd.clone(), source },
+        (Some(step), source) => ProcessError::Setup { program: spec.program.clone(), step, source },
+        (None, source) => ProcessError::Spawn { program: spec.program.clone(), cwd: spec.cwd.clone(), source },
     }
 }
 
@@ -413,12 +431,12 @@ fn probe() -> Isolation {
     let landlock = matches!(ruleset::build(&ruleset::Access::default()), Ok(Some(_)));
     let mut full = Isolation::Full { landlock, own_proc: true };
     let mut result = try_isolation(&full);
-    if matches!(&result, Err(SandboxError::Setup { step: SetupStep::MountProc, .. })) {
+    if matches!(&result, Err(ProcessError::Setup { step: SetupStep::MountProc, .. })) {
         full = Isolation::Full { landlock, own_proc: false };
         result = try_isolation(&full);
     }
     let Err(err) = result else { return full };
-    let namespaces_failed = matches!(&err, SandboxError::Setup { step, .. } if step.is_namespace());
+    let namespaces_failed = matches!(&err, ProcessError::Setup { step, .. } if step.is_namespace());
     if landlock && !namespaces_failed {
         let own_proc = full.own_proc();
         let without = Isolation::Full { landlock: false, own_proc };
@@ -431,12 +449,12 @@ fn probe() -> Isolation {
 }
 
 /// Starts `/bin/true` with the setup `isolation` describes.
-fn try_isolation(isolation: &Isolation) -> Result<(), SandboxError> {
+fn try_isolation(isolation: &Isolation) -> Result<(), ProcessError> {
     try_isolation_in(isolation, None)
 }
 
 /// [`try_isolation`], joining `net_slot` if given.
-fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<(), SandboxError> {
+fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<(), ProcessError> {
     let spec = SandboxSpec {
         program: PathBuf::from("/bin/true"),
         args: Vec::new(),
@@ -455,22 +473,22 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
     let null = File::options()
         .write(true)
         .open("/dev/null")
-        .map_err(|source| SandboxError::Log { program: spec.program.clone(), source })?;
+        .map_err(|source| ProcessError::Log { program: spec.program.clone(), source })?;
     match spawn::spawn(&spec, Some(setup), &null, &null) {
         Ok(spawned) => {
             let status =
-                spawned.wait().map_err(|source| SandboxError::Wait { program: spec.program.clone(), source })?;
+                spawned.wait().map_err(|source| ProcessError::Wait { program: spec.program.clone(), source })?;
             if status.success() {
                 Ok(())
             } else {
                 let source = io::Error::other(format!("the probe exited with {status}"));
-                Err(SandboxError::Spawn { program: spec.program, cwd: spec.cwd, source })
+                Err(ProcessError::Spawn { program: spec.program, cwd: spec.cwd, source })
             }
         }
         Err(err) => match spawn_error(&spec, err) {
             // The whole setup ran and only the exec failed (no `/bin/true`?):
             // the isolation itself works.
-            SandboxError::Spawn { .. } => Ok(()),
+            ProcessError::Spawn { .. } => Ok(()),
             err => Err(err),
         },
     }
@@ -478,13 +496,13 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
 
 /// One line for the CLI, e.g. "namespaces are unavailable: `unshare(user,
 /// mount, net, uts)` failed: Operation not permitted (os error 1)".
-fn reason(err: &SandboxError) -> String {
+fn reason(err: &ProcessError) -> String {
     match err {
-        SandboxError::Setup { step, source, .. } if step.is_namespace() => {
+        ProcessError::Setup { step, source, .. } if step.is_namespace() => {
             format!("namespaces are unavailable: `{step}` failed: {source}")
         }
-        SandboxError::Setup { step, source, .. } => format!("`{step}` failed: {source}"),
-        SandboxError::Spawn { source, .. } | SandboxError::Wait { source, .. } => source.to_string(),
+        ProcessError::Setup { step, source, .. } => format!("`{step}` failed: {source}"),
+        ProcessError::Spawn { source, .. } | ProcessError::Wait { source, .. } => source.to_string(),
         other => other.to_string(),
     }
 }

@@ -18,7 +18,7 @@ use landlock::{
 };
 use rustix::fs::{FileType, Mode, OFlags};
 
-use super::SandboxError;
+use super::ProcessError;
 
 /// The newest Landlock ABI this code was written and tested against; the
 /// crate drops (best effort) whatever the running kernel does not know.
@@ -88,7 +88,7 @@ pub(super) fn proc_access() -> u64 {
 }
 
 /// Builds the ruleset; `None` when the kernel has no Landlock.
-pub(super) fn build(access: &Access<'_>) -> Result<Option<OwnedFd>, SandboxError> {
+pub(super) fn build(access: &Access<'_>) -> Result<Option<OwnedFd>, ProcessError> {
     let write = AccessFs::from_write(TARGET_ABI);
     let read = AccessFs::from_read(TARGET_ABI);
     let mut ruleset = Ruleset::default().handle_access(write | read)?.scope(Scope::from_all(TARGET_ABI))?;
@@ -101,7 +101,7 @@ pub(super) fn build(access: &Access<'_>) -> Result<Option<OwnedFd>, SandboxError
     }
     for (paths, granted) in [(access.readable, read), (access.writable, read | write)] {
         for path in paths {
-            let fd = open_path(path).map_err(|source| SandboxError::Writable { path: path.clone(), source })?;
+            let fd = open_path(path).map_err(|source| ProcessError::Writable { path: path.clone(), source })?;
             let rights = rights(&fd, granted);
             created = created.add_rule(PathBeneath::new(fd, rights))?;
         }

@@ -7,6 +7,10 @@
 //! signal sent to the group never reaches a stranger. Right before
 //! reaping, whatever is left of its group is killed (as Kubernetes kills a
 //! container's remaining processes when its first one exits).
+//!
+//! There is no PID namespace here: a process that leaves the group
+//! (`setsid`, `setpgid`) is beyond these signals, as it is beyond a
+//! systemd unit's without cgroups.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::Pid;
 
-use crate::SandboxError;
+use crate::ProcessError;
 use crate::status::{ExitStatus, Signal};
 
 /// A process started by [`Command::spawn`](crate::Command::spawn).
@@ -93,18 +97,18 @@ impl Child {
 
     /// Its status if it has exited (reaping it), `None` while it runs.
     /// Does not block.
-    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ProcessError> {
         self.wait_for(Some(Duration::ZERO))
     }
 
     /// Waits up to `timeout` for it to exit, returning as soon as it does;
     /// `None` if it still runs then.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, SandboxError> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
         self.wait_for(Some(timeout))
     }
 
     /// Waits for it to exit.
-    pub fn wait(&mut self) -> Result<ExitStatus, SandboxError> {
+    pub fn wait(&mut self) -> Result<ExitStatus, ProcessError> {
         match self.wait_for(None)? {
             Some(status) => Ok(status),
             None => Err(self.wait_error(io::Error::other("the wait ended before the child did"))),
@@ -112,9 +116,9 @@ impl Child {
     }
 
     /// Sends `signal` to its process group (to the child alone if it has
-    /// none, or has left it). Nothing happens once it has been reaped: what
+    /// none, or nothing is left in its group). Nothing happens once it has been reaped: what
     /// was left of its group was killed then.
-    pub fn signal(&self, signal: Signal) -> Result<(), SandboxError> {
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
         if self.status.is_some() {
             return Ok(());
         }
@@ -130,7 +134,7 @@ impl Child {
         match sent {
             // Already exited, not yet reaped.
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-            Err(errno) => Err(SandboxError::Signal { program: self.program.clone(), signal, source: errno.into() }),
+            Err(errno) => Err(ProcessError::Signal { program: self.program.clone(), signal, source: errno.into() }),
         }
     }
 
@@ -139,7 +143,7 @@ impl Child {
     /// for it to exit, then `SIGKILL` to the group. Returns once it is
     /// reaped. The rest of the group has until the child exits or the grace
     /// ends, whichever comes first.
-    pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus, SandboxError> {
+    pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus, ProcessError> {
         if let Some(status) = self.status {
             return Ok(status);
         }
@@ -153,7 +157,7 @@ impl Child {
     }
 
     /// Polls the pidfd up to `timeout` (forever with `None`), then reaps.
-    fn wait_for(&mut self, timeout: Option<Duration>) -> Result<Option<ExitStatus>, SandboxError> {
+    fn wait_for(&mut self, timeout: Option<Duration>) -> Result<Option<ExitStatus>, ProcessError> {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
@@ -177,7 +181,7 @@ impl Child {
     }
 
     /// Kills what is left of its group, then reaps the exited child.
-    fn reap(&mut self) -> Result<ExitStatus, SandboxError> {
+    fn reap(&mut self) -> Result<ExitStatus, ProcessError> {
         if self.own_process_group {
             // The exited child still holds its pid (a zombie), so the group
             // id is still ours to signal.
@@ -190,8 +194,8 @@ impl Child {
         Ok(status)
     }
 
-    fn wait_error(&self, source: io::Error) -> SandboxError {
-        SandboxError::Wait { program: self.program.clone(), source }
+    fn wait_error(&self, source: io::Error) -> ProcessError {
+        ProcessError::Wait { program: self.program.clone(), source }
     }
 }
 

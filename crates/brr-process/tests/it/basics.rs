@@ -1,6 +1,6 @@
 //! Environment, exit codes, the shared log or separate streams and spawn errors, sandboxed or not.
 
-use brr_process::{self as sandbox, SandboxError};
+use brr_process::{self as sandbox, ProcessError};
 
 use crate::{read_back, run, sh, spec};
 
@@ -55,7 +55,7 @@ fn spawn_failure_names_the_program() {
         let log = tempfile::tempfile().unwrap();
         let err = sandbox::run(&spec, &log, isolate).unwrap_err();
         assert!(
-            matches!(&err, SandboxError::Spawn { program, source, .. }
+            matches!(&err, ProcessError::Spawn { program, source, .. }
                 if program == &spec.program && source.kind() == std::io::ErrorKind::NotFound),
             "{err:?}"
         );

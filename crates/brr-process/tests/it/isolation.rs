@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 
-use brr_process::{self as sandbox, SandboxError, SetupStep};
+use brr_process::{self as sandbox, ProcessError, SetupStep};
 
 use crate::{Needs, require, run, sh, spec};
 
@@ -98,7 +98,7 @@ fn setup_failure_names_the_step() {
     let mut spec = spec("/bin/true", &[], dir.path());
     spec.hostname = Some("x".repeat(100));
     let err = sandbox::run(&spec, &tempfile::tempfile().unwrap(), true).unwrap_err();
-    assert!(matches!(err, SandboxError::Setup { step: SetupStep::Hostname, .. }), "{err:?}");
+    assert!(matches!(err, ProcessError::Setup { step: SetupStep::Hostname, .. }), "{err:?}");
     assert!(err.to_string().contains("sethostname"), "{err}");
 }
 
@@ -112,7 +112,7 @@ fn missing_writable_path_is_an_error() {
     let missing = dir.path().join("missing");
     spec.writable.push(missing.clone());
     let err = sandbox::run(&spec, &tempfile::tempfile().unwrap(), true).unwrap_err();
-    assert!(matches!(&err, SandboxError::Writable { path, .. } if path == &missing), "{err:?}");
+    assert!(matches!(&err, ProcessError::Writable { path, .. } if path == &missing), "{err:?}");
 }
 
 #[test]
