@@ -153,7 +153,7 @@ impl Phase<'_> {
                 log.extend_from_slice(b"brr: [output beyond 16 MiB not kept]\n");
             }
         };
-        let wait_error = |e: brr_process::SandboxError| ReleaseError::Io {
+        let wait_error = |e: brr_process::ProcessError| ReleaseError::Io {
             path: self.dir.to_path_buf(),
             source: std::io::Error::other(chain(&e)),
         };
