@@ -52,6 +52,7 @@ mod cas;
 mod closure;
 mod db;
 mod error;
+mod lock;
 mod materialize;
 mod objects;
 mod packs;
@@ -67,6 +68,7 @@ use std::time::{Duration, SystemTime};
 pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
+pub use lock::{Access, Wait};
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;
@@ -95,6 +97,21 @@ pub struct Store {
     packs: packs::Packs,
     /// What stat-cache entries are recorded by.
     clock: Clock,
+    /// `<root>/lock`, held for the store's whole life (see `lock.rs`).
+    lock: lock::StoreLock,
+}
+
+/// A store held exclusively ([`Store::open_exclusive`]): no other process
+/// or `Store` has it open, so it may delete bytes. Everything a [`Store`]
+/// does, it does too.
+pub struct ExclusiveStore(Store);
+
+impl std::ops::Deref for ExclusiveStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 impl Store {
@@ -103,7 +120,24 @@ impl Store {
     /// non-empty folder without `brr.db` (other files beside a `brr.db` are
     /// ignored), a database of another program, and a store written by a
     /// newer brr.
+    ///
+    /// The store is held shared (see [`Access`]) until the `Store` drops;
+    /// while another process holds it exclusive (compacting), this waits.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Self::open_with(root, Access::Shared, Wait::Block)
+    }
+
+    /// Opens the store at `root` as [`Store::open`] does, held exclusive:
+    /// fails at once with [`StoreError::InUse`] while any other process (or
+    /// another `Store` of this one) has it open, and keeps everyone else out
+    /// until the returned store drops.
+    pub fn open_exclusive(root: &Path) -> Result<ExclusiveStore, StoreError> {
+        Self::open_with(root, Access::Exclusive, Wait::NoWait).map(ExclusiveStore)
+    }
+
+    /// Opens the store at `root` held as `access`, waiting or not for
+    /// conflicting holders ([`StoreError::InUse`] when not).
+    pub fn open_with(root: &Path, access: Access, wait: Wait) -> Result<Store, StoreError> {
         match std::fs::read_dir(root) {
             Ok(entries) => {
                 // Decided on one listing: another process may be creating
@@ -111,7 +145,9 @@ impl Store {
                 let names: Vec<std::ffi::OsString> = entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
                 let ours = |n: &std::ffi::OsString| {
                     n.to_str().is_some_and(|n| {
-                        n == DB_FILE || n.starts_with("brr.db-") || ["cas", "packs", "tmp", "cache"].contains(&n)
+                        n == DB_FILE
+                            || n.starts_with("brr.db-")
+                            || ["cas", "packs", "tmp", "cache", lock::LOCK_FILE].contains(&n)
                     })
                 };
                 // With `brr.db` there, the database decides (other names are
@@ -131,8 +167,10 @@ impl Store {
             }
             Err(e) => return Err(e).at(root),
         }
-        // The database comes first, so a folder with only `brr.db` in it is
-        // recognised as a store being created.
+        // The lock comes first: nothing of the store is read or written
+        // without it. Its file is one of the names a store being created
+        // may show.
+        let lock = lock::StoreLock::acquire(root, access, wait)?;
         let db = Db::open(&root.join(DB_FILE), root)?;
         let store = Store {
             root: root.to_path_buf(),
@@ -140,12 +178,18 @@ impl Store {
             placed: cas::PlacedFiles::default(),
             packs: packs::Packs::default(),
             clock: Clock::SYSTEM,
+            lock,
         };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }
         store.remove_stale_temp_files();
         Ok(store)
+    }
+
+    /// How this store is held.
+    pub fn access(&self) -> Access {
+        self.lock.access()
     }
 
     pub fn root(&self) -> &Path {

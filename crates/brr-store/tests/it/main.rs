@@ -5,6 +5,7 @@ mod cas;
 mod closure;
 mod concurrency;
 mod crash;
+mod lock;
 mod materialize;
 mod open;
 mod prefix;
