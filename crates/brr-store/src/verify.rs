@@ -44,6 +44,7 @@ pub(crate) enum Table {
     Builds,
     Verifications,
     StatCache,
+    Roots,
 }
 
 impl Table {
@@ -54,6 +55,7 @@ impl Table {
             Table::Builds => "DELETE FROM builds WHERE id = ?1",
             Table::Verifications => "DELETE FROM verifications WHERE id = ?1",
             Table::StatCache => "DELETE FROM stat_cache WHERE path = ?1",
+            Table::Roots => "DELETE FROM roots WHERE name = ?1",
         }
     }
 }
@@ -361,6 +363,7 @@ fn read_rows(tx: &Transaction<'_>) -> Result<Rows, TxError> {
     others.extend(build_rows(tx)?);
     others.extend(verification_rows(tx)?);
     others.extend(stat_rows(tx)?);
+    others.extend(root_rows(tx)?);
     let mut stmt = tx.prepare("PRAGMA quick_check")?;
     let integrity: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     let integrity = integrity.into_iter().filter(|l| l != "ok").collect();
@@ -445,6 +448,29 @@ fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
                 .map_err(|_| "column `outputs` holds a line that is not a hash".to_owned())
         })();
         out.push(row_check(Table::Verifications, Value::Integer(id), owner, decoded));
+    }
+    Ok(out)
+}
+
+/// Roots: each names one object, of any kind.
+fn root_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+    let mut out = Vec::new();
+    let mut stmt = tx.prepare("SELECT name, hash, reason, created_ms FROM roots")?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let id: Value = r.get(0)?;
+        let owner = match text_col(r, 0, "name") {
+            Ok(name) => format!("root `{name}`"),
+            Err(_) => "a root".to_owned(),
+        };
+        let decoded = (|| {
+            text_col(r, 0, "name")?;
+            let hash = hash_col(r, 1, "hash", false)?;
+            text_col(r, 2, "reason")?;
+            int_col(r, 3, "created_ms")?;
+            Ok::<_, String>(hash.map(|h| (h, ObjectKind::Blob)).into_iter().collect())
+        })();
+        out.push(row_check(Table::Roots, id, owner, decoded));
     }
     Ok(out)
 }

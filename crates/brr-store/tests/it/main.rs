@@ -10,6 +10,7 @@ mod materialize;
 mod open;
 mod prefix;
 mod repair;
+mod roots;
 mod stat_cache;
 mod support;
 mod verify;

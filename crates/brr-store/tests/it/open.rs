@@ -133,10 +133,11 @@ fn schema_6_keeps_older_objects_and_accepts_release_kinds() -> TestResult {
         let big = vec![7_u8; brr_store::PACKED_MAX + 1];
         (store.put_bytes(ObjectKind::Blob, b"small")?, store.put_bytes(ObjectKind::Blob, &big)?)
     };
-    // Undo schema 6 by hand: the table as schema 5 left it, version 5.
+    // Undo schemas 7 and 6 by hand: the table as schema 5 left it, version 5.
     let conn = rusqlite::Connection::open(root.join("brr.db"))?;
     conn.execute_batch(
-        "DROP TABLE ledger;
+        "DROP TABLE roots;
+         DROP TABLE ledger;
          CREATE TABLE objects_v5 (
              hash BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
              kind TEXT NOT NULL CHECK (kind IN ('blob', 'tree', 'action', 'artifact')),
