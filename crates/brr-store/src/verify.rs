@@ -433,19 +433,23 @@ fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {
         let id: i64 = r.get(0)?;
-        let owner = format!("verification #{id}");
+        let owner = match text_col(r, 1, "target") {
+            Ok(t) => format!("verification #{id} of `{t}`"),
+            Err(_) => format!("verification #{id}"),
+        };
         let decoded = (|| {
             text_col(r, 1, "target")?;
-            hash_col(r, 2, "key", false)?;
+            let key = hash_col(r, 2, "key", false)?;
             int_col(r, 3, "rounds")?;
             int_col(r, 4, "reproducible")?;
             text_col(r, 6, "differing")?;
-            // Recorded only once each output tree had a row, of any kind.
-            text_col(r, 5, "outputs")?
+            // Recorded only once its key and each output tree had a row.
+            let outputs = text_col(r, 5, "outputs")?
                 .lines()
-                .map(|l| l.parse::<Digest>().map(|d| (d, ObjectKind::Blob)))
+                .map(|l| l.parse::<Digest>().map(|d| (d, ObjectKind::Tree)))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| "column `outputs` holds a line that is not a hash".to_owned())
+                .map_err(|_| "column `outputs` holds a line that is not a hash".to_owned())?;
+            Ok(key.map(|k| (k, ObjectKind::Action)).into_iter().chain(outputs).collect())
         })();
         out.push(row_check(Table::Verifications, Value::Integer(id), owner, decoded));
     }
