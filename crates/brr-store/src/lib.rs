@@ -60,6 +60,7 @@ mod prefix;
 mod repair;
 mod roots;
 mod stat_cache;
+mod sweep;
 mod verifications;
 mod verify;
 
@@ -75,6 +76,7 @@ pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;
 pub use roots::Root;
 pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
+pub use sweep::SweepReport;
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 

@@ -372,7 +372,7 @@ fn read_rows(tx: &Transaction<'_>) -> Result<Rows, TxError> {
 
 /// Action-cache entries: refs are the artifact, then the log if any, then
 /// the output tree if any.
-fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT key, artifact, log, duration_ms, created_at, outputs FROM action_cache")?;
     let mut q = stmt.query([])?;
@@ -398,7 +398,7 @@ fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     Ok(out)
 }
 
-fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT id, target, key, artifact, status, log, started_at, duration_ms FROM builds")?;
     let mut q = stmt.query([])?;
@@ -427,7 +427,7 @@ fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     Ok(out)
 }
 
-fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT id, target, key, rounds, reproducible, outputs, differing FROM verifications")?;
     let mut q = stmt.query([])?;

@@ -13,4 +13,5 @@ mod repair;
 mod roots;
 mod stat_cache;
 mod support;
+mod sweep;
 mod verify;
