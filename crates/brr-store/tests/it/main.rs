@@ -9,6 +9,7 @@ mod lock;
 mod materialize;
 mod open;
 mod prefix;
+mod put_path;
 mod repair;
 mod roots;
 mod stat_cache;
