@@ -8,7 +8,8 @@
 //! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`PACKED_MAX`], read-only files named by their BLAKE3 digest |
 //! | `packs/<name>` | bytes of objects up to [`PACKED_MAX`], appended to one file per writing process |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
-//! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache |
+//! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache, verifications, the ledger, roots |
+//! | `lock` | the store-wide lock: every open [`Store`] holds it shared, a deleting [`ExclusiveStore`] exclusive |
 //! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
 //! | `artifacts/` | optional, for callers |
 //!
@@ -16,12 +17,32 @@
 //! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
 //! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
 //! [`Store::verify`] and [`RepairReport`] from [`Store::repair`];
-//! [`Store::closure`] reads every object an artifact references. Errors are
+//! [`Store::closure`] reads every object an artifact references; [`Root`]s
+//! ([`Store::add_root`]) pin what deleting must keep; an [`ExclusiveStore`]
+//! ([`Store::open_exclusive`]) deletes what no root reaches
+//! ([`ExclusiveStore::collect`]) and compacts packs
+//! ([`ExclusiveStore::compact`]), reporting a [`SweepReport`]. Errors are
 //! one enum, [`StoreError`].
+//!
+//! # Why there is a store-wide lock
+//!
+//! Deleting bytes is safe only when nobody can still need them: a build
+//! places files and pack bytes before the commit that records them, later
+//! puts adopt orphan files, and readers keep packs open and read at
+//! recorded offsets. SQLite's lock covers rows, not those files. So every
+//! `Store` holds `<root>/lock` shared (`flock`) for its whole life, and
+//! only a store holding it exclusive may delete anything (the type
+//! [`ExclusiveStore`] is the proof). The kernel drops the lock of a killed
+//! process. [`Store::open`] waits while a sweep runs;
+//! [`Store::open_exclusive`] fails at once with [`StoreError::InUse`] while
+//! anyone has the store open. See `lock.rs` and `sweep.rs`.
 //!
 //! # Why the write order is what it is
 //!
-//! A row never points at an object that is not fully on disk. A small object
+//! A row never points at an object that is not fully on disk. Every put
+//! takes one path (see `objects.rs`): place the bytes, make them durable
+//! with one sync per commit (never one per object), then record the rows in
+//! one transaction. A small object
 //! (up to [`PACKED_MAX`]; most objects of a monorepo: sources, trees, keys,
 //! artifacts, logs) is appended to this process's pack file, the pack is
 //! synced (`fdatasync`) past its end, and only then is its row committed.
@@ -34,8 +55,11 @@
 //! killed at any moment therefore leaves at worst a temp file, pack bytes no
 //! row names, or a file without a row (an orphan, which [`Store::verify`]
 //! counts but does not flag, and which the next put of the same object
-//! adopts), never a row without its bytes. Small objects that schema 4 kept
-//! in the database (`object_data`) are still read.
+//! adopts, or the next sweep removes), never a row without its bytes. A
+//! sweep keeps the same rule when it deletes: new packs are synced before
+//! the (durable) transaction that points rows at them, and old files are
+//! unlinked only after it. Small objects that schema 4 kept in the database
+//! (`object_data`) are still read, and moved to a pack by a sweep.
 //!
 //! Rows are also closed under references: a tree's row is committed only when
 //! all its entries have rows, an artifact's only when its outputs tree has
