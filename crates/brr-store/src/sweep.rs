@@ -161,7 +161,12 @@ impl ExclusiveStore {
     /// entries, history rows and verifications that name one, then compacts
     /// the packs and removes orphans and temp files (see the module docs).
     /// Fails, deleting nothing, when a live object cannot be read intact:
-    /// run [`Store::repair`] first.
+    /// run [`Store::repair`] first. Other processes cannot have the store
+    /// open; other threads of this one may put meanwhile (their commits
+    /// wait for the sweep's transaction), except a large object the sweep
+    /// deletes: its file may be unlinked after that thread placed it and
+    /// before it commits, leaving a row without bytes. Do not put, during a
+    /// sweep, what the sweep deletes.
     pub fn collect(&self, keep: &[Digest]) -> Result<SweepReport, StoreError> {
         self.sweep(Some(keep))
     }
