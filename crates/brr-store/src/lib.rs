@@ -100,7 +100,7 @@ pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;
 pub use roots::Root;
 pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
-pub use sweep::SweepReport;
+pub use sweep::{SweepReport, SweepStep};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 

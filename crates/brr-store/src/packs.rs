@@ -149,6 +149,13 @@ impl Store {
         }
     }
 
+    /// Runs `f` while no pack of this store can be between its creation
+    /// and its registration (both happen under the writer's lock).
+    pub(crate) fn with_writer_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _writer = self.packs.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        f()
+    }
+
     /// Forgets the open files of packs `ids` (removed: their ids may be
     /// given to new packs).
     pub(crate) fn forget_packs(&self, ids: &[i64]) {

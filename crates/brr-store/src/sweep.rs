@@ -27,7 +27,8 @@
 //! power loss) before (3) commits leaves the old rows naming the old, intact
 //! packs, and new pack files no row names; after it, rows name the new,
 //! durable packs, and old files no row names. Either way every row's bytes
-//! are there, and the next sweep removes the leftovers.
+//! are there, and the next sweep removes the leftovers. [`SweepStep`] names
+//! these points; the tests kill a sweep at each of them.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -46,6 +47,23 @@ use crate::{ExclusiveStore, Store, StoreError, TEMP_PREFIX};
 
 /// Bytes gathered before one write to a new pack.
 const WRITE_CHUNK: usize = 8 << 20;
+
+/// The points a sweep passes, in order (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepStep {
+    /// The live set and the packs to rewrite are known; nothing written.
+    Planned,
+    /// The new packs are written and durable; no row names them yet.
+    PacksWritten,
+    /// Every row change is made, in the transaction not yet committed.
+    RowsChanged,
+    /// The transaction is committed (durably); nothing unlinked yet.
+    Committed,
+    /// The packs no row names any more are unlinked.
+    PacksRemoved,
+    /// Orphans and temp files are removed too.
+    Done,
+}
 
 /// What [`ExclusiveStore::collect`] or [`ExclusiveStore::compact`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,36 +186,49 @@ impl ExclusiveStore {
     /// before it commits, leaving a row without bytes. Do not put, during a
     /// sweep, what the sweep deletes.
     pub fn collect(&self, keep: &[Digest]) -> Result<SweepReport, StoreError> {
-        self.sweep(Some(keep))
+        self.sweep(Some(keep), &mut |_| {})
+    }
+
+    /// [`ExclusiveStore::collect`], calling `on_step` as each
+    /// [`SweepStep`] is reached (for progress, and for tests that stop a
+    /// sweep at each of them).
+    pub fn collect_with(&self, keep: &[Digest], on_step: &mut dyn FnMut(SweepStep)) -> Result<SweepReport, StoreError> {
+        self.sweep(Some(keep), on_step)
     }
 
     /// Deletes no object: rewrites every pack holding bytes no row names
     /// into new packs, and removes pack files no row names, `cas/` files
     /// without a row (orphans) and temp files.
     pub fn compact(&self) -> Result<SweepReport, StoreError> {
-        self.sweep(None)
+        self.sweep(None, &mut |_| {})
     }
 
-    fn sweep(&self, keep: Option<&[Digest]>) -> Result<SweepReport, StoreError> {
+    fn sweep(&self, keep: Option<&[Digest]>, on_step: &mut dyn FnMut(SweepStep)) -> Result<SweepReport, StoreError> {
         let store: &Store = self;
         let mut report = SweepReport::default();
         // One write transaction from the first read to the commit: other
         // threads of this process wait to record anything (other processes
         // cannot have the store open at all).
         let (removed_packs, recorded, dead) =
-            store.db.write_durable(|tx| store.sweep_in(tx, keep, &mut report).map_err(TxError::from))?;
+            store.db.write_durable(|tx| store.sweep_in(tx, keep, &mut report, on_step).map_err(TxError::from))?;
+        on_step(SweepStep::Committed);
         let ids: Vec<i64> = removed_packs.iter().map(|(id, _)| *id).collect();
         store.forget_packs(&ids);
         for (_, name) in &removed_packs {
             remove(&store.packs_dir().join(name))?;
         }
+        on_step(SweepStep::PacksRemoved);
 
-        // (4): what no row names any more.
-        let registered: HashSet<String> = store.db.read(|tx| {
-            let mut stmt = tx.prepare("SELECT name FROM packs")?;
-            Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<HashSet<String>, _>>()?)
+        // (4): what no row names any more. Pack files are listed and
+        // removed while this store's writer cannot be creating one.
+        let registered = store.with_writer_held(|| {
+            let registered: HashSet<String> = store.db.read(|tx| {
+                let mut stmt = tx.prepare("SELECT name FROM packs")?;
+                Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<HashSet<String>, _>>()?)
+            })?;
+            store.remove_unregistered_packs(&registered)?;
+            Ok::<_, StoreError>(registered)
         })?;
-        store.remove_unregistered_packs(&registered)?;
         report.files = store.remove_unrecorded_files(&recorded, &dead)?;
         report.temp_files = store.remove_temp_files()?;
         for name in &registered {
@@ -205,6 +236,7 @@ impl ExclusiveStore {
             report.packs_after += 1;
             report.pack_bytes_after += std::fs::metadata(&path).map_or(0, |m| m.len());
         }
+        on_step(SweepStep::Done);
         Ok(report)
     }
 }
@@ -220,6 +252,7 @@ impl Store {
         tx: &Transaction<'_>,
         keep: Option<&[Digest]>,
         report: &mut SweepReport,
+        on_step: &mut dyn FnMut(SweepStep),
     ) -> Result<Swept, StoreError> {
         let store = self;
         let state = read_state(tx).map_err(|e| store.db.lift(e))?;
@@ -285,7 +318,9 @@ impl Store {
         });
 
         // (1) and (2): the new packs, durable before any row names them.
+        on_step(SweepStep::Planned);
         let (new_packs, moved) = store.copy_to_new_packs(&moving, &state.packs, report)?;
+        on_step(SweepStep::PacksWritten);
 
         // (3): every row change, in the transaction the caller commits.
         let unused = (|| -> Result<_, TxError> {
@@ -322,6 +357,7 @@ impl Store {
         })()
         .map_err(|e| store.db.lift(e))?;
         let recorded: HashSet<Digest> = state.objects.keys().filter(|d| !dead.contains(d)).copied().collect();
+        on_step(SweepStep::RowsChanged);
         Ok((unused, recorded, dead))
     }
 
@@ -445,9 +481,8 @@ impl Store {
 
     /// Removes the files in `packs/` that no `packs` row names: new packs
     /// of an interrupted sweep, old ones of a sweep killed after its commit,
-    /// packs of writers killed before registering them. This process's are
-    /// left alone: its writer may be between creating a pack and
-    /// registering it.
+    /// packs of writers killed before registering them. Called with the
+    /// writer's lock held, so that none of this store's is being created.
     fn remove_unregistered_packs(&self, registered: &HashSet<String>) -> Result<u64, StoreError> {
         let dir = self.packs_dir();
         let entries = match std::fs::read_dir(&dir) {
@@ -455,17 +490,11 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e).at(&dir),
         };
-        let own = format!("-{}.pack", std::process::id());
         let mut removed = 0;
         for entry in entries {
             let entry = entry.at(&dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            // A pack of this process's writer may be created and not yet
-            // registered.
-            if Path::new(&name).extension().is_some_and(|e| e == "pack")
-                && !name.ends_with(&own)
-                && !registered.contains(&name)
-            {
+            if Path::new(&name).extension().is_some_and(|e| e == "pack") && !registered.contains(&name) {
                 remove(&entry.path())?;
                 removed += 1;
             }

@@ -11,7 +11,7 @@ use brr_hash::{
     Artifact, ArtifactHash, BuildKey, Config, Digest, EntryKind, ObjectKind, Release, ServiceManifest, Tree, TreeEntry,
     TreeHash,
 };
-use brr_store::{ActionRecord, BuildRow, ExclusiveStore, Put, Store};
+use brr_store::{ActionRecord, BuildRow, ExclusiveStore, Put, Store, SweepStep};
 
 use crate::support::{TestResult, big, clobber_packed};
 
@@ -299,5 +299,75 @@ fn a_damaged_live_object_stops_a_sweep_before_it_changes_anything() -> TestResul
     assert!(store.contains(dead)?);
     assert_eq!(std::fs::read_dir(store.root().join("packs"))?.count(), packs);
     assert_eq!(store.verify()?.problems.len(), 1);
+    Ok(())
+}
+
+/// Set (to `<store folder>|<step>`) only in the child of the test below.
+const STOP_ENV: &str = "BRR_STORE_SWEEP_STOP";
+const STEPS: [SweepStep; 5] = [
+    SweepStep::Planned,
+    SweepStep::PacksWritten,
+    SweepStep::RowsChanged,
+    SweepStep::Committed,
+    SweepStep::PacksRemoved,
+];
+
+/// The child: collects, and kills itself with SIGKILL at step `stop`.
+fn child_stopping_at(spec: &str) -> TestResult {
+    let (root, index) = spec.rsplit_once('|').ok_or("bad spec")?;
+    let stop = STEPS[index.parse::<usize>()?];
+    let store = Store::open_exclusive(Path::new(root))?;
+    store.collect_with(&[], &mut |s| {
+        if s == stop {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        }
+    })?;
+    Err("the sweep went past the step it should have died at".into())
+}
+
+#[test]
+fn a_sweep_killed_at_each_step_leaves_a_store_that_verifies() -> TestResult {
+    if let Some(spec) = std::env::var_os(STOP_ENV) {
+        return child_stopping_at(&spec.to_string_lossy());
+    }
+    for (i, step) in STEPS.iter().enumerate() {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("store");
+        let (kept, gone, objects) = {
+            let store = Store::open(&root)?;
+            let kept = build(&store, "kept", true)?;
+            let gone = build(&store, "gone", true)?;
+            store.add_root("kept", kept.artifact.0, "")?;
+            (kept, gone, store.verify()?.objects)
+        };
+        let status = Command::new(std::env::current_exe()?)
+            .args(["--exact", "sweep::a_sweep_killed_at_each_step_leaves_a_store_that_verifies"])
+            .env(STOP_ENV, format!("{}|{i}", root.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{step:?}: the child was not killed there: {status}");
+
+        let store = Store::open(&root)?;
+        let report = store.verify()?;
+        assert!(report.is_ok(), "killed at {step:?}: {:?}", report.problems);
+        let committed = i >= 3;
+        assert_eq!(
+            report.objects == objects,
+            !committed,
+            "killed at {step:?}: {} objects of {objects}",
+            report.objects
+        );
+        assert_eq!(store.contains(gone.blobs[2])?, !committed, "killed at {step:?}");
+        store.closure(kept.artifact, None)?;
+        drop(store);
+        let store = Store::open_exclusive(&root)?;
+        store.collect(&[])?;
+        let report = store.verify()?;
+        assert!(report.is_ok() && report.orphans == 0, "after {step:?}: {report:?}");
+        assert_eq!(std::fs::read_dir(root.join("packs"))?.count(), 1, "after {step:?}");
+        assert!(!store.object_path(gone.blobs[2]).exists(), "after {step:?}");
+        store.closure(kept.artifact, None)?;
+    }
     Ok(())
 }
