@@ -150,7 +150,10 @@ pub enum StoreCommand {
     },
     /// Rewrite packs that hold dead bytes and remove leftovers of killed
     /// processes; deletes no object. Needs the store closed everywhere else.
-    Compact,
+    Compact {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             remote::generate_key(&output, name.as_deref())
         }
         Command::Store { command: StoreCommand::Verify { repair, json } } => store_verify::run(&settings, repair, json),
-        Command::Store { command: StoreCommand::Compact } => store_compact::run(&settings),
+        Command::Store { command: StoreCommand::Compact { json } } => store_compact::run(&settings, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {
                 std::fs::write(dir.join(name), text)?;
