@@ -252,6 +252,12 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite packs that hold dead bytes and remove leftovers of killed
+    /// processes; deletes no object. Needs the store closed everywhere else.
+    Compact {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -42,7 +42,7 @@ impl Default for PlacedFiles {
 }
 
 impl PlacedFiles {
-    fn contains(&self, d: Digest) -> bool {
+    pub(crate) fn contains(&self, d: Digest) -> bool {
         self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&d)
     }
 

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schemas/0004_inline_objects.sql"),
     include_str!("../../../schemas/0005_packs.sql"),
     include_str!("../../../schemas/0006_ledger.sql"),
+    include_str!("../../../schemas/0007_roots.sql"),
     include_str!("../../../schemas/0008_runs.sql"),
 ];
 
@@ -177,6 +178,21 @@ impl Db {
         Self::attempt(&mut conn, TransactionBehavior::Immediate, f).map_err(|e| self.lift(e))
     }
 
+    /// As [`Db::write`], but the commit is durable when this returns
+    /// (`synchronous = FULL` for this transaction: the log is synced at the
+    /// commit), for a caller that deletes files the old rows named.
+    pub(crate) fn write_durable<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let sql = |source| StoreError::Db { path: self.path.clone(), source };
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        let out = Self::attempt(&mut conn, TransactionBehavior::Immediate, f).map_err(|e| self.lift(e));
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        out
+    }
+
     fn attempt<T>(
         conn: &mut Connection,
         behavior: TransactionBehavior,
@@ -188,7 +204,7 @@ impl Db {
         Ok(out)
     }
 
-    fn lift(&self, e: TxError) -> StoreError {
+    pub(crate) fn lift(&self, e: TxError) -> StoreError {
         match e {
             TxError::Sql(source) => StoreError::Db { path: self.path.clone(), source },
             TxError::Store(e) => e,

@@ -58,6 +58,12 @@ pub enum StoreError {
     InvalidTree { tree: Digest, name: String, reason: &'static str },
     #[error("invalid build status `{status}`: expected `built`, `cached` or `failed`")]
     InvalidStatus { status: String },
+    #[error("{}", in_use(path, *wanted))]
+    InUse { path: PathBuf, wanted: crate::Access },
+    #[error("object `{hash}` is not in the store: a root must name a recorded object")]
+    RootTarget { hash: Digest },
+    #[error("invalid root name `{name}`: {reason}")]
+    InvalidRootName { name: String, reason: &'static str },
     #[error("corrupt row in table `{table}` of `{}`: {reason}", path.display())]
     CorruptRow { path: PathBuf, table: &'static str, reason: String },
 }
@@ -70,6 +76,23 @@ fn list(candidates: &[Digest]) -> String {
         let _ = write!(out, "{sep}`{c}`");
     }
     out
+}
+
+/// The message of [`StoreError::InUse`].
+fn in_use(path: &Path, wanted: crate::Access) -> String {
+    let lock = path.join(crate::lock::LOCK_FILE);
+    match wanted {
+        crate::Access::Shared => format!(
+            "store `{}` is in use: another brr process holds `{}` exclusively (compacting or deleting)",
+            path.display(),
+            lock.display()
+        ),
+        crate::Access::Exclusive => format!(
+            "store `{}` is in use: another brr process has it open (it holds `{}`); deleting needs it closed everywhere",
+            path.display(),
+            lock.display()
+        ),
+    }
 }
 
 /// Attaches a path to I/O errors.

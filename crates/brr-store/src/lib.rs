@@ -8,7 +8,8 @@
 //! | `cas/<2 hex>/<62 hex>` | bytes of objects over [`PACKED_MAX`], read-only files named by their BLAKE3 digest |
 //! | `packs/<name>` | bytes of objects up to [`PACKED_MAX`], appended to one file per writing process |
 //! | `tmp/` | temp files being written, and scratch space (sandboxes) on the same filesystem |
-//! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache |
+//! | `brr.db` | SQLite (WAL): `objects` (with where a packed object's bytes are), the action cache, build history, the stat cache, verifications, the ledger, roots |
+//! | `lock` | the store-wide lock: every open [`Store`] holds it shared, a deleting [`ExclusiveStore`] exclusive |
 //! | `cache/` | derived data callers may keep between runs (a saved workspace load); deleting it loses nothing |
 //! | `artifacts/` | optional, for callers |
 //!
@@ -16,12 +17,32 @@
 //! Sync`), [`ActionRecord`] and [`BuildRow`] for the action cache and build
 //! history, [`StatEntry`] for the stat cache, [`VerifyReport`] from
 //! [`Store::verify`] and [`RepairReport`] from [`Store::repair`];
-//! [`Store::closure`] reads every object an artifact references. Errors are
+//! [`Store::closure`] reads every object an artifact references; [`Root`]s
+//! ([`Store::add_root`]) pin what deleting must keep; an [`ExclusiveStore`]
+//! ([`Store::open_exclusive`]) deletes what no root reaches
+//! ([`ExclusiveStore::collect`]) and compacts packs
+//! ([`ExclusiveStore::compact`]), reporting a [`SweepReport`]. Errors are
 //! one enum, [`StoreError`].
+//!
+//! # Why there is a store-wide lock
+//!
+//! Deleting bytes is safe only when nobody can still need them: a build
+//! places files and pack bytes before the commit that records them, later
+//! puts adopt orphan files, and readers keep packs open and read at
+//! recorded offsets. SQLite's lock covers rows, not those files. So every
+//! `Store` holds `<root>/lock` shared (`flock`) for its whole life, and
+//! only a store holding it exclusive may delete anything (the type
+//! [`ExclusiveStore`] is the proof). The kernel drops the lock of a killed
+//! process. [`Store::open`] waits while a sweep runs;
+//! [`Store::open_exclusive`] fails at once with [`StoreError::InUse`] while
+//! anyone has the store open. See `lock.rs` and `sweep.rs`.
 //!
 //! # Why the write order is what it is
 //!
-//! A row never points at an object that is not fully on disk. A small object
+//! A row never points at an object that is not fully on disk. Every put
+//! takes one path (see `objects.rs`): place the bytes, make them durable
+//! with one sync per commit (never one per object), then record the rows in
+//! one transaction. A small object
 //! (up to [`PACKED_MAX`]; most objects of a monorepo: sources, trees, keys,
 //! artifacts, logs) is appended to this process's pack file, the pack is
 //! synced (`fdatasync`) past its end, and only then is its row committed.
@@ -34,8 +55,11 @@
 //! killed at any moment therefore leaves at worst a temp file, pack bytes no
 //! row names, or a file without a row (an orphan, which [`Store::verify`]
 //! counts but does not flag, and which the next put of the same object
-//! adopts), never a row without its bytes. Small objects that schema 4 kept
-//! in the database (`object_data`) are still read.
+//! adopts, or the next sweep removes), never a row without its bytes. A
+//! sweep keeps the same rule when it deletes: new packs are synced before
+//! the (durable) transaction that points rows at them, and old files are
+//! unlinked only after it. Small objects that schema 4 kept in the database
+//! (`object_data`) are still read, and moved to a pack by a sweep.
 //!
 //! Rows are also closed under references: a tree's row is committed only when
 //! all its entries have rows, an artifact's only when its outputs tree has
@@ -53,13 +77,16 @@ mod closure;
 mod db;
 mod error;
 mod ledger;
+mod lock;
 mod materialize;
 mod objects;
 mod packs;
 mod prefix;
 mod repair;
+mod roots;
 mod runs;
 mod stat_cache;
+mod sweep;
 mod verifications;
 mod verify;
 
@@ -70,11 +97,14 @@ pub use action_cache::{ActionRecord, BuildRow};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use ledger::{BrokenLink, LedgerReport, LedgerRow, NewEntry};
+pub use lock::{Access, Wait};
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;
+pub use roots::Root;
 pub use runs::{RunEvent, RunProcess, RunRow};
 pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
+pub use sweep::{SweepReport, SweepStep};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 
@@ -99,6 +129,21 @@ pub struct Store {
     packs: packs::Packs,
     /// What stat-cache entries are recorded by.
     clock: Clock,
+    /// `<root>/lock`, held for the store's whole life (see `lock.rs`).
+    lock: lock::StoreLock,
+}
+
+/// A store held exclusively ([`Store::open_exclusive`]): no other process
+/// or `Store` has it open, so it may delete bytes. Everything a [`Store`]
+/// does, it does too.
+pub struct ExclusiveStore(Store);
+
+impl std::ops::Deref for ExclusiveStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.0
+    }
 }
 
 impl Store {
@@ -107,7 +152,24 @@ impl Store {
     /// non-empty folder without `brr.db` (other files beside a `brr.db` are
     /// ignored), a database of another program, and a store written by a
     /// newer brr.
+    ///
+    /// The store is held shared (see [`Access`]) until the `Store` drops;
+    /// while another process holds it exclusive (compacting), this waits.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Self::open_with(root, Access::Shared, Wait::Block)
+    }
+
+    /// Opens the store at `root` as [`Store::open`] does, held exclusive:
+    /// fails at once with [`StoreError::InUse`] while any other process (or
+    /// another `Store` of this one) has it open, and keeps everyone else out
+    /// until the returned store drops.
+    pub fn open_exclusive(root: &Path) -> Result<ExclusiveStore, StoreError> {
+        Self::open_with(root, Access::Exclusive, Wait::NoWait).map(ExclusiveStore)
+    }
+
+    /// Opens the store at `root` held as `access`, waiting or not for
+    /// conflicting holders ([`StoreError::InUse`] when not).
+    pub fn open_with(root: &Path, access: Access, wait: Wait) -> Result<Store, StoreError> {
         match std::fs::read_dir(root) {
             Ok(entries) => {
                 // Decided on one listing: another process may be creating
@@ -115,7 +177,9 @@ impl Store {
                 let names: Vec<std::ffi::OsString> = entries.filter_map(|e| Some(e.ok()?.file_name())).collect();
                 let ours = |n: &std::ffi::OsString| {
                     n.to_str().is_some_and(|n| {
-                        n == DB_FILE || n.starts_with("brr.db-") || ["cas", "packs", "tmp", "cache"].contains(&n)
+                        n == DB_FILE
+                            || n.starts_with("brr.db-")
+                            || ["cas", "packs", "tmp", "cache", lock::LOCK_FILE].contains(&n)
                     })
                 };
                 // With `brr.db` there, the database decides (other names are
@@ -135,8 +199,10 @@ impl Store {
             }
             Err(e) => return Err(e).at(root),
         }
-        // The database comes first, so a folder with only `brr.db` in it is
-        // recognised as a store being created.
+        // The lock comes first: nothing of the store is read or written
+        // without it. Its file is one of the names a store being created
+        // may show.
+        let lock = lock::StoreLock::acquire(root, access, wait)?;
         let db = Db::open(&root.join(DB_FILE), root)?;
         let store = Store {
             root: root.to_path_buf(),
@@ -144,12 +210,18 @@ impl Store {
             placed: cas::PlacedFiles::default(),
             packs: packs::Packs::default(),
             clock: Clock::SYSTEM,
+            lock,
         };
         for dir in [store.cas_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).at(&dir)?;
         }
         store.remove_stale_temp_files();
         Ok(store)
+    }
+
+    /// How this store is held.
+    pub fn access(&self) -> Access {
+        self.lock.access()
     }
 
     pub fn root(&self) -> &Path {

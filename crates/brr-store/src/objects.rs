@@ -1,5 +1,22 @@
 //! Putting objects into the store and recording them in the `objects` table,
 //! which is closed under references (see the crate docs).
+//!
+//! # One put path, one durability rule
+//!
+//! Every public put ([`Store::put_bytes`], [`Store::put_object`],
+//! [`Store::put_file`], [`Store::put_snapshot`], [`Store::put_many`],
+//! [`Store::place_batch`] with [`Store::commit`], [`Store::place_many`])
+//! goes through the same two steps: `place_missing` writes the bytes of
+//! what has no serving row (small objects appended to this process's pack,
+//! larger ones renamed into `cas/`), then `commit_placed` makes all of them
+//! durable with **one sync per commit** (an `fdatasync` of the packs
+//! written, or one `syncfs` when a file was placed, which covers the packs
+//! too) and only then records their rows in one transaction. So: *a row is
+//! committed only after its bytes are durable; there is no sync per
+//! object.* The puts differ only in how many batches share that one sync
+//! and transaction. The one exception is the large files of
+//! [`Store::place_many`], which are placed for staging and recorded by the
+//! caller's next commit (see there for why that is safe against deletion).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -299,8 +316,7 @@ impl Store {
     /// is recorded if any item fails.
     pub fn put_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
         let (digests, rows) = self.place_missing(items)?;
-        self.make_durable(&rows)?;
-        self.record(&rows, None)?;
+        self.commit_placed(&[(&rows, None)])?.pop().unwrap_or(Ok(()))?;
         Ok(digests)
     }
 
@@ -322,13 +338,53 @@ impl Store {
         &self,
         batches: &[(PlacedBatch, Option<ActionRecord>)],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.make_durable(batches.iter().flat_map(|(b, _)| &b.rows))?;
+        let parts: Vec<(&[Placed], Option<&ActionRecord>)> =
+            batches.iter().map(|(b, rec)| (b.rows.as_slice(), rec.as_ref())).collect();
+        self.commit_placed(&parts)
+    }
+
+    /// Makes the objects of `items` readable at once, as cheaply as
+    /// possible, for a build about to stage them. Small ones are recorded
+    /// (through the same path as every put: pack synced, then rows), so they
+    /// must not reference anything not recorded yet. Large ones (files)
+    /// are put in place in `cas/` but **not recorded**: the caller records
+    /// them in its next batch ([`Store::place_batch`] of the same items,
+    /// then [`Store::commit`]), whose one `syncfs` and transaction cover them
+    /// with the build's outputs; that put finds each file in place and
+    /// adopts it without copying. Until then they are orphans, which
+    /// `verify` accepts, and which nothing deletes: deleting needs the
+    /// store exclusive, and this `Store` holds it shared (see
+    /// [`Store::open_exclusive`]). If the process dies first, they stay
+    /// orphans until the next [`ExclusiveStore::compact`](crate::ExclusiveStore::compact)
+    /// or a later put adopts them.
+    pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
+        let (digests, rows) = self.place_missing(items)?;
+        let small: Vec<Placed> = rows.into_iter().filter(|r| r.packed.is_some()).collect();
+        self.commit_placed(&[(&small, None)])?.pop().unwrap_or(Ok(()))?;
+        Ok(digests)
+    }
+
+    /// The one path by which rows of objects are written, for every put:
+    /// the bytes of all `batches` are made durable with one sync (see
+    /// [`Store::make_durable`]), then everything is recorded in one write
+    /// transaction, each batch in a savepoint, in order, followed by its
+    /// action-cache entry. A batch that fails (a reference not recorded)
+    /// is rolled back alone and its slot holds the error; `Err`: nothing
+    /// was recorded.
+    fn commit_placed(
+        &self,
+        batches: &[(&[Placed], Option<&ActionRecord>)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        if batches.iter().all(|(rows, rec)| rows.is_empty() && rec.is_none()) {
+            return Ok(batches.iter().map(|_| Ok(())).collect());
+        }
+        self.make_durable(batches.iter().flat_map(|(rows, _)| rows.iter()))?;
         self.db.write(|tx| {
             let mut results = Vec::with_capacity(batches.len());
-            for (batch, rec) in batches {
+            for (rows, rec) in batches {
                 // Prepared once per connection, not parsed per batch.
                 tx.prepare_cached("SAVEPOINT batch")?.execute([])?;
-                match record_rows(tx, &batch.rows, rec.as_ref()) {
+                match record_rows(tx, rows, *rec) {
                     Ok(()) => {
                         tx.prepare_cached("RELEASE batch")?.execute([])?;
                         results.push(Ok(()));
@@ -342,20 +398,6 @@ impl Store {
             }
             Ok(results)
         })
-    }
-
-    /// Makes the objects of `items` readable at once, as cheaply as
-    /// possible: large ones get their files without a row (a later
-    /// [`Store::put_many`] of the same items finds them in place and records
-    /// them; until then they are unreferenced files, which `verify`
-    /// accepts), small ones are recorded once their pack is synced, so they
-    /// must not reference anything not recorded yet.
-    pub fn place_many(&self, items: &[Put<'_>]) -> Result<Vec<Digest>, StoreError> {
-        let (digests, rows) = self.place_missing(items)?;
-        let small: Vec<Placed> = rows.into_iter().filter(|r| r.packed.is_some()).collect();
-        self.make_durable(&small)?;
-        self.record(&small, None)?;
-        Ok(digests)
     }
 
     /// Makes the bytes of `rows` durable: one `syncfs` when files were
@@ -506,18 +548,6 @@ impl Store {
                 std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == row.size)
             }
         }
-    }
-
-    /// Records objects whose files or pack bytes are durable, in one
-    /// transaction, in order, then the action `then` if given. Fails
-    /// (recording none) if a reference is not recorded. A blob row put again
-    /// as a tree, artifact or action (same bytes) takes the more specific
-    /// kind.
-    fn record(&self, objects: &[Placed], then: Option<&ActionRecord>) -> Result<(), StoreError> {
-        if objects.is_empty() && then.is_none() {
-            return Ok(());
-        }
-        self.db.write(|tx| record_rows(tx, objects, then))
     }
 
     /// Object `d` decoded as an `O`.

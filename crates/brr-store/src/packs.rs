@@ -23,7 +23,7 @@ use crate::error::IoContext;
 use crate::{Store, StoreError};
 
 /// A process starts a new pack once its current one holds this many bytes.
-const PACK_ROLL_OVER: u64 = 1 << 30;
+pub(crate) const PACK_ROLL_OVER: u64 = 1 << 30;
 
 /// The packs of one open store: the one this process appends to, and those
 /// opened for reading.
@@ -98,20 +98,9 @@ impl Store {
         if let Some(w) = writer.as_ref().filter(|w| w.end.load(Ordering::Relaxed) < PACK_ROLL_OVER) {
             return Ok(Arc::clone(w));
         }
-        let dir = self.packs_dir();
-        std::fs::create_dir_all(&dir).at(&dir)?;
-        let (name, path, file) = loop {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            let name = format!("{nanos:x}-{}.pack", std::process::id());
-            let path = dir.join(&name);
-            match File::options().read(true).write(true).create_new(true).open(&path) {
-                Ok(file) => break (name, path, file),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).at(&path),
-            }
-        };
+        let (name, path, file) = self.create_pack_file()?;
         // The name must survive a power loss before any row points into it.
-        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        self.sync_packs_dir()?;
         let id = self.db.write(|tx| {
             tx.execute("INSERT INTO packs (name) VALUES (?1)", params![name])?;
             Ok(tx.last_insert_rowid())
@@ -119,6 +108,61 @@ impl Store {
         let w = Arc::new(PackWriter { id, path, file, end: AtomicU64::new(0), synced: Mutex::new(0) });
         *writer = Some(Arc::clone(&w));
         Ok(w)
+    }
+
+    /// Creates a new, empty pack file with a name no other pack has (not
+    /// yet durable nor registered).
+    pub(crate) fn create_pack_file(&self) -> Result<(String, PathBuf, File), StoreError> {
+        let dir = self.packs_dir();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        loop {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let name = format!("{nanos:x}-{}.pack", std::process::id());
+            let path = dir.join(&name);
+            match File::options().read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((name, path, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).at(&path),
+            }
+        }
+    }
+
+    /// Makes the names in `packs/` durable.
+    pub(crate) fn sync_packs_dir(&self) -> Result<(), StoreError> {
+        let dir = self.packs_dir();
+        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)
+    }
+
+    /// Stops appending to this process's current pack, so that a sweep may
+    /// rewrite it, unless a placed batch not yet recorded still has bytes
+    /// in it (it holds the writer): then returns that pack's id, which the
+    /// sweep must leave alone.
+    pub(crate) fn retire_writer(&self) -> Option<i64> {
+        let mut writer = self.packs.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Every range is reserved through a clone taken under this lock.
+        match writer.as_ref() {
+            Some(w) if Arc::strong_count(w) > 1 => Some(w.id),
+            _ => {
+                *writer = None;
+                None
+            }
+        }
+    }
+
+    /// Runs `f` while no pack of this store can be between its creation
+    /// and its registration (both happen under the writer's lock).
+    pub(crate) fn with_writer_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _writer = self.packs.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        f()
+    }
+
+    /// Forgets the open files of packs `ids` (removed: their ids may be
+    /// given to new packs).
+    pub(crate) fn forget_packs(&self, ids: &[i64]) {
+        let mut readers = self.packs.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            readers.remove(id);
+        }
     }
 
     /// The `size` bytes at `offset` of pack `id` (named `name`), checked

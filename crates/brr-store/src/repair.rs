@@ -4,8 +4,8 @@
 //! Nothing good is rewritten and no bytes are invented: a recorded object
 //! whose bytes are missing, corrupt or invalid loses its row, and so does
 //! everything that references it, transitively (trees holding it, artifacts
-//! of those trees, keys naming them, action-cache entries, history rows and
-//! verifications), which keeps the rows closed under references. A row whose
+//! of those trees, keys naming them, action-cache entries, history rows,
+//! verifications and roots), which keeps the rows closed under references. A row whose
 //! own values do not decode is dropped too. The next build then misses the
 //! cache where it must and rebuilds, writing the objects afresh.
 //!
@@ -43,6 +43,9 @@ pub struct RepairReport {
     pub verifications: u64,
     /// Stat-cache rows removed.
     pub stat_entries: u64,
+    /// Roots removed: their object was damaged and dropped (a later put
+    /// does not bring a root back: pin it again).
+    pub roots: u64,
     /// Corrupt files removed from `cas/`.
     pub files: u64,
 }
@@ -82,6 +85,7 @@ impl Store {
                     Table::Builds => out.builds += n,
                     Table::Verifications => out.verifications += n,
                     Table::StatCache => out.stat_entries += n,
+                    Table::Roots => out.roots += n,
                 }
             }
             // Before the commit: while this transaction holds the write lock,

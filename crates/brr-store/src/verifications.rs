@@ -1,8 +1,9 @@
 //! Reproducibility verifications recorded by `brr verify`.
 
-use brr_hash::{BuildKey, Digest, TreeHash};
+use brr_hash::{BuildKey, Digest, ObjectKind, TreeHash};
 use rusqlite::{Row, params};
 
+use crate::objects::{kind_in, require};
 use crate::{Store, StoreError};
 
 /// One verification of one target.
@@ -38,15 +39,19 @@ fn verification(row: &Row<'_>) -> rusqlite::Result<Verification> {
 const COLUMNS: &str = "target, key, rounds, reproducible, outputs, differing, verified_at";
 
 impl Store {
-    /// Appends a verification result. The output trees must be in the store.
+    /// Appends a verification result. Its key must be recorded as an
+    /// action and each output as a tree (checked in the transaction that
+    /// writes the row, so `verify` finds every row's references).
     pub fn record_verification(&self, v: &Verification) -> Result<(), StoreError> {
-        for t in &v.outputs {
-            if !self.contains(t.0)? {
-                return Err(StoreError::NotFound { hash: t.0 });
-            }
-        }
         let outputs: Vec<String> = v.outputs.iter().map(ToString::to_string).collect();
         self.db.write(|tx| {
+            let owner = (ObjectKind::Action, v.key.0);
+            if kind_in(tx, v.key.0)? != Some(ObjectKind::Action) {
+                return Err(StoreError::NotFound { hash: v.key.0 }.into());
+            }
+            for t in &v.outputs {
+                require(tx, owner, t.0, ObjectKind::Tree)?;
+            }
             let sql = format!("INSERT INTO verifications ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
             tx.prepare_cached(&sql)?.execute(params![
                 v.target,

@@ -44,6 +44,7 @@ pub(crate) enum Table {
     Builds,
     Verifications,
     StatCache,
+    Roots,
 }
 
 impl Table {
@@ -54,6 +55,7 @@ impl Table {
             Table::Builds => "DELETE FROM builds WHERE id = ?1",
             Table::Verifications => "DELETE FROM verifications WHERE id = ?1",
             Table::StatCache => "DELETE FROM stat_cache WHERE path = ?1",
+            Table::Roots => "DELETE FROM roots WHERE name = ?1",
         }
     }
 }
@@ -361,6 +363,7 @@ fn read_rows(tx: &Transaction<'_>) -> Result<Rows, TxError> {
     others.extend(build_rows(tx)?);
     others.extend(verification_rows(tx)?);
     others.extend(stat_rows(tx)?);
+    others.extend(root_rows(tx)?);
     let mut stmt = tx.prepare("PRAGMA quick_check")?;
     let integrity: Vec<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     let integrity = integrity.into_iter().filter(|l| l != "ok").collect();
@@ -369,7 +372,7 @@ fn read_rows(tx: &Transaction<'_>) -> Result<Rows, TxError> {
 
 /// Action-cache entries: refs are the artifact, then the log if any, then
 /// the output tree if any.
-fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT key, artifact, log, duration_ms, created_at, outputs FROM action_cache")?;
     let mut q = stmt.query([])?;
@@ -395,7 +398,7 @@ fn action_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     Ok(out)
 }
 
-fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT id, target, key, artifact, status, log, started_at, duration_ms FROM builds")?;
     let mut q = stmt.query([])?;
@@ -424,27 +427,54 @@ fn build_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     Ok(out)
 }
 
-fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+pub(crate) fn verification_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
     let mut out = Vec::new();
     let mut stmt = tx.prepare("SELECT id, target, key, rounds, reproducible, outputs, differing FROM verifications")?;
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {
         let id: i64 = r.get(0)?;
-        let owner = format!("verification #{id}");
+        let owner = match text_col(r, 1, "target") {
+            Ok(t) => format!("verification #{id} of `{t}`"),
+            Err(_) => format!("verification #{id}"),
+        };
         let decoded = (|| {
             text_col(r, 1, "target")?;
-            hash_col(r, 2, "key", false)?;
+            let key = hash_col(r, 2, "key", false)?;
             int_col(r, 3, "rounds")?;
             int_col(r, 4, "reproducible")?;
             text_col(r, 6, "differing")?;
-            // Recorded only once each output tree had a row, of any kind.
-            text_col(r, 5, "outputs")?
+            // Recorded only once its key and each output tree had a row.
+            let outputs = text_col(r, 5, "outputs")?
                 .lines()
-                .map(|l| l.parse::<Digest>().map(|d| (d, ObjectKind::Blob)))
+                .map(|l| l.parse::<Digest>().map(|d| (d, ObjectKind::Tree)))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| "column `outputs` holds a line that is not a hash".to_owned())
+                .map_err(|_| "column `outputs` holds a line that is not a hash".to_owned())?;
+            Ok(key.map(|k| (k, ObjectKind::Action)).into_iter().chain(outputs).collect())
         })();
         out.push(row_check(Table::Verifications, Value::Integer(id), owner, decoded));
+    }
+    Ok(out)
+}
+
+/// Roots: each names one object, of any kind.
+fn root_rows(tx: &Transaction<'_>) -> rusqlite::Result<Vec<RowCheck>> {
+    let mut out = Vec::new();
+    let mut stmt = tx.prepare("SELECT name, hash, reason, created_ms FROM roots")?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let id: Value = r.get(0)?;
+        let owner = match text_col(r, 0, "name") {
+            Ok(name) => format!("root `{name}`"),
+            Err(_) => "a root".to_owned(),
+        };
+        let decoded = (|| {
+            text_col(r, 0, "name")?;
+            let hash = hash_col(r, 1, "hash", false)?;
+            text_col(r, 2, "reason")?;
+            int_col(r, 3, "created_ms")?;
+            Ok::<_, String>(hash.map(|h| (h, ObjectKind::Blob)).into_iter().collect())
+        })();
+        out.push(row_check(Table::Roots, id, owner, decoded));
     }
     Ok(out)
 }

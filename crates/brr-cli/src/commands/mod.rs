@@ -10,6 +10,7 @@ mod plan;
 mod release;
 mod remote;
 mod show;
+mod store_compact;
 mod store_verify;
 mod verify;
 mod why;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             remote::generate_key(&output, name.as_deref())
         }
         Command::Store { command: StoreCommand::Verify { repair, json } } => store_verify::run(&settings, repair, json),
+        Command::Store { command: StoreCommand::Compact { json } } => store_compact::run(&settings, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {
                 std::fs::write(dir.join(name), text)?;

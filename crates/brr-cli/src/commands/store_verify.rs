@@ -32,6 +32,7 @@ pub fn run(settings: &Settings, repair: bool, json: bool) -> Result<(), Failure>
                 builds: rep.builds,
                 verifications: rep.verifications,
                 stat_cache: rep.stat_entries,
+                roots: rep.roots,
                 files: rep.files,
             }),
         };
@@ -51,8 +52,8 @@ fn print_repaired(rep: &RepairReport) {
     }
     printer::note(&format!(
         "repaired: removed {} objects, {} action-cache entries, {} history rows, {} verifications, {} stat-cache \
-         entries and {} corrupt files; the next build rebuilds what they held",
-        rep.objects, rep.actions, rep.builds, rep.verifications, rep.stat_entries, rep.files
+         entries, {} roots and {} corrupt files; the next build rebuilds what they held",
+        rep.objects, rep.actions, rep.builds, rep.verifications, rep.stat_entries, rep.roots, rep.files
     ));
 }
 

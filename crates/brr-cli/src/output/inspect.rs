@@ -280,6 +280,27 @@ pub struct Repaired {
     pub builds: u64,
     pub verifications: u64,
     pub stat_cache: u64,
+    /// Roots whose object was dropped.
+    pub roots: u64,
     /// Corrupt files removed from `cas/`.
     pub files: u64,
+}
+
+/// `brr store compact --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StoreCompact")]
+pub struct StoreCompactDoc {
+    /// Registered pack files before, and their total size.
+    pub packs_before: u64,
+    pub pack_bytes_before: u64,
+    /// Registered pack files after, and their total size.
+    pub packs_after: u64,
+    pub pack_bytes_after: u64,
+    /// Objects copied out of packs holding dead bytes, and their size.
+    pub moved: u64,
+    pub moved_bytes: u64,
+    /// Files in `cas/` without a row removed.
+    pub orphans_removed: u64,
+    /// Temp files of interrupted writes removed.
+    pub temp_files_removed: u64,
 }

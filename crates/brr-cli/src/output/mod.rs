@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatusDoc};
-use self::inspect::{HashDoc, ShowDoc, StoreVerifyDoc};
+use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::verify::{VerifyDoc, VerifyReportDoc};
 use crate::Failure;
@@ -94,6 +94,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("show.schema.json", schema_of::<ShowDoc>()),
         ("hash.schema.json", schema_of::<HashDoc>()),
         ("store-verify.schema.json", schema_of::<StoreVerifyDoc>()),
+        ("store-compact.schema.json", schema_of::<StoreCompactDoc>()),
         ("cache-status.schema.json", schema_of::<CacheStatusDoc>()),
         ("cache-push.schema.json", schema_of::<CachePushDoc>()),
         ("cache-pull.schema.json", schema_of::<CachePullDoc>()),

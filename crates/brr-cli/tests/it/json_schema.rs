@@ -217,6 +217,8 @@ fn build_plan_why_graph_show_hash_and_store_verify_match_their_schemas() {
     assert!(verified.get("repaired").is_none(), "{verified}");
     let repaired = valid("store-verify", &ws.brr(["store", "verify", "--repair", "--json"]).success());
     assert!(repaired["repaired"].is_object(), "{repaired}");
+    let compacted = valid("store-compact", &ws.brr(["store", "compact", "--json"]).success());
+    assert!(compacted["packs_after"].as_u64().unwrap() >= 1, "{compacted}");
 
     // A change since the previous build gives `why` its `previous` and `changes`.
     let c = ws.read("libs/libshop/src/shop.c");

@@ -121,3 +121,66 @@ fn verify_changes_nothing() -> TestResult {
     assert_eq!(std::fs::read(store.object_path(d))?, b"broken");
     Ok(())
 }
+
+/// A verification of `tree` under a key recorded as an action.
+fn verification_of(store: &Store, tree: Digest) -> Result<brr_store::Verification, Box<dyn std::error::Error>> {
+    use brr_hash::{ActionKey, BuildKey, Object, TreeHash};
+    let action = ActionKey {
+        system: "x86_64-linux".into(),
+        builder: vec!["true".into()],
+        env: std::collections::BTreeMap::new(),
+        outputs: std::collections::BTreeSet::new(),
+        tools: std::collections::BTreeMap::new(),
+        package_dir: String::new(),
+        sources: TreeHash(tree),
+        deps: std::collections::BTreeMap::new(),
+    };
+    let key = BuildKey(store.put_object(&action)?);
+    assert_eq!(key.0, Digest::of(&action.encode()));
+    Ok(brr_store::Verification {
+        target: "//t".into(),
+        key,
+        rounds: 2,
+        reproducible: true,
+        outputs: vec![TreeHash(tree), TreeHash(tree)],
+        differing: Vec::new(),
+        verified_at: 0,
+    })
+}
+
+#[test]
+fn a_verification_must_name_a_recorded_key_and_output_trees() -> TestResult {
+    let (_dir, store, tree) = populated()?;
+    let good = verification_of(&store, tree)?;
+    store.record_verification(&good)?;
+    let unknown_key = brr_store::Verification { key: brr_hash::BuildKey(Digest::of(b"no key")), ..good.clone() };
+    assert!(store.record_verification(&unknown_key).is_err());
+    let blob = Digest::of(&big(b"alpha"));
+    let not_a_tree = brr_store::Verification { outputs: vec![brr_hash::TreeHash(blob)], ..good.clone() };
+    assert!(store.record_verification(&not_a_tree).is_err());
+    assert_eq!(store.latest_verifications()?, [good]);
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}
+
+#[test]
+fn dangling_key_and_outputs_of_a_verification_are_reported_and_repaired() -> TestResult {
+    let (_dir, store, tree) = populated()?;
+    store.record_verification(&verification_of(&store, tree)?)?;
+    let (key, output) = (Digest::of(b"gone key"), Digest::of(b"gone tree"));
+    raw_db(&store)?.execute(
+        "INSERT INTO verifications (target, key, rounds, reproducible, outputs, differing, verified_at)
+         VALUES ('//u', ?1, 2, 1, ?2, '', 0)",
+        rusqlite::params![key.as_bytes(), format!("{tree}\n{output}")],
+    )?;
+    let report = store.verify()?;
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(report.problems.iter().all(|p| p.contains("verification #2 of `//u`")), "{:?}", report.problems);
+    assert!(report.problems[0].contains(&format!("action `{key}`")), "{:?}", report.problems);
+    assert!(report.problems[1].contains(&format!("tree `{output}`")), "{:?}", report.problems);
+    let repaired = store.repair()?;
+    assert_eq!(repaired.verifications, 1);
+    assert!(store.verify()?.is_ok());
+    assert_eq!(store.latest_verifications()?.len(), 1);
+    Ok(())
+}
