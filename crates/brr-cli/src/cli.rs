@@ -151,13 +151,49 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Build, then release every service into ENV.
+    /// Supervise a release's processes: RELEASE is a release hash (or a
+    /// unique prefix) or an environment (its current releases, followed
+    /// through promotions and rollbacks without downtime).
+    Run {
+        release: String,
+        /// Only these process types.
+        #[arg(long = "process", value_name = "TYPE")]
+        processes: Vec<String>,
+        /// Instances per process type, e.g. `web=2,worker=1` (default 1 each).
+        #[arg(long, value_name = "TYPE=N,…")]
+        formation: Option<String>,
+        /// When an exited process is started again.
+        #[arg(long, value_enum, default_value_t = RestartPolicy::OnFailure)]
+        restart: RestartPolicy,
+        /// Seconds between SIGTERM and SIGKILL when stopping.
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        grace: f64,
+    },
+    /// Processes of running runs (from any terminal), lost runs and recent ones.
+    Ps {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The output of a run (default: the newest): a run id or what was run (an environment).
+    Logs {
+        run: Option<String>,
+        /// Only this process type.
+        #[arg(long, value_name = "TYPE")]
+        process: Option<String>,
+        /// Keep printing while the run goes on.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Build, release every service into ENV, then run them until Ctrl-C.
     Up {
         env: String,
         #[arg(short = 'm', long = "message", value_name = "NOTE")]
         note: Option<String>,
         #[arg(long)]
         no_sandbox: bool,
+        /// Stop after releasing: do not run.
+        #[arg(long)]
+        no_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -194,6 +230,13 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RestartPolicy {
+    Never,
+    OnFailure,
+    Always,
 }
 
 /// `v3` or `3`.

@@ -26,16 +26,36 @@ pub struct Key {
 /// What an instance thread tells the supervisor.
 #[derive(Debug)]
 pub enum Report {
-    Started { key: Key, pid: u32 },
-    Ready { key: Key },
-    Exited { key: Key, status: String },
-    Backoff { key: Key, delay: Duration },
+    Started {
+        key: Key,
+        pid: u32,
+    },
+    Ready {
+        key: Key,
+    },
+    Exited {
+        key: Key,
+        status: String,
+    },
+    Backoff {
+        key: Key,
+        delay: Duration,
+    },
     /// The start limit was hit, or it cannot start at all.
-    Failed { key: Key, reason: String },
+    Failed {
+        key: Key,
+        reason: String,
+    },
     /// Stopped on request; `forced` when it needed SIGKILL.
-    Stopped { key: Key, status: String, forced: bool },
+    Stopped {
+        key: Key,
+        status: String,
+        forced: bool,
+    },
     /// Ended by its policy (an exit that is not restarted).
-    Done { key: Key },
+    Done {
+        key: Key,
+    },
 }
 
 /// What an instance runs.
@@ -136,7 +156,14 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
 
 /// Waits out the next backoff delay (reporting it); false when stopped
 /// meanwhile.
-fn backoff(spec: &Spec, opts: &Options, delay: &mut Duration, stop: &AtomicBool, tx: &Sender<Report>, reset: bool) -> bool {
+fn backoff(
+    spec: &Spec,
+    opts: &Options,
+    delay: &mut Duration,
+    stop: &AtomicBool,
+    tx: &Sender<Report>,
+    reset: bool,
+) -> bool {
     if reset {
         *delay = opts.first_delay;
     }
@@ -171,9 +198,12 @@ fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
         .death_signal(Some(Signal::Kill))
         .spawn()
         .map_err(|e| chain(&e))?;
-    for stream in [child.take_stdout().map(|s| Box::new(s) as Box<dyn Read + Send>), child.take_stderr().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-        .into_iter()
-        .flatten()
+    for stream in [
+        child.take_stdout().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.take_stderr().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
     {
         let out = Arc::clone(out);
         let label = spec.label.clone();

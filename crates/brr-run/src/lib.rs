@@ -189,7 +189,8 @@ pub fn plan(
 /// The secrets every unit needs, read from brr's environment now; a missing
 /// one refuses the run, naming it.
 pub fn secrets_of(units: &[Unit]) -> Result<Secrets, RunError> {
-    let names: std::collections::BTreeSet<String> = units.iter().flat_map(|u| u.config.secrets.iter().cloned()).collect();
+    let names: std::collections::BTreeSet<String> =
+        units.iter().flat_map(|u| u.config.secrets.iter().cloned()).collect();
     Ok(Secrets::from_env(&names)?)
 }
 

@@ -34,7 +34,8 @@ struct State {
 impl Router {
     /// Starts forwarding connections accepted on `listener`.
     pub fn start(port: u16, listener: TcpListener) -> Arc<Self> {
-        let router = Arc::new(Self { port, state: Mutex::default(), next: AtomicUsize::new(0), stop: AtomicBool::new(false) });
+        let router =
+            Arc::new(Self { port, state: Mutex::default(), next: AtomicUsize::new(0), stop: AtomicBool::new(false) });
         let accepting = Arc::clone(&router);
         std::thread::spawn(move || accepting.accept_loop(&listener));
         router
@@ -101,7 +102,8 @@ impl Router {
         let mut chosen = None;
         for i in 0..backends.len() {
             let port = backends[(start + i) % backends.len()];
-            if let Ok(stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2)) {
+            if let Ok(stream) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
+            {
                 chosen = Some((port, stream));
                 break;
             }

@@ -161,7 +161,12 @@ impl<'a> Supervisor<'a> {
         let mut env: Vec<(String, String)> =
             HOST_VARS.iter().filter_map(|k| Some(((*k).to_owned(), std::env::var(k).ok()?))).collect();
         env.extend(unit.config.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env.extend(self.secrets.iter().filter(|(k, _)| unit.config.secrets.contains(*k)).map(|(k, v)| (k.to_owned(), v.to_owned())));
+        env.extend(
+            self.secrets
+                .iter()
+                .filter(|(k, _)| unit.config.secrets.contains(*k))
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
         env.push(("PORT".into(), port.to_string()));
         env.push(("BRR_RELEASE".into(), unit.target.release.to_string()));
         env.push(("BRR_SERVICE".into(), unit.target.service.clone()));
@@ -202,7 +207,15 @@ impl<'a> Supervisor<'a> {
             std::thread::spawn(move || crate::instance::run(&spec, &opts, &stop, &tx, &out))
         };
         let _ = self.store.run_process_update(&row, None);
-        let inst = Instance { spec, service: unit.target.service.clone(), stop, thread: Some(thread), row, ready: false, ended: false };
+        let inst = Instance {
+            spec,
+            service: unit.target.service.clone(),
+            stop,
+            thread: Some(thread),
+            row,
+            ready: false,
+            ended: false,
+        };
         self.instances.insert(key, inst);
     }
 
@@ -232,7 +245,9 @@ impl<'a> Supervisor<'a> {
                 }
                 (key, "exited", "exit", Some(status))
             }
-            Report::Backoff { key, delay } => (key, "backoff", "backoff", Some(format!("restarting in {} ms", delay.as_millis()))),
+            Report::Backoff { key, delay } => {
+                (key, "backoff", "backoff", Some(format!("restarting in {} ms", delay.as_millis())))
+            }
             Report::Failed { key, reason } => {
                 self.failed = true;
                 (key, "failed", "failed", Some(reason))
@@ -255,7 +270,9 @@ impl<'a> Supervisor<'a> {
                 r.add(inst.spec.port);
             }
         }
-        if matches!(state, "failed" | "stopped") || event == "exit" && detail.as_deref() == Some("not restarted (its policy)") {
+        if matches!(state, "failed" | "stopped")
+            || event == "exit" && detail.as_deref() == Some("not restarted (its policy)")
+        {
             inst.ended = true;
         }
         let message = match (&detail, event) {
@@ -466,8 +483,7 @@ fn children_of(parent: i32) -> Vec<i32> {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
                 // After the command's closing parenthesis: state, then ppid.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
                     == Some(parent)
             })
         })

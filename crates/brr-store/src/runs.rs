@@ -149,9 +149,7 @@ impl Store {
     pub fn runs_recent(&self, limit: usize) -> Result<Vec<RunRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db.read(|tx| {
-            let sql = format!(
-                "SELECT {RUN_COLUMNS} FROM runs ORDER BY ended_ms IS NOT NULL, id DESC LIMIT ?1"
-            );
+            let sql = format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY ended_ms IS NOT NULL, id DESC LIMIT ?1");
             Ok(tx.prepare_cached(&sql)?.query_map([limit], run_row)?.collect::<Result<_, _>>()?)
         })
     }

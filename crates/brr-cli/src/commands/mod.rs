@@ -9,6 +9,7 @@ mod log;
 mod plan;
 mod release;
 mod remote;
+mod run;
 mod show;
 mod store_compact;
 mod store_verify;
@@ -18,7 +19,7 @@ mod why;
 use brr_graph::{GraphError, Workspace};
 use brr_store::{Clock, Store};
 
-use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, StoreCommand};
+use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, RestartPolicy, StoreCommand};
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
@@ -46,9 +47,38 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Release { services, env, note, no_sandbox, json } => {
             release::release(&settings, &services, &env, &release::Options { note: note.as_deref(), json, no_sandbox })
         }
-        Command::Up { env, note, no_sandbox, json } => {
-            release::release(&settings, &[], &env, &release::Options { note: note.as_deref(), json, no_sandbox })
+        Command::Up { env, note, no_sandbox, no_run, json } => {
+            release::release(&settings, &[], &env, &release::Options { note: note.as_deref(), json, no_sandbox })?;
+            if no_run {
+                return Ok(());
+            }
+            let store = existing_store(&settings)?;
+            let mut targets = Vec::new();
+            for service in store.ledger_services(&env)? {
+                if let Some(row) = store.ledger_current(&env, &service)? {
+                    targets.push(brr_run::Target { release: row.entry.release, service, env: Some(env.clone()) });
+                }
+            }
+            run::supervise(&store, &env, &targets, &run::RunArgs::default(), true)
         }
+        Command::Run { release, processes, formation, restart, grace } => {
+            let formation = match formation.as_deref().map(run::parse_formation).transpose() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    printer::note(&format!("error: --formation: {e}"));
+                    return Err(Failure::Exit(crate::exit::USER));
+                }
+            };
+            let restart = match restart {
+                RestartPolicy::Never => brr_run::Restart::Never,
+                RestartPolicy::OnFailure => brr_run::Restart::OnFailure,
+                RestartPolicy::Always => brr_run::Restart::Always,
+            };
+            let grace = std::time::Duration::from_secs_f64(grace.max(0.0));
+            run::run(&settings, &release, &run::RunArgs { processes: &processes, formation, restart, grace })
+        }
+        Command::Ps { json } => run::ps(&settings, json),
+        Command::Logs { run, process, follow } => run::logs(&settings, run.as_deref(), process.as_deref(), follow),
         Command::Promote { from, to, services, note, json } => release::promote(
             &settings,
             &from,

@@ -24,6 +24,13 @@ pub struct RunArgs<'a> {
     pub grace: Duration,
 }
 
+impl Default for RunArgs<'_> {
+    fn default() -> Self {
+        let defaults = Options::default();
+        Self { processes: &[], formation: BTreeMap::new(), restart: defaults.restart, grace: defaults.grace }
+    }
+}
+
 fn user_error(message: &str, hint: Option<&str>) -> Failure {
     printer::note(&format!("error: {message}"));
     if let Some(h) = hint {
@@ -55,7 +62,10 @@ fn resolve(settings: &Settings, store: &Store, asked: &str) -> Result<Vec<Target
         let mut targets = Vec::new();
         for service in store.ledger_services(asked)? {
             if let Some(row) = store.ledger_current(asked, &service)? {
-                printer::note(&format!("{asked}: `{service}` runs release {} (v{})", row.entry.release, row.entry.version));
+                printer::note(&format!(
+                    "{asked}: `{service}` runs release {} (v{})",
+                    row.entry.release, row.entry.version
+                ));
                 targets.push(Target { release: row.entry.release, service, env: Some(asked.to_owned()) });
             }
         }
@@ -71,7 +81,8 @@ fn resolve(settings: &Settings, store: &Store, asked: &str) -> Result<Vec<Target
         return match store.kind_of(d)? {
             Some(ObjectKind::Release) => {
                 let release = ReleaseHash(d);
-                let service = store.ledger_last_of_release(release)?.map_or_else(|| "release".to_owned(), |r| r.entry.service);
+                let service =
+                    store.ledger_last_of_release(release)?.map_or_else(|| "release".to_owned(), |r| r.entry.service);
                 printer::note(&format!("running release {release}"));
                 Ok(vec![Target { release, service, env: None }])
             }
@@ -93,8 +104,12 @@ fn resolve(settings: &Settings, store: &Store, asked: &str) -> Result<Vec<Target
         ));
     }
     let envs = store.ledger_envs()?;
-    let known = if envs.is_empty() { String::new() } else { format!(" (environments with releases: {})", envs.join(", ")) };
-    Err(user_error(&format!("`{asked}` is neither an environment with releases nor a release hash{known}"), Some(expected)))
+    let known =
+        if envs.is_empty() { String::new() } else { format!(" (environments with releases: {})", envs.join(", ")) };
+    Err(user_error(
+        &format!("`{asked}` is neither an environment with releases nor a release hash{known}"),
+        Some(expected),
+    ))
 }
 
 /// Prints a run's output: process lines on stdout (`web.1 | …`), the
@@ -145,11 +160,20 @@ pub fn run(settings: &Settings, asked: &str, args: &RunArgs<'_>) -> Result<(), F
 
 /// Runs `targets` until SIGINT or SIGTERM; with `announce`, waits for
 /// readiness first and prints where the web processes answer.
-pub fn supervise(store: &Store, asked: &str, targets: &[Target], args: &RunArgs<'_>, announce: bool) -> Result<(), Failure> {
+pub fn supervise(
+    store: &Store,
+    asked: &str,
+    targets: &[Target],
+    args: &RunArgs<'_>,
+    announce: bool,
+) -> Result<(), Failure> {
     let stop = stop_flag()?;
     let units = brr_run::plan(store, targets, args.processes, &args.formation).map_err(run_failure)?;
     let secrets = brr_run::secrets_of(&units).map_err(|e| {
-        user_error(&format!("{e}, needed to run `{asked}`"), Some("export each secret in the environment that runs brr"))
+        user_error(
+            &format!("{e}, needed to run `{asked}`"),
+            Some("export each secret in the environment that runs brr"),
+        )
     })?;
     let opts = Options { restart: args.restart, grace: args.grace, ..Options::default() };
     let color = printer::color() && std::io::stdout().is_terminal();
@@ -217,6 +241,10 @@ pub fn ps(settings: &Settings, json: bool) -> Result<(), Failure> {
             None => "lost".to_owned(),
         };
         for p in store.run_processes(run.id)? {
+            // A running run lists what runs: instances a switch replaced are history.
+            if run_state == "running" && p.state == "stopped" {
+                continue;
+            }
             let state = if run_state == "lost" && !matches!(p.state.as_str(), "stopped" | "exited" | "failed") {
                 "lost".to_owned()
             } else {
@@ -242,7 +270,11 @@ pub fn ps(settings: &Settings, json: bool) -> Result<(), Failure> {
         return output::print(&PsDoc { processes: entries });
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<5} {:<9} {:<12} {:<10} {:<8} {:<9} {:>6} {:>8} {:>5}  last exit", "run", "run state", "release", "process", "pid", "state", "port", "uptime", "rest.")?;
+    writeln!(
+        out,
+        "{:<5} {:<9} {:<12} {:<10} {:<8} {:<9} {:>6} {:>8} {:>5}  last exit",
+        "run", "run state", "release", "process", "pid", "state", "port", "uptime", "rest."
+    )?;
     for e in &entries {
         writeln!(
             out,
@@ -274,7 +306,8 @@ pub fn logs(settings: &Settings, which: Option<&str>, process: Option<&str>, fol
         },
     };
     let Some(run) = run else {
-        let what = which.map_or_else(|| "no runs in this store".to_owned(), |w| format!("no run of `{w}` in this store"));
+        let what =
+            which.map_or_else(|| "no runs in this store".to_owned(), |w| format!("no run of `{w}` in this store"));
         return Err(user_error(&what, Some("start one with `brr run ENV`")));
     };
     let path = brr_run::log_path(&store, run.id);

@@ -16,6 +16,7 @@ pub mod build;
 pub mod cache;
 pub mod inspect;
 pub mod release;
+pub mod run;
 pub mod verify;
 
 use std::borrow::Cow;
@@ -28,6 +29,7 @@ use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatusDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
+use self::run::PsDoc;
 use self::verify::{VerifyDoc, VerifyReportDoc};
 use crate::Failure;
 
@@ -102,6 +104,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("releases.schema.json", schema_of::<ReleasesDoc>()),
         ("diff.schema.json", schema_of::<DiffDoc>()),
         ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
+        ("ps.schema.json", schema_of::<PsDoc>()),
     ]
 }
 
