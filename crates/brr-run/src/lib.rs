@@ -247,9 +247,5 @@ pub fn lock_path(store: &Store, run: i64) -> PathBuf {
 /// Whether run `id`'s supervisor still lives: its lock is held.
 pub fn supervisor_alive(store: &Store, run: i64) -> bool {
     let Ok(file) = File::open(lock_path(store, run)) else { return false };
-    match file.try_lock() {
-        Ok(()) => false,
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        Err(std::fs::TryLockError::Error(_)) => false,
-    }
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }

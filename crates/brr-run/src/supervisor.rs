@@ -254,12 +254,17 @@ impl<'a> Supervisor<'a> {
             }
             Report::Stopped { key, status, forced } => {
                 self.forced |= forced;
+                if let Some(i) = self.instances.get_mut(&key)
+                    && status != "not running"
+                {
+                    i.row.last_exit = Some(status.clone());
+                }
                 (key, "stopped", "stop", Some(status))
             }
             Report::Done { key } => (key, "exited", "exit", Some("not restarted (its policy)".into())),
         };
         let Some(inst) = self.instances.get_mut(&key) else { return };
-        inst.row.state = state.to_owned();
+        state.clone_into(&mut inst.row.state);
         inst.row.updated_ms = now_ms();
         if state == "ready" {
             inst.ready = true;

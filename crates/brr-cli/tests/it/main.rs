@@ -12,6 +12,7 @@ mod invalid;
 mod json_schema;
 mod release;
 mod remote;
+mod run;
 mod sandbox;
 mod snapshots;
 mod store_repair;

@@ -1,0 +1,3 @@
+//! Integration tests of the supervisor with real processes.
+
+mod router;
