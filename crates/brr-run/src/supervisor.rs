@@ -100,7 +100,14 @@ impl<'a> Supervisor<'a> {
         // Processes that leave their group (a double fork and `setsid`) are
         // reparented to brr, which kills them when the run stops.
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
-        let ports = Ports::new(opts.port_base, store.run_ports_in_use()?);
+        // Ports of other live runs; a lost run's processes died with it.
+        let mut in_use = Vec::new();
+        for other in store.runs_unfinished()? {
+            if other.id != run && crate::supervisor_alive(store, other.id) {
+                in_use.extend(store.run_ports(other.id)?);
+            }
+        }
+        let ports = Ports::new(opts.port_base, in_use);
         let (tx, rx) = channel();
         let services: BTreeSet<&str> = units.iter().map(|u| u.target.service.as_str()).collect();
         let mut sup = Self {

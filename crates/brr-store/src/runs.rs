@@ -184,15 +184,20 @@ impl Store {
         })
     }
 
-    /// Ports held by processes of unfinished runs (other supervisors, or
-    /// lost ones whose processes may still listen).
-    pub fn run_ports_in_use(&self) -> Result<Vec<u16>, StoreError> {
+    /// Runs not recorded as ended (running, or lost: their supervisor died).
+    pub fn runs_unfinished(&self) -> Result<Vec<RunRow>, StoreError> {
         self.db.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT DISTINCT p.port FROM run_processes p JOIN runs r ON r.id = p.run
-                 WHERE r.ended_ms IS NULL AND p.port IS NOT NULL",
-            )?;
-            Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+            let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE ended_ms IS NULL ORDER BY id");
+            Ok(tx.prepare_cached(&sql)?.query_map([], run_row)?.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Ports handed to the processes of run `id`.
+    pub fn run_ports(&self, id: i64) -> Result<Vec<u16>, StoreError> {
+        self.db.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT DISTINCT port FROM run_processes WHERE run = ?1 AND port IS NOT NULL")?;
+            Ok(stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?)
         })
     }
 }
