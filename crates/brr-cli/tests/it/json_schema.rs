@@ -266,7 +266,7 @@ fn release_stage_documents_match_their_schemas() {
     valid("release", &token(&["promote", "--from", "staging", "--to", "production", "--json"]).success());
     let noop = valid("release", &token(&["promote", "--from", "staging", "--to", "production", "--json"]).success());
     assert!(noop["releases"].as_array().unwrap().iter().all(|r| r["noop"] == true), "{noop}");
-    valid("release", &token(&["up", "staging", "--json"]).success());
+    valid("release", &token(&["up", "staging", "--no-run", "--json"]).success());
     ws.write("services/api/src/main.c", &(ws.read("services/api/src/main.c") + "\nint changed;\n"));
     valid("release", &token(&["release", "api", "--env", "staging", "--json"]).success());
     let rolled = valid("release", &token(&["rollback", "--env", "staging", "api", "--json"]).success());

@@ -187,7 +187,7 @@ fn concurrent_releases_get_consecutive_versions() {
 #[test]
 fn a_secret_value_is_stored_nowhere() {
     let ws = service_workspace("one", "echo \"token=$TOKEN\"; echo \"$TOKEN\" >&2; env | grep TOKEN");
-    let run = brr(&ws, &["up", "staging", "--json"]).success();
+    let run = brr(&ws, &["up", "staging", "--no-run", "--json"]).success();
     assert!(!run.stderr.contains(TOKEN) && !run.stdout.contains(TOKEN), "{}", run.stderr);
     assert!(run.stderr.contains("api[release] | token=[secret TOKEN]"), "{}", run.stderr);
     let release = field(&releases(&run)[0], "release").to_owned();
