@@ -85,6 +85,7 @@
 //! sandbox to another build. `run(…, false)` (`--no-sandbox`) skips all of
 //! it, except that the builder's process group is killed when it exits.
 
+mod cgroup;
 mod child;
 mod command;
 mod netns;
@@ -101,6 +102,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::OnceLock;
 
+pub use cgroup::{Cgroup, CgroupUnavailable};
 pub use child::SetupStep;
 use child::{ChildSetup, Namespaces};
 pub use command::{Command, Output};
@@ -239,6 +241,21 @@ pub enum ProcessError {
     #[error("cannot confine the builder to `{}`", path.display())]
     Writable {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {action} `{}`", path.display())]
+    Cgroup {
+        /// What failed, e.g. "make the cgroup", "read".
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start `{}` in the cgroup `{}`", program.display(), cgroup.display())]
+    JoinCgroup {
+        program: PathBuf,
+        cgroup: PathBuf,
         #[source]
         source: io::Error,
     },

@@ -210,6 +210,12 @@ impl Drop for Child {
     }
 }
 
-fn timespec(d: Duration) -> Timespec {
+/// Whether the process of `pidfd` has exited (a zombie counts), without waiting.
+pub(crate) fn has_exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+}
+
+pub(crate) fn timespec(d: Duration) -> Timespec {
     Timespec { tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX), tv_nsec: i64::from(d.subsec_nanos()) }
 }
