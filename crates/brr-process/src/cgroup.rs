@@ -479,7 +479,7 @@ fn read_error(path: &Path, source: io::Error) -> ProcessError {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{CgroupUnavailable, Location, locate_in, stale_pid, unescape, within};
+    use super::{Cgroup, CgroupUnavailable, Location, locate_in, stale_pid, unescape, within};
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -532,5 +532,29 @@ mod tests {
         assert_eq!(stale_pid(b"brr-x-web"), None);
         assert_eq!(stale_pid(b"brr-123"), None);
         assert_eq!(stale_pid(b"system.slice"), None);
+    }
+
+    /// The fallback of kernels without `cgroup.kill`, on real processes.
+    #[test]
+    fn killing_each_member_empties_the_cgroup() {
+        let made = Cgroup::create("each").expect("make a cgroup");
+        let hint = "a cgroup v2 hierarchy in which brr's own cgroup is writable (root, or `Delegate=yes`)";
+        let detail = format!("{:?}", Cgroup::parent());
+        if !brr_test_support::require(made.is_some(), "a delegated cgroup v2 hierarchy", &detail, hint) {
+            return;
+        }
+        let Some(cgroup) = made else { return };
+        // A shell forking sleeps in a loop, some of them in a new session.
+        let script = "while :; do sleep 1000 & setsid sleep 1000 & sleep 0.01; done";
+        let child = crate::Command::new("/bin/sh").args(["-c", script]).cgroup(Some(&cgroup)).spawn();
+        let mut child = child.expect("start the forking shell");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cgroup.procs().expect("list the members").len() < 5 {
+            assert!(std::time::Instant::now() < deadline, "the shell did not fork: {:?}", cgroup.procs());
+            std::thread::yield_now();
+        }
+        cgroup.kill_each().expect("kill each member");
+        assert!(cgroup.wait_empty(std::time::Duration::from_secs(30)).expect("wait"), "{:?}", cgroup.procs());
+        assert!(child.wait().expect("reap the shell").killed_by(crate::Signal::Kill));
     }
 }
