@@ -35,13 +35,13 @@ const DAEMON: &str = "(setsid sh -c 'echo $$; exec sleep 1000' &)";
 fn start_daemon(cgroup: Option<&Cgroup>) -> u32 {
     let mut child = sh(DAEMON).cgroup(cgroup).spawn().expect("start the daemon's parent");
     let pid = line(&mut child);
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().expect("wait for the daemon's parent").success());
     pid.parse().unwrap_or_else(|_| panic!("the daemon printed {pid:?}, not a pid"))
 }
 
 /// The session of `pid`, from `/proc/<pid>/stat`.
 fn session(pid: u32) -> u32 {
-    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).expect("read the stat of the process");
     let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
     after_name.split(' ').nth(3).and_then(|s| s.parse().ok()).expect("the session field")
 }
