@@ -1,8 +1,8 @@
 //! Starting an ordinary process for the release phase and the supervisor:
 //! [`Command`], a builder in the manner of `std::process::Command` with the
 //! choices those callers need and builders do not (separate streams, a
-//! process group to signal, a chosen death signal, the host's network, no
-//! sandbox).
+//! process group to signal, a chosen death signal, a cgroup to join, the
+//! host's network, no sandbox).
 //!
 //! Under the hood it is `std::process::Command` (`fork`, then a
 //! `pre_exec` hook doing only async-signal-safe syscalls): these callers

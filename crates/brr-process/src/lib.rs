@@ -21,6 +21,14 @@
 //!   group), and an [`ExitStatus`] that reads "exited with 3" or "killed by
 //!   SIGTERM". A dropped `Child` is killed, never left running unseen.
 //!
+//! A run's supervised processes can also share a [`Cgroup`] (cgroup v2,
+//! where the machine delegates one): [`Command::cgroup`] joins it before
+//! `execve`, so a daemon that forks twice and calls `setsid`, which leaves
+//! every process group, is still listed ([`Cgroup::procs`]) and killed
+//! ([`Cgroup::kill`]) with the run. Where there is none ([`Cgroup::create`]
+//! returns `None`, [`Cgroup::parent`] says why), the supervisor's child
+//! subreaper is what catches such orphans.
+//!
 //! Both return [`ProcessError`], which names the program and the cause.
 //!
 //! # What is isolated

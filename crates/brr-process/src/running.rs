@@ -10,7 +10,8 @@
 //!
 //! There is no PID namespace here: a process that leaves the group
 //! (`setsid`, `setpgid`) is beyond these signals, as it is beyond a
-//! systemd unit's without cgroups.
+//! systemd unit's without cgroups: start it in a [`Cgroup`](crate::Cgroup)
+//! to keep track of those too.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
