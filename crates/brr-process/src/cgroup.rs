@@ -481,14 +481,17 @@ mod tests {
 
     use super::{Cgroup, CgroupUnavailable, Location, locate_in, stale_pid, unescape, within};
 
+    // Made-up mount points, laid out as machines lay them out: v1
+    // hierarchies and a v2 one side by side in a tmpfs (hybrid), or the v2
+    // hierarchy alone (unified).
     const HYBRID: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+31 23 0:28 / /cg rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /cg/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /cg/v2 rw,relatime - cgroup2 cgroup2 rw
 ";
     const UNIFIED: &str = "\
 25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw
-26 25 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
+26 25 0:24 / /cg2 rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
 ";
 
     fn at(dir: &str, hierarchy_path: &str) -> Location {
@@ -497,25 +500,22 @@ mod tests {
 
     #[test]
     fn brrs_cgroup_is_found_below_the_v2_mount_wherever_it_is() {
-        assert_eq!(locate_in(HYBRID, "4:memory:/x\n0::/\n"), Ok(at("/sys/fs/cgroup/unified", "/")));
+        assert_eq!(locate_in(HYBRID, "4:memory:/x\n0::/\n"), Ok(at("/cg/v2", "/")));
         let session = "0::/user.slice/user-1000.slice/session-2.scope\n";
         assert_eq!(
             locate_in(UNIFIED, session),
-            Ok(at(
-                "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope",
-                "/user.slice/user-1000.slice/session-2.scope"
-            ))
+            Ok(at("/cg2/user.slice/user-1000.slice/session-2.scope", "/user.slice/user-1000.slice/session-2.scope"))
         );
         // A container sees only its part of the hierarchy.
-        let container = "99 1 0:24 /kube/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(locate_in(container, "0::/kube/pod1/app\n"), Ok(at("/sys/fs/cgroup/app", "/kube/pod1/app")));
-        assert_eq!(locate_in(container, "0::/kube/pod1\n"), Ok(at("/sys/fs/cgroup", "/kube/pod1")));
+        let container = "99 1 0:24 /kube/pod1 /cg2 rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(locate_in(container, "0::/kube/pod1/app\n"), Ok(at("/cg2/app", "/kube/pod1/app")));
+        assert_eq!(locate_in(container, "0::/kube/pod1\n"), Ok(at("/cg2", "/kube/pod1")));
         assert!(matches!(locate_in(container, "0::/kube/pod10\n"), Err(CgroupUnavailable::NotFound { .. })));
     }
 
     #[test]
     fn without_a_v2_hierarchy_or_a_0_line_there_is_no_cgroup() {
-        let v1_only = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
+        let v1_only = "32 31 0:29 / /cg/cpu rw,relatime - cgroup cgroup rw,cpu\n";
         assert_eq!(locate_in(v1_only, "0::/\n"), Err(CgroupUnavailable::NoHierarchy));
         assert!(matches!(locate_in(UNIFIED, "1:name=systemd:/\n"), Err(CgroupUnavailable::NotFound { .. })));
         assert!(matches!(locate_in(UNIFIED, "0::/gone (deleted)\n"), Err(CgroupUnavailable::NotFound { .. })));

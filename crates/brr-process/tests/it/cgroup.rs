@@ -7,10 +7,12 @@ use brr_process::{Cgroup, Command, ProcessError, Signal};
 
 use crate::command::{PATIENCE, alive, exits_within, line, pidfd, sh};
 
-/// How to get a cgroup brr may write to, for `require`'s hint.
-const CGROUP_HINT: &str = "brr needs a cgroup v2 hierarchy (a `cgroup2` mount, such as /sys/fs/cgroup, or \
-     /sys/fs/cgroup/unified on a hybrid machine) in which its own cgroup is writable: run as root, or \
-     under a systemd unit with `Delegate=yes` (`systemd-run --user --scope -p Delegate=yes cargo test …`)";
+/// How to get a cgroup brr may write to, for `require`'s hint. (The v2
+/// mount is usually /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid
+/// machine; brr finds it in /proc/self/mountinfo.)
+const CGROUP_HINT: &str = "brr needs a cgroup v2 hierarchy (a `cgroup2` mount) in which its own cgroup is \
+     writable: run as root, or under a systemd unit with `Delegate=yes` \
+     (`systemd-run --user --scope -p Delegate=yes cargo test …`)";
 
 /// A new cgroup for `name`; the test fails where the machine delegates none
 /// (or, with `BRR_TEST_ALLOW_SKIP=1`, this is `None` and the test returns).
