@@ -1,8 +1,8 @@
 //! Starting an ordinary process for the release phase and the supervisor:
 //! [`Command`], a builder in the manner of `std::process::Command` with the
 //! choices those callers need and builders do not (separate streams, a
-//! process group to signal, a chosen death signal, the host's network, no
-//! sandbox).
+//! process group to signal, a chosen death signal, a cgroup to join, the
+//! host's network, no sandbox).
 //!
 //! Under the hood it is `std::process::Command` (`fork`, then a
 //! `pre_exec` hook doing only async-signal-safe syscalls): these callers
@@ -10,7 +10,7 @@
 //! CLONE_VFORK)` path of builders (`spawn.rs`) buys nothing here, while std
 //! brings pipes and reports a failed `execve` by its errno.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::ProcessError;
+use crate::cgroup::Cgroup;
 use crate::running::Child;
 use crate::status::Signal;
 
@@ -78,6 +79,8 @@ pub struct Command {
     stderr: Output,
     own_process_group: bool,
     death_signal: Option<Signal>,
+    /// The cgroup to join: its folder, and its `cgroup.procs`.
+    cgroup: Option<(PathBuf, CString)>,
 }
 
 impl Command {
@@ -99,6 +102,7 @@ impl Command {
             stderr: Output::Null,
             own_process_group: true,
             death_signal: Some(Signal::Kill),
+            cgroup: None,
         }
     }
 
@@ -193,6 +197,16 @@ impl Command {
         self
     }
 
+    /// The cgroup the child joins before it executes the program, so that
+    /// nothing it starts escapes it (see [`Cgroup`]); brr's own with `None`
+    /// (the default). If it cannot join (the cgroup was removed, or may not
+    /// be written to), the spawn fails with [`ProcessError::JoinCgroup`].
+    #[must_use]
+    pub fn cgroup(mut self, cgroup: Option<&Cgroup>) -> Self {
+        self.cgroup = cgroup.map(|c| (c.path().to_path_buf(), c.procs_file().to_owned()));
+        self
+    }
+
     /// The child's working directory (brr's own by default).
     fn working_dir(&self) -> PathBuf {
         let here = || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -254,22 +268,46 @@ impl Command {
         }
         let parent = rustix::process::getpid();
         let death_signal = self.death_signal.map(Signal::to_rustix);
+        let (cgroup, procs_file) = self.cgroup.unzip();
         // SAFETY: the hook runs in the forked child and only issues
-        // async-signal-safe syscalls on values copied into it (no
-        // allocation: its error is a raw OS error).
+        // async-signal-safe syscalls on values moved into it before the
+        // fork (no allocation: its error is a raw OS error).
         unsafe {
-            command.pre_exec(move || in_child(parent, death_signal));
+            command.pre_exec(move || in_child(parent, death_signal, procs_file.as_deref()));
         }
         command.stdout(self.stdout).stderr(self.stderr);
         let own_process_group = self.own_process_group;
         let started = crate::reaper::spare(|| command.spawn(), std::process::Child::id);
-        let child = started.map_err(|err| spawn_error(explain(err)))?;
+        let child = started.map_err(|err| match (cgroup, not_joined(&err)) {
+            (Some(cgroup), Some(source)) => ProcessError::JoinCgroup { program: program.clone(), cgroup, source },
+            _ => spawn_error(explain(err)),
+        })?;
         Child::started(child, program.clone(), own_process_group).map_err(spawn_error)
     }
 }
 
+/// Marks the error of a child that could not join its cgroup (above any
+/// errno), for [`not_joined`].
+const JOIN_FAILED: i32 = 1 << 20;
+
+/// The cause, if a spawn failed because the child could not join its cgroup.
+fn not_joined(err: &io::Error) -> Option<io::Error> {
+    let code = err.raw_os_error()?;
+    (code & JOIN_FAILED != 0).then(|| io::Error::from_raw_os_error(code & !JOIN_FAILED))
+}
+
 /// The child's steps between `fork` and `execve`.
-fn in_child(parent: rustix::process::Pid, death_signal: Option<rustix::process::Signal>) -> io::Result<()> {
+fn in_child(
+    parent: rustix::process::Pid,
+    death_signal: Option<rustix::process::Signal>,
+    cgroup_procs: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
+    // First of all: whatever the child does from here on, it does in the
+    // cgroup (`0` is the writer itself).
+    if let Some(procs) = cgroup_procs {
+        crate::child::write_file(procs, b"0")
+            .map_err(|errno| io::Error::from_raw_os_error(JOIN_FAILED | errno.raw_os_error()))?;
+    }
     // Handlers and ignored signals of brr are not the child's: an ignored
     // SIGTERM would survive `execve` and make the service deaf to it.
     crate::spawn::reset_signals();

@@ -21,6 +21,14 @@
 //!   group), and an [`ExitStatus`] that reads "exited with 3" or "killed by
 //!   SIGTERM". A dropped `Child` is killed, never left running unseen.
 //!
+//! A run's supervised processes can also share a [`Cgroup`] (cgroup v2,
+//! where the machine delegates one): [`Command::cgroup`] joins it before
+//! `execve`, so a daemon that forks twice and calls `setsid`, which leaves
+//! every process group, is still listed ([`Cgroup::procs`]) and killed
+//! ([`Cgroup::kill`]) with the run. Where there is none ([`Cgroup::create`]
+//! returns `None`, [`Cgroup::parent`] says why), the supervisor's child
+//! subreaper is what catches such orphans.
+//!
 //! Both return [`ProcessError`], which names the program and the cause.
 //!
 //! # What is isolated
@@ -85,6 +93,7 @@
 //! sandbox to another build. `run(…, false)` (`--no-sandbox`) skips all of
 //! it, except that the builder's process group is killed when it exits.
 
+mod cgroup;
 mod child;
 mod command;
 mod netns;
@@ -101,6 +110,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::OnceLock;
 
+pub use cgroup::{Cgroup, CgroupUnavailable};
 pub use child::SetupStep;
 use child::{ChildSetup, Namespaces};
 pub use command::{Command, Output};
@@ -239,6 +249,21 @@ pub enum ProcessError {
     #[error("cannot confine the builder to `{}`", path.display())]
     Writable {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {action} `{}`", path.display())]
+    Cgroup {
+        /// What failed, e.g. "make the cgroup", "read".
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start `{}` in the cgroup `{}`", program.display(), cgroup.display())]
+    JoinCgroup {
+        program: PathBuf,
+        cgroup: PathBuf,
         #[source]
         source: io::Error,
     },

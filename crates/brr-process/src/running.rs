@@ -10,7 +10,8 @@
 //!
 //! There is no PID namespace here: a process that leaves the group
 //! (`setsid`, `setpgid`) is beyond these signals, as it is beyond a
-//! systemd unit's without cgroups.
+//! systemd unit's without cgroups: start it in a [`Cgroup`](crate::Cgroup)
+//! to keep track of those too.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -210,6 +211,12 @@ impl Drop for Child {
     }
 }
 
-fn timespec(d: Duration) -> Timespec {
+/// Whether the process of `pidfd` has exited (a zombie counts), without waiting.
+pub(crate) fn has_exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    matches!(rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+}
+
+pub(crate) fn timespec(d: Duration) -> Timespec {
     Timespec { tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX), tv_nsec: i64::from(d.subsec_nanos()) }
 }

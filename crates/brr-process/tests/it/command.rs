@@ -12,15 +12,15 @@ use crate::read_back;
 
 /// Long enough for any check below on a loaded machine; never waited out
 /// when things work.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `sh -c script`, with its stdout on a pipe.
-fn sh(script: &str) -> Command {
+pub(crate) fn sh(script: &str) -> Command {
     Command::new("/bin/sh").args(["-c", script]).stdout(Output::Pipe)
 }
 
 /// The next line of the child's stdout, without its newline.
-fn line(child: &mut Child) -> String {
+pub(crate) fn line(child: &mut Child) -> String {
     let out = child.take_stdout().expect("stdout is a pipe");
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).expect("read the child's stdout");
@@ -28,14 +28,14 @@ fn line(child: &mut Child) -> String {
 }
 
 /// A pidfd of `pid`, which must be alive (or a zombie).
-fn pidfd(pid: &str) -> OwnedFd {
+pub(crate) fn pidfd(pid: &str) -> OwnedFd {
     let raw: i32 = pid.parse().unwrap_or_else(|_| panic!("a pid, not {pid:?}"));
     let pid = rustix::process::Pid::from_raw(raw).expect("a positive pid");
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open")
 }
 
 /// Whether the process of `pidfd` exits (or has exited) within `timeout`.
-fn exits_within(pidfd: impl AsFd, timeout: Duration) -> bool {
+pub(crate) fn exits_within(pidfd: impl AsFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -50,7 +50,7 @@ fn exits_within(pidfd: impl AsFd, timeout: Duration) -> bool {
     }
 }
 
-fn alive(pidfd: impl AsFd) -> bool {
+pub(crate) fn alive(pidfd: impl AsFd) -> bool {
     !exits_within(pidfd, Duration::ZERO)
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of brr-process: real builder processes in the sandbox.
 
 mod basics;
+mod cgroup;
 mod command;
 mod isolation;
 mod parallel;
