@@ -72,6 +72,8 @@ pub struct Spec {
     /// Ready once its port accepts a connection (web processes); others
     /// are ready once started.
     pub probe_port: bool,
+    /// The run's cgroup, which the process joins before it runs.
+    pub cgroup: Option<Arc<brr_process::Cgroup>>,
 }
 
 /// Runs the instance until it is stopped, fails or ends; reports on `tx`.
@@ -196,6 +198,7 @@ fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
         .stderr(Output::Pipe)
         .own_process_group(true)
         .death_signal(Some(Signal::Kill))
+        .cgroup(spec.cgroup.as_deref())
         .spawn()
         .map_err(|e| chain(&e))?;
     for stream in [

@@ -70,6 +70,9 @@ pub struct Supervisor<'a> {
     current: BTreeMap<String, ReleaseHash>,
     /// Labels carry the service when the run has several.
     several_services: bool,
+    /// Where the machine delegates cgroup v2: every process of the run is
+    /// in it, so none can leave (a double-forked daemon included).
+    cgroup: Option<Arc<brr_process::Cgroup>>,
     failed: bool,
     forced: bool,
     _lock: File,
@@ -108,6 +111,8 @@ impl<'a> Supervisor<'a> {
             }
         }
         let ports = Ports::new(opts.port_base, in_use);
+        // Refused in an unexpected way too: run without one, and say so below.
+        let cgroup = brr_process::Cgroup::create(&format!("run-{run}")).ok().flatten().map(Arc::new);
         let (tx, rx) = channel();
         let services: BTreeSet<&str> = units.iter().map(|u| u.target.service.as_str()).collect();
         let mut sup = Self {
@@ -123,10 +128,17 @@ impl<'a> Supervisor<'a> {
             routers: BTreeMap::new(),
             current: BTreeMap::new(),
             several_services: services.len() > 1,
+            cgroup,
             failed: false,
             forced: false,
             _lock: lock,
         };
+        if sup.cgroup.is_none() {
+            let why = brr_process::Cgroup::parent()
+                .err()
+                .map_or_else(|| "it could not be made".to_owned(), |e| e.to_string());
+            sup.out.event("brr", &format!("no cgroup for this run ({why}): processes that leave their session are found as orphans of brr instead"));
+        }
         for unit in units {
             sup.current.insert(unit.target.service.clone(), unit.target.release);
         }
@@ -193,6 +205,7 @@ impl<'a> Supervisor<'a> {
             env,
             port,
             probe_port: web,
+            cgroup: self.cgroup.clone(),
         };
         let row = RunProcess {
             run: self.run,
@@ -453,6 +466,15 @@ impl<'a> Supervisor<'a> {
     /// escaped its group, and records how the run ended.
     pub fn shutdown(mut self) -> Outcome {
         self.stop_where(|_, _| true);
+        // Whatever the processes left in the run's cgroup (a daemon that
+        // left its session), then whatever was reparented to brr.
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill();
+            let _ = cg.wait_empty(Duration::from_secs(5));
+            if let Ok(cg) = Arc::try_unwrap(cg) {
+                let _ = cg.remove();
+            }
+        }
         kill_orphans();
         for router in self.routers.values() {
             router.stop();
