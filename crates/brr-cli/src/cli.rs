@@ -29,6 +29,10 @@ pub enum Command {
         /// Run builders without namespaces and Landlock.
         #[arg(long)]
         no_sandbox: bool,
+        /// Exit 1 when a remote cache holds another artifact for a key built
+        /// here (a non-reproducible build); also `BRR_FAIL_ON_CONFLICT=1`.
+        #[arg(long)]
+        fail_on_conflict: bool,
         #[arg(long)]
         json: bool,
     },

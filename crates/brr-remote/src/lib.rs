@@ -86,6 +86,49 @@ pub enum RemoteError {
     Corrupt { remote: String, blob: String },
     #[error("unsupported remote URL `{url}` (use http://, https://, grpc://, grpcs:// or file://)")]
     Url { url: String },
+    #[error("invalid remote header `{name}`: {reason}")]
+    Header { name: String, reason: String },
+}
+
+impl RemoteError {
+    /// Whether trying again may help: the server was not reached, timed out
+    /// or answered with a server-side error (5xx, `UNAVAILABLE`). A refusal
+    /// (4xx, permissions) or corrupt bytes are answers, not accidents.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// How a backend connects: per-request time limit and extra headers (an
+/// `Authorization` bearer token, an API key) sent with every request.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// The limit of one small request; `None` keeps the backend's default.
+    pub request_timeout: Option<std::time::Duration>,
+    /// Sent with every HTTP request (as gRPC metadata for `grpc://`).
+    /// Values are secrets: never printed.
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ConnectOptions")
+            .field("request_timeout", &self.request_timeout)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
+/// Hides the user information of a URL (`scheme://user:password@host` or
+/// `scheme://token@host`): `scheme://***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
+        None => url.to_owned(),
+    }
 }
 
 /// A remote cache: content-addressed blobs and action-cache entries.
@@ -104,24 +147,53 @@ pub trait Backend: Send + Sync {
     fn get_entry(&self, key: BuildKey) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Stores the raw (signed) entry for `key`, replacing any older one.
     fn put_entry(&self, key: BuildKey, entry: &[u8]) -> Result<(), RemoteError>;
+    /// No request may take longer than `within` from now on (the run's
+    /// remaining remote budget). Backends without network waits ignore it.
+    fn cap_requests(&self, within: std::time::Duration) {
+        let _ = within;
+    }
+}
+
+/// Opens the backend a URL names, with default options.
+pub fn open(url: &str) -> Result<Box<dyn Backend>, RemoteError> {
+    open_with(url, &ConnectOptions::default())
 }
 
 /// Opens the backend a URL names.
-pub fn open(url: &str) -> Result<Box<dyn Backend>, RemoteError> {
+pub fn open_with(url: &str, options: &ConnectOptions) -> Result<Box<dyn Backend>, RemoteError> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(Box::new(http::HttpBackend::new(url, http::Timeouts::default())?));
+        let mut timeouts = http::Timeouts::default();
+        if let Some(t) = options.request_timeout {
+            timeouts.request = t;
+            timeouts.connect = timeouts.connect.min(t);
+        }
+        return Ok(Box::new(http::HttpBackend::new(url, timeouts)?.with_headers(&options.headers)?));
     }
     if url.starts_with("file://") {
         return Ok(Box::new(file::FileBackend::new(url)?));
     }
     if url.starts_with("grpc://") || url.starts_with("grpcs://") {
         #[cfg(feature = "grpc")]
-        return Ok(Box::new(grpc::GrpcBackend::new(url)?));
+        return Ok(Box::new(grpc::GrpcBackend::connect_with(url, None, options)?));
         #[cfg(not(feature = "grpc"))]
         return Err(RemoteError::Unavailable {
-            remote: url.to_owned(),
+            remote: redact_url(url),
             message: "this brr was built without the `grpc` feature".to_owned(),
         });
     }
-    Err(RemoteError::Url { url: url.to_owned() })
+    Err(RemoteError::Url { url: redact_url(url) })
+}
+
+/// Checks a header name (an HTTP token) and value (visible ASCII and
+/// blanks); errors name the header, never its value.
+pub fn check_header(name: &str, value: &str) -> Result<(), RemoteError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let bad = |reason: &str| RemoteError::Header { name: name.to_owned(), reason: reason.to_owned() };
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(bad("a header name is letters, digits and `-`"));
+    }
+    if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return Err(bad("its value holds a character HTTP headers cannot carry"));
+    }
+    Ok(())
 }

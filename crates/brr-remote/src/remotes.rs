@@ -2,44 +2,139 @@
 //! and the objects the store lacks; after a build, push the objects the
 //! remote lacks, then the signed entry.
 //!
-//! Nothing here can fail a build. A remote that errors or times out is
-//! reported once and not asked again in this run; an entry that is unsigned,
-//! signed by an untrusted key, or whose objects do not match their names is
-//! ignored with a one-line note, and the target builds locally.
+//! Nothing here can fail a build, and no remote can hold a build up for
+//! long ([`Limits`]):
+//!
+//! - every request is bounded by the backend's per-request timeout, and by
+//!   what is left of the run's **budget**: the total time this run may
+//!   spend waiting on remotes. When it is used up, every remote is switched
+//!   off for the rest of the run, with one warning;
+//! - a transient failure (not reached, timed out, 5xx) is retried with
+//!   exponential backoff, within the budget;
+//! - a **circuit breaker** switches a remote off after
+//!   [`Limits::breaker`] failed operations in a row, with one warning
+//!   saying how long was lost waiting on it. A single refused upload only
+//!   fails that target's push.
+//!
+//! Pushing heals: an entry already on the remote for the same artifact is
+//! checked (its signature, and that every object it names is there); what
+//! the remote lacks is uploaded again, and an entry that does not verify is
+//! replaced. When the remote's valid entry names another artifact (a
+//! conflict: the build is not reproducible) the first writer's entry is
+//! kept unless [`ConflictPolicy::Replace`], and the conflict is recorded in
+//! the local store ([`Store::record_cache_conflict`]).
+//!
+//! An entry that is unsigned, signed by an untrusted key, or whose objects
+//! do not match their names is ignored with a one-line note, and the target
+//! builds locally.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind};
-use brr_store::{ActionRecord, Put, Store, StoreError};
+use brr_store::{ActionRecord, CacheConflict, Put, Store, StoreError};
 use rayon::prelude::*;
 
-use crate::entry::{EntryBody, EntryObject, SignedEntry};
+use crate::entry::{EntryBody, EntryError, EntryObject, SignedEntry};
 use crate::keys::{SigningKey, TrustedKeys};
 use crate::{Backend, BlobId, RemoteError};
+
+/// How long remotes may hold a run up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Total time a run may spend waiting on remotes (all of them, all
+    /// requests, retries and backoff included).
+    pub budget: Duration,
+    /// Retries of a transient failure (so `1 + retries` attempts).
+    pub retries: u32,
+    /// The first backoff; each retry waits twice as long as the one before.
+    pub backoff: Duration,
+    /// Failed operations in a row after which a remote is switched off.
+    pub breaker: u32,
+}
+
+impl Default for Limits {
+    /// 60 s of budget, 2 retries from 100 ms, off after 3 failures in a row.
+    fn default() -> Self {
+        Self { budget: Duration::from_secs(60), retries: 2, backoff: Duration::from_millis(100), breaker: 3 }
+    }
+}
+
+/// What a push does when the remote's trusted entry names another artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictPolicy {
+    /// Keep the first writer's entry (the default): runners keep agreeing
+    /// on one artifact, and the conflict is recorded and reported.
+    #[default]
+    KeepFirst,
+    /// Replace it with this runner's entry (last writer wins).
+    Replace,
+}
 
 /// One configured remote.
 pub struct Remote {
     pub backend: Box<dyn Backend>,
     pub read_only: bool,
-    /// Set after the first failure: not asked again in this run.
+    /// Switched off (breaker or budget): not asked again in this run.
     disabled: AtomicBool,
+    /// Failed operations in a row.
+    failures: AtomicU32,
+    /// Time spent in requests that failed, for the breaker's warning (ns).
+    lost_nanos: AtomicU64,
+    /// Blobs this run uploaded or claimed, or knows the remote holds.
+    present: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl Remote {
     pub fn new(backend: Box<dyn Backend>, read_only: bool) -> Self {
-        Self { backend, read_only, disabled: AtomicBool::new(false) }
+        Self {
+            backend,
+            read_only,
+            disabled: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            lost_nanos: AtomicU64::new(0),
+            present: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether it was switched off in this run.
+    pub fn is_off(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
     }
 }
 
-/// What happened, for the summary and `brr cache status`.
+/// What happened, for the summary, `build --json` and `brr cache status`.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Targets fetched from a remote.
     pub hits: AtomicU64,
+    /// Targets no remote had (at least one remote answered).
     pub misses: AtomicU64,
+    /// Lookups not made because every remote was off.
+    pub skipped: AtomicU64,
+    /// Entries written.
     pub pushed: AtomicU64,
+    /// Pushes that repaired a remote entry: re-uploaded missing objects or
+    /// replaced an entry that did not verify.
+    pub healed: AtomicU64,
+    /// Conflicts seen (another artifact for the same key).
+    pub conflicts: AtomicU64,
+    /// Operations that failed (after retries).
+    pub errors: AtomicU64,
+    /// Retries made.
+    pub retries: AtomicU64,
     pub bytes_down: AtomicU64,
     pub bytes_up: AtomicU64,
+    /// Time spent waiting on remotes, backoff included (ns).
+    pub wait_nanos: AtomicU64,
+}
+
+impl Stats {
+    pub fn wait(&self) -> Duration {
+        Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed))
+    }
 }
 
 /// A key whose remote entry names another artifact than the local build:
@@ -53,17 +148,67 @@ pub struct Conflict {
     pub signer: String,
 }
 
+/// What a push did on one remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The entry was written (no entry was there).
+    Written,
+    /// The remote's entry was repaired: missing objects uploaded again, or
+    /// an entry that did not verify replaced.
+    Healed,
+    /// A valid entry for this artifact was there, with every object.
+    Present,
+    /// Another artifact's entry is there; `replaced` per the policy.
+    Conflict { replaced: bool },
+    /// The push failed (or the remote was off).
+    Failed(String),
+}
+
+/// The state of a remote entry ([`Remotes::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryState {
+    Missing,
+    /// Signed by a trusted key and every object is on the remote.
+    Valid {
+        artifact: ArtifactHash,
+        signer: String,
+    },
+    /// Signed by a key not trusted here (maybe valid for others).
+    Untrusted {
+        signer: String,
+    },
+    /// Present but unusable, and why.
+    Broken {
+        reason: String,
+    },
+}
+
 /// The remotes of one run, with the keys to trust and to sign with.
 pub struct Remotes {
     list: Vec<Remote>,
     trusted: TrustedKeys,
+    /// `trusted` plus this runner's own public key: what push accepts as valid.
+    trusted_for_push: TrustedKeys,
     signing: Option<SigningKey>,
     /// `BRR_CACHE_READ_ONLY`: never push, whatever the remotes say.
     read_only: bool,
+    limits: Limits,
+    on_conflict: ConflictPolicy,
     pub stats: Stats,
     notes: Mutex<Vec<String>>,
     conflicts: Mutex<Vec<Conflict>>,
+    /// The budget ran out (said once).
+    exhausted: AtomicBool,
     note_sink: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// The error for an operation skipped because its remote is off.
+fn off(r: &Remote) -> RemoteError {
+    RemoteError::Unavailable { remote: r.backend.url().to_owned(), message: "switched off for this run".to_owned() }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Remotes {
@@ -75,16 +220,36 @@ impl Remotes {
         read_only: bool,
         note: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Self {
+        let mut own: Vec<_> = trusted.iter().cloned().collect();
+        own.extend(signing.as_ref().map(SigningKey::public));
         Self {
             list: remotes,
+            trusted_for_push: TrustedKeys::new(own),
             trusted,
             signing,
             read_only,
+            limits: Limits::default(),
+            on_conflict: ConflictPolicy::default(),
             stats: Stats::default(),
             notes: Mutex::new(Vec::new()),
             conflicts: Mutex::new(Vec::new()),
+            exhausted: AtomicBool::new(false),
             note_sink: note,
         }
+    }
+
+    /// Sets the limits (default [`Limits::default`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the conflict policy (default [`ConflictPolicy::KeepFirst`]).
+    #[must_use]
+    pub fn with_conflict_policy(mut self, policy: ConflictPolicy) -> Self {
+        self.on_conflict = policy;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,39 +277,148 @@ impl Remotes {
         }
     }
 
-    /// Disables `r` after an error, saying so once.
-    fn failed(&self, r: &Remote, e: &RemoteError) {
-        if !r.disabled.swap(true, Ordering::Relaxed) {
-            self.note(format!("warning: remote cache unavailable, building locally: {e}"));
+    fn live(&self) -> impl Iterator<Item = &Remote> {
+        self.list.iter().filter(|r| !r.is_off())
+    }
+
+    /// What is left of the budget.
+    fn remaining(&self) -> Duration {
+        self.limits.budget.saturating_sub(self.stats.wait())
+    }
+
+    /// Switches every remote off, once, saying how long was spent.
+    fn budget_used_up(&self) {
+        for r in &self.list {
+            r.disabled.store(true, Ordering::Relaxed);
+        }
+        if !self.exhausted.swap(true, Ordering::Relaxed) {
+            self.note(format!(
+                "warning: remote cache unavailable: the run's remote budget of {:.1}s is used up ({:.1}s spent \
+                 waiting on remotes); building locally without them",
+                self.limits.budget.as_secs_f64(),
+                self.stats.wait().as_secs_f64()
+            ));
         }
     }
 
-    fn live(&self) -> impl Iterator<Item = &Remote> {
-        self.list.iter().filter(|r| !r.disabled.load(Ordering::Relaxed))
+    /// Counts a failed operation on `r`; switches it off (one warning with
+    /// the time lost) after [`Limits::breaker`] in a row.
+    fn failed(&self, r: &Remote, e: &RemoteError) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let n = r.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.limits.breaker.max(1) && !r.disabled.swap(true, Ordering::Relaxed) {
+            self.note(format!(
+                "warning: remote cache unavailable: {e}; switched off for the rest of this run after {n} failures \
+                 in a row ({:.1}s lost waiting on it)",
+                Duration::from_nanos(r.lost_nanos.load(Ordering::Relaxed)).as_secs_f64()
+            ));
+        }
+    }
+
+    /// Runs `op` on `r` within the budget, retrying transient failures
+    /// with backoff; a final failure counts towards the breaker.
+    fn call<T>(&self, r: &Remote, op: impl Fn(&dyn Backend) -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+        let mut attempt = 0u32;
+        loop {
+            if r.is_off() {
+                return Err(off(r));
+            }
+            let left = self.remaining();
+            if left.is_zero() {
+                self.budget_used_up();
+                return Err(off(r));
+            }
+            r.backend.cap_requests(left);
+            let started = Instant::now();
+            let result = op(&*r.backend);
+            let took = started.elapsed();
+            self.stats.wait_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+            let e = match result {
+                Ok(v) => {
+                    r.failures.store(0, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            r.lost_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+            let backoff = self.limits.backoff.saturating_mul(1 << attempt.min(16));
+            if e.is_transient() && attempt < self.limits.retries && self.remaining() > backoff {
+                // Backoff before a retry: waiting is the point, not synchronisation.
+                std::thread::sleep(backoff);
+                self.stats.wait_nanos.fetch_add(nanos(backoff), Ordering::Relaxed);
+                r.lost_nanos.fetch_add(nanos(backoff), Ordering::Relaxed);
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                attempt += 1;
+                continue;
+            }
+            if self.remaining().is_zero() {
+                self.budget_used_up();
+            } else {
+                self.failed(r, &e);
+            }
+            return Err(e);
+        }
+    }
+
+    /// Whether `entry` verifies against `keys`, as an [`EntryState`]
+    /// (objects not checked).
+    fn judge(
+        entry: Result<SignedEntry, EntryError>,
+        keys: &TrustedKeys,
+        key: BuildKey,
+    ) -> Result<SignedEntry, EntryState> {
+        let entry = entry.map_err(|e| EntryState::Broken { reason: e.to_string() })?;
+        match entry.verify(keys) {
+            Ok(()) if entry.body.key != key => Err(EntryState::Broken { reason: "it is for another key".to_owned() }),
+            Ok(()) => Ok(entry),
+            Err(EntryError::UntrustedSigner { name }) => Err(EntryState::Untrusted { signer: name }),
+            Err(e) => Err(EntryState::Broken { reason: e.to_string() }),
+        }
+    }
+
+    /// The blobs `entry` needs, the log included.
+    fn needs(entry: &SignedEntry) -> Vec<BlobId> {
+        let mut ids: Vec<BlobId> = entry.body.objects.iter().map(|o| o.id).collect();
+        ids.extend(entry.body.log);
+        ids
+    }
+
+    /// The state of `key`'s entry on `r`: missing, valid (trusted, every
+    /// object there), untrusted, or broken and why.
+    pub fn inspect(&self, r: &Remote, key: BuildKey) -> Result<EntryState, RemoteError> {
+        let Some(raw) = self.call(r, |b| b.get_entry(key))? else { return Ok(EntryState::Missing) };
+        let entry = match Self::judge(SignedEntry::decode(&raw), &self.trusted, key) {
+            Ok(e) => e,
+            Err(state) => return Ok(state),
+        };
+        let missing = self.call(r, |b| b.missing_blobs(&Self::needs(&entry)))?;
+        if missing.is_empty() {
+            Ok(EntryState::Valid { artifact: entry.body.artifact, signer: entry.body.signer })
+        } else {
+            Ok(EntryState::Broken {
+                reason: format!("the remote lacks {} of its {} objects", missing.len(), Self::needs(&entry).len()),
+            })
+        }
     }
 
     /// Looks `key` up in the remotes; on a trusted, intact entry, stores its
     /// objects and records the action locally. Returns the artifact.
     pub fn fetch(&self, store: &Store, key: BuildKey) -> Option<ArtifactHash> {
+        let mut asked = false;
         for r in self.live() {
-            let raw = match r.backend.get_entry(key) {
-                Ok(Some(raw)) => raw,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.failed(r, &e);
-                    continue;
-                }
-            };
+            let Ok(found) = self.call(r, |b| b.get_entry(key)) else { continue };
+            asked = true;
+            let Some(raw) = found else { continue };
             match self.accept(store, r, key, &raw) {
                 Ok(Some(a)) => {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return Some(a);
                 }
-                Ok(None) => {}
-                Err(e) => self.failed(r, &e),
+                Ok(None) | Err(_) => {}
             }
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let counter = if asked { &self.stats.misses } else { &self.stats.skipped };
+        counter.fetch_add(1, Ordering::Relaxed);
         None
     }
 
@@ -158,22 +432,22 @@ impl Remotes {
         raw: &[u8],
     ) -> Result<Option<ArtifactHash>, RemoteError> {
         let url = r.backend.url();
-        let entry = match SignedEntry::decode(raw) {
+        let entry = match Self::judge(SignedEntry::decode(raw), &self.trusted, key) {
             Ok(e) => e,
-            Err(e) => {
-                self.note(format!("note: ignoring the entry for {} from `{url}`: {e}", key.short()));
+            Err(EntryState::Untrusted { signer }) => {
+                // One note per signer and remote, not one per target.
+                self.note(format!(
+                    "note: ignoring entries from `{url}` signed by `{signer}`, a key that is not trusted here"
+                ));
                 return Ok(None);
             }
+            Err(EntryState::Broken { reason }) => {
+                self.note(format!("note: ignoring the entry for {} from `{url}`: {reason}", key.short()));
+                return Ok(None);
+            }
+            Err(EntryState::Missing | EntryState::Valid { .. }) => return Ok(None),
         };
-        if let Err(e) = entry.verify(&self.trusted) {
-            self.note(format!("note: ignoring the entry for {} from `{url}`: {e}", key.short()));
-            return Ok(None);
-        }
         let body = &entry.body;
-        if body.key != key {
-            self.note(format!("note: ignoring the entry for {} from `{url}`: it is for another key", key.short()));
-            return Ok(None);
-        }
         // Fetch what the store lacks or holds damaged, in parallel, each
         // checked by both names; the put replaces a damaged copy.
         let mut all: Vec<EntryObject> = body.objects.clone();
@@ -186,22 +460,22 @@ impl Remotes {
                 need.push(o);
             }
         }
-        let fetched: Vec<(EntryObject, Vec<u8>)> = need
+        let fetched: Result<Vec<Option<(EntryObject, Vec<u8>)>>, RemoteError> = need
             .par_iter()
-            .map(|o| match r.backend.get_blob(&o.id)? {
+            .map(|o| match self.call(r, |b| b.get_blob(&o.id))? {
                 Some(bytes) if o.id.matches(&bytes) => Ok(Some((*o, bytes))),
                 Some(_) => Err(RemoteError::Corrupt { remote: url.to_owned(), blob: o.id.blake3.to_string() }),
                 None => Ok(None),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect())
-            .or_else(|e| match e {
-                RemoteError::Corrupt { .. } => {
-                    self.note(format!("note: ignoring the entry for {} from `{url}`: {e}", key.short()));
-                    Ok(Vec::new())
-                }
-                other => Err(other),
-            })?;
+            .collect();
+        let fetched: Vec<(EntryObject, Vec<u8>)> = match fetched {
+            Ok(v) => v.into_iter().flatten().collect(),
+            Err(e @ RemoteError::Corrupt { .. }) => {
+                self.note(format!("note: ignoring the entry for {} from `{url}`: {e}", key.short()));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         if fetched.len() != need.len() {
             self.note(format!(
                 "note: ignoring the entry for {} from `{url}`: the remote lacks some of its objects",
@@ -238,23 +512,34 @@ impl Remotes {
         Ok(Some(body.artifact))
     }
 
-    /// Pushes a local build: the objects each writable remote lacks, then
-    /// the signed entry. Notes a conflict when a remote already holds
-    /// another artifact for the same key.
-    pub fn push(&self, store: &Store, key: BuildKey, artifact: ArtifactHash, log: Option<Digest>) {
-        let Some(signing) = self.signing.as_ref().filter(|_| !self.read_only) else { return };
+    /// Pushes a local build to every writable remote: the objects each
+    /// lacks, then the signed entry; heals a broken entry; keeps (or, per
+    /// the policy, replaces) another artifact's entry and records the
+    /// conflict. Returns what happened per remote (URL, outcome); empty
+    /// when this run does not push.
+    pub fn push(
+        &self,
+        store: &Store,
+        key: BuildKey,
+        artifact: ArtifactHash,
+        log: Option<Digest>,
+    ) -> Vec<(String, PushOutcome)> {
+        let Some(signing) = self.signing.as_ref().filter(|_| !self.read_only) else { return Vec::new() };
+        let writable = || self.list.iter().filter(|r| !r.read_only);
+        let fail_all =
+            |why: String| writable().map(|r| (r.backend.url().to_owned(), PushOutcome::Failed(why.clone()))).collect();
         let (objects, contents) = match closure(store, artifact, log) {
             Ok(c) => c,
             Err(e) => {
                 self.note(format!("warning: cannot push {}: {e}", key.short()));
-                return;
+                return fail_all(e.to_string());
             }
         };
         let outputs = match store.get_object::<Artifact>(artifact.0) {
             Ok(a) => a.outputs,
             Err(e) => {
                 self.note(format!("warning: cannot push {}: {e}", key.short()));
-                return;
+                return fail_all(e.to_string());
             }
         };
         let log_id = log.and_then(|l| objects.iter().find(|o| o.id.blake3 == l).map(|o| o.id));
@@ -267,55 +552,173 @@ impl Remotes {
             signer: String::new(),
         };
         let entry = SignedEntry::sign(body, signing).encode();
-        for r in self.live().filter(|r| !r.read_only) {
-            if let Err(e) = self.push_to(r, key, artifact, &objects, &contents, &entry) {
-                self.failed(r, &e);
-            }
-        }
+        let local = Local { store, key, artifact, objects: &objects, contents: &contents, entry: &entry };
+        writable()
+            .map(|r| {
+                let outcome = if r.is_off() {
+                    PushOutcome::Failed(off(r).to_string())
+                } else {
+                    self.push_to(r, &local).unwrap_or_else(|e| {
+                        self.note(format!("warning: could not push {}: {e}", key.short()));
+                        PushOutcome::Failed(e.to_string())
+                    })
+                };
+                (r.backend.url().to_owned(), outcome)
+            })
+            .collect()
     }
 
-    fn push_to(
+    fn push_to(&self, r: &Remote, l: &Local<'_>) -> Result<PushOutcome, RemoteError> {
+        let raw = self.call(r, |b| b.get_entry(l.key))?;
+        let decoded = raw.as_deref().map(SignedEntry::decode);
+        let their_artifact = decoded.as_ref().and_then(|d| d.as_ref().ok()).map(|e| e.body.artifact);
+        let theirs = decoded.map(|d| Self::judge(d, &self.trusted_for_push, l.key));
+        let outcome = match theirs {
+            None => {
+                self.upload_missing(r, l.objects, l.contents)?;
+                PushOutcome::Written
+            }
+            // Present but broken: replace it.
+            Some(Err(EntryState::Broken { .. })) => {
+                self.upload_missing(r, l.objects, l.contents)?;
+                PushOutcome::Healed
+            }
+            Some(Ok(theirs)) if theirs.body.artifact == l.artifact => {
+                // The same artifact: make sure everything it names is there.
+                let needed = Self::needs(&theirs);
+                let missing = self.call(r, |b| b.missing_blobs(&needed))?;
+                if missing.is_empty() {
+                    return Ok(PushOutcome::Present);
+                }
+                let ours: HashSet<[u8; 32]> = l.objects.iter().map(|o| o.id.sha256).collect();
+                self.upload_missing(r, l.objects, l.contents)?;
+                if missing.iter().all(|m| ours.contains(&m.sha256)) {
+                    // Their entry is whole again (its log may differ from ours).
+                    self.stats.healed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PushOutcome::Healed);
+                }
+                PushOutcome::Healed
+            }
+            Some(Ok(theirs)) => {
+                // A valid entry for another artifact: whole, or broken?
+                let missing = self.call(r, |b| b.missing_blobs(&Self::needs(&theirs)))?;
+                if missing.is_empty() {
+                    return self.conflict(r, l, &theirs.body.artifact, &theirs.body.signer);
+                }
+                self.upload_missing(r, l.objects, l.contents)?;
+                PushOutcome::Healed
+            }
+            Some(Err(EntryState::Untrusted { signer })) => {
+                // Another trust domain's entry; we cannot check it, so it is
+                // treated as valid: the same artifact needs nothing from us,
+                // another one is a conflict.
+                match their_artifact {
+                    Some(a) if a == l.artifact => return Ok(PushOutcome::Present),
+                    Some(a) => return self.conflict(r, l, &a, &signer),
+                    None => {
+                        self.upload_missing(r, l.objects, l.contents)?;
+                        PushOutcome::Healed
+                    }
+                }
+            }
+            Some(Err(EntryState::Missing | EntryState::Valid { .. })) => PushOutcome::Present,
+        };
+        self.call(r, |b| b.put_entry(l.key, l.entry))?;
+        self.stats.bytes_up.fetch_add(l.entry.len() as u64, Ordering::Relaxed);
+        self.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        if outcome == PushOutcome::Healed {
+            self.stats.healed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    /// Records and reports a conflict; replaces the remote entry only under
+    /// [`ConflictPolicy::Replace`].
+    fn conflict(
         &self,
         r: &Remote,
-        key: BuildKey,
-        artifact: ArtifactHash,
-        objects: &[EntryObject],
-        contents: &[Vec<u8>],
-        entry: &[u8],
-    ) -> Result<(), RemoteError> {
-        let theirs = r.backend.get_entry(key)?.and_then(|raw| SignedEntry::decode(&raw).ok());
-        if let Some(theirs) = theirs {
-            if theirs.body.artifact == artifact {
-                return Ok(());
-            }
-            let conflict = Conflict {
-                key,
-                remote: r.backend.url().to_owned(),
-                local: artifact,
-                theirs: theirs.body.artifact,
-                signer: theirs.body.signer.clone(),
-            };
-            self.note(format!(
-                "warning: not reproducible: key {} built to {} here but to {} by `{}` (in `{}`)",
-                key.short(),
-                artifact.short(),
-                conflict.theirs.short(),
-                conflict.signer,
-                conflict.remote
-            ));
-            self.conflicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conflict);
+        l: &Local<'_>,
+        theirs: &ArtifactHash,
+        signer: &str,
+    ) -> Result<PushOutcome, RemoteError> {
+        let conflict = Conflict {
+            key: l.key,
+            remote: r.backend.url().to_owned(),
+            local: l.artifact,
+            theirs: *theirs,
+            signer: signer.to_owned(),
+        };
+        let replaced = self.on_conflict == ConflictPolicy::Replace;
+        self.note(format!(
+            "warning: not reproducible: key {} built to {} here but to {} by `{}` (in `{}`); {}",
+            l.key.short(),
+            l.artifact.short(),
+            theirs.short(),
+            signer,
+            conflict.remote,
+            if replaced { "replaced their entry" } else { "kept their entry (the first writer's)" }
+        ));
+        let now = unix_now();
+        if let Err(e) = l.store.record_cache_conflict(&CacheConflict {
+            key: l.key,
+            remote: conflict.remote.clone(),
+            local: l.artifact,
+            theirs: *theirs,
+            signer: signer.to_owned(),
+            first_seen: now,
+            last_seen: now,
+        }) {
+            self.note(format!("warning: cannot record the conflict on {}: {e}", l.key.short()));
         }
+        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+        self.conflicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conflict);
+        if replaced {
+            self.upload_missing(r, l.objects, l.contents)?;
+            self.call(r, |b| b.put_entry(l.key, l.entry))?;
+            self.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(PushOutcome::Conflict { replaced })
+    }
+
+    /// Uploads the objects `r` lacks, each at most once per run (blobs
+    /// shared by several targets, such as the empty file, are claimed by the
+    /// first push that needs them).
+    fn upload_missing(&self, r: &Remote, objects: &[EntryObject], contents: &[Vec<u8>]) -> Result<(), RemoteError> {
         let ids: Vec<BlobId> = objects.iter().map(|o| o.id).collect();
-        let missing = r.backend.missing_blobs(&ids)?;
-        let uploads: Vec<(BlobId, &Vec<u8>)> =
-            missing.iter().filter_map(|m| ids.iter().position(|i| i == m).map(|p| (*m, &contents[p]))).collect();
-        uploads.par_iter().try_for_each(|(id, bytes)| r.backend.put_blob(id, bytes))?;
-        let up: usize = uploads.iter().map(|(_, b)| b.len()).sum::<usize>() + entry.len();
+        let missing = self.call(r, |b| b.missing_blobs(&ids))?;
+        let missing: HashSet<[u8; 32]> = missing.iter().map(|m| m.sha256).collect();
+        let uploads: Vec<(BlobId, &Vec<u8>)> = {
+            let mut present = r.present.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = HashSet::new();
+            ids.iter()
+                .zip(contents)
+                .filter(|(id, _)| missing.contains(&id.sha256) && seen.insert(id.sha256) && present.insert(id.sha256))
+                .map(|(id, b)| (*id, b))
+                .collect()
+        };
+        let result = uploads.par_iter().try_for_each(|(id, bytes)| self.call(r, |b| b.put_blob(id, bytes)));
+        if result.is_err() {
+            // Not uploaded after all: let a later push try again.
+            let mut present = r.present.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, _) in &uploads {
+                present.remove(&id.sha256);
+            }
+        }
+        result?;
+        let up: usize = uploads.iter().map(|(_, b)| b.len()).sum();
         self.stats.bytes_up.fetch_add(up as u64, Ordering::Relaxed);
-        r.backend.put_entry(key, entry)?;
-        self.stats.pushed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A local build being pushed.
+struct Local<'a> {
+    store: &'a Store,
+    key: BuildKey,
+    artifact: ArtifactHash,
+    objects: &'a [EntryObject],
+    contents: &'a [Vec<u8>],
+    entry: &'a [u8],
 }
 
 fn local(url: &str, e: &StoreError) -> RemoteError {

@@ -95,6 +95,13 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
             .into());
         }
     }
+    for d in [&ws.remote_cache.request_timeout, &ws.remote_cache.budget].into_iter().flatten() {
+        if parse_duration(d).is_none() {
+            return Err(DeclError::at(file, file.find_value(d, 0), format!("invalid duration `{}`", cut(d)), "here")
+                .with_help("write a number and a unit: `500ms`, `5s`, `2m`")
+                .into());
+        }
+    }
     let mut names = BTreeMap::new();
     for k in &ws.trusted_keys {
         let Some((name, _)) = k.split_once(':').filter(|(name, key)| !name.is_empty() && key.len() == 44) else {
@@ -327,4 +334,20 @@ pub fn is_contained(p: &str) -> bool {
     !p.is_empty()
         && !p.contains('\0')
         && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// A duration written `500ms`, `5s`, `1.5s` or `2m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    std::time::Duration::try_from_secs_f64(value * scale).ok()
 }

@@ -48,6 +48,7 @@
 //! busy timeout instead of failing.
 
 mod action_cache;
+mod cache_conflicts;
 mod cas;
 mod closure;
 mod db;
@@ -66,6 +67,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use action_cache::{ActionRecord, BuildRow};
+pub use cache_conflicts::CacheConflict;
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use ledger::{BrokenLink, LedgerReport, LedgerRow, NewEntry};

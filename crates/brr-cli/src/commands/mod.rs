@@ -24,7 +24,9 @@ use crate::{Failure, printer};
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {
-        Command::Build { targets, jobs, no_sandbox, json } => build::run(&settings, &targets, jobs, no_sandbox, json),
+        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, json } => {
+            build::run(&settings, &targets, jobs, no_sandbox, fail_on_conflict, json)
+        }
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
         Command::Verify { targets, rounds, diffoscope, report, no_sandbox, json } => {
             if report {
