@@ -27,7 +27,7 @@ fn build_env(ws: &TestWorkspace, url: &str, signing: Option<&Key>, env: &[(&str,
 
 #[test]
 fn a_slow_server_costs_at_most_the_budget_and_is_reported_once() {
-    let budget = Duration::from_millis(1500);
+    let budget = Duration::from_millis(1000);
     let server = FaultServer::start();
     server.delay_every_answer(Duration::from_secs(5));
     let k = key("runner-a");
@@ -43,16 +43,16 @@ fn a_slow_server_costs_at_most_the_budget_and_is_reported_once() {
     let with = started.elapsed();
     eprintln!("shop without a remote: {without:?}; with a 5 s server and a {budget:?} budget: {with:?}");
     assert_eq!(run.count("built"), 3, "{}", run.stderr);
-    // The budget, plus a second of slack for this shared machine's noise.
-    assert!(with <= without + budget + Duration::from_secs(1), "{with:?} vs {without:?}:\n{}", run.stderr);
+    // The budget, plus half a second of slack for this shared machine's noise.
+    assert!(with <= without + budget + Duration::from_millis(500), "{with:?} vs {without:?}:\n{}", run.stderr);
     let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("remote cache unavailable")).collect();
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
-    assert!(warnings[0].contains("budget of 1.5s"), "{}", warnings[0]);
+    assert!(warnings[0].contains("budget of 1.0s"), "{}", warnings[0]);
     let stats = &run.json()["remote_cache"];
     // Switched off, the remote does not count misses it never answered.
     assert_eq!(stats["misses"].as_u64(), Some(0), "{stats:#}");
     assert_eq!(stats["hits"].as_u64(), Some(0), "{stats:#}");
-    assert!(stats["wait_ms"].as_u64().unwrap() <= 1600, "{stats:#}");
+    assert!(stats["wait_ms"].as_u64().unwrap() <= 1100, "{stats:#}");
     assert_eq!(stats["switched_off"].as_array().map(Vec::len), Some(1), "{stats:#}");
 }
 
@@ -185,14 +185,14 @@ fn cache_commands_exit_non_zero_when_unreachable_or_missing() {
     let status = cache(&ws, &down, None, &[&k], &["status", "--json"]).code(1).json();
     assert_eq!(status["remotes"][0]["reachable"], false, "{status:#}");
     cache(&ws, &down, Some(&k), &[&k], &["push"]).code(1);
-    cache(&ws, &down, None, &[&k], &["pull"]).code(1);
+    let fresh = workspace().sh_lib("one", &[], &[], "echo 1 > \"$OUT/f\"");
+    cache(&fresh, &down, None, &[&k], &["pull"]).code(1);
 
     // Reachable, but the entry is missing: status and pull fail, push fixes it.
     let dir = brr_test_support::temp_dir();
     let url = format!("file://{}", dir.path().display());
     let status = cache(&ws, &url, None, &[&k], &["status", "--json"]).code(1).json();
     assert_eq!(status["remotes"][0]["missing"][0], "one", "{status:#}");
-    let fresh = workspace().sh_lib("one", &[], &[], "echo 1 > \"$OUT/f\"");
     cache(&fresh, &url, None, &[&k], &["pull"]).code(1);
     cache(&ws, &url, Some(&k), &[&k], &["push"]).success();
     cache(&ws, &url, None, &[&k], &["status"]).success();

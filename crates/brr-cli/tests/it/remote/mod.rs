@@ -271,22 +271,24 @@ fn two_runners_with_different_bytes_for_one_key_are_reported() {
     assert_eq!(recorded.len(), 1, "{status:#}");
     assert_eq!(recorded[0]["target"], "dice");
     assert_eq!(recorded[0]["signer"], "runner-a");
-    // A, looking at the cache, sees the conflict too (it trusts both).
-    let status = cache(&a, &url, None, &[&a_key, &c_key], &["status", "--json"]).code(1).json();
+    // Trusting A as well, C sees the conflict on the remote itself.
+    let status = cache(&c, &url, None, &[&a_key, &c_key], &["status", "--json"]).code(1).json();
     let conflicts = status["remotes"][0]["conflicts"].as_array().unwrap().clone();
     assert_eq!(conflicts.len(), 1, "{status:#}");
     assert_eq!(conflicts[0]["target"], "dice");
     assert_eq!(conflicts[0]["signer"], "runner-a");
 
     // CI can gate on it: the flag or the variable make the build exit 1.
-    let mut cmd = make().command();
+    let d = make();
+    let mut cmd = d.command();
     cmd.args(["build", "--fail-on-conflict"])
         .env("BRR_REMOTE_CACHE", &url)
         .env("BRR_TRUSTED_KEYS", &d_key.public)
         .env("BRR_SIGNING_KEY", &d_key.file);
     let run = Run::from(cmd.output().unwrap()).code(1);
     assert!(run.stderr.contains("not reproducible"), "{}", run.stderr);
-    let mut cmd = make().command();
+    let d = make();
+    let mut cmd = d.command();
     cmd.args(["build"])
         .env("BRR_REMOTE_CACHE", &url)
         .env("BRR_TRUSTED_KEYS", &d_key.public)
@@ -295,7 +297,8 @@ fn two_runners_with_different_bytes_for_one_key_are_reported() {
     Run::from(cmd.output().unwrap()).code(1);
     assert_eq!(signer(), "runner-a");
     // Unless told to replace it.
-    let mut cmd = make().command();
+    let d = make();
+    let mut cmd = d.command();
     cmd.args(["build"])
         .env("BRR_REMOTE_CACHE", &url)
         .env("BRR_TRUSTED_KEYS", &d_key.public)
