@@ -301,13 +301,13 @@ mod tests {
         let b = new("https://ci:s3cret@cache.example:8443").unwrap();
         assert_eq!(b.base, "https://cache.example:8443");
         assert_eq!(b.url(), "https://***@cache.example:8443");
+        assert_eq!(b.authorization.as_deref(), Some("Basic Y2k6czNjcmV0"));
         // A token alone as the user name is a secret too.
         let b = new("http://ghp_SECRET123@127.0.0.1:18099/c").unwrap();
         assert_eq!(b.url(), "http://***@127.0.0.1:18099/c");
         assert!(!format!("{b:?}").contains("SECRET"));
         let e = new("http://ghp_SECRET123@ho st").unwrap_err().to_string();
         assert!(!e.contains("SECRET"), "{e}");
-        assert_eq!(b.authorization.as_deref(), Some("Basic Y2k6czNjcmV0"));
         for bad in ["ftp://host", "http://", "http:///path", "http://host/?q=1", "host:80", "http://ho st"] {
             assert!(matches!(new(bad), Err(RemoteError::Url { .. })), "{bad}");
         }

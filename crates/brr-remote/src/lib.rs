@@ -197,3 +197,25 @@ pub fn check_header(name: &str, value: &str) -> Result<(), RemoteError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_hidden_whole() {
+        assert_eq!(redact_url("http://ghp_SECRET@host:1/x"), "http://***@host:1/x");
+        assert_eq!(redact_url("https://u:p@h"), "https://***@h");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_url("file:///srv/c"), "file:///srv/c");
+    }
+
+    #[test]
+    fn header_errors_never_show_the_value() {
+        assert!(check_header("X-Api-Key", "abc def").is_ok());
+        let e = check_header("X Api", "SECRET").unwrap_err().to_string();
+        assert!(e.contains("X Api") && !e.contains("SECRET"), "{e}");
+        let e = check_header("X-Api", "SEC\nRET").unwrap_err().to_string();
+        assert!(!e.contains("SEC"), "{e}");
+    }
+}
