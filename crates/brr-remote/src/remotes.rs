@@ -409,12 +409,9 @@ impl Remotes {
             let Ok(found) = self.call(r, |b| b.get_entry(key)) else { continue };
             asked = true;
             let Some(raw) = found else { continue };
-            match self.accept(store, r, key, &raw) {
-                Ok(Some(a)) => {
-                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return Some(a);
-                }
-                Ok(None) | Err(_) => {}
+            if let Ok(Some(a)) = self.accept(store, r, key, &raw) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(a);
             }
         }
         let counter = if asked { &self.stats.misses } else { &self.stats.skipped };
@@ -460,7 +457,7 @@ impl Remotes {
                 need.push(o);
             }
         }
-        let fetched: Result<Vec<Option<(EntryObject, Vec<u8>)>>, RemoteError> = need
+        let fetched: Result<Vec<Option<Fetched>>, RemoteError> = need
             .par_iter()
             .map(|o| match self.call(r, |b| b.get_blob(&o.id))? {
                 Some(bytes) if o.id.matches(&bytes) => Ok(Some((*o, bytes))),
@@ -710,6 +707,9 @@ impl Remotes {
         Ok(())
     }
 }
+
+/// An object and its bytes, as fetched.
+type Fetched = (EntryObject, Vec<u8>);
 
 /// A local build being pushed.
 struct Local<'a> {

@@ -74,6 +74,7 @@ pub fn run(
     ));
     let mut conflicts = 0;
     if let Some(r) = &remotes {
+        use std::fmt::Write as _;
         let s = RemoteCacheStats::from(r);
         let mut line = format!(
             "remote cache: {} hits, {} misses, {} pushed; {} bytes down, {} bytes up; {:.1}s waiting",
@@ -86,7 +87,7 @@ pub fn run(
         );
         for (n, what) in [(s.healed, "healed"), (s.conflicts, "conflicts"), (s.errors, "errors")] {
             if n > 0 {
-                line.push_str(&format!("; {n} {what}"));
+                let _ = write!(line, "; {n} {what}");
             }
         }
         printer::note(&line);

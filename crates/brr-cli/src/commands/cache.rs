@@ -108,7 +108,18 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
         output::print(&CacheStatusDoc { pushes: remotes.pushes(), remotes: report, recorded_conflicts: recorded })?;
         return code;
     }
-    for r in &report {
+    print_status(&report, &recorded);
+    printer::note(if remotes.pushes() {
+        "this runner pushes (a signing key is set)"
+    } else {
+        "this runner does not push (no BRR_SIGNING_KEY, or read-only)"
+    });
+    code
+}
+
+/// `cache status` as text.
+fn print_status(report: &[CacheRemote], recorded: &[RecordedConflict]) {
+    for r in report {
         println!("{}{}", r.url, if r.read_only { " (read-only)" } else { "" });
         if let Some(e) = &r.error {
             println!("  unreachable: {e}");
@@ -137,7 +148,7 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
             );
         }
     }
-    for c in &recorded {
+    for c in recorded {
         println!(
             "conflict recorded: {} (key {}) built to {} here, to {} by `{}` in `{}`",
             c.target.as_deref().map_or_else(|| "an older key".to_owned(), |t| format!("`{t}`")),
@@ -148,12 +159,6 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
             c.remote
         );
     }
-    printer::note(if remotes.pushes() {
-        "this runner pushes (a signing key is set)"
-    } else {
-        "this runner does not push (no BRR_SIGNING_KEY, or read-only)"
-    });
-    code
 }
 
 /// Pushes the targets' builds (built here), healing broken remote entries.

@@ -94,8 +94,8 @@ fn fleet_heals(url: &str, root: &Path, damage: Damage, why: &str) {
     let run3 = build(&r3, url, None, &trusted).success();
     assert!(!run3.stderr.contains("building"), "runner 3 ran a builder:\n{}", run3.stderr);
     assert!(run3.targets().values().all(|t| t.status == "cached"), "{}", run3.stdout);
-    let stats = remote_cache(&run3);
-    assert_eq!((stats["hits"].as_u64(), stats["misses"].as_u64()), (Some(3), Some(0)), "{stats:#}");
+    let summary = remote_cache(&run3);
+    assert_eq!((summary["hits"].as_u64(), summary["misses"].as_u64()), (Some(3), Some(0)), "{summary:#}");
 }
 
 #[test]
