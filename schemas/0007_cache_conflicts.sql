@@ -6,7 +6,9 @@
 -- artifact, remote artifact), with the remote entry's signer and when it
 -- was first and last seen. `remote` is the URL as shown in messages, with
 -- any credentials already hidden (`http://***@host`): no secret is stored.
-CREATE TABLE cache_conflicts (
+-- Idempotent (IF NOT EXISTS), so the migration may be renumbered when
+-- branches that add migrations are merged.
+CREATE TABLE IF NOT EXISTS cache_conflicts (
     key BLOB NOT NULL CHECK (length(key) = 32),
     remote TEXT NOT NULL,
     local BLOB NOT NULL CHECK (length(local) = 32),
