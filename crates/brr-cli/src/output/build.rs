@@ -121,6 +121,8 @@ pub struct PlanTarget {
 pub enum PlanStatus {
     /// The cache has it.
     Cached,
+    /// A remote cache has it (`plan` only): the build would fetch it.
+    Remote,
     /// It would build.
     Build,
 }

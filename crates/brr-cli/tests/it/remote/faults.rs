@@ -68,11 +68,12 @@ fn one_refused_upload_does_not_switch_the_remote_off() {
     });
     let run = build_env(&ws, &server.url(), Some(&k), &[("BRR_REMOTE_RETRIES", "0")]).success();
     assert_eq!(run.count("built"), 5, "{}", run.stderr);
+    // The four small targets' entries are on the server.
+    assert_eq!(server.stored().iter().filter(|p| p.starts_with("/ac/")).count(), 4, "{}", run.stderr);
     let stats = &run.json()["remote_cache"];
     assert_eq!(stats["pushed"].as_u64(), Some(4), "{stats:#}\n{}", run.stderr);
     assert_eq!(stats["switched_off"].as_array().map(Vec::len), Some(0), "{stats:#}");
     assert!(run.stderr.contains("507"), "the refusal is not reported:\n{}", run.stderr);
-    assert_eq!(server.stored().iter().filter(|p| p.starts_with("/ac/")).count(), 4);
 }
 
 #[test]

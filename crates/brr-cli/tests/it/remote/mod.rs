@@ -55,6 +55,13 @@ fn share_through(url: &str) {
 
     let b = shop();
     assert_ne!(a.path(), b.path());
+    // `plan` knows the remote has what B can already name.
+    let mut cmd = b.command();
+    cmd.args(["plan", "--json"]).env("BRR_REMOTE_CACHE", url).env("BRR_TRUSTED_KEYS", &a_key.public);
+    let plan = Run::from(cmd.output().unwrap()).success().json();
+    let lib = plan["targets"].as_array().unwrap().iter().find(|t| t["name"] == "libshop").unwrap().clone();
+    assert_eq!(lib["status"], "remote", "{plan:#}");
+    assert_eq!(lib["artifact"].as_str(), run_a.targets()["libshop"].artifact.as_deref(), "{plan:#}");
     let run_b = build(&b, url, None, &[&a_key]).success();
     assert!(!run_b.stderr.contains("building"), "runner B ran a builder:\n{}", run_b.stderr);
     let (ta, tb) = (run_a.targets(), run_b.targets());
