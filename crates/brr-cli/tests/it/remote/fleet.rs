@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use brr_remote::entry::SignedEntry;
-use brr_test_support::{NginxCache, Run, TestWorkspace};
+use brr_test_support::{BuildGridServer, NginxCache, Run, TestWorkspace};
 
 use super::{Key, build, cache, files, key};
 use crate::shop;
@@ -21,13 +21,46 @@ enum Damage {
     FlipSignature,
 }
 
-/// libshop's entry file on a server with the HTTP layout (`ac/`, `cas/`),
-/// and the blobs the other entries name.
-fn libshop_entry(root: &Path, lib_key: &str) -> (PathBuf, SignedEntry, HashSet<String>) {
+/// Where a server keeps its files.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// nginx and `file://`: `ac/<id>`, `cas/<sha256>`.
+    Http,
+    /// BuildGrid's disk storage: `cas/objects/<2 hex>/<62 hex>`, entries among
+    /// the blobs (brr keeps an entry's bytes in the CAS).
+    BuildGrid,
+}
+
+impl Layout {
+    fn entries(self, root: &Path) -> Vec<(PathBuf, SignedEntry)> {
+        match self {
+            Self::Http => files(&root.join("ac"))
+                .into_iter()
+                .map(|f| {
+                    let e = SignedEntry::decode(&std::fs::read(&f).unwrap()).unwrap();
+                    (f, e)
+                })
+                .collect(),
+            Self::BuildGrid => files(root)
+                .into_iter()
+                .filter_map(|f| SignedEntry::decode(&std::fs::read(&f).ok()?).ok().map(|e| (f, e)))
+                .collect(),
+        }
+    }
+
+    fn blob(self, root: &Path, sha256: &str) -> PathBuf {
+        match self {
+            Self::Http => root.join("cas").join(sha256),
+            Self::BuildGrid => root.join("cas/objects").join(&sha256[..2]).join(&sha256[2..]),
+        }
+    }
+}
+
+/// libshop's entry file on the server, and the blobs the other entries name.
+fn libshop_entry(layout: Layout, root: &Path, lib_key: &str) -> (PathBuf, SignedEntry, HashSet<String>) {
     let mut lib = None;
     let mut others = HashSet::new();
-    for f in files(&root.join("ac")) {
-        let entry = SignedEntry::decode(&std::fs::read(&f).unwrap()).unwrap();
+    for (f, entry) in layout.entries(root) {
         if entry.body.key.0.to_string() == lib_key {
             lib = Some((f, entry));
         } else {
@@ -45,18 +78,18 @@ fn remote_cache(run: &Run) -> serde_json::Value {
 
 /// Runner 1 pushes; the server's copy is damaged; runner 3 sees it broken;
 /// runner 2 rebuilds that one target and heals it; runner 3 then gets 100% hits.
-fn fleet_heals(url: &str, root: &Path, damage: Damage, why: &str) {
+fn fleet_heals(url: &str, (layout, root): (Layout, &Path), damage: Damage, why: &str) {
     let (k1, k2) = (key("runner-1"), key("runner-2"));
     let trusted: [&Key; 2] = [&k1, &k2];
     let run1 = build(&shop(), url, Some(&k1), &trusted).success();
     assert_eq!(run1.count("built"), 3, "{}", run1.stderr);
     let lib_key = run1.targets()["libshop"].key.clone().unwrap();
 
-    let (entry_file, entry, others) = libshop_entry(root, &lib_key);
+    let (entry_file, entry, others) = libshop_entry(layout, root, &lib_key);
     match damage {
         Damage::DeleteObject => {
             let victim = entry.body.objects.iter().map(|o| o.id.sha256_hex()).find(|h| !others.contains(h)).unwrap();
-            let path = root.join("cas").join(&victim);
+            let path = layout.blob(root, &victim);
             std::fs::remove_file(&path).unwrap();
         }
         Damage::FlipSignature => {
@@ -84,7 +117,7 @@ fn fleet_heals(url: &str, root: &Path, damage: Damage, why: &str) {
     }
     assert!(remote_cache(&run2)["healed"].as_u64() >= Some(1), "{}", run2.stdout);
     if let Damage::FlipSignature = damage {
-        let (_, healed, _) = libshop_entry(root, &lib_key);
+        let (_, healed, _) = libshop_entry(layout, root, &lib_key);
         assert_eq!(healed.body.signer, "runner-2", "the broken entry was not replaced");
     }
 
@@ -101,7 +134,7 @@ fn fleet_heals(url: &str, root: &Path, damage: Damage, why: &str) {
 #[test]
 fn nginx_fleet_heals_a_deleted_object() {
     let Some(nginx) = NginxCache::start() else { return };
-    fleet_heals(&nginx.url(), &nginx.root(), Damage::DeleteObject, "lacks");
+    fleet_heals(&nginx.url(), (Layout::Http, &nginx.root()), Damage::DeleteObject, "lacks");
     // The blob is back on the server.
     assert!(!files(&nginx.root().join("cas")).is_empty());
 }
@@ -109,13 +142,20 @@ fn nginx_fleet_heals_a_deleted_object() {
 #[test]
 fn file_fleet_heals_a_flipped_signature() {
     let dir = brr_test_support::temp_dir();
-    fleet_heals(&format!("file://{}", dir.path().display()), dir.path(), Damage::FlipSignature, "does not verify");
+    let url = format!("file://{}", dir.path().display());
+    fleet_heals(&url, (Layout::Http, dir.path()), Damage::FlipSignature, "does not verify");
 }
 
 #[test]
 fn file_fleet_heals_a_deleted_object() {
     let dir = brr_test_support::temp_dir();
-    fleet_heals(&format!("file://{}", dir.path().display()), dir.path(), Damage::DeleteObject, "lacks");
+    fleet_heals(&format!("file://{}", dir.path().display()), (Layout::Http, dir.path()), Damage::DeleteObject, "lacks");
+}
+
+#[test]
+fn buildgrid_fleet_heals_a_deleted_object() {
+    let Some(grid) = BuildGridServer::start() else { return };
+    fleet_heals(&grid.url(), (Layout::BuildGrid, &grid.storage()), Damage::DeleteObject, "lacks");
 }
 
 /// `cache push` heals too: a runner that built earlier pushes explicitly.
