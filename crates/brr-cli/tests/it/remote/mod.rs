@@ -278,6 +278,8 @@ fn two_runners_with_different_bytes_for_one_key_are_reported() {
     assert_eq!(recorded.len(), 1, "{status:#}");
     assert_eq!(recorded[0]["target"], "dice");
     assert_eq!(recorded[0]["signer"], "runner-a");
+    let report = c.brr(["verify", "--report", "--json"]).success().json();
+    assert_eq!(report["cache_conflicts"].as_array().map(Vec::len), Some(1), "{report:#}");
     // Trusting A as well, C sees the conflict on the remote itself.
     let status = cache(&c, &url, None, &[&a_key, &c_key], &["status", "--json"]).code(1).json();
     let conflicts = status["remotes"][0]["conflicts"].as_array().unwrap().clone();
