@@ -222,3 +222,42 @@ fn shared_blobs_are_uploaded_once_per_run() {
     puts.dedup();
     assert_eq!(all, puts.len(), "a blob was uploaded twice in one run");
 }
+
+#[test]
+fn limits_are_read_from_brr_ron_and_the_environment_and_checked() {
+    let server = FaultServer::start();
+    server.delay_every_answer(Duration::from_secs(5));
+    let decl = "Workspace(packages: [\"p/*\"], remote_cache: RemoteCache(budget: \"300ms\", retries: 0))\n";
+    let ws = workspace().sh_lib("one", &[], &[], "echo 1 > \"$OUT/f\"").file("brr.ron", decl);
+    let run = build_env(&ws, &server.url(), None, &[]).success();
+    assert!(run.stderr.contains("budget of 0.3s"), "{}", run.stderr);
+    // The environment wins over brr.ron.
+    let ws = workspace().sh_lib("one", &[], &[], "echo 2 > \"$OUT/f\"").file("brr.ron", decl);
+    let run = build_env(&ws, &server.url(), None, &[("BRR_REMOTE_BUDGET", "0.2s")]).success();
+    assert!(run.stderr.contains("budget of 0.2s"), "{}", run.stderr);
+    // Malformed values are user errors naming where they are.
+    let bad = workspace()
+        .sh_lib("one", &[], &[], "echo 1 > \"$OUT/f\"")
+        .file("brr.ron", "Workspace(packages: [\"p/*\"], remote_cache: RemoteCache(budget: \"soon\"))\n");
+    let run = bad.brr(["build"]).code(2);
+    assert!(run.stderr.contains("invalid duration `soon`"), "{}", run.stderr);
+    let run = build_env(&ws, &server.url(), None, &[("BRR_REMOTE_TIMEOUT", "fast")]).code(2);
+    assert!(run.stderr.contains("BRR_REMOTE_TIMEOUT"), "{}", run.stderr);
+    let run = build_env(&ws, &server.url(), None, &[("BRR_CACHE_ON_CONFLICT", "merge")]).code(2);
+    assert!(run.stderr.contains("keep-first"), "{}", run.stderr);
+}
+
+#[test]
+fn grpc_remotes_take_tokens_and_never_show_them() {
+    let Some(grid) = brr_test_support::BuildGridServer::start() else { return };
+    let k = key("runner-a");
+    let env = [("BRR_REMOTE_TOKEN", "tok_SECRET456"), ("BRR_REMOTE_HEADERS", "x-team=key_SECRET789")];
+    let run = build_env(&shop(), &grid.url(), Some(&k), &env).success();
+    assert!(run.stderr.contains("3 pushed"), "{}", run.stderr);
+    let run = build_env(&shop(), &grid.url(), Some(&k), &env).success();
+    assert_eq!(run.json()["remote_cache"]["hits"].as_u64(), Some(3), "{}", run.stderr);
+    assert!(!run.stderr.contains("SECRET") && !run.stdout.contains("SECRET"), "{}", run.stderr);
+    // A header gRPC cannot carry is a user error that does not show its value.
+    let run = build_env(&shop(), &grid.url(), Some(&k), &[("BRR_REMOTE_HEADERS", "bad header: v_SECRET")]).code(2);
+    assert!(run.stderr.contains("bad header") && !run.stderr.contains("SECRET"), "{}", run.stderr);
+}
