@@ -124,7 +124,11 @@ impl Remotes {
                     }
                 }
             }
-            Some(Err(EntryState::Missing | EntryState::Valid { .. })) => PushOutcome::Present,
+            // `judge` refuses only as broken or untrusted.
+            Some(Err(EntryState::Missing | EntryState::Valid { .. })) => {
+                self.upload_missing(r, l.objects, l.contents)?;
+                PushOutcome::Written
+            }
         };
         self.call(r, |b| b.put_entry(l.key, l.entry))?;
         self.stats.bytes_up.fetch_add(l.entry.len() as u64, Ordering::Relaxed);
