@@ -231,6 +231,15 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The remote caches over this store's recent builds: hit rate, bytes,
+    /// time waiting and time saved, per target.
+    Stats {
+        /// How many of the latest builds that asked a remote to count.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

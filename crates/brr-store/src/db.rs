@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schemas/0005_packs.sql"),
     include_str!("../../../schemas/0006_ledger.sql"),
     include_str!("../../../schemas/0007_cache_conflicts.sql"),
+    include_str!("../../../schemas/0008_cache_runs.sql"),
 ];
 
 /// `PRAGMA application_id` of a brr store: "brr!" in ASCII.

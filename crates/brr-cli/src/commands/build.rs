@@ -4,7 +4,7 @@ use brr_exec::action::FailureCause;
 use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::{Inputs, Workspace};
 use brr_remote::remotes::Remotes;
-use brr_store::Store;
+use brr_store::{CacheRun, CacheRunTarget, Store};
 
 use super::{graph_failure, open_store_and_workspace};
 use crate::output::build::{BuildDoc, BuildStatus, BuildTarget, RemoteCacheStats};
@@ -92,6 +92,7 @@ pub fn run(
         }
         printer::note(&line);
         conflicts = s.conflicts;
+        record_cache_run(&store, &outcomes, &s);
     }
     if failed.is_empty() {
         if conflicts > 0 && (fail_on_conflict || settings.fail_on_conflict) {
@@ -105,6 +106,38 @@ pub fn run(
         return Ok(());
     }
     Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// Keeps this build's remote-cache statistics for `brr cache stats`: the
+/// targets fetched, and those built here (a miss), with their durations.
+fn record_cache_run(store: &Store, outcomes: &[Outcome], s: &RemoteCacheStats) {
+    let targets: Vec<CacheRunTarget> = outcomes
+        .iter()
+        .filter(|o| o.remote || o.status == Status::Built)
+        .map(|o| CacheRunTarget {
+            name: o.name.clone(),
+            hit: o.remote,
+            build_ms: if o.remote { 0 } else { u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX) },
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let run = CacheRun {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        hits: s.hits,
+        misses: s.misses,
+        pushed: s.pushed,
+        bytes_down: s.bytes_down,
+        bytes_up: s.bytes_up,
+        wait_ms: s.wait_ms,
+        targets,
+    };
+    if let Err(e) = store.record_cache_run(&run) {
+        printer::note(&format!("warning: cannot record the remote cache statistics: {e}"));
+    }
 }
 
 /// Builds the targets `mask` selects, with progress on stderr.

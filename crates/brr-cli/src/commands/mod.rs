@@ -2,6 +2,7 @@
 
 mod build;
 mod cache;
+mod cache_stats;
 mod graph;
 mod hash;
 mod ledger;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),
             CacheCommand::Push { targets, json } => cache::push(&settings, &targets, json),
             CacheCommand::Pull { targets, json } => cache::pull(&settings, &targets, json),
+            CacheCommand::Stats { runs, json } => cache_stats::run(&settings, runs, json),
         },
         Command::Key { command: KeyCommand::Generate { output, name } } => {
             remote::generate_key(&output, name.as_deref())

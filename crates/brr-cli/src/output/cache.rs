@@ -131,3 +131,37 @@ impl PullStatus {
         }
     }
 }
+
+/// `brr cache stats --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "CacheStats")]
+pub struct CacheStatsDoc {
+    /// Builds counted (the latest that asked a remote cache).
+    pub runs: usize,
+    pub hits: u64,
+    pub misses: u64,
+    /// Hits over lookups, 0 to 1; `null` without lookups.
+    pub hit_rate: Option<f64>,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    /// Time spent waiting on remotes, in milliseconds.
+    pub wait_ms: u64,
+    /// Builder time the hits saved, estimated from the same targets' builds
+    /// here (mean duration of their misses); `null` when no hit's target was
+    /// ever built here.
+    pub saved_ms: Option<u64>,
+    /// Per target, by name.
+    pub targets: BTreeMap<String, CacheStatsTarget>,
+}
+
+/// One target over the counted builds.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CacheStatsTarget {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: f64,
+    /// Mean builder time of its misses here, in milliseconds.
+    pub build_ms: Option<u64>,
+    /// `hits` × `build_ms`.
+    pub saved_ms: Option<u64>,
+}

@@ -77,7 +77,8 @@ impl Remotes {
         let their_artifact = decoded.as_ref().and_then(|d| d.as_ref().ok()).map(|e| e.body.artifact);
         let theirs = decoded.map(|d| Self::judge(d, &self.trusted_for_push, l.key));
         let outcome = match theirs {
-            None => {
+            // No entry (`judge` refuses only as broken or untrusted).
+            None | Some(Err(EntryState::Missing | EntryState::Valid { .. })) => {
                 self.upload_missing(r, l.objects, l.contents)?;
                 PushOutcome::Written
             }
@@ -123,11 +124,6 @@ impl Remotes {
                         PushOutcome::Healed
                     }
                 }
-            }
-            // `judge` refuses only as broken or untrusted.
-            Some(Err(EntryState::Missing | EntryState::Valid { .. })) => {
-                self.upload_missing(r, l.objects, l.contents)?;
-                PushOutcome::Written
             }
         };
         self.call(r, |b| b.put_entry(l.key, l.entry))?;

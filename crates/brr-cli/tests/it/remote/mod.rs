@@ -15,6 +15,7 @@ use crate::{shop, workspace};
 mod faults;
 mod fleet;
 mod server;
+mod stats;
 
 /// A signing key: its file and its public key.
 struct Key {
