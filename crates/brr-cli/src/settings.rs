@@ -30,8 +30,9 @@ pub struct Settings {
     /// `BRR_REMOTE_BREAKER`, `BRR_CACHE_ON_CONFLICT`: raw, checked when the
     /// remotes are opened (they override the workspace's `remote_cache`).
     pub remote_env: RemoteEnv,
-    /// `BRR_REMOTE_TOKEN` and `BRR_REMOTE_HEADERS`: sent to every remote.
-    pub remote_headers: RemoteHeaders,
+    /// `BRR_REMOTE_TOKEN` and `BRR_REMOTE_HEADERS`: sent to every remote
+    /// (or why they are malformed: a user error when remotes are opened).
+    pub remote_headers: Result<RemoteHeaders, String>,
     /// `BRR_SANDBOX_DIR`: where sandboxes are made instead of the store's `tmp/`.
     pub sandbox_dir: Option<PathBuf>,
 }
@@ -135,7 +136,7 @@ impl Settings {
                 breaker: var("BRR_REMOTE_BREAKER"),
                 on_conflict: var("BRR_CACHE_ON_CONFLICT"),
             },
-            remote_headers: RemoteHeaders::from_env().map_err(anyhow::Error::msg)?,
+            remote_headers: RemoteHeaders::from_env(),
             root,
             store,
             remote_urls: list_var("BRR_REMOTE_CACHE"),

@@ -46,7 +46,8 @@ pub fn open(settings: &Settings, ws: &Workspace) -> Result<Option<Remotes>, Fail
         None => None,
     };
     let mut remotes = Vec::new();
-    let options = ConnectOptions { request_timeout, headers: settings.remote_headers.0.clone() };
+    let headers = settings.remote_headers.as_ref().map_err(|e| user(e))?.0.clone();
+    let options = ConnectOptions { request_timeout, headers };
     for (url, read_only) in urls {
         match brr_remote::open_with(&url, &options) {
             Ok(b) => remotes.push(Remote::new(b, read_only)),

@@ -260,4 +260,6 @@ fn grpc_remotes_take_tokens_and_never_show_them() {
     // A header gRPC cannot carry is a user error that does not show its value.
     let run = build_env(&shop(), &grid.url(), Some(&k), &[("BRR_REMOTE_HEADERS", "bad header: v_SECRET")]).code(2);
     assert!(run.stderr.contains("bad header") && !run.stderr.contains("SECRET"), "{}", run.stderr);
+    let run = build_env(&shop(), &grid.url(), Some(&k), &[("BRR_REMOTE_HEADERS", "no-separator_SECRET")]).code(2);
+    assert!(run.stderr.contains("item 1") && !run.stderr.contains("SECRET"), "{}", run.stderr);
 }
