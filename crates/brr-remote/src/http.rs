@@ -73,6 +73,14 @@ pub struct HttpBackend {
     authorization: Option<String>,
     /// Extra headers sent with every request (values are secrets).
     headers: Vec<(String, String)>,
+    /// `host[:port]` and the path prefix, for request signing.
+    #[cfg(feature = "s3")]
+    host: String,
+    #[cfg(feature = "s3")]
+    prefix: String,
+    /// Signs every request (an S3 bucket).
+    #[cfg(feature = "s3")]
+    signer: Option<crate::s3::S3Signer>,
     timeouts: Timeouts,
     /// [`Backend::cap_requests`]: no request gets longer than this (ns).
     cap_nanos: AtomicU64,
@@ -122,6 +130,12 @@ impl HttpBackend {
             base,
             authorization,
             headers: Vec::new(),
+            #[cfg(feature = "s3")]
+            host: host.to_owned(),
+            #[cfg(feature = "s3")]
+            prefix: path.trim_end_matches('/').to_owned(),
+            #[cfg(feature = "s3")]
+            signer: None,
             timeouts,
             cap_nanos: AtomicU64::new(u64::MAX),
             agent,
@@ -149,8 +163,33 @@ impl HttpBackend {
         t.min(Duration::from_nanos(self.cap_nanos.load(Ordering::Relaxed)))
     }
 
-    /// Adds the credentials and extra headers to a request.
-    fn authorize<B>(&self, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    /// Signs every request with AWS Signature Version 4 (see `s3.rs`);
+    /// messages show `url` (credentials hidden) instead of the endpoint.
+    #[cfg(feature = "s3")]
+    pub fn sign_with(&mut self, signer: crate::s3::S3Signer, url: &str) {
+        self.signer = Some(signer);
+        self.url = redact_url(url);
+    }
+
+    /// Adds the credentials and extra headers to a `method` request of
+    /// `path` (below the base) with `body`.
+    fn authorize<B>(
+        &self,
+        mut request: ureq::RequestBuilder<B>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> ureq::RequestBuilder<B> {
+        #[cfg(feature = "s3")]
+        if let Some(signer) = &self.signer {
+            let full = format!("{}{path}", self.prefix);
+            let now = std::time::SystemTime::now();
+            for (name, value) in signer.headers((method, &self.host, &full), &[], &crate::sha256(body), now) {
+                request = request.header(name, value);
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        let _ = (method, path, body);
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
@@ -180,8 +219,12 @@ impl HttpBackend {
     /// `GET`: the body, `None` on 404.
     fn get(&self, path: &str, limit: u64, timeout: Duration) -> Result<Option<Vec<u8>>, RemoteError> {
         let what = format!("GET {path}");
-        let request = self
-            .authorize(self.agent.get(format!("{}{path}", self.base)).config().timeout_global(Some(timeout)).build());
+        let request = self.authorize(
+            self.agent.get(format!("{}{path}", self.base)).config().timeout_global(Some(timeout)).build(),
+            "GET",
+            path,
+            b"",
+        );
         let mut response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
             200 => match response.body_mut().with_config().limit(limit).read_to_vec() {
@@ -206,6 +249,9 @@ impl HttpBackend {
                 .timeout_global(Some(timeout))
                 .build()
                 .header("Content-Type", "application/octet-stream"),
+            "PUT",
+            path,
+            bytes,
         );
         let response = request.send(bytes).map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
@@ -221,6 +267,9 @@ impl HttpBackend {
         let what = format!("HEAD {path}");
         let request = self.authorize(
             self.agent.head(format!("{}{path}", self.base)).config().timeout_global(Some(self.timeout_for(0))).build(),
+            "HEAD",
+            &path,
+            b"",
         );
         let response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {

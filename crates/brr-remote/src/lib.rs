@@ -4,7 +4,9 @@
 //! [`Backend`] trait: the Bazel HTTP cache protocol (`http.rs`: `GET`/`PUT`/
 //! `HEAD` on `/cas/<sha256>` and `/ac/<sha256>`; nginx, bazel-remote), the
 //! Bazel Remote Execution API over gRPC (`grpc.rs`; BuildGrid, Buildbarn,
-//! NativeLink, BuildBuddy) and a shared folder (`file.rs`).
+//! NativeLink, BuildBuddy), S3-compatible object stores (`s3.rs`, behind the
+//! `s3` feature: the HTTP protocol with signed requests) and a shared folder
+//! (`file.rs`).
 //!
 //! brr names objects by BLAKE3; these servers name them by SHA-256. The
 //! mapping happens here and only here: a [`BlobId`] carries both, remote
@@ -20,6 +22,8 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 pub mod remotes;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use brr_hash::{BuildKey, Digest};
 
@@ -84,7 +88,9 @@ pub enum RemoteError {
     Refused { remote: String, what: String, message: String },
     #[error("`{remote}`: blob {blob} arrived with other bytes than its name says")]
     Corrupt { remote: String, blob: String },
-    #[error("unsupported remote URL `{url}` (use http://, https://, grpc://, grpcs:// or file://)")]
+    #[error(
+        "unsupported remote URL `{url}` (use http://, https://, grpc://, grpcs://, s3://, s3+http(s):// or file://)"
+    )]
     Url { url: String },
     #[error("invalid remote header `{name}`: {reason}")]
     Header { name: String, reason: String },
@@ -117,6 +123,18 @@ impl std::fmt::Debug for ConnectOptions {
             .field("request_timeout", &self.request_timeout)
             .field("headers", &names)
             .finish()
+    }
+}
+
+impl ConnectOptions {
+    /// The HTTP backend's limits with [`Self::request_timeout`] applied.
+    pub fn http_timeouts(&self) -> http::Timeouts {
+        let mut timeouts = http::Timeouts::default();
+        if let Some(t) = self.request_timeout {
+            timeouts.request = t;
+            timeouts.connect = timeouts.connect.min(t);
+        }
+        timeouts
     }
 }
 
@@ -162,12 +180,17 @@ pub fn open(url: &str) -> Result<Box<dyn Backend>, RemoteError> {
 /// Opens the backend a URL names.
 pub fn open_with(url: &str, options: &ConnectOptions) -> Result<Box<dyn Backend>, RemoteError> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        let mut timeouts = http::Timeouts::default();
-        if let Some(t) = options.request_timeout {
-            timeouts.request = t;
-            timeouts.connect = timeouts.connect.min(t);
-        }
+        let timeouts = options.http_timeouts();
         return Ok(Box::new(http::HttpBackend::new(url, timeouts)?.with_headers(&options.headers)?));
+    }
+    if url.starts_with("s3://") || url.starts_with("s3+http://") || url.starts_with("s3+https://") {
+        #[cfg(feature = "s3")]
+        return Ok(Box::new(s3::open(url, options.http_timeouts())?.with_headers(&options.headers)?));
+        #[cfg(not(feature = "s3"))]
+        return Err(RemoteError::Unavailable {
+            remote: redact_url(url),
+            message: "this brr was built without the `s3` feature".to_owned(),
+        });
     }
     if url.starts_with("file://") {
         return Ok(Box::new(file::FileBackend::new(url)?));

@@ -83,7 +83,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result
 pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError>> {
     let ws: WorkspaceDecl = parse(file)?;
     for r in &ws.remotes {
-        let known = ["http://", "https://", "grpc://", "grpcs://", "file://"];
+        let known = ["http://", "https://", "grpc://", "grpcs://", "s3://", "s3+http://", "s3+https://", "file://"];
         if !known.iter().any(|k| r.url.starts_with(k)) {
             return Err(DeclError::at(
                 file,
@@ -91,7 +91,7 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
                 format!("unsupported remote URL `{}`", cut(&r.url)),
                 "here",
             )
-            .with_help("use http://, https://, grpc://, grpcs:// or file://")
+            .with_help("use http://, https://, grpc://, grpcs://, s3://, s3+http(s):// or file://")
             .into());
         }
     }

@@ -263,3 +263,21 @@ fn grpc_remotes_take_tokens_and_never_show_them() {
     let run = build_env(&shop(), &grid.url(), Some(&k), &[("BRR_REMOTE_HEADERS", "no-separator_SECRET")]).code(2);
     assert!(run.stderr.contains("item 1") && !run.stderr.contains("SECRET"), "{}", run.stderr);
 }
+
+#[test]
+fn s3_shares_builds_between_runners_and_hides_the_secret() {
+    let Some(moto) = brr_test_support::MotoServer::start() else { return };
+    let k = key("runner-a");
+    let aws =
+        [("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "aws_SECRET"), ("AWS_REGION", "eu-west-1")];
+    let url = moto.url("ci");
+    let run = build_env(&shop(), &url, Some(&k), &aws).success();
+    assert!(run.stderr.contains("3 pushed"), "{}", run.stderr);
+    let run = build_env(&shop(), &url, Some(&k), &aws).success();
+    assert!(!run.stderr.contains("building"), "{}", run.stderr);
+    assert_eq!(run.json()["remote_cache"]["hits"].as_u64(), Some(3), "{}", run.stderr);
+    assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
+    // Without credentials the remote is skipped with a reason.
+    let run = build_env(&shop(), &url, Some(&k), &[]).success();
+    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+}
