@@ -738,11 +738,15 @@ impl MotoServer {
     /// The bucket every server has.
     pub const BUCKET: &str = "brr-cache";
 
-    /// Starts one (`$BRR_TEST_PYTHON` or `python3` with the `moto[server]`
+    /// Starts one (`$BRR_TEST_PYTHON`, the venv `scripts/test-deps.sh` makes
+    /// under `target/moto-venv`, or `python3`, with the `moto[server]`
     /// package), waiting at most 30 s, and makes [`Self::BUCKET`]. Without
     /// moto, the test fails through [`require`] (or returns `None`: skipped).
     pub fn start() -> Option<Self> {
-        let python = std::env::var_os("BRR_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv/bin/python3");
+        let python = std::env::var_os("BRR_TEST_PYTHON")
+            .or_else(|| is_executable_file(&venv).then(|| venv.into_os_string()))
+            .unwrap_or_else(|| "python3".into());
         let has_moto = Command::new(&python)
             .args(["-c", "import moto.server"])
             .stdout(std::process::Stdio::null())
@@ -750,7 +754,7 @@ impl MotoServer {
             .status()
             .is_ok_and(|s| s.success());
         let detail = format!("`{} -c 'import moto.server'` failed", Path::new(&python).display());
-        if !require(has_moto, "moto (an S3 server)", &detail, "pip install 'moto[server]'") {
+        if !require(has_moto, "moto (an S3 server)", &detail, INSTALL_SERVERS_HINT) {
             return None;
         }
         let dir = tempfile::Builder::new().prefix("brr-moto-").tempdir().unwrap();
