@@ -39,8 +39,10 @@
 //!
 //! Every call has a deadline, sent to the server as `grpc-timeout` and
 //! enforced here too: 2 s to connect (TCP and TLS), 5 s for
-//! `GetCapabilities`, 10 s for other unary calls, and 10 s plus one second
-//! per MiB for streams. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines,
+//! `GetCapabilities`, 10 s for other unary calls (or the configured request
+//! timeout), and that plus one second per MiB for streams; every deadline is
+//! lowered to what is left of the run's budget ([`Backend::cap_requests`]).
+//! Configured headers (a bearer token) go out as metadata on every call. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines,
 //! connection and TLS errors become [`RemoteError::Unavailable`]; any other
 //! status the server sends is [`RemoteError::Refused`].
 //!
