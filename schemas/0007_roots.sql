@@ -1,4 +1,4 @@
--- brr store, schema: roots, what deleting must keep.
+-- brr store, schema version 7: roots, what deleting must keep.
 --
 -- A root pins one object (a release, a build's artifact, any object) by
 -- name: deleting keeps it and everything it references, transitively. A

@@ -1,4 +1,4 @@
--- brr store, schema: runs of releases, as `brr run` supervises them.
+-- brr store, schema version 8: runs of releases, as `brr run` supervises them.
 --
 -- A run names what it runs by release hash only (`run_processes.release`);
 -- `asked` keeps what the user typed (an environment or a hash prefix) for

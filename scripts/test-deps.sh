@@ -30,3 +30,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 scripts/buildgrid/setup.sh
+
+# moto (an S3 server, for the S3 remote-cache tests): the system python3's
+# if it has it, else a venv under target/ (`MotoServer` looks in both).
+if ! python3 -c 'import moto.server' 2>/dev/null && [ ! -x target/moto-venv/bin/python3 ]; then
+    python3 -m venv target/moto-venv
+    target/moto-venv/bin/pip install -q 'moto[server]'
+fi

@@ -29,6 +29,10 @@ pub enum Command {
         /// Run builders without namespaces and Landlock.
         #[arg(long)]
         no_sandbox: bool,
+        /// Exit 1 when a remote cache holds another artifact for a key built
+        /// here (a non-reproducible build); also `BRR_FAIL_ON_CONFLICT=1`.
+        #[arg(long)]
+        fail_on_conflict: bool,
         #[arg(long)]
         json: bool,
     },
@@ -267,6 +271,15 @@ pub enum CacheCommand {
     /// Fetch the targets' builds without building anything.
     Pull {
         targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The remote caches over this store's recent builds: hit rate, bytes,
+    /// time waiting and time saved, per target.
+    Stats {
+        /// How many of the latest builds that asked a remote to count.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        runs: usize,
         #[arg(long)]
         json: bool,
     },

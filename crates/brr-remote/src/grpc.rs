@@ -39,8 +39,10 @@
 //!
 //! Every call has a deadline, sent to the server as `grpc-timeout` and
 //! enforced here too: 2 s to connect (TCP and TLS), 5 s for
-//! `GetCapabilities`, 10 s for other unary calls, and 10 s plus one second
-//! per MiB for streams. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines,
+//! `GetCapabilities`, 10 s for other unary calls (or the configured request
+//! timeout), and that plus one second per MiB for streams; every deadline is
+//! lowered to what is left of the run's budget ([`Backend::cap_requests`]).
+//! Configured headers (a bearer token) go out as metadata on every call. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines,
 //! connection and TLS errors become [`RemoteError::Unavailable`]; any other
 //! status the server sends is [`RemoteError::Refused`].
 //!
@@ -64,7 +66,7 @@ use reapi::content_addressable_storage_client::ContentAddressableStorageClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
-use crate::{Backend, BlobId, RemoteError, action_id, hex, sha256};
+use crate::{Backend, BlobId, ConnectOptions, RemoteError, action_id, check_header, hex, sha256};
 
 /// How long opening the connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,7 +74,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The deadline of a unary call.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
-/// Streams get [`RPC_TIMEOUT`] plus one second per this many bytes.
+/// Streams get the unary deadline plus one second per this many bytes.
 const STREAM_BYTES_PER_SECOND: u64 = 1 << 20;
 /// Blobs up to this size go through the batch calls, larger ones through
 /// ByteStream (the server's `max_batch_total_size_bytes` may lower it).
@@ -100,6 +102,12 @@ pub struct GrpcBackend {
     /// Blobs up to this size use the batch calls.
     batch_limit: u64,
     runtime: tokio::runtime::Runtime,
+    /// The deadline of a unary call ([`RPC_TIMEOUT`] unless configured).
+    rpc_timeout: Duration,
+    /// [`Backend::cap_requests`]: no call gets longer than this (ns).
+    cap_nanos: AtomicU64,
+    /// Sent with every call (tokens: never shown).
+    metadata: tonic::metadata::MetadataMap,
 }
 
 impl fmt::Debug for GrpcBackend {
@@ -124,18 +132,30 @@ impl GrpcBackend {
     /// [`RemoteError::Unavailable`] when nothing answers in time or the TLS
     /// handshake fails.
     pub fn new(url: &str) -> Result<Self, RemoteError> {
-        Self::connect(url, None)
+        Self::connect_with(url, None, &ConnectOptions::default())
     }
 
     /// Like [`GrpcBackend::new`], also trusting the PEM certificates in
     /// `ca_pem` for `grpcs://` (a server with a private CA). `Refused` when
     /// `ca_pem` holds no PEM certificate.
     pub fn with_ca_certificate(url: &str, ca_pem: &[u8]) -> Result<Self, RemoteError> {
-        Self::connect(url, Some(ca_pem))
+        Self::connect_with(url, Some(ca_pem), &ConnectOptions::default())
     }
 
-    fn connect(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, RemoteError> {
+    /// Like [`GrpcBackend::new`] (with a private CA when `ca_pem` is set),
+    /// with `options`' per-call deadline and metadata (checked as HTTP
+    /// headers; names are lowercased, as gRPC metadata keys are).
+    pub fn connect_with(url: &str, ca_pem: Option<&[u8]>, options: &ConnectOptions) -> Result<Self, RemoteError> {
         let bad_url = || RemoteError::Url { url: url.to_owned() };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (name, value) in &options.headers {
+            check_header(name, value)?;
+            let bad = |reason: &str| RemoteError::Header { name: name.clone(), reason: reason.to_owned() };
+            let key = tonic::metadata::MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| bad("not a valid gRPC metadata key"))?;
+            let value = value.parse().map_err(|_| bad("not a valid gRPC metadata value"))?;
+            metadata.insert(key, value);
+        }
         let (tls, rest) = match (url.strip_prefix("grpc://"), url.strip_prefix("grpcs://")) {
             (Some(rest), _) => (false, rest),
             (_, Some(rest)) => (true, rest),
@@ -187,9 +207,46 @@ impl GrpcBackend {
                 Err(_) => Err(unavailable(format!("cannot connect within {CONNECT_TIMEOUT:?}"))),
             }
         })?;
-        let mut backend = Self { url: url.to_owned(), instance, channel, batch_limit: BATCH_MAX, runtime };
+        let mut backend = Self {
+            url: url.to_owned(),
+            instance,
+            channel,
+            batch_limit: BATCH_MAX,
+            runtime,
+            rpc_timeout: options.request_timeout.unwrap_or(RPC_TIMEOUT),
+            cap_nanos: AtomicU64::new(u64::MAX),
+            metadata,
+        };
         backend.check_capabilities()?;
         Ok(backend)
+    }
+
+    /// The deadline of a unary call now: the configured one, capped.
+    fn rpc_timeout(&self) -> Duration {
+        self.rpc_timeout.min(self.cap())
+    }
+
+    fn cap(&self) -> Duration {
+        Duration::from_nanos(self.cap_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Streams get the unary deadline plus one second per MiB, capped.
+    fn stream_deadline(&self, size: u64) -> Duration {
+        (self.rpc_timeout + Duration::from_secs(size / STREAM_BYTES_PER_SECOND)).min(self.cap())
+    }
+
+    /// A request that tells the server its deadline (`grpc-timeout`; the
+    /// client enforces it itself in [`GrpcBackend::call`]) and carries the
+    /// configured metadata.
+    fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(deadline);
+        for kv in self.metadata.iter() {
+            if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv {
+                request.metadata_mut().insert(k.clone(), v.clone());
+            }
+        }
+        request
     }
 
     /// The REAPI instance name (empty for the default instance).
@@ -199,9 +256,10 @@ impl GrpcBackend {
 
     fn check_capabilities(&mut self) -> Result<(), RemoteError> {
         let mut client = CapabilitiesClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING);
-        let request = reapi::GetCapabilitiesRequest { instance_name: self.instance.clone() };
+        let request =
+            self.request(reapi::GetCapabilitiesRequest { instance_name: self.instance.clone() }, HANDSHAKE_TIMEOUT);
         let capabilities = self.call("`GetCapabilities`", HANDSHAKE_TIMEOUT, async move {
-            Ok(client.get_capabilities(with_deadline(request, HANDSHAKE_TIMEOUT)).await?.into_inner())
+            Ok(client.get_capabilities(request).await?.into_inner())
         })?;
         let cache = capabilities.cache_capabilities.unwrap_or_default();
         let sha256 = reapi::digest_function::Value::Sha256 as i32;
@@ -283,8 +341,9 @@ impl GrpcBackend {
                 ..Default::default()
             };
             let what = format!("`BatchReadBlobs` of blob {}", digest.hash);
-            let responses = self.call(&what, RPC_TIMEOUT, async move {
-                Ok(cas.batch_read_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner().responses)
+            let rpc = self.rpc_timeout();
+            let responses = self.call(&what, rpc, async move {
+                Ok(cas.batch_read_blobs(self.request(request, rpc)).await?.into_inner().responses)
             })?;
             let Some(response) = responses.into_iter().find(|r| r.digest.as_ref() == Some(digest)) else {
                 return Err(self.refused(&what, "the response does not mention the blob"));
@@ -302,10 +361,10 @@ impl GrpcBackend {
             read_offset: 0,
             read_limit: 0,
         };
-        let deadline = stream_deadline(size);
+        let deadline = self.stream_deadline(size);
         let what = format!("`ByteStream.Read` of blob {}", digest.hash);
         self.call(&what, deadline, async move {
-            let mut stream = match byte_stream.read(with_deadline(request, deadline)).await {
+            let mut stream = match byte_stream.read(self.request(request, deadline)).await {
                 Ok(response) => response.into_inner(),
                 Err(status) if status.code() == Code::NotFound => return Ok(None),
                 Err(status) => return Err(status),
@@ -344,8 +403,9 @@ impl GrpcBackend {
                 }],
                 ..Default::default()
             };
-            let responses = self.call(&what, RPC_TIMEOUT, async move {
-                Ok(cas.batch_update_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner().responses)
+            let rpc = self.rpc_timeout();
+            let responses = self.call(&what, rpc, async move {
+                Ok(cas.batch_update_blobs(self.request(request, rpc)).await?.into_inner().responses)
             })?;
             let Some(response) = responses.into_iter().find(|r| r.digest.as_ref() == Some(digest)) else {
                 return Err(self.refused(&what, "the response does not mention the blob"));
@@ -371,10 +431,10 @@ impl GrpcBackend {
             }
         });
         let mut byte_stream = self.byte_stream();
-        let deadline = stream_deadline(size);
+        let deadline = self.stream_deadline(size);
         let what = format!("`ByteStream.Write` of blob {}", digest.hash);
         let committed = self.call(&what, deadline, async move {
-            let request = with_deadline(tokio_stream::iter(messages), deadline);
+            let request = self.request(tokio_stream::iter(messages), deadline);
             Ok(byte_stream.write(request).await?.into_inner().committed_size)
         })?;
         // -1: the server already had the blob (REAPI allows this answer).
@@ -413,8 +473,9 @@ impl Backend for GrpcBackend {
                 blob_digests: chunk.iter().map(blob_digest).collect(),
                 ..Default::default()
             };
-            let answer = self.call("`FindMissingBlobs`", RPC_TIMEOUT, async move {
-                Ok(cas.find_missing_blobs(with_deadline(request, RPC_TIMEOUT)).await?.into_inner())
+            let rpc = self.rpc_timeout();
+            let answer = self.call("`FindMissingBlobs`", rpc, async move {
+                Ok(cas.find_missing_blobs(self.request(request, rpc)).await?.into_inner())
             })?;
             missing.extend(answer.missing_blob_digests);
         }
@@ -429,8 +490,9 @@ impl Backend for GrpcBackend {
             inline_output_files: vec![ENTRY_PATH.to_owned()],
             ..Default::default()
         };
-        let result = self.call("`GetActionResult`", RPC_TIMEOUT, async move {
-            match action_cache.get_action_result(with_deadline(request, RPC_TIMEOUT)).await {
+        let rpc = self.rpc_timeout();
+        let result = self.call("`GetActionResult`", rpc, async move {
+            match action_cache.get_action_result(self.request(request, rpc)).await {
                 Ok(response) => Ok(Some(response.into_inner())),
                 Err(status) if status.code() == Code::NotFound => Ok(None),
                 Err(status) => Err(status),
@@ -458,6 +520,11 @@ impl Backend for GrpcBackend {
         Ok(Some(bytes))
     }
 
+    fn cap_requests(&self, within: Duration) {
+        let nanos = u64::try_from(within.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.cap_nanos.store(nanos, Ordering::Relaxed);
+    }
+
     fn put_entry(&self, key: BuildKey, entry: &[u8]) -> Result<(), RemoteError> {
         let blob = BlobId::of(entry);
         self.put_blob(&blob, entry)?;
@@ -475,8 +542,9 @@ impl Backend for GrpcBackend {
             }),
             ..Default::default()
         };
-        self.call("`UpdateActionResult`", RPC_TIMEOUT, async move {
-            action_cache.update_action_result(with_deadline(request, RPC_TIMEOUT)).await.map(drop)
+        let rpc = self.rpc_timeout();
+        self.call("`UpdateActionResult`", rpc, async move {
+            action_cache.update_action_result(self.request(request, rpc)).await.map(drop)
         })
     }
 }
@@ -489,19 +557,6 @@ fn blob_digest(id: &BlobId) -> reapi::Digest {
 /// The action digest an entry is stored under (see the module docs).
 fn action_digest(key: BuildKey) -> reapi::Digest {
     reapi::Digest { hash: hex(&action_id(key)), size_bytes: ACTION_DIGEST_SIZE }
-}
-
-/// Unary calls get [`RPC_TIMEOUT`]; streams one more second per MiB.
-fn stream_deadline(size: u64) -> Duration {
-    RPC_TIMEOUT + Duration::from_secs(size / STREAM_BYTES_PER_SECOND)
-}
-
-/// A request that tells the server its deadline (`grpc-timeout`); the client
-/// enforces the same deadline itself in [`GrpcBackend::call`].
-fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(deadline);
-    request
 }
 
 /// Whether `status` means "the server is not there" rather than "the server

@@ -13,22 +13,28 @@
 //!
 //! Every request is bounded ([`Timeouts`]): a remote that hangs costs
 //! seconds, not a build. Transport failures and timeouts are
-//! [`RemoteError::Unavailable`]; any other status than the ones above is
-//! [`RemoteError::Refused`] with the status. `missing_blobs` sends `HEAD`s
+//! [`RemoteError::Unavailable`], and so are server errors (5xx: the server
+//! is there but cannot answer now, so the caller may try again); any other
+//! status than the ones above is [`RemoteError::Refused`] with the status.
+//! [`Backend::cap_requests`] lowers every later request's limit to what is
+//! left of the run's remote budget. `missing_blobs` sends `HEAD`s
 //! in parallel on a small pool of its own (the requests wait on the network,
 //! not the CPU). Credentials may be given as `http://user:password@host/`
-//! (sent as HTTP Basic authentication, hidden in messages). Proxies follow
+//! (sent as HTTP Basic authentication; messages show `http://***@host/`),
+//! and any headers ([`HttpBackend::with_headers`]: a bearer token, an API
+//! key) are sent with every request and never shown. Proxies follow
 //! the usual `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables. `https://`
 //! uses rustls with the Mozilla root certificates (webpki-roots).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use brr_hash::BuildKey;
 use rayon::prelude::*;
 
-use crate::{Backend, BlobId, RemoteError, action_id, hex};
+use crate::{Backend, BlobId, RemoteError, action_id, check_header, hex, redact_url};
 
 /// Blobs at least this big get [`Timeouts::transfer`] instead of [`Timeouts::request`].
 pub const LARGE_BLOB: u64 = 1 << 20;
@@ -65,7 +71,19 @@ pub struct HttpBackend {
     base: String,
     /// `Basic …` when the URL carries credentials.
     authorization: Option<String>,
+    /// Extra headers sent with every request (values are secrets).
+    headers: Vec<(String, String)>,
+    /// `host[:port]` and the path prefix, for request signing.
+    #[cfg(feature = "s3")]
+    host: String,
+    #[cfg(feature = "s3")]
+    prefix: String,
+    /// Signs every request (an S3 bucket).
+    #[cfg(feature = "s3")]
+    signer: Option<crate::s3::S3Signer>,
     timeouts: Timeouts,
+    /// [`Backend::cap_requests`]: no request gets longer than this (ns).
+    cap_nanos: AtomicU64,
     agent: ureq::Agent,
     /// For `missing_blobs`; made on first use. `None` if threads could not
     /// be started: then the global pool is used.
@@ -82,7 +100,7 @@ impl HttpBackend {
     /// The remote at `url` (`http://host[:port][/prefix]`, `https://…`).
     /// Does not connect.
     pub fn new(url: &str, timeouts: Timeouts) -> Result<Self, RemoteError> {
-        let bad = || RemoteError::Url { url: url.to_owned() };
+        let bad = || RemoteError::Url { url: redact_url(url) };
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         if scheme != "http" && scheme != "https" {
             return Err(bad());
@@ -98,10 +116,7 @@ impl HttpBackend {
         let base = format!("{scheme}://{host}{}", path.trim_end_matches('/'));
         base.parse::<ureq::http::Uri>().map_err(|_| bad())?;
         let authorization = userinfo.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u)));
-        let shown = match userinfo {
-            Some(u) => format!("{scheme}://{}:***@{host}{path}", u.split(':').next().unwrap_or_default()),
-            None => url.to_owned(),
-        };
+        let shown = redact_url(url);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
@@ -110,11 +125,78 @@ impl HttpBackend {
             .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Self { url: shown, base, authorization, timeouts, agent, heads: OnceLock::new() })
+        Ok(Self {
+            url: shown,
+            base,
+            authorization,
+            headers: Vec::new(),
+            #[cfg(feature = "s3")]
+            host: host.to_owned(),
+            #[cfg(feature = "s3")]
+            prefix: path.trim_end_matches('/').to_owned(),
+            #[cfg(feature = "s3")]
+            signer: None,
+            timeouts,
+            cap_nanos: AtomicU64::new(u64::MAX),
+            agent,
+            heads: OnceLock::new(),
+        })
+    }
+
+    /// Also sends `headers` with every request (`Authorization: Bearer …`,
+    /// `X-Api-Key: …`). An `Authorization` header replaces the URL's
+    /// credentials. Errors name a malformed header, never its value.
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> Result<Self, RemoteError> {
+        for (name, value) in headers {
+            check_header(name, value)?;
+            if name.eq_ignore_ascii_case("authorization") {
+                self.authorization = Some(value.clone());
+            } else {
+                self.headers.push((name.clone(), value.clone()));
+            }
+        }
+        Ok(self)
     }
 
     fn timeout_for(&self, size: u64) -> Duration {
-        if size >= LARGE_BLOB { self.timeouts.transfer } else { self.timeouts.request }
+        let t = if size >= LARGE_BLOB { self.timeouts.transfer } else { self.timeouts.request };
+        t.min(Duration::from_nanos(self.cap_nanos.load(Ordering::Relaxed)))
+    }
+
+    /// Signs every request with AWS Signature Version 4 (see `s3.rs`);
+    /// messages show `url` (credentials hidden) instead of the endpoint.
+    #[cfg(feature = "s3")]
+    pub fn sign_with(&mut self, signer: crate::s3::S3Signer, url: &str) {
+        self.signer = Some(signer);
+        self.url = redact_url(url);
+    }
+
+    /// Adds the credentials and extra headers to a `method` request of
+    /// `path` (below the base) with `body`.
+    fn authorize<B>(
+        &self,
+        mut request: ureq::RequestBuilder<B>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> ureq::RequestBuilder<B> {
+        #[cfg(feature = "s3")]
+        if let Some(signer) = &self.signer {
+            let full = format!("{}{path}", self.prefix);
+            let now = std::time::SystemTime::now();
+            for (name, value) in signer.headers((method, &self.host, &full), &[], &crate::sha256(body), now) {
+                request = request.header(name, value);
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        let _ = (method, path, body);
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
     }
 
     fn unavailable(&self, what: &str, e: &ureq::Error) -> RemoteError {
@@ -125,17 +207,24 @@ impl HttpBackend {
         RemoteError::Unavailable { remote: self.url.clone(), message }
     }
 
+    /// A status other than success or 404: a server error (5xx) may pass,
+    /// anything else is a refusal.
     fn refused(&self, what: &str, status: ureq::http::StatusCode) -> RemoteError {
+        if status.is_server_error() {
+            return RemoteError::Unavailable { remote: self.url.clone(), message: format!("{what} answered {status}") };
+        }
         RemoteError::Refused { remote: self.url.clone(), what: format!("`{what}`"), message: status.to_string() }
     }
 
     /// `GET`: the body, `None` on 404.
     fn get(&self, path: &str, limit: u64, timeout: Duration) -> Result<Option<Vec<u8>>, RemoteError> {
         let what = format!("GET {path}");
-        let mut request = self.agent.get(format!("{}{path}", self.base)).config().timeout_global(Some(timeout)).build();
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorize(
+            self.agent.get(format!("{}{path}", self.base)).config().timeout_global(Some(timeout)).build(),
+            "GET",
+            path,
+            b"",
+        );
         let mut response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
             200 => match response.body_mut().with_config().limit(limit).read_to_vec() {
@@ -153,16 +242,17 @@ impl HttpBackend {
     fn put(&self, path: &str, bytes: &[u8]) -> Result<(), RemoteError> {
         let what = format!("PUT {path}");
         let timeout = self.timeout_for(bytes.len() as u64);
-        let mut request = self
-            .agent
-            .put(format!("{}{path}", self.base))
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .header("Content-Type", "application/octet-stream");
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorize(
+            self.agent
+                .put(format!("{}{path}", self.base))
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("Content-Type", "application/octet-stream"),
+            "PUT",
+            path,
+            bytes,
+        );
         let response = request.send(bytes).map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(()),
@@ -175,10 +265,12 @@ impl HttpBackend {
     fn has(&self, id: &BlobId) -> Result<bool, RemoteError> {
         let path = format!("/cas/{}", id.sha256_hex());
         let what = format!("HEAD {path}");
-        let mut request = self.agent.head(format!("{}{path}", self.base));
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", auth);
-        }
+        let request = self.authorize(
+            self.agent.head(format!("{}{path}", self.base)).config().timeout_global(Some(self.timeout_for(0))).build(),
+            "HEAD",
+            &path,
+            b"",
+        );
         let response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
             200 => {
@@ -228,11 +320,16 @@ impl Backend for HttpBackend {
     }
 
     fn get_entry(&self, key: BuildKey) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.get(&format!("/ac/{}", hex(&action_id(key))), MAX_ENTRY, self.timeouts.request)
+        self.get(&format!("/ac/{}", hex(&action_id(key))), MAX_ENTRY, self.timeout_for(0))
     }
 
     fn put_entry(&self, key: BuildKey, entry: &[u8]) -> Result<(), RemoteError> {
         self.put(&format!("/ac/{}", hex(&action_id(key))), entry)
+    }
+
+    fn cap_requests(&self, within: Duration) {
+        let nanos = u64::try_from(within.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.cap_nanos.store(nanos, Ordering::Relaxed);
     }
 }
 
@@ -252,8 +349,14 @@ mod tests {
         assert!(b.authorization.is_none());
         let b = new("https://ci:s3cret@cache.example:8443").unwrap();
         assert_eq!(b.base, "https://cache.example:8443");
-        assert_eq!(b.url(), "https://ci:***@cache.example:8443");
+        assert_eq!(b.url(), "https://***@cache.example:8443");
         assert_eq!(b.authorization.as_deref(), Some("Basic Y2k6czNjcmV0"));
+        // A token alone as the user name is a secret too.
+        let b = new("http://ghp_SECRET123@127.0.0.1:18099/c").unwrap();
+        assert_eq!(b.url(), "http://***@127.0.0.1:18099/c");
+        assert!(!format!("{b:?}").contains("SECRET"));
+        let e = new("http://ghp_SECRET123@ho st").unwrap_err().to_string();
+        assert!(!e.contains("SECRET"), "{e}");
         for bad in ["ftp://host", "http://", "http:///path", "http://host/?q=1", "host:80", "http://ho st"] {
             assert!(matches!(new(bad), Err(RemoteError::Url { .. })), "{bad}");
         }

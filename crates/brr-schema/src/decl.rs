@@ -22,6 +22,44 @@ pub struct WorkspaceDecl {
     /// `BRR_TRUSTED_KEYS`.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// How long remote caches may hold a run up, and what a push does on a
+    /// conflict. Environment variables override each field.
+    #[serde(default)]
+    pub remote_cache: RemoteCacheDecl,
+}
+
+/// Limits and policies of the remote caches (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "RemoteCache")]
+pub struct RemoteCacheDecl {
+    /// Limit of one request, e.g. `"5s"` or `"500ms"` (`BRR_REMOTE_TIMEOUT`).
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    /// Total time a run may spend waiting on remotes, e.g. `"60s"`
+    /// (`BRR_REMOTE_BUDGET`). When used up, the run goes on without them.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// Retries of a transient failure, with exponential backoff (`BRR_REMOTE_RETRIES`).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Failed operations in a row after which a remote is switched off for
+    /// the run (`BRR_REMOTE_BREAKER`).
+    #[serde(default)]
+    pub breaker: Option<u32>,
+    /// What a push does when the remote holds another artifact for the same
+    /// key (`BRR_CACHE_ON_CONFLICT`): keep the first writer's entry (the
+    /// default) or replace it.
+    #[serde(default)]
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// [`RemoteCacheDecl::on_conflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnConflict {
+    /// Keep the entry already there (first writer wins).
+    KeepFirst,
+    /// Replace it with this runner's (last writer wins).
+    Replace,
 }
 
 /// A remote cache.

@@ -22,14 +22,15 @@ mod locate;
 mod parse;
 
 pub use decl::{
-    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, PackageBody, PackageDecl, ProcessDecl, RemoteDecl, ServiceEnvDecl,
-    WorkspaceDecl,
+    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, RemoteCacheDecl,
+    RemoteDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};
 pub use locate::Step;
 pub use parse::{
-    GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_package, parse_workspace,
+    GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_duration, parse_package,
+    parse_workspace,
 };
 
 /// The JSON Schemas of the declaration files, as (file name, pretty JSON).

@@ -83,7 +83,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result
 pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError>> {
     let ws: WorkspaceDecl = parse(file)?;
     for r in &ws.remotes {
-        let known = ["http://", "https://", "grpc://", "grpcs://", "file://"];
+        let known = ["http://", "https://", "grpc://", "grpcs://", "s3://", "s3+http://", "s3+https://", "file://"];
         if !known.iter().any(|k| r.url.starts_with(k)) {
             return Err(DeclError::at(
                 file,
@@ -91,8 +91,15 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
                 format!("unsupported remote URL `{}`", cut(&r.url)),
                 "here",
             )
-            .with_help("use http://, https://, grpc://, grpcs:// or file://")
+            .with_help("use http://, https://, grpc://, grpcs://, s3://, s3+http(s):// or file://")
             .into());
+        }
+    }
+    for d in [&ws.remote_cache.request_timeout, &ws.remote_cache.budget].into_iter().flatten() {
+        if parse_duration(d).is_none() {
+            return Err(DeclError::at(file, file.find_value(d, 0), format!("invalid duration `{}`", cut(d)), "here")
+                .with_help("write a number and a unit: `500ms`, `5s`, `2m`")
+                .into());
         }
     }
     let mut names = BTreeMap::new();
@@ -327,4 +334,20 @@ pub fn is_contained(p: &str) -> bool {
     !p.is_empty()
         && !p.contains('\0')
         && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// A duration written `500ms`, `5s`, `1.5s` or `2m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    std::time::Duration::try_from_secs_f64(value * scale).ok()
 }

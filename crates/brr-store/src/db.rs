@@ -23,6 +23,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schemas/0006_ledger.sql"),
     include_str!("../../../schemas/0007_roots.sql"),
     include_str!("../../../schemas/0008_runs.sql"),
+    include_str!("../../../schemas/0009_cache_conflicts.sql"),
+    include_str!("../../../schemas/0010_cache_runs.sql"),
 ];
 
 /// `PRAGMA application_id` of a brr store: "brr!" in ASCII.

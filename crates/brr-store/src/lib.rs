@@ -72,6 +72,8 @@
 //! busy timeout instead of failing.
 
 mod action_cache;
+mod cache_conflicts;
+mod cache_runs;
 mod cas;
 mod closure;
 mod db;
@@ -94,6 +96,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use action_cache::{ActionRecord, BuildRow};
+pub use cache_conflicts::CacheConflict;
+pub use cache_runs::{CacheRun, CacheRunTarget};
 pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use ledger::{BrokenLink, LedgerReport, LedgerRow, NewEntry};

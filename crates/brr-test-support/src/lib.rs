@@ -724,3 +724,76 @@ fn terminate(mut child: std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An S3 server (moto's, from PyPI: `python3 -m moto.server`) on 127.0.0.1
+/// with one bucket, for the S3 remote-cache tests; stopped on drop. moto
+/// keeps objects in memory and accepts any credentials.
+pub struct MotoServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoServer {
+    /// The bucket every server has.
+    pub const BUCKET: &str = "brr-cache";
+
+    /// Starts one (`$BRR_TEST_PYTHON`, the venv `scripts/test-deps.sh` makes
+    /// under `target/moto-venv`, or `python3`, with the `moto[server]`
+    /// package), waiting at most 30 s, and makes [`Self::BUCKET`]. Without
+    /// moto, the test fails through [`require`] (or returns `None`: skipped).
+    pub fn start() -> Option<Self> {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv/bin/python3");
+        let python = std::env::var_os("BRR_TEST_PYTHON")
+            .or_else(|| is_executable_file(&venv).then(|| venv.into_os_string()))
+            .unwrap_or_else(|| "python3".into());
+        let has_moto = Command::new(&python)
+            .args(["-c", "import moto.server"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let detail = format!("`{} -c 'import moto.server'` failed", Path::new(&python).display());
+        if !require(has_moto, "moto (an S3 server)", &detail, INSTALL_SERVERS_HINT) {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("brr-moto-").tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let mut child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let ready = wait_for_port(&mut child, port, std::time::Duration::from_secs(30));
+        let server = Self { child: Some(child), port, _dir: dir };
+        assert!(ready, "moto did not start");
+        // Create the bucket (moto does not check signatures by default).
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request = format!(
+            "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            Self::BUCKET
+        );
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "moto refused the bucket:\n{answer}");
+        Some(server)
+    }
+
+    /// `s3+http://127.0.0.1:PORT/BUCKET/PREFIX`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3+http://127.0.0.1:{}/{}/{prefix}", self.port, Self::BUCKET)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}

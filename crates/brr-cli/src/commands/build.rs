@@ -4,10 +4,10 @@ use brr_exec::action::FailureCause;
 use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::{Inputs, Workspace};
 use brr_remote::remotes::Remotes;
-use brr_store::Store;
+use brr_store::{CacheRun, CacheRunTarget, Store};
 
 use super::{graph_failure, open_store_and_workspace};
-use crate::output::build::{BuildDoc, BuildStatus, BuildTarget};
+use crate::output::build::{BuildDoc, BuildStatus, BuildTarget, RemoteCacheStats};
 use crate::output::{self, Hash};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
@@ -18,6 +18,7 @@ pub fn run(
     targets: &[String],
     jobs: Option<usize>,
     no_sandbox: bool,
+    fail_on_conflict: bool,
     json: bool,
 ) -> Result<(), Failure> {
     let timings = printer::Timings::from_env();
@@ -52,7 +53,7 @@ pub fn run(
                 }
             })
             .collect();
-        output::print(&BuildDoc { targets })?;
+        output::print(&BuildDoc { targets, remote_cache: remotes.as_ref().map(RemoteCacheStats::from) })?;
     } else {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -71,22 +72,72 @@ pub fn run(
         outcomes.len(),
         failed.len()
     ));
+    let mut conflicts = 0;
     if let Some(r) = &remotes {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &r.stats;
-        printer::note(&format!(
-            "remote cache: {} hits, {} misses, {} pushed; {} bytes down, {} bytes up",
-            s.hits.load(Relaxed),
-            s.misses.load(Relaxed),
-            s.pushed.load(Relaxed),
-            s.bytes_down.load(Relaxed),
-            s.bytes_up.load(Relaxed)
-        ));
+        use std::fmt::Write as _;
+        let s = RemoteCacheStats::from(r);
+        let mut line = format!(
+            "remote cache: {} hits, {} misses, {} pushed; {} bytes down, {} bytes up; {:.1}s waiting",
+            s.hits,
+            s.misses,
+            s.pushed,
+            s.bytes_down,
+            s.bytes_up,
+            r.stats.wait().as_secs_f64()
+        );
+        for (n, what) in [(s.healed, "healed"), (s.conflicts, "conflicts"), (s.errors, "errors")] {
+            if n > 0 {
+                let _ = write!(line, "; {n} {what}");
+            }
+        }
+        printer::note(&line);
+        conflicts = s.conflicts;
+        record_cache_run(&store, &outcomes, &s);
     }
     if failed.is_empty() {
+        if conflicts > 0 && (fail_on_conflict || settings.fail_on_conflict) {
+            printer::note(&format!(
+                "error: {conflicts} target(s) built to other bytes than a remote's entry for the same key (not \
+                 reproducible); failing as --fail-on-conflict or BRR_FAIL_ON_CONFLICT asks"
+            ));
+            printer::note("hint: `brr cache status` lists the conflicts this runner recorded");
+            return Err(Failure::Exit(exit::FAILED));
+        }
         return Ok(());
     }
     Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// Keeps this build's remote-cache statistics for `brr cache stats`: the
+/// targets fetched, and those built here (a miss), with their durations.
+fn record_cache_run(store: &Store, outcomes: &[Outcome], s: &RemoteCacheStats) {
+    let targets: Vec<CacheRunTarget> = outcomes
+        .iter()
+        .filter(|o| o.remote || o.status == Status::Built)
+        .map(|o| CacheRunTarget {
+            name: o.name.clone(),
+            hit: o.remote,
+            build_ms: if o.remote { 0 } else { u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX) },
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let run = CacheRun {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        hits: s.hits,
+        misses: s.misses,
+        pushed: s.pushed,
+        bytes_down: s.bytes_down,
+        bytes_up: s.bytes_up,
+        wait_ms: s.wait_ms,
+        targets,
+    };
+    if let Err(e) = store.record_cache_run(&run) {
+        printer::note(&format!("warning: cannot record the remote cache statistics: {e}"));
+    }
 }
 
 /// Builds the targets `mask` selects, with progress on stderr.

@@ -2,6 +2,7 @@
 
 mod build;
 mod cache;
+mod cache_stats;
 mod graph;
 mod hash;
 mod ledger;
@@ -26,7 +27,9 @@ use crate::{Failure, printer};
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {
-        Command::Build { targets, jobs, no_sandbox, json } => build::run(&settings, &targets, jobs, no_sandbox, json),
+        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, json } => {
+            build::run(&settings, &targets, jobs, no_sandbox, fail_on_conflict, json)
+        }
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
         Command::Verify { targets, rounds, diffoscope, report, no_sandbox, json } => {
             if report {
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),
             CacheCommand::Push { targets, json } => cache::push(&settings, &targets, json),
             CacheCommand::Pull { targets, json } => cache::pull(&settings, &targets, json),
+            CacheCommand::Stats { runs, json } => cache_stats::run(&settings, runs, json),
         },
         Command::Key { command: KeyCommand::Generate { output, name } } => {
             remote::generate_key(&output, name.as_deref())

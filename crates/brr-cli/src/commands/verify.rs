@@ -8,6 +8,7 @@ use brr_verify::{Progress, TargetReport, VerifyOptions};
 
 use super::existing_store;
 use crate::output;
+use crate::output::cache::RecordedConflict;
 use crate::output::verify::{VerifyDoc, VerifyReportDoc, VerifyReportTarget, VerifyTarget};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
@@ -130,6 +131,20 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
     let store = existing_store(settings)?;
     let all = store.latest_verifications()?;
     let good = all.iter().filter(|v| v.reproducible).count();
+    let conflicts: Vec<RecordedConflict> = store
+        .cache_conflicts()?
+        .into_iter()
+        .map(|c| RecordedConflict {
+            target: all.iter().find(|v| v.key == c.key).map(|v| v.target.clone()),
+            key: c.key.into(),
+            remote: c.remote,
+            local: c.local.into(),
+            theirs: c.theirs.into(),
+            signer: c.signer,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+        })
+        .collect();
     if json {
         let targets = all
             .iter()
@@ -142,7 +157,12 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
                 verified_at: v.verified_at,
             })
             .collect();
-        return output::print(&VerifyReportDoc { verified: all.len(), reproducible: good, targets });
+        return output::print(&VerifyReportDoc {
+            verified: all.len(),
+            reproducible: good,
+            targets,
+            cache_conflicts: conflicts,
+        });
     }
     for v in &all {
         let state = if v.reproducible { "reproducible    " } else { "NOT reproducible" };
@@ -150,6 +170,16 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
         let files =
             if v.differing.is_empty() { String::new() } else { format!("  differs: {}", v.differing.join(", ")) };
         println!("{state}  {}  ({} rounds, {when}){files}", v.target, v.rounds);
+    }
+    for c in &conflicts {
+        println!(
+            "NOT reproducible  key {} (remote cache `{}`): {} here, {} by `{}`",
+            &c.key.to_string()[..12],
+            c.remote,
+            &c.local.to_string()[..12],
+            &c.theirs.to_string()[..12],
+            c.signer
+        );
     }
     let pct = (good * 100).checked_div(all.len()).unwrap_or(0);
     printer::note(&format!("{good} of {} verified targets reproducible ({pct}%)", all.len()));

@@ -13,6 +13,56 @@ use super::Hash;
 pub struct BuildDoc {
     /// Every selected target with its dependencies, in dependency order.
     pub targets: Vec<BuildTarget>,
+    /// What the remote caches did; `null` when none is configured.
+    pub remote_cache: Option<RemoteCacheStats>,
+}
+
+/// The remote caches during one run.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RemoteCacheStats {
+    /// Targets fetched from a remote.
+    pub hits: u64,
+    /// Targets no remote had.
+    pub misses: u64,
+    /// Lookups not made because every remote was switched off.
+    pub skipped: u64,
+    /// Entries written.
+    pub pushed: u64,
+    /// Remote entries repaired (missing objects uploaded again, or an entry
+    /// that did not verify replaced).
+    pub healed: u64,
+    /// Keys whose remote entry names another artifact than the one built here.
+    pub conflicts: u64,
+    /// Remote operations that failed (after retries).
+    pub errors: u64,
+    pub retries: u64,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    /// Time spent waiting on remotes, backoff included, in milliseconds.
+    pub wait_ms: u64,
+    /// Remotes switched off during the run (circuit breaker or budget).
+    pub switched_off: Vec<String>,
+}
+
+impl From<&brr_remote::remotes::Remotes> for RemoteCacheStats {
+    fn from(r: &brr_remote::remotes::Remotes) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &r.stats;
+        Self {
+            hits: s.hits.load(Relaxed),
+            misses: s.misses.load(Relaxed),
+            skipped: s.skipped.load(Relaxed),
+            pushed: s.pushed.load(Relaxed),
+            healed: s.healed.load(Relaxed),
+            conflicts: s.conflicts.load(Relaxed),
+            errors: s.errors.load(Relaxed),
+            retries: s.retries.load(Relaxed),
+            bytes_down: s.bytes_down.load(Relaxed),
+            bytes_up: s.bytes_up.load(Relaxed),
+            wait_ms: u64::try_from(s.wait().as_millis()).unwrap_or(u64::MAX),
+            switched_off: r.remotes().iter().filter(|x| x.is_off()).map(|x| x.backend.url().to_owned()).collect(),
+        }
+    }
 }
 
 /// One target of a build.
@@ -71,6 +121,8 @@ pub struct PlanTarget {
 pub enum PlanStatus {
     /// The cache has it.
     Cached,
+    /// A remote cache has it (`plan` only): the build would fetch it.
+    Remote,
     /// It would build.
     Build,
 }

@@ -26,7 +26,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
-use self::cache::{CachePullDoc, CachePushDoc, CacheStatusDoc};
+use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
@@ -100,6 +100,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("cache-status.schema.json", schema_of::<CacheStatusDoc>()),
         ("cache-push.schema.json", schema_of::<CachePushDoc>()),
         ("cache-pull.schema.json", schema_of::<CachePullDoc>()),
+        ("cache-stats.schema.json", schema_of::<CacheStatsDoc>()),
         ("release.schema.json", schema_of::<ReleaseDoc>()),
         ("releases.schema.json", schema_of::<ReleasesDoc>()),
         ("diff.schema.json", schema_of::<DiffDoc>()),

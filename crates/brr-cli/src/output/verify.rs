@@ -118,6 +118,9 @@ pub struct VerifyReportDoc {
     pub reproducible: usize,
     /// The latest verification of each.
     pub targets: Vec<VerifyReportTarget>,
+    /// Keys a remote cache holds another artifact for, as this runner's
+    /// pushes recorded them (another machine built other bytes).
+    pub cache_conflicts: Vec<super::cache::RecordedConflict>,
 }
 
 /// The latest verification of one target.

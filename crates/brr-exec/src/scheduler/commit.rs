@@ -74,7 +74,9 @@ pub(super) fn committer<'s>(scope: &rayon::Scope<'s>, ctx: &'s Ctx<'s>) {
                 (ctx.opts.remotes, &outcome.status, outcome.key, outcome.artifact)
             {
                 // On the pool: the committer does not wait on the network.
-                scope.spawn(move |_| remotes.push(ctx.store, key, artifact, Some(log)));
+                scope.spawn(move |_| {
+                    remotes.push(ctx.store, key, artifact, Some(log));
+                });
             }
             finish(scope, i, outcome, ctx);
         }

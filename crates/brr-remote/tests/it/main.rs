@@ -7,4 +7,5 @@ mod backends;
 mod contract;
 mod entries;
 mod grpc;
+mod s3;
 mod servers;

@@ -12,6 +12,11 @@ use brr_test_support::{BuildGridServer, NginxCache, Run, TestWorkspace, temp_dir
 
 use crate::{shop, workspace};
 
+mod faults;
+mod fleet;
+mod server;
+mod stats;
+
 /// A signing key: its file and its public key.
 struct Key {
     file: PathBuf,
@@ -51,6 +56,13 @@ fn share_through(url: &str) {
 
     let b = shop();
     assert_ne!(a.path(), b.path());
+    // `plan` knows the remote has what B can already name.
+    let mut cmd = b.command();
+    cmd.args(["plan", "--json"]).env("BRR_REMOTE_CACHE", url).env("BRR_TRUSTED_KEYS", &a_key.public);
+    let plan = Run::from(cmd.output().unwrap()).success().json();
+    let lib = plan["targets"].as_array().unwrap().iter().find(|t| t["name"] == "libshop").unwrap().clone();
+    assert_eq!(lib["status"], "remote", "{plan:#}");
+    assert_eq!(lib["artifact"].as_str(), run_a.targets()["libshop"].artifact.as_deref(), "{plan:#}");
     let run_b = build(&b, url, None, &[&a_key]).success();
     assert!(!run_b.stderr.contains("building"), "runner B ran a builder:\n{}", run_b.stderr);
     let (ta, tb) = (run_a.targets(), run_b.targets());
@@ -87,7 +99,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// B trusts `trusted` and must build everything itself, saying why.
-fn builds_locally(url: &str, trusted: &[&Key], why: &str, reference: &Run) {
+fn builds_locally(url: &str, trusted: &[&Key], why: &str, reference: &Run) -> Run {
     let b = shop();
     let run = build(&b, url, None, trusted).success();
     assert_eq!(run.count("built"), 3, "B should have built locally:\n{}", run.stderr);
@@ -96,6 +108,7 @@ fn builds_locally(url: &str, trusted: &[&Key], why: &str, reference: &Run) {
     let (mine, theirs) = (run.targets(), reference.targets());
     assert!(mine.iter().all(|(n, t)| t.artifact == theirs[n].artifact));
     b.brr(["store", "verify"]).success();
+    run
 }
 
 #[test]
@@ -106,8 +119,9 @@ fn untrusted_unsigned_and_tampered_entries_are_refused() {
     let a = shop();
     let pushed = build(&a, &url, Some(&a_key), &[&a_key]).success();
 
-    // Signed by a key B does not trust.
-    builds_locally(&url, &[&other], "not trusted", &pushed);
+    // Signed by a key B does not trust: one note for the three targets.
+    let run = builds_locally(&url, &[&other], "not trusted", &pushed);
+    assert_eq!(run.stderr.matches("not trusted").count(), 1, "{}", run.stderr);
 
     // A blob replaced on the server (same name, other bytes).
     let cas = files(&nginx.root().join("cas"));
@@ -240,9 +254,14 @@ fn cache_pull_push_status_and_read_only_runners() {
 fn two_runners_with_different_bytes_for_one_key_are_reported() {
     let Some(nginx) = NginxCache::start() else { return };
     let url = nginx.url();
-    let (a_key, c_key) = (key("runner-a"), key("runner-c"));
+    let (a_key, c_key, d_key) = (key("runner-a"), key("runner-c"), key("runner-d"));
     // Not reproducible: the output is random.
     let make = || workspace().sh_lib("dice", &[], &["od"], "od -An -N8 -tx1 /dev/urandom > \"$OUT/f\"");
+    let signer = || {
+        let entries = files(&nginx.root().join("ac"));
+        assert_eq!(entries.len(), 1);
+        SignedEntry::decode(&std::fs::read(&entries[0]).unwrap()).unwrap().body.signer
+    };
     let a = make();
     build(&a, &url, Some(&a_key), &[&a_key]).success();
     // C does not trust A, so it builds itself, and pushes other bytes.
@@ -251,10 +270,51 @@ fn two_runners_with_different_bytes_for_one_key_are_reported() {
     assert_eq!(run.count("built"), 1);
     assert!(run.stderr.contains("not reproducible"), "{}", run.stderr);
     assert!(run.stderr.contains("`runner-a`"), "{}", run.stderr);
-    // A, looking at the cache now holding C's entry, sees the conflict.
-    let status = cache(&a, &url, None, &[&a_key, &c_key], &["status", "--json"]).success().json();
+    assert_eq!(run.json()["remote_cache"]["conflicts"].as_u64(), Some(1), "{}", run.stdout);
+    // The first writer's entry is kept.
+    assert_eq!(signer(), "runner-a");
+    // C recorded the conflict in its store: `cache status` lists it, exit 1.
+    let status = cache(&c, &url, None, &[&c_key], &["status", "--json"]).code(1).json();
+    let recorded = status["recorded_conflicts"].as_array().unwrap().clone();
+    assert_eq!(recorded.len(), 1, "{status:#}");
+    assert_eq!(recorded[0]["target"], "dice");
+    assert_eq!(recorded[0]["signer"], "runner-a");
+    let report = c.brr(["verify", "--report", "--json"]).success().json();
+    assert_eq!(report["cache_conflicts"].as_array().map(Vec::len), Some(1), "{report:#}");
+    // Trusting A as well, C sees the conflict on the remote itself.
+    let status = cache(&c, &url, None, &[&a_key, &c_key], &["status", "--json"]).code(1).json();
     let conflicts = status["remotes"][0]["conflicts"].as_array().unwrap().clone();
     assert_eq!(conflicts.len(), 1, "{status:#}");
     assert_eq!(conflicts[0]["target"], "dice");
-    assert_eq!(conflicts[0]["signer"], "runner-c");
+    assert_eq!(conflicts[0]["signer"], "runner-a");
+
+    // CI can gate on it: the flag or the variable make the build exit 1.
+    let d = make();
+    let mut cmd = d.command();
+    cmd.args(["build", "--fail-on-conflict"])
+        .env("BRR_REMOTE_CACHE", &url)
+        .env("BRR_TRUSTED_KEYS", &d_key.public)
+        .env("BRR_SIGNING_KEY", &d_key.file);
+    let run = Run::from(cmd.output().unwrap()).code(1);
+    assert!(run.stderr.contains("not reproducible"), "{}", run.stderr);
+    let d = make();
+    let mut cmd = d.command();
+    cmd.args(["build"])
+        .env("BRR_REMOTE_CACHE", &url)
+        .env("BRR_TRUSTED_KEYS", &d_key.public)
+        .env("BRR_SIGNING_KEY", &d_key.file)
+        .env("BRR_FAIL_ON_CONFLICT", "yes");
+    Run::from(cmd.output().unwrap()).code(1);
+    assert_eq!(signer(), "runner-a");
+    // Unless told to replace it.
+    let d = make();
+    let mut cmd = d.command();
+    cmd.args(["build"])
+        .env("BRR_REMOTE_CACHE", &url)
+        .env("BRR_TRUSTED_KEYS", &d_key.public)
+        .env("BRR_SIGNING_KEY", &d_key.file)
+        .env("BRR_CACHE_ON_CONFLICT", "replace");
+    let run = Run::from(cmd.output().unwrap()).success();
+    assert!(run.stderr.contains("replaced their entry"), "{}", run.stderr);
+    assert_eq!(signer(), "runner-d");
 }
