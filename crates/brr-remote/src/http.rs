@@ -73,14 +73,9 @@ pub struct HttpBackend {
     authorization: Option<String>,
     /// Extra headers sent with every request (values are secrets).
     headers: Vec<(String, String)>,
-    /// `host[:port]` and the path prefix, for request signing.
+    /// Presigns every request's URL instead of `base` (an S3 bucket).
     #[cfg(feature = "s3")]
-    host: String,
-    #[cfg(feature = "s3")]
-    prefix: String,
-    /// Signs every request (an S3 bucket).
-    #[cfg(feature = "s3")]
-    signer: Option<crate::s3::S3Signer>,
+    presigner: Option<crate::s3::Presigner>,
     timeouts: Timeouts,
     /// [`Backend::cap_requests`]: no request gets longer than this (ns).
     cap_nanos: AtomicU64,
@@ -131,11 +126,7 @@ impl HttpBackend {
             authorization,
             headers: Vec::new(),
             #[cfg(feature = "s3")]
-            host: host.to_owned(),
-            #[cfg(feature = "s3")]
-            prefix: path.trim_end_matches('/').to_owned(),
-            #[cfg(feature = "s3")]
-            signer: None,
+            presigner: None,
             timeouts,
             cap_nanos: AtomicU64::new(u64::MAX),
             agent,
@@ -163,33 +154,34 @@ impl HttpBackend {
         t.min(Duration::from_nanos(self.cap_nanos.load(Ordering::Relaxed)))
     }
 
-    /// Signs every request with AWS Signature Version 4 (see `s3.rs`);
+    /// Sends every request to the URL `presigner` signs (see `s3.rs`);
     /// messages show `url` (credentials hidden) instead of the endpoint.
     #[cfg(feature = "s3")]
-    pub fn sign_with(&mut self, signer: crate::s3::S3Signer, url: &str) {
-        self.signer = Some(signer);
+    pub fn presign_with(&mut self, presigner: crate::s3::Presigner, url: &str) {
+        self.presigner = Some(presigner);
         self.url = redact_url(url);
     }
 
-    /// Adds the credentials and extra headers to a `method` request of
-    /// `path` (below the base) with `body`.
-    fn authorize<B>(
-        &self,
-        mut request: ureq::RequestBuilder<B>,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> ureq::RequestBuilder<B> {
+    /// The presigner, for an S3 bucket.
+    #[cfg(feature = "s3")]
+    pub fn presigner(&self) -> Option<&crate::s3::Presigner> {
+        self.presigner.as_ref()
+    }
+
+    /// Where a `method` request of `path` (below the base) goes: a presigned
+    /// URL for an S3 bucket. A secret: never in a message.
+    fn target(&self, method: &str, path: &str) -> String {
         #[cfg(feature = "s3")]
-        if let Some(signer) = &self.signer {
-            let full = format!("{}{path}", self.prefix);
-            let now = std::time::SystemTime::now();
-            for (name, value) in signer.headers((method, &self.host, &full), &[], &crate::sha256(body), now) {
-                request = request.header(name, value);
-            }
+        if let Some(presigner) = &self.presigner {
+            return presigner.url(method, path);
         }
         #[cfg(not(feature = "s3"))]
-        let _ = (method, path, body);
+        let _ = method;
+        format!("{}{path}", self.base)
+    }
+
+    /// Adds the credentials and extra headers to a request.
+    fn authorize<B>(&self, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
@@ -202,7 +194,7 @@ impl HttpBackend {
     fn unavailable(&self, what: &str, e: &ureq::Error) -> RemoteError {
         let message = match e {
             ureq::Error::Timeout(_) => format!("{what} timed out"),
-            e => format!("{what} failed: {e}"),
+            e => format!("{what} failed: {}", without_queries(&e.to_string())),
         };
         RemoteError::Unavailable { remote: self.url.clone(), message }
     }
@@ -219,12 +211,8 @@ impl HttpBackend {
     /// `GET`: the body, `None` on 404.
     fn get(&self, path: &str, limit: u64, timeout: Duration) -> Result<Option<Vec<u8>>, RemoteError> {
         let what = format!("GET {path}");
-        let request = self.authorize(
-            self.agent.get(format!("{}{path}", self.base)).config().timeout_global(Some(timeout)).build(),
-            "GET",
-            path,
-            b"",
-        );
+        let request =
+            self.authorize(self.agent.get(self.target("GET", path)).config().timeout_global(Some(timeout)).build());
         let mut response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
             200 => match response.body_mut().with_config().limit(limit).read_to_vec() {
@@ -244,14 +232,11 @@ impl HttpBackend {
         let timeout = self.timeout_for(bytes.len() as u64);
         let request = self.authorize(
             self.agent
-                .put(format!("{}{path}", self.base))
+                .put(self.target("PUT", path))
                 .config()
                 .timeout_global(Some(timeout))
                 .build()
                 .header("Content-Type", "application/octet-stream"),
-            "PUT",
-            path,
-            bytes,
         );
         let response = request.send(bytes).map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
@@ -266,10 +251,7 @@ impl HttpBackend {
         let path = format!("/cas/{}", id.sha256_hex());
         let what = format!("HEAD {path}");
         let request = self.authorize(
-            self.agent.head(format!("{}{path}", self.base)).config().timeout_global(Some(self.timeout_for(0))).build(),
-            "HEAD",
-            &path,
-            b"",
+            self.agent.head(self.target("HEAD", &path)).config().timeout_global(Some(self.timeout_for(0))).build(),
         );
         let response = request.call().map_err(|e| self.unavailable(&what, &e))?;
         match response.status().as_u16() {
@@ -281,6 +263,25 @@ impl HttpBackend {
             _ => Err(self.refused(&what, response.status())),
         }
     }
+}
+
+/// `message` with the query of any URL in it hidden: an error may quote the
+/// request's URL, and a presigned one carries its signature and maybe a
+/// session token there.
+fn without_queries(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('?') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if end > 0 {
+            out.push_str("***");
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Backend for HttpBackend {
@@ -360,5 +361,14 @@ mod tests {
         for bad in ["ftp://host", "http://", "http:///path", "http://host/?q=1", "host:80", "http://ho st"] {
             assert!(matches!(new(bad), Err(RemoteError::Url { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn queries_in_messages_are_hidden() {
+        assert_eq!(
+            without_queries("bad uri: http://h/b/k?X-Amz-Signature=abc&X-Amz-Security-Token=t is wrong?"),
+            "bad uri: http://h/b/k?*** is wrong?"
+        );
+        assert_eq!(without_queries("io: connection refused"), "io: connection refused");
     }
 }

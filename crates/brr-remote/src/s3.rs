@@ -2,8 +2,8 @@
 //! moto…), behind the `s3` cargo feature.
 //!
 //! An S3 bucket is the HTTP cache protocol with other paths and signed
-//! requests, so the [`HttpBackend`] serves it, with an [`S3Signer`] adding
-//! AWS Signature Version 4 headers to every request:
+//! requests, so the [`HttpBackend`] serves it, sending every request to a
+//! URL that a [`Presigner`] signs:
 //!
 //! | URL | requests go to (path-style) |
 //! |---|---|
@@ -17,27 +17,28 @@
 //! objects answer 404 (`GET`, `HEAD`), as the HTTP protocol's do; 403 is a
 //! refusal (bad credentials), 5xx a transient failure.
 //!
-//! Signing, per AWS's SigV4 description: the canonical request is `METHOD`,
-//! the URI path, an empty query, the headers `host`, `x-amz-content-sha256`
-//! (the payload's SHA-256) and `x-amz-date` (plus `x-amz-security-token`
-//! with a session token), their names, and the payload hash; the string to
-//! sign is `AWS4-HMAC-SHA256`, the time, the scope
-//! `DATE/REGION/s3/aws4_request` and the canonical request's SHA-256; the
-//! key is HMAC-SHA256 chained over `AWS4`+secret, date, region, `s3`,
-//! `aws4_request`.
+//! Signing is rusty-s3's: every request goes to a URL presigned with AWS
+//! Signature Version 4 (the `X-Amz-*` query parameters, valid for
+//! [`EXPIRES`], payload unsigned), so no `Authorization` header is sent.
+//! Messages never show these URLs, only the remote's as given and the
+//! request's path below it.
 
-use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
 use crate::http::{HttpBackend, Timeouts};
-use crate::{RemoteError, hex, redact_url, sha256};
+use crate::{RemoteError, redact_url};
+
+/// How long a presigned URL stays valid: as long as the clock skew S3
+/// tolerates for signed headers, so a client clock behind the server's by
+/// less than that still works.
+pub const EXPIRES: Duration = Duration::from_secs(15 * 60);
 
 /// Credentials and region for SigV4. `Debug` hides the secrets.
 #[derive(Clone)]
 pub struct S3Signer {
-    access_key: String,
-    secret_key: String,
-    session_token: Option<String>,
+    credentials: Credentials,
     region: String,
 }
 
@@ -49,12 +50,11 @@ impl std::fmt::Debug for S3Signer {
 
 impl S3Signer {
     pub fn new(access_key: &str, secret_key: &str, session_token: Option<&str>, region: &str) -> Self {
-        Self {
-            access_key: access_key.to_owned(),
-            secret_key: secret_key.to_owned(),
-            session_token: session_token.map(str::to_owned),
-            region: region.to_owned(),
-        }
+        let credentials = match session_token {
+            Some(token) => Credentials::new_with_token(access_key, secret_key, token),
+            None => Credentials::new(access_key, secret_key),
+        };
+        Self { credentials, region: region.to_owned() }
     }
 
     /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
@@ -74,91 +74,40 @@ impl S3Signer {
         &self.region
     }
 
-    /// The headers that sign `METHOD host path` with a payload whose SHA-256
-    /// is `payload_sha256`, at `now`, also signing the (lowercase) headers
-    /// `extra` the request carries: `x-amz-date`, `x-amz-content-sha256`,
-    /// maybe `x-amz-security-token`, and `Authorization`.
-    pub fn headers(
-        &self,
-        (method, host, path): (&str, &str, &str),
-        extra: &[(&str, &str)],
-        payload_sha256: &[u8; 32],
-        now: SystemTime,
-    ) -> Vec<(String, String)> {
-        let (date, time) = amz_date(now);
-        let payload = hex(payload_sha256);
-        let mut signed: Vec<(&str, &str)> =
-            vec![("host", host), ("x-amz-content-sha256", &payload), ("x-amz-date", &time)];
-        if let Some(token) = &self.session_token {
-            signed.push(("x-amz-security-token", token));
-        }
-        signed.extend_from_slice(extra);
-        signed.sort_unstable();
-        let names: Vec<&str> = signed.iter().map(|(n, _)| *n).collect();
-        let names = names.join(";");
-        let canonical_headers = signed.iter().fold(String::new(), |mut out, (n, v)| {
-            let _ = writeln!(out, "{n}:{}", v.trim());
-            out
-        });
-        let canonical = format!("{method}\n{path}\n\n{canonical_headers}\n{names}\n{payload}");
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let to_sign = format!("AWS4-HMAC-SHA256\n{time}\n{scope}\n{}", hex(&sha256(canonical.as_bytes())));
-        let mut key = hmac_sha256(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
-        for part in [self.region.as_bytes(), b"s3", b"aws4_request"] {
-            key = hmac_sha256(&key, part);
-        }
-        let signature = hex(&hmac_sha256(&key, to_sign.as_bytes()));
-        let mut out: Vec<(String, String)> = signed
-            .iter()
-            .filter(|(n, _)| *n != "host" && !extra.iter().any(|(e, _)| e == n))
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        out.push((
-            "Authorization".to_owned(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={signature}",
-                self.access_key
-            ),
-        ));
-        out
+    /// The URL of a `method` (`GET`, `HEAD` or `PUT`) request of the object
+    /// `key` in `bucket`, presigned at `at` for `expires`.
+    pub fn presign(&self, bucket: &Bucket, method: &str, key: &str, expires: Duration, at: SystemTime) -> String {
+        // Before 1970 or after 9999: signed with the epoch, and refused.
+        let at = jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let creds = Some(&self.credentials);
+        let url = match method {
+            "GET" => bucket.get_object(creds, key).sign_with_time(expires, &at),
+            "HEAD" => bucket.head_object(creds, key).sign_with_time(expires, &at),
+            "PUT" => bucket.put_object(creds, key).sign_with_time(expires, &at),
+            _ => unreachable!("S3 request method {method}"),
+        };
+        url.into()
     }
 }
 
-/// HMAC-SHA256 (RFC 2104 over SHA-256's 64-byte blocks).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&sha256(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
+/// What [`HttpBackend`] needs to send a request to a bucket: where, as whom,
+/// and the key prefix.
+#[derive(Clone)]
+pub struct Presigner {
+    signer: S3Signer,
+    bucket: Bucket,
+    /// Prepended to the backend's paths (`/cas/…`); no `/` at either end.
+    prefix: String,
+}
+
+impl Presigner {
+    /// The presigned URL of a `method` request of `path` (`/cas/<sha256>`,
+    /// `/ac/<id>`) below the prefix, valid from now for [`EXPIRES`].
+    pub fn url(&self, method: &str, path: &str) -> String {
+        let key = format!("{}{path}", self.prefix);
+        self.signer.presign(&self.bucket, method, key.trim_start_matches('/'), EXPIRES, SystemTime::now())
     }
-    let mut inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    inner.extend_from_slice(message);
-    let mut outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    outer.extend_from_slice(&sha256(&inner));
-    sha256(&outer)
 }
-
-/// `(YYYYMMDD, YYYYMMDDTHHMMSSZ)` in UTC.
-fn amz_date(now: SystemTime) -> (String, String) {
-    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let date = format!("{year:04}{month:02}{day:02}");
-    let time = format!("{date}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60);
-    (date, time)
-}
-
 /// Opens `s3://BUCKET[/PREFIX]`, `s3+http://HOST/BUCKET[/PREFIX]` or
 /// `s3+https://…` with the credentials of the environment.
 pub fn open(url: &str, timeouts: Timeouts) -> Result<HttpBackend, RemoteError> {
@@ -173,62 +122,89 @@ pub fn open(url: &str, timeouts: Timeouts) -> Result<HttpBackend, RemoteError> {
 /// [`open`] with the given credentials.
 pub fn open_with(url: &str, timeouts: Timeouts, signer: S3Signer) -> Result<HttpBackend, RemoteError> {
     let bad = || RemoteError::Url { url: redact_url(url) };
-    let endpoint = if let Some(rest) = url.strip_prefix("s3://") {
-        if rest.is_empty() || rest.contains(['@', '?', '#']) {
-            return Err(bad());
-        }
-        format!("https://s3.{}.amazonaws.com/{rest}", signer.region())
+    // The endpoint, and the bucket with the prefix after it.
+    let (endpoint, path) = if let Some(rest) = url.strip_prefix("s3://") {
+        (format!("https://s3.{}.amazonaws.com", signer.region()), rest)
     } else if let Some(rest) = url.strip_prefix("s3+http://").or_else(|| url.strip_prefix("s3+https://")) {
         let scheme = if url.starts_with("s3+https://") { "https" } else { "http" };
-        // A bucket is needed after the host.
-        if !rest.trim_end_matches('/').contains('/') {
-            return Err(bad());
-        }
-        format!("{scheme}://{rest}")
+        let (host, path) = rest.split_once('/').ok_or_else(bad)?;
+        (format!("{scheme}://{host}"), path)
     } else {
         return Err(bad());
     };
-    let mut backend = HttpBackend::new(&endpoint, timeouts).map_err(|_| bad())?;
-    backend.sign_with(signer, url);
+    // Credentials come from the environment, never the URL.
+    if endpoint.contains('@') || path.contains(['@', '?', '#']) {
+        return Err(bad());
+    }
+    let path = path.trim_end_matches('/');
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return Err(bad());
+    }
+    let mut backend = HttpBackend::new(&format!("{endpoint}/{path}"), timeouts).map_err(|_| bad())?;
+    let endpoint = endpoint.parse::<url::Url>().map_err(|_| bad())?;
+    let bucket =
+        Bucket::new(endpoint, UrlStyle::Path, bucket.to_owned(), signer.region().to_owned()).map_err(|_| bad())?;
+    backend.presign_with(Presigner { signer, bucket, prefix: prefix.to_owned() }, url);
     Ok(backend)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Backend as _;
 
-    /// RFC 4231, test case 2.
-    #[test]
-    fn hmac_matches_the_rfc() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-    }
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
-    #[test]
-    fn dates_are_utc_calendar_dates() {
-        let at = |s: u64| amz_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(at(0), ("19700101".to_owned(), "19700101T000000Z".to_owned()));
-        // 2013-05-24T00:00:00Z, the date of AWS's SigV4 examples.
-        assert_eq!(at(1_369_353_600).1, "20130524T000000Z");
-        assert_eq!(at(951_825_599).1, "20000229T115959Z");
-    }
-
-    /// AWS's documented example of a signed `GET` of an object (S3's
-    /// "Signature Calculations for the Authorization Header" page).
+    /// AWS's documented example of a presigned `GET` of an object (S3's
+    /// "Authenticating Requests: Using Query Parameters" page), at
+    /// 2013-05-24T00:00:00Z, valid for a day.
     #[test]
     fn signatures_match_the_documented_example() {
-        let signer =
-            S3Signer::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, "us-east-1");
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_369_353_600);
-        let request = ("GET", "examplebucket.s3.amazonaws.com", "/test.txt");
-        let headers = signer.headers(request, &[("range", "bytes=0-9")], &sha256(b""), at);
-        let auth = &headers.iter().find(|(n, _)| n == "Authorization").unwrap().1;
+        let signer = S3Signer::new("AKIAIOSFODNN7EXAMPLE", SECRET, None, "us-east-1");
+        let endpoint = "https://s3.amazonaws.com".parse().unwrap();
+        let bucket = Bucket::new(endpoint, UrlStyle::VirtualHost, "examplebucket", "us-east-1").unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let url = signer.presign(&bucket, "GET", "test.txt", Duration::from_secs(86_400), at);
         assert_eq!(
-            auth,
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
-             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
-             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+            url,
+            "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
+             &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         );
         assert!(!format!("{signer:?}").contains("wJalr"));
+    }
+
+    fn presigner(url: &str, token: Option<&str>) -> Result<HttpBackend, RemoteError> {
+        open_with(url, Timeouts::default(), S3Signer::new("AKIDEXAMPLE", SECRET, token, "eu-west-1"))
+    }
+
+    #[test]
+    fn urls_name_a_bucket_and_keys_go_below_the_prefix() {
+        let b = presigner("s3+http://127.0.0.1:9000/bkt/ci/cache/", Some("TOKEN")).unwrap();
+        assert_eq!(b.url(), "s3+http://127.0.0.1:9000/bkt/ci/cache/");
+        let get = b.presigner().unwrap().url("GET", "/cas/00ff");
+        assert!(get.starts_with("http://127.0.0.1:9000/bkt/ci/cache/cas/00ff?X-Amz-Algorithm=AWS4-HMAC-SHA256&"), "{get}");
+        assert!(get.contains("X-Amz-Credential=AKIDEXAMPLE%2F") && get.contains("%2Feu-west-1%2Fs3%2Faws4_request"));
+        assert!(get.contains("X-Amz-Security-Token=TOKEN") && !get.contains("wJalr"), "{get}");
+        let b = presigner("s3://bkt", None).unwrap();
+        let put = b.presigner().unwrap().url("PUT", "/ac/01");
+        assert!(put.starts_with("https://s3.eu-west-1.amazonaws.com/bkt/ac/01?"), "{put}");
+        assert!(!format!("{b:?}").contains("wJalr"));
+        for bad in [
+            "s3://",
+            "s3:///prefix",
+            "s3+http://host",
+            "s3+http://host/",
+            "s3+https://key:secret@host/bkt",
+            "s3://bkt?x=1",
+            "s3+http://ho st/bkt",
+            "http://host/bkt",
+        ] {
+            let e = presigner(bad, None).unwrap_err();
+            assert!(matches!(e, RemoteError::Url { .. }), "{bad}: {e}");
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
     }
 }
