@@ -185,7 +185,10 @@ mod tests {
         let b = presigner("s3+http://127.0.0.1:9000/bkt/ci/cache/", Some("TOKEN")).unwrap();
         assert_eq!(b.url(), "s3+http://127.0.0.1:9000/bkt/ci/cache/");
         let get = b.presigner().unwrap().url("GET", "/cas/00ff");
-        assert!(get.starts_with("http://127.0.0.1:9000/bkt/ci/cache/cas/00ff?X-Amz-Algorithm=AWS4-HMAC-SHA256&"), "{get}");
+        assert!(
+            get.starts_with("http://127.0.0.1:9000/bkt/ci/cache/cas/00ff?X-Amz-Algorithm=AWS4-HMAC-SHA256&"),
+            "{get}"
+        );
         assert!(get.contains("X-Amz-Credential=AKIDEXAMPLE%2F") && get.contains("%2Feu-west-1%2Fs3%2Faws4_request"));
         assert!(get.contains("X-Amz-Security-Token=TOKEN") && !get.contains("wJalr"), "{get}");
         let b = presigner("s3://bkt", None).unwrap();
