@@ -96,7 +96,7 @@ impl S3Signer {
 pub struct Presigner {
     signer: S3Signer,
     bucket: Bucket,
-    /// Prepended to the backend's paths (`/cas/…`); no `/` at either end.
+    /// Prepended to the backend's paths (`/cas/…`); no `/` at its end.
     prefix: String,
 }
 
@@ -108,6 +108,7 @@ impl Presigner {
         self.signer.presign(&self.bucket, method, key.trim_start_matches('/'), EXPIRES, SystemTime::now())
     }
 }
+
 /// Opens `s3://BUCKET[/PREFIX]`, `s3+http://HOST/BUCKET[/PREFIX]` or
 /// `s3+https://…` with the credentials of the environment.
 pub fn open(url: &str, timeouts: Timeouts) -> Result<HttpBackend, RemoteError> {
