@@ -7,5 +7,6 @@ mod backends;
 mod contract;
 mod entries;
 mod grpc;
+#[cfg(feature = "s3")]
 mod s3;
 mod servers;
