@@ -66,7 +66,7 @@ pub fn service_manifest(pkg: &Package) -> brr_hash::ServiceManifest {
             .body
             .processes
             .iter()
-            .map(|(n, p)| (n.clone(), brr_hash::ProcessSpec { command: p.command.clone() }))
+            .map(|(n, p)| (n.clone(), brr_hash::ProcessSpec::command(p.command.clone())))
             .collect(),
         release: pkg.body.release.clone(),
     }
