@@ -124,10 +124,10 @@ fn is_2xx(line: &[u8]) -> bool {
 /// Starts one try of a command probe in the release folder, with the
 /// process's environment and no output.
 fn start_command(argv: &[String], dir: &Path, env: &[(String, String)]) -> Option<Child> {
-    let (program, args) = argv.split_first()?;
+    let (program, rest) = argv.split_first()?;
     let program = if program.contains('/') { dir.join(program) } else { program.into() };
     Command::new(program)
-        .args(args)
+        .args(rest)
         .cwd(dir)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
