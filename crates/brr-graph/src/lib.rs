@@ -3,7 +3,10 @@
 //! [`Workspace::load`] finds the packages named by the root `brr.ron`, parses
 //! each declaration, resolves input globs to files and dependency names to
 //! packages, and rejects cycles (naming the whole cycle). Packages come out in
-//! topological order. The optional `environments.ron` is loaded with them
+//! topological order. A service's optional `Procfile` adds process types
+//! ([`Package::processes`]; [`service_manifest`] carries them into the
+//! artifact, so editing it changes the build hash, never the build key).
+//! The optional `environments.ron` is loaded with them
 //! into [`Environments`]: the environments a service is released to, their
 //! promotion order, and a service's [`brr_hash::Config`] in each. [`Inputs::hash`] hashes their input files through the
 //! store's stat cache and resolves and hashes their tools; [`action_key`]
@@ -27,7 +30,8 @@ mod workspace;
 
 use std::collections::BTreeMap;
 
-use brr_hash::{ActionKey, ArtifactHash, TreeHash};
+use brr_hash::{ActionKey, ArtifactHash, Probe, ProcessSpec, Restart, TreeHash};
+use brr_schema::{ProcessDecl, ReadyDecl, RestartDecl};
 
 pub use environments::Environments;
 pub use error::GraphError;
@@ -59,15 +63,31 @@ pub fn action_key(
     }
 }
 
-/// The runnable half of a package's artifact.
+/// The runnable half of a package's artifact: its process types (from
+/// `brr.ron` and the `Procfile`) with their settings, and its release
+/// command.
 pub fn service_manifest(pkg: &Package) -> brr_hash::ServiceManifest {
     brr_hash::ServiceManifest {
-        processes: pkg
-            .body
-            .processes
-            .iter()
-            .map(|(n, p)| (n.clone(), brr_hash::ProcessSpec { command: p.command.clone() }))
-            .collect(),
+        processes: pkg.processes.iter().map(|(n, p)| (n.clone(), process_spec(p))).collect(),
         release: pkg.body.release.clone(),
+    }
+}
+
+/// A declared process type as the artifact carries it.
+fn process_spec(p: &ProcessDecl) -> ProcessSpec {
+    ProcessSpec {
+        command: p.command.clone(),
+        restart: p.restart.map(|r| match r {
+            RestartDecl::Never => Restart::Never,
+            RestartDecl::OnFailure => Restart::OnFailure,
+            RestartDecl::Always => Restart::Always,
+        }),
+        grace_s: p.grace_s,
+        ready: p.ready.as_ref().map(|r| match r {
+            ReadyDecl::Tcp => Probe::Tcp,
+            ReadyDecl::Http { path } => Probe::Http { path: path.clone() },
+            ReadyDecl::Command(argv) => Probe::Command(argv.clone()),
+            ReadyDecl::None => Probe::None,
+        }),
     }
 }

@@ -3,8 +3,9 @@
 //! matching globs (git's untracked cache works the same way).
 //!
 //! What a load reads is exactly: the listing of every folder it walked, the
-//! text of every declaration, and whether the optional `environments.ron`
-//! is there (and its text when it is). A folder's mtime changes whenever an entry
+//! text of every declaration, whether the optional `environments.ron`
+//! is there (and its text when it is), and the text of each package's
+//! `Procfile` (one that is not there is seen through its folder's listing). A folder's mtime changes whenever an entry
 //! is added, removed or renamed in it, and a file's stat fields change when
 //! it is written, so the saved result is reused only when every one of those
 //! still has the stat fields it had (an optional file that was missing is
@@ -21,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use brr_schema::{EnvironmentsDecl, PackageBody, SourceFile, WorkspaceDecl};
+use brr_schema::{EnvironmentsDecl, PackageBody, ProcessDecl, SourceFile, WorkspaceDecl};
 use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ use crate::environments::Environments;
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// A path's own stat fields (a symlink is not followed); `None` when missing.
 fn stat_of(path: &Path) -> Option<FileStat> {
@@ -46,7 +47,8 @@ pub(crate) struct Seen {
     /// Workspace-relative declaration files, the root `brr.ron` included.
     pub decls: Vec<(String, FileStat)>,
     /// Workspace-relative files read when present (`None`: missing), as
-    /// `environments.ron`: creating one must be seen too.
+    /// `environments.ron` (creating one must be seen too) and each
+    /// `Procfile` found.
     pub optional: Vec<(String, Option<FileStat>)>,
 }
 
@@ -81,6 +83,8 @@ struct SavedPackage {
     dir: String,
     manifest: String,
     body: PackageBody,
+    processes: BTreeMap<String, ProcessDecl>,
+    procfile: Option<String>,
     inputs: Vec<String>,
     deps: Vec<usize>,
     text: String,
@@ -107,7 +111,7 @@ pub(crate) fn restore(cache_dir: &Path, root: &Path) -> Option<Workspace> {
         })
         && saved
             .optional
-            .iter()
+            .par_iter()
             .all(|(rel, stamp)| stat_of(&root.join(rel)) == *stamp && stamp.is_none_or(|s| s.settled_before(recorded)));
     if !decls_ok {
         return None;
@@ -136,6 +140,8 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 source: SourceFile::new(manifest.clone(), p.text),
                 manifest,
                 body: p.body,
+                processes: p.processes,
+                procfile: p.procfile.map(PathBuf::from),
                 inputs,
                 deps: p.deps,
             }
@@ -162,6 +168,11 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
                 dir: p.dir.clone(),
                 manifest: p.manifest.to_str()?.to_owned(),
                 body: p.body.clone(),
+                processes: p.processes.clone(),
+                procfile: match &p.procfile {
+                    Some(path) => Some(path.to_str()?.to_owned()),
+                    None => None,
+                },
                 inputs: p.inputs.keys().cloned().collect(),
                 deps: p.deps.clone(),
                 text: p.source.text.to_string(),

@@ -1,12 +1,13 @@
 //! Finding and loading the packages of a workspace, and checking the
 //! declarations against each other: unique names, known dependencies, no
-//! cycles, input globs that match files; then its environments
-//! (`environments.ron`, optional), checked against the packages.
+//! cycles, input globs that match files; a service's `Procfile` (optional,
+//! beside its `brr.ron`), merged into its process types; then its
+//! environments (`environments.ron`, optional), checked against the packages.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brr_schema::{DeclError, PackageBody, PackageDecl, SourceFile, WorkspaceDecl, cut};
+use brr_schema::{DeclError, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
@@ -53,6 +54,12 @@ pub struct Package {
     /// Declaration file as shown to users (workspace-relative).
     pub manifest: PathBuf,
     pub body: PackageBody,
+    /// Process types: the declaration's and its `Procfile`'s (each run as
+    /// `sh -c LINE`, every setting the default). What the manifest holds.
+    pub processes: BTreeMap<String, ProcessDecl>,
+    /// The `Procfile` beside the declaration, when there is one (as shown
+    /// to users, workspace-relative).
+    pub procfile: Option<PathBuf>,
     /// Input files: workspace-relative path → absolute path, sorted.
     pub inputs: BTreeMap<String, PathBuf>,
     /// Indices (into `Workspace::packages`) of direct dependencies.
@@ -125,6 +132,7 @@ impl Workspace {
         let decl = brr_schema::parse_workspace(&ws_file)?;
         let files = walk(&root, &walk_roots(&decl.packages), &mut seen.dirs)?;
         let mut packages = discover(&root, &decl, &ws_file, &files, &mut seen.decls)?;
+        procfiles(&root, &mut packages, &files, &mut seen.optional)?;
         resolve_inputs(&mut packages, &files)?;
         let packages = order(packages)?;
         let (environments, stamp) = environments::load(&root, &packages)?;
@@ -471,6 +479,8 @@ fn discover(
             kind,
             dir: (*dir).to_owned(),
             manifest: file.path.clone(),
+            processes: body.processes.clone(),
+            procfile: None,
             body,
             inputs: BTreeMap::new(),
             deps: Vec::new(),
@@ -488,6 +498,67 @@ fn discover(
         .into());
     }
     Ok(packages)
+}
+
+/// Reads the `Procfile` of each package that has one (the walk listed it)
+/// and adds its process types, recording its stamp in `stamps`. A package
+/// without one records nothing: creating one changes its folder's listing,
+/// which the saved load checks already. A library with a `Procfile`, and a
+/// type declared in both files, are errors.
+fn procfiles(
+    root: &Path,
+    packages: &mut [Package],
+    files: &[(String, PathBuf)],
+    stamps: &mut Vec<(String, Option<FileStat>)>,
+) -> Result<(), GraphError> {
+    let found: Vec<(usize, String, &PathBuf)> = packages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let rel = format!("{}/{PROCFILE}", p.dir);
+            let at = files.binary_search_by(|(f, _)| f.as_str().cmp(&rel)).ok()?;
+            Some((i, rel, &files[at].1))
+        })
+        .collect();
+    for (i, rel, abs) in found {
+        let (file, stamp) = read_source(root, abs)?;
+        let entries = brr_schema::parse_procfile(&file)?;
+        stamps.push((rel, Some(stamp)));
+        let p = &mut packages[i];
+        if p.kind == PackageKind::Library {
+            let span = entries.first().map_or((0, 0).into(), |e| e.span);
+            return Err(DeclError::at(
+                &file,
+                span,
+                format!("library `{}` has a `{PROCFILE}`", cut(&p.name)),
+                "libraries do not run",
+            )
+            .with_help(format!("declare it as `Service(...)` in `{}`, or remove the {PROCFILE}", p.manifest.display()))
+            .into());
+        }
+        for e in entries {
+            if p.body.processes.contains_key(&e.name) {
+                let declared = p.source.locate(&[brr_schema::Step::Field("processes"), brr_schema::Step::Key(&e.name)]);
+                let (line, col) = p.source.line_col(declared.offset());
+                return Err(DeclError::at(
+                    &file,
+                    e.span,
+                    format!(
+                        "process type `{}` is declared in both `{}` and `{}`",
+                        cut(&e.name),
+                        p.manifest.display(),
+                        file.path.display()
+                    ),
+                    "declared twice",
+                )
+                .with_help(format!("`{}:{line}:{col}` declares it too; keep one", p.manifest.display()))
+                .into());
+            }
+            p.processes.insert(e.name.clone(), ProcessDecl::command(e.argv()));
+        }
+        p.procfile = Some(file.path.clone());
+    }
+    Ok(())
 }
 
 fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Result<(), GraphError> {

@@ -16,7 +16,10 @@
 //! | blob | — | the file's bytes, nothing else (so `b3sum` agrees) |
 //! | [`Tree`] | `brr/tree/1` | entries sorted by name: name, kind, child hash, size |
 //! | [`ActionKey`] | `brr/action/1` | system, builder argv, env (sorted), outputs (sorted), tools (name → digest, sorted), package dir, source-set tree, dependency artifacts (name → hash, sorted) |
-//! | [`Artifact`] | `brr/artifact/1` | outputs tree, manifest: process types (sorted: name → argv), release argv |
+//! | [`Artifact`] | `brr/artifact/2` | outputs tree, manifest: process types (sorted by name: argv, restart policy, grace seconds, readiness probe; each setting optional), release argv |
+//!
+//! `brr/artifact/1` (process types with an argv only) is still decoded, as
+//! an artifact whose settings are all the defaults; see [`Artifact::decode`].
 //!
 //! The release stage's objects (config, release, ledger entry) are listed in
 //! [`crate::release`]'s docs.
@@ -177,10 +180,61 @@ impl ActionKey {
     }
 }
 
-/// A process type of a service: what `brr run` will start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A process type of a service: what `brr run` will start, and how it is
+/// supervised. A setting left `None` was not declared: the run stage's
+/// default applies (see `brr-run`'s docs), so an artifact says exactly
+/// what its declaration said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessSpec {
     pub command: Vec<String>,
+    /// When it is started again after it exits.
+    pub restart: Option<Restart>,
+    /// Seconds from SIGTERM to SIGKILL when it is stopped.
+    pub grace_s: Option<u32>,
+    /// When it is ready for traffic (`None`: `web` when its `PORT`
+    /// accepts a connection, other types once started).
+    pub ready: Option<Probe>,
+}
+
+impl ProcessSpec {
+    /// A process type with only a command: every setting the default.
+    pub fn command(command: Vec<String>) -> Self {
+        Self { command, ..Self::default() }
+    }
+}
+
+/// When a process that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Restart {
+    Never,
+    /// When it exits non-zero or by a signal.
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    /// As declared: `never`, `on-failure`, `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::OnFailure => "on-failure",
+            Self::Always => "always",
+        }
+    }
+}
+
+/// How the supervisor tells a started process is ready for traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Probe {
+    /// Ready once started.
+    None,
+    /// Ready once `127.0.0.1:PORT` accepts a TCP connection.
+    Tcp,
+    /// Ready once `GET path` on `127.0.0.1:PORT` answers 2xx.
+    Http { path: String },
+    /// Ready once this command (argv), run in the release folder with the
+    /// process's environment, exits 0.
+    Command(Vec<String>),
 }
 
 /// The runnable half of an artifact. Empty for libraries.
@@ -201,7 +255,61 @@ pub struct Artifact {
 
 impl Object for Artifact {
     const KIND: ObjectKind = ObjectKind::Artifact;
-    const TAG: &'static str = "brr/artifact/1\n";
+    const TAG: &'static str = "brr/artifact/2\n";
+
+    /// Also reads `brr/artifact/1` objects (process types had a command
+    /// only), so stores made before the settings were added still verify
+    /// and their releases still run, with every setting the default. Such
+    /// an object keeps the name it was stored under: re-encoding it gives
+    /// a `brr/artifact/2` object with another hash.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let Some(body) = bytes.strip_prefix(ARTIFACT_V1_TAG.as_bytes()) else {
+            let body =
+                bytes.strip_prefix(Self::TAG.as_bytes()).ok_or(DecodeError::Tag { expected: Self::TAG.trim_end() })?;
+            return postcard::from_bytes(body)
+                .map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source });
+        };
+        let v1: v1::Artifact =
+            postcard::from_bytes(body).map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source })?;
+        Ok(v1.into())
+    }
+}
+
+/// The tag of artifacts made before process types had settings.
+pub const ARTIFACT_V1_TAG: &str = "brr/artifact/1\n";
+
+/// The `brr/artifact/1` layout, read by [`Artifact::decode`] only.
+mod v1 {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use crate::TreeHash;
+
+    #[derive(Deserialize)]
+    pub(super) struct Artifact {
+        outputs: TreeHash,
+        manifest: ServiceManifest,
+    }
+
+    #[derive(Deserialize)]
+    struct ServiceManifest {
+        processes: BTreeMap<String, ProcessSpec>,
+        release: Option<Vec<String>>,
+    }
+
+    #[derive(Deserialize)]
+    struct ProcessSpec {
+        command: Vec<String>,
+    }
+
+    impl From<Artifact> for super::Artifact {
+        fn from(a: Artifact) -> Self {
+            let processes =
+                a.manifest.processes.into_iter().map(|(n, p)| (n, super::ProcessSpec::command(p.command))).collect();
+            Self { outputs: a.outputs, manifest: super::ServiceManifest { processes, release: a.manifest.release } }
+        }
+    }
 }
 
 impl Artifact {
@@ -247,7 +355,7 @@ mod tests {
     fn process_change_changes_artifact_not_key() {
         let a = Artifact { outputs: TreeHash(Digest::of(b"t")), manifest: ServiceManifest::default() };
         let mut b = a.clone();
-        b.manifest.processes.insert("web".into(), ProcessSpec { command: vec!["bin/web".into()] });
+        b.manifest.processes.insert("web".into(), ProcessSpec::command(vec!["bin/web".into()]));
         assert_ne!(a.hash(), b.hash());
     }
 }

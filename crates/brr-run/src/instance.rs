@@ -1,9 +1,9 @@
-//! One process instance (`web.1`): a thread that starts it, watches it,
-//! restarts it by its policy with backoff and a start limit, and stops it
-//! when asked. It reports every change to the supervisor.
+//! One process instance (`web.1`): a thread that starts it, probes it until
+//! it is ready, watches it, restarts it by its policy with backoff and a
+//! start limit, and stops it when asked (SIGTERM, its grace, SIGKILL). It
+//! reports every change to the supervisor.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use brr_hash::ReleaseHash;
 use brr_process::{Child, Command, Output, Signal};
 
-use crate::{Options, Output as RunOutput, Restart};
+use crate::probe::Prober;
+use crate::{Options, Output as RunOutput, Probe, Restart};
 
 /// Which instance a report is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,9 +70,12 @@ pub struct Spec {
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub port: u16,
-    /// Ready once its port accepts a connection (web processes); others
-    /// are ready once started.
-    pub probe_port: bool,
+    /// A `web` process: behind its service's router once ready.
+    pub web: bool,
+    /// Its policy, grace and probe: declared, or the defaults.
+    pub restart: Restart,
+    pub grace: Duration,
+    pub ready: Probe,
     /// The run's cgroup, which the process joins before it runs.
     pub cgroup: Option<Arc<brr_process::Cgroup>>,
 }
@@ -110,14 +114,17 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
             }
         };
         let _ = tx.send(Report::Started { key: spec.key.clone(), pid: child.pid() });
-        let mut ready = !spec.probe_port;
-        if ready {
-            let _ = tx.send(Report::Ready { key: spec.key.clone() });
-        }
+        let mut prober = Prober::new(&spec.ready, spec.port);
+        let mut ready = false;
         // Watch it: exit, readiness, or a stop request.
         let status = loop {
+            if !ready && prober.poll(&spec.dir, &spec.env) {
+                ready = true;
+                let _ = tx.send(Report::Ready { key: spec.key.clone() });
+            }
             if stop.load(Ordering::SeqCst) {
-                let (status, forced) = match child.terminate(opts.grace) {
+                drop(prober);
+                let (status, forced) = match child.terminate(spec.grace) {
                     Ok(s) => (s.to_string(), s.killed_by(Signal::Kill)),
                     Err(e) => (e.to_string(), true),
                 };
@@ -132,14 +139,11 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
                     return;
                 }
             }
-            if !ready && port_accepts(spec.port) {
-                ready = true;
-                let _ = tx.send(Report::Ready { key: spec.key.clone() });
-            }
         };
+        drop(prober);
         let succeeded = status.success();
         let _ = tx.send(Report::Exited { key: spec.key.clone(), status: status.to_string() });
-        let restart = match opts.restart {
+        let restart = match spec.restart {
             Restart::Never => false,
             Restart::OnFailure => !succeeded,
             Restart::Always => true,
@@ -180,10 +184,6 @@ fn backoff(
         std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
     }
     true
-}
-
-fn port_accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(100)).is_ok()
 }
 
 /// Starts the process with its output read line by line into `out`.

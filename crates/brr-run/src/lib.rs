@@ -13,20 +13,30 @@
 //! escaped its process groups (a double-forked daemon). Every state change
 //! is written to the store's `run_processes` table for `brr ps`.
 //!
-//! Defaults, beside systemd's and Kubernetes':
+//! Defaults, beside systemd's and Kubernetes'. A process type may set the
+//! ones marked "per type" in its declaration (`restart`, `grace_s`,
+//! `ready`), carried in the artifact's [`brr_hash::ProcessSpec`]; what it
+//! leaves out takes [`Options`] (`brr run --restart`, `--grace`).
 //!
 //! | setting | brr | systemd | Kubernetes |
 //! |---|---|---|---|
-//! | restart policy | `on-failure` | `Restart=no` | `Always` |
+//! | restart policy (per type) | `on-failure` | `Restart=no` | `Always` |
 //! | first restart delay | 100 ms, doubling | `RestartSec=100ms` (fixed) | 10 s, doubling |
 //! | delay cap | 10 s | — | 5 min |
 //! | backoff reset after up for | 10 s | — | 10 min |
 //! | start limit | 5 starts in 10 s, then `failed` | `StartLimitBurst=5` in `StartLimitIntervalSec=10s` | none (CrashLoopBackOff) |
-//! | stop | SIGTERM, 10 s grace, SIGKILL | SIGTERM, `TimeoutStopSec=90s`, SIGKILL | SIGTERM, 30 s grace, SIGKILL |
-//! | readiness | web: its `PORT` accepts a connection | `Type=notify` | probes |
+//! | stop (grace per type) | SIGTERM, 10 s grace, SIGKILL | SIGTERM, `TimeoutStopSec=90s`, SIGKILL | SIGTERM, 30 s grace, SIGKILL |
+//! | readiness (per type) | `web`: TCP, its `PORT` accepts a connection; others: once started | `Type=notify` | probes (none: ready once started) |
+//! | readiness probes | TCP connect, HTTP GET answering 2xx, a command exiting 0 (5 s per try) | — | `tcpSocket`, `httpGet` (200–399), `exec` (1 s per try) |
+//!
+//! Until its probe passes a process is `running`, not `ready`: a web
+//! process gets no traffic from the router, and a switch keeps the old
+//! release. Probes are tried from the start, every 10 ms (TCP), 50 ms
+//! (HTTP) or 100 ms (command), against `127.0.0.1:PORT`.
 
 pub mod instance;
 pub mod ports;
+mod probe;
 pub mod router;
 mod supervisor;
 
@@ -74,25 +84,21 @@ impl RunError {
     }
 }
 
-/// When a process that exited is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    Never,
-    /// When it exits non-zero or by a signal (the default).
-    OnFailure,
-    Always,
-}
+/// When a process that exited is started again (the default: `OnFailure`).
+pub use brr_hash::{Probe, Restart};
 
 /// How the supervisor treats its processes; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// For process types that declare none.
     pub restart: Restart,
     pub first_delay: Duration,
     pub max_delay: Duration,
     pub reset_after: Duration,
     pub start_limit: u32,
     pub start_interval: Duration,
-    /// From SIGTERM to SIGKILL.
+    /// From SIGTERM to SIGKILL, for process types that declare none; also
+    /// how long a switch lets old web processes finish their connections.
     pub grace: Duration,
     pub port_base: u16,
     /// How long a switch waits for the new release to be ready.
@@ -136,6 +142,12 @@ pub struct Unit {
     pub config: Config,
     pub process: String,
     pub command: Vec<String>,
+    /// Its declared restart policy (`None`: [`Options::restart`]).
+    pub restart: Option<Restart>,
+    /// Its declared grace (`None`: [`Options::grace`]).
+    pub grace: Option<Duration>,
+    /// Its declared readiness probe (`None`: TCP for `web`, none for others).
+    pub ready: Option<Probe>,
     pub instances: u32,
     /// The materialized release folder: the working directory.
     pub dir: PathBuf,
@@ -175,6 +187,9 @@ pub fn plan(
                 config: config.clone(),
                 process: name.clone(),
                 command: spec.command.clone(),
+                restart: spec.restart,
+                grace: spec.grace_s.map(|s| Duration::from_secs(u64::from(s))),
+                ready: spec.ready.clone(),
                 instances,
                 dir: dir.clone(),
             });

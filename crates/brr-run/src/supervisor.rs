@@ -17,7 +17,7 @@ use brr_store::{RunProcess, Store};
 use crate::instance::{Key, Report, Spec};
 use crate::ports::Ports;
 use crate::router::Router;
-use crate::{Options, Output, RunError, Unit};
+use crate::{Options, Output, Probe, RunError, Unit};
 
 /// Host variables every process keeps.
 const HOST_VARS: [&str; 4] = ["PATH", "HOME", "USER", "LANG"];
@@ -204,7 +204,10 @@ impl<'a> Supervisor<'a> {
             dir: unit.dir.clone(),
             env,
             port,
-            probe_port: web,
+            web,
+            restart: unit.restart.unwrap_or(self.opts.restart),
+            grace: unit.grace.unwrap_or(self.opts.grace),
+            ready: unit.ready.clone().unwrap_or(if web { Probe::Tcp } else { Probe::None }),
             cgroup: self.cgroup.clone(),
         };
         let row = RunProcess {
@@ -257,7 +260,7 @@ impl<'a> Supervisor<'a> {
                 if let Some(i) = self.instances.get_mut(&key) {
                     i.row.last_exit = Some(status.clone());
                     i.ready = false;
-                    if i.spec.probe_port
+                    if i.spec.web
                         && let Some(r) = self.routers.get(&i.service)
                     {
                         r.remove(i.spec.port);
@@ -288,7 +291,7 @@ impl<'a> Supervisor<'a> {
         inst.row.updated_ms = now_ms();
         if state == "ready" {
             inst.ready = true;
-            if inst.spec.probe_port
+            if inst.spec.web
                 && self.current.get(&inst.service) == Some(&key.release)
                 && let Some(r) = self.routers.get(&inst.service)
             {
@@ -421,7 +424,7 @@ impl<'a> Supervisor<'a> {
             let ports: Vec<u16> = self
                 .instances
                 .iter()
-                .filter(|(k, i)| k.release == new && i.spec.probe_port && i.ready)
+                .filter(|(k, i)| k.release == new && i.spec.web && i.ready)
                 .map(|(_, i)| i.spec.port)
                 .collect();
             router.set(ports);
@@ -429,7 +432,7 @@ impl<'a> Supervisor<'a> {
             let old_ports: Vec<u16> = self
                 .instances
                 .iter()
-                .filter(|(k, i)| i.service == service && k.release != new && i.spec.probe_port)
+                .filter(|(k, i)| i.service == service && k.release != new && i.spec.web)
                 .map(|(_, i)| i.spec.port)
                 .collect();
             let drain_until = Instant::now() + self.opts.grace;

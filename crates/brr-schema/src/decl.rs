@@ -153,12 +153,115 @@ pub struct LimitsDecl {
     pub memory_mib: Option<u64>,
 }
 
-/// A process type of a service.
+/// A process type of a service. Every setting is optional: one left out
+/// takes the run stage's default. They are part of the build hash, like
+/// the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename = "Process")]
 pub struct ProcessDecl {
     /// Command (argv), relative to the artifact folder or a host program.
     pub command: Vec<String>,
+    /// When it is started again after it exits: `"never"`, `"on-failure"`
+    /// (the default: a non-zero exit or a signal) or `"always"`.
+    #[serde(default)]
+    pub restart: Option<RestartDecl>,
+    /// Seconds between SIGTERM and SIGKILL when it is stopped (default 10).
+    #[serde(default)]
+    pub grace_s: Option<u32>,
+    /// When it is ready for traffic: `Tcp` (its `PORT` accepts a
+    /// connection), `Http(path: "/health")` (a GET on its `PORT` answers
+    /// 2xx), `Command(["sh", "-c", "…"])` (exits 0), or `None` (once
+    /// started). Default: `Tcp` for `web`, `None` for other types.
+    #[serde(default, deserialize_with = "declared")]
+    #[schemars(with = "ReadyDecl")]
+    pub ready: Option<ReadyDecl>,
+}
+
+impl ProcessDecl {
+    /// A process type with only a command (every setting the default).
+    pub fn command(command: Vec<String>) -> Self {
+        Self { command, restart: None, grace_s: None, ready: None }
+    }
+}
+
+/// A restart policy, written as a string (`restart: "never"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartDecl {
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl RestartDecl {
+    /// Every policy, as written.
+    pub const ALL: [(&'static str, Self); 3] =
+        [("never", Self::Never), ("on-failure", Self::OnFailure), ("always", Self::Always)];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, r)| *r == self).map_or("", |(s, _)| s)
+    }
+}
+
+impl Serialize for RestartDecl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartDecl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::ALL.iter().find(|(s, _)| *s == text).map(|(_, r)| *r).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown restart policy `{}`: expected `never`, `on-failure` or `always`",
+                crate::cut(&text)
+            ))
+        })
+    }
+}
+
+impl JsonSchema for RestartDecl {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Restart".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "When an exited process is started again.",
+            "type": "string",
+            "enum": ["never", "on-failure", "always"],
+        })
+    }
+}
+
+/// A readiness probe (`ready: Http(path: "/health")`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Ready")]
+pub enum ReadyDecl {
+    /// `127.0.0.1:PORT` accepts a TCP connection.
+    Tcp,
+    /// `GET path` on `127.0.0.1:PORT` answers 2xx.
+    Http {
+        /// Starts with `/`.
+        path: String,
+    },
+    /// This command (argv), run in the release folder with the process's
+    /// environment, exits 0 (each try is given 5 s).
+    Command(Vec<String>),
+    /// Ready once started.
+    None,
+}
+
+/// A field that is `None` only when left out: in RON, a written value is
+/// the inner type's, so `ready: None` is the probe `None`, not "not
+/// declared" (which `IMPLICIT_SOME` would make it). Binary formats (the
+/// saved workspace load) keep the option as it is.
+fn declared<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    if d.is_human_readable() { T::deserialize(d).map(Some) } else { Option::<T>::deserialize(d) }
 }
 
 /// Start of the message of a key given twice in one map (see [`unique_keys`]);

@@ -20,10 +20,11 @@ mod environments;
 mod error;
 mod locate;
 mod parse;
+mod procfile;
 
 pub use decl::{
-    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, RemoteCacheDecl,
-    RemoteDecl, ServiceEnvDecl, WorkspaceDecl,
+    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, ReadyDecl,
+    RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};
@@ -32,6 +33,7 @@ pub use parse::{
     GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_duration, parse_package,
     parse_workspace,
 };
+pub use procfile::{PROCFILE, ProcfileEntry, parse_procfile};
 
 /// The JSON Schemas of the declaration files, as (file name, pretty JSON).
 pub fn json_schema() -> Vec<(&'static str, String)> {

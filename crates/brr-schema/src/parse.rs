@@ -9,7 +9,8 @@ use ron::extensions::Extensions;
 
 use crate::decl::DUPLICATE_KEY;
 use crate::error::{DeclError, SourceFile};
-use crate::{PackageDecl, WorkspaceDecl};
+use crate::locate::Step;
+use crate::{PackageDecl, ReadyDecl, WorkspaceDecl};
 
 /// Longest glob accepted: no path is longer (Linux's `PATH_MAX`), and a glob
 /// compiles to a regex, whose cost grows with its length.
@@ -185,7 +186,9 @@ pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, Box<DeclError>> {
     Ok(decl)
 }
 
-fn is_name(s: &str) -> bool {
+/// A package or process type name: lowercase letters, digits, `-` and `_`,
+/// starting with a letter or digit.
+pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
         && s.as_bytes()[0].is_ascii_alphanumeric()
@@ -283,12 +286,45 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         if p.command.is_empty() {
             return Err(err(name, format!("process `{}` has an empty command", cut(name)), "empty command").into());
         }
+        check_ready(file, name, p.ready.as_ref())?;
     }
     if b.release.as_ref().is_some_and(Vec::is_empty) {
         let at = file.find_field("release");
         return Err(DeclError::at(file, (at, 7).into(), "the release command is empty", "empty").into());
     }
     Ok(())
+}
+
+/// A readiness probe that can be tried: an HTTP path that fits a request
+/// line, a command that is not empty.
+fn check_ready(file: &SourceFile, process: &str, ready: Option<&ReadyDecl>) -> Result<(), Box<DeclError>> {
+    let at = |steps: &[Step<'_>]| {
+        let mut path = vec![Step::Field("processes"), Step::Key(process), Step::Field("ready")];
+        path.extend_from_slice(steps);
+        file.locate(&path)
+    };
+    match ready {
+        Some(ReadyDecl::Http { path })
+            if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(DeclError::at(
+                file,
+                at(&[Step::Field("path"), Step::Value]),
+                format!("process `{}` has an invalid readiness path `{}`", cut(process), cut(path)),
+                "not a path",
+            )
+            .with_help("an HTTP path starts with `/` and holds no spaces (`/health`)")
+            .into())
+        }
+        Some(ReadyDecl::Command(argv)) if argv.is_empty() => Err(DeclError::at(
+            file,
+            at(&[]),
+            format!("process `{}` has an empty readiness command", cut(process)),
+            "empty command",
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Env names and values, and NUL bytes in commands: they would break or
@@ -318,7 +354,11 @@ fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclEr
                 .into());
         }
     }
-    let commands = b.processes.values().map(|p| &p.command).chain(b.release.as_ref()).chain([&b.builder]);
+    let probes = b.processes.values().filter_map(|p| match &p.ready {
+        Some(ReadyDecl::Command(argv)) => Some(argv),
+        _ => None,
+    });
+    let commands = b.processes.values().map(|p| &p.command).chain(probes).chain(b.release.as_ref()).chain([&b.builder]);
     if commands.flatten().any(|w| w.contains('\0')) {
         let at = file.find_field("builder");
         return Err(DeclError::at(file, (at, 7).into(), "a command holds a NUL byte", "here")

@@ -170,7 +170,7 @@ pub struct Artifact {
 /// The runnable half of an artifact; empty for libraries.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Manifest {
-    /// Process type → its command.
+    /// Process type → its command and supervision settings.
     pub processes: BTreeMap<String, Process>,
     /// The release command, if any.
     pub release: Option<Vec<String>>,
@@ -179,6 +179,45 @@ pub struct Manifest {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Process {
     pub command: Vec<String>,
+    /// `never`, `on-failure` or `always`; absent: the run stage's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<&'static str>,
+    /// Seconds from SIGTERM to SIGKILL; absent: the run stage's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<u32>,
+    /// The readiness probe; absent: TCP for `web`, none for other types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
+}
+
+/// A readiness probe.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "probe", rename_all = "lowercase")]
+pub enum Ready {
+    /// Ready once started.
+    None,
+    /// Its `PORT` accepts a TCP connection.
+    Tcp,
+    /// `GET path` on its `PORT` answers 2xx.
+    Http { path: String },
+    /// The command exits 0.
+    Command { command: Vec<String> },
+}
+
+impl From<brr_hash::ProcessSpec> for Process {
+    fn from(p: brr_hash::ProcessSpec) -> Self {
+        Self {
+            command: p.command,
+            restart: p.restart.map(brr_hash::Restart::as_str),
+            grace_s: p.grace_s,
+            ready: p.ready.map(|r| match r {
+                brr_hash::Probe::None => Ready::None,
+                brr_hash::Probe::Tcp => Ready::Tcp,
+                brr_hash::Probe::Http { path } => Ready::Http { path },
+                brr_hash::Probe::Command(command) => Ready::Command { command },
+            }),
+        }
+    }
 }
 
 impl From<brr_hash::Tree> for Tree {
@@ -220,7 +259,7 @@ impl From<brr_hash::ActionKey> for Action {
 
 impl From<brr_hash::Artifact> for Artifact {
     fn from(a: brr_hash::Artifact) -> Self {
-        let processes = a.manifest.processes.into_iter().map(|(n, p)| (n, Process { command: p.command })).collect();
+        let processes = a.manifest.processes.into_iter().map(|(n, p)| (n, p.into())).collect();
         Self { outputs: a.outputs.into(), manifest: Manifest { processes, release: a.manifest.release } }
     }
 }

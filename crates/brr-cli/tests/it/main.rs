@@ -10,6 +10,7 @@ mod hostile;
 mod inspect;
 mod invalid;
 mod json_schema;
+mod proctypes;
 mod release;
 mod remote;
 mod run;

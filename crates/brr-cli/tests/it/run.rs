@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{BRR, shop};
 
-const ENVIRONMENTS: &str = r#"Environments(
+pub(crate) const ENVIRONMENTS: &str = r#"Environments(
     promotion: ["staging", "production"],
     environments: {"staging": Environment(vars: {"GREETING": "hi"}), "production": Environment(vars: {"GREETING": "hello"})},
 )
@@ -38,7 +38,7 @@ fn app(processes: &[(&str, &str)]) -> TestWorkspace {
 }
 
 /// `brr ARGS` started in the background, output to files in the workspace.
-fn spawn(ws: &TestWorkspace, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(crate) fn spawn(ws: &TestWorkspace, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = ws.command();
     cmd.args(args)
         .envs(env.iter().copied())
@@ -49,13 +49,13 @@ fn spawn(ws: &TestWorkspace, args: &[&str], env: &[(&str, &str)]) -> Child {
 }
 
 /// `brr ps --json`'s processes.
-fn ps(ws: &TestWorkspace) -> Vec<Value> {
+pub(crate) fn ps(ws: &TestWorkspace) -> Vec<Value> {
     ws.brr(["ps", "--json"]).success().json()["processes"].as_array().unwrap().clone()
 }
 
 /// Polls `brr ps` until `done` holds (at most 30 s); returns the last list.
 #[track_caller]
-fn wait_ps(ws: &TestWorkspace, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) fn wait_ps(ws: &TestWorkspace, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = ps(ws);
@@ -71,12 +71,12 @@ fn wait_ps(ws: &TestWorkspace, what: &str, done: impl Fn(&[Value]) -> bool) -> V
     }
 }
 
-fn state_of<'a>(list: &'a [Value], process: &str) -> Option<&'a str> {
+pub(crate) fn state_of<'a>(list: &'a [Value], process: &str) -> Option<&'a str> {
     list.iter().rev().find(|p| p["process"] == process && p["run_state"] == "running")?["state"].as_str()
 }
 
 /// SIGTERM to `child`, then its exit code.
-fn terminate(child: &mut Child) -> Option<i32> {
+pub(crate) fn terminate(child: &mut Child) -> Option<i32> {
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap(),
         rustix::process::Signal::TERM,
@@ -91,7 +91,7 @@ fn alive(pid: u32) -> bool {
     !state.is_empty() && state != "Z"
 }
 
-fn http_get(port: u16) -> std::io::Result<String> {
+pub(crate) fn http_get(port: u16) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;

@@ -4,6 +4,7 @@
 mod environments;
 mod inputs;
 mod load;
+mod procfile;
 mod snapshot;
 mod tools;
 

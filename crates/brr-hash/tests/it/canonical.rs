@@ -101,7 +101,7 @@ fn moving_bytes_across_a_boundary_changes_the_hash() {
     };
     assert_ne!(system_and_dir("x86_64-linux", "app"), system_and_dir("x86_64-linuxa", "pp"));
     let process = |name: &str, arg: &str| {
-        let processes = BTreeMap::from([(name.to_owned(), ProcessSpec { command: vec![arg.to_owned()] })]);
+        let processes = BTreeMap::from([(name.to_owned(), ProcessSpec::command(vec![arg.to_owned()]))]);
         Artifact { outputs: TreeHash(Digest::of(b"t")), manifest: ServiceManifest { processes, release: None } }.hash()
     };
     assert_ne!(process("web", "x"), process("we", "bx"));

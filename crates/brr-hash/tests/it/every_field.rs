@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use brr_hash::{
     ActionKey, Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry,
-    ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, ServiceManifest, ToolDigest, Tree, TreeEntry,
+    Probe, ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, Restart, ServiceManifest, ToolDigest,
+    Tree, TreeEntry,
 };
 use serde::Serialize;
 
@@ -60,11 +61,6 @@ fn assert_each_change_changes_the_hash<T>(
 /// The plain file of the sample tree.
 fn file(t: &mut Tree) -> &mut TreeEntry {
     &mut t.entries[3]
-}
-
-/// The `web` process of the sample manifest.
-fn web(m: &mut ServiceManifest) -> &mut ProcessSpec {
-    m.processes.get_mut("web").expect("the sample has a web process")
 }
 
 #[test]
@@ -163,19 +159,21 @@ fn every_artifact_field_enters_the_build_hash() {
 fn every_manifest_field_enters_the_build_hash() {
     let base = samples::manifest();
     let ServiceManifest { processes: _, release: _ } = &base;
-    let ProcessSpec { command: _ } = &base.processes["web"];
     let changes = [
         change(&base, "processes", "a process added", |m| {
-            m.processes.insert("cron".into(), ProcessSpec { command: vec!["bin/app".into(), "cron".into()] });
+            m.processes.insert("cron".into(), ProcessSpec::command(vec!["bin/app".into(), "cron".into()]));
         }),
         change(&base, "processes", "a process removed", |m| assert!(m.processes.remove("worker").is_some())),
         change(&base, "processes", "a process renamed", |m| {
             let p = m.processes.remove("worker").unwrap();
             m.processes.insert("jobs".into(), p);
         }),
-        change(&base, "processes", "a command's argument changed", |m| web(m).command[3] = "9090".into()),
-        change(&base, "processes", "a command's argument added", |m| web(m).command.push("--verbose".into())),
-        change(&base, "processes", "a command emptied", |m| web(m).command.clear()),
+        change(&base, "processes", "two processes' commands swapped", |m| {
+            let web = m.processes["web"].command.clone();
+            let worker = m.processes["worker"].command.clone();
+            m.processes.get_mut("web").unwrap().command = worker;
+            m.processes.get_mut("worker").unwrap().command = web;
+        }),
         change(&base, "release", "another release command", |m| m.release = Some(vec!["bin/app".into()])),
         change(&base, "release", "an empty release command", |m| m.release = Some(Vec::new())),
         change(&base, "release", "no release command", |m| m.release = None),
@@ -183,8 +181,61 @@ fn every_manifest_field_enters_the_build_hash() {
     let outputs = samples::tree().hash();
     let build_hash = |m: &ServiceManifest| Artifact { outputs, manifest: m.clone() }.hash().0;
     assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, build_hash);
-    // A process spec has one field, `command`, changed above.
-    assert_eq!(serialized_fields(&base.processes["web"]), BTreeSet::from(["command".to_owned()]));
+}
+
+/// Each field of a process type (its command and every supervision
+/// setting: they decide what runs) enters the build hash, and so does each
+/// way of leaving a setting to the default.
+#[test]
+fn every_process_field_enters_the_build_hash() {
+    let base = samples::web();
+    let ProcessSpec { command: _, restart: _, grace_s: _, ready: _ } = &base;
+    let probe = |p: Probe| move |s: &mut ProcessSpec| s.ready = Some(p);
+    let argv = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let changes = [
+        change(&base, "command", "an argument changed", |s| s.command[3] = "9090".into()),
+        change(&base, "command", "an argument added", |s| s.command.push("--verbose".into())),
+        change(&base, "command", "emptied", |s| s.command.clear()),
+        change(&base, "restart", "never", |s| s.restart = Some(Restart::Never)),
+        change(&base, "restart", "on failure", |s| s.restart = Some(Restart::OnFailure)),
+        change(&base, "restart", "the default", |s| s.restart = None),
+        change(&base, "grace_s", "a second longer", |s| s.grace_s = Some(31)),
+        change(&base, "grace_s", "none at all", |s| s.grace_s = Some(0)),
+        change(&base, "grace_s", "the default", |s| s.grace_s = None),
+        change(&base, "ready", "another path", probe(Probe::Http { path: "/ready".into() })),
+        change(&base, "ready", "a TCP probe", probe(Probe::Tcp)),
+        change(&base, "ready", "no probe", probe(Probe::None)),
+        change(&base, "ready", "a command", probe(Probe::Command(argv(&["bin/app", "ping"])))),
+        change(&base, "ready", "another command", probe(Probe::Command(argv(&["bin/app", "ping", "-q"])))),
+        change(&base, "ready", "an empty command", probe(Probe::Command(Vec::new()))),
+        change(&base, "ready", "the default", |s| s.ready = None),
+    ];
+    // Every probe and policy is among the values above; the matches have no
+    // wildcard, so a new one fails to compile until it is listed and covered.
+    let mut kinds = BTreeSet::new();
+    for spec in changes.iter().map(|c| &c.value).chain([&base]) {
+        kinds.insert(match &spec.ready {
+            Some(Probe::None) => "none",
+            Some(Probe::Tcp) => "tcp",
+            Some(Probe::Http { .. }) => "http",
+            Some(Probe::Command(_)) => "command",
+            None => "default probe",
+        });
+        kinds.insert(match spec.restart {
+            Some(Restart::Never) => "never",
+            Some(Restart::OnFailure) => "on-failure",
+            Some(Restart::Always) => "always",
+            None => "default policy",
+        });
+    }
+    assert_eq!(kinds.len(), 9, "every probe and policy is covered: {kinds:?}");
+    let outputs = samples::tree().hash();
+    let build_hash = |p: &ProcessSpec| {
+        let mut manifest = samples::manifest();
+        manifest.processes.insert("web".into(), p.clone());
+        Artifact { outputs, manifest }.hash().0
+    };
+    assert_each_change_changes_the_hash(&base, &serialized_fields(&base), &changes, build_hash);
 }
 
 #[test]

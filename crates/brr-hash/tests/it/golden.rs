@@ -9,11 +9,15 @@
 //! tag (`brr/tree/2\n`, …) and a plan for old stores, after which the new hex
 //! is pinned here. Never update a hex only to make a test pass.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use brr_hash::fs::{Leaf, TreeBuilder, hash_file, snapshot};
-use brr_hash::{ActionKey, Artifact, Config, Digest, EntryKind, LedgerEntry, Object, ObjectKind, Release, Tree};
+use brr_hash::{
+    ARTIFACT_V1_TAG, ActionKey, Artifact, Config, Digest, EntryKind, LedgerEntry, Object, ObjectKind, Probe,
+    ProcessSpec, Release, Restart, ServiceManifest, Tree,
+};
 
 use crate::samples;
 
@@ -32,7 +36,7 @@ fn assert_pinned<T: Object + Debug + PartialEq>(value: &T, hex: &str) {
 fn domain_tags_are_pinned() {
     assert_eq!((Tree::KIND, Tree::TAG), (ObjectKind::Tree, "brr/tree/1\n"));
     assert_eq!((ActionKey::KIND, ActionKey::TAG), (ObjectKind::Action, "brr/action/1\n"));
-    assert_eq!((Artifact::KIND, Artifact::TAG), (ObjectKind::Artifact, "brr/artifact/1\n"));
+    assert_eq!((Artifact::KIND, Artifact::TAG), (ObjectKind::Artifact, "brr/artifact/2\n"));
     assert_eq!((Config::KIND, Config::TAG), (ObjectKind::Config, "brr/config/1\n"));
     assert_eq!((Release::KIND, Release::TAG), (ObjectKind::Release, "brr/release/1\n"));
     assert_eq!((LedgerEntry::KIND, LedgerEntry::TAG), (ObjectKind::Ledger, "brr/ledger/1\n"));
@@ -45,17 +49,21 @@ fn config_hash_is_pinned() {
     assert_pinned(&samples::config(), "ab4eda04bfcfebd150b59f7edba3bf60027a3b6cf89f2e7db94f9460df16d25a");
 }
 
-/// The release hash: a build hash and a config hash.
+/// The release hash: a build hash and a config hash. The sample's build
+/// is the sample artifact, so this hex (and the ledger entries' below)
+/// changed with `brr/artifact/2` although their own encoding did not: with
+/// the `brr/artifact/1` sample's hash as build, they gave the earlier hexes
+/// (`b8da28b1…`, `cd29caa6…`, `dd52c759…`).
 #[test]
 fn release_hash_is_pinned() {
-    assert_pinned(&samples::release(), "b8da28b1001ca69b52bc04bbea7edfc8efca73ab59e6eab56ab9f30128686c4f");
+    assert_pinned(&samples::release(), "447519a657cc6385869e7c5ec7e4be613bd4b523ab009d135ecd41e4b1940c6a");
 }
 
 /// A ledger entry's hash is the next entry's `previous`: the chain's links.
 #[test]
 fn ledger_entry_hash_is_pinned() {
-    assert_pinned(&samples::ledger_entry(), "cd29caa67f59c5417563cbc4b5693956844e65e9689880415b80870dd0627f7c");
-    assert_pinned(&samples::first_ledger_entry(), "dd52c759af95cc32445142a9760b0e3ea08528ef0a9d40b77a91abcd741808d1");
+    assert_pinned(&samples::ledger_entry(), "ec12b4b800f93714affa94ee7bb3e163f4460e6826b1dd7bbc33843b87dc0381");
+    assert_pinned(&samples::first_ledger_entry(), "2dde79c2d7f143cbfbaef57b63f25ca2efdc7f02bb4c0b7c85b301239cb3a409");
 }
 
 /// A blob has no tag: its hash is BLAKE3 of the file's bytes, so `b3sum` agrees.
@@ -123,8 +131,8 @@ fn action_key_hash_is_pinned() {
 /// The artifact hash is the build hash every release hash contains.
 #[test]
 fn artifact_hash_is_pinned() {
-    assert_pinned(&samples::artifact(), "202f7f77e41a317d83de13b16756e1be2f2b6f8e99f1de602ecc20f41203f3cc");
-    assert_pinned(&samples::library_artifact(), "1b77a87eada69ab2ab8c4cb9d76698253f2932197e032a78d45344dfb2b7a042");
+    assert_pinned(&samples::artifact(), "051fe7d527eee860f6f882cf0d287a1cd57228ac69cfb819147c2371e79d1910");
+    assert_pinned(&samples::library_artifact(), "cbaae1dd1934bcb26fee86758141c1df282ed06a393daed935ed7bdc2b58ca52");
 }
 
 /// The bytes of two small objects, written out by hand from the module docs
@@ -142,9 +150,59 @@ fn small_encodings_are_spelled_out() {
     tree.push(20); // size
     assert_eq!(samples::bin_tree().encode(), tree);
 
-    let mut artifact = b"brr/artifact/1\n".to_vec();
+    let mut artifact = b"brr/artifact/2\n".to_vec();
     artifact.extend(samples::bin_tree().hash().0.as_bytes()); // outputs tree
     artifact.push(0); // no process types
     artifact.push(0); // no release command
     assert_eq!(samples::library_artifact().encode(), artifact);
+}
+
+/// A process type's encoding in `brr/artifact/2`: argv, then each setting
+/// as an option (`0` for the default, `1` then the value when declared).
+#[test]
+fn a_process_type_encoding_is_spelled_out() {
+    let outputs = samples::bin_tree().hash();
+    let spec =
+        |ready| ProcessSpec { command: vec!["a".into()], restart: Some(Restart::Never), grace_s: Some(300), ready };
+    let manifest = |p| ServiceManifest { processes: BTreeMap::from([("web".into(), p)]), release: None };
+    let mut expected = b"brr/artifact/2\n".to_vec();
+    expected.extend(outputs.0.as_bytes());
+    expected.extend([1, 3]); // one process type, its name's length
+    expected.extend(b"web");
+    expected.extend([1, 1, b'a']); // argv: one argument of one byte
+    expected.extend([1, 0]); // restart: declared, `never` (never 0, on-failure 1, always 2)
+    expected.extend([1, 0xac, 0x02]); // grace_s: declared, 300 as a varint
+    let mut http = expected.clone();
+    http.extend([1, 2, 1, b'/']); // ready: declared, http (none 0, tcp 1, http 2, command 3), path "/"
+    http.push(0); // no release command
+    let artifact = Artifact { outputs, manifest: manifest(spec(Some(Probe::Http { path: "/".into() }))) };
+    assert_eq!(artifact.encode(), http);
+    expected.push(0); // ready: the default
+    expected.push(0); // no release command
+    let artifact = Artifact { outputs, manifest: manifest(spec(None)) };
+    assert_eq!(artifact.encode(), expected);
+}
+
+/// Objects stored before process types had settings (`brr/artifact/1`)
+/// still decode, with every setting the default, so old stores verify and
+/// their releases run; they are never written any more.
+#[test]
+fn version_1_artifacts_still_decode() {
+    let outputs = samples::bin_tree().hash();
+    let mut v1 = ARTIFACT_V1_TAG.as_bytes().to_vec();
+    v1.extend(outputs.0.as_bytes());
+    v1.extend([1, 3]);
+    v1.extend(b"web");
+    v1.extend([2, 3]);
+    v1.extend(b"bin");
+    v1.extend([1, b'x']); // argv ["bin", "x"], and nothing else
+    v1.extend([1, 1, 1, b'm']); // release command ["m"]
+    let decoded = Artifact::decode(&v1).expect("a version 1 artifact decodes");
+    let web = ProcessSpec::command(vec!["bin".into(), "x".into()]);
+    let manifest =
+        ServiceManifest { processes: BTreeMap::from([("web".into(), web)]), release: Some(vec!["m".into()]) };
+    assert_eq!(decoded, Artifact { outputs, manifest });
+    assert!(decoded.encode().starts_with(b"brr/artifact/2\n"), "it is re-encoded in the current version");
+    assert!(Artifact::decode(b"brr/artifact/3\n").is_err());
+    assert!(Artifact::decode(&v1[..v1.len() - 1]).is_err(), "a cut version 1 body is malformed");
 }

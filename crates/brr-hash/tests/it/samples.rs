@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use brr_hash::{
-    ActionKey, Artifact, ArtifactHash, Config, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry, ProcessSpec,
-    PromotionSource, Release, ReleaseStatus, ServiceManifest, ToolDigest, Tree, TreeEntry,
+    ActionKey, Artifact, ArtifactHash, Config, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry, Probe,
+    ProcessSpec, PromotionSource, Release, ReleaseStatus, Restart, ServiceManifest, ToolDigest, Tree, TreeEntry,
 };
 
 /// Bytes of the sample files, with the sizes the entries below claim.
@@ -72,12 +72,23 @@ pub fn action_key() -> ActionKey {
     }
 }
 
-/// A service manifest with two process types and a release command.
+/// A process type with every setting declared: `web` of [`manifest`].
+pub fn web() -> ProcessSpec {
+    ProcessSpec {
+        command: strings(&["bin/app", "serve", "--port", "8080"]),
+        restart: Some(Restart::Always),
+        grace_s: Some(30),
+        ready: Some(Probe::Http { path: "/health".into() }),
+    }
+}
+
+/// A service manifest with two process types (one with every setting
+/// declared, one with a command only) and a release command.
 pub fn manifest() -> ServiceManifest {
     ServiceManifest {
         processes: BTreeMap::from([
-            ("web".into(), ProcessSpec { command: strings(&["bin/app", "serve", "--port", "8080"]) }),
-            ("worker".into(), ProcessSpec { command: strings(&["bin/app", "work"]) }),
+            ("web".into(), web()),
+            ("worker".into(), ProcessSpec::command(strings(&["bin/app", "work"]))),
         ]),
         release: Some(strings(&["bin/app", "migrate"])),
     }

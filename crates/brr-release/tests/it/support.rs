@@ -36,7 +36,7 @@ pub fn put_build(store: &Store, files: &[(&str, &str)], release: Option<&[&str]>
     let snap = brr_hash::fs::snapshot(src.path(), &names).expect("snapshot");
     let outputs = store.put_snapshot(&snap).expect("put outputs");
     let manifest = ServiceManifest {
-        processes: BTreeMap::from([("web".into(), ProcessSpec { command: vec!["bin/web".into()] })]),
+        processes: BTreeMap::from([("web".into(), ProcessSpec::command(vec!["bin/web".into()]))]),
         release: release.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
     };
     let artifact = Artifact { outputs, manifest };

@@ -1,6 +1,8 @@
 //! Parsing package and workspace files: the happy path and located errors.
 
-use brr_schema::{DeclError, PackageDecl, SourceFile, parse_package, parse_workspace};
+use brr_schema::{
+    DeclError, PackageDecl, ProcessDecl, ReadyDecl, RestartDecl, SourceFile, parse_package, parse_workspace,
+};
 
 const GOOD: &str = r#"Service(
     name: "api",
@@ -74,4 +76,54 @@ fn workspace_needs_packages() {
     assert!(parse_workspace(&f).unwrap_err().message.contains("at least one"));
     let f = SourceFile::new("brr.ron", "Workspace(packages: [\"libs/*\"])");
     assert_eq!(parse_workspace(&f).unwrap().packages, ["libs/*"]);
+}
+
+/// A service whose process types are given as `processes`.
+fn service(processes: &str) -> String {
+    GOOD.replace("        \"web\": Process(command: [\"bin/api\", \"serve\"]),\n", processes)
+}
+
+#[test]
+fn process_settings_parse_and_default_to_undeclared() {
+    let d = pkg(&service(
+        r#"        "web": Process(command: ["bin/api"], restart: "always", grace_s: 3, ready: Http(path: "/health")),
+        "worker": Process(command: ["bin/work"], restart: "never", ready: None),
+        "cron": Process(command: ["bin/cron"], restart: "on-failure", ready: Command(["sh", "-c", "test -e up"])),
+        "admin": Process(command: ["bin/admin"], ready: Tcp, grace_s: 0),
+        "plain": Process(command: ["bin/plain"]),
+"#,
+    ))
+    .unwrap();
+    let p = &d.body().processes;
+    assert_eq!(p["web"].restart, Some(RestartDecl::Always));
+    assert_eq!(p["web"].grace_s, Some(3));
+    assert_eq!(p["web"].ready, Some(ReadyDecl::Http { path: "/health".into() }));
+    assert_eq!(p["worker"].restart, Some(RestartDecl::Never));
+    // Written `None` is the probe "none", not "not declared".
+    assert_eq!(p["worker"].ready, Some(ReadyDecl::None));
+    assert_eq!(p["cron"].restart, Some(RestartDecl::OnFailure));
+    assert_eq!(p["cron"].ready, Some(ReadyDecl::Command(vec!["sh".into(), "-c".into(), "test -e up".into()])));
+    assert_eq!((p["admin"].ready.clone(), p["admin"].grace_s), (Some(ReadyDecl::Tcp), Some(0)));
+    assert_eq!(p["plain"], ProcessDecl::command(vec!["bin/plain".into()]));
+}
+
+#[test]
+fn process_setting_mistakes_point_at_their_line() {
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"],\n            restart: \"sometimes\"),\n"))
+        .unwrap_err();
+    assert_eq!(e.line, 11, "{e}");
+    assert!(e.message.contains("unknown restart policy `sometimes`"), "{e}");
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"],\n            grace: 3),\n")).unwrap_err();
+    assert_eq!(e.line, 11, "{e}");
+    assert!(e.message.contains("grace"), "{e}");
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"], grace_s: -1),\n")).unwrap_err();
+    assert_eq!(e.line, 10, "{e}");
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"], ready: Http(path: \"/ok\")),\n        \"w\": Process(command: [\"a\"],\n  ready: Http(path: \"health\")),\n")).unwrap_err();
+    assert_eq!((e.line, e.col), (12, 21), "{e}");
+    assert!(e.message.contains("process `w` has an invalid readiness path `health`"), "{e}");
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"], ready: Command([])),\n")).unwrap_err();
+    assert!(e.message.contains("empty readiness command"), "{e}");
+    assert_eq!(e.line, 10, "{e}");
+    let e = pkg(&service("        \"web\": Process(command: [\"a\"], ready: Udp),\n")).unwrap_err();
+    assert_eq!(e.line, 10, "{e}");
 }
