@@ -3,7 +3,10 @@
 //! start limit, and stops it when asked (SIGTERM, its grace, SIGKILL). It
 //! reports every change to the supervisor.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::BorrowedFd;
+
+use rustix::event::{PollFd, PollFlags};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,12 +83,56 @@ pub struct Spec {
     pub cgroup: Option<Arc<brr_process::Cgroup>>,
 }
 
+/// A stop request to one instance: a flag, and a pipe that wakes the
+/// instance's thread, which otherwise sleeps until its process exits (so an
+/// idle run costs no wake-ups).
+#[derive(Debug)]
+pub struct Stop {
+    flag: AtomicBool,
+    read: std::io::PipeReader,
+    write: std::io::PipeWriter,
+}
+
+impl Stop {
+    pub fn new() -> std::io::Result<Self> {
+        let (read, write) = std::io::pipe()?;
+        Ok(Self { flag: AtomicBool::new(false), read, write })
+    }
+
+    /// Asks the instance to stop; it wakes at once.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = (&self.write).write_all(b"x");
+    }
+
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until a stop request, `fd` becoming readable (a child's pidfd),
+    /// or `timeout` (`None`: no limit).
+    fn sleep(&self, fd: Option<BorrowedFd<'_>>, timeout: Option<Duration>) {
+        if self.requested() {
+            return;
+        }
+        let timeout = timeout.map(|t| rustix::event::Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        let mut fds = vec![PollFd::new(&self.read, PollFlags::IN)];
+        if let Some(fd) = fd {
+            fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+        }
+        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+    }
+}
+
 /// Runs the instance until it is stopped, fails or ends; reports on `tx`.
-pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, out: &Arc<RunOutput>) {
+pub fn run(spec: &Spec, opts: &Options, stop: &Stop, tx: &Sender<Report>, out: &Arc<RunOutput>) {
     let mut starts: Vec<Instant> = Vec::new();
     let mut delay = opts.first_delay;
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if stop.requested() {
             let _ = tx.send(Report::Stopped { key: spec.key.clone(), status: "not running".into(), forced: false });
             return;
         }
@@ -122,7 +169,7 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
                 ready = true;
                 let _ = tx.send(Report::Ready { key: spec.key.clone() });
             }
-            if stop.load(Ordering::SeqCst) {
+            if stop.requested() {
                 drop(prober);
                 let (status, forced) = match child.terminate(spec.grace) {
                     Ok(s) => (s.to_string(), s.killed_by(Signal::Kill)),
@@ -131,7 +178,10 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
                 let _ = tx.send(Report::Stopped { key: spec.key.clone(), status, forced });
                 return;
             }
-            match child.wait_timeout(Duration::from_millis(if ready { 100 } else { 10 })) {
+            // Until it exits or a stop comes; while a probe is pending,
+            // every 10 ms to probe again.
+            stop.sleep(Some(child.pidfd()), (!ready).then_some(Duration::from_millis(10)));
+            match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) => {}
                 Err(e) => {
@@ -162,14 +212,7 @@ pub fn run(spec: &Spec, opts: &Options, stop: &AtomicBool, tx: &Sender<Report>, 
 
 /// Waits out the next backoff delay (reporting it); false when stopped
 /// meanwhile.
-fn backoff(
-    spec: &Spec,
-    opts: &Options,
-    delay: &mut Duration,
-    stop: &AtomicBool,
-    tx: &Sender<Report>,
-    reset: bool,
-) -> bool {
+fn backoff(spec: &Spec, opts: &Options, delay: &mut Duration, stop: &Stop, tx: &Sender<Report>, reset: bool) -> bool {
     if reset {
         *delay = opts.first_delay;
     }
@@ -177,11 +220,11 @@ fn backoff(
     let until = Instant::now() + *delay;
     *delay = (*delay * 2).min(opts.max_delay);
     while Instant::now() < until {
-        if stop.load(Ordering::SeqCst) {
+        if stop.requested() {
             let _ = tx.send(Report::Stopped { key: spec.key.clone(), status: "not running".into(), forced: false });
             return false;
         }
-        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+        stop.sleep(None, Some(until.saturating_duration_since(Instant::now())));
     }
     true
 }

@@ -46,7 +46,7 @@ impl Outcome {
 struct Instance {
     spec: Spec,
     service: String,
-    stop: Arc<AtomicBool>,
+    stop: Arc<crate::instance::Stop>,
     thread: Option<JoinHandle<()>>,
     row: RunProcess,
     ready: bool,
@@ -223,7 +223,13 @@ impl<'a> Supervisor<'a> {
             started_ms: None,
             updated_ms: now_ms(),
         };
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = match crate::instance::Stop::new() {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.out.event(&unit.process, &format!("cannot start an instance: {e}"));
+                return;
+            }
+        };
         let thread = {
             let (spec, opts, stop, tx, out) =
                 (spec.clone(), self.opts.clone(), Arc::clone(&stop), self.tx.clone(), Arc::clone(&self.out));
@@ -450,7 +456,7 @@ impl<'a> Supervisor<'a> {
         let keys: Vec<Key> = self.instances.iter().filter(|(k, i)| which(k, i)).map(|(k, _)| k.clone()).collect();
         for k in &keys {
             if let Some(i) = self.instances.get(k) {
-                i.stop.store(true, Ordering::SeqCst);
+                i.stop.request();
             }
         }
         while keys.iter().any(|k| self.instances.get(k).is_some_and(|i| !i.ended)) {
