@@ -206,3 +206,33 @@ fn buildgrid_keeps_entries_across_a_restart() {
     let summary = remote_cache(&run2);
     assert_eq!((summary["hits"].as_u64(), summary["misses"].as_u64()), (Some(3), Some(0)), "{summary:#}\n{}", log());
 }
+
+/// Without `redis-server`, the BuildGrid tests fail, naming Redis and the
+/// install script; with the opt-out they are skipped with a note.
+#[test]
+fn a_missing_redis_fails_the_buildgrid_tests() {
+    use brr_test_support::ALLOW_SKIP_ENV;
+    let test = "remote::fleet::buildgrid_keeps_entries_across_a_restart";
+    let missing = "/nonexistent/redis-server";
+    let run = |allow_skip: bool| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("BRR_TEST_REDIS", missing)
+            .env_remove(ALLOW_SKIP_ENV);
+        if allow_skip {
+            cmd.env(ALLOW_SKIP_ENV, "1");
+        }
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("running 1 test"), "`{test}` did not run:\n{text}");
+        (out.status.success(), text)
+    };
+    let (passed, output) = run(false);
+    assert!(!passed, "`{test}` passed without Redis:\n{output}");
+    for needle in ["Redis", "is unavailable", "scripts/test-deps.sh", missing, ALLOW_SKIP_ENV] {
+        assert!(output.contains(needle), "the failure does not mention `{needle}`:\n{output}");
+    }
+    let (passed, output) = run(true);
+    assert!(passed, "`{test}` failed with {ALLOW_SKIP_ENV}=1:\n{output}");
+    assert!(output.contains(&format!("note: skipped ({ALLOW_SKIP_ENV}=1): Redis")), "no skip note:\n{output}");
+}
