@@ -223,9 +223,9 @@ fn a_missing_redis_fails_the_buildgrid_tests() {
             cmd.env(ALLOW_SKIP_ENV, "1");
         }
         let out = cmd.output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("running 1 test"), "`{test}` did not run:\n{text}");
-        (out.status.success(), text)
+        let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(output.contains("running 1 test"), "`{test}` did not run:\n{output}");
+        (out.status.success(), output)
     };
     let (passed, output) = run(false);
     assert!(!passed, "`{test}` passed without Redis:\n{output}");
