@@ -22,5 +22,5 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check "buildgrid[redis]==$version"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "buildgrid[redis]==$version"
 echo "$bgd"
