@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond a Rust toolchain, idempotently:
 # a C toolchain and python3 (the example monorepo), nginx (the Bazel HTTP
-# cache the remote-cache tests run against), and BuildGrid (the Remote
-# Execution API server) in a venv under target/. The tests start and stop
+# cache the remote-cache tests run against), BuildGrid (the Remote
+# Execution API server) in a venv under target/, and Redis (where that
+# BuildGrid keeps its action cache). The tests start and stop
 # these servers themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 # The sandbox tests run brr as `nobody` (setpriv) and look for leftover
 # processes (pgrep); the full-disk test mounts a tmpfs (unshare).
@@ -23,7 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
         exit 1
     fi
     apt-get update -qq
-    # Keep Debian from starting the system nginx on port 80 as it installs.
+    # Keep Debian from starting the system nginx (port 80) and Redis (6379)
+    # as it installs them.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
     rm -f /usr/sbin/policy-rc.d

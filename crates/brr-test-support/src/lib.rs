@@ -18,8 +18,10 @@
 //!
 //! Where the servers are looked up, for tests and for proving the above:
 //! `BRR_TEST_NGINX` (the nginx binary; default: `nginx` on `PATH`,
-//! `/usr/sbin`, `/usr/local/sbin`) and `BRR_BGD` (BuildGrid's `bgd`;
-//! default: the one `scripts/test-deps.sh` installs under `target/`).
+//! `/usr/sbin`, `/usr/local/sbin`), `BRR_BGD` (BuildGrid's `bgd`;
+//! default: the one `scripts/test-deps.sh` installs under `target/`) and
+//! `BRR_TEST_REDIS` (the `redis-server` BuildGrid's action cache runs on;
+//! default: on `PATH`, `/usr/bin`, `/usr/local/bin`).
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
@@ -73,7 +75,7 @@ pub fn require(available: bool, what: &str, detail: &str, hint: &str) -> bool {
 
 /// How to install the test servers, for [`require`]'s hint.
 pub const INSTALL_SERVERS_HINT: &str =
-    "run `scripts/test-deps.sh` (as root for apt-get), which installs nginx and BuildGrid";
+    "run `scripts/test-deps.sh` (as root for apt-get), which installs nginx, BuildGrid and Redis";
 
 /// How to get namespaces for builders, for [`require`]'s hint.
 pub const NAMESPACES_HINT: &str = "brr needs unprivileged user namespaces: \
@@ -565,23 +567,28 @@ http {{
     )
 }
 
-/// A BuildGrid server (a Remote Execution API cache: CAS, ByteStream and an
-/// action cache on disk) on 127.0.0.1, for the gRPC remote-cache tests. It
-/// runs from `scripts/buildgrid/config.yml.in` with a free port and a
-/// temporary storage folder, logs to `bgd.log` there, and is stopped on drop.
+/// A BuildGrid server (a Remote Execution API cache: CAS and ByteStream on
+/// disk, the action cache in a Redis server of its own) on 127.0.0.1, for
+/// the gRPC remote-cache tests. It runs from `scripts/buildgrid/config.yml.in`
+/// with a free port and a temporary storage folder, logs to `bgd.log` there,
+/// and is stopped on drop, Redis after it. [`BuildGridServer::restart`]
+/// restarts BuildGrid alone, on the same port, storage and Redis.
 pub struct BuildGridServer {
     child: Option<std::process::Child>,
+    bgd: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     tls: bool,
+    redis: RedisServer,
 }
 
 impl BuildGridServer {
     /// Starts one, waiting (at most 30 s) until it accepts connections.
     /// `bgd` is `$BRR_BGD` or the one `scripts/buildgrid/setup.sh` installs
-    /// under `target/buildgrid-venv`. Without it, the test fails through
-    /// [`require`] (or, with [`ALLOW_SKIP_ENV`]`=1`, this returns `None`:
-    /// skip the test).
+    /// under `target/buildgrid-venv`; `redis-server` is `$BRR_TEST_REDIS`,
+    /// or on `PATH`, in `/usr/bin` or `/usr/local/bin`. Without either, the
+    /// test fails through [`require`] (or, with [`ALLOW_SKIP_ENV`]`=1`,
+    /// this returns `None`: skip the test).
     pub fn start() -> Option<Self> {
         Self::start_with(None)
     }
@@ -604,6 +611,7 @@ impl BuildGridServer {
         ) {
             return None;
         }
+        let redis = RedisServer::start()?;
         let mut template = std::fs::read_to_string(repo.join("scripts/buildgrid/config.yml.in")).unwrap();
         if let Some((cert, key)) = tls {
             let plain = "    insecure-mode: true\n";
@@ -615,41 +623,60 @@ impl BuildGridServer {
             );
             template = template.replace(plain, &credentials);
         }
-        // A free port can be taken between choosing and binding it: retry then.
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let mut server = Self::spawn(&bgd, &template, tls.is_some());
-            if server.wait_ready() {
-                return Some(server);
-            }
-            server.stop_now();
-            last_log = server.log();
-            if !last_log.contains("in use") && !last_log.contains("Failed to bind") {
-                break;
-            }
-        }
-        panic!("BuildGrid did not start:\n{last_log}");
-    }
-
-    fn spawn(bgd: &Path, template: &str, tls: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("brr-buildgrid-").tempdir().unwrap();
         let storage = dir.path().join("cas");
         std::fs::create_dir(&storage).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = template.replace("@PORT@", &port.to_string()).replace("@STORAGE@", &storage.display().to_string());
-        let config_path = dir.path().join("bgd.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-        let child = Command::new(bgd)
+        let template = template
+            .replace("@STORAGE@", &storage.display().to_string())
+            .replace("@REDIS_PORT@", &redis.port.to_string());
+        let mut server = Self { child: None, bgd, dir, port: 0, tls: tls.is_some(), redis };
+        // A free port can be taken between choosing and binding it: retry then.
+        for _ in 0..3 {
+            server.port = free_port();
+            std::fs::write(server.config_path(), template.replace("@PORT@", &server.port.to_string())).unwrap();
+            if server.launch() {
+                return Some(server);
+            }
+            let log = server.log();
+            if !log.contains("in use") && !log.contains("Failed to bind") {
+                break;
+            }
+        }
+        panic!("BuildGrid did not start:\n{}", server.log());
+    }
+
+    /// Stops BuildGrid (SIGTERM, as dropping it does) and starts it again
+    /// with the same config: the same port, storage folder and Redis.
+    /// Waits (at most 30 s) until it accepts connections again.
+    pub fn restart(&mut self) {
+        self.stop_now();
+        assert!(self.launch(), "BuildGrid did not start again:\n{}", self.log());
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("bgd.yml")
+    }
+
+    /// Starts `bgd` on the written config, appending to `bgd.log`, and
+    /// polls until the port accepts connections; `false` (and stopped) if
+    /// `bgd` exited or 30 s passed.
+    fn launch(&mut self) -> bool {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("bgd.log")).unwrap();
+        let mut child = Command::new(&self.bgd)
             .args(["server", "start", "-v"])
-            .arg(&config_path)
-            .current_dir(dir.path())
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bgd.display()));
-        Self { child: Some(child), dir, port, tls }
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.bgd.display()));
+        let ready = wait_for_port(&mut child, self.port, std::time::Duration::from_secs(30));
+        self.child = Some(child);
+        if !ready {
+            self.stop_now();
+        }
+        ready
     }
 
     /// `grpc://127.0.0.1:PORT` (`grpcs://` with TLS), the default instance.
@@ -663,20 +690,19 @@ impl BuildGridServer {
         self.dir.path().join("cas")
     }
 
-    /// The server's log so far.
+    /// The server's log so far (of every start, with [`Self::restart`]).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
+    }
+
+    /// The log of its Redis server so far.
+    pub fn redis_log(&self) -> String {
+        self.redis.log()
     }
 
     /// Stops the server now (as dropping it does).
     pub fn stop(mut self) {
         self.stop_now();
-    }
-
-    /// Polls until the port accepts connections; `false` if `bgd` exited or
-    /// 30 s passed.
-    fn wait_ready(&mut self) -> bool {
-        wait_for_port(self.child.as_mut().unwrap(), self.port, std::time::Duration::from_secs(30))
     }
 
     /// SIGTERM (BuildGrid shuts down in about 3 s), then SIGKILL after 10 s.
@@ -691,6 +717,77 @@ impl Drop for BuildGridServer {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// A Redis server on 127.0.0.1 for [`BuildGridServer`]'s action cache:
+/// `redis-server` with no persistence (it outlives each BuildGrid start of
+/// a test, not the test), its files and `redis.log` in a temporary folder;
+/// stopped on drop.
+struct RedisServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// `$BRR_TEST_REDIS`, or `redis-server` on `PATH`, in `/usr/bin` or
+    /// `/usr/local/bin`; `None` when missing and skips are allowed.
+    fn start() -> Option<Self> {
+        let (bin, detail) = if let Some(bin) = std::env::var_os("BRR_TEST_REDIS") {
+            let bin = PathBuf::from(bin);
+            let detail = format!("`BRR_TEST_REDIS={}` is not an executable file", bin.display());
+            (Some(bin).filter(|p| is_executable_file(p)), detail)
+        } else {
+            let found = find_program("redis-server", &["/usr/bin", "/usr/local/bin"]);
+            (found, "no `redis-server` on PATH, in /usr/bin or in /usr/local/bin".to_owned())
+        };
+        let Some(bin) = bin else {
+            require(false, "Redis (BuildGrid's action cache)", &detail, INSTALL_SERVERS_HINT);
+            return None; // skipped: `require` panics unless skips are allowed
+        };
+        let dir = tempfile::Builder::new().prefix("brr-redis-").tempdir().unwrap();
+        // A free port can be taken between choosing and binding it: retry then.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("redis.log")).unwrap();
+            let mut child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bin.display()));
+            if wait_for_port(&mut child, port, std::time::Duration::from_secs(30)) {
+                return Some(Self { child: Some(child), port, dir });
+            }
+            terminate(child);
+            if !std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default().contains("in use") {
+                break;
+            }
+        }
+        panic!("Redis did not start:\n{}", std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child);
+        }
+    }
+}
+
+/// A port that was free a moment ago (a server may still lose it to
+/// another process before binding it: callers retry).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls until `port` on 127.0.0.1 accepts connections; `false` if `child`

@@ -176,3 +176,63 @@ fn cache_push_reuploads_what_the_remote_lost() {
     assert_eq!(files(&dir.path().join("cas")).len(), blobs.len(), "not every blob was uploaded again");
     cache(&ws, &url, None, &[&k1], &["status"]).success();
 }
+
+/// BuildGrid keeps its action cache in Redis (`scripts/buildgrid/config.yml.in`),
+/// so a restart of BuildGrid loses no entry: runner 1 pushes, BuildGrid
+/// restarts, and runner 2, with an empty store, gets every target from the
+/// cache and runs no builder. (With the in-memory `!lru-action-cache` runner 2
+/// missed everything and rebuilt.)
+#[test]
+fn buildgrid_keeps_entries_across_a_restart() {
+    let Some(mut grid) = BuildGridServer::start() else { return };
+    let (k1, k2) = (key("runner-1"), key("runner-2"));
+    let trusted: [&Key; 2] = [&k1, &k2];
+    let run1 = build(&shop(), &grid.url(), Some(&k1), &trusted).success();
+    assert_eq!(run1.count("built"), 3, "{}", run1.stderr);
+    assert!(run1.stderr.contains("3 pushed"), "{}", run1.stderr);
+
+    let url = grid.url();
+    grid.restart();
+    assert_eq!(grid.url(), url, "BuildGrid moved to another port");
+
+    let run2 = build(&shop(), &url, Some(&k2), &trusted).success();
+    let log = || format!("{}\nBuildGrid:\n{}\nRedis:\n{}", run2.stderr, grid.log(), grid.redis_log());
+    assert!(!run2.stderr.contains("building"), "runner 2 ran a builder:\n{}", log());
+    let (t1, t2) = (run1.targets(), run2.targets());
+    for (name, t) in &t2 {
+        assert_eq!(t.status, "cached", "{name}: {}", log());
+        assert_eq!(t.artifact, t1[name].artifact, "{name}");
+    }
+    let summary = remote_cache(&run2);
+    assert_eq!((summary["hits"].as_u64(), summary["misses"].as_u64()), (Some(3), Some(0)), "{summary:#}\n{}", log());
+}
+
+/// Without `redis-server`, the BuildGrid tests fail, naming Redis and the
+/// install script; with the opt-out they are skipped with a note.
+#[test]
+fn a_missing_redis_fails_the_buildgrid_tests() {
+    use brr_test_support::ALLOW_SKIP_ENV;
+    let test = "remote::fleet::buildgrid_keeps_entries_across_a_restart";
+    let missing = "/nonexistent/redis-server";
+    let run = |allow_skip: bool| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("BRR_TEST_REDIS", missing)
+            .env_remove(ALLOW_SKIP_ENV);
+        if allow_skip {
+            cmd.env(ALLOW_SKIP_ENV, "1");
+        }
+        let out = cmd.output().unwrap();
+        let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(output.contains("running 1 test"), "`{test}` did not run:\n{output}");
+        (out.status.success(), output)
+    };
+    let (passed, output) = run(false);
+    assert!(!passed, "`{test}` passed without Redis:\n{output}");
+    for needle in ["Redis", "is unavailable", "scripts/test-deps.sh", missing, ALLOW_SKIP_ENV] {
+        assert!(output.contains(needle), "the failure does not mention `{needle}`:\n{output}");
+    }
+    let (passed, output) = run(true);
+    assert!(passed, "`{test}` failed with {ALLOW_SKIP_ENV}=1:\n{output}");
+    assert!(output.contains(&format!("note: skipped ({ALLOW_SKIP_ENV}=1): Redis")), "no skip note:\n{output}");
+}
