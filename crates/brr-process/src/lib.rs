@@ -552,3 +552,16 @@ mod tests {
         assert_eq!(of("/home/ann/.local/bin/tool"), Some("/home/ann/.local".into()));
     }
 }
+
+/// An error and its causes on one line (`a: b: c`), for messages that show
+/// a process's failure in a log line rather than as a report.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

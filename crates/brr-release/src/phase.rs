@@ -113,7 +113,7 @@ impl Phase<'_> {
             .env("BRR_BUILD", self.build.to_string())
             .env("BRR_DATA_DIR", self.data_dir)
             .spawn()
-            .map_err(|e| format!("cannot start `{}`: {}", argv[0], chain(&e)))?;
+            .map_err(|e| format!("cannot start `{}`: {}", argv[0], brr_process::error_chain(&e)))?;
         // The command consumed the pipe's write ends: the reader sees the end
         // of the output once the command's processes are gone.
         Ok((child, reader))
@@ -155,7 +155,7 @@ impl Phase<'_> {
         };
         let wait_error = |e: brr_process::ProcessError| ReleaseError::Io {
             path: self.dir.to_path_buf(),
-            source: std::io::Error::other(chain(&e)),
+            source: std::io::Error::other(brr_process::error_chain(&e)),
         };
         // Lines are shown while the command runs.
         let status = loop {
@@ -176,17 +176,6 @@ impl Phase<'_> {
     }
 }
 
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;

@@ -243,7 +243,7 @@ fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
         .death_signal(Some(Signal::Kill))
         .cgroup(spec.cgroup.as_deref())
         .spawn()
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| brr_process::error_chain(&e))?;
     for stream in [
         child.take_stdout().map(|s| Box::new(s) as Box<dyn Read + Send>),
         child.take_stderr().map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -265,14 +265,3 @@ fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
     Ok(child)
 }
 
-/// An error and its causes, on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
