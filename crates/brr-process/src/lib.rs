@@ -532,6 +532,19 @@ fn reason(err: &ProcessError) -> String {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`), for messages that show
+/// a process's failure in a log line rather than as a report.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -553,15 +566,3 @@ mod tests {
     }
 }
 
-/// An error and its causes on one line (`a: b: c`), for messages that show
-/// a process's failure in a log line rather than as a report.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
