@@ -565,4 +565,3 @@ mod tests {
         assert_eq!(of("/home/ann/.local/bin/tool"), Some("/home/ann/.local".into()));
     }
 }
-

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use brr_hash::{
-    Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryKind, ObjectKind, Release, ReleaseHash, Tree, TreeEntry,
+    Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryKind, ObjectKind, Probe, Release, ReleaseHash, Tree,
+    TreeEntry,
 };
 use brr_store::{LedgerRow, Store, StoreError};
 
@@ -174,6 +175,16 @@ pub struct CommandChange {
     pub new: Option<Vec<String>>,
 }
 
+/// A setting of a process type present on both sides that differs
+/// (`restart`, `grace_s`, `ready`); `None`: left to the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    pub process: String,
+    pub setting: &'static str,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
 /// Everything that differs between two releases.
 #[derive(Debug, Clone)]
 pub struct ReleaseDiff {
@@ -184,6 +195,7 @@ pub struct ReleaseDiff {
     pub secrets_added: Vec<String>,
     pub secrets_removed: Vec<String>,
     pub processes: Vec<CommandChange>,
+    pub process_settings: Vec<SettingChange>,
     pub release_command: Option<CommandChange>,
 }
 
@@ -194,6 +206,7 @@ impl ReleaseDiff {
             && self.secrets_added.is_empty()
             && self.secrets_removed.is_empty()
             && self.processes.is_empty()
+            && self.process_settings.is_empty()
             && self.release_command.is_none()
     }
 }
@@ -219,12 +232,38 @@ pub fn diff(store: &Store, a: Side, b: Side) -> Result<ReleaseDiff, ReleaseError
         .into_iter()
         .map(|(name, old, new)| CommandChange { name, old: old.cloned(), new: new.cloned() })
         .collect();
+    let process_settings = settings_changes(&art_a, &art_b);
     let release_command = (art_a.manifest.release != art_b.manifest.release).then(|| CommandChange {
         name: "release".into(),
         old: art_a.manifest.release.clone(),
         new: art_b.manifest.release.clone(),
     });
-    Ok(ReleaseDiff { a, b, files, vars, secrets_added, secrets_removed, processes, release_command })
+    Ok(ReleaseDiff { a, b, files, vars, secrets_added, secrets_removed, processes, process_settings, release_command })
+}
+
+/// Settings of process types on both sides that differ.
+fn settings_changes(a: &Artifact, b: &Artifact) -> Vec<SettingChange> {
+    let probe = |p: &Probe| match p {
+        Probe::None => "none".to_owned(),
+        Probe::Tcp => "tcp".to_owned(),
+        Probe::Http { path } => format!("http {path}"),
+        Probe::Command(argv) => format!("command {}", argv.join(" ")),
+    };
+    let mut out = Vec::new();
+    for (name, x) in &a.manifest.processes {
+        let Some(y) = b.manifest.processes.get(name) else { continue };
+        let pairs = [
+            ("restart", x.restart.map(|r| r.as_str().to_owned()), y.restart.map(|r| r.as_str().to_owned())),
+            ("grace_s", x.grace_s.map(|g| g.to_string()), y.grace_s.map(|g| g.to_string())),
+            ("ready", x.ready.as_ref().map(probe), y.ready.as_ref().map(probe)),
+        ];
+        for (setting, old, new) in pairs {
+            if old != new {
+                out.push(SettingChange { process: name.clone(), setting, old, new });
+            }
+        }
+    }
+    out
 }
 
 /// Keys whose values differ, with both values.

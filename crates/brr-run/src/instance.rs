@@ -264,4 +264,3 @@ fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
     }
     Ok(child)
 }
-

@@ -11,7 +11,7 @@ use super::existing_store;
 use crate::output;
 use crate::output::release::{
     BrokenLink, CommandChange, DiffDoc, DiffSide, FileChange, FileChangeKind, LedgerEntry, LedgerVerifyDoc,
-    ReleasesDoc, VarChange,
+    ReleasesDoc, SettingChange, VarChange,
 };
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
@@ -151,6 +151,16 @@ pub fn diff(settings: &Settings, spec_a: &str, spec_b: &str, service: Option<&st
             secrets_added: delta.secrets_added.clone(),
             secrets_removed: delta.secrets_removed.clone(),
             processes: delta.processes.iter().map(command).collect(),
+            process_settings: delta
+                .process_settings
+                .iter()
+                .map(|c| SettingChange {
+                    process: c.process.clone(),
+                    setting: c.setting.to_owned(),
+                    old: c.old.clone(),
+                    new: c.new.clone(),
+                })
+                .collect(),
             release_command: delta.release_command.as_ref().map(command),
         };
         return output::print(&doc);
@@ -198,6 +208,10 @@ pub fn diff(settings: &Settings, spec_a: &str, spec_b: &str, service: Option<&st
     let argv = |c: &Option<Vec<String>>| c.as_ref().map_or_else(|| "(none)".to_owned(), |c| c.join(" "));
     for c in &delta.processes {
         writeln!(out, "process `{}`: {} → {}", c.name, argv(&c.old), argv(&c.new))?;
+    }
+    let setting = |v: &Option<String>| v.clone().unwrap_or_else(|| "(default)".to_owned());
+    for c in &delta.process_settings {
+        writeln!(out, "process `{}` {}: {} → {}", c.process, c.setting, setting(&c.old), setting(&c.new))?;
     }
     if let Some(c) = &delta.release_command {
         writeln!(out, "release command: {} → {}", argv(&c.old), argv(&c.new))?;

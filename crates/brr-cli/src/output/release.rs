@@ -112,8 +112,10 @@ pub struct DiffDoc {
     /// Secret names only: their values are never stored.
     pub secrets_added: Vec<String>,
     pub secrets_removed: Vec<String>,
-    /// Process types that differ.
+    /// Process types that differ in their command (or exist on one side).
     pub processes: Vec<CommandChange>,
+    /// Settings of process types on both sides that differ.
+    pub process_settings: Vec<SettingChange>,
     /// The release command, when it differs.
     pub release_command: Option<CommandChange>,
 }
@@ -161,6 +163,17 @@ pub struct CommandChange {
     pub name: String,
     pub old: Option<Vec<String>>,
     pub new: Option<Vec<String>>,
+}
+
+/// A process type's `restart`, `grace_s` or `ready` that differs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingChange {
+    pub process: String,
+    /// `restart`, `grace_s` or `ready`.
+    pub setting: String,
+    /// `null`: left to the default on that side.
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 /// `brr ledger verify --json`.

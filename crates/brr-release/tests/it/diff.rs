@@ -71,3 +71,27 @@ fn bad_sides_are_explained() {
     assert!(matches!(resolve(&store, artifact_prefix, None), Err(SpecError::NotARelease { kind: "artifact", .. })));
     assert!(resolve(&store, "staging", Some("billing")).is_ok());
 }
+
+/// A process type whose readiness probe or restart policy changed is listed
+/// setting by setting; its unchanged command is not.
+#[test]
+fn diff_lists_changed_process_settings() -> TestResult {
+    use brr_hash::{Probe, Restart};
+    let (_dir, store) = new_store();
+    let a = put_build(&store, &[("bin/web", "#!/bin/sh\n")], None);
+    let base: brr_hash::Artifact = store.get_object(a.0)?;
+    let mut changed = base.clone();
+    let web = changed.manifest.processes.get_mut("web").expect("a web process");
+    web.ready = Some(Probe::Http { path: "/health".into() });
+    web.restart = Some(Restart::Always);
+    store.put_object(&changed)?;
+    let cfg = config(&[], &[]);
+    brr_release::release(&store, &request("staging", a, cfg.clone()), &Secrets::default(), &mut |_| {})?;
+    brr_release::release(&store, &request("staging", changed.hash(), cfg), &Secrets::default(), &mut |_| {})?;
+    let d = diff(&store, resolve(&store, "staging@v1", None)?, resolve(&store, "staging@v2", None)?)?;
+    assert!(d.processes.is_empty(), "the command did not change: {:?}", d.processes);
+    let settings: Vec<(&str, Option<&str>, Option<&str>)> =
+        d.process_settings.iter().map(|c| (c.setting, c.old.as_deref(), c.new.as_deref())).collect();
+    assert_eq!(settings, [("restart", None, Some("always")), ("ready", None, Some("http /health"))]);
+    Ok(())
+}
