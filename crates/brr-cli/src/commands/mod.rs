@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Why { target, json } => why::run(&settings, &target, json),
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),
-        Command::Hash { paths, json } => hash::run(&paths, json),
+        Command::Hash { paths, json } => hash::run(&settings, &paths, json),
         Command::Log { target, release } => match (target, release) {
             (_, Some(release)) => ledger::release_log(&settings, &release),
             (Some(target), None) => log::run(&settings, &target),
@@ -182,7 +182,14 @@ pub fn load(settings: &Settings, targets: &[String]) -> Result<Loaded, Failure> 
 
 /// Opens (creating if needed) the store.
 pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
-    Ok(Store::open(&settings.store)?)
+    Store::open(&settings.store).map_err(|e| match e {
+        // `--store` named something else: the user's mistake, not brr's.
+        brr_store::StoreError::NotAStore { .. } => Failure::User(miette::miette!(
+            help = "pass `--store` an empty or missing folder, or an existing brr store",
+            "{e}"
+        )),
+        e => e.into(),
+    })
 }
 
 /// Opens the store only if it exists (read-only commands must not create one).

@@ -17,6 +17,7 @@ mod run;
 mod sandbox;
 mod snapshots;
 mod store_repair;
+mod usability;
 mod verify;
 
 use brr_test_support::TestWorkspace;
