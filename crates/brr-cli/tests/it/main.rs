@@ -9,6 +9,7 @@ mod failures;
 mod hostile;
 mod inspect;
 mod invalid;
+mod jobs;
 mod json_schema;
 mod proctypes;
 mod release;
