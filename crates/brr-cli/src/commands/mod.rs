@@ -3,10 +3,12 @@
 mod build;
 mod cache;
 mod cache_stats;
+mod cat;
 mod graph;
 mod hash;
 mod ledger;
 mod log;
+mod out_link;
 mod plan;
 mod release;
 mod remote;
@@ -27,9 +29,11 @@ use crate::{Failure, printer};
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {
-        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, json } => {
-            build::run(&settings, &targets, jobs, no_sandbox, fail_on_conflict, json)
+        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, out_link, json } => {
+            let opts = build::Options { jobs, no_sandbox, fail_on_conflict, out_link: out_link.as_deref(), json };
+            build::run(&settings, &targets, &opts)
         }
+        Command::Cat { target, path } => cat::run(&settings, &target, &path),
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
         Command::Verify { targets, rounds, diffoscope, report, no_sandbox, json } => {
             if report {

@@ -11,6 +11,7 @@ mod inspect;
 mod invalid;
 mod jobs;
 mod json_schema;
+mod outputs;
 mod proctypes;
 mod release;
 mod remote;
