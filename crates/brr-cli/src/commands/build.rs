@@ -109,12 +109,7 @@ pub fn run(settings: &Settings, targets: &[String], opts: &Options<'_>) -> Resul
         record_cache_run(&store, &outcomes, &s);
     }
     if let (Some(path), true) = (out_link, failed.is_empty()) {
-        // The one target asked for (not its dependencies).
-        let named = targets.first().and_then(|t| outcomes.iter().find(|o| &o.name == t));
-        if let Some(artifact) = named.and_then(|o| o.artifact) {
-            let folder = super::out_link::link(&store, artifact, &settings.cwd.join(path))?;
-            printer::note(&format!("linked `{}` -> `{}`", path.display(), folder.display()));
-        }
+        link_target(settings, &store, targets, &outcomes, path)?;
     }
     if failed.is_empty() {
         if conflicts > 0 && (fail_on_conflict || settings.fail_on_conflict) {
@@ -128,6 +123,22 @@ pub fn run(settings: &Settings, targets: &[String], opts: &Options<'_>) -> Resul
         return Ok(());
     }
     Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// `--out-link PATH`: links the one target asked for (not its dependencies).
+fn link_target(
+    settings: &Settings,
+    store: &Store,
+    targets: &[String],
+    outcomes: &[Outcome],
+    path: &std::path::Path,
+) -> Result<(), Failure> {
+    let named = targets.first().and_then(|t| outcomes.iter().find(|o| &o.name == t));
+    if let Some(artifact) = named.and_then(|o| o.artifact) {
+        let folder = super::out_link::link(store, artifact, &settings.cwd.join(path))?;
+        printer::note(&format!("linked `{}` -> `{}`", path.display(), folder.display()));
+    }
+    Ok(())
 }
 
 /// Keeps this build's remote-cache statistics for `brr cache stats`: the

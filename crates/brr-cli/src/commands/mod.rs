@@ -26,6 +26,7 @@ use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, RestartP
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
+#[expect(clippy::too_many_lines, reason = "one arm per command, each a call")]
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {

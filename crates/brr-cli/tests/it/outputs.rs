@@ -1,5 +1,6 @@
 //! Getting an artifact out: `build --out-link PATH TARGET` and `cat TARGET PATH`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use brr_test_support::{Run, TestWorkspace};
@@ -23,14 +24,15 @@ fn out_link_gives_a_runnable_read_only_artifact() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: api serve | api worker"), "{out:?}");
     // Read-only: no write bit on its folders or files (root ignores them).
-    use std::os::unix::fs::PermissionsExt;
     for p in ["bin", "bin/api", "migrate.py"] {
         let mode = std::fs::metadata(link.join(p)).unwrap().permissions().mode();
         assert_eq!(mode & 0o222, 0, "{p} is writable: {mode:o}");
     }
     // A new artifact replaces the link.
     let first = std::fs::read_link(&link).unwrap();
-    ws.write("services/api/src/extra.c", "int extra;\n");
+    // migrate.py ships in the artifact: another artifact.
+    let migrate = ws.read("services/api/migrate.py");
+    ws.write("services/api/migrate.py", &format!("{migrate}# changed\n"));
     brr_in(&ws, &["build", "--out-link", "result", "api"]).success();
     assert_ne!(std::fs::read_link(&link).unwrap(), first);
     assert!(link.join("bin/api").is_file());
