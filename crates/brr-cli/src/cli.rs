@@ -33,9 +33,15 @@ pub enum Command {
         /// here (a non-reproducible build); also `BRR_FAIL_ON_CONFLICT=1`.
         #[arg(long)]
         fail_on_conflict: bool,
+        /// With one target: a read-only copy of its artifact, linked at PATH
+        /// (a symlink, replaced atomically, as Nix's `result`).
+        #[arg(long, value_name = "PATH")]
+        out_link: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
+    /// Print one file of a target's artifact (built first if needed).
+    Cat { target: String, path: String },
     /// Show what is cached and what would build, without building.
     Plan {
         targets: Vec<String>,

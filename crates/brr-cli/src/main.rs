@@ -58,8 +58,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     printer::install_miette_hook();
+    printer::install_closed_stdout_hook();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // `brr show HASH | head`: the reader has all it wanted. End quietly
+        // with success, as `cat` and `ls` do.
+        Err(Failure::Internal(e)) if printer::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(Failure::Exit(code)) => ExitCode::from(code),
         Err(Failure::User(report)) => {
             eprintln!("{report:?}");

@@ -20,6 +20,43 @@ pub fn install_miette_hook() {
     }));
 }
 
+/// True when stdout's reader has gone: a pipe whose read end is closed
+/// (`brr show HASH | head`) reports `POLLERR` to its writer.
+pub fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&raw mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// True when `e` is a write failing because stdout's reader went away (and
+/// not some other broken pipe, such as a remote cache's connection).
+pub fn is_closed_stdout(e: &anyhow::Error) -> bool {
+    let broken = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+    broken && stdout_closed()
+}
+
+/// `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE);
+/// that panic ends the process quietly with success instead, wherever in
+/// any command it printed. Every other panic is reported as before.
+pub fn install_closed_stdout_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && stdout_closed() {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// Prints a line to stderr (a warning, a note), above any progress bar.
 pub fn note(line: &str) {
     eprintln!("{line}");

@@ -8,6 +8,9 @@ use crate::cli::Cli;
 
 #[derive(Debug)]
 pub struct Settings {
+    /// The folder brr was started in: relative paths given outside the
+    /// workspace (`--out-link`) are read from it.
+    pub cwd: PathBuf,
     /// Workspace root (where the root `brr.ron` is).
     pub root: PathBuf,
     /// Store folder.
@@ -143,6 +146,7 @@ impl Settings {
             trusted_keys: list_var("BRR_TRUSTED_KEYS"),
             signing_key: std::env::var_os("BRR_SIGNING_KEY").filter(|v| !v.is_empty()).map(|v| cwd.join(v)),
             sandbox_dir: std::env::var_os("BRR_SANDBOX_DIR").filter(|v| !v.is_empty()).map(|v| cwd.join(v)),
+            cwd,
         })
     }
 }

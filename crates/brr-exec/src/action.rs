@@ -103,13 +103,23 @@ pub struct Conditions {
 /// builder's network slot).
 #[derive(Debug)]
 pub struct Permits {
+    total: usize,
     free: std::sync::Mutex<Vec<usize>>,
     freed: std::sync::Condvar,
 }
 
 impl Permits {
     pub fn new(n: usize) -> Self {
-        Self { free: std::sync::Mutex::new((0..n.max(1)).rev().collect()), freed: std::sync::Condvar::new() }
+        Self {
+            total: n.max(1),
+            free: std::sync::Mutex::new((0..n.max(1)).rev().collect()),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// How many builders may run at once (the build's `-j`).
+    pub fn total(&self) -> usize {
+        self.total
     }
 
     /// Runs `f` holding one permit, given its number.
@@ -444,7 +454,7 @@ fn builder_spec(
     limits: Limits,
 ) -> Result<SandboxSpec, ExecError> {
     let pkg = action.pkg;
-    let env = environment(sb, &pkg.body.env);
+    let env = environment(sb, &pkg.body.env, builder_jobs(cond));
     let mut program = action.tools[&pkg.body.builder[0]].path.clone();
     let mut args = pkg.body.builder[1..].to_vec();
     if cond.reverse_env {
@@ -527,8 +537,17 @@ fn readable(action: &Action<'_>, sb: &Sandbox) -> Vec<PathBuf> {
     paths
 }
 
+/// `$BRR_JOBS`: how many jobs a builder may run itself (`make -j`, a
+/// compiler's threads): the build's `-j`, at most the CPUs it is confined
+/// to. Not part of the build key: like the sandbox's path, it may change how
+/// fast a build runs, never what it makes (`brr verify` checks that).
+fn builder_jobs(cond: &Conditions) -> usize {
+    let jobs = cond.builders.as_ref().map_or(1, |p| p.total());
+    cond.cpus.map_or(jobs, |cpus| jobs.min(cpus.max(1)))
+}
+
 /// The builder's whole environment: brr's fixed values plus the declared env.
-fn environment(sb: &Sandbox, declared: &BTreeMap<String, String>) -> Vec<(String, String)> {
+fn environment(sb: &Sandbox, declared: &BTreeMap<String, String>, jobs: usize) -> Vec<(String, String)> {
     let p = |p: &Path| p.to_string_lossy().into_owned();
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), p(&sb.tools())),
@@ -539,6 +558,7 @@ fn environment(sb: &Sandbox, declared: &BTreeMap<String, String>) -> Vec<(String
         ("OUT".into(), p(&sb.out())),
         ("DEPS".into(), p(&sb.deps())),
         ("TMPDIR".into(), p(&sb.tmp())),
+        ("BRR_JOBS".into(), jobs.to_string()),
     ];
     env.extend(declared.iter().map(|(k, v)| (k.clone(), v.clone())));
     env

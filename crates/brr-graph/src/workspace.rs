@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use brr_schema::{DeclError, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
@@ -400,10 +400,17 @@ fn files_below<'a>(files: &'a [(String, PathBuf)], dir: &str) -> &'a [(String, P
     &files[start..start + len]
 }
 
+/// One glob of a declaration, by the rules of gitignore, ripgrep and Bazel:
+/// `*` and `?` stay within one folder (`"*.c"` does not match `sub/x.c`),
+/// `**` crosses folders (`"**/*.c"`, `"src/**"`).
+pub(crate) fn compile_glob(g: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build()
+}
+
 fn glob_set(globs: &[String], file: &SourceFile) -> Result<GlobSet, GraphError> {
     let mut b = GlobSetBuilder::new();
     for g in globs {
-        let glob = Glob::new(g).map_err(|e| {
+        let glob = compile_glob(g).map_err(|e| {
             DeclError::at(file, file.find_value(g, 0), format!("invalid glob `{}`", cut(g)), e.kind().to_string())
         })?;
         b.add(glob);
@@ -574,7 +581,7 @@ fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Resu
         .filter_map(|globs| {
             let mut b = GlobSetBuilder::new();
             for g in *globs {
-                b.add(Glob::new(g).ok()?);
+                b.add(compile_glob(g).ok()?);
             }
             Some((globs.to_vec(), b.build().ok()?))
         })

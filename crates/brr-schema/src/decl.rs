@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename = "Workspace")]
 pub struct WorkspaceDecl {
-    /// Globs of package folders, relative to the workspace root (`"services/*"`).
+    /// Globs of package folders, relative to the workspace root (`"services/*"`;
+    /// `*` stays within one folder, `**` crosses folders).
     /// Each matching folder holds a package `brr.ron`.
     pub packages: Vec<String>,
     /// Remote caches shared with other machines, asked in this order on a
@@ -102,7 +103,8 @@ impl PackageDecl {
 pub struct PackageBody {
     /// Unique name of the package across the workspace.
     pub name: String,
-    /// Globs of input files relative to the package folder (`"src/**/*.c"`).
+    /// Globs of input files relative to the package folder (`"src/**/*.c"`):
+    /// `*` and `?` stay within one folder, `**` crosses folders.
     /// Only these are staged into the sandbox; each glob must match a file.
     #[serde(default)]
     pub inputs: Vec<String>,

@@ -52,7 +52,8 @@ pub fn is_env_name(s: &str) -> bool {
 }
 
 /// Environment variables brr sets itself; a declaration may not override them.
-pub const RESERVED_ENV: &[&str] = &["PATH", "HOME", "TZ", "LC_ALL", "SOURCE_DATE_EPOCH", "OUT", "DEPS", "TMPDIR"];
+pub const RESERVED_ENV: &[&str] =
+    &["PATH", "HOME", "TZ", "LC_ALL", "SOURCE_DATE_EPOCH", "OUT", "DEPS", "TMPDIR", "BRR_JOBS"];
 
 fn ron_options() -> ron::Options {
     // `Library(name: ..)` instead of `Library((name: ..))`, and `release: [..]`

@@ -13,14 +13,28 @@ use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
 use crate::{Failure, exit};
 
-pub fn run(
-    settings: &Settings,
-    targets: &[String],
-    jobs: Option<usize>,
-    no_sandbox: bool,
-    fail_on_conflict: bool,
-    json: bool,
-) -> Result<(), Failure> {
+/// `brr build`'s flags.
+pub struct Options<'a> {
+    pub jobs: Option<usize>,
+    pub no_sandbox: bool,
+    pub fail_on_conflict: bool,
+    /// `--out-link PATH`: link the one target's artifact there.
+    pub out_link: Option<&'a std::path::Path>,
+    pub json: bool,
+}
+
+pub fn run(settings: &Settings, targets: &[String], opts: &Options<'_>) -> Result<(), Failure> {
+    let &Options { jobs, no_sandbox, fail_on_conflict, out_link, json } = opts;
+    if out_link.is_some() && targets.len() != 1 {
+        return Err(Failure::User(miette::miette!(
+            help = "run one `brr build --out-link PATH TARGET` per target",
+            "--out-link takes exactly one target, not {}",
+            targets.len()
+        )));
+    }
+    if let Some(path) = out_link {
+        super::out_link::check(&settings.cwd.join(path))?;
+    }
     let timings = printer::Timings::from_env();
     let (store, ws) = open_store_and_workspace(settings)?;
     timings.mark("store + workspace");
@@ -94,6 +108,9 @@ pub fn run(
         conflicts = s.conflicts;
         record_cache_run(&store, &outcomes, &s);
     }
+    if let (Some(path), true) = (out_link, failed.is_empty()) {
+        link_target(settings, &store, targets, &outcomes, path)?;
+    }
     if failed.is_empty() {
         if conflicts > 0 && (fail_on_conflict || settings.fail_on_conflict) {
             printer::note(&format!(
@@ -106,6 +123,22 @@ pub fn run(
         return Ok(());
     }
     Err(Failure::Exit(report_failures(&failed)))
+}
+
+/// `--out-link PATH`: links the one target asked for (not its dependencies).
+fn link_target(
+    settings: &Settings,
+    store: &Store,
+    targets: &[String],
+    outcomes: &[Outcome],
+    path: &std::path::Path,
+) -> Result<(), Failure> {
+    let named = targets.first().and_then(|t| outcomes.iter().find(|o| &o.name == t));
+    if let Some(artifact) = named.and_then(|o| o.artifact) {
+        let folder = super::out_link::link(store, artifact, &settings.cwd.join(path))?;
+        printer::note(&format!("linked `{}` -> `{}`", path.display(), folder.display()));
+    }
+    Ok(())
 }
 
 /// Keeps this build's remote-cache statistics for `brr cache stats`: the

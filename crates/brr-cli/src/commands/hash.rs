@@ -1,15 +1,29 @@
 //! `brr hash PATH…`: the hash brr gives a file (blob) or folder (tree).
+//! Relative paths are read from the workspace root (`-C DIR`, else the
+//! current folder), as every other command reads them.
 
 use std::path::PathBuf;
 
 use crate::Failure;
 use crate::output::inspect::{HashDoc, HashKind, HashedPath};
 use crate::output::{self, Hash};
+use crate::settings::Settings;
 
-pub fn run(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
+pub fn run(settings: &Settings, paths: &[PathBuf], json: bool) -> Result<(), Failure> {
     let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::symlink_metadata(p).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?;
+    for given in paths {
+        let p = &settings.root.join(given);
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::User(miette::miette!(
+                    "no file or folder `{}` in `{}`",
+                    given.display(),
+                    settings.root.display()
+                )));
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot read `{}`: {e}", p.display()).into()),
+        };
         let (kind, hash) = if meta.is_dir() {
             let names: Vec<String> = std::fs::read_dir(p)
                 .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?
@@ -20,7 +34,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
         } else {
             (HashKind::Blob, Hash::from(brr_hash::fs::hash_file(p)?.0))
         };
-        out.push(HashedPath { path: p.display().to_string(), kind, hash });
+        out.push(HashedPath { path: given.display().to_string(), kind, hash });
     }
     if json {
         return output::print(&HashDoc { paths: out });

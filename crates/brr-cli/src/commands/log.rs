@@ -14,6 +14,9 @@ pub fn run(settings: &Settings, target: &str) -> Result<(), Failure> {
         if let Some(l) = log {
             let bytes = store.get(l)?;
             printer::note(&format!("log of `{target}` ({}, key {})", row.status, row.key.short()));
+            if bytes.is_empty() {
+                printer::note(&format!("(the builder of `{target}` printed nothing)"));
+            }
             std::io::Write::write_all(&mut std::io::stdout(), &bytes)?;
             return Ok(());
         }

@@ -3,10 +3,12 @@
 mod build;
 mod cache;
 mod cache_stats;
+mod cat;
 mod graph;
 mod hash;
 mod ledger;
 mod log;
+mod out_link;
 mod plan;
 mod release;
 mod remote;
@@ -24,12 +26,15 @@ use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, RestartP
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
+#[expect(clippy::too_many_lines, reason = "one arm per command, each a call")]
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {
-        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, json } => {
-            build::run(&settings, &targets, jobs, no_sandbox, fail_on_conflict, json)
+        Command::Build { targets, jobs, no_sandbox, fail_on_conflict, out_link, json } => {
+            let opts = build::Options { jobs, no_sandbox, fail_on_conflict, out_link: out_link.as_deref(), json };
+            build::run(&settings, &targets, &opts)
         }
+        Command::Cat { target, path } => cat::run(&settings, &target, &path),
         Command::Plan { targets, json } => plan::run(&settings, &targets, json),
         Command::Verify { targets, rounds, diffoscope, report, no_sandbox, json } => {
             if report {
@@ -41,7 +46,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Why { target, json } => why::run(&settings, &target, json),
         Command::Graph { format } => graph::run(&settings, format),
         Command::Show { hash, json } => show::run(&settings, &hash, json),
-        Command::Hash { paths, json } => hash::run(&paths, json),
+        Command::Hash { paths, json } => hash::run(&settings, &paths, json),
         Command::Log { target, release } => match (target, release) {
             (_, Some(release)) => ledger::release_log(&settings, &release),
             (Some(target), None) => log::run(&settings, &target),
@@ -182,7 +187,14 @@ pub fn load(settings: &Settings, targets: &[String]) -> Result<Loaded, Failure> 
 
 /// Opens (creating if needed) the store.
 pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
-    Ok(Store::open(&settings.store)?)
+    Store::open(&settings.store).map_err(|e| match e {
+        // `--store` named something else: the user's mistake, not brr's.
+        brr_store::StoreError::NotAStore { .. } => Failure::User(miette::miette!(
+            help = "pass `--store` an empty or missing folder, or an existing brr store",
+            "{e}"
+        )),
+        e => e.into(),
+    })
 }
 
 /// Opens the store only if it exists (read-only commands must not create one).

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use brr_graph::Workspace;
 use brr_remote::ConnectOptions;
 use brr_remote::keys::{PublicKey, SigningKey, TrustedKeys};
@@ -135,7 +134,23 @@ pub fn generate_key(out: &std::path::Path, name: Option<&str>) -> Result<(), Fai
             SigningKey::generate(&host).or_else(|_| SigningKey::generate("brr")).map_err(|e| user(&e.to_string()))?
         }
     };
-    key.write_new(out).with_context(|| format!("cannot write the key to `{}`", out.display()))?;
+    // Never over an existing file: it may be the only copy of another key.
+    if out.symlink_metadata().is_ok() {
+        return Err(user(&format!(
+            "`{}` already exists: not overwriting it (a key file may be the only copy of a key); choose another path",
+            out.display()
+        )));
+    }
+    match key.write_new(out) {
+        Ok(()) => {}
+        // Created between the check above and here, by someone else.
+        Err(brr_remote::keys::KeyError::Write { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(user(&format!("`{}` already exists: not overwriting it", out.display())));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot write the key to `{}`", out.display())).into());
+        }
+    }
     println!("{}", key.public());
     printer::note(&format!(
         "wrote the private key to `{}`; trust the public key above in `trusted_keys` (or BRR_TRUSTED_KEYS)",

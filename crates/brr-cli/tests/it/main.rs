@@ -9,7 +9,9 @@ mod failures;
 mod hostile;
 mod inspect;
 mod invalid;
+mod jobs;
 mod json_schema;
+mod outputs;
 mod proctypes;
 mod release;
 mod remote;
@@ -17,6 +19,7 @@ mod run;
 mod sandbox;
 mod snapshots;
 mod store_repair;
+mod usability;
 mod verify;
 
 use brr_test_support::TestWorkspace;

@@ -101,3 +101,50 @@ fn no_workspace_file_is_a_user_error() {
     let e = Workspace::load(dir.path()).unwrap_err();
     assert!(matches!(e, GraphError::NoWorkspace { .. }) && e.is_user_error());
 }
+
+/// The inputs `globs` select in a package `p` holding `files`.
+fn selected(globs: &str, files: &[&str]) -> Vec<String> {
+    let decl = lib("p", &[]).replace("\"*.c\"", globs);
+    let mut all = vec![("brr.ron", "Workspace(packages: [\"p\"])"), ("p/brr.ron", decl.as_str())];
+    all.extend(files.iter().map(|f| (*f, "")));
+    let (_d, r) = ws(&all);
+    r.unwrap().get("p").unwrap().inputs.keys().cloned().collect()
+}
+
+#[test]
+fn a_star_stays_within_one_folder() {
+    let files = ["p/x.c", "p/sub/y.c", "p/sub/deep/z.c", "p/src/a.c", "p/src/lib/b.c"];
+    assert_eq!(selected("\"*.c\"", &files), ["p/x.c"]);
+    assert_eq!(selected("\"src/*.c\"", &files), ["p/src/a.c"]);
+    assert_eq!(selected("\"*/*.c\"", &files), ["p/src/a.c", "p/sub/y.c"]);
+    // `?` does not match `/` either: this glob selects nothing, an error.
+    let decl = lib("p", &[]).replace("\"*.c\"", "\"sub?y.c\"");
+    let (_d, r) = ws(&[("brr.ron", "Workspace(packages: [\"p\"])"), ("p/brr.ron", &decl), ("p/sub/y.c", "")]);
+    let GraphError::Decl(e) = r.unwrap_err() else { panic!("not a declaration error") };
+    assert!(e.message.contains("`sub?y.c` matches no file"), "{}", e.message);
+}
+
+#[test]
+fn a_double_star_crosses_folders() {
+    let files = ["p/x.c", "p/sub/y.c", "p/sub/deep/z.c", "p/src/a.c", "p/src/lib/b.c", "p/src/lib/b.h"];
+    assert_eq!(selected("\"**/*.c\"", &files), ["p/src/a.c", "p/src/lib/b.c", "p/sub/deep/z.c", "p/sub/y.c", "p/x.c"]);
+    assert_eq!(selected("\"src/**\"", &files), ["p/src/a.c", "p/src/lib/b.c", "p/src/lib/b.h"]);
+    assert_eq!(selected("\"sub/**/*.c\"", &files), ["p/sub/deep/z.c", "p/sub/y.c"]);
+}
+
+#[test]
+fn a_package_glob_star_stays_within_one_folder() {
+    let (_d, r) = ws(&[
+        ("brr.ron", "Workspace(packages: [\"libs/*\"])"),
+        ("libs/a/brr.ron", &lib("a", &[])),
+        ("libs/a/a.c", ""),
+        ("libs/a/v2/brr.ron", &lib("a2", &[])),
+        ("libs/a/v2/a.c", ""),
+    ]);
+    let w = r.unwrap();
+    assert!(
+        w.get("a").is_some() && w.get("a2").is_none(),
+        "{:?}",
+        w.packages.iter().map(|p| &p.name).collect::<Vec<_>>()
+    );
+}

@@ -46,7 +46,8 @@ fn a_saved_load_is_reused_until_a_listing_or_a_declaration_changes() {
             ("brr.ron", "Workspace(packages: [\"p/*\"])"),
             ("p/a/brr.ron", &lib("a", &[])),
             ("p/a/a.c", "int a;"),
-            ("p/b/brr.ron", &lib("b", &["a"])),
+            // `**`: its sources are in a subfolder.
+            ("p/b/brr.ron", &lib("b", &["a"]).replace("\"*.c\"", "\"**/*.c\"")),
             ("p/b/src/b.c", "int b;"),
         ],
     );
@@ -67,7 +68,7 @@ fn a_saved_load_is_reused_until_a_listing_or_a_declaration_changes() {
     assert!(load(&root, &cache).from_snapshot);
 
     // A declaration rewritten in place (no listing changes).
-    std::fs::write(root.join("p/b/brr.ron"), lib("b", &[])).unwrap();
+    std::fs::write(root.join("p/b/brr.ron"), lib("b", &[]).replace("\"*.c\"", "\"**/*.c\"")).unwrap();
     let ws = load(&root, &cache);
     assert!(!ws.from_snapshot);
     assert!(ws.get("b").unwrap().deps.is_empty());
