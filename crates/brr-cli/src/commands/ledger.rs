@@ -114,56 +114,7 @@ pub fn diff(settings: &Settings, spec_a: &str, spec_b: &str, service: Option<&st
     let side_b = brr_release::diff::resolve(&store, spec_b, service_b).map_err(spec_failure)?;
     let delta = brr_release::diff::diff(&store, side_a, side_b).map_err(|e| Failure::Internal(e.into()))?;
     if json {
-        let side = |s: &brr_release::diff::Side| DiffSide {
-            label: s.label.clone(),
-            release: s.release.into(),
-            build: s.build.into(),
-            config: s.config.into(),
-            service: s.service.clone(),
-        };
-        let command = |c: &brr_release::diff::CommandChange| CommandChange {
-            name: c.name.clone(),
-            old: c.old.clone(),
-            new: c.new.clone(),
-        };
-        let doc = DiffDoc {
-            a: side(&delta.a),
-            b: side(&delta.b),
-            files: delta
-                .files
-                .iter()
-                .map(|f| FileChange {
-                    path: f.path.clone(),
-                    change: match f.change {
-                        Change::Added => FileChangeKind::Added,
-                        Change::Removed => FileChangeKind::Removed,
-                        Change::Changed => FileChangeKind::Changed,
-                    },
-                    old_size: f.old_size,
-                    new_size: f.new_size,
-                })
-                .collect(),
-            vars: delta
-                .vars
-                .iter()
-                .map(|v| VarChange { name: v.name.clone(), old: v.old.clone(), new: v.new.clone() })
-                .collect(),
-            secrets_added: delta.secrets_added.clone(),
-            secrets_removed: delta.secrets_removed.clone(),
-            processes: delta.processes.iter().map(command).collect(),
-            process_settings: delta
-                .process_settings
-                .iter()
-                .map(|c| SettingChange {
-                    process: c.process.clone(),
-                    setting: c.setting.to_owned(),
-                    old: c.old.clone(),
-                    new: c.new.clone(),
-                })
-                .collect(),
-            release_command: delta.release_command.as_ref().map(command),
-        };
-        return output::print(&doc);
+        return output::print(&diff_doc(&delta));
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "--- {}  release {}", delta.a.label, delta.a.release.short())?;
@@ -217,6 +168,59 @@ pub fn diff(settings: &Settings, spec_a: &str, spec_b: &str, service: Option<&st
         writeln!(out, "release command: {} → {}", argv(&c.old), argv(&c.new))?;
     }
     Ok(out.flush()?)
+}
+
+/// The `--json` document of a diff.
+fn diff_doc(delta: &brr_release::diff::ReleaseDiff) -> DiffDoc {
+    let side = |s: &brr_release::diff::Side| DiffSide {
+        label: s.label.clone(),
+        release: s.release.into(),
+        build: s.build.into(),
+        config: s.config.into(),
+        service: s.service.clone(),
+    };
+    let command = |c: &brr_release::diff::CommandChange| CommandChange {
+        name: c.name.clone(),
+        old: c.old.clone(),
+        new: c.new.clone(),
+    };
+    DiffDoc {
+        a: side(&delta.a),
+        b: side(&delta.b),
+        files: delta
+            .files
+            .iter()
+            .map(|f| FileChange {
+                path: f.path.clone(),
+                change: match f.change {
+                    Change::Added => FileChangeKind::Added,
+                    Change::Removed => FileChangeKind::Removed,
+                    Change::Changed => FileChangeKind::Changed,
+                },
+                old_size: f.old_size,
+                new_size: f.new_size,
+            })
+            .collect(),
+        vars: delta
+            .vars
+            .iter()
+            .map(|v| VarChange { name: v.name.clone(), old: v.old.clone(), new: v.new.clone() })
+            .collect(),
+        secrets_added: delta.secrets_added.clone(),
+        secrets_removed: delta.secrets_removed.clone(),
+        processes: delta.processes.iter().map(command).collect(),
+        process_settings: delta
+            .process_settings
+            .iter()
+            .map(|c| SettingChange {
+                process: c.process.clone(),
+                setting: c.setting.to_owned(),
+                old: c.old.clone(),
+                new: c.new.clone(),
+            })
+            .collect(),
+        release_command: delta.release_command.as_ref().map(command),
+    }
 }
 
 /// `brr ledger verify`: exit 1 when a chain is broken.
