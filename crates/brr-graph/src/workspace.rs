@@ -132,6 +132,7 @@ impl Workspace {
         let decl = brr_schema::parse_workspace(&ws_file)?;
         let files = walk(&root, &walk_roots(&decl.packages), &mut seen.dirs)?;
         let mut packages = discover(&root, &decl, &ws_file, &files, &mut seen.decls)?;
+        let files = with_workspace_inputs(&root, &decl.packages, &packages, files, &mut seen.dirs)?;
         procfiles(&root, &mut packages, &files, &mut seen.optional)?;
         resolve_inputs(&mut packages, &files)?;
         let packages = order(packages)?;
@@ -568,6 +569,37 @@ fn procfiles(
     Ok(())
 }
 
+/// `files` plus the files below the folders that `//` input globs (relative
+/// to the workspace root) start in, when the package walk did not cover
+/// them; those folders are stamped like the others, so a saved load sees
+/// their changes.
+fn with_workspace_inputs(
+    root: &Path,
+    package_globs: &[String],
+    packages: &[Package],
+    mut files: Vec<(String, PathBuf)>,
+    dirs: &mut Vec<(String, Option<FileStat>)>,
+) -> Result<Vec<(String, PathBuf)>, GraphError> {
+    let globs: Vec<String> = packages
+        .iter()
+        .flat_map(|p| p.body.inputs.iter())
+        .filter_map(|g| g.strip_prefix(brr_schema::WORKSPACE_INPUT).map(str::to_owned))
+        .collect();
+    if globs.is_empty() {
+        return Ok(files);
+    }
+    let walked = walk_roots(package_globs);
+    let covered = |r: &str| walked.iter().any(|w| w.is_empty() || r == w || r.starts_with(&format!("{w}/")));
+    let extra: Vec<String> = walk_roots(&globs).into_iter().filter(|r| !covered(r)).collect();
+    if extra.is_empty() {
+        return Ok(files);
+    }
+    files.extend(walk(root, &extra, dirs)?);
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0);
+    Ok(files)
+}
+
 fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Result<(), GraphError> {
     // A nested package's files belong to it, not to the enclosing package.
     let dirs: HashSet<String> = packages.iter().map(|p| p.dir.clone()).collect();
@@ -596,6 +628,27 @@ fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Resu
             &owned
         };
         let mut matched = vec![false; p.body.inputs.len()];
+        // `//` globs, relative to the workspace root, against every file.
+        let workspace: Vec<(usize, &str)> = p
+            .body
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((i, g.strip_prefix(brr_schema::WORKSPACE_INPUT)?)))
+            .collect();
+        if !workspace.is_empty() {
+            let globs: Vec<String> = workspace.iter().map(|(_, g)| (*g).to_owned()).collect();
+            let set = glob_set(&globs, &p.source)?;
+            for (rel, abs) in files {
+                let hits = set.matches(rel);
+                for &h in &hits {
+                    matched[workspace[h].0] = true;
+                }
+                if !hits.is_empty() {
+                    p.inputs.insert(rel.clone(), abs.clone());
+                }
+            }
+        }
         for (rel, abs) in files_below(files, &p.dir) {
             let local = &rel[p.dir.len() + 1..];
             if in_nested_package(&p.dir, rel, &dirs) {
@@ -615,7 +668,10 @@ fn resolve_inputs(packages: &mut [Package], files: &[(String, PathBuf)]) -> Resu
             return Err(DeclError::at(
                 file,
                 file.find_value(g, file.find_field("inputs")),
-                format!("input glob `{}` matches no file in `{}`", cut(g), p.dir),
+                match g.strip_prefix(brr_schema::WORKSPACE_INPUT) {
+                    Some(_) => format!("input glob `{}` matches no file in the workspace", cut(g)),
+                    None => format!("input glob `{}` matches no file in `{}`", cut(g), p.dir),
+                },
                 "matches nothing",
             )
             .into());

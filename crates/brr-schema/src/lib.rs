@@ -30,8 +30,8 @@ pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environment
 pub use error::{DeclError, SourceFile};
 pub use locate::Step;
 pub use parse::{
-    GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, cut, is_contained, is_env_name, parse_duration, parse_package,
-    parse_workspace,
+    GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, WORKSPACE_INPUT, cut, is_contained, is_env_name, parse_duration,
+    parse_package, parse_workspace,
 };
 pub use procfile::{PROCFILE, ProcfileEntry, parse_procfile};
 

@@ -255,9 +255,13 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         }
     }
     for i in &b.inputs {
-        if !is_contained(i) {
-            return Err(err(i, format!("input glob `{}` reaches outside the package folder", cut(i)), "outside")
-                .with_help("inputs are globs relative to the package folder, without `..`")
+        // `//path` is relative to the workspace root, still never outside it.
+        if !is_contained(i.strip_prefix(WORKSPACE_INPUT).unwrap_or(i)) {
+            return Err(err(i, format!("input glob `{}` reaches outside its folder", cut(i)), "outside")
+                .with_help(
+                    "inputs are globs relative to the package folder (or, starting with `//`, to the workspace \
+                     root), without `..`",
+                )
                 .into());
         }
         check_glob_len(file, i)?;
@@ -368,6 +372,9 @@ fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclEr
     }
     Ok(())
 }
+
+/// The prefix of an input glob relative to the workspace root (`//src/*.c`).
+pub const WORKSPACE_INPUT: &str = "//";
 
 /// A relative path with no `..`, no root, no NUL and not empty.
 pub fn is_contained(p: &str) -> bool {

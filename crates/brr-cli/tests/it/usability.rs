@@ -110,3 +110,29 @@ fn the_readme_explains_declaring_before_sandbox_internals() {
     let tmpfs = readme.find("tmpfs").unwrap();
     assert!(tmpfs > declaring && tmpfs > how, "the first mention of the tmpfs comes before `How a build runs`");
 }
+
+/// A `//` input is staged at its workspace path, read by the builder from
+/// its package folder, and a change to it rebuilds the package.
+#[test]
+fn workspace_relative_inputs_are_staged_and_tracked() {
+    let decl = brr_test_support::sh_library_with(
+        "x",
+        &[],
+        &["cat"],
+        "cat ../../shared/msg.txt > \"$OUT/f\"",
+        "inputs: [\"//shared/msg.txt\"],",
+    );
+    let ws = crate::workspace()
+        .file("brr.ron", "Workspace(packages: [\"p/*\"])\n")
+        .file("p/x/brr.ron", &decl)
+        .file("shared/msg.txt", "hello\n");
+    let built = ws.brr(["build", "--json"]).success();
+    let artifact = built.targets()["x"].artifact.clone().unwrap();
+    assert_eq!(ws.brr(["cat", "x", "f"]).success().stdout, "hello\n");
+    ws.write("shared/msg.txt", "changed\n");
+    let plan = ws.brr(["plan", "--json"]).success();
+    assert_eq!(plan.targets()["x"].status, "build", "{}", plan.stdout);
+    let rebuilt = ws.brr(["build", "--json"]).success();
+    assert_ne!(rebuilt.targets()["x"].artifact.clone().unwrap(), artifact);
+    assert_eq!(ws.brr(["cat", "x", "f"]).success().stdout, "changed\n");
+}

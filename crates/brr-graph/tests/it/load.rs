@@ -148,3 +148,22 @@ fn a_package_glob_star_stays_within_one_folder() {
         w.packages.iter().map(|p| &p.name).collect::<Vec<_>>()
     );
 }
+
+/// `//` globs are relative to the workspace root: a flat `src/` shared by
+/// packages, with no symlinks; `*` still stays within one folder.
+#[test]
+fn workspace_relative_inputs_reach_the_root_and_no_further() {
+    let files = ["src/a.c", "src/sub/b.c", "p/own.c"];
+    assert_eq!(selected("\"//src/*.c\", \"*.c\"", &files), ["p/own.c", "src/a.c"]);
+    assert_eq!(selected("\"//src/**/*.c\"", &files), ["src/a.c", "src/sub/b.c"]);
+    // Never outside the workspace.
+    let decl = lib("p", &[]).replace("\"*.c\"", "\"//../secret.c\"");
+    let (_d, r) = ws(&[("brr.ron", "Workspace(packages: [\"p\"])"), ("p/brr.ron", &decl)]);
+    let GraphError::Decl(e) = r.unwrap_err() else { panic!("not a declaration error") };
+    assert!(e.message.contains("reaches outside"), "{}", e.message);
+    // A `//` glob that matches nothing says where it looked.
+    let decl = lib("p", &[]).replace("\"*.c\"", "\"//nowhere/*.c\"");
+    let (_d, r) = ws(&[("brr.ron", "Workspace(packages: [\"p\"])"), ("p/brr.ron", &decl)]);
+    let GraphError::Decl(e) = r.unwrap_err() else { panic!("not a declaration error") };
+    assert!(e.message.contains("matches no file in the workspace"), "{}", e.message);
+}

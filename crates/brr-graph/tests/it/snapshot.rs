@@ -117,3 +117,21 @@ fn a_damaged_or_foreign_save_is_ignored() {
     assert!(!ws.from_snapshot && ws.get("z").is_some());
     assert!(load(&root, &cache).get("a").is_some());
 }
+
+/// A file added to a folder only a `//` input glob reaches is seen by the
+/// next load: that folder is stamped like the package folders.
+#[test]
+fn a_saved_load_sees_files_added_below_a_workspace_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let decl = crate::lib("p", &[]).replace("\"*.c\"", "\"//shared/*.c\"");
+    crate::write_all(
+        dir.path(),
+        &[("brr.ron", "Workspace(packages: [\"p\"])"), ("p/brr.ron", &decl), ("shared/a.c", "")],
+    );
+    let first = load(dir.path(), cache.path());
+    assert_eq!(first.get("p").unwrap().inputs.keys().collect::<Vec<_>>(), ["shared/a.c"]);
+    crate::write_all(dir.path(), &[("shared/b.c", "")]);
+    let second = load(dir.path(), cache.path());
+    assert_eq!(second.get("p").unwrap().inputs.keys().collect::<Vec<_>>(), ["shared/a.c", "shared/b.c"]);
+}
