@@ -108,7 +108,7 @@ pub use repair::RepairReport;
 pub use roots::Root;
 pub use runs::{RunEvent, RunProcess, RunRow};
 pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
-pub use sweep::{SweepReport, SweepStep};
+pub use sweep::{LedgerKeep, Retention, SweepReport, SweepStep};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 
@@ -147,6 +147,16 @@ impl std::ops::Deref for ExclusiveStore {
 
     fn deref(&self) -> &Store {
         &self.0
+    }
+}
+
+/// A store opened with [`Access::Exclusive`] ([`Store::open_with`]) is an
+/// `ExclusiveStore`; any other is handed back.
+impl TryFrom<Store> for ExclusiveStore {
+    type Error = Store;
+
+    fn try_from(store: Store) -> Result<Self, Store> {
+        if store.access() == Access::Exclusive { Ok(ExclusiveStore(store)) } else { Err(store) }
     }
 }
 

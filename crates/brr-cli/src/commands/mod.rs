@@ -3,6 +3,7 @@
 mod build;
 mod cache;
 mod cache_stats;
+mod gc;
 mod graph;
 mod hash;
 mod ledger;
@@ -100,6 +101,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             ledger::releases(&settings, &env, service.as_deref(), limit, json)
         }
         Command::Diff { a, b, service, json } => ledger::diff(&settings, &a, &b, service.as_deref(), json),
+        Command::Gc { dry_run, keep_last, max_size, wait, json } => {
+            gc::run(&settings, &gc::Options { dry_run, keep_last, max_size, wait, json })
+        }
+        Command::Pin { release } => gc::pin(&settings, &release, true),
+        Command::Unpin { release } => gc::pin(&settings, &release, false),
         Command::Ledger { command: LedgerCommand::Verify { json } } => ledger::verify(&settings, json),
         Command::Cache { command } => match command {
             CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),

@@ -1,0 +1,44 @@
+//! Documents of the store's lifecycle commands: `gc`, `store stats`.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// Objects of one kind, and their total size.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct KindCount {
+    /// `blob`, `tree`, `action`, `artifact`, `config`, `release` or `ledger`.
+    pub kind: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// `brr gc --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Gc")]
+pub struct GcDoc {
+    /// Nothing was changed: what would be freed.
+    pub dry_run: bool,
+    /// Objects kept, and their total size.
+    pub kept: u64,
+    pub kept_bytes: u64,
+    /// Objects deleted (or that would be), and their total size.
+    pub freed: u64,
+    pub freed_bytes: u64,
+    /// The deleted objects by kind.
+    pub freed_by_kind: Vec<KindCount>,
+    /// Releases kept whole (with their builds), and why they are rooted.
+    pub releases_kept: u64,
+    /// Pinned objects (`brr pin`).
+    pub pins: u64,
+    /// Latest builds of the workspace's targets kept.
+    pub targets_kept: u64,
+    /// Action-cache entries and build-history rows deleted with their objects.
+    pub actions_removed: u64,
+    pub builds_removed: u64,
+    /// Pack bytes before and after compaction (equal in a dry run).
+    pub pack_bytes_before: u64,
+    pub pack_bytes_after: u64,
+    /// Materialized release folders removed (their builds are gone), and their size.
+    pub release_dirs_removed: u64,
+    pub release_dir_bytes_removed: u64,
+}
