@@ -261,7 +261,11 @@ impl ExclusiveStore {
         self.sweep(None, &mut |_| {})
     }
 
-    fn sweep(&self, keep: Option<&Retention<'_>>, on_step: &mut dyn FnMut(SweepStep)) -> Result<SweepReport, StoreError> {
+    fn sweep(
+        &self,
+        keep: Option<&Retention<'_>>,
+        on_step: &mut dyn FnMut(SweepStep),
+    ) -> Result<SweepReport, StoreError> {
         let store: &Store = self;
         let mut report = SweepReport::default();
         // One write transaction from the first read to the commit: other

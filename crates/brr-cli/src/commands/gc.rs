@@ -90,9 +90,8 @@ pub fn run(settings: &Settings, opts: &Options) -> Result<(), Failure> {
     let (report, dirs) = if opts.dry_run {
         (store.plan_collect(&retention)?, (0, 0))
     } else {
-        let exclusive = brr_store::ExclusiveStore::try_from(store).map_err(|_| {
-            Failure::Internal(anyhow::anyhow!("the store was opened exclusive but is not held so"))
-        })?;
+        let exclusive = brr_store::ExclusiveStore::try_from(store)
+            .map_err(|_| Failure::Internal(anyhow::anyhow!("the store was opened exclusive but is not held so")))?;
         let report = exclusive.collect_retained(&retention, &mut |_| {})?;
         let dirs = brr_release::folder::remove_unrunnable(&exclusive);
         (report, dirs)
@@ -122,7 +121,13 @@ pub fn run(settings: &Settings, opts: &Options) -> Result<(), Failure> {
         return output::print(&doc);
     }
     let verb = if opts.dry_run { "would free" } else { "freed" };
-    println!("{verb} {} objects ({}), kept {} ({})", doc.freed, human(doc.freed_bytes), doc.kept, human(doc.kept_bytes));
+    println!(
+        "{verb} {} objects ({}), kept {} ({})",
+        doc.freed,
+        human(doc.freed_bytes),
+        doc.kept,
+        human(doc.kept_bytes)
+    );
     for k in &doc.freed_by_kind {
         println!("  {:<9} {:>8} objects {:>12}", k.kind, k.objects, human(k.bytes));
     }
