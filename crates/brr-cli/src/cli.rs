@@ -222,6 +222,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a release's or a build's closure to one archive file.
+    Export {
+        /// A release or build (artifact) hash, or a prefix of one.
+        hash: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an archive written by `brr export` into the store: every object
+    /// is checked first, and a bad file imports nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep a release (its build and config) through `brr gc`.
     Pin { release: String },
     /// Stop keeping a pinned release; the next `brr gc` may delete its build.

@@ -72,6 +72,7 @@
 //! busy timeout instead of failing.
 
 mod action_cache;
+mod archive;
 mod cache_conflicts;
 mod cache_runs;
 mod cas;
@@ -96,6 +97,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use action_cache::{ActionRecord, BuildRow};
+pub use archive::{ARCHIVE_VERSION, ArchiveSummary};
 pub use cache_conflicts::CacheConflict;
 pub use cache_runs::{CacheRun, CacheRunTarget};
 pub use db::SCHEMA_VERSION;

@@ -1,5 +1,6 @@
 //! One module per command; each resolves what it needs and calls the library.
 
+mod archive;
 mod build;
 mod cache;
 mod cache_stats;
@@ -104,6 +105,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Gc { dry_run, keep_last, max_size, wait, json } => {
             gc::run(&settings, &gc::Options { dry_run, keep_last, max_size, wait, json })
         }
+        Command::Export { hash, output, json } => archive::export(&settings, &hash, &output, json),
+        Command::Import { file, json } => archive::import(&settings, &file, json),
         Command::Pin { release } => gc::pin(&settings, &release, true),
         Command::Unpin { release } => gc::pin(&settings, &release, false),
         Command::Ledger { command: LedgerCommand::Verify { json } } => ledger::verify(&settings, json),

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::Hash;
+
 /// Objects of one kind, and their total size.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct KindCount {
@@ -41,4 +43,20 @@ pub struct GcDoc {
     /// Materialized release folders removed (their builds are gone), and their size.
     pub release_dirs_removed: u64,
     pub release_dir_bytes_removed: u64,
+}
+
+/// `brr export --json` and `brr import --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Archive")]
+pub struct ArchiveDoc {
+    /// The archive file.
+    pub file: String,
+    /// The release or build the archive holds, and which of the two it is.
+    pub root: Hash,
+    pub kind: String,
+    /// Objects in the archive, and their total size.
+    pub objects: u64,
+    pub bytes: u64,
+    /// On import: objects the store did not have (0 on export).
+    pub new_objects: u64,
 }

@@ -186,3 +186,53 @@ fn gc_killed_leaves_a_sound_store() {
     assert!(recorded(&ws, &rel[3].build));
     verifies(&ws);
 }
+
+/// The objects a store records (0 when it has none).
+fn object_count(ws: &TestWorkspace) -> i64 {
+    let db = rusqlite::Connection::open(ws.store().join("brr.db")).unwrap();
+    db.query_row("SELECT count(*) FROM objects", [], |r| r.get(0)).unwrap()
+}
+
+/// Export on one store, import into an empty one elsewhere: the same
+/// release hash, and `brr run` of it starts its process. A truncated or
+/// corrupted archive is refused and imports nothing.
+#[test]
+fn export_then_import_elsewhere_runs_and_bad_archives_import_nothing() {
+    let (ws, rel) = released(2);
+    let archive = ws.path().join("app.brrx");
+    let archive_arg = archive.to_str().unwrap();
+    let doc = ws.brr(["export", &rel[1].release, "-o", archive_arg, "--json"]).success().json();
+    assert_eq!(doc["root"], rel[1].release.as_str());
+    assert_eq!(doc["kind"], "release");
+    let good = std::fs::read(&archive).unwrap();
+
+    let there = TestWorkspace::new(BRR).file("brr.ron", "Workspace(packages: [])\n");
+    let bad = there.path().join("bad.brrx");
+    let bad_arg = bad.to_str().unwrap();
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("trailer cut", good[..good.len() - 1].to_vec()),
+        ("corrupted", {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            b[mid] ^= 0x40;
+            b
+        }),
+        ("not an archive", b"hello".to_vec()),
+    ] {
+        std::fs::write(&bad, &bytes).unwrap();
+        let refused = there.brr(["import", bad_arg]).code(2);
+        assert!(refused.stderr.contains("not a valid brr archive"), "{what}: {}", refused.stderr);
+        assert_eq!(object_count(&there), 0, "{what}: a bad archive imported objects");
+    }
+
+    let imported = there.brr(["import", archive_arg, "--json"]).success().json();
+    assert_eq!(imported["root"], rel[1].release.as_str());
+    assert_eq!(imported["new_objects"], imported["objects"]);
+    there.brr(["store", "verify"]).success();
+    assert!(recorded(&there, &rel[1].build));
+
+    let mut child = crate::run::spawn(&there, &["run", &rel[1].release], &[]);
+    crate::run::wait_ps(&there, "web to run", |list| crate::run::state_of(list, "web") == Some("running"));
+    crate::run::terminate(&mut child);
+}
