@@ -370,6 +370,15 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Objects and bytes by kind, packs and their dead fraction, roots, and
+    /// the largest targets (their latest build's closure).
+    Stats {
+        /// How many of the largest targets to list.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rewrite packs that hold dead bytes and remove leftovers of killed
     /// processes; deletes no object. Needs the store closed everywhere else.
     Compact {

@@ -122,7 +122,7 @@ impl Store {
     }
 
     /// The closure of `root` in dependency order, as digests.
-    fn export_order(&self, root: Digest, kind: ObjectKind) -> Result<Vec<(ObjectKind, Digest)>, StoreError> {
+    pub(crate) fn export_order(&self, root: Digest, kind: ObjectKind) -> Result<Vec<(ObjectKind, Digest)>, StoreError> {
         let (artifact, tail) = match kind {
             ObjectKind::Artifact => (root, Vec::new()),
             ObjectKind::Release => {

@@ -15,6 +15,7 @@ mod remote;
 mod run;
 mod show;
 mod store_compact;
+mod store_stats;
 mod store_verify;
 mod verify;
 mod why;
@@ -120,6 +121,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             remote::generate_key(&output, name.as_deref())
         }
         Command::Store { command: StoreCommand::Verify { repair, json } } => store_verify::run(&settings, repair, json),
+        Command::Store { command: StoreCommand::Stats { top, json } } => store_stats::run(&settings, top, json),
         Command::Store { command: StoreCommand::Compact { json } } => store_compact::run(&settings, json),
         Command::Schema { dir } => {
             for (name, text) in brr_schema::json_schema() {

@@ -31,7 +31,7 @@ use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
-use self::store::{ArchiveDoc, GcDoc};
+use self::store::{ArchiveDoc, GcDoc, StoreStatsDoc};
 use self::verify::{VerifyDoc, VerifyReportDoc};
 use crate::Failure;
 
@@ -109,6 +109,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
         ("ps.schema.json", schema_of::<PsDoc>()),
         ("gc.schema.json", schema_of::<GcDoc>()),
+        ("store-stats.schema.json", schema_of::<StoreStatsDoc>()),
         ("export.schema.json", schema_of::<ArchiveDoc>()),
         ("import.schema.json", schema_of::<ArchiveDoc>()),
     ]

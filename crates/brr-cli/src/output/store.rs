@@ -60,3 +60,38 @@ pub struct ArchiveDoc {
     /// On import: objects the store did not have (0 on export).
     pub new_objects: u64,
 }
+
+/// One pack file of `brr store stats --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PackDoc {
+    pub name: String,
+    /// Its size on disk, and how much of it live objects use.
+    pub file_bytes: u64,
+    pub live_bytes: u64,
+    /// The fraction (0 to 1) no live object uses: what compaction frees.
+    pub dead_fraction: f64,
+}
+
+/// One target of `brr store stats --json`: its latest build's closure.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TargetSizeDoc {
+    pub target: String,
+    pub artifact: Hash,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// `brr store stats --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "StoreStats")]
+pub struct StoreStatsDoc {
+    /// Every kind, with its objects and bytes (zero included).
+    pub kinds: Vec<KindCount>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub packs: Vec<PackDoc>,
+    /// Roots (`brr pin` adds them).
+    pub roots: u64,
+    /// The largest targets, largest first.
+    pub largest_targets: Vec<TargetSizeDoc>,
+}

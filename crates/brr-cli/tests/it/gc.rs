@@ -199,6 +199,12 @@ fn object_count(ws: &TestWorkspace) -> i64 {
 #[test]
 fn export_then_import_elsewhere_runs_and_bad_archives_import_nothing() {
     let (ws, rel) = released(2);
+    // `store stats` sees both builds' blobs, and `app` as the largest target.
+    let stats = ws.brr(["store", "stats", "--json"]).success().json();
+    let blob = stats["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "blob").unwrap().clone();
+    assert!(blob["bytes"].as_u64().unwrap() >= 600_000, "{stats}");
+    assert_eq!(stats["largest_targets"][0]["target"], "app", "{stats}");
+    assert!(stats["largest_targets"][0]["bytes"].as_u64().unwrap() >= 300_000, "{stats}");
     let archive = ws.path().join("app.brrx");
     let archive_arg = archive.to_str().unwrap();
     let doc = ws.brr(["export", &rel[1].release, "-o", archive_arg, "--json"]).success().json();
