@@ -198,7 +198,7 @@ pub fn remove_unrunnable(store: &Store) -> (u64, u64) {
             bytes += walk_dirs(&path)
                 .iter()
                 .filter_map(|d| std::fs::read_dir(d).ok())
-                .flat_map(|d| d.flatten())
+                .flat_map(Iterator::flatten)
                 .filter_map(|e| e.metadata().ok())
                 .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len())

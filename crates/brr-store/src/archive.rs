@@ -48,6 +48,10 @@ const TAG_END: u8 = 0;
 /// Bytes gathered before one placed batch on import.
 const BATCH_BYTES: usize = 32 << 20;
 
+/// What reading an archive calls with each object: its kind, digest and
+/// bytes (checked against the digest); an `Err` is why the archive is invalid.
+type OnObject<'a> = dyn FnMut(ObjectKind, Digest, &[u8]) -> Result<(), String> + 'a;
+
 /// What an export wrote or an import read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveSummary {
@@ -110,7 +114,7 @@ impl Store {
             w.put(&end).at(&temp)?;
             let hash = w.hasher.finalize();
             w.inner.write_all(hash.as_bytes()).at(&temp)?;
-            let file = w.inner.into_inner().map_err(|e| e.into_error()).at(&temp)?;
+            let file = w.inner.into_inner().map_err(std::io::IntoInnerError::into_error).at(&temp)?;
             file.sync_all().at(&temp)?;
             std::fs::rename(&temp, path).at(path)?;
             Ok(summary)
@@ -168,7 +172,7 @@ impl Store {
     pub fn import(&self, path: &Path) -> Result<ArchiveSummary, StoreError> {
         // Pass 1: check everything, write nothing.
         let mut kinds: HashMap<Digest, ObjectKind> = HashMap::new();
-        let mut summary = self.read_archive(path, &mut |kind, d, bytes| {
+        let mut summary = Self::read_archive(path, &mut |kind, d, bytes| {
             for (r, expected) in references(kind, d, bytes).map_err(|e| e.to_string())? {
                 let known = match kinds.get(&r) {
                     Some(k) => Some(*k),
@@ -210,7 +214,7 @@ impl Store {
             }
             chunk.clear();
         };
-        self.read_archive(path, &mut |kind, _, bytes| {
+        Self::read_archive(path, &mut |kind, _, bytes| {
             chunk_bytes += bytes.len();
             chunk.push((kind, bytes.to_vec()));
             if chunk_bytes >= BATCH_BYTES {
@@ -232,11 +236,7 @@ impl Store {
     /// Reads and checks the archive at `path`, calling `each` with every
     /// object whose bytes match its digest, in order; a failure of `each`
     /// makes the archive invalid at that object.
-    fn read_archive(
-        &self,
-        path: &Path,
-        each: &mut dyn FnMut(ObjectKind, Digest, &[u8]) -> Result<(), String>,
-    ) -> Result<ArchiveSummary, StoreError> {
+    fn read_archive(path: &Path, each: &mut OnObject<'_>) -> Result<ArchiveSummary, StoreError> {
         let file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len();
         let mut r = Reader { inner: BufReader::with_capacity(1 << 20, file), hasher: blake3::Hasher::new(), offset: 0 };
