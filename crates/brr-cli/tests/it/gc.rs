@@ -242,3 +242,17 @@ fn export_then_import_elsewhere_runs_and_bad_archives_import_nothing() {
     crate::run::wait_ps(&there, "web to run", |list| crate::run::state_of(list, "web") == Some("running"));
     crate::run::terminate(&mut child);
 }
+
+/// `--max-size` keeps unrooted builds too, most recently built first,
+/// while the store's objects fit: room for one more build keeps v3's only.
+#[test]
+fn max_size_keeps_the_newest_unrooted_builds_that_fit() {
+    let (ws, rel) = released(4);
+    let base = ws.brr(["gc", "--keep-last", "0", "--dry-run", "--json"]).success().json();
+    let room = base["kept_bytes"].as_u64().unwrap() + 450_000;
+    let doc = ws.brr(["gc", "--keep-last", "0", "--max-size", &room.to_string(), "--json"]).success().json();
+    assert!(doc["kept_bytes"].as_u64().unwrap() <= room, "{doc}");
+    let kept: Vec<bool> = rel.iter().map(|r| recorded(&ws, &r.build)).collect();
+    assert_eq!(kept, [false, false, true, true], "{doc}");
+    verifies(&ws);
+}
