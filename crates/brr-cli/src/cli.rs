@@ -207,6 +207,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete what no root keeps: releases beyond the last N of every
+    /// environment and service lose their builds, unrooted builds go, packs
+    /// are compacted. Needs the store closed everywhere else.
+    Gc {
+        /// Print what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Succeeded releases kept per environment and service before the
+        /// current one.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        keep_last: usize,
+        /// Also keep unrooted builds, most recently used first, while the
+        /// store's objects fit in SIZE (`500M`, `2G`, `1GiB`, bytes).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Wait for other brr processes to close the store instead of failing.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a release's or a build's closure to one archive file.
+    Export {
+        /// A release or build (artifact) hash, or a prefix of one.
+        hash: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an archive written by `brr export` into the store: every object
+    /// is checked first, and a bad file imports nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a release (its build and config) through `brr gc`.
+    Pin { release: String },
+    /// Stop keeping a pinned release; the next `brr gc` may delete its build.
+    Unpin { release: String },
     /// The ledger's integrity.
     Ledger {
         #[command(subcommand)]
@@ -247,6 +288,27 @@ pub enum RestartPolicy {
     Never,
     OnFailure,
     Always,
+}
+
+/// `123`, `500K`, `500M`, `2G`, `1T` (powers of 1024; `KiB`, `MB`, `B`
+/// suffixes are read alike), or a decimal (`1.5G`).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.trim_end_matches('b').trim_end_matches('i');
+    let shift: i32 = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("`{s}` is not a size: expected a number with K, M, G or T")),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size: expected a number with K, M, G or T"))?;
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "sizes are far below 2^53")]
+    Ok((n * 2f64.powi(shift)) as u64)
 }
 
 /// `v3` or `3`.
@@ -311,6 +373,15 @@ pub enum StoreCommand {
         /// build rebuilds them), and corrupt files; all or nothing.
         #[arg(long)]
         repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Objects and bytes by kind, packs and their dead fraction, roots, and
+    /// the largest targets (their latest build's closure).
+    Stats {
+        /// How many of the largest targets to list.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: usize,
         #[arg(long)]
         json: bool,
     },

@@ -179,6 +179,37 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
 }
 
 /// Best effort: removes a folder that may hold read-only folders.
+/// Removes the release folders (`releases/<hash>`) of releases that can no
+/// longer be materialized: not recorded, or whose build is not recorded
+/// (collected by `brr gc`). Best effort; returns how many went and their
+/// size in bytes. Only for a store held exclusive: nobody runs from them.
+pub fn remove_unrunnable(store: &Store) -> (u64, u64) {
+    let parent = store.root().join("releases");
+    let Ok(entries) = std::fs::read_dir(&parent) else { return (0, 0) };
+    let (mut removed, mut bytes) = (0, 0);
+    for entry in entries.flatten() {
+        let Ok(release) = entry.file_name().to_string_lossy().parse::<brr_hash::Digest>() else { continue };
+        let runnable = match store.get_object::<brr_hash::Release>(release) {
+            Ok(r) => matches!(store.kind_of(r.build.0), Ok(Some(brr_hash::ObjectKind::Artifact))),
+            Err(_) => false,
+        };
+        if !runnable {
+            let path = entry.path();
+            bytes += walk_dirs(&path)
+                .iter()
+                .filter_map(|d| std::fs::read_dir(d).ok())
+                .flat_map(Iterator::flatten)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum::<u64>();
+            remove_tree(&path);
+            removed += 1;
+        }
+    }
+    (removed, bytes)
+}
+
 pub(crate) fn remove_tree(path: &Path) {
     match std::fs::symlink_metadata(path) {
         Err(_) => return,

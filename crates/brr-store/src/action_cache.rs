@@ -211,6 +211,19 @@ impl Store {
         Ok(self.builds_of(target, 1)?.into_iter().next())
     }
 
+    /// Every recorded build that produced an artifact, most recently
+    /// started first (what `brr gc --max-size` keeps while it fits).
+    pub fn builds_recent(&self) -> Result<Vec<BuildRow>, StoreError> {
+        self.db.read(|tx| {
+            let sql = format!(
+                "SELECT {BUILD_COLUMNS} FROM builds WHERE artifact IS NOT NULL ORDER BY started_at DESC, id DESC"
+            );
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt.query_map([], build_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// The last `limit` builds of `target`, newest first.
     pub fn builds_of(&self, target: &str, limit: usize) -> Result<Vec<BuildRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

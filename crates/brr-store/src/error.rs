@@ -27,6 +27,8 @@ pub enum StoreError {
         path.display()
     )]
     TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("`{}` is not a valid brr archive (at byte {offset}): {reason}", path.display())]
+    BadArchive { path: PathBuf, offset: u64, reason: String },
     #[error("object `{hash}` is not in the store")]
     NotFound { hash: Digest },
     #[error("`{}` hashes to `{actual}`, expected `{expected}`", path.display())]

@@ -72,6 +72,7 @@
 //! busy timeout instead of failing.
 
 mod action_cache;
+mod archive;
 mod cache_conflicts;
 mod cache_runs;
 mod cas;
@@ -88,6 +89,7 @@ mod repair;
 mod roots;
 mod runs;
 mod stat_cache;
+mod stats;
 mod sweep;
 mod verifications;
 mod verify;
@@ -96,6 +98,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub use action_cache::{ActionRecord, BuildRow};
+pub use archive::{ARCHIVE_VERSION, ArchiveSummary};
 pub use cache_conflicts::CacheConflict;
 pub use cache_runs::{CacheRun, CacheRunTarget};
 pub use db::SCHEMA_VERSION;
@@ -108,7 +111,8 @@ pub use repair::RepairReport;
 pub use roots::Root;
 pub use runs::{RunEvent, RunProcess, RunRow};
 pub use stat_cache::{Clock, FileStat, RACY_MARGIN_NS, StatEntry};
-pub use sweep::{SweepReport, SweepStep};
+pub use stats::{PackStats, StoreStats};
+pub use sweep::{LedgerKeep, Retention, SweepReport, SweepStep};
 pub use verifications::Verification;
 pub use verify::VerifyReport;
 
@@ -147,6 +151,16 @@ impl std::ops::Deref for ExclusiveStore {
 
     fn deref(&self) -> &Store {
         &self.0
+    }
+}
+
+/// A store opened with [`Access::Exclusive`] ([`Store::open_with`]) is an
+/// `ExclusiveStore`; any other is handed back.
+impl TryFrom<Store> for ExclusiveStore {
+    type Error = Store;
+
+    fn try_from(store: Store) -> Result<Self, Store> {
+        if store.access() == Access::Exclusive { Ok(ExclusiveStore(store)) } else { Err(store) }
     }
 }
 

@@ -74,6 +74,8 @@ pub struct SweepReport {
     /// Objects deleted, and their total size.
     pub deleted: u64,
     pub deleted_bytes: u64,
+    /// The deleted objects by kind (sorted by kind name): kind, count, bytes.
+    pub deleted_by_kind: Vec<(ObjectKind, u64, u64)>,
     /// Action-cache entries, history rows and verifications deleted with
     /// the objects they named.
     pub actions: u64,
@@ -115,8 +117,44 @@ struct State {
     objects: HashMap<Digest, ObjectRow>,
     /// Pack id → file name.
     packs: HashMap<i64, String>,
-    /// Roots, and everything the ledger names.
+    /// Roots.
     pinned: Vec<Digest>,
+    /// What the ledger names: its entries, their configs and logs.
+    ledger_small: Vec<Digest>,
+    /// The ledger's releases, and their builds.
+    ledger_releases: Vec<Digest>,
+    ledger_builds: Vec<Digest>,
+}
+
+/// What the ledger keeps when deleting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LedgerKeep {
+    /// Everything an entry names: release, build, config, log.
+    #[default]
+    Whole,
+    /// The entries' release and config objects and logs, which are small,
+    /// but not the builds of releases nothing else keeps: those releases
+    /// stay verifiable (`ledger verify` reads the release object) but can
+    /// no longer be run or rolled back to until the build comes back (a
+    /// rebuild or `brr import`). [`Store::verify`] accepts a release whose
+    /// build is not recorded.
+    Releases,
+}
+
+/// What a collection keeps besides the roots (see
+/// [`ExclusiveStore::collect_retained`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention<'a> {
+    /// Kept with everything they reference.
+    pub keep: &'a [Digest],
+    /// What the ledger keeps.
+    pub ledger: LedgerKeep,
+    /// Groups of objects kept, each with everything it references, in this
+    /// order (most wanted first) while the live objects' total size stays
+    /// within `max_bytes`; from the first group that does not fit on, none
+    /// is kept. All are kept when `max_bytes` is `None`.
+    pub optional: &'a [Vec<Digest>],
+    pub max_bytes: Option<u64>,
 }
 
 fn read_state(tx: &Transaction<'_>) -> Result<State, TxError> {
@@ -141,18 +179,26 @@ fn read_state(tx: &Transaction<'_>) -> Result<State, TxError> {
     while let Some(r) = q.next()? {
         packs.insert(r.get(0)?, r.get(1)?);
     }
-    let mut pinned = Vec::new();
-    let mut stmt = tx.prepare(
-        "SELECT hash FROM roots
-         UNION SELECT hash FROM ledger UNION SELECT release FROM ledger
-         UNION SELECT build FROM ledger UNION SELECT config FROM ledger
-         UNION SELECT log FROM ledger WHERE log IS NOT NULL",
-    )?;
-    let mut q = stmt.query([])?;
-    while let Some(r) = q.next()? {
-        pinned.push(Digest::from_bytes(r.get(0)?));
-    }
-    Ok(State { objects, packs, pinned })
+    let column = |sql: &str| -> Result<Vec<Digest>, TxError> {
+        let mut stmt = tx.prepare(sql)?;
+        let mut q = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = q.next()? {
+            out.push(Digest::from_bytes(r.get(0)?));
+        }
+        Ok(out)
+    };
+    Ok(State {
+        objects,
+        packs,
+        pinned: column("SELECT hash FROM roots")?,
+        ledger_small: column(
+            "SELECT hash FROM ledger UNION SELECT config FROM ledger
+             UNION SELECT log FROM ledger WHERE log IS NOT NULL",
+        )?,
+        ledger_releases: column("SELECT DISTINCT release FROM ledger")?,
+        ledger_builds: column("SELECT DISTINCT build FROM ledger")?,
+    })
 }
 
 /// A pack being written by a sweep.
@@ -186,14 +232,26 @@ impl ExclusiveStore {
     /// before it commits, leaving a row without bytes. Do not put, during a
     /// sweep, what the sweep deletes.
     pub fn collect(&self, keep: &[Digest]) -> Result<SweepReport, StoreError> {
-        self.sweep(Some(keep), &mut |_| {})
+        self.sweep(Some(&Retention { keep, ..Retention::default() }), &mut |_| {})
+    }
+
+    /// Deletes every object that neither the roots nor `retention` keep,
+    /// as [`ExclusiveStore::collect`] does (which is this with
+    /// [`LedgerKeep::Whole`] and no optional groups), calling `on_step` as
+    /// each [`SweepStep`] is reached.
+    pub fn collect_retained(
+        &self,
+        retention: &Retention<'_>,
+        on_step: &mut dyn FnMut(SweepStep),
+    ) -> Result<SweepReport, StoreError> {
+        self.sweep(Some(retention), on_step)
     }
 
     /// [`ExclusiveStore::collect`], calling `on_step` as each
     /// [`SweepStep`] is reached (for progress, and for tests that stop a
     /// sweep at each of them).
     pub fn collect_with(&self, keep: &[Digest], on_step: &mut dyn FnMut(SweepStep)) -> Result<SweepReport, StoreError> {
-        self.sweep(Some(keep), on_step)
+        self.sweep(Some(&Retention { keep, ..Retention::default() }), on_step)
     }
 
     /// Deletes no object: rewrites every pack holding bytes no row names
@@ -203,7 +261,11 @@ impl ExclusiveStore {
         self.sweep(None, &mut |_| {})
     }
 
-    fn sweep(&self, keep: Option<&[Digest]>, on_step: &mut dyn FnMut(SweepStep)) -> Result<SweepReport, StoreError> {
+    fn sweep(
+        &self,
+        keep: Option<&Retention<'_>>,
+        on_step: &mut dyn FnMut(SweepStep),
+    ) -> Result<SweepReport, StoreError> {
         let store: &Store = self;
         let mut report = SweepReport::default();
         // One write transaction from the first read to the commit: other
@@ -250,7 +312,7 @@ impl Store {
     fn sweep_in(
         &self,
         tx: &Transaction<'_>,
-        keep: Option<&[Digest]>,
+        keep: Option<&Retention<'_>>,
         report: &mut SweepReport,
         on_step: &mut dyn FnMut(SweepStep),
     ) -> Result<Swept, StoreError> {
@@ -258,18 +320,10 @@ impl Store {
         let state = read_state(tx).map_err(|e| store.db.lift(e))?;
         let live = match keep {
             None => state.objects.keys().copied().collect(),
-            Some(keep) => store.reachable(&state.objects, state.pinned.iter().chain(keep))?,
+            Some(retention) => store.live_set(&state, retention)?,
         };
         let dead: HashSet<Digest> = state.objects.keys().filter(|d| !live.contains(d)).copied().collect();
-        for (d, row) in &state.objects {
-            let (n, bytes) = if live.contains(d) {
-                (&mut report.kept, &mut report.kept_bytes)
-            } else {
-                (&mut report.deleted, &mut report.deleted_bytes)
-            };
-            *n += 1;
-            *bytes += row.size;
-        }
+        count(&state, &live, report);
 
         // Which packs to rewrite: those with bytes no live row names. The
         // pack this process appends to is left alone while a batch placed
@@ -450,18 +504,53 @@ fn delete_naming(tx: &Transaction<'_>, dead: &HashSet<Digest>, report: &mut Swee
 }
 
 impl Store {
-    /// Every recorded object reachable from `starts` (those not recorded
-    /// are skipped), following what each object references.
-    fn reachable<'a>(
+    /// What `retention` and the roots keep (see [`Retention`]).
+    fn live_set(&self, state: &State, retention: &Retention<'_>) -> Result<HashSet<Digest>, StoreError> {
+        let mut live = HashSet::new();
+        let starts = state.pinned.iter().chain(retention.keep).chain(&state.ledger_small);
+        self.reach(&state.objects, &mut live, starts)?;
+        match retention.ledger {
+            LedgerKeep::Whole => {
+                let named = state.ledger_releases.iter().chain(&state.ledger_builds);
+                self.reach(&state.objects, &mut live, named)?;
+            }
+            // The release objects alone: their configs are kept above, their
+            // builds only if something else keeps them.
+            LedgerKeep::Releases => {
+                live.extend(state.ledger_releases.iter().filter(|d| state.objects.contains_key(d)));
+            }
+        }
+        let size = |d: &Digest| state.objects.get(d).map_or(0, |r| r.size);
+        let mut live_bytes: u64 = live.iter().map(size).sum();
+        for group in retention.optional {
+            let added = self.reach(&state.objects, &mut live, group)?;
+            let extra: u64 = added.iter().map(size).sum();
+            if retention.max_bytes.is_some_and(|max| live_bytes + extra > max) {
+                for d in &added {
+                    live.remove(d);
+                }
+                break;
+            }
+            live_bytes += extra;
+        }
+        Ok(live)
+    }
+
+    /// Adds to `live` every recorded object reachable from `starts` (those
+    /// not recorded are skipped), following what each object references;
+    /// returns those it added.
+    fn reach<'a>(
         &self,
         objects: &HashMap<Digest, ObjectRow>,
+        live: &mut HashSet<Digest>,
         starts: impl IntoIterator<Item = &'a Digest>,
-    ) -> Result<HashSet<Digest>, StoreError> {
-        let mut live = HashSet::new();
+    ) -> Result<Vec<Digest>, StoreError> {
+        let mut added = Vec::new();
         let mut todo: Vec<Digest> = Vec::new();
         for d in starts {
             if objects.contains_key(d) && live.insert(*d) {
                 todo.push(*d);
+                added.push(*d);
             }
         }
         while let Some(d) = todo.pop() {
@@ -473,10 +562,22 @@ impl Store {
             for (r, _) in references(row.kind, d, &bytes)? {
                 if objects.contains_key(&r) && live.insert(r) {
                     todo.push(r);
+                    added.push(r);
                 }
             }
         }
-        Ok(live)
+        Ok(added)
+    }
+
+    /// What [`ExclusiveStore::collect_retained`] would delete and keep
+    /// (the object counts of a [`SweepReport`]), changing nothing. On a
+    /// store others use, a guess: they may add objects and roots meanwhile.
+    pub fn plan_collect(&self, retention: &Retention<'_>) -> Result<SweepReport, StoreError> {
+        let state = self.db.read(read_state)?;
+        let live = self.live_set(&state, retention)?;
+        let mut report = SweepReport::default();
+        count(&state, &live, &mut report);
+        Ok(report)
     }
 
     /// Removes the files in `packs/` that no `packs` row names: new packs
@@ -546,6 +647,25 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Counts kept and deleted objects, in all and by kind, into `report`.
+fn count(state: &State, live: &HashSet<Digest>, report: &mut SweepReport) {
+    let mut by_kind: std::collections::BTreeMap<&'static str, (ObjectKind, u64, u64)> =
+        std::collections::BTreeMap::new();
+    for (d, row) in &state.objects {
+        let (n, bytes) = if live.contains(d) {
+            (&mut report.kept, &mut report.kept_bytes)
+        } else {
+            let k = by_kind.entry(row.kind.as_str()).or_insert((row.kind, 0, 0));
+            k.1 += 1;
+            k.2 += row.size;
+            (&mut report.deleted, &mut report.deleted_bytes)
+        };
+        *n += 1;
+        *bytes += row.size;
+    }
+    report.deleted_by_kind = by_kind.into_values().collect();
 }
 
 /// Removes the file at `path`; one already gone is fine.

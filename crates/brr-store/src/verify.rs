@@ -239,6 +239,11 @@ impl Store {
             }
             let kind = objects.get(&d).map_or(ObjectKind::Blob, |(k, _)| *k);
             for (r, expected) in check.refs {
+                // A release whose build was collected (`LedgerKeep::Releases`)
+                // is sound: the ledger keeps release objects, not builds.
+                if kind == ObjectKind::Release && expected == ObjectKind::Artifact && !objects.contains_key(&r) {
+                    continue;
+                }
                 if !objects.get(&r).is_some_and(|(k, _)| satisfies(*k, expected)) {
                     scan.report.problems.push(format!(
                         "{} `{d}` references {} `{r}`, which is not recorded as one",

@@ -1,9 +1,11 @@
 //! One module per command; each resolves what it needs and calls the library.
 
+mod archive;
 mod build;
 mod cache;
 mod cache_stats;
 mod cat;
+mod gc;
 mod graph;
 mod hash;
 mod ledger;
@@ -15,6 +17,7 @@ mod remote;
 mod run;
 mod show;
 mod store_compact;
+mod store_stats;
 mod store_verify;
 mod verify;
 mod why;
@@ -26,7 +29,6 @@ use crate::cli::{CacheCommand, Cli, Command, KeyCommand, LedgerCommand, RestartP
 use crate::settings::Settings;
 use crate::{Failure, printer};
 
-#[expect(clippy::too_many_lines, reason = "one arm per command, each a call")]
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli)?;
     match cli.command {
@@ -105,6 +107,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             ledger::releases(&settings, &env, service.as_deref(), limit, json)
         }
         Command::Diff { a, b, service, json } => ledger::diff(&settings, &a, &b, service.as_deref(), json),
+        command @ (Command::Gc { .. }
+        | Command::Export { .. }
+        | Command::Import { .. }
+        | Command::Pin { .. }
+        | Command::Unpin { .. }) => lifecycle(&settings, &command),
         Command::Ledger { command: LedgerCommand::Verify { json } } => ledger::verify(&settings, json),
         Command::Cache { command } => match command {
             CacheCommand::Status { targets, json } => cache::status(&settings, &targets, json),
@@ -115,19 +122,44 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Key { command: KeyCommand::Generate { output, name } } => {
             remote::generate_key(&output, name.as_deref())
         }
-        Command::Store { command: StoreCommand::Verify { repair, json } } => store_verify::run(&settings, repair, json),
-        Command::Store { command: StoreCommand::Compact { json } } => store_compact::run(&settings, json),
-        Command::Schema { dir } => {
-            for (name, text) in brr_schema::json_schema() {
-                std::fs::write(dir.join(name), text)?;
-            }
-            let out = dir.join("output");
-            std::fs::create_dir_all(&out)?;
-            for (name, text) in crate::output::json_schemas() {
-                std::fs::write(out.join(name), text)?;
-            }
-            Ok(())
+        Command::Store { command } => store(&settings, &command),
+        Command::Schema { dir } => write_schemas(&dir),
+    }
+}
+
+/// `brr schema DIR`: the declaration files' schemas, and the documents' in `DIR/output`.
+fn write_schemas(dir: &std::path::Path) -> Result<(), Failure> {
+    for (name, text) in brr_schema::json_schema() {
+        std::fs::write(dir.join(name), text)?;
+    }
+    let out = dir.join("output");
+    std::fs::create_dir_all(&out)?;
+    for (name, text) in crate::output::json_schemas() {
+        std::fs::write(out.join(name), text)?;
+    }
+    Ok(())
+}
+
+/// `brr store …`.
+fn store(settings: &Settings, command: &StoreCommand) -> Result<(), Failure> {
+    match *command {
+        StoreCommand::Verify { repair, json } => store_verify::run(settings, repair, json),
+        StoreCommand::Stats { top, json } => store_stats::run(settings, top, json),
+        StoreCommand::Compact { json } => store_compact::run(settings, json),
+    }
+}
+
+/// `brr gc`, `pin`, `unpin`, `export`, `import`.
+fn lifecycle(settings: &Settings, command: &Command) -> Result<(), Failure> {
+    match command {
+        &Command::Gc { dry_run, keep_last, max_size, wait, json } => {
+            gc::run(settings, &gc::Options { dry_run, keep_last, max_size, wait, json })
         }
+        Command::Export { hash, output, json } => archive::export(settings, hash, output, *json),
+        Command::Import { file, json } => archive::import(settings, file, *json),
+        Command::Pin { release } => gc::pin(settings, release, true),
+        Command::Unpin { release } => gc::pin(settings, release, false),
+        _ => Ok(()),
     }
 }
 

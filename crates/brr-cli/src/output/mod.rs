@@ -17,6 +17,7 @@ pub mod cache;
 pub mod inspect;
 pub mod release;
 pub mod run;
+pub mod store;
 pub mod verify;
 
 use std::borrow::Cow;
@@ -30,6 +31,7 @@ use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
+use self::store::{ArchiveDoc, GcDoc, StoreStatsDoc};
 use self::verify::{VerifyDoc, VerifyReportDoc};
 use crate::Failure;
 
@@ -106,6 +108,10 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("diff.schema.json", schema_of::<DiffDoc>()),
         ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
         ("ps.schema.json", schema_of::<PsDoc>()),
+        ("gc.schema.json", schema_of::<GcDoc>()),
+        ("store-stats.schema.json", schema_of::<StoreStatsDoc>()),
+        ("export.schema.json", schema_of::<ArchiveDoc>()),
+        ("import.schema.json", schema_of::<ArchiveDoc>()),
     ]
 }
 

@@ -283,4 +283,12 @@ fn release_stage_documents_match_their_schemas() {
     assert_eq!(release["kind"], "release");
     let config = valid("show", &ws.brr(["show", api["config"].as_str().unwrap(), "--json"]).success());
     assert_eq!(config["object"]["secrets"][0], "SHOP_API_TOKEN", "{config}");
+    // The store's lifecycle: stats, export and import, gc.
+    valid("store-stats", &ws.brr(["store", "stats", "--json"]).success());
+    let file = ws.path().join("api.brrx");
+    let file = file.to_str().unwrap();
+    valid("export", &ws.brr(["export", api["release"].as_str().unwrap(), "-o", file, "--json"]).success());
+    valid("import", &ws.brr(["import", file, "--json"]).success());
+    valid("gc", &ws.brr(["gc", "--dry-run", "--json"]).success());
+    valid("gc", &ws.brr(["gc", "--keep-last", "0", "--json"]).success());
 }
