@@ -170,6 +170,10 @@ fn roots(store: &Store, targets: &[String], opts: &Options) -> Result<Roots, Fai
         releases.extend(store.run_processes(run.id)?.into_iter().map(|p| p.release));
     }
     keep.extend(releases.iter().map(|r| r.0));
+    // `--out-link` copies live in `artifacts/<hash>`: a link may point there.
+    if let Ok(entries) = std::fs::read_dir(store.artifacts_dir()) {
+        keep.extend(entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<Digest>().ok()));
+    }
     let pins = store.roots()?.iter().filter(|r| r.name.starts_with("pin ")).count() as u64;
     let history = store.builds_recent()?;
     let mut latest = HashSet::new();

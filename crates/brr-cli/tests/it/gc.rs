@@ -256,3 +256,22 @@ fn max_size_keeps_the_newest_unrooted_builds_that_fit() {
     assert_eq!(kept, [false, false, true, true], "{doc}");
     verifies(&ws);
 }
+
+/// A build kept by an `--out-link` stays, however old.
+#[test]
+fn gc_keeps_what_an_out_link_points_at() {
+    let (ws, builds) = released(4);
+    set_app(&ws, 1);
+    let link = ws.path().join("result");
+    let mut cmd = ws.command();
+    cmd.current_dir(ws.path()).args(["build", "--out-link", "result", "app"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    set_app(&ws, 4);
+    ws.brr(["build"]).success();
+    ws.brr(["gc", "--keep-last", "1"]).success();
+    assert!(recorded(&ws, &builds[0].build), "the out-linked build was collected");
+    assert!(!recorded(&ws, &builds[1].build), "an old build no root reaches stayed");
+    assert_eq!(std::fs::read(link.join("f")).unwrap().len(), 300_000);
+    ws.brr(["store", "verify"]).success();
+}
