@@ -5,6 +5,7 @@ mod cache;
 mod cache_stats;
 mod graph;
 mod hash;
+mod image;
 mod ledger;
 mod log;
 mod plan;
@@ -80,6 +81,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let grace = std::time::Duration::from_secs_f64(grace.max(0.0));
             run::run(&settings, &release, &run::RunArgs { processes: &processes, formation, restart, grace })
         }
+        Command::Image { release, output, format, process, service, tag, json } => image::run(
+            &settings,
+            &release,
+            &image::Options {
+                output: &output,
+                format,
+                process: process.as_deref(),
+                service: service.as_deref(),
+                tag: &tag,
+                json,
+            },
+        ),
         Command::Ps { json } => run::ps(&settings, json),
         Command::Logs { run, process, follow } => run::logs(&settings, run.as_deref(), process.as_deref(), follow),
         Command::Promote { from, to, services, note, json } => release::promote(

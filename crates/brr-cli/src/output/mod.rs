@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod image;
 pub mod inspect;
 pub mod release;
 pub mod run;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
+use self::image::ImageDoc;
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
@@ -106,6 +108,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("diff.schema.json", schema_of::<DiffDoc>()),
         ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
         ("ps.schema.json", schema_of::<PsDoc>()),
+        ("image.schema.json", schema_of::<ImageDoc>()),
     ]
 }
 
