@@ -7,6 +7,7 @@ mod confinement;
 mod crash;
 mod failures;
 mod hostile;
+mod image;
 mod inspect;
 mod invalid;
 mod json_schema;
