@@ -176,6 +176,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Push a release's OCI image to a registry, uploading only the blobs it
+    /// lacks, and print it as `HOST/REPO@sha256:…`. Credentials:
+    /// `BRR_REGISTRY_USER`, `BRR_REGISTRY_PASSWORD`.
+    Push {
+        release: String,
+        /// `HOST[:PORT]/REPO[:TAG]`.
+        reference: String,
+        /// The process type to run as the entrypoint [default: web].
+        #[arg(long, value_name = "TYPE")]
+        process: Option<String>,
+        /// The service, for environments that release several.
+        #[arg(short, long)]
+        service: Option<String>,
+        /// Allow plain HTTP to a registry that is not on this machine.
+        #[arg(long)]
+        plain_http: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Supervise a release's processes: RELEASE is a release hash (or a
     /// unique prefix) or an environment (its current releases, followed
     /// through promotions and rollbacks without downtime).

@@ -4,7 +4,8 @@
 //!
 //! Main items: [`image`] builds an [`Image`] (config, layers and manifest as
 //! bytes with their SHA-256 digests) from a release hash; [`layout`] writes
-//! it as an OCI image layout folder or an `oci-archive` (a tar of one).
+//! it as an OCI image layout folder or an `oci-archive` (a tar of one);
+//! [`push`] sends it to a registry over the OCI Distribution API.
 //!
 //! What goes in, and why:
 //!
@@ -30,6 +31,7 @@
 //! megabytes), not filesystem images.
 
 pub mod layout;
+pub mod push;
 pub mod tar;
 
 use std::collections::BTreeMap;
@@ -66,6 +68,10 @@ pub enum ImageError {
     NoProcesses { release: ReleaseHash },
     #[error("`{path}` is not a path a tar entry can hold")]
     BadName { path: String },
+    #[error("`{reference}` is not a `HOST[:PORT]/REPO[:TAG]` reference: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("registry `{registry}`: {message}")]
+    Registry { registry: String, message: String },
     #[error("could not encode the image's JSON")]
     Json(#[from] serde_json::Error),
 }
@@ -73,7 +79,13 @@ pub enum ImageError {
 impl ImageError {
     /// A mistake in what the user asked for, not a failure of brr.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::NoSuchProcess { .. } | Self::WhichProcess { .. } | Self::NoProcesses { .. })
+        matches!(
+            self,
+            Self::NoSuchProcess { .. }
+                | Self::WhichProcess { .. }
+                | Self::NoProcesses { .. }
+                | Self::BadReference { .. }
+        )
     }
 }
 

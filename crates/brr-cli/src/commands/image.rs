@@ -1,5 +1,6 @@
 //! `brr image RELEASE`: a release as a reproducible OCI image, written as
-//! an OCI image layout folder or an `oci-archive` file.
+//! an OCI image layout folder or an `oci-archive` file, and `brr push
+//! RELEASE REF`: that image sent to a registry.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use brr_release::diff::SpecError;
 
 use super::existing_store;
 use crate::cli::ImageFormat;
-use crate::output::image::ImageDoc;
+use crate::output::image::{ImageDoc, PushDoc};
 use crate::settings::Settings;
 use crate::{Failure, exit, output, printer};
 
@@ -33,13 +34,24 @@ fn image_failure(e: brr_image::ImageError) -> Failure {
     if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
 }
 
-pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Failure> {
+/// The image of the release `spec` names.
+fn image_of(
+    settings: &Settings,
+    spec: &str,
+    service: Option<&str>,
+    process: Option<&str>,
+) -> Result<(brr_release::diff::Side, brr_image::Image), Failure> {
     let store = existing_store(settings)?;
-    let side = brr_release::diff::resolve(&store, spec, opts.service).map_err(spec_failure)?;
+    let side = brr_release::diff::resolve(&store, spec, service).map_err(spec_failure)?;
     if side.label != side.release.to_string() {
         printer::note(&format!("{} is release {}", side.label, side.release));
     }
-    let image = brr_image::image(&store, side.release, opts.process).map_err(image_failure)?;
+    let image = brr_image::image(&store, side.release, process).map_err(image_failure)?;
+    Ok((side, image))
+}
+
+pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Failure> {
+    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
     let format = match opts.format {
         ImageFormat::OciLayout => {
             brr_image::layout::write_dir(&image, opts.tag, opts.output).map_err(image_failure)?;
@@ -73,5 +85,45 @@ pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Fa
         if image.layers.len() == 1 { "" } else { "s" }
     ));
     println!("{}", image.manifest.digest);
+    Ok(())
+}
+
+pub struct PushOptions<'a> {
+    pub process: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub plain_http: bool,
+    pub json: bool,
+}
+
+/// `brr push RELEASE REF`.
+pub fn push(settings: &Settings, spec: &str, reference: &str, opts: &PushOptions<'_>) -> Result<(), Failure> {
+    let to = brr_image::push::Reference::parse(reference).map_err(image_failure)?;
+    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
+    let pushed = brr_image::push::push(&image, &to, opts.plain_http).map_err(|e| match e {
+        brr_image::ImageError::Registry { .. } => {
+            printer::note(&format!("error: {e}"));
+            Failure::Exit(exit::FAILED)
+        }
+        e => image_failure(e),
+    })?;
+    if opts.json {
+        let strings = |d: &[brr_image::OciDigest]| d.iter().map(ToString::to_string).collect();
+        return output::print(&PushDoc {
+            release: side.release.into(),
+            reference: pushed.reference,
+            manifest_digest: pushed.digest.to_string(),
+            uploaded: strings(&pushed.uploaded),
+            present: strings(&pushed.present),
+        });
+    }
+    printer::note(&format!(
+        "pushed {}:{} ({} blob{} uploaded, {} already there)",
+        to.repo,
+        to.tag,
+        pushed.uploaded.len(),
+        if pushed.uploaded.len() == 1 { "" } else { "s" },
+        pushed.present.len()
+    ));
+    println!("{}", pushed.reference);
     Ok(())
 }

@@ -93,6 +93,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 json,
             },
         ),
+        Command::Push { release, reference, process, service, plain_http, json } => image::push(
+            &settings,
+            &release,
+            &reference,
+            &image::PushOptions { process: process.as_deref(), service: service.as_deref(), plain_http, json },
+        ),
         Command::Ps { json } => run::ps(&settings, json),
         Command::Logs { run, process, follow } => run::logs(&settings, run.as_deref(), process.as_deref(), follow),
         Command::Promote { from, to, services, note, json } => release::promote(

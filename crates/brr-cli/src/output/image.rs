@@ -26,3 +26,18 @@ pub struct ImageDoc {
     /// `sha256:<hex>` of each layer, bottom first.
     pub layers: Vec<String>,
 }
+
+/// `brr push RELEASE REF --json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Push")]
+pub struct PushDoc {
+    pub release: Hash,
+    /// `HOST/REPO@sha256:<hex>`: the image by digest.
+    pub reference: String,
+    /// `sha256:<hex>` of the manifest.
+    pub manifest_digest: String,
+    /// Blobs uploaded (`sha256:<hex>`).
+    pub uploaded: Vec<String>,
+    /// Blobs the registry already had.
+    pub present: Vec<String>,
+}

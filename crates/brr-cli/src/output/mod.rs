@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
-use self::image::ImageDoc;
+use self::image::{ImageDoc, PushDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
@@ -109,6 +109,7 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("ledger-verify.schema.json", schema_of::<LedgerVerifyDoc>()),
         ("ps.schema.json", schema_of::<PsDoc>()),
         ("image.schema.json", schema_of::<ImageDoc>()),
+        ("push.schema.json", schema_of::<PushDoc>()),
     ]
 }
 

@@ -12,6 +12,7 @@ mod inspect;
 mod invalid;
 mod json_schema;
 mod proctypes;
+mod push;
 mod release;
 mod remote;
 mod run;
