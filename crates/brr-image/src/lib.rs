@@ -35,6 +35,7 @@ pub mod push;
 pub mod tar;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use brr_hash::{Artifact, Config, Digest, EntryKind, Release, ReleaseHash, Tree, TreeHash};
@@ -97,8 +98,8 @@ impl OciDigest {
     pub fn of(bytes: &[u8]) -> Self {
         let hash = sha2::Sha256::digest(bytes);
         let mut hex = String::with_capacity(64);
-        for b in hash.iter() {
-            hex.push_str(&format!("{b:02x}"));
+        for b in &hash {
+            let _ = write!(hex, "{b:02x}");
         }
         Self(format!("sha256:{hex}"))
     }

@@ -169,7 +169,8 @@ impl Client {
             format!("{}{location}", self.origin)
         };
         target.push(if target.contains('?') { '&' } else { '?' });
-        target.push_str(&format!("digest=sha256%3A{}", blob.digest.hex()));
+        target.push_str("digest=sha256%3A");
+        target.push_str(blob.digest.hex());
         let what = format!("PUT blob {}", blob.digest);
         let mut response = self
             .auth(self.agent.put(&target))

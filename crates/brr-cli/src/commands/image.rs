@@ -7,7 +7,7 @@ use std::path::Path;
 use brr_release::diff::SpecError;
 
 use super::existing_store;
-use crate::cli::ImageFormat;
+use crate::cli::{Command, ImageFormat};
 use crate::output::image::{ImageDoc, PushDoc};
 use crate::settings::Settings;
 use crate::{Failure, exit, output, printer};
@@ -32,6 +32,22 @@ fn spec_failure(e: SpecError) -> Failure {
 
 fn image_failure(e: brr_image::ImageError) -> Failure {
     if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+}
+
+/// `brr image` or `brr push`.
+pub fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Image { release, output, format, process, service, tag, json } => {
+            let process = process.as_deref();
+            let service = service.as_deref();
+            run(settings, &release, &Options { output: &output, format, process, service, tag: &tag, json })
+        }
+        Command::Push { release, reference, process, service, plain_http, json } => {
+            let opts = PushOptions { process: process.as_deref(), service: service.as_deref(), plain_http, json };
+            push(settings, &release, &reference, &opts)
+        }
+        _ => unreachable!("`dispatch` takes `image` and `push`"),
+    }
 }
 
 /// The image of the release `spec` names.

@@ -81,24 +81,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let grace = std::time::Duration::from_secs_f64(grace.max(0.0));
             run::run(&settings, &release, &run::RunArgs { processes: &processes, formation, restart, grace })
         }
-        Command::Image { release, output, format, process, service, tag, json } => image::run(
-            &settings,
-            &release,
-            &image::Options {
-                output: &output,
-                format,
-                process: process.as_deref(),
-                service: service.as_deref(),
-                tag: &tag,
-                json,
-            },
-        ),
-        Command::Push { release, reference, process, service, plain_http, json } => image::push(
-            &settings,
-            &release,
-            &reference,
-            &image::PushOptions { process: process.as_deref(), service: service.as_deref(), plain_http, json },
-        ),
+        cmd @ (Command::Image { .. } | Command::Push { .. }) => image::dispatch(&settings, cmd),
         Command::Ps { json } => run::ps(&settings, json),
         Command::Logs { run, process, follow } => run::logs(&settings, run.as_deref(), process.as_deref(), follow),
         Command::Promote { from, to, services, note, json } => release::promote(

@@ -1,6 +1,7 @@
 //! `brr image`: a release as an OCI image, the same from any store, with no
 //! secret in it, that skopeo and umoci accept.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,10 +20,13 @@ fn released_shop() -> TestWorkspace {
     ws
 }
 
-/// `brr image staging` of `ws` into `out`, as JSON.
+/// `brr image staging` of `ws` into `out`, as JSON (checked against its schema).
 fn image(ws: &TestWorkspace, out: &Path, format: &str) -> Value {
     let out = out.to_str().unwrap();
-    ws.brr(["image", "staging", "--service", "api", "-o", out, "--format", format, "--json"]).success().json()
+    crate::json_schema::valid(
+        "image",
+        &ws.brr(["image", "staging", "--service", "api", "-o", out, "--format", format, "--json"]).success(),
+    )
 }
 
 fn field(v: &Value, name: &str) -> String {
@@ -117,7 +121,6 @@ fn skopeo_and_umoci_accept_the_image() {
     let release = field(&img, "release");
     let released = ws.store().join("releases").join(&release).join("bin/api");
     assert_eq!(std::fs::read(&binary).unwrap(), std::fs::read(released).unwrap(), "the service binary at /app/bin/api");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&binary).unwrap().permissions().mode() & 0o777, 0o755);
     assert!(!bundle.join("rootfs/app/.env").exists(), "the config is in Env, not in a layer");
     let runtime: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();

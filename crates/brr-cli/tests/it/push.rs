@@ -11,7 +11,7 @@ use crate::shop;
 const TOKEN: &str = "tok-push-81f3a9d0-secret";
 
 fn push(ws: &TestWorkspace, service: &str, reference: &str) -> Value {
-    ws.brr(["push", "staging", reference, "--service", service, "--json"]).success().json()
+    crate::json_schema::valid("push", &ws.brr(["push", "staging", reference, "--service", service, "--json"]).success())
 }
 
 fn strings(v: &Value) -> Vec<String> {
