@@ -79,6 +79,13 @@ fn an_image_is_a_function_of_the_release_and_holds_no_secret() {
     let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(env, ["DATABASE_PATH=shop-staging.sqlite", "LOG_LEVEL=debug"]);
 
+    // Mistakes exit 2 and say what to do.
+    let o = out.path().join("x").to_str().unwrap().to_owned();
+    let run = a.brr(["image", "staging", "-s", "api", "--process", "cron", "-o", &o]).code(2);
+    assert!(run.stderr.contains("no process type `cron`") && run.stderr.contains("web, worker"), "{}", run.stderr);
+    let run = a.brr(["push", "staging", "api:v1", "-s", "api"]).code(2);
+    assert!(run.stderr.contains("names no registry host"), "{}", run.stderr);
+
     // A changed config var: a new config (and manifest), the same layers.
     let envs = b.read("environments.ron").replace(r#"vars: {"LOG_LEVEL": "debug"}"#, r#"vars: {"LOG_LEVEL": "trace"}"#);
     b.write("environments.ron", &envs);
