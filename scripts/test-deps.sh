@@ -2,8 +2,9 @@
 # Installs what the tests need beyond a Rust toolchain, idempotently:
 # a C toolchain and python3 (the example monorepo), nginx (the Bazel HTTP
 # cache the remote-cache tests run against), BuildGrid (the Remote
-# Execution API server) in a venv under target/, and Redis (where that
-# BuildGrid keeps its action cache). The tests start and stop
+# Execution API server) in a venv under target/, Redis (where that
+# BuildGrid keeps its action cache), skopeo and umoci (OCI image checks)
+# and docker-registry (the Distribution registry). The tests start and stop
 # these servers themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,11 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# The image tests check `brr image` output with skopeo (inspect) and umoci
+# (unpack); the push tests run Debian's Distribution registry.
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v umoci >/dev/null || need+=(umoci)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 # The sandbox tests run brr as `nobody` (setpriv) and look for leftover
 # processes (pgrep); the full-disk test mounts a tmpfs (unshare).

@@ -161,6 +161,46 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A release as a reproducible OCI image. RELEASE is a release hash (or
+    /// prefix), `ENV` (its current release) or `ENV@vN`.
+    Image {
+        release: String,
+        /// Where to write it: a folder (`oci-layout`) or a file (`oci-archive`).
+        #[arg(short, long, value_name = "DIR|FILE")]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value_t = ImageFormat::OciLayout)]
+        format: ImageFormat,
+        /// The process type to run as the entrypoint [default: web].
+        #[arg(long, value_name = "TYPE")]
+        process: Option<String>,
+        /// The service, for environments that release several.
+        #[arg(short, long)]
+        service: Option<String>,
+        /// The tag the image is named by in the layout.
+        #[arg(long, default_value = "latest")]
+        tag: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push a release's OCI image to a registry, uploading only the blobs it
+    /// lacks, and print it as `HOST/REPO@sha256:…`. Credentials:
+    /// `BRR_REGISTRY_USER`, `BRR_REGISTRY_PASSWORD`.
+    Push {
+        release: String,
+        /// `HOST[:PORT]/REPO[:TAG]`.
+        reference: String,
+        /// The process type to run as the entrypoint [default: web].
+        #[arg(long, value_name = "TYPE")]
+        process: Option<String>,
+        /// The service, for environments that release several.
+        #[arg(short, long)]
+        service: Option<String>,
+        /// Allow plain HTTP to a registry that is not on this machine.
+        #[arg(long)]
+        plain_http: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Supervise a release's processes: RELEASE is a release hash (or a
     /// unique prefix) or an environment (its current releases, followed
     /// through promotions and rollbacks without downtime).
@@ -397,4 +437,13 @@ pub enum StoreCommand {
 pub enum GraphFormat {
     Dot,
     Json,
+}
+
+/// How `brr image` writes an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageFormat {
+    /// An OCI image layout folder (`skopeo inspect oci:DIR:TAG`).
+    OciLayout,
+    /// A tar of an OCI image layout (`oci-archive:FILE:TAG`).
+    OciArchive,
 }

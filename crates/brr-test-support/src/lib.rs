@@ -25,11 +25,15 @@
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
+mod registry;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub use registry::{REGISTRY_HINT, Registry};
 
 /// The opt-out: when set to `1`, a test missing a server or kernel feature
 /// is skipped (with a note on stderr) instead of failing. See the crate docs.

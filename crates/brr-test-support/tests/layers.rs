@@ -10,6 +10,7 @@ const LAYERS: &[&str] = &[
     "brr-process",
     "brr-store",
     "brr-release",
+    "brr-image",
     "brr-run",
     "brr-remote",
     "brr-graph",

@@ -8,6 +8,7 @@ mod cat;
 mod gc;
 mod graph;
 mod hash;
+mod image;
 mod ledger;
 mod log;
 mod out_link;
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let grace = std::time::Duration::from_secs_f64(grace.max(0.0));
             run::run(&settings, &release, &run::RunArgs { processes: &processes, formation, restart, grace })
         }
+        cmd @ (Command::Image { .. } | Command::Push { .. }) => image::dispatch(&settings, cmd),
         Command::Ps { json } => run::ps(&settings, json),
         Command::Logs { run, process, follow } => run::logs(&settings, run.as_deref(), process.as_deref(), follow),
         Command::Promote { from, to, services, note, json } => release::promote(

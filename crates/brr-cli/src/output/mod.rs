@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod image;
 pub mod inspect;
 pub mod release;
 pub mod run;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use self::build::{BuildDoc, GraphDoc, PlanDoc, WhyDoc};
 use self::cache::{CachePullDoc, CachePushDoc, CacheStatsDoc, CacheStatusDoc};
+use self::image::{ImageDoc, PushDoc};
 use self::inspect::{HashDoc, ShowDoc, StoreCompactDoc, StoreVerifyDoc};
 use self::release::{DiffDoc, LedgerVerifyDoc, ReleaseDoc, ReleasesDoc};
 use self::run::PsDoc;
@@ -112,6 +114,8 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         ("store-stats.schema.json", schema_of::<StoreStatsDoc>()),
         ("export.schema.json", schema_of::<ArchiveDoc>()),
         ("import.schema.json", schema_of::<ArchiveDoc>()),
+        ("image.schema.json", schema_of::<ImageDoc>()),
+        ("push.schema.json", schema_of::<PushDoc>()),
     ]
 }
 

@@ -152,7 +152,7 @@ fn errors_under(root: &Value, s: &Value, v: &Value, at: &str) -> Vec<String> {
 /// Asserts that the run succeeded with `code` and that its stdout is valid
 /// against `schemas/output/{name}.schema.json`; returns the document.
 #[track_caller]
-fn valid(name: &str, run: &Run) -> Value {
+pub(crate) fn valid(name: &str, run: &Run) -> Value {
     let doc = run.json();
     let errs = errors(&schema(name), &doc);
     assert!(errs.is_empty(), "{name}: the output breaks its schema:\n{}\n--- stdout\n{}", errs.join("\n"), run.stdout);

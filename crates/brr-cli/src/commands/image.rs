@@ -1,0 +1,145 @@
+//! `brr image RELEASE`: a release as a reproducible OCI image, written as
+//! an OCI image layout folder or an `oci-archive` file, and `brr push
+//! RELEASE REF`: that image sent to a registry.
+
+use std::path::Path;
+
+use brr_release::diff::SpecError;
+
+use super::existing_store;
+use crate::cli::{Command, ImageFormat};
+use crate::output::image::{ImageDoc, PushDoc};
+use crate::settings::Settings;
+use crate::{Failure, exit, output, printer};
+
+pub struct Options<'a> {
+    pub output: &'a Path,
+    pub format: ImageFormat,
+    pub process: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub tag: &'a str,
+    pub json: bool,
+}
+
+fn user_error(message: &str) -> Failure {
+    printer::note(&format!("error: {message}"));
+    Failure::Exit(exit::USER)
+}
+
+fn spec_failure(e: SpecError) -> Failure {
+    if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+}
+
+fn image_failure(e: brr_image::ImageError) -> Failure {
+    if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+}
+
+/// `brr image` or `brr push`.
+pub fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Image { release, output, format, process, service, tag, json } => {
+            let process = process.as_deref();
+            let service = service.as_deref();
+            run(settings, &release, &Options { output: &output, format, process, service, tag: &tag, json })
+        }
+        Command::Push { release, reference, process, service, plain_http, json } => {
+            let opts = PushOptions { process: process.as_deref(), service: service.as_deref(), plain_http, json };
+            push(settings, &release, &reference, &opts)
+        }
+        _ => unreachable!("`dispatch` takes `image` and `push`"),
+    }
+}
+
+/// The image of the release `spec` names.
+fn image_of(
+    settings: &Settings,
+    spec: &str,
+    service: Option<&str>,
+    process: Option<&str>,
+) -> Result<(brr_release::diff::Side, brr_image::Image), Failure> {
+    let store = existing_store(settings)?;
+    let side = brr_release::diff::resolve(&store, spec, service).map_err(spec_failure)?;
+    if side.label != side.release.to_string() {
+        printer::note(&format!("{} is release {}", side.label, side.release));
+    }
+    let image = brr_image::image(&store, side.release, process).map_err(image_failure)?;
+    Ok((side, image))
+}
+
+pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Failure> {
+    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
+    let format = match opts.format {
+        ImageFormat::OciLayout => {
+            brr_image::layout::write_dir(&image, opts.tag, opts.output).map_err(image_failure)?;
+            "oci-layout"
+        }
+        ImageFormat::OciArchive => {
+            brr_image::layout::write_archive(&image, opts.tag, opts.output).map_err(image_failure)?;
+            "oci-archive"
+        }
+    };
+    if opts.json {
+        return output::print(&ImageDoc {
+            release: side.release.into(),
+            build: image.release.build.into(),
+            config: image.release.config.into(),
+            process: image.process.clone(),
+            output: opts.output.display().to_string(),
+            format: format.to_owned(),
+            tag: opts.tag.to_owned(),
+            manifest_digest: image.manifest.digest.to_string(),
+            config_digest: image.config.digest.to_string(),
+            layers: image.layers.iter().map(|l| l.digest.to_string()).collect(),
+        });
+    }
+    printer::note(&format!(
+        "wrote {format} `{}` (tag `{}`, entrypoint: `{}` process, {} layer{})",
+        opts.output.display(),
+        opts.tag,
+        image.process,
+        image.layers.len(),
+        if image.layers.len() == 1 { "" } else { "s" }
+    ));
+    println!("{}", image.manifest.digest);
+    Ok(())
+}
+
+pub struct PushOptions<'a> {
+    pub process: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub plain_http: bool,
+    pub json: bool,
+}
+
+/// `brr push RELEASE REF`.
+pub fn push(settings: &Settings, spec: &str, reference: &str, opts: &PushOptions<'_>) -> Result<(), Failure> {
+    let to = brr_image::push::Reference::parse(reference).map_err(image_failure)?;
+    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
+    let pushed = brr_image::push::push(&image, &to, opts.plain_http).map_err(|e| match e {
+        brr_image::ImageError::Registry { .. } => {
+            printer::note(&format!("error: {e}"));
+            Failure::Exit(exit::FAILED)
+        }
+        e => image_failure(e),
+    })?;
+    if opts.json {
+        let strings = |d: &[brr_image::OciDigest]| d.iter().map(ToString::to_string).collect();
+        return output::print(&PushDoc {
+            release: side.release.into(),
+            reference: pushed.reference,
+            manifest_digest: pushed.digest.to_string(),
+            uploaded: strings(&pushed.uploaded),
+            present: strings(&pushed.present),
+        });
+    }
+    printer::note(&format!(
+        "pushed {}:{} ({} blob{} uploaded, {} already there)",
+        to.repo,
+        to.tag,
+        pushed.uploaded.len(),
+        if pushed.uploaded.len() == 1 { "" } else { "s" },
+        pushed.present.len()
+    ));
+    println!("{}", pushed.reference);
+    Ok(())
+}

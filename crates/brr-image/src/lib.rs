@@ -1,0 +1,341 @@
+//! A release as a reproducible OCI image: a pure function of the release
+//! object, so the same release gives the same manifest digest in any store
+//! on any machine of the same architecture.
+//!
+//! Main items: [`image`] builds an [`Image`] (config, layers and manifest as
+//! bytes with their SHA-256 digests) from a release hash; [`layout`] writes
+//! it as an OCI image layout folder or an `oci-archive` (a tar of one);
+//! [`push`] sends it to a registry over the OCI Distribution API.
+//!
+//! What goes in, and why:
+//!
+//! | part | content |
+//! |---|---|
+//! | layer 1 | the build's output files under [`APP_DIR`] (`/app`), as the release folder has them; an uncompressed tar (`application/vnd.oci.image.layer.v1.tar`), written by [`tar`] with fixed owners, modes and times |
+//! | config `Env` | the config's vars, `NAME=value`; never a secret, whose names are in the `org.brr.secrets` label and whose values the runtime must supply |
+//! | config `WorkingDir` | `/app` |
+//! | config `Entrypoint` | the `web` process's command (or the only process, or the one asked for); a relative program path with a `/` (e.g. `bin/api`) is made absolute under `/app` |
+//! | labels | `org.brr.release`, `org.brr.build`, `org.brr.config` (BLAKE3 hashes), `org.opencontainers.image.version` (the release hash), `org.brr.process.<type>` (each process type's command as a JSON array), `org.brr.release-command`, `org.brr.secrets` (comma-separated names) |
+//!
+//! Not in the image: the release folder's `.env` (the config is in `Env`,
+//! so a config change leaves every layer as it is and changes only the
+//! config blob) and the service's name (a release hash does not know it,
+//! and the image must not depend on how the release was named). Artifacts
+//! do not record their dependencies' artifacts, and a dependency's outputs
+//! reach a service only through its own outputs (the shop's `libshop` is
+//! linked statically), so the service's artifact is the only layer. There
+//! is no userland: a dynamically linked binary needs the host's C library
+//! in a base image.
+//!
+//! Layers are built in memory: releases are expected to be small (tens of
+//! megabytes), not filesystem images.
+
+pub mod layout;
+pub mod push;
+pub mod tar;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use brr_hash::{Artifact, Config, Digest, EntryKind, Release, ReleaseHash, Tree, TreeHash};
+use brr_store::{Store, StoreError};
+use serde::Serialize;
+use sha2::Digest as _;
+
+/// Where the release's files are in the image.
+pub const APP_DIR: &str = "/app";
+
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("i/o error on `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("release `{release}` has no process type `{wanted}` (it has: {})", available.join(", "))]
+    NoSuchProcess { release: ReleaseHash, wanted: String, available: Vec<String> },
+    #[error("release `{release}` has no `web` process; name one of {} with `--process`", available.join(", "))]
+    WhichProcess { release: ReleaseHash, available: Vec<String> },
+    #[error("release `{release}` has no process types, so an image of it would run nothing")]
+    NoProcesses { release: ReleaseHash },
+    #[error("`{path}` is not a path a tar entry can hold")]
+    BadName { path: String },
+    #[error("`{reference}` is not a `HOST[:PORT]/REPO[:TAG]` reference: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("registry `{registry}`: {message}")]
+    Registry { registry: String, message: String },
+    #[error("could not encode the image's JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ImageError {
+    /// A mistake in what the user asked for, not a failure of brr.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSuchProcess { .. }
+                | Self::WhichProcess { .. }
+                | Self::NoProcesses { .. }
+                | Self::BadReference { .. }
+        )
+    }
+}
+
+/// A SHA-256 digest as OCI writes it: `sha256:<64 hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OciDigest(String);
+
+impl OciDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        let hash = sha2::Sha256::digest(bytes);
+        let mut hex = String::with_capacity(64);
+        for b in &hash {
+            let _ = write!(hex, "{b:02x}");
+        }
+        Self(format!("sha256:{hex}"))
+    }
+
+    /// The 64 hex characters, as a blob's file name in a layout.
+    pub fn hex(&self) -> &str {
+        self.0.strip_prefix("sha256:").unwrap_or(&self.0)
+    }
+}
+
+impl std::fmt::Display for OciDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for OciDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// One blob of an image.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub media_type: &'static str,
+    pub digest: OciDigest,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &'static str, bytes: Vec<u8>) -> Self {
+        Self { media_type, digest: OciDigest::of(&bytes), bytes }
+    }
+
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor { media_type: self.media_type, digest: self.digest.clone(), size: self.bytes.len() as u64 }
+    }
+}
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: &'static str,
+    pub digest: OciDigest,
+    pub size: u64,
+}
+
+/// An image, whole.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub release: Release,
+    pub release_hash: ReleaseHash,
+    /// The process type the entrypoint runs.
+    pub process: String,
+    pub config: Blob,
+    /// Bottom first.
+    pub layers: Vec<Blob>,
+    pub manifest: Blob,
+}
+
+impl Image {
+    /// Every blob, layers first, then the config, then the manifest.
+    pub fn blobs(&self) -> impl Iterator<Item = &Blob> {
+        self.layers.iter().chain([&self.config, &self.manifest])
+    }
+}
+
+/// The image of `release`, entrypoint `process` (default: `web`, or the
+/// only process type).
+pub fn image(store: &Store, release_hash: ReleaseHash, process: Option<&str>) -> Result<Image, ImageError> {
+    let release: Release = store.get_object(release_hash.0)?;
+    let artifact: Artifact = store.get_object(release.build.0)?;
+    let config: Config = store.get_object(release.config.0)?;
+    let procs = &artifact.manifest.processes;
+    let available: Vec<String> = procs.keys().cloned().collect();
+    let process = match process {
+        Some(p) if procs.contains_key(p) => p.to_owned(),
+        Some(p) => {
+            return Err(ImageError::NoSuchProcess { release: release_hash, wanted: p.to_owned(), available });
+        }
+        None if procs.contains_key("web") => "web".to_owned(),
+        None => match available.as_slice() {
+            [] => return Err(ImageError::NoProcesses { release: release_hash }),
+            [only] => only.clone(),
+            _ => return Err(ImageError::WhichProcess { release: release_hash, available }),
+        },
+    };
+
+    let layer = Blob::new(MEDIA_LAYER, layer(store, artifact.outputs)?);
+    let mut labels = BTreeMap::new();
+    labels.insert("org.brr.release".to_owned(), release_hash.to_string());
+    labels.insert("org.brr.build".to_owned(), release.build.to_string());
+    labels.insert("org.brr.config".to_owned(), release.config.to_string());
+    labels.insert("org.opencontainers.image.version".to_owned(), release_hash.to_string());
+    if !config.secrets.is_empty() {
+        let names: Vec<&str> = config.secrets.iter().map(String::as_str).collect();
+        labels.insert("org.brr.secrets".to_owned(), names.join(","));
+    }
+    for (name, spec) in procs {
+        labels.insert(format!("org.brr.process.{name}"), serde_json::to_string(&spec.command)?);
+    }
+    if let Some(cmd) = &artifact.manifest.release {
+        labels.insert("org.brr.release-command".to_owned(), serde_json::to_string(cmd)?);
+    }
+    let entrypoint = procs.get(&process).map(|p| entrypoint(&p.command)).unwrap_or_default();
+    let image_config = ImageConfig {
+        architecture: oci_arch(),
+        os: "linux",
+        config: RunConfig {
+            env: config.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            entrypoint,
+            working_dir: APP_DIR,
+            labels,
+        },
+        rootfs: RootFs { kind: "layers", diff_ids: vec![layer.digest.clone()] },
+    };
+    let config_blob = Blob::new(MEDIA_CONFIG, serde_json::to_vec(&image_config)?);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: MEDIA_MANIFEST,
+        config: config_blob.descriptor(),
+        layers: vec![layer.descriptor()],
+    };
+    let manifest = Blob::new(MEDIA_MANIFEST, serde_json::to_vec(&manifest)?);
+    Ok(Image { release, release_hash, process, config: config_blob, layers: vec![layer], manifest })
+}
+
+/// A process command as an entrypoint: `bin/api` becomes `/app/bin/api`
+/// (runtimes do not resolve a relative path against `WorkingDir`); a bare
+/// name (`python3`) is left to the image's `PATH`.
+fn entrypoint(command: &[String]) -> Vec<String> {
+    let mut out = command.to_vec();
+    if let Some(first) = out.first_mut()
+        && first.contains('/')
+        && !first.starts_with('/')
+    {
+        *first = format!("{APP_DIR}/{}", first.trim_start_matches("./"));
+    }
+    out
+}
+
+/// The OCI name of this machine's architecture, whose binaries the
+/// release holds.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The layer of an output tree: `app/` and everything below it, depth
+/// first, entries of a folder in the tree's (sorted) order.
+fn layer(store: &Store, outputs: TreeHash) -> Result<Vec<u8>, ImageError> {
+    let mut tar = tar::Builder::default();
+    let root = APP_DIR.trim_start_matches('/');
+    tar.append(root, tar::Kind::Dir, b"");
+    add_tree(store, &mut tar, root, outputs.0)?;
+    Ok(tar.finish())
+}
+
+fn add_tree(store: &Store, tar: &mut tar::Builder, dir: &str, tree: Digest) -> Result<(), ImageError> {
+    let tree: Tree = store.get_object(tree)?;
+    for e in &tree.entries {
+        if e.name.is_empty() || e.name.contains('/') || e.name == "." || e.name == ".." || e.name.contains('\0') {
+            return Err(ImageError::BadName { path: format!("{dir}/{}", e.name) });
+        }
+        let path = format!("{dir}/{}", e.name);
+        match e.kind {
+            EntryKind::Dir => {
+                tar.append(&path, tar::Kind::Dir, b"");
+                add_tree(store, tar, &path, e.hash)?;
+            }
+            EntryKind::File => tar.append(&path, tar::Kind::File, &store.get(e.hash)?),
+            EntryKind::Executable => tar.append(&path, tar::Kind::Executable, &store.get(e.hash)?),
+            EntryKind::Symlink => tar.append(&path, tar::Kind::Symlink, &store.get(e.hash)?),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ImageConfig {
+    architecture: &'static str,
+    os: &'static str,
+    config: RunConfig,
+    rootfs: RootFs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RunConfig {
+    env: Vec<String>,
+    entrypoint: Vec<String>,
+    working_dir: &'static str,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct RootFs {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    diff_ids: Vec<OciDigest>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    schema_version: u32,
+    media_type: &'static str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_programs_move_under_app() {
+        let cmd = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(entrypoint(&cmd(&["bin/api", "serve"])), cmd(&["/app/bin/api", "serve"]));
+        assert_eq!(entrypoint(&cmd(&["./run"])), cmd(&["/app/run"]));
+        assert_eq!(entrypoint(&cmd(&["python3", "x.py"])), cmd(&["python3", "x.py"]));
+        assert_eq!(entrypoint(&cmd(&["/bin/sh"])), cmd(&["/bin/sh"]));
+    }
+
+    #[test]
+    fn digests_are_sha256() {
+        assert_eq!(
+            OciDigest::of(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

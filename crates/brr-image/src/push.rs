@@ -1,0 +1,223 @@
+//! Pushing an [`Image`] to a registry over the OCI Distribution API:
+//! `HEAD` each blob and upload only the missing ones (`POST` an upload,
+//! then one monolithic `PUT ?digest=`), then `PUT` the manifest by tag.
+//!
+//! Plain HTTP is used only for `localhost`, `127.0.0.1` and `[::1]`, or
+//! when the caller asks for it; everything else is HTTPS. Credentials come
+//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD` (HTTP Basic) and
+//! are never part of a message. Registries that want a bearer token
+//! obtained from a `WWW-Authenticate` challenge are not supported yet.
+
+use std::time::Duration;
+
+use crate::{Blob, Image, ImageError, OciDigest};
+
+/// `HOST[:PORT]/REPO[:TAG]`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub host: String,
+    pub repo: String,
+    pub tag: String,
+}
+
+impl Reference {
+    /// Parses `HOST[:PORT]/REPO[:TAG]` (tag default `latest`).
+    pub fn parse(reference: &str) -> Result<Self, ImageError> {
+        let bad =
+            |reason: &str| ImageError::BadReference { reference: reference.to_owned(), reason: reason.to_owned() };
+        let (host, rest) = reference.split_once('/').ok_or_else(|| bad("it names no registry host"))?;
+        if host.is_empty() || host.contains(['@', '?', '#']) {
+            return Err(bad("the registry host is malformed"));
+        }
+        let (repo, tag) = match rest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (rest, "latest"),
+        };
+        let repo_ok = !repo.is_empty()
+            && repo.split('/').all(|part| {
+                !part.is_empty()
+                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            });
+        if !repo_ok {
+            return Err(bad("a repository is lowercase letters, digits, `.`, `_`, `-` and `/`"));
+        }
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !tag.starts_with(['.', '-']);
+        if !tag_ok {
+            return Err(bad("a tag is up to 128 letters, digits, `.`, `_` and `-`"));
+        }
+        Ok(Self { host: host.to_owned(), repo: repo.to_owned(), tag: tag.to_owned() })
+    }
+
+    /// Whether the host is this machine, where plain HTTP is allowed.
+    pub fn is_local(&self) -> bool {
+        let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(h, _)| h);
+        matches!(name, "localhost" | "127.0.0.1" | "[::1]") || self.host == "[::1]"
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// `HOST/REPO@sha256:…`: the image by digest.
+    pub reference: String,
+    pub digest: OciDigest,
+    /// Blobs uploaded, and blobs the registry already had.
+    pub uploaded: Vec<OciDigest>,
+    pub present: Vec<OciDigest>,
+}
+
+/// Pushes `image` to `to`; `plain_http` allows HTTP to a host that is not
+/// this machine.
+pub fn push(image: &Image, to: &Reference, plain_http: bool) -> Result<Pushed, ImageError> {
+    let scheme = if plain_http || to.is_local() { "http" } else { "https" };
+    let client = Client {
+        origin: format!("{scheme}://{}", to.host),
+        repo: to.repo.clone(),
+        registry: to.host.clone(),
+        authorization: basic_auth(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(600)))
+            .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent(),
+    };
+    let (mut uploaded, mut present) = (Vec::new(), Vec::new());
+    for blob in image.layers.iter().chain([&image.config]) {
+        if client.has_blob(&blob.digest)? {
+            present.push(blob.digest.clone());
+        } else {
+            client.upload(blob)?;
+            uploaded.push(blob.digest.clone());
+        }
+    }
+    client.put_manifest(&image.manifest, &to.tag)?;
+    let digest = image.manifest.digest.clone();
+    Ok(Pushed { reference: format!("{}/{}@{digest}", to.host, to.repo), digest, uploaded, present })
+}
+
+/// `Basic …` from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`.
+fn basic_auth() -> Option<String> {
+    use base64::Engine as _;
+    let user = std::env::var("BRR_REGISTRY_USER").ok()?;
+    let password = std::env::var("BRR_REGISTRY_PASSWORD").unwrap_or_default();
+    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+}
+
+struct Client {
+    /// `scheme://host[:port]`.
+    origin: String,
+    repo: String,
+    registry: String,
+    authorization: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn error(&self, message: String) -> ImageError {
+        ImageError::Registry { registry: self.registry.clone(), message }
+    }
+
+    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => request.header("Authorization", a),
+            None => request,
+        }
+    }
+
+    fn failed(&self, what: &str, e: &ureq::Error) -> ImageError {
+        self.error(format!("{what} failed: {e}"))
+    }
+
+    fn refused(&self, what: &str, response: &mut ureq::http::Response<ureq::Body>) -> ImageError {
+        let status = response.status();
+        let body = response.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
+        let hint = if status == 401 { " (set BRR_REGISTRY_USER and BRR_REGISTRY_PASSWORD)" } else { "" };
+        self.error(format!("{what} answered {status}{hint}: {}", body.trim()))
+    }
+
+    fn has_blob(&self, digest: &OciDigest) -> Result<bool, ImageError> {
+        let what = format!("HEAD /v2/{}/blobs/{digest}", self.repo);
+        let url = format!("{}/v2/{}/blobs/{digest}", self.origin, self.repo);
+        let mut response = self.auth(self.agent.head(&url)).call().map_err(|e| self.failed(&what, &e))?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.refused(&what, &mut response)),
+        }
+    }
+
+    fn upload(&self, blob: &Blob) -> Result<(), ImageError> {
+        let what = format!("POST /v2/{}/blobs/uploads/", self.repo);
+        let url = format!("{}/v2/{}/blobs/uploads/", self.origin, self.repo);
+        let mut response = self.auth(self.agent.post(&url)).send_empty().map_err(|e| self.failed(&what, &e))?;
+        if response.status() != 202 {
+            return Err(self.refused(&what, &mut response));
+        }
+        let location = response
+            .headers()
+            .get("Location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| self.error(format!("{what} answered 202 without a Location")))?;
+        let mut target = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.origin)
+        };
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str("digest=sha256%3A");
+        target.push_str(blob.digest.hex());
+        let what = format!("PUT blob {}", blob.digest);
+        let mut response = self
+            .auth(self.agent.put(&target))
+            .header("Content-Type", "application/octet-stream")
+            .send(&blob.bytes[..])
+            .map_err(|e| self.failed(&what, &e))?;
+        if response.status() != 201 {
+            return Err(self.refused(&what, &mut response));
+        }
+        Ok(())
+    }
+
+    fn put_manifest(&self, manifest: &Blob, tag: &str) -> Result<(), ImageError> {
+        let what = format!("PUT /v2/{}/manifests/{tag}", self.repo);
+        let url = format!("{}/v2/{}/manifests/{tag}", self.origin, self.repo);
+        let mut response = self
+            .auth(self.agent.put(&url))
+            .header("Content-Type", manifest.media_type)
+            .send(&manifest.bytes[..])
+            .map_err(|e| self.failed(&what, &e))?;
+        if response.status() != 201 {
+            return Err(self.refused(&what, &mut response));
+        }
+        let answered = response.headers().get("Docker-Content-Digest").and_then(|d| d.to_str().ok());
+        if let Some(d) = answered
+            && d != manifest.digest.to_string()
+        {
+            return Err(self.error(format!("stored the manifest as `{d}`, not `{}`", manifest.digest)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse() {
+        let r = Reference::parse("127.0.0.1:5000/shop/api:v1").unwrap();
+        assert_eq!((r.host.as_str(), r.repo.as_str(), r.tag.as_str()), ("127.0.0.1:5000", "shop/api", "v1"));
+        assert!(r.is_local());
+        let r = Reference::parse("registry.example.com/api").unwrap();
+        assert_eq!(r.tag, "latest");
+        assert!(!r.is_local());
+        assert!(Reference::parse("api:v1").is_err());
+        assert!(Reference::parse("host/API:v1").is_err());
+        assert!(Reference::parse("host/api:-x").is_err());
+    }
+}
