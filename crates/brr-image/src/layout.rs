@@ -68,17 +68,17 @@ pub fn write_dir(image: &Image, tag: &str, dir: &Path) -> Result<(), ImageError>
 /// order, with the tar's fixed owners and times.
 pub fn archive(image: &Image, tag: &str) -> Result<Vec<u8>, ImageError> {
     let mut tar = Builder::default();
-    tar.append("blobs", Kind::Dir, b"");
-    tar.append("blobs/sha256", Kind::Dir, b"");
+    crate::append(&mut tar, "blobs", Kind::Dir, b"")?;
+    crate::append(&mut tar, "blobs/sha256", Kind::Dir, b"")?;
     let mut blobs: Vec<_> = image.blobs().collect();
     blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     blobs.dedup_by(|a, b| a.digest == b.digest);
     for blob in blobs {
-        tar.append(&format!("blobs/sha256/{}", blob.digest.hex()), Kind::File, &blob.bytes);
+        crate::append(&mut tar, &format!("blobs/sha256/{}", blob.digest.hex()), Kind::File, &blob.bytes)?;
     }
-    tar.append("index.json", Kind::File, &index_json(image, tag)?);
-    tar.append("oci-layout", Kind::File, OCI_LAYOUT.as_bytes());
-    Ok(tar.finish())
+    crate::append(&mut tar, "index.json", Kind::File, &index_json(image, tag)?)?;
+    crate::append(&mut tar, "oci-layout", Kind::File, OCI_LAYOUT.as_bytes())?;
+    tar.finish().map_err(|source| ImageError::Tar { entry: "the end of the archive".into(), source })
 }
 
 /// Writes `image` as an `oci-archive` file at `path`.

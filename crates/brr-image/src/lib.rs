@@ -55,6 +55,12 @@ pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub enum ImageError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot write `{entry}` into a tar archive")]
+    Tar {
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("i/o error on `{}`", path.display())]
     Io {
         path: PathBuf,
@@ -260,9 +266,14 @@ fn oci_arch() -> &'static str {
 fn layer(store: &Store, outputs: TreeHash) -> Result<Vec<u8>, ImageError> {
     let mut tar = tar::Builder::default();
     let root = APP_DIR.trim_start_matches('/');
-    tar.append(root, tar::Kind::Dir, b"");
+    append(&mut tar, root, tar::Kind::Dir, b"")?;
     add_tree(store, &mut tar, root, outputs.0)?;
-    Ok(tar.finish())
+    tar.finish().map_err(|source| ImageError::Tar { entry: "the end of the layer".into(), source })
+}
+
+/// Adds one entry, naming it in the error.
+pub(crate) fn append(tar: &mut tar::Builder, path: &str, kind: tar::Kind, data: &[u8]) -> Result<(), ImageError> {
+    tar.append(path, kind, data).map_err(|source| ImageError::Tar { entry: path.to_owned(), source })
 }
 
 fn add_tree(store: &Store, tar: &mut tar::Builder, dir: &str, tree: Digest) -> Result<(), ImageError> {
@@ -274,12 +285,12 @@ fn add_tree(store: &Store, tar: &mut tar::Builder, dir: &str, tree: Digest) -> R
         let path = format!("{dir}/{}", e.name);
         match e.kind {
             EntryKind::Dir => {
-                tar.append(&path, tar::Kind::Dir, b"");
+                append(tar, &path, tar::Kind::Dir, b"")?;
                 add_tree(store, tar, &path, e.hash)?;
             }
-            EntryKind::File => tar.append(&path, tar::Kind::File, &store.get(e.hash)?),
-            EntryKind::Executable => tar.append(&path, tar::Kind::Executable, &store.get(e.hash)?),
-            EntryKind::Symlink => tar.append(&path, tar::Kind::Symlink, &store.get(e.hash)?),
+            EntryKind::File => append(tar, &path, tar::Kind::File, &store.get(e.hash)?)?,
+            EntryKind::Executable => append(tar, &path, tar::Kind::Executable, &store.get(e.hash)?)?,
+            EntryKind::Symlink => append(tar, &path, tar::Kind::Symlink, &store.get(e.hash)?)?,
         }
     }
     Ok(())
