@@ -275,3 +275,58 @@ fn gc_keeps_what_an_out_link_points_at() {
     assert_eq!(std::fs::read(link.join("f")).unwrap().len(), 300_000);
     ws.brr(["store", "verify"]).success();
 }
+
+/// gc in a loop while another process releases new builds: no release
+/// fails, some collections happen between them, and the store verifies.
+/// (A gc that finds the store in use is refused, exit 1, and tries again.)
+#[test]
+fn gc_in_a_loop_beside_releases_never_breaks_them() {
+    let (ws, _) = released(1);
+    let until = Instant::now() + Duration::from_secs(12);
+    let releaser = {
+        let path = ws.path().to_path_buf();
+        let bin = BRR.to_owned();
+        std::thread::spawn(move || {
+            let mut done = 0;
+            for v in 2.. {
+                if Instant::now() > until {
+                    break;
+                }
+                let builder = format!("yes v{v} | head -c 300000 > \"$OUT/f\"");
+                let decl = format!(
+                    "Service(\n    name: \"app\",\n    tools: [\"sh\", \"yes\", \"head\"],\n    builder: [\"sh\", \"-c\", {}],\n    \
+                     outputs: [\"f\"],\n    processes: {{\"web\": Process(command: [\"sh\", \"-c\", \"exec sleep 600\"])}},\n)\n",
+                    ron_str(&builder)
+                );
+                // Renamed into place: gc reads the declarations meanwhile.
+                std::fs::write(path.join("p/app/brr.ron.new"), decl).unwrap();
+                std::fs::rename(path.join("p/app/brr.ron.new"), path.join("p/app/brr.ron")).unwrap();
+                let out = std::process::Command::new(&bin)
+                    .arg("-C")
+                    .arg(&path)
+                    .args(["release", "--env", "staging"])
+                    .env_remove("BRR_STORE")
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "release v{v} failed beside gc:\n{}", String::from_utf8_lossy(&out.stderr));
+                done += 1;
+            }
+            done
+        })
+    };
+    let (mut collected, mut refused) = (0, 0);
+    while Instant::now() < until {
+        let run = ws.brr(["gc", "--keep-last", "1"]);
+        match run.code {
+            Some(0) => collected += 1,
+            Some(1) if run.stderr.contains("in use") => refused += 1,
+            other => panic!("gc exited with {other:?}:\n{}", run.stderr),
+        }
+    }
+    let released = releaser.join().unwrap();
+    assert!(released >= 3, "only {released} releases in the window");
+    assert!(collected >= 1, "no gc ran between the releases ({refused} refused)");
+    verifies(&ws);
+    ws.brr(["gc", "--keep-last", "1"]).success();
+    verifies(&ws);
+}
