@@ -155,6 +155,10 @@ pub struct Retention<'a> {
     /// is kept. All are kept when `max_bytes` is `None`.
     pub optional: &'a [Vec<Digest>],
     pub max_bytes: Option<u64>,
+    /// Rewrite a pack only when at least 1/N of its bytes are dead (as git
+    /// repacks: rewriting a large pack to drop a few percent costs more
+    /// than the space is worth); `None` (the default): any dead byte.
+    pub rewrite_when_dead: Option<u64>,
 }
 
 fn read_state(tx: &Transaction<'_>) -> Result<State, TxError> {
@@ -347,9 +351,16 @@ impl Store {
                 *live_bytes.entry(id).or_default() += row.size;
             }
         }
+        // `Retention::rewrite_when_dead`; `compact` rewrites every pack
+        // with dead bytes.
+        let threshold = keep.and_then(|k| k.rewrite_when_dead);
+        let worth_rewriting =
+            |len: u64, live: u64| len > live && threshold.is_none_or(|n| (len - live).saturating_mul(n) >= len);
         let rewrite: HashSet<i64> = live_bytes
             .iter()
-            .filter(|&(id, bytes)| Some(*id) != writer && pack_len.get(id).is_some_and(|len| len > bytes))
+            .filter(|&(id, bytes)| {
+                Some(*id) != writer && pack_len.get(id).is_some_and(|len| worth_rewriting(*len, *bytes))
+            })
             .map(|(id, _)| *id)
             .collect();
         let mut moving: Vec<(Digest, &ObjectRow)> = state

@@ -86,6 +86,9 @@ pub fn run(settings: &Settings, opts: &Options) -> Result<(), Failure> {
         ledger: LedgerKeep::Releases,
         optional: &roots.optional,
         max_bytes: opts.max_size,
+        // A pack is rewritten once a quarter of it is dead; `brr store
+        // compact` rewrites every pack with dead bytes.
+        rewrite_when_dead: Some(4),
     };
     let (report, dirs) = if opts.dry_run {
         (store.plan_collect(&retention)?, (0, 0))
@@ -184,6 +187,15 @@ fn roots(store: &Store, targets: &[String], opts: &Options) -> Result<Roots, Fai
             keep.extend(b.artifact.map(|a| a.0));
             keep.extend(b.log);
         }
+    }
+    // What the action cache names for those keys (a cached use records no
+    // log in its history row, but its action entry does): without them the
+    // entry goes, and the next build runs every builder again.
+    let keys: Vec<brr_hash::BuildKey> = latest.iter().copied().collect();
+    for rec in store.lookup_actions(&keys)?.into_iter().flatten() {
+        keep.push(rec.artifact.0);
+        keep.extend(rec.log);
+        keep.extend(rec.outputs.map(|t| t.0));
     }
     let optional = if opts.max_size.is_some() {
         history

@@ -308,7 +308,11 @@ fn gc_in_a_loop_beside_releases_never_breaks_them() {
                     .env_remove("BRR_STORE")
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "release v{v} failed beside gc:\n{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "release v{v} failed beside gc:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 done += 1;
             }
             done
@@ -328,5 +332,18 @@ fn gc_in_a_loop_beside_releases_never_breaks_them() {
     assert!(collected >= 1, "no gc ran between the releases ({refused} refused)");
     verifies(&ws);
     ws.brr(["gc", "--keep-last", "1"]).success();
+    verifies(&ws);
+}
+
+/// After gc, the workspace's latest builds are still cache hits, also when
+/// the latest use of a target was itself a cache hit (its history row
+/// names no log; the action entry does).
+#[test]
+fn gc_keeps_the_latest_builds_cached() {
+    let (ws, _) = released(2);
+    ws.brr(["build"]).success();
+    ws.brr(["gc", "--keep-last", "0"]).success();
+    let again = ws.brr(["build", "--json"]).success();
+    assert_eq!(again.targets()["app"].status, "cached", "gc dropped the action cache entry: {}", again.stdout);
     verifies(&ws);
 }
