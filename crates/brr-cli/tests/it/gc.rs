@@ -327,8 +327,8 @@ fn gc_in_a_loop_beside_releases_never_breaks_them() {
             other => panic!("gc exited with {other:?}:\n{}", run.stderr),
         }
     }
-    let released = releaser.join().unwrap();
-    assert!(released >= 3, "only {released} releases in the window");
+    let release_count = releaser.join().unwrap();
+    assert!(release_count >= 3, "only {release_count} releases in the window");
     assert!(collected >= 1, "no gc ran between the releases ({refused} refused)");
     verifies(&ws);
     ws.brr(["gc", "--keep-last", "1"]).success();
