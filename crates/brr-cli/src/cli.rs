@@ -265,6 +265,11 @@ pub enum Command {
         /// Wait for other brr processes to close the store instead of failing.
         #[arg(long)]
         wait: bool,
+        /// Rewrite every pack that holds freed bytes, so all the space comes
+        /// back now (by default a pack is rewritten once a quarter of it is
+        /// dead: rewriting a large pack to win back a few percent is slow).
+        #[arg(long)]
+        full: bool,
         #[arg(long)]
         json: bool,
     },

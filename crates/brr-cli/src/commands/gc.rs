@@ -34,6 +34,8 @@ pub struct Options {
     pub keep_last: usize,
     pub max_size: Option<u64>,
     pub wait: bool,
+    /// Rewrite every pack with freed bytes.
+    pub full: bool,
     pub json: bool,
 }
 
@@ -88,7 +90,7 @@ pub fn run(settings: &Settings, opts: &Options) -> Result<(), Failure> {
         max_bytes: opts.max_size,
         // A pack is rewritten once a quarter of it is dead; `brr store
         // compact` rewrites every pack with dead bytes.
-        rewrite_when_dead: Some(4),
+        rewrite_when_dead: (!opts.full).then_some(4),
     };
     let (report, dirs) = if opts.dry_run {
         (store.plan_collect(&retention)?, (0, 0))

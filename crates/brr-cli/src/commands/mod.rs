@@ -154,8 +154,8 @@ fn store(settings: &Settings, command: &StoreCommand) -> Result<(), Failure> {
 /// `brr gc`, `pin`, `unpin`, `export`, `import`.
 fn lifecycle(settings: &Settings, command: &Command) -> Result<(), Failure> {
     match command {
-        &Command::Gc { dry_run, keep_last, max_size, wait, json } => {
-            gc::run(settings, &gc::Options { dry_run, keep_last, max_size, wait, json })
+        &Command::Gc { dry_run, keep_last, max_size, wait, full, json } => {
+            gc::run(settings, &gc::Options { dry_run, keep_last, max_size, wait, full, json })
         }
         Command::Export { hash, output, json } => archive::export(settings, hash, output, *json),
         Command::Import { file, json } => archive::import(settings, file, *json),
