@@ -29,6 +29,7 @@ use crate::output::store::{GcDoc, KindCount};
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
 
+#[expect(clippy::struct_excessive_bools, reason = "one per flag of `brr gc`")]
 pub struct Options {
     pub dry_run: bool,
     pub keep_last: usize,
