@@ -115,6 +115,7 @@ pub use child::SetupStep;
 use child::{ChildSetup, Namespaces};
 pub use command::{Command, Output};
 pub use netns::{NetSlot, NetSlots};
+pub use reaper::{become_subreaper, kill_orphans};
 pub use running::Child;
 pub use status::{ExitStatus, Signal};
 

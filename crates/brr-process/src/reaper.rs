@@ -23,8 +23,9 @@ use crate::spawn::Spawned;
 /// group of its own, just like an orphan).
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-/// Makes brr a child subreaper, once.
-fn become_subreaper() {
+/// Makes brr a child subreaper, once: processes that leave their parent
+/// (a double fork and `setsid`) are reparented to brr, not to init.
+pub fn become_subreaper() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Any pid turns the attribute on.
@@ -66,6 +67,17 @@ pub(super) fn unspare(pid: u32) {
 pub(super) fn finished(pid: Pid) {
     let mut live = live();
     live.remove(&pid.as_raw_nonzero().get());
+    kill_orphans_of(&live);
+}
+
+/// Kills and reaps every orphan brr holds as subreaper (its children that
+/// it did not start and wait for itself, outside its own process group),
+/// until none is left: what a supervisor's processes left behind.
+pub fn kill_orphans() {
+    kill_orphans_of(&live());
+}
+
+fn kill_orphans_of(live: &BTreeSet<i32>) {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let my_group = rustix::process::getpgrp().as_raw_nonzero().get();
     // Each kill can orphan the victim's own children: go on until a scan

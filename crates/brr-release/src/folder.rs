@@ -18,7 +18,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use brr_hash::{Artifact, Config, ReleaseHash};
-use brr_store::Store;
+use brr_store::{Store, remove_tree};
 
 use crate::{IoAt, ReleaseError};
 
@@ -178,7 +178,6 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
     }
 }
 
-/// Best effort: removes a folder that may hold read-only folders.
 /// Removes the release folders (`releases/<hash>`) of releases that can no
 /// longer be materialized: not recorded, or whose build is not recorded
 /// (collected by `brr gc`). Best effort; returns how many went and their
@@ -195,12 +194,11 @@ pub fn remove_unrunnable(store: &Store) -> (u64, u64) {
         };
         if !runnable {
             let path = entry.path();
-            bytes += walk_dirs(&path)
-                .iter()
-                .filter_map(|d| std::fs::read_dir(d).ok())
-                .flat_map(Iterator::flatten)
+            bytes += walkdir::WalkDir::new(&path)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
                 .filter_map(|e| e.metadata().ok())
-                .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len())
                 .sum::<u64>();
             remove_tree(&path);
@@ -208,37 +206,4 @@ pub fn remove_unrunnable(store: &Store) -> (u64, u64) {
         }
     }
     (removed, bytes)
-}
-
-pub(crate) fn remove_tree(path: &Path) {
-    match std::fs::symlink_metadata(path) {
-        Err(_) => return,
-        // Never a chmod through a link: it would reach the link's target.
-        Ok(m) if !m.is_dir() => {
-            let _ = std::fs::remove_file(path);
-            return;
-        }
-        Ok(_) => {}
-    }
-    for entry in walk_dirs(path) {
-        let _ = std::fs::set_permissions(&entry, Permissions::from_mode(0o755));
-    }
-    let _ = std::fs::remove_dir_all(path);
-}
-
-fn walk_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < dirs.len() {
-        let _ = std::fs::set_permissions(&dirs[i], Permissions::from_mode(0o755));
-        if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    dirs.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    dirs
 }

@@ -12,7 +12,7 @@
 //! runs in its own process group).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use brr_hash::{ArtifactHash, BlobHash, Config, ObjectKind, ReleaseHash, ReleaseStatus};
 use brr_store::Store;
@@ -22,8 +22,8 @@ use crate::{ReleaseError, Secrets};
 /// Output kept per release phase; the rest is dropped with a note.
 const LOG_MAX: usize = 16 << 20;
 
-/// Host variables the release command keeps.
-const HOST_VARS: [&str; 4] = ["PATH", "HOME", "USER", "LANG"];
+/// Host variables the release command (and `brr run`'s processes) keep.
+pub const HOST_VARS: [&str; 4] = ["PATH", "HOME", "USER", "LANG"];
 
 /// What the release command runs against.
 pub struct Phase<'a> {
@@ -72,26 +72,18 @@ impl Phase<'_> {
         Ok(PhaseOutcome { status, log: Some(log), summary })
     }
 
-    /// The program: a path relative to the release folder when it has a
-    /// `/`, else found on `PATH`.
-    fn program(&self, name: &str) -> Result<PathBuf, String> {
-        if name.contains('/') {
-            let path = self.dir.join(name);
-            return if path.is_file() { Ok(path) } else { Err(format!("`{name}` is not in the release")) };
-        }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| is_executable(p))
-            .ok_or_else(|| format!("release command `{name}` is not on PATH"))
-    }
-
+    /// Starts the release command: a program with a `/` is taken from the
+    /// release folder (its working directory), others are found on `PATH`
+    /// (by [`brr_process::Command`]).
     fn spawn(&self, argv: &[String]) -> Result<(brr_process::Child, std::io::PipeReader), String> {
-        let program = self.program(&argv[0])?;
+        let program = &argv[0];
+        if program.contains('/') && !self.dir.join(program).is_file() {
+            return Err(format!("`{program}` is not in the release"));
+        }
         let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let writer2 = writer.try_clone().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let as_file = |w: std::io::PipeWriter| std::fs::File::from(std::os::fd::OwnedFd::from(w));
-        let mut cmd = brr_process::Command::new(&program)
+        let mut cmd = brr_process::Command::new(program)
             .args(&argv[1..])
             .cwd(self.dir)
             .env_clear()
@@ -113,7 +105,10 @@ impl Phase<'_> {
             .env("BRR_BUILD", self.build.to_string())
             .env("BRR_DATA_DIR", self.data_dir)
             .spawn()
-            .map_err(|e| format!("cannot start `{}`: {}", argv[0], brr_process::error_chain(&e)))?;
+            .map_err(|e| match e {
+                brr_process::ProcessError::NotOnPath { .. } => format!("release command `{program}` is not on PATH"),
+                e => format!("cannot start `{program}`: {}", brr_process::error_chain(&e)),
+            })?;
         // The command consumed the pipe's write ends: the reader sees the end
         // of the output once the command's processes are gone.
         Ok((child, reader))
@@ -174,9 +169,4 @@ impl Phase<'_> {
         let outcome = if status.success() { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
         Ok((outcome, status.to_string()))
     }
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

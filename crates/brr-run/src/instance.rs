@@ -231,8 +231,8 @@ fn backoff(spec: &Spec, opts: &Options, delay: &mut Duration, stop: &Stop, tx: &
 
 /// Starts the process with its output read line by line into `out`.
 fn spawn(spec: &Spec, out: &Arc<RunOutput>) -> Result<Child, String> {
-    let program = if spec.program.contains('/') { spec.dir.join(&spec.program) } else { PathBuf::from(&spec.program) };
-    let mut child = Command::new(program)
+    // A relative path is taken from the working directory, the release.
+    let mut child = Command::new(&spec.program)
         .args(&spec.args)
         .cwd(&spec.dir)
         .env_clear()

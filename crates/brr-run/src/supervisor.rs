@@ -19,9 +19,6 @@ use crate::ports::Ports;
 use crate::router::Router;
 use crate::{Options, Output, Probe, RunError, Unit};
 
-/// Host variables every process keeps.
-const HOST_VARS: [&str; 4] = ["PATH", "HOME", "USER", "LANG"];
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,7 +99,7 @@ impl<'a> Supervisor<'a> {
         lock.lock().map_err(|e| io(e, &lock_path))?;
         // Processes that leave their group (a double fork and `setsid`) are
         // reparented to brr, which kills them when the run stops.
-        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+        brr_process::become_subreaper();
         // Ports of other live runs; a lost run's processes died with it.
         let mut in_use = Vec::new();
         for other in store.runs_unfinished()? {
@@ -177,8 +174,10 @@ impl<'a> Supervisor<'a> {
         } else {
             format!("{}.{n}", unit.process)
         };
-        let mut env: Vec<(String, String)> =
-            HOST_VARS.iter().filter_map(|k| Some(((*k).to_owned(), std::env::var(k).ok()?))).collect();
+        let mut env: Vec<(String, String)> = brr_release::phase::HOST_VARS
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), std::env::var(k).ok()?)))
+            .collect();
         env.extend(unit.config.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(
             self.secrets
@@ -484,7 +483,7 @@ impl<'a> Supervisor<'a> {
                 let _ = cg.remove();
             }
         }
-        kill_orphans();
+        brr_process::kill_orphans();
         for router in self.routers.values() {
             router.stop();
         }
@@ -498,37 +497,4 @@ impl<'a> Supervisor<'a> {
         let _ = self.store.run_end(self.run, now_ms(), outcome.as_str());
         outcome
     }
-}
-
-/// Kills and reaps every child of brr left (orphans reparented to brr, the
-/// subreaper), until none is left.
-fn kill_orphans() {
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    for _ in 0..100 {
-        let orphans = children_of(me);
-        if orphans.is_empty() {
-            return;
-        }
-        for pid in orphans {
-            if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
-            }
-        }
-    }
-}
-
-/// Pids whose parent is `parent`, from `/proc/*/stat`.
-fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-                // After the command's closing parenthesis: state, then ppid.
-                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(parent)
-            })
-        })
-        .collect()
 }

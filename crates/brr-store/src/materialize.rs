@@ -129,8 +129,9 @@ fn escapes(depth: usize, target: &Path) -> bool {
     false
 }
 
-/// Best effort removal of a partly materialized folder, read-only or not.
-fn remove_tree(path: &Path) {
+/// Best effort removal of a (partly) materialized folder, read-only or not;
+/// a symlink is removed itself, never followed.
+pub fn remove_tree(path: &Path) {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return };
     if meta.is_dir() {
         let _ = std::fs::set_permissions(path, Permissions::from_mode(0o755));

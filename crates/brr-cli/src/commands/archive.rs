@@ -6,18 +6,11 @@ use std::path::Path;
 use brr_hash::ObjectKind;
 use brr_store::{ArchiveSummary, StoreError};
 
+use super::user_error;
 use crate::output;
 use crate::output::store::ArchiveDoc;
 use crate::settings::Settings;
-use crate::{Failure, exit, printer};
-
-fn user_error(message: &str, hint: Option<&str>) -> Failure {
-    printer::note(&format!("error: {message}"));
-    if let Some(h) = hint {
-        printer::note(&format!("hint: {h}"));
-    }
-    Failure::Exit(exit::USER)
-}
+use crate::{Failure, printer};
 
 fn report(file: &Path, s: &ArchiveSummary, verb: &str, json: bool) -> Result<(), Failure> {
     if json {

@@ -91,15 +91,9 @@ pub fn status(settings: &Settings, targets: &[String], json: bool) -> Result<(),
     let recorded: Vec<RecordedConflict> = store
         .cache_conflicts()?
         .into_iter()
-        .map(|c| RecordedConflict {
-            target: names.get(&c.key).cloned(),
-            key: c.key.into(),
-            remote: c.remote,
-            local: c.local.into(),
-            theirs: c.theirs.into(),
-            signer: c.signer,
-            first_seen: c.first_seen,
-            last_seen: c.last_seen,
+        .map(|c| {
+            let target = names.get(&c.key).cloned();
+            RecordedConflict::new(c, target)
         })
         .collect();
     trouble |= recorded.iter().any(|c| c.target.is_some());

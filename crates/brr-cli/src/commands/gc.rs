@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use brr_hash::{Digest, ObjectKind, ReleaseStatus};
 use brr_store::{Access, LedgerKeep, Retention, Store, StoreError, Wait};
 
+use super::user_error;
 use crate::output;
 use crate::output::store::{GcDoc, KindCount};
 use crate::settings::Settings;
@@ -48,14 +49,6 @@ struct Roots {
     targets: u64,
     /// With `--max-size`: builds of the history, newest first.
     optional: Vec<Vec<Digest>>,
-}
-
-fn user_error(message: &str, hint: Option<&str>) -> Failure {
-    printer::note(&format!("error: {message}"));
-    if let Some(h) = hint {
-        printer::note(&format!("hint: {h}"));
-    }
-    Failure::Exit(exit::USER)
 }
 
 pub fn run(settings: &Settings, opts: &Options) -> Result<(), Failure> {

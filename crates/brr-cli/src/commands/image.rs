@@ -6,7 +6,7 @@ use std::path::Path;
 
 use brr_release::diff::SpecError;
 
-use super::existing_store;
+use super::{existing_store, user_error};
 use crate::cli::{Command, ImageFormat};
 use crate::output::image::{ImageDoc, PushDoc};
 use crate::settings::Settings;
@@ -21,17 +21,12 @@ pub struct Options<'a> {
     pub json: bool,
 }
 
-fn user_error(message: &str) -> Failure {
-    printer::note(&format!("error: {message}"));
-    Failure::Exit(exit::USER)
-}
-
 fn spec_failure(e: SpecError) -> Failure {
-    if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+    if e.is_user_error() { user_error(&e.to_string(), None) } else { Failure::Internal(e.into()) }
 }
 
 fn image_failure(e: brr_image::ImageError) -> Failure {
-    if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+    if e.is_user_error() { user_error(&e.to_string(), None) } else { Failure::Internal(e.into()) }
 }
 
 /// `brr image` or `brr push`.

@@ -7,7 +7,7 @@ use brr_hash::ReleaseHash;
 use brr_release::diff::{Change, SpecError};
 use brr_store::LedgerRow;
 
-use super::existing_store;
+use super::{existing_store, user_error};
 use crate::output;
 use crate::output::release::{
     BrokenLink, CommandChange, DiffDoc, DiffSide, FileChange, FileChangeKind, LedgerEntry, LedgerVerifyDoc,
@@ -15,11 +15,6 @@ use crate::output::release::{
 };
 use crate::settings::Settings;
 use crate::{Failure, exit, printer};
-
-fn user_error(message: &str) -> Failure {
-    printer::note(&format!("error: {message}"));
-    Failure::Exit(exit::USER)
-}
 
 /// `brr releases --env ENV [SERVICE]`: newest first, the current release
 /// of each service marked.
@@ -102,7 +97,7 @@ fn entry_doc(r: &LedgerRow, current: bool) -> LedgerEntry {
 }
 
 fn spec_failure(e: SpecError) -> Failure {
-    if e.is_user_error() { user_error(&e.to_string()) } else { Failure::Internal(e.into()) }
+    if e.is_user_error() { user_error(&e.to_string(), None) } else { Failure::Internal(e.into()) }
 }
 
 /// `brr diff A B`.
@@ -261,9 +256,9 @@ pub fn verify(settings: &Settings, json: bool) -> Result<(), Failure> {
 /// `brr log --release HASH`: the output of the release's latest release phase.
 pub fn release_log(settings: &Settings, prefix: &str) -> Result<(), Failure> {
     let store = existing_store(settings)?;
-    let d = store.resolve_prefix(prefix).map_err(|e| user_error(&e.to_string()))?;
+    let d = store.resolve_prefix(prefix).map_err(|e| user_error(&e.to_string(), None))?;
     let Some(row) = store.ledger_last_of_release(ReleaseHash(d))? else {
-        return Err(user_error(&format!("release `{d}` has no ledger entry in this store")));
+        return Err(user_error(&format!("release `{d}` has no ledger entry in this store"), None));
     };
     let Some(log) = row.log else {
         printer::note(&format!(

@@ -231,12 +231,21 @@ pub fn open_store(settings: &Settings) -> Result<Store, Failure> {
     })
 }
 
+/// A user mistake, printed as `error: …` and an optional `hint: …` line:
+/// exit 2.
+pub fn user_error(message: &str, hint: Option<&str>) -> Failure {
+    printer::note(&format!("error: {message}"));
+    if let Some(h) = hint {
+        printer::note(&format!("hint: {h}"));
+    }
+    Failure::Exit(crate::exit::USER)
+}
+
 /// Opens the store only if it exists (read-only commands must not create one).
 pub fn existing_store(settings: &Settings) -> Result<Store, Failure> {
     if !Store::exists(&settings.store) {
-        printer::note(&format!("error: no store at `{}`", settings.store.display()));
-        printer::note("hint: run `brr build` first, or pass `--store DIR`");
-        return Err(Failure::Exit(crate::exit::USER));
+        let message = format!("no store at `{}`", settings.store.display());
+        return Err(user_error(&message, Some("run `brr build` first, or pass `--store DIR`")));
     }
     open_store(settings)
 }

@@ -7,7 +7,7 @@ use brr_hash::{Config, LedgerAction, PromotionSource, ReleaseStatus};
 use brr_release::{ReleaseError, Released, Request, Secrets};
 use brr_store::{LedgerRow, Store};
 
-use super::{existing_store, graph_failure, open_store_and_workspace};
+use super::{existing_store, graph_failure, open_store_and_workspace, user_error};
 use crate::output::release::{ReleaseDoc, ReleaseEntry};
 use crate::output::{self, Hash};
 use crate::settings::Settings;
@@ -20,17 +20,8 @@ pub struct Options<'a> {
     pub no_sandbox: bool,
 }
 
-/// A user mistake: printed as `error: …` (and hints), exit 2.
-fn user_error(message: &str, hints: &[String]) -> Failure {
-    printer::note(&format!("error: {message}"));
-    for h in hints {
-        printer::note(&format!("hint: {h}"));
-    }
-    Failure::Exit(exit::USER)
-}
-
 fn release_failure(e: ReleaseError) -> Failure {
-    if e.is_user_error() { user_error(&e.to_string(), &[]) } else { Failure::Internal(e.into()) }
+    if e.is_user_error() { user_error(&e.to_string(), None) } else { Failure::Internal(e.into()) }
 }
 
 /// The environment must be declared in `environments.ron`.
@@ -44,7 +35,7 @@ fn check_env(ws: &Workspace, env: &str) -> Result<(), Failure> {
     } else {
         format!("declared environments: {}", known.join(", "))
     };
-    Err(user_error(&format!("unknown environment `{env}`"), &[hint]))
+    Err(user_error(&format!("unknown environment `{env}`"), Some(&hint)))
 }
 
 /// The named services (all of the workspace's when none are named); each
@@ -61,13 +52,13 @@ fn services(ws: &Workspace, names: &[String]) -> Result<Vec<String>, Failure> {
             Some(_) => {
                 return Err(user_error(
                     &format!("`{name}` is a library, not a service: only services are released"),
-                    &[format!("services: {}", all.join(", "))],
+                    Some(&format!("services: {}", all.join(", "))),
                 ));
             }
             None => {
                 return Err(user_error(
                     &format!("unknown service `{name}`"),
-                    &[format!("services: {}", all.join(", "))],
+                    Some(&format!("services: {}", all.join(", "))),
                 ));
             }
         }
@@ -83,7 +74,7 @@ fn configs_and_secrets(ws: &Workspace, env: &str, services: &[String]) -> Result
     let secrets = Secrets::from_env(&names).map_err(|e| {
         user_error(
             &format!("{e}, needed to release into `{env}`"),
-            &["export each secret in the environment that runs brr; its value is never stored".to_owned()],
+            Some("export each secret in the environment that runs brr; its value is never stored"),
         )
     })?;
     Ok((configs, secrets))
@@ -185,7 +176,7 @@ pub fn promote(settings: &Settings, from: &str, to: &str, names: &[String], opts
         } else {
             format!("promotion order: {order}")
         };
-        return Err(user_error(&format!("`{to}` does not come after `{from}` in the promotion order"), &[hint]));
+        return Err(user_error(&format!("`{to}` does not come after `{from}` in the promotion order"), Some(&hint)));
     }
     let store = existing_store(settings)?;
     let services = if names.is_empty() {
@@ -199,7 +190,7 @@ pub fn promote(settings: &Settings, from: &str, to: &str, names: &[String], opts
         if with_releases.is_empty() {
             return Err(user_error(
                 &format!("`{from}` has no releases to promote"),
-                &[format!("release first: `brr release --env {from}`")],
+                Some(&format!("release first: `brr release --env {from}`")),
             ));
         }
         with_releases
@@ -276,14 +267,14 @@ pub fn rollback(
                 "cannot roll back to v{}: its build `{}` is no longer whole in this store",
                 target.entry.version, target.build
             ),
-            &["rebuild the commit it came from (`brr release` there), or import the build, then roll back".to_owned()],
+            Some("rebuild the commit it came from (`brr release` there), or import the build, then roll back"),
         ));
     }
     let config: Config = store.get_object(target.config.0)?;
     let secrets = Secrets::from_env(&config.secrets).map_err(|e| {
         user_error(
             &format!("{e}, needed to release into `{env}`"),
-            &["export each secret in the environment that runs brr".to_owned()],
+            Some("export each secret in the environment that runs brr"),
         )
     })?;
     let req = Request {

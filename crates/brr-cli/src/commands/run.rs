@@ -10,7 +10,7 @@ use brr_hash::{ObjectKind, ReleaseHash};
 use brr_run::{Options, Outcome, Reporter, Supervisor, Target};
 use brr_store::Store;
 
-use super::existing_store;
+use super::{existing_store, user_error};
 use crate::output::run::{ProcessEntry, PsDoc};
 use crate::output::{self, Hash};
 use crate::settings::Settings;
@@ -29,14 +29,6 @@ impl Default for RunArgs<'_> {
         let defaults = Options::default();
         Self { processes: &[], formation: BTreeMap::new(), restart: defaults.restart, grace: defaults.grace }
     }
-}
-
-fn user_error(message: &str, hint: Option<&str>) -> Failure {
-    printer::note(&format!("error: {message}"));
-    if let Some(h) = hint {
-        printer::note(&format!("hint: {h}"));
-    }
-    Failure::Exit(exit::USER)
 }
 
 fn run_failure(e: brr_run::RunError) -> Failure {

@@ -134,15 +134,9 @@ pub fn report(settings: &Settings, json: bool) -> Result<(), Failure> {
     let conflicts: Vec<RecordedConflict> = store
         .cache_conflicts()?
         .into_iter()
-        .map(|c| RecordedConflict {
-            target: all.iter().find(|v| v.key == c.key).map(|v| v.target.clone()),
-            key: c.key.into(),
-            remote: c.remote,
-            local: c.local.into(),
-            theirs: c.theirs.into(),
-            signer: c.signer,
-            first_seen: c.first_seen,
-            last_seen: c.last_seen,
+        .map(|c| {
+            let target = all.iter().find(|v| v.key == c.key).map(|v| v.target.clone());
+            RecordedConflict::new(c, target)
         })
         .collect();
     if json {

@@ -38,6 +38,22 @@ pub struct RecordedConflict {
     pub last_seen: i64,
 }
 
+impl RecordedConflict {
+    /// A conflict this runner recorded, and the target whose key it is.
+    pub fn new(c: brr_store::CacheConflict, target: Option<String>) -> Self {
+        Self {
+            target,
+            key: c.key.into(),
+            remote: c.remote,
+            local: c.local.into(),
+            theirs: c.theirs.into(),
+            signer: c.signer,
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+        }
+    }
+}
+
 /// A remote entry that is there but cannot be used.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CacheBroken {
