@@ -179,6 +179,13 @@ pub enum Command {
         /// The tag the image is named by in the layout.
         #[arg(long, default_value = "latest")]
         tag: String,
+        /// Put the release on this image from a registry
+        /// (`HOST[:PORT]/REPO[:TAG]` or `…@sha256:…`).
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+        /// Allow plain HTTP to a base's registry that is not on this machine.
+        #[arg(long)]
+        plain_http: bool,
         #[arg(long)]
         json: bool,
     },
@@ -195,6 +202,10 @@ pub enum Command {
         /// The service, for environments that release several.
         #[arg(short, long)]
         service: Option<String>,
+        /// Put the release on this image from a registry
+        /// (`HOST[:PORT]/REPO[:TAG]` or `…@sha256:…`).
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
         /// Allow plain HTTP to a registry that is not on this machine.
         #[arg(long)]
         plain_http: bool,

@@ -30,6 +30,7 @@
 //! Layers are built in memory: releases are expected to be small (tens of
 //! megabytes), not filesystem images.
 
+pub mod base;
 pub mod layout;
 pub mod push;
 pub mod tar;
@@ -38,13 +39,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use brr_hash::{Artifact, Config, Digest, EntryKind, Release, ReleaseHash, Tree, TreeHash};
+use brr_hash::{ActionKey, Artifact, ArtifactHash, Config, Digest, EntryKind, ObjectKind, Release, ReleaseHash, Tree, TreeHash};
 use brr_store::{Store, StoreError};
 use serde::Serialize;
 use sha2::Digest as _;
 
 /// Where the release's files are in the image.
 pub const APP_DIR: &str = "/app";
+
+/// Where each dependency artifact's files are in the image: `/deps/<name>`,
+/// as the builder saw them at `$DEPS/<name>`.
+pub const DEPS_DIR: &str = "/deps";
 
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -79,6 +84,14 @@ pub enum ImageError {
     BadReference { reference: String, reason: String },
     #[error("registry `{registry}`: {message}")]
     Registry { registry: String, message: String },
+    #[error(
+        "the store does not record which dependencies artifact `{artifact}` was built from (it came from a remote cache or an import); build it here with `brr build` to record them"
+    )]
+    UnknownDependencies { artifact: ArtifactHash },
+    #[error("dependency `{name}` is two artifacts in one release's closure: `{first}` and `{second}`")]
+    DependencyConflict { name: String, first: ArtifactHash, second: ArtifactHash },
+    #[error("base image `{reference}`: {message}")]
+    Base { reference: String, message: String },
     #[error("could not encode the image's JSON")]
     Json(#[from] serde_json::Error),
 }
@@ -131,18 +144,18 @@ impl Serialize for OciDigest {
 /// One blob of an image.
 #[derive(Debug, Clone)]
 pub struct Blob {
-    pub media_type: &'static str,
+    pub media_type: String,
     pub digest: OciDigest,
     pub bytes: Vec<u8>,
 }
 
 impl Blob {
-    fn new(media_type: &'static str, bytes: Vec<u8>) -> Self {
-        Self { media_type, digest: OciDigest::of(&bytes), bytes }
+    fn new(media_type: &str, bytes: Vec<u8>) -> Self {
+        Self { media_type: media_type.to_owned(), digest: OciDigest::of(&bytes), bytes }
     }
 
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor { media_type: self.media_type, digest: self.digest.clone(), size: self.bytes.len() as u64 }
+        Descriptor { media_type: self.media_type.clone(), digest: self.digest.clone(), size: self.bytes.len() as u64 }
     }
 }
 
@@ -150,7 +163,7 @@ impl Blob {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
-    pub media_type: &'static str,
+    pub media_type: String,
     pub digest: OciDigest,
     pub size: u64,
 }
@@ -176,8 +189,13 @@ impl Image {
 }
 
 /// The image of `release`, entrypoint `process` (default: `web`, or the
-/// only process type).
-pub fn image(store: &Store, release_hash: ReleaseHash, process: Option<&str>) -> Result<Image, ImageError> {
+/// only process type), on `base` when given.
+pub fn image(
+    store: &Store,
+    release_hash: ReleaseHash,
+    process: Option<&str>,
+    base: Option<&base::Base>,
+) -> Result<Image, ImageError> {
     let release: Release = store.get_object(release_hash.0)?;
     let artifact: Artifact = store.get_object(release.build.0)?;
     let config: Config = store.get_object(release.config.0)?;
@@ -196,16 +214,35 @@ pub fn image(store: &Store, release_hash: ReleaseHash, process: Option<&str>) ->
         },
     };
 
-    let layer = Blob::new(MEDIA_LAYER, layer(store, artifact.outputs)?);
-    let mut labels = BTreeMap::new();
+    // The base's layers (as the registry has them), each dependency's, then
+    // the service's.
+    let mut layers: Vec<Blob> = base.map(|b| b.layers.clone()).unwrap_or_default();
+    let mut diff_ids: Vec<OciDigest> = base.map(|b| b.diff_ids.clone()).unwrap_or_default();
+    for (name, dep) in dependencies(store, release.build)? {
+        let outputs = store.get_object::<Artifact>(dep.0)?.outputs;
+        let blob = Blob::new(MEDIA_LAYER, dep_layer(store, &name, outputs)?);
+        diff_ids.push(blob.digest.clone());
+        layers.push(blob);
+    }
+    let own = Blob::new(MEDIA_LAYER, layer(store, artifact.outputs)?);
+    diff_ids.push(own.digest.clone());
+    layers.push(own);
+
+    let mut labels = base.map(|b| b.labels.clone()).unwrap_or_default();
+    if let Some(b) = base {
+        labels.insert("org.opencontainers.image.base.name".to_owned(), b.name.clone());
+        labels.insert("org.opencontainers.image.base.digest".to_owned(), b.digest.to_string());
+    }
     labels.insert("org.brr.release".to_owned(), release_hash.to_string());
     labels.insert("org.brr.build".to_owned(), release.build.to_string());
     labels.insert("org.brr.config".to_owned(), release.config.to_string());
     labels.insert("org.opencontainers.image.version".to_owned(), release_hash.to_string());
+    labels.remove("org.brr.secrets");
     if !config.secrets.is_empty() {
         let names: Vec<&str> = config.secrets.iter().map(String::as_str).collect();
         labels.insert("org.brr.secrets".to_owned(), names.join(","));
     }
+    labels.retain(|k, _| !k.starts_with("org.brr.process.") && k != "org.brr.release-command");
     for (name, spec) in procs {
         labels.insert(format!("org.brr.process.{name}"), serde_json::to_string(&spec.command)?);
     }
@@ -213,26 +250,82 @@ pub fn image(store: &Store, release_hash: ReleaseHash, process: Option<&str>) ->
         labels.insert("org.brr.release-command".to_owned(), serde_json::to_string(cmd)?);
     }
     let entrypoint = procs.get(&process).map(|p| entrypoint(&p.command)).unwrap_or_default();
+    let mut env: Vec<String> = base.map(|b| b.env.clone()).unwrap_or_default();
+    for (k, v) in &config.vars {
+        let entry = format!("{k}={v}");
+        match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k) {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+    }
     let image_config = ImageConfig {
         architecture: oci_arch(),
         os: "linux",
         config: RunConfig {
-            env: config.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env,
             entrypoint,
             working_dir: APP_DIR,
+            user: base.and_then(|b| b.user.clone()),
             labels,
         },
-        rootfs: RootFs { kind: "layers", diff_ids: vec![layer.digest.clone()] },
+        rootfs: RootFs { kind: "layers", diff_ids },
     };
     let config_blob = Blob::new(MEDIA_CONFIG, serde_json::to_vec(&image_config)?);
     let manifest = Manifest {
         schema_version: 2,
         media_type: MEDIA_MANIFEST,
         config: config_blob.descriptor(),
-        layers: vec![layer.descriptor()],
+        layers: layers.iter().map(Blob::descriptor).collect(),
     };
     let manifest = Blob::new(MEDIA_MANIFEST, serde_json::to_vec(&manifest)?);
-    Ok(Image { release, release_hash, process, config: config_blob, layers: vec![layer], manifest })
+    Ok(Image { release, release_hash, process, config: config_blob, layers, manifest })
+}
+
+/// The dependency artifacts `artifact` was built from, transitively, each
+/// under the name its dependents saw it by (`$DEPS/<name>`): a library
+/// after the libraries it was built from, siblings in name order.
+pub fn dependencies(store: &Store, artifact: ArtifactHash) -> Result<Vec<(String, ArtifactHash)>, ImageError> {
+    fn visit(
+        store: &Store,
+        artifact: ArtifactHash,
+        seen: &mut BTreeMap<String, ArtifactHash>,
+        order: &mut Vec<(String, ArtifactHash)>,
+    ) -> Result<(), ImageError> {
+        for (name, dep) in direct_dependencies(store, artifact)? {
+            match seen.get(&name) {
+                Some(&known) if known == dep => continue,
+                Some(&known) => {
+                    return Err(ImageError::DependencyConflict { name, first: known, second: dep });
+                }
+                None => {}
+            }
+            seen.insert(name.clone(), dep);
+            visit(store, dep, seen, order)?;
+            order.push((name, dep));
+        }
+        Ok(())
+    }
+    let (mut seen, mut order) = (BTreeMap::new(), Vec::new());
+    visit(store, artifact, &mut seen, &mut order)?;
+    Ok(order)
+}
+
+/// `ActionKey::deps` of the latest recorded build that produced
+/// `artifact`, renamed checked as a folder name.
+fn direct_dependencies(store: &Store, artifact: ArtifactHash) -> Result<BTreeMap<String, ArtifactHash>, ImageError> {
+    for key in store.keys_of_artifact(artifact)? {
+        if store.kind_of(key.0)? != Some(ObjectKind::Action) {
+            continue;
+        }
+        let action: ActionKey = store.get_object(key.0)?;
+        for name in action.deps.keys() {
+            if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+                return Err(ImageError::BadName { path: format!("deps/{name}") });
+            }
+        }
+        return Ok(action.deps);
+    }
+    Err(ImageError::UnknownDependencies { artifact })
 }
 
 /// A process command as an entrypoint: `bin/api` becomes `/app/bin/api`
@@ -268,6 +361,19 @@ fn layer(store: &Store, outputs: TreeHash) -> Result<Vec<u8>, ImageError> {
     let root = APP_DIR.trim_start_matches('/');
     append(&mut tar, root, tar::Kind::Dir, b"")?;
     add_tree(store, &mut tar, root, outputs.0)?;
+    tar.finish().map_err(|source| ImageError::Tar { entry: "the end of the layer".into(), source })
+}
+
+/// The layer of dependency `name`: `deps/`, `deps/<name>/` and its output
+/// tree below, a function of the dependency's outputs alone, so every
+/// service built on it has the same layer.
+fn dep_layer(store: &Store, name: &str, outputs: TreeHash) -> Result<Vec<u8>, ImageError> {
+    let mut tar = tar::Builder::default();
+    let root = DEPS_DIR.trim_start_matches('/');
+    append(&mut tar, root, tar::Kind::Dir, b"")?;
+    let dir = format!("{root}/{name}");
+    append(&mut tar, &dir, tar::Kind::Dir, b"")?;
+    add_tree(store, &mut tar, &dir, outputs.0)?;
     tar.finish().map_err(|source| ImageError::Tar { entry: "the end of the layer".into(), source })
 }
 
@@ -310,6 +416,8 @@ struct RunConfig {
     env: Vec<String>,
     entrypoint: Vec<String>,
     working_dir: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     labels: BTreeMap<String, String>,
 }
 

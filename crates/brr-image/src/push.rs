@@ -18,14 +18,37 @@ pub struct Reference {
     pub host: String,
     pub repo: String,
     pub tag: String,
+    /// `sha256:<hex>` when the reference names the image by digest
+    /// (`HOST/REPO@sha256:…`).
+    pub digest: Option<String>,
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.digest {
+            Some(d) => write!(f, "{}/{}@{d}", self.host, self.repo),
+            None => write!(f, "{}/{}:{}", self.host, self.repo, self.tag),
+        }
+    }
 }
 
 impl Reference {
-    /// Parses `HOST[:PORT]/REPO[:TAG]` (tag default `latest`).
+    /// Parses `HOST[:PORT]/REPO[:TAG]` (tag default `latest`) or
+    /// `HOST[:PORT]/REPO@sha256:<hex>`.
     pub fn parse(reference: &str) -> Result<Self, ImageError> {
         let bad =
             |reason: &str| ImageError::BadReference { reference: reference.to_owned(), reason: reason.to_owned() };
-        let (host, rest) = reference.split_once('/').ok_or_else(|| bad("it names no registry host"))?;
+        let (reference_tagged, digest) = match reference.split_once('@') {
+            Some((r, d)) => {
+                let hex = d.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(bad("a digest is `sha256:` and 64 lowercase hex digits"));
+                }
+                (r, Some(d.to_owned()))
+            }
+            None => (reference, None),
+        };
+        let (host, rest) = reference_tagged.split_once('/').ok_or_else(|| bad("it names no registry host"))?;
         if host.is_empty() || host.contains(['@', '?', '#']) {
             return Err(bad("the registry host is malformed"));
         }
@@ -48,7 +71,7 @@ impl Reference {
         if !tag_ok {
             return Err(bad("a tag is up to 128 letters, digits, `.`, `_` and `-`"));
         }
-        Ok(Self { host: host.to_owned(), repo: repo.to_owned(), tag: tag.to_owned() })
+        Ok(Self { host: host.to_owned(), repo: repo.to_owned(), tag: tag.to_owned(), digest })
     }
 
     /// Whether the host is this machine, where plain HTTP is allowed.
@@ -72,20 +95,13 @@ pub struct Pushed {
 /// Pushes `image` to `to`; `plain_http` allows HTTP to a host that is not
 /// this machine.
 pub fn push(image: &Image, to: &Reference, plain_http: bool) -> Result<Pushed, ImageError> {
-    let scheme = if plain_http || to.is_local() { "http" } else { "https" };
-    let client = Client {
-        origin: format!("{scheme}://{}", to.host),
-        repo: to.repo.clone(),
-        registry: to.host.clone(),
-        authorization: basic_auth(),
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(600)))
-            .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent(),
-    };
+    if to.digest.is_some() {
+        return Err(ImageError::BadReference {
+            reference: to.to_string(),
+            reason: "a push names the image by a tag, not a digest".to_owned(),
+        });
+    }
+    let client = Client::new(to, plain_http);
     let (mut uploaded, mut present) = (Vec::new(), Vec::new());
     for blob in image.layers.iter().chain([&image.config]) {
         if client.has_blob(&blob.digest)? {
@@ -108,7 +124,7 @@ fn basic_auth() -> Option<String> {
     Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
 }
 
-struct Client {
+pub(crate) struct Client {
     /// `scheme://host[:port]`.
     origin: String,
     repo: String,
@@ -118,6 +134,44 @@ struct Client {
 }
 
 impl Client {
+    /// A client of `to`'s registry and repository.
+    pub(crate) fn new(to: &Reference, plain_http: bool) -> Self {
+        let scheme = if plain_http || to.is_local() { "http" } else { "https" };
+        Client {
+            origin: format!("{scheme}://{}", to.host),
+            repo: to.repo.clone(),
+            registry: to.host.clone(),
+            authorization: basic_auth(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .timeout_global(Some(Duration::from_secs(600)))
+                .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .new_agent(),
+        }
+    }
+
+    /// `GET /v2/<repo>/<path>` (`manifests/REF` or `blobs/DIGEST`), with
+    /// `accept` as the media types wanted: the body and its content type.
+    pub(crate) fn get(&self, path: &str, accept: &str, limit: u64) -> Result<(Vec<u8>, String), ImageError> {
+        let what = format!("GET /v2/{}/{path}", self.repo);
+        let url = format!("{}/v2/{}/{path}", self.origin, self.repo);
+        let mut response =
+            self.auth(self.agent.get(&url)).header("Accept", accept).call().map_err(|e| self.failed(&what, &e))?;
+        if response.status() != 200 {
+            return Err(self.refused(&what, &mut response));
+        }
+        let kind = response
+            .headers()
+            .get("Content-Type")
+            .and_then(|c| c.to_str().ok())
+            .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
+            .unwrap_or_default();
+        let body = response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| self.failed(&what, &e))?;
+        Ok((body, kind))
+    }
+
     fn error(&self, message: String) -> ImageError {
         ImageError::Registry { registry: self.registry.clone(), message }
     }
@@ -188,7 +242,7 @@ impl Client {
         let url = format!("{}/v2/{}/manifests/{tag}", self.origin, self.repo);
         let mut response = self
             .auth(self.agent.put(&url))
-            .header("Content-Type", manifest.media_type)
+            .header("Content-Type", &manifest.media_type)
             .send(&manifest.bytes[..])
             .map_err(|e| self.failed(&what, &e))?;
         if response.status() != 201 {

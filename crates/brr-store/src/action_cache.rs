@@ -224,6 +224,29 @@ impl Store {
         })
     }
 
+    /// The build keys recorded as producing `artifact`, in the build
+    /// history (latest use first) or the action cache: what tells which
+    /// dependency artifacts it was built from (`ActionKey::deps`).
+    pub fn keys_of_artifact(&self, artifact: ArtifactHash) -> Result<Vec<BuildKey>, StoreError> {
+        self.db.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT key FROM (
+                     SELECT key, max(id) AS last FROM builds WHERE artifact = ?1 GROUP BY key
+                     UNION ALL SELECT key, NULL FROM action_cache WHERE artifact = ?1
+                 ) ORDER BY last IS NULL, last DESC, key",
+            )?;
+            let rows = stmt.query_map([artifact.0.as_bytes()], |r| digest(r, 0))?;
+            let mut keys: Vec<BuildKey> = Vec::new();
+            for d in rows {
+                let key = BuildKey(d?);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Ok(keys)
+        })
+    }
+
     /// The last `limit` builds of `target`, newest first.
     pub fn builds_of(&self, target: &str, limit: usize) -> Result<Vec<BuildRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -18,6 +18,8 @@ pub struct Options<'a> {
     pub process: Option<&'a str>,
     pub service: Option<&'a str>,
     pub tag: &'a str,
+    pub base: Option<&'a str>,
+    pub plain_http: bool,
     pub json: bool,
 }
 
@@ -26,20 +28,28 @@ fn spec_failure(e: SpecError) -> Failure {
 }
 
 fn image_failure(e: brr_image::ImageError) -> Failure {
-    if e.is_user_error() { user_error(&e.to_string(), None) } else { Failure::Internal(e.into()) }
+    match e {
+        // The registry's answer is the message; brr did not fail.
+        brr_image::ImageError::Registry { .. } | brr_image::ImageError::Base { .. } => {
+            printer::note(&format!("error: {e}"));
+            Failure::Exit(exit::FAILED)
+        }
+        e if e.is_user_error() => user_error(&e.to_string(), None),
+        e => Failure::Internal(e.into()),
+    }
 }
 
 /// `brr image` or `brr push`.
 pub fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> {
     match command {
-        Command::Image { release, output, format, process, service, tag, json } => {
-            let process = process.as_deref();
-            let service = service.as_deref();
-            run(settings, &release, &Options { output: &output, format, process, service, tag: &tag, json })
+        Command::Image { release, output, format, process, service, tag, base, plain_http, json } => {
+            let (process, service, base) = (process.as_deref(), service.as_deref(), base.as_deref());
+            let opts = Options { output: &output, format, process, service, tag: &tag, base, plain_http, json };
+            run(settings, &release, &opts)
         }
-        Command::Push { release, reference, process, service, plain_http, json } => {
-            let opts = PushOptions { process: process.as_deref(), service: service.as_deref(), plain_http, json };
-            push(settings, &release, &reference, &opts)
+        Command::Push { release, reference, process, service, base, plain_http, json } => {
+            let (process, service, base) = (process.as_deref(), service.as_deref(), base.as_deref());
+            push(settings, &release, &reference, &PushOptions { process, service, base, plain_http, json })
         }
         _ => unreachable!("`dispatch` takes `image` and `push`"),
     }
@@ -51,18 +61,29 @@ fn image_of(
     spec: &str,
     service: Option<&str>,
     process: Option<&str>,
-) -> Result<(brr_release::diff::Side, brr_image::Image), Failure> {
+    base: Option<(&str, bool)>,
+) -> Result<(brr_release::diff::Side, brr_image::Image, Option<brr_image::base::Base>), Failure> {
+    let base_ref = base.map(|(b, _)| brr_image::push::Reference::parse(b)).transpose().map_err(image_failure)?;
     let store = existing_store(settings)?;
     let side = brr_release::diff::resolve(&store, spec, service).map_err(spec_failure)?;
     if side.label != side.release.to_string() {
         printer::note(&format!("{} is release {}", side.label, side.release));
     }
-    let image = brr_image::image(&store, side.release, process).map_err(image_failure)?;
-    Ok((side, image))
+    let base = match (base_ref, base) {
+        (Some(r), Some((_, plain_http))) => {
+            let pulled = brr_image::base::pull(&r, plain_http).map_err(image_failure)?;
+            printer::note(&format!("base {r} is {}", pulled.by_digest));
+            Some(pulled)
+        }
+        _ => None,
+    };
+    let image = brr_image::image(&store, side.release, process, base.as_ref()).map_err(image_failure)?;
+    Ok((side, image, base))
 }
 
 pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Failure> {
-    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
+    let base = opts.base.map(|b| (b, opts.plain_http));
+    let (side, image, base) = image_of(settings, spec, opts.service, opts.process, base)?;
     let format = match opts.format {
         ImageFormat::OciLayout => {
             brr_image::layout::write_dir(&image, opts.tag, opts.output).map_err(image_failure)?;
@@ -85,6 +106,7 @@ pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Fa
             manifest_digest: image.manifest.digest.to_string(),
             config_digest: image.config.digest.to_string(),
             layers: image.layers.iter().map(|l| l.digest.to_string()).collect(),
+            base: base.map(|b| b.by_digest),
         });
     }
     printer::note(&format!(
@@ -102,6 +124,7 @@ pub fn run(settings: &Settings, spec: &str, opts: &Options<'_>) -> Result<(), Fa
 pub struct PushOptions<'a> {
     pub process: Option<&'a str>,
     pub service: Option<&'a str>,
+    pub base: Option<&'a str>,
     pub plain_http: bool,
     pub json: bool,
 }
@@ -109,14 +132,9 @@ pub struct PushOptions<'a> {
 /// `brr push RELEASE REF`.
 pub fn push(settings: &Settings, spec: &str, reference: &str, opts: &PushOptions<'_>) -> Result<(), Failure> {
     let to = brr_image::push::Reference::parse(reference).map_err(image_failure)?;
-    let (side, image) = image_of(settings, spec, opts.service, opts.process)?;
-    let pushed = brr_image::push::push(&image, &to, opts.plain_http).map_err(|e| match e {
-        brr_image::ImageError::Registry { .. } => {
-            printer::note(&format!("error: {e}"));
-            Failure::Exit(exit::FAILED)
-        }
-        e => image_failure(e),
-    })?;
+    let base = opts.base.map(|b| (b, opts.plain_http));
+    let (side, image, _) = image_of(settings, spec, opts.service, opts.process, base)?;
+    let pushed = brr_image::push::push(&image, &to, opts.plain_http).map_err(image_failure)?;
     if opts.json {
         let strings = |d: &[brr_image::OciDigest]| d.iter().map(ToString::to_string).collect();
         return output::print(&PushDoc {

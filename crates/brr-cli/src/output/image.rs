@@ -23,8 +23,11 @@ pub struct ImageDoc {
     pub manifest_digest: String,
     /// `sha256:<hex>` of the image config.
     pub config_digest: String,
-    /// `sha256:<hex>` of each layer, bottom first.
+    /// `sha256:<hex>` of each layer, bottom first: the base's, each
+    /// dependency's, then the service's.
     pub layers: Vec<String>,
+    /// The base image by digest (`HOST/REPO@sha256:<hex>`), with `--base`.
+    pub base: Option<String>,
 }
 
 /// `brr push RELEASE REF --json`.
