@@ -8,6 +8,7 @@
 //! are never part of a message. Registries that want a bearer token
 //! obtained from a `WWW-Authenticate` challenge are not supported yet.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::{Blob, Image, ImageError, OciDigest};
@@ -87,14 +88,20 @@ pub struct Pushed {
     /// `HOST/REPO@sha256:…`: the image by digest.
     pub reference: String,
     pub digest: OciDigest,
-    /// Blobs uploaded, and blobs the registry already had.
+    /// Blobs uploaded, blobs mounted from another repository of the
+    /// registry (no upload), and blobs the repository already had.
     pub uploaded: Vec<OciDigest>,
+    pub mounted: Vec<OciDigest>,
     pub present: Vec<OciDigest>,
 }
 
 /// Pushes `image` to `to`; `plain_http` allows HTTP to a host that is not
-/// this machine.
-pub fn push(image: &Image, to: &Reference, plain_http: bool) -> Result<Pushed, ImageError> {
+/// this machine. `seen` is a file of the blobs pushed before (`HOST REPO
+/// DIGEST` lines; a hint, missing or stale is fine): a blob the target
+/// repository lacks is first mounted from a repository it was pushed to,
+/// so services that share a layer upload it once per registry (repositories
+/// do not see each other's blobs without a mount).
+pub fn push(image: &Image, to: &Reference, plain_http: bool, seen: Option<&Path>) -> Result<Pushed, ImageError> {
     if to.digest.is_some() {
         return Err(ImageError::BadReference {
             reference: to.to_string(),
@@ -102,18 +109,54 @@ pub fn push(image: &Image, to: &Reference, plain_http: bool) -> Result<Pushed, I
         });
     }
     let client = Client::new(to, plain_http);
-    let (mut uploaded, mut present) = (Vec::new(), Vec::new());
+    let known = seen.map(read_seen).unwrap_or_default();
+    let (mut uploaded, mut mounted, mut present) = (Vec::new(), Vec::new(), Vec::new());
     for blob in image.layers.iter().chain([&image.config]) {
         if client.has_blob(&blob.digest)? {
             present.push(blob.digest.clone());
-        } else {
+            continue;
+        }
+        let digest = blob.digest.to_string();
+        let from = known.iter().rev().filter(|(h, r, d)| *h == to.host && *r != to.repo && *d == digest);
+        let mut done = false;
+        for (_, repo, _) in from {
+            if client.mount(&blob.digest, repo)? {
+                mounted.push(blob.digest.clone());
+                done = true;
+                break;
+            }
+        }
+        if !done {
             client.upload(blob)?;
             uploaded.push(blob.digest.clone());
         }
     }
     client.put_manifest(&image.manifest, &to.tag)?;
+    if let Some(path) = seen {
+        let lines: String =
+            image.layers.iter().chain([&image.config]).map(|b| format!("{} {} {}\n", to.host, to.repo, b.digest)).collect();
+        // Only a hint for later pushes: failing to keep it loses nothing.
+        let _ = path.parent().map(std::fs::create_dir_all);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, lines.as_bytes()));
+    }
     let digest = image.manifest.digest.clone();
-    Ok(Pushed { reference: format!("{}/{}@{digest}", to.host, to.repo), digest, uploaded, present })
+    Ok(Pushed { reference: format!("{}/{}@{digest}", to.host, to.repo), digest, uploaded, mounted, present })
+}
+
+/// The `HOST REPO DIGEST` lines of a `seen` file; malformed lines are skipped.
+fn read_seen(path: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let (h, r, d) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((h.to_owned(), r.to_owned(), d.to_owned()))
+        })
+        .collect()
 }
 
 /// `Basic …` from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`.
@@ -201,6 +244,20 @@ impl Client {
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
+            _ => Err(self.refused(&what, &mut response)),
+        }
+    }
+
+    /// Asks the registry to mount `digest` from repository `from`: true
+    /// when it did (201); false when it would not (it then starts an upload,
+    /// left to expire).
+    fn mount(&self, digest: &OciDigest, from: &str) -> Result<bool, ImageError> {
+        let what = format!("POST /v2/{}/blobs/uploads/?mount={digest}&from={from}", self.repo);
+        let url = format!("{}/v2/{}/blobs/uploads/?mount=sha256%3A{}&from={from}", self.origin, self.repo, digest.hex());
+        let mut response = self.auth(self.agent.post(&url)).send_empty().map_err(|e| self.failed(&what, &e))?;
+        match response.status().as_u16() {
+            201 => Ok(true),
+            202 | 404 => Ok(false),
             _ => Err(self.refused(&what, &mut response)),
         }
     }

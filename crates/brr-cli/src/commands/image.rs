@@ -134,7 +134,9 @@ pub fn push(settings: &Settings, spec: &str, reference: &str, opts: &PushOptions
     let to = brr_image::push::Reference::parse(reference).map_err(image_failure)?;
     let base = opts.base.map(|b| (b, opts.plain_http));
     let (side, image, _) = image_of(settings, spec, opts.service, opts.process, base)?;
-    let pushed = brr_image::push::push(&image, &to, opts.plain_http).map_err(image_failure)?;
+    // Beside the store's other derived data: deleting it loses only mounts.
+    let seen = settings.store.join("cache").join("registry-blobs");
+    let pushed = brr_image::push::push(&image, &to, opts.plain_http, Some(&seen)).map_err(image_failure)?;
     if opts.json {
         let strings = |d: &[brr_image::OciDigest]| d.iter().map(ToString::to_string).collect();
         return output::print(&PushDoc {
@@ -142,15 +144,17 @@ pub fn push(settings: &Settings, spec: &str, reference: &str, opts: &PushOptions
             reference: pushed.reference,
             manifest_digest: pushed.digest.to_string(),
             uploaded: strings(&pushed.uploaded),
+            mounted: strings(&pushed.mounted),
             present: strings(&pushed.present),
         });
     }
     printer::note(&format!(
-        "pushed {}:{} ({} blob{} uploaded, {} already there)",
+        "pushed {}:{} ({} blob{} uploaded, {} mounted from another repository, {} already there)",
         to.repo,
         to.tag,
         pushed.uploaded.len(),
         if pushed.uploaded.len() == 1 { "" } else { "s" },
+        pushed.mounted.len(),
         pushed.present.len()
     ));
     println!("{}", pushed.reference);

@@ -41,6 +41,9 @@ pub struct PushDoc {
     pub manifest_digest: String,
     /// Blobs uploaded (`sha256:<hex>`).
     pub uploaded: Vec<String>,
+    /// Blobs mounted from another repository of the registry that brr
+    /// pushed them to before (no upload).
+    pub mounted: Vec<String>,
     /// Blobs the registry already had.
     pub present: Vec<String>,
 }
