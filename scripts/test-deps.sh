@@ -3,9 +3,10 @@
 # a C toolchain and python3 (the example monorepo), nginx (the Bazel HTTP
 # cache the remote-cache tests run against), BuildGrid (the Remote
 # Execution API server) in a venv under target/, Redis (where that
-# BuildGrid keeps its action cache), skopeo and umoci (OCI image checks)
-# and docker-registry (the Distribution registry). The tests start and stop
-# these servers themselves, on 127.0.0.1.
+# BuildGrid keeps its action cache), skopeo and umoci (OCI image checks),
+# docker-registry (the Distribution registry), busybox-static (a base
+# image's userland) and podman with runc (running an image). The tests
+# start and stop these servers themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,13 @@ command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(red
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+# The base-image tests build a base from a static busybox; the container
+# test runs an image with podman. crun (podman's default runtime) refuses a
+# host whose cgroup v2 hierarchy has controllers while v1 ones are mounted
+# ("hybrid mode"), so the test uses runc.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 # The sandbox tests run brr as `nobody` (setpriv) and look for leftover
 # processes (pgrep); the full-disk test mounts a tmpfs (unshare).
