@@ -9,7 +9,11 @@
 //! obtained from a `WWW-Authenticate` challenge are not supported yet.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use ureq::Body;
+use ureq::http::Response;
 
 use crate::{Blob, Image, ImageError, OciDigest};
 
@@ -167,12 +171,58 @@ fn basic_auth() -> Option<String> {
     Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
 }
 
+fn with_auth<B>(auth: Option<&str>, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => request.header("Authorization", a),
+        None => request,
+    }
+}
+
+/// The `key="value"` (or `key=value`) pairs of a challenge, in order.
+fn challenge_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((v, next)) => (v.to_owned(), next),
+                None => (quoted.to_owned(), ""),
+            },
+            None => match after.split_once(',') {
+                Some((v, next)) => (v.trim().to_owned(), next),
+                None => (after.trim().to_owned(), ""),
+            },
+        };
+        out.push((key, value));
+        rest = next.trim_start().trim_start_matches(',');
+    }
+    out
+}
+
+/// `s` for a query string: unreserved characters kept, the rest `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub(crate) struct Client {
     /// `scheme://host[:port]`.
     origin: String,
     repo: String,
     registry: String,
-    authorization: Option<String>,
+    /// What requests carry: Basic credentials, or the bearer token got
+    /// with them.
+    authorization: Mutex<Option<String>>,
+    basic: Option<String>,
+    plain_http: bool,
     agent: ureq::Agent,
 }
 
@@ -184,7 +234,9 @@ impl Client {
             origin: format!("{scheme}://{}", to.host),
             repo: to.repo.clone(),
             registry: to.host.clone(),
-            authorization: basic_auth(),
+            authorization: Mutex::new(basic_auth()),
+            basic: basic_auth(),
+            plain_http,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(Duration::from_secs(10)))
@@ -200,8 +252,7 @@ impl Client {
     pub(crate) fn get(&self, path: &str, accept: &str, limit: u64) -> Result<(Vec<u8>, String), ImageError> {
         let what = format!("GET /v2/{}/{path}", self.repo);
         let url = format!("{}/v2/{}/{path}", self.origin, self.repo);
-        let mut response =
-            self.auth(self.agent.get(&url)).header("Accept", accept).call().map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| with_auth(a, self.agent.get(&url)).header("Accept", accept).call())?;
         if response.status() != 200 {
             return Err(self.refused(&what, &mut response));
         }
@@ -219,11 +270,73 @@ impl Client {
         ImageError::Registry { registry: self.registry.clone(), message }
     }
 
-    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.authorization {
-            Some(a) => request.header("Authorization", a),
-            None => request,
+    /// Sends the request `make` builds with the current `Authorization`;
+    /// on a 401 with a `Bearer` challenge, gets a token from the challenge's
+    /// realm (with the Basic credentials, if any), keeps it and sends again.
+    fn send(
+        &self,
+        what: &str,
+        make: impl Fn(Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>, ImageError> {
+        let current = self.authorization.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let response = make(current.as_deref()).map_err(|e| self.failed(what, &e))?;
+        if response.status() != 401 {
+            return Ok(response);
         }
+        let challenge = response.headers().get_all("WWW-Authenticate").iter().find_map(|h| {
+            let h = h.to_str().ok()?;
+            h.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| h[7..].to_owned())
+        });
+        let Some(challenge) = challenge else { return Ok(response) };
+        let bearer = format!("Bearer {}", self.token(what, &challenge)?);
+        *self.authorization.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bearer.clone());
+        make(Some(&bearer)).map_err(|e| self.failed(what, &e))
+    }
+
+    /// A token from a `Bearer realm="…",service="…",scope="…"` challenge.
+    fn token(&self, what: &str, challenge: &str) -> Result<String, ImageError> {
+        let params = challenge_params(challenge);
+        let param = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        let realm = param("realm").ok_or_else(|| self.error(format!("{what}: a Bearer challenge without a realm")))?;
+        let local = ureq::http::Uri::try_from(realm)
+            .ok()
+            .and_then(|u| u.host().map(|h| matches!(h, "localhost" | "127.0.0.1" | "[::1]" | "::1")))
+            .unwrap_or(false);
+        if !realm.starts_with("https://") && !(realm.starts_with("http://") && (local || self.plain_http)) {
+            return Err(self.error(format!("{what}: the token realm `{realm}` is not HTTPS")));
+        }
+        let mut url = realm.to_owned();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for key in ["service", "scope"] {
+            if let Some(v) = param(key) {
+                url.push(sep);
+                url.push_str(key);
+                url.push('=');
+                url.push_str(&percent_encode(v));
+                sep = '&';
+            }
+        }
+        let token_what = format!("GET token from `{realm}`");
+        let mut response = with_auth(self.basic.as_deref(), self.agent.get(&url))
+            .call()
+            .map_err(|e| self.failed(&token_what, &e))?;
+        if response.status() != 200 {
+            return Err(self.refused(&token_what, &mut response));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| self.failed(&token_what, &e))?;
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| self.error(format!("{token_what} answered no JSON: {e}")))?;
+        body.get("token")
+            .or_else(|| body.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| self.error(format!("{token_what} answered no `token`")))
     }
 
     fn failed(&self, what: &str, e: &ureq::Error) -> ImageError {
@@ -233,14 +346,14 @@ impl Client {
     fn refused(&self, what: &str, response: &mut ureq::http::Response<ureq::Body>) -> ImageError {
         let status = response.status();
         let body = response.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
-        let hint = if status == 401 { " (set BRR_REGISTRY_USER and BRR_REGISTRY_PASSWORD)" } else { "" };
+        let hint = if status == 401 || status == 403 { " (set BRR_REGISTRY_USER and BRR_REGISTRY_PASSWORD)" } else { "" };
         self.error(format!("{what} answered {status}{hint}: {}", body.trim()))
     }
 
     fn has_blob(&self, digest: &OciDigest) -> Result<bool, ImageError> {
         let what = format!("HEAD /v2/{}/blobs/{digest}", self.repo);
         let url = format!("{}/v2/{}/blobs/{digest}", self.origin, self.repo);
-        let mut response = self.auth(self.agent.head(&url)).call().map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| with_auth(a, self.agent.head(&url)).call())?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -254,7 +367,7 @@ impl Client {
     fn mount(&self, digest: &OciDigest, from: &str) -> Result<bool, ImageError> {
         let what = format!("POST /v2/{}/blobs/uploads/?mount={digest}&from={from}", self.repo);
         let url = format!("{}/v2/{}/blobs/uploads/?mount=sha256%3A{}&from={from}", self.origin, self.repo, digest.hex());
-        let mut response = self.auth(self.agent.post(&url)).send_empty().map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| with_auth(a, self.agent.post(&url)).send_empty())?;
         match response.status().as_u16() {
             201 => Ok(true),
             202 | 404 => Ok(false),
@@ -265,7 +378,7 @@ impl Client {
     fn upload(&self, blob: &Blob) -> Result<(), ImageError> {
         let what = format!("POST /v2/{}/blobs/uploads/", self.repo);
         let url = format!("{}/v2/{}/blobs/uploads/", self.origin, self.repo);
-        let mut response = self.auth(self.agent.post(&url)).send_empty().map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| with_auth(a, self.agent.post(&url)).send_empty())?;
         if response.status() != 202 {
             return Err(self.refused(&what, &mut response));
         }
@@ -283,11 +396,9 @@ impl Client {
         target.push_str("digest=sha256%3A");
         target.push_str(blob.digest.hex());
         let what = format!("PUT blob {}", blob.digest);
-        let mut response = self
-            .auth(self.agent.put(&target))
-            .header("Content-Type", "application/octet-stream")
-            .send(&blob.bytes[..])
-            .map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| {
+            with_auth(a, self.agent.put(&target)).header("Content-Type", "application/octet-stream").send(&blob.bytes[..])
+        })?;
         if response.status() != 201 {
             return Err(self.refused(&what, &mut response));
         }
@@ -297,11 +408,9 @@ impl Client {
     fn put_manifest(&self, manifest: &Blob, tag: &str) -> Result<(), ImageError> {
         let what = format!("PUT /v2/{}/manifests/{tag}", self.repo);
         let url = format!("{}/v2/{}/manifests/{tag}", self.origin, self.repo);
-        let mut response = self
-            .auth(self.agent.put(&url))
-            .header("Content-Type", &manifest.media_type)
-            .send(&manifest.bytes[..])
-            .map_err(|e| self.failed(&what, &e))?;
+        let mut response = self.send(&what, |a| {
+            with_auth(a, self.agent.put(&url)).header("Content-Type", &manifest.media_type).send(&manifest.bytes[..])
+        })?;
         if response.status() != 201 {
             return Err(self.refused(&what, &mut response));
         }
@@ -318,6 +427,14 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let got = challenge_params(r#"realm="https://auth.example/token",service="registry",scope="repository:a/b:pull,push""#);
+        let want = [("realm", "https://auth.example/token"), ("service", "registry"), ("scope", "repository:a/b:pull,push")];
+        assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(percent_encode("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+    }
 
     #[test]
     fn references_parse() {
