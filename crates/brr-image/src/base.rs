@@ -157,8 +157,9 @@ pub fn pull(reference: &Reference, plain_http: bool) -> Result<Base, ImageError>
     }
     let mut layers = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
-        let media_type = oci_layer_type(&layer.media_type)
-            .ok_or_else(|| fail(format!("layer `{}` is of type `{}`, not a tar layer", layer.digest, layer.media_type)))?;
+        let media_type = oci_layer_type(&layer.media_type).ok_or_else(|| {
+            fail(format!("layer `{}` is of type `{}`, not a tar layer", layer.digest, layer.media_type))
+        })?;
         let bytes = blob(&client, layer, LAYER_LIMIT, &fail)?;
         layers.push(Blob { media_type: media_type.to_owned(), digest: OciDigest::of(&bytes), bytes });
     }

@@ -3,7 +3,8 @@
 //! on any machine of the same architecture.
 //!
 //! Main items: [`image`] builds an [`Image`] (config, layers and manifest as
-//! bytes with their SHA-256 digests) from a release hash; [`layout`] writes
+//! bytes with their SHA-256 digests) from a release hash (on a [`base`]
+//! image when given); [`layout`] writes
 //! it as an OCI image layout folder or an `oci-archive` (a tar of one);
 //! [`push`] sends it to a registry over the OCI Distribution API.
 //!
@@ -11,21 +12,28 @@
 //!
 //! | part | content |
 //! |---|---|
-//! | layer 1 | the build's output files under [`APP_DIR`] (`/app`), as the release folder has them; an uncompressed tar (`application/vnd.oci.image.layer.v1.tar`), written by [`tar`] with fixed owners, modes and times |
-//! | config `Env` | the config's vars, `NAME=value`; never a secret, whose names are in the `org.brr.secrets` label and whose values the runtime must supply |
+//! | base layers | with `--base` ([`base`]), the base image's layers as its registry has them |
+//! | a layer per dependency | each dependency artifact the service was built from, transitively, under [`DEPS_DIR`] (`/deps/<name>`, what the builder saw as `$DEPS/<name>`); a library after the libraries it was built from, siblings by name ([`dependencies`]). A layer is a function of that artifact's outputs alone, so services that share a library share its layer in a registry |
+//! | the service's layer | the build's output files under [`APP_DIR`] (`/app`), as the release folder has them |
+//! | config `Env` | the base's `Env` (its `PATH` included), then the config's vars, `NAME=value`, a var the base also sets replacing the base's; never a secret, whose names are in the `org.brr.secrets` label and whose values the runtime must supply |
 //! | config `WorkingDir` | `/app` |
 //! | config `Entrypoint` | the `web` process's command (or the only process, or the one asked for); a relative program path with a `/` (e.g. `bin/api`) is made absolute under `/app` |
-//! | labels | `org.brr.release`, `org.brr.build`, `org.brr.config` (BLAKE3 hashes), `org.opencontainers.image.version` (the release hash), `org.brr.process.<type>` (each process type's command as a JSON array), `org.brr.release-command`, `org.brr.secrets` (comma-separated names) |
+//! | config `User` | the base's, if any |
+//! | labels | the base's, then `org.brr.release`, `org.brr.build`, `org.brr.config` (BLAKE3 hashes), `org.opencontainers.image.version` (the release hash), `org.brr.process.<type>` (each process type's command as a JSON array), `org.brr.release-command`, `org.brr.secrets` (comma-separated names), and with a base `org.opencontainers.image.base.name` and `.base.digest` |
+//!
+//! Layers are uncompressed tars (`application/vnd.oci.image.layer.v1.tar`)
+//! written by [`tar`] with fixed owners, modes and times.
 //!
 //! Not in the image: the release folder's `.env` (the config is in `Env`,
 //! so a config change leaves every layer as it is and changes only the
 //! config blob) and the service's name (a release hash does not know it,
-//! and the image must not depend on how the release was named). Artifacts
-//! do not record their dependencies' artifacts, and a dependency's outputs
-//! reach a service only through its own outputs (the shop's `libshop` is
-//! linked statically), so the service's artifact is the only layer. There
-//! is no userland: a dynamically linked binary needs the host's C library
-//! in a base image.
+//! and the image must not depend on how the release was named). The
+//! dependencies an artifact was built from are read from the store's build
+//! history and action cache (the `ActionKey` of a build that produced it):
+//! an artifact fetched from a remote cache or imported has no recorded
+//! action key here, and [`image`] fails rather than leave its dependencies
+//! out. Without a base there is no userland: a dynamically linked binary
+//! needs a base image with the C library.
 //!
 //! Layers are built in memory: releases are expected to be small (tens of
 //! megabytes), not filesystem images.
@@ -39,7 +47,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use brr_hash::{ActionKey, Artifact, ArtifactHash, Config, Digest, EntryKind, ObjectKind, Release, ReleaseHash, Tree, TreeHash};
+use brr_hash::{
+    ActionKey, Artifact, ArtifactHash, Config, Digest, EntryKind, ObjectKind, Release, ReleaseHash, Tree, TreeHash,
+};
 use brr_store::{Store, StoreError};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -261,13 +271,7 @@ pub fn image(
     let image_config = ImageConfig {
         architecture: oci_arch(),
         os: "linux",
-        config: RunConfig {
-            env,
-            entrypoint,
-            working_dir: APP_DIR,
-            user: base.and_then(|b| b.user.clone()),
-            labels,
-        },
+        config: RunConfig { env, entrypoint, working_dir: APP_DIR, user: base.and_then(|b| b.user.clone()), labels },
         rootfs: RootFs { kind: "layers", diff_ids },
     };
     let config_blob = Blob::new(MEDIA_CONFIG, serde_json::to_vec(&image_config)?);

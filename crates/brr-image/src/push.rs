@@ -1,13 +1,18 @@
 //! Pushing an [`Image`] to a registry over the OCI Distribution API:
-//! `HEAD` each blob and upload only the missing ones (`POST` an upload,
-//! then one monolithic `PUT ?digest=`), then `PUT` the manifest by tag.
+//! `HEAD` each blob; a missing one is mounted from another repository of
+//! the registry this store pushed it to (`POST ?mount=&from=`), or else
+//! uploaded (`POST` an upload, then one monolithic `PUT ?digest=`); then
+//! `PUT` the manifest by tag.
 //!
 //! Plain HTTP is used only for `localhost`, `127.0.0.1` and `[::1]`, or
 //! when the caller asks for it; everything else is HTTPS. Credentials come
-//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD` (HTTP Basic) and
-//! are never part of a message. Registries that want a bearer token
-//! obtained from a `WWW-Authenticate` challenge are not supported yet.
+//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD` and are never part
+//! of a message: sent as HTTP Basic, or, when the registry answers 401 with
+//! `WWW-Authenticate: Bearer realm=…` (Docker Hub, GHCR), sent to that
+//! realm (HTTPS, or HTTP on this machine) for a token, which the requests
+//! then carry.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -137,8 +142,10 @@ pub fn push(image: &Image, to: &Reference, plain_http: bool, seen: Option<&Path>
     }
     client.put_manifest(&image.manifest, &to.tag)?;
     if let Some(path) = seen {
-        let lines: String =
-            image.layers.iter().chain([&image.config]).map(|b| format!("{} {} {}\n", to.host, to.repo, b.digest)).collect();
+        let mut lines = String::new();
+        for b in image.layers.iter().chain([&image.config]) {
+            let _ = writeln!(lines, "{} {} {}", to.host, to.repo, b.digest);
+        }
         // Only a hint for later pushes: failing to keep it loses nothing.
         let _ = path.parent().map(std::fs::create_dir_all);
         let _ = std::fs::OpenOptions::new()
@@ -207,7 +214,7 @@ fn percent_encode(s: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -317,20 +324,15 @@ impl Client {
             }
         }
         let token_what = format!("GET token from `{realm}`");
-        let mut response = with_auth(self.basic.as_deref(), self.agent.get(&url))
-            .call()
-            .map_err(|e| self.failed(&token_what, &e))?;
+        let mut response =
+            with_auth(self.basic.as_deref(), self.agent.get(&url)).call().map_err(|e| self.failed(&token_what, &e))?;
         if response.status() != 200 {
             return Err(self.refused(&token_what, &mut response));
         }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| self.failed(&token_what, &e))?;
-        let body: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| self.error(format!("{token_what} answered no JSON: {e}")))?;
+        let body =
+            response.body_mut().with_config().limit(1 << 20).read_to_vec().map_err(|e| self.failed(&token_what, &e))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| self.error(format!("{token_what} answered no JSON: {e}")))?;
         body.get("token")
             .or_else(|| body.get("access_token"))
             .and_then(|t| t.as_str())
@@ -346,7 +348,8 @@ impl Client {
     fn refused(&self, what: &str, response: &mut ureq::http::Response<ureq::Body>) -> ImageError {
         let status = response.status();
         let body = response.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
-        let hint = if status == 401 || status == 403 { " (set BRR_REGISTRY_USER and BRR_REGISTRY_PASSWORD)" } else { "" };
+        let hint =
+            if status == 401 || status == 403 { " (set BRR_REGISTRY_USER and BRR_REGISTRY_PASSWORD)" } else { "" };
         self.error(format!("{what} answered {status}{hint}: {}", body.trim()))
     }
 
@@ -366,7 +369,8 @@ impl Client {
     /// left to expire).
     fn mount(&self, digest: &OciDigest, from: &str) -> Result<bool, ImageError> {
         let what = format!("POST /v2/{}/blobs/uploads/?mount={digest}&from={from}", self.repo);
-        let url = format!("{}/v2/{}/blobs/uploads/?mount=sha256%3A{}&from={from}", self.origin, self.repo, digest.hex());
+        let url =
+            format!("{}/v2/{}/blobs/uploads/?mount=sha256%3A{}&from={from}", self.origin, self.repo, digest.hex());
         let mut response = self.send(&what, |a| with_auth(a, self.agent.post(&url)).send_empty())?;
         match response.status().as_u16() {
             201 => Ok(true),
@@ -397,7 +401,9 @@ impl Client {
         target.push_str(blob.digest.hex());
         let what = format!("PUT blob {}", blob.digest);
         let mut response = self.send(&what, |a| {
-            with_auth(a, self.agent.put(&target)).header("Content-Type", "application/octet-stream").send(&blob.bytes[..])
+            with_auth(a, self.agent.put(&target))
+                .header("Content-Type", "application/octet-stream")
+                .send(&blob.bytes[..])
         })?;
         if response.status() != 201 {
             return Err(self.refused(&what, &mut response));
@@ -430,8 +436,11 @@ mod tests {
 
     #[test]
     fn challenges_parse() {
-        let got = challenge_params(r#"realm="https://auth.example/token",service="registry",scope="repository:a/b:pull,push""#);
-        let want = [("realm", "https://auth.example/token"), ("service", "registry"), ("scope", "repository:a/b:pull,push")];
+        let got = challenge_params(
+            r#"realm="https://auth.example/token",service="registry",scope="repository:a/b:pull,push""#,
+        );
+        let want =
+            [("realm", "https://auth.example/token"), ("service", "registry"), ("scope", "repository:a/b:pull,push")];
         assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert_eq!(percent_encode("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
     }

@@ -104,7 +104,8 @@ fn an_image_is_a_function_of_the_release_and_holds_no_secret() {
     };
     assert_eq!(layers(&img_a).len(), 2, "libshop's layer, then api's: {img_a}");
     b.brr(["release", "billing", "--env", "staging"]).success();
-    let billing = b.brr(["image", "staging", "-s", "billing", "-o", out.path().join("billing").to_str().unwrap(), "--json"]);
+    let billing =
+        b.brr(["image", "staging", "-s", "billing", "-o", out.path().join("billing").to_str().unwrap(), "--json"]);
     let billing: Value = serde_json::from_str(&billing.success().stdout).unwrap();
     assert_eq!(layers(&billing).len(), 2, "{billing}");
     assert_eq!(layers(&billing)[0], layers(&img_a)[0], "services on libshop share its layer");
@@ -261,7 +262,8 @@ fn a_release_on_a_base_image_from_a_registry() {
 
     // A base that is not there: exit 1, naming it.
     let missing = format!("{}/nothing:1", registry.host());
-    let run = a.brr(["image", "staging", "-s", "api", "--base", &missing, "-o", out.path().join("z").to_str().unwrap()]);
+    let run =
+        a.brr(["image", "staging", "-s", "api", "--base", &missing, "-o", out.path().join("z").to_str().unwrap()]);
     let run = run.code(1);
     assert!(run.stderr.contains("nothing/manifests/1") && run.stderr.contains("404"), "{}", run.stderr);
 }
@@ -334,9 +336,8 @@ fn the_web_process_of_an_image_answers_http_in_podman() {
     let pushed: Value = serde_json::from_str(&pushed.stdout).unwrap();
 
     let podman = Podman { dir: brr_test_support::temp_dir() };
-    let id = run_ok(
-        podman.command().args(["pull", "--quiet", "--tls-verify=false"]).arg(format!("docker://{reference}")),
-    );
+    let id =
+        run_ok(podman.command().args(["pull", "--quiet", "--tls-verify=false"]).arg(format!("docker://{reference}")));
     let id = id.trim().to_owned();
     let inspect = run_ok(podman.command().args(["image", "inspect", "--format", "{{.Digest}}", &id]));
     assert_eq!(inspect.trim(), pushed["manifest_digest"].as_str().unwrap());
@@ -350,7 +351,13 @@ fn the_web_process_of_an_image_answers_http_in_podman() {
     }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let started = run_ok(podman.run().args(["--detach", "-e", &format!("PORT={port}"), "-e"]).arg(format!("SHOP_API_TOKEN={TOKEN}")).arg(&id));
+    let started = run_ok(
+        podman
+            .run()
+            .args(["--detach", "-e", &format!("PORT={port}"), "-e"])
+            .arg(format!("SHOP_API_TOKEN={TOKEN}"))
+            .arg(&id),
+    );
     let container = started.trim().to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let health = loop {

@@ -143,7 +143,9 @@ fn serve(mut client: TcpStream, port: u16, registry_port: u16, issued: &AtomicUs
     if path.starts_with("/token") {
         use base64::Engine as _;
         let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("ci:{PASSWORD}")));
-        if header("authorization").as_deref() == Some(basic.as_str()) && path.contains("scope=repository%3Ashop%2Fapi%3A") {
+        if header("authorization").as_deref() == Some(basic.as_str())
+            && path.contains("scope=repository%3Ashop%2Fapi%3A")
+        {
             issued.fetch_add(1, Ordering::SeqCst);
             answer(&mut client, "200 OK", "", &format!("{{\"token\":\"{BEARER}\"}}"));
         } else {
@@ -162,7 +164,7 @@ fn serve(mut client: TcpStream, port: u16, registry_port: u16, issued: &AtomicUs
     let mut forward = format!("{request_line}\r\n");
     for (k, v) in &headers {
         if k != "authorization" && k != "connection" {
-            forward.push_str(&format!("{k}: {v}\r\n"));
+            let _ = std::fmt::Write::write_fmt(&mut forward, format_args!("{k}: {v}\r\n"));
         }
     }
     forward.push_str("Connection: close\r\n\r\n");
