@@ -115,6 +115,7 @@ impl ImageError {
                 | Self::WhichProcess { .. }
                 | Self::NoProcesses { .. }
                 | Self::BadReference { .. }
+                | Self::UnknownDependencies { .. }
         )
     }
 }

@@ -375,3 +375,23 @@ fn the_web_process_of_an_image_answers_http_in_podman() {
     assert!(home.starts_with("HTTP/1.1 200") && home.contains("Today's special"), "{home}");
     run_ok(podman.command().args(["stop", "--time", "5", &container]));
 }
+
+#[test]
+fn an_imported_release_whose_dependencies_are_unknown_is_refused() {
+    let ws = released_shop();
+    let out = brr_test_support::temp_dir();
+    let release = field(&image(&ws, &out.path().join("here"), "oci-layout"), "release");
+    let archive = out.path().join("api.brrx");
+    ws.brr(["export", &release, "-o", archive.to_str().unwrap()]).success();
+    let there = TestWorkspace::new(crate::BRR).file("brr.ron", "Workspace(packages: [])\n");
+    there.brr(["import", archive.to_str().unwrap()]).success();
+    // The archive holds api's artifact but not the build that made it from
+    // libshop's: an image without libshop's layer would be another image.
+    let run = there.brr(["image", &release, "-o", out.path().join("there").to_str().unwrap()]).code(2);
+    assert!(
+        run.stderr.contains("does not record which dependencies") && run.stderr.contains("brr build"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.path().join("there").exists(), "nothing written");
+}
