@@ -127,3 +127,22 @@ fn a_build_is_recorded_with_its_objects_or_not_at_all() -> TestResult {
     assert_eq!(store.lookup_action(other.key)?, None);
     Ok(())
 }
+
+#[test]
+fn keys_of_an_artifact_latest_build_first_then_the_action_cache() -> TestResult {
+    let (_dir, store) = new_store()?;
+    let (artifact, other) = (stored_artifact(&store, "a")?, stored_artifact(&store, "b")?);
+    let [k1, k2, k3, k4] = [b"k1", b"k2", b"k3", b"k4"].map(|k| BuildKey(Digest::of(k)));
+    assert_eq!(store.keys_of_artifact(artifact)?, []);
+    store.record_build(&build("//app", k1, Some(artifact), "built", 100))?;
+    store.record_build(&build("//app", k2, Some(artifact), "built", 200))?;
+    store.record_build(&build("//app", k3, Some(other), "built", 300))?;
+    store.record_build(&build("//app", k1, Some(artifact), "cached", 400))?;
+    let rec = ActionRecord { key: k4, artifact, log: None, duration_ms: 1, created_at: 0, outputs: None };
+    store.record_action(&rec)?;
+    store.record_action(&ActionRecord { key: k2, ..rec })?;
+    // k1 was used last; k2 is in both tables but listed once; k3 made another.
+    assert_eq!(store.keys_of_artifact(artifact)?, [k1, k2, k4]);
+    assert_eq!(store.keys_of_artifact(other)?, [k3]);
+    Ok(())
+}
