@@ -11,7 +11,10 @@ use serde_json::Value;
 use crate::shop;
 
 const TOKEN: &str = "tok-image-5b0c7f1e-secret";
-const TOOLS_HINT: &str = "run `scripts/test-deps.sh` as root: it installs Debian's `skopeo` and `umoci` with apt-get";
+const TOOLS_HINT: &str =
+    "run `scripts/test-deps.sh` as root: it installs Debian's `skopeo`, `umoci` and `busybox-static` with apt-get";
+/// Debian's `busybox-static`: a base image's userland.
+const BUSYBOX: &str = "/bin/busybox";
 
 /// A copy of the shop with `api` released to staging.
 fn released_shop() -> TestWorkspace {
@@ -172,7 +175,7 @@ fn push_base(registry: &Registry, binary: &Path) -> String {
     run_ok(Command::new("umoci").args(["unpack", "--rootless", "--image", &image]).arg(&bundle));
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
     for line in run_ok(Command::new("ldd").arg(binary)).lines() {
         let path = line.rsplit("=>").next().unwrap().split_whitespace().next().unwrap_or("");
@@ -216,7 +219,8 @@ fn api_binary(ws: &TestWorkspace, out: &Path) -> PathBuf {
 
 #[test]
 fn a_release_on_a_base_image_from_a_registry() {
-    if !require(have("skopeo") && have("umoci"), "skopeo and umoci", "not installed", TOOLS_HINT) {
+    let tools = have("skopeo") && have("umoci") && Path::new(BUSYBOX).is_file();
+    if !require(tools, "skopeo, umoci and a static busybox", "not installed", TOOLS_HINT) {
         return;
     }
     let Some(registry) = Registry::start() else { return };
@@ -257,7 +261,7 @@ fn a_release_on_a_base_image_from_a_registry() {
             .arg(&bundle),
     );
     let rootfs = bundle.join("rootfs");
-    assert_eq!(std::fs::read(rootfs.join("bin/busybox")).unwrap(), std::fs::read("/bin/busybox").unwrap());
+    assert_eq!(std::fs::read(rootfs.join("bin/busybox")).unwrap(), std::fs::read(BUSYBOX).unwrap());
     assert!(rootfs.join("app/bin/api").is_file() && rootfs.join("deps/libshop/lib/libshop.a").is_file());
 
     // A base that is not there: exit 1, naming it.
@@ -322,9 +326,9 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn the_web_process_of_an_image_answers_http_in_podman() {
-    let tools = have("skopeo") && have("umoci") && have("podman");
-    let hint = "run `scripts/test-deps.sh` as root: it installs Debian's `skopeo`, `umoci`, `podman` and `runc`";
-    if !require(tools, "skopeo, umoci and podman", "not installed", hint) {
+    let tools = have("skopeo") && have("umoci") && have("podman") && Path::new(BUSYBOX).is_file();
+    let hint = "run `scripts/test-deps.sh` as root: it installs Debian's `skopeo`, `umoci`, `busybox-static`, `podman` and `runc`";
+    if !require(tools, "skopeo, umoci, a static busybox and podman", "not installed", hint) {
         return;
     }
     let Some(registry) = Registry::start() else { return };
