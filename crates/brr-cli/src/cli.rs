@@ -191,7 +191,9 @@ pub enum Command {
     },
     /// Push a release's OCI image to a registry, uploading only the blobs it
     /// lacks, and print it as `HOST/REPO@sha256:…`. Credentials:
-    /// `BRR_REGISTRY_USER`, `BRR_REGISTRY_PASSWORD`.
+    /// `BRR_REGISTRY_USER`, `BRR_REGISTRY_PASSWORD`, or a Docker-style auth
+    /// file (`$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG/config.json`,
+    /// `~/.docker/config.json`).
     Push {
         release: String,
         /// `HOST[:PORT]/REPO[:TAG]`.

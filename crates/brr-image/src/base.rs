@@ -108,7 +108,7 @@ struct RootFsIn {
 /// allows HTTP to a registry that is not on this machine.
 pub fn pull(reference: &Reference, plain_http: bool) -> Result<Base, ImageError> {
     let fail = |message: String| ImageError::Base { reference: reference.to_string(), message };
-    let client = Client::new(reference, plain_http);
+    let client = Client::new(reference, plain_http)?;
     let accept = [MEDIA_MANIFEST, DOCKER_MANIFEST, MEDIA_INDEX, DOCKER_LIST].join(", ");
     let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag.clone());
     let (mut bytes, _) = client.get(&format!("manifests/{wanted}"), &accept, JSON_LIMIT)?;

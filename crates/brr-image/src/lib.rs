@@ -100,6 +100,8 @@ pub enum ImageError {
     UnknownDependencies { artifact: ArtifactHash },
     #[error("dependency `{name}` is two artifacts in one release's closure: `{first}` and `{second}`")]
     DependencyConflict { name: String, first: ArtifactHash, second: ArtifactHash },
+    #[error("registry auth file `{}`: {message}", path.display())]
+    AuthFile { path: PathBuf, message: String },
     #[error("base image `{reference}`: {message}")]
     Base { reference: String, message: String },
     #[error("could not encode the image's JSON")]
@@ -116,6 +118,7 @@ impl ImageError {
                 | Self::NoProcesses { .. }
                 | Self::BadReference { .. }
                 | Self::UnknownDependencies { .. }
+                | Self::AuthFile { .. }
         )
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! Plain HTTP is used only for `localhost`, `127.0.0.1` and `[::1]`, or
 //! when the caller asks for it; everything else is HTTPS. Credentials come
-//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD` and are never part
-//! of a message: sent as HTTP Basic, or, when the registry answers 401 with
+//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`, or a Docker-style
+//! auth file ([`basic_auth`]), and are never part of a message: sent as HTTP Basic, or, when the registry answers 401 with
 //! `WWW-Authenticate: Bearer realm=…` (Docker Hub, GHCR), sent to that
 //! realm (HTTPS, or HTTP on this machine) for a token, which the requests
 //! then carry.
@@ -117,7 +117,7 @@ pub fn push(image: &Image, to: &Reference, plain_http: bool, seen: Option<&Path>
             reason: "a push names the image by a tag, not a digest".to_owned(),
         });
     }
-    let client = Client::new(to, plain_http);
+    let client = Client::new(to, plain_http)?;
     let known = seen.map(read_seen).unwrap_or_default();
     let (mut uploaded, mut mounted, mut present) = (Vec::new(), Vec::new(), Vec::new());
     for blob in image.layers.iter().chain([&image.config]) {
@@ -170,12 +170,55 @@ fn read_seen(path: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// `Basic …` from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`.
-fn basic_auth() -> Option<String> {
+/// `Basic …` for `host`: from `BRR_REGISTRY_USER` and
+/// `BRR_REGISTRY_PASSWORD`, or else from a Docker-style auth file (the
+/// first of `$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG/config.json` and
+/// `~/.docker/config.json` that exists) whose `auths` name the host.
+fn basic_auth(host: &str) -> Result<Option<String>, ImageError> {
     use base64::Engine as _;
-    let user = std::env::var("BRR_REGISTRY_USER").ok()?;
-    let password = std::env::var("BRR_REGISTRY_PASSWORD").unwrap_or_default();
-    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+    if let Ok(user) = std::env::var("BRR_REGISTRY_USER") {
+        let password = std::env::var("BRR_REGISTRY_PASSWORD").unwrap_or_default();
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        return Ok(Some(format!("Basic {pair}")));
+    }
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let candidates = [
+        var("REGISTRY_AUTH_FILE"),
+        var("DOCKER_CONFIG").map(|d| d.join("config.json")),
+        var("HOME").map(|h| h.join(".docker/config.json")),
+    ];
+    let Some(path) = candidates.into_iter().flatten().find(|p| p.is_file()) else { return Ok(None) };
+    auth_from_file(&path, host)
+}
+
+/// The `Basic …` an auth file holds for `host` (`auths.HOST.auth`, the
+/// base64 of `user:password`, or `username` and `password`).
+fn auth_from_file(path: &Path, host: &str) -> Result<Option<String>, ImageError> {
+    use base64::Engine as _;
+    let bad = |message: String| ImageError::AuthFile { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    let file: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("not JSON (line {}, column {}): {e}", e.line(), e.column())))?;
+    let auths = file.get("auths").and_then(|a| a.as_object());
+    let entry = auths.and_then(|a| {
+        [host.to_owned(), format!("https://{host}"), format!("http://{host}")].iter().find_map(|k| a.get(k))
+    });
+    let Some(entry) = entry else { return Ok(None) };
+    if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok();
+        if !decoded.is_some_and(|d| d.contains(&b':')) {
+            // The value is a credential: never in the message.
+            return Err(bad(format!("`auths.\"{host}\".auth` is not the base64 of `user:password`")));
+        }
+        return Ok(Some(format!("Basic {auth}")));
+    }
+    match (entry.get("username").and_then(|u| u.as_str()), entry.get("password").and_then(|p| p.as_str())) {
+        (Some(user), Some(password)) => {
+            let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Ok(Some(format!("Basic {pair}")))
+        }
+        _ => Err(bad(format!("`auths.\"{host}\"` has neither `auth` nor `username` and `password`"))),
+    }
 }
 
 fn with_auth<B>(auth: Option<&str>, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -235,14 +278,15 @@ pub(crate) struct Client {
 
 impl Client {
     /// A client of `to`'s registry and repository.
-    pub(crate) fn new(to: &Reference, plain_http: bool) -> Self {
+    pub(crate) fn new(to: &Reference, plain_http: bool) -> Result<Self, ImageError> {
         let scheme = if plain_http || to.is_local() { "http" } else { "https" };
-        Client {
+        let basic = basic_auth(&to.host)?;
+        Ok(Client {
             origin: format!("{scheme}://{}", to.host),
             repo: to.repo.clone(),
             registry: to.host.clone(),
-            authorization: Mutex::new(basic_auth()),
-            basic: basic_auth(),
+            authorization: Mutex::new(basic.clone()),
+            basic,
             plain_http,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -251,7 +295,7 @@ impl Client {
                 .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .new_agent(),
-        }
+        })
     }
 
     /// `GET /v2/<repo>/<path>` (`manifests/REF` or `blobs/DIGEST`), with

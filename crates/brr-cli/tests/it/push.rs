@@ -200,5 +200,27 @@ fn push_gets_a_bearer_token_from_the_registrys_realm() {
     // One token, kept for every later request.
     assert_eq!(front.tokens.load(Ordering::SeqCst), 1);
     assert!(!run.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD));
+
+    // The same credentials from a Docker-style auth file.
+    let docker = brr_test_support::temp_dir();
+    let pair = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("ci:{PASSWORD}"));
+    let config = format!("{{\"auths\": {{\"127.0.0.1:{}\": {{\"auth\": \"{pair}\"}}}}}}", front.port);
+    std::fs::write(docker.path().join("config.json"), config).unwrap();
+    let mut cmd = ws.command();
+    cmd.args(["push", "staging", &format!("127.0.0.1:{}/shop/api:v2", front.port), "-s", "api", "--json"])
+        .env("DOCKER_CONFIG", docker.path())
+        .env_remove("BRR_REGISTRY_USER");
+    let run = brr_test_support::Run::from(cmd.output().unwrap()).success();
+    let again: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(again["manifest_digest"], pushed["manifest_digest"]);
+    assert_eq!(front.tokens.load(Ordering::SeqCst), 2);
+    assert!(!run.stderr.contains(&pair));
+
+    // A broken auth file: exit 2, naming the file and where.
+    std::fs::write(docker.path().join("config.json"), "{\"auths\": {\n  \"x\": oops }}").unwrap();
+    let mut cmd = ws.command();
+    cmd.args(["push", "staging", &reference, "-s", "api"]).env("DOCKER_CONFIG", docker.path());
+    let run = brr_test_support::Run::from(cmd.output().unwrap()).code(2);
+    assert!(run.stderr.contains("config.json") && run.stderr.contains("line 2"), "{}", run.stderr);
     assert!(!registry.log().contains(PASSWORD));
 }
