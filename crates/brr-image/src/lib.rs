@@ -319,7 +319,8 @@ pub fn dependencies(store: &Store, artifact: ArtifactHash) -> Result<Vec<(String
 }
 
 /// `ActionKey::deps` of the latest recorded build that produced
-/// `artifact`, renamed checked as a folder name.
+/// `artifact` (whose action key is still stored), each name checked as a
+/// folder name.
 fn direct_dependencies(store: &Store, artifact: ArtifactHash) -> Result<BTreeMap<String, ArtifactHash>, ImageError> {
     for key in store.keys_of_artifact(artifact)? {
         if store.kind_of(key.0)? != Some(ObjectKind::Action) {
