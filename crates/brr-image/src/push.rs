@@ -6,11 +6,13 @@
 //!
 //! Plain HTTP is used only for `localhost`, `127.0.0.1` and `[::1]`, or
 //! when the caller asks for it; everything else is HTTPS. Credentials come
-//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`, or a Docker-style
-//! auth file ([`basic_auth`]), and are never part of a message: sent as HTTP Basic, or, when the registry answers 401 with
-//! `WWW-Authenticate: Bearer realm=…` (Docker Hub, GHCR), sent to that
-//! realm (HTTPS, or HTTP on this machine) for a token, which the requests
-//! then carry.
+//! from `BRR_REGISTRY_USER` and `BRR_REGISTRY_PASSWORD`, or else from a
+//! Docker-style auth file (`$REGISTRY_AUTH_FILE`,
+//! `$DOCKER_CONFIG/config.json`, `~/.docker/config.json`), and are never
+//! part of a message. They are sent as HTTP Basic, or, when the registry
+//! answers 401 with `WWW-Authenticate: Bearer realm=…` (Docker Hub, GHCR),
+//! to that realm (HTTPS, or HTTP on this machine) for a token, which the
+//! requests then carry.
 
 use std::fmt::Write as _;
 use std::path::Path;
