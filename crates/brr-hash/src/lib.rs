@@ -20,6 +20,7 @@ mod roles;
 
 pub use digest::{DIGEST_LEN, Digest, DigestError, HashedBytes};
 pub use object::{
+    ToolClosure, ACTION_V1_TAG,
     ARTIFACT_V1_TAG, ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, Probe, ProcessSpec, Restart,
     ServiceManifest, Tree, TreeEntry,
 };
