@@ -229,6 +229,18 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
                 .into());
         }
     }
+    for g in &b.host_inputs {
+        if !g.starts_with('/') {
+            return Err(err(g, format!("host input `{}` is not an absolute path", cut(g)), "relative")
+                .with_help("host inputs name files outside the workspace from `/`; files of the workspace go in `inputs`")
+                .into());
+        }
+        if g.split('/').any(|c| c == "..") {
+            return Err(err(g, format!("host input `{}` contains `..`", cut(g)), "`..`")
+                .with_help("write the path without `..`")
+                .into());
+        }
+    }
     let mut seen = BTreeSet::new();
     for d in &b.deps {
         if d == &b.name {
