@@ -21,8 +21,11 @@
 //! (`saved_stats`). Both are only ever hints checked against the files.
 
 mod cache_file;
+mod closure;
+pub mod cpu;
 mod environments;
 mod error;
+mod host;
 mod inputs;
 mod saved_stats;
 mod snapshot;
@@ -43,12 +46,14 @@ pub fn system() -> String {
     format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
 }
 
-/// The build key of `pkg`, given its hashed sources and tools and the
-/// artifact hash of each dependency.
+/// The build key of `pkg`, given its hashed sources, tools and host
+/// inputs and the artifact hash of each dependency. The host CPU enters it
+/// when the builder asks for code tuned to it ([`cpu::native_flag`]).
 pub fn action_key(
     pkg: &Package,
     sources: TreeHash,
     tools: &BTreeMap<String, Tool>,
+    host: &BTreeMap<String, brr_hash::Digest>,
     deps: BTreeMap<String, ArtifactHash>,
 ) -> ActionKey {
     ActionKey {
@@ -56,7 +61,9 @@ pub fn action_key(
         builder: pkg.body.builder.clone(),
         env: pkg.body.env.clone(),
         outputs: pkg.body.outputs.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
-        tools: tools.iter().map(|(n, t)| (n.clone(), t.digest)).collect(),
+        tools: tools.iter().map(|(n, t)| (n.clone(), (*t.closure).clone())).collect(),
+        host_inputs: host.clone(),
+        cpu: cpu::native_flag(&pkg.body.builder, &pkg.body.env).map(|_| cpu::host_cpu()),
         package_dir: pkg.dir.clone(),
         sources,
         deps,
