@@ -9,7 +9,9 @@
 //! The optional `environments.ron` is loaded with them
 //! into [`Environments`]: the environments a service is released to, their
 //! promotion order, and a service's [`brr_hash::Config`] in each. [`Inputs::hash`] hashes their input files through the
-//! store's stat cache and resolves and hashes their tools; [`action_key`]
+//! store's stat cache and resolves and hashes their tools with their
+//! closures (loader, libraries, a compiler driver's programs; `closure`)
+//! and their declared `host_inputs` (`host`); [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
 //! (early cutoff: dependents are keyed on artifacts, not on keys).
 //!
