@@ -106,10 +106,8 @@ impl Cache {
             return (e.files.iter().map(|(p, _)| p.clone()).collect(), None);
         }
         let files = discover(name, real, host_path);
-        let entry = Stat::of(real).map(|tool| Entry {
-            tool,
-            files: files.iter().filter_map(|p| Some((p.clone(), Stat::of(p)?))).collect(),
-        });
+        let entry = Stat::of(real)
+            .map(|tool| Entry { tool, files: files.iter().filter_map(|p| Some((p.clone(), Stat::of(p)?))).collect() });
         (files, entry)
     }
 
@@ -128,6 +126,29 @@ impl Cache {
         self.saved.tools.retain(|k, _| used.contains(k));
         cache_file::write(&self.path, &self.saved);
     }
+}
+
+/// The closure files of each tool (name → (found, real path)): saved ones
+/// reused, the others discovered (in parallel) and saved.
+pub(crate) fn of_tools<'a>(
+    cache_dir: &Path,
+    root: &Path,
+    tools: &'a BTreeMap<String, (PathBuf, PathBuf)>,
+    host_path: &OsStr,
+) -> BTreeMap<&'a str, Vec<PathBuf>> {
+    use rayon::prelude::*;
+    let mut cache = Cache::load(cache_dir, root);
+    let found: Vec<(Vec<PathBuf>, Option<Entry>)> =
+        tools.par_iter().map(|(name, (_, real))| cache.closure(name, real, host_path)).collect();
+    let mut out = BTreeMap::new();
+    for ((name, (_, real)), (files, entry)) in tools.iter().zip(found) {
+        if let Some(entry) = entry {
+            cache.insert(name, real, entry);
+        }
+        out.insert(name.as_str(), files);
+    }
+    cache.save(&tools.iter().map(|(n, (_, real))| (n.clone(), real.clone())).collect());
+    out
 }
 
 /// Finds the closure of a tool (see the module docs): `real` first, then
@@ -237,13 +258,8 @@ fn ask(program: &Path, arg: &str) -> Option<String> {
 /// included), with an empty environment: no `LD_LIBRARY_PATH` of the user's
 /// shell, as none reaches a builder.
 fn loader_list(loader: &Path, file: &Path) -> Vec<PathBuf> {
-    let Ok(out) = Command::new(loader)
-        .arg("--list")
-        .arg(file)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    let Ok(out) =
+        Command::new(loader).arg("--list").arg(file).env_clear().stdin(Stdio::null()).stderr(Stdio::null()).output()
     else {
         return Vec::new();
     };
@@ -310,22 +326,24 @@ fn shebang(text: &[u8]) -> Kind {
 
 /// The `PT_INTERP` of an ELF file (`None`: static, or a shared library).
 fn elf_loader(file: std::fs::File) -> Option<PathBuf> {
-    use object::read::elf::{FileHeader, ProgramHeader};
     let cache = object::ReadCache::new(file);
-    fn interp<'a, H: FileHeader>(data: &'a object::ReadCache<std::fs::File>) -> Option<PathBuf> {
-        let header = H::parse(data).ok()?;
-        let endian = header.endian().ok()?;
-        header.program_headers(endian, data).ok()?.iter().find_map(|ph| {
-            let bytes = ph.interpreter(endian, data).ok()??;
-            let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
-            Some(PathBuf::from(OsStr::from_bytes(bytes)))
-        })
-    }
     match object::FileKind::parse(&cache).ok()? {
         object::FileKind::Elf64 => interp::<object::elf::FileHeader64<object::Endianness>>(&cache),
         object::FileKind::Elf32 => interp::<object::elf::FileHeader32<object::Endianness>>(&cache),
         _ => None,
     }
+}
+
+/// [`elf_loader`] for one ELF class.
+fn interp<H: object::read::elf::FileHeader>(data: &object::ReadCache<std::fs::File>) -> Option<PathBuf> {
+    use object::read::elf::ProgramHeader;
+    let header = H::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    header.program_headers(endian, data).ok()?.iter().find_map(|ph| {
+        let bytes = ph.interpreter(endian, data).ok()??;
+        let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+        Some(PathBuf::from(OsStr::from_bytes(bytes)))
+    })
 }
 
 #[cfg(test)]

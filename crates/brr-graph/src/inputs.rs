@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_holding};
 use brr_hash::{Digest, EntryKind, HashedBytes, ToolClosure, ToolDigest, TreeHash};
@@ -251,17 +251,7 @@ impl Inputs {
         let first_host = all.len();
         let cache_dir = store.cache_dir();
         // The files of each tool's closure: discovered once, then saved.
-        let mut closures_saved = crate::closure::Cache::load(&cache_dir, &ws.root);
-        let found: Vec<(Vec<PathBuf>, Option<_>)> =
-            tool_paths.par_iter().map(|(name, (_, real))| closures_saved.closure(name, real, &host_path)).collect();
-        let mut closure_files: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
-        for ((name, (_, real)), (files, entry)) in tool_paths.iter().zip(found) {
-            if let Some(entry) = entry {
-                closures_saved.insert(name, real, entry);
-            }
-            closure_files.insert(name.as_str(), files);
-        }
-        closures_saved.save(&tool_paths.iter().map(|(n, (_, real))| (n.clone(), real.clone())).collect());
+        let closure_files = crate::closure::of_tools(&cache_dir, &ws.root, &tool_paths, &host_path);
         // Host files (closures and `host_inputs`) once each, sorted.
         let host_files: std::collections::BTreeSet<&Path> = closure_files
             .values()
@@ -293,10 +283,8 @@ impl Inputs {
                 (name.as_str(), Tool { path: found.clone(), digest: closure.digest(), closure: Arc::new(closure) })
             })
             .collect();
-        let host = host_globs
-            .iter()
-            .map(|m| m.iter().map(|(t, p)| (t.clone(), host_digest[p.as_path()])).collect())
-            .collect();
+        let host =
+            host_globs.iter().map(|m| m.iter().map(|(t, p)| (t.clone(), host_digest[p.as_path()])).collect()).collect();
 
         // Each package's share of `leaves`, in the order `all` was filled in.
         let mut leaves = leaves;
@@ -324,11 +312,7 @@ impl Inputs {
                 if !mask[i] {
                     return BTreeMap::new();
                 }
-                p.body
-                    .tools
-                    .iter()
-                    .map(|name| (name.clone(), tool_digest[name.as_str()].clone()))
-                    .collect()
+                p.body.tools.iter().map(|name| (name.clone(), tool_digest[name.as_str()].clone())).collect()
             })
             .collect();
         Ok(Self {

@@ -5,8 +5,7 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool,
-    WhyToolFile, WhyCpu,
+    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool, WhyToolFile,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -32,12 +31,19 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
             name: n.clone(),
             digest: t.digest.into(),
             path: t.path.display().to_string(),
-            closure: t.closure.files.iter().map(|(p, d)| WhyToolFile { path: p.clone(), digest: (*d).into() }).collect(),
+            closure: t
+                .closure
+                .files
+                .iter()
+                .map(|(p, d)| WhyToolFile { path: p.clone(), digest: (*d).into() })
+                .collect(),
         })
         .collect();
     let cpu = e.key.cpu.as_ref().map(|identity| WhyCpu {
         identity: identity.clone(),
-        because: brr_graph::cpu::native_flag(&pkg.body.builder, &pkg.body.env).map(|f| f.to_string()).unwrap_or_default(),
+        because: brr_graph::cpu::native_flag(&pkg.body.builder, &pkg.body.env)
+            .map(|f| f.to_string())
+            .unwrap_or_default(),
     });
     let status = if e.cached.is_some() { PlanStatus::Cached } else { PlanStatus::Build };
     if json {

@@ -47,8 +47,7 @@ fn a_library_the_tool_loads_is_in_the_key_and_why_names_it() {
     fs_err::create_dir_all(dir.join("bin")).unwrap();
     build_libfoo(dir, 1);
     let main = dir.join("main.c");
-    fs_err::write(&main, "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"%d\\n\", foo()); }\n")
-        .unwrap();
+    fs_err::write(&main, "#include <stdio.h>\nint foo(void);\nint main(void) { printf(\"%d\\n\", foo()); }\n").unwrap();
     let bin = dir.join("bin/footool");
     let lib = dir.join("lib");
     // `$ORIGIN`: the loader finds the library next to the tool, wherever it is.
@@ -74,7 +73,8 @@ fn a_library_the_tool_loads_is_in_the_key_and_why_names_it() {
     let why = ws.brr_env("PATH", &path, ["why", "use", "--json"]).success().json();
     let tools = why["inputs"]["tools"].as_array().unwrap();
     let footool = tools.iter().find(|t| t["name"] == "footool").unwrap();
-    let closure: Vec<&str> = footool["closure"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let closure: Vec<&str> =
+        footool["closure"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(closure.contains(&libfoo.as_str()), "{closure:?}");
     assert!(closure.iter().any(|p| p.contains("libc.so")), "libc is in the closure: {closure:?}");
     assert!(closure.iter().any(|p| p.contains("ld-linux")), "the loader is in the closure: {closure:?}");
@@ -105,10 +105,12 @@ fn the_cc1_a_compiler_driver_runs_is_in_the_key() {
     fs_err::create_dir_all(dir.join("libexec")).unwrap();
     let cc1 = dir.join("libexec/cc1");
     // A driver that answers like gcc and runs "its" cc1.
+    let asked = dir.join("asked.log");
     let driver = format!(
-        "#!/bin/sh\ncase \"$1\" in\n-print-prog-name=cc1) echo '{cc1}' ;;\n-print-prog-name=*) echo \"${{1#*=}}\" ;;\n\
+        "#!/bin/sh\ncase \"$1\" in -print-*) echo \"$1\" >> '{asked}' ;; esac\ncase \"$1\" in\n-print-prog-name=cc1) echo '{cc1}' ;;\n-print-prog-name=*) echo \"${{1#*=}}\" ;;\n\
          -print-file-name=*) echo \"${{1#*=}}\" ;;\n*) exec '{cc1}' ;;\nesac\n",
-        cc1 = cc1.display()
+        cc1 = cc1.display(),
+        asked = asked.display()
     );
     let write_exe = |p: &Path, text: &str| {
         let tmp = p.with_extension("new");
@@ -128,6 +130,12 @@ fn the_cc1_a_compiler_driver_runs_is_in_the_key() {
     let why = ws.brr_env("PATH", &path, ["why", "c"]).success();
     let cc1_real = fs_err::canonicalize(&cc1).unwrap().display().to_string();
     assert!(why.stdout.contains(&cc1_real), "cc1 is listed in the closure: {}", why.stdout);
+    // The driver was asked once, on the first run; later runs reuse the
+    // saved closure while its files keep their stat fields.
+    let questions = fs_err::read_to_string(&asked).unwrap().lines().count();
+    assert_eq!(questions, 7, "six programs and the LTO plugin");
+    assert_eq!(ws.brr_env("PATH", &path, ["build", "--json"]).success().targets()["c"].status, "cached");
+    assert_eq!(fs_err::read_to_string(&asked).unwrap().lines().count(), questions, "a no-op asked the driver");
 
     write_exe(&cc1, "#!/bin/sh\necho cc1 version 2\n");
     let named = format!("tool `cc`: `{cc1_real}` changed");
@@ -138,6 +146,7 @@ fn the_cc1_a_compiler_driver_runs_is_in_the_key() {
     let second = ws.brr_env("PATH", &path, ["build", "--json"]).success();
     assert_eq!(second.targets()["c"].status, "built");
     assert_ne!(second.targets()["c"].key, first.targets()["c"].key);
+    assert_eq!(fs_err::read_to_string(&asked).unwrap().lines().count(), 2 * questions, "asked again once");
 }
 
 #[test]
@@ -145,10 +154,9 @@ fn the_real_cc_closure_holds_cc1_and_libc() {
     if !require_cc() {
         return;
     }
-    let ws = workspace().file("brr.ron", "Workspace(packages: [\"c\"])").file(
-        "c/brr.ron",
-        "Library(name: \"c\", tools: [\"cc\"], builder: [\"cc\", \"-o\", \"x\"], outputs: [\"x\"])",
-    );
+    let ws = workspace()
+        .file("brr.ron", "Workspace(packages: [\"c\"])")
+        .file("c/brr.ron", "Library(name: \"c\", tools: [\"cc\"], builder: [\"cc\", \"-o\", \"x\"], outputs: [\"x\"])");
     let why = ws.brr(["why", "c", "--json"]).success().json();
     let closure: Vec<String> = why["inputs"]["tools"][0]["closure"]
         .as_array()

@@ -9,8 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use brr_hash::{
     ActionKey, Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry,
-    Probe, ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, Restart, ServiceManifest,
-    Tree, TreeEntry,
+    Probe, ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, Restart, ServiceManifest, Tree,
+    TreeEntry,
 };
 use serde::Serialize;
 

@@ -131,7 +131,10 @@ fn action_key_hash_is_pinned() {
 /// What `why` shows per tool: one digest over its closure.
 #[test]
 fn tool_closure_digest_is_pinned() {
-    assert_eq!(samples::cc_closure().digest().to_string(), "a67b8c651c6f7eddb0586280e7b88da8ae9bb512ddb6440dca500c09b9b1ccdd");
+    assert_eq!(
+        samples::cc_closure().digest().to_string(),
+        "a67b8c651c6f7eddb0586280e7b88da8ae9bb512ddb6440dca500c09b9b1ccdd"
+    );
 }
 
 /// The artifact hash is the build hash every release hash contains.
