@@ -156,30 +156,33 @@ pub(crate) fn of_tools<'a>(
 /// is left out of the closure (the build will then fail to run it, and say
 /// so); discovery itself never fails.
 pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Vec<PathBuf> {
-    let mut todo: Vec<PathBuf> = Vec::new();
+    // Each path with whether its libraries are already in (what the
+    // loader lists is its whole transitive closure: listing those again
+    // would spawn once per library for nothing).
+    let mut todo: Vec<(PathBuf, bool)> = Vec::new();
     if is_driver(name) || real.file_name().and_then(OsStr::to_str).is_some_and(is_driver) {
-        todo.extend(driver_files(real, host_path));
+        todo.extend(driver_files(real, host_path).into_iter().map(|p| (p, false)));
     }
-    todo.push(real.to_path_buf());
+    todo.push((real.to_path_buf(), false));
     let mut found: BTreeSet<PathBuf> = BTreeSet::new();
     // The loader of the tool, asked for the libraries of files that name
     // none themselves (a plugin `.so`).
     let mut default_loader: Option<PathBuf> = None;
-    while let Some(f) = todo.pop() {
+    while let Some((f, listed)) = todo.pop() {
         let Ok(f) = std::fs::canonicalize(&f) else { continue };
-        if found.len() >= MAX_FILES || !f.is_file() || !found.insert(f.clone()) {
+        if found.len() >= MAX_FILES || !f.is_file() || !found.insert(f.clone()) || listed {
             continue;
         }
         match kind(&f) {
             Kind::Elf { loader: Some(loader) } => {
                 let loader = std::fs::canonicalize(&loader).unwrap_or(loader);
-                todo.extend(loader_list(&loader, &f));
+                todo.extend(loader_list(&loader, &f).into_iter().map(|p| (p, true)));
                 default_loader.get_or_insert_with(|| loader.clone());
-                todo.push(loader);
+                todo.push((loader, true));
             }
             Kind::Elf { loader: None } => {
                 if let Some(loader) = &default_loader {
-                    todo.extend(loader_list(loader, &f));
+                    todo.extend(loader_list(loader, &f).into_iter().map(|p| (p, true)));
                 }
             }
             Kind::Script { interpreter, arg } => {
@@ -188,9 +191,9 @@ pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Vec<PathBu
                     && let Some(arg) = arg.filter(|a| !a.starts_with('-'))
                     && let Ok(Some(p)) = crate::which(&arg, host_path)
                 {
-                    todo.push(p);
+                    todo.push((p, false));
                 }
-                todo.push(interpreter);
+                todo.push((interpreter, false));
             }
             Kind::Other => {}
         }
