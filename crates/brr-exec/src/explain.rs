@@ -366,3 +366,49 @@ pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Re
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use brr_hash::Digest;
+
+    use super::*;
+
+    fn key(cc1: &[u8], tools_v1: bool) -> ActionKey {
+        let files = if tools_v1 {
+            BTreeMap::from([(ToolClosure::V1_BINARY.to_owned(), Digest::of(b"gcc"))])
+        } else {
+            BTreeMap::from([
+                ("/usr/bin/gcc".to_owned(), Digest::of(b"gcc")),
+                ("/usr/lib/gcc/cc1".to_owned(), Digest::of(cc1)),
+            ])
+        };
+        ActionKey {
+            system: "x86_64-linux".into(),
+            builder: vec!["cc".into()],
+            env: BTreeMap::new(),
+            outputs: BTreeSet::new(),
+            tools: BTreeMap::from([("cc".into(), ToolClosure { files })]),
+            host_inputs: BTreeMap::from([("/usr/include/a.h".into(), Digest::of(cc1))]),
+            cpu: None,
+            package_dir: "p".into(),
+            sources: TreeHash(Digest::of(b"t")),
+            deps: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_changed_file_of_a_closure_is_named() {
+        let changes = diff_keys(&key(b"cc1 12.1", false), &key(b"cc1 12.2", false), &|_| None);
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["tool `cc`: `/usr/lib/gcc/cc1` changed", "host input `/usr/include/a.h` changed"]);
+        // Against a key from before closures, only the tool can be named.
+        let changes = diff_keys(&key(b"cc1 12.1", true), &key(b"cc1 12.1", false), &|_| None);
+        assert_eq!(changes, [Change::ToolChanged("cc".into())]);
+        let mut with_cpu = key(b"cc1 12.1", false);
+        with_cpu.cpu = Some("model name: X; flags: avx2".into());
+        let changes = diff_keys(&key(b"cc1 12.1", false), &with_cpu, &|_| None);
+        assert_eq!(changes[0].to_string(), "the key now includes this machine's CPU: model name: X; flags: avx2");
+    }
+}
