@@ -523,15 +523,24 @@ fn limit_hint(status: std::process::ExitStatus, log: &[u8], limits: Limits) -> S
     }
 }
 
-/// What the builder may read besides the system folders: its sandbox and
-/// its tools' installations.
+/// What the builder may read besides the system folders: its sandbox, its
+/// tools' installations, the files of their closures and its host inputs
+/// (those outside the system folders: a library a tool's RUNPATH finds in
+/// `/opt`, a declared header folder).
 fn readable(action: &Action<'_>, sb: &Sandbox) -> Vec<PathBuf> {
     let mut paths = vec![sb.root().to_path_buf()];
+    let system = |p: &std::path::Path| brr_process::SYSTEM_READABLE.iter().any(|sys| p.starts_with(sys));
     for tool in action.tools.values() {
         for p in crate::sandbox::tool_readable(&tool.path) {
             if !paths.contains(&p) {
                 paths.push(p);
             }
+        }
+    }
+    let files = action.tools.values().flat_map(|t| t.closure.files.keys()).chain(action.key.host_inputs.keys());
+    for f in files.map(PathBuf::from) {
+        if !system(&f) && !paths.iter().any(|p| f.starts_with(p)) {
+            paths.push(f);
         }
     }
     paths

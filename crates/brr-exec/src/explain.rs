@@ -6,11 +6,29 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use brr_graph::{Inputs, Workspace};
-use brr_hash::{ActionKey, ArtifactHash, BuildKey, EntryKind, Object, Tree, TreeHash};
+use brr_hash::{ActionKey, ArtifactHash, BuildKey, Digest, EntryKind, Object, ToolClosure, Tree, TreeHash};
 use brr_store::{ActionRecord, BuildRow, Store};
 
 use crate::error::ExecError;
 use crate::scheduler::{cached_artifact, make_action};
+
+/// How a file of a key differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChange {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl fmt::Display for FileChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Added => "added",
+            Self::Removed => "removed",
+            Self::Changed => "changed",
+        })
+    }
+}
 
 /// One difference between two build keys, worded for users.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +46,22 @@ pub enum Change {
     ToolAdded(String),
     ToolRemoved(String),
     ToolChanged(String),
+    /// A file of a tool's closure (its binary, a library, a program a
+    /// compiler driver runs) changed, appeared or went.
+    ToolFile {
+        tool: String,
+        path: String,
+        how: FileChange,
+    },
+    HostInput {
+        path: String,
+        how: FileChange,
+    },
+    /// Whether, and which, host CPU is in the key (`-march=native`).
+    Cpu {
+        old: Option<String>,
+        new: Option<String>,
+    },
     DepAdded(String),
     DepRemoved(String),
     DepChanged(String),
@@ -42,7 +76,9 @@ impl Change {
         match self {
             Self::FileAdded(_) | Self::FileRemoved(_) | Self::FileChanged(_) | Self::SourcesUnknown => "file",
             Self::Env { .. } => "env",
-            Self::ToolAdded(_) | Self::ToolRemoved(_) | Self::ToolChanged(_) => "tool",
+            Self::ToolAdded(_) | Self::ToolRemoved(_) | Self::ToolChanged(_) | Self::ToolFile { .. } => "tool",
+            Self::HostInput { .. } => "host input",
+            Self::Cpu { .. } => "cpu",
             Self::DepAdded(_) | Self::DepRemoved(_) | Self::DepChanged(_) | Self::DepPending(_) => "dependency",
             Self::Declaration(_) => "declaration",
         }
@@ -61,6 +97,11 @@ impl fmt::Display for Change {
             Self::ToolAdded(t) => write!(f, "tool `{t}` added"),
             Self::ToolRemoved(t) => write!(f, "tool `{t}` removed"),
             Self::ToolChanged(t) => write!(f, "tool `{t}` changed"),
+            Self::ToolFile { tool, path, how } => write!(f, "tool `{tool}`: `{path}` {how}"),
+            Self::HostInput { path, how } => write!(f, "host input `{path}` {how}"),
+            Self::Cpu { old: None, new: Some(cpu) } => write!(f, "the key now includes this machine's CPU: {cpu}"),
+            Self::Cpu { old: Some(_), new: None } => write!(f, "the key no longer includes the CPU"),
+            Self::Cpu { old, new } => write!(f, "the CPU changed: {} → {}", show(old), show(new)),
             Self::DepAdded(d) => write!(f, "dependency `{d}` added"),
             Self::DepRemoved(d) => write!(f, "dependency `{d}` removed"),
             Self::DepChanged(d) => write!(f, "dependency `{d}` artifact changed"),
@@ -186,7 +227,29 @@ pub fn diff_keys(old: &ActionKey, new: &ActionKey, load: &dyn Fn(TreeHash) -> Op
             out.push(Change::Env { name: n.clone(), old: o.cloned(), new: w.cloned() });
         }
     }
-    map_diff(&old.tools, &new.tools, &mut out, Change::ToolAdded, Change::ToolRemoved, Change::ToolChanged);
+    let tools: BTreeSet<&String> = old.tools.keys().chain(new.tools.keys()).collect();
+    for n in tools {
+        match (old.tools.get(n), new.tools.get(n)) {
+            (None, Some(_)) => out.push(Change::ToolAdded(n.clone())),
+            (Some(_), None) => out.push(Change::ToolRemoved(n.clone())),
+            (Some(a), Some(b)) if a != b => {
+                // A key from before closures knew no paths: the tool changed.
+                let v1 = a.files.contains_key(ToolClosure::V1_BINARY) || b.files.contains_key(ToolClosure::V1_BINARY);
+                let files = if v1 { Vec::new() } else { file_diff(&a.files, &b.files) };
+                if files.is_empty() {
+                    out.push(Change::ToolChanged(n.clone()));
+                }
+                out.extend(files.into_iter().map(|(path, how)| Change::ToolFile { tool: n.clone(), path, how }));
+            }
+            _ => {}
+        }
+    }
+    out.extend(
+        file_diff(&old.host_inputs, &new.host_inputs).into_iter().map(|(path, how)| Change::HostInput { path, how }),
+    );
+    if old.cpu != new.cpu {
+        out.push(Change::Cpu { old: old.cpu.clone(), new: new.cpu.clone() });
+    }
     map_diff(&old.deps, &new.deps, &mut out, Change::DepAdded, Change::DepRemoved, Change::DepChanged);
     if old.builder != new.builder {
         out.push(Change::Declaration("builder"));
@@ -201,6 +264,20 @@ pub fn diff_keys(old: &ActionKey, new: &ActionKey, load: &dyn Fn(TreeHash) -> Op
         out.push(Change::Declaration("system"));
     }
     out
+}
+
+/// The paths of two path → digest maps that differ, sorted.
+fn file_diff(old: &BTreeMap<String, Digest>, new: &BTreeMap<String, Digest>) -> Vec<(String, FileChange)> {
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|n| match (old.get(n), new.get(n)) {
+            (None, Some(_)) => Some((n.clone(), FileChange::Added)),
+            (Some(_), None) => Some((n.clone(), FileChange::Removed)),
+            (Some(a), Some(b)) if a != b => Some((n.clone(), FileChange::Changed)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn map_diff<V: PartialEq>(
@@ -288,4 +365,50 @@ pub fn plan(ws: &Workspace, inputs: &Inputs, store: &Store, mask: &[bool]) -> Re
             (i, planned)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use brr_hash::Digest;
+
+    use super::*;
+
+    fn key(cc1: &[u8], tools_v1: bool) -> ActionKey {
+        let files = if tools_v1 {
+            BTreeMap::from([(ToolClosure::V1_BINARY.to_owned(), Digest::of(b"gcc"))])
+        } else {
+            BTreeMap::from([
+                ("/usr/bin/gcc".to_owned(), Digest::of(b"gcc")),
+                ("/usr/lib/gcc/cc1".to_owned(), Digest::of(cc1)),
+            ])
+        };
+        ActionKey {
+            system: "x86_64-linux".into(),
+            builder: vec!["cc".into()],
+            env: BTreeMap::new(),
+            outputs: BTreeSet::new(),
+            tools: BTreeMap::from([("cc".into(), ToolClosure { files })]),
+            host_inputs: BTreeMap::from([("/usr/include/a.h".into(), Digest::of(cc1))]),
+            cpu: None,
+            package_dir: "p".into(),
+            sources: TreeHash(Digest::of(b"t")),
+            deps: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_changed_file_of_a_closure_is_named() {
+        let changes = diff_keys(&key(b"cc1 12.1", false), &key(b"cc1 12.2", false), &|_| None);
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["tool `cc`: `/usr/lib/gcc/cc1` changed", "host input `/usr/include/a.h` changed"]);
+        // Against a key from before closures, only the tool can be named.
+        let changes = diff_keys(&key(b"cc1 12.1", true), &key(b"cc1 12.1", false), &|_| None);
+        assert_eq!(changes, [Change::ToolChanged("cc".into())]);
+        let mut with_cpu = key(b"cc1 12.1", false);
+        with_cpu.cpu = Some("model name: X; flags: avx2".into());
+        let changes = diff_keys(&key(b"cc1 12.1", false), &with_cpu, &|_| None);
+        assert_eq!(changes[0].to_string(), "the key now includes this machine's CPU: model name: X; flags: avx2");
+    }
 }

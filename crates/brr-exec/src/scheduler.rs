@@ -174,7 +174,7 @@ pub fn make_action<'a>(
     deps: BTreeMap<String, ArtifactHash>,
 ) -> Action<'a> {
     let pkg = &ws.packages[i];
-    let key = action_key(pkg, inputs.sources[i], &inputs.tools[i], deps);
+    let key = action_key(pkg, inputs.sources[i], &inputs.tools[i], &inputs.host[i], deps);
     let key_hash = BuildKey(key.digest());
     Action { pkg, key, key_hash, leaves: inputs.leaves(i), tools: &inputs.tools[i], manifest: service_manifest(pkg) }
 }

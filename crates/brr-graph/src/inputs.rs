@@ -1,14 +1,16 @@
 //! Hashing what a build key is made of: input files (through the store's stat
-//! cache, so unchanged files are not re-read) and host tools.
+//! cache, so unchanged files are not re-read), host tools with their
+//! closures (`closure`) and declared host files (`host`), the last two
+//! through the same stat cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use brr_hash::fs::{BuiltTree, Leaf, TreeBuilder, hash_file_holding};
-use brr_hash::{EntryKind, HashedBytes, ToolDigest, TreeHash};
+use brr_hash::{Digest, EntryKind, HashedBytes, ToolClosure, ToolDigest, TreeHash};
 use brr_store::{FileStat, PACKED_MAX, StatEntry, Store};
 use rayon::prelude::*;
 
@@ -27,6 +29,8 @@ pub struct Inputs {
     offsets: Vec<usize>,
     /// Per package: declared tool name → resolved path and digest.
     pub tools: Vec<BTreeMap<String, Tool>>,
+    /// Per package: its `host_inputs` files, absolute path → digest.
+    pub host: Vec<BTreeMap<String, Digest>>,
     /// Files that had to be read (stat cache misses), for diagnostics.
     pub rehashed: usize,
     /// The bytes of small input files read while hashing, by leaf index,
@@ -47,7 +51,10 @@ const HELD_TOTAL_MAX: u64 = 32 << 20;
 pub struct Tool {
     /// The path found on PATH (what the builder's PATH links to).
     pub path: PathBuf,
+    /// The digest of its closure.
     pub digest: ToolDigest,
+    /// Every file it runs with (see `closure`), with their digests.
+    pub closure: Arc<ToolClosure>,
 }
 
 /// Stats `paths`, following symlinks (an input is the content it points
@@ -219,7 +226,13 @@ impl Inputs {
         let mut tool_paths: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
         // Every selected input file; packages' inputs never overlap.
         let mut all: Vec<&Path> = Vec::new();
-        for p in ws.packages.iter().enumerate().filter(|(i, _)| mask[*i]).map(|(_, p)| p) {
+        let mut memo = HashMap::new();
+        let mut host_globs: Vec<BTreeMap<String, PathBuf>> = Vec::with_capacity(ws.packages.len());
+        for (i, p) in ws.packages.iter().enumerate() {
+            if !mask[i] {
+                host_globs.push(BTreeMap::new());
+                continue;
+            }
             for t in &p.body.tools {
                 if !tool_paths.contains_key(t) {
                     let found = which(t, &host_path)?.ok_or_else(|| GraphError::ToolNotFound {
@@ -232,13 +245,23 @@ impl Inputs {
                     tool_paths.insert(t.clone(), (found, real));
                 }
             }
+            host_globs.push(crate::host::expand(p, &mut memo)?);
             all.extend(p.inputs.values().map(PathBuf::as_path));
         }
-        let first_tool = all.len();
-        all.extend(tool_paths.values().map(|(_, real)| real.as_path()));
+        let first_host = all.len();
         let cache_dir = store.cache_dir();
+        // The files of each tool's closure: discovered once, then saved.
+        let closure_files = crate::closure::of_tools(&cache_dir, &ws.root, &tool_paths, &host_path);
+        // Host files (closures and `host_inputs`) once each, sorted.
+        let host_files: std::collections::BTreeSet<&Path> = closure_files
+            .values()
+            .flatten()
+            .map(PathBuf::as_path)
+            .chain(host_globs.iter().flat_map(|m| m.values().map(PathBuf::as_path)))
+            .collect();
+        all.extend(host_files.iter().copied());
         let saved = || crate::saved_stats::load(&cache_dir, &ws.root, &all);
-        let holdable = if hold { first_tool } else { 0 };
+        let holdable = if hold { first_host } else { 0 };
         let Hashed { leaves, fresh, held, rehashed, entries } = hash_files(store, &ws.root, &all, holdable, saved)?;
         let unrecorded = if hold {
             fresh
@@ -249,15 +272,23 @@ impl Inputs {
         if let Some(entries) = entries {
             crate::saved_stats::save(&cache_dir, &ws.root, &all, &entries);
         }
-        let tool_digest: BTreeMap<&str, (PathBuf, ToolDigest)> = tool_paths
+        let host_digest: HashMap<&Path, Digest> =
+            host_files.iter().zip(&leaves[first_host..]).map(|(p, leaf)| (*p, leaf.hash)).collect();
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        let tool_digest: BTreeMap<&str, Tool> = tool_paths
             .iter()
-            .zip(&leaves[first_tool..])
-            .map(|((name, (found, _)), leaf)| (name.as_str(), (found.clone(), ToolDigest(leaf.hash))))
+            .map(|(name, (found, _))| {
+                let files = closure_files[name.as_str()].iter().map(|p| (text(p), host_digest[p.as_path()])).collect();
+                let closure = ToolClosure { files };
+                (name.as_str(), Tool { path: found.clone(), digest: closure.digest(), closure: Arc::new(closure) })
+            })
             .collect();
+        let host =
+            host_globs.iter().map(|m| m.iter().map(|(t, p)| (t.clone(), host_digest[p.as_path()])).collect()).collect();
 
         // Each package's share of `leaves`, in the order `all` was filled in.
         let mut leaves = leaves;
-        leaves.truncate(first_tool);
+        leaves.truncate(first_host);
         let mut offsets = Vec::with_capacity(ws.packages.len() + 1);
         let mut at = 0;
         for (i, p) in ws.packages.iter().enumerate() {
@@ -281,14 +312,7 @@ impl Inputs {
                 if !mask[i] {
                     return BTreeMap::new();
                 }
-                p.body
-                    .tools
-                    .iter()
-                    .map(|name| {
-                        let (path, digest) = tool_digest[name.as_str()].clone();
-                        (name.clone(), Tool { path, digest })
-                    })
-                    .collect()
+                p.body.tools.iter().map(|name| (name.clone(), tool_digest[name.as_str()].clone())).collect()
             })
             .collect();
         Ok(Self {
@@ -296,6 +320,7 @@ impl Inputs {
             leaves,
             offsets,
             tools,
+            host,
             rehashed,
             held: Mutex::new(held),
             unrecorded: Mutex::new(unrecorded),

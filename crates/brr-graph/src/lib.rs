@@ -9,7 +9,9 @@
 //! The optional `environments.ron` is loaded with them
 //! into [`Environments`]: the environments a service is released to, their
 //! promotion order, and a service's [`brr_hash::Config`] in each. [`Inputs::hash`] hashes their input files through the
-//! store's stat cache and resolves and hashes their tools; [`action_key`]
+//! store's stat cache and resolves and hashes their tools with their
+//! closures (loader, libraries, a compiler driver's programs; `closure`)
+//! and their declared `host_inputs` (`host`); [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
 //! (early cutoff: dependents are keyed on artifacts, not on keys).
 //!
@@ -21,8 +23,11 @@
 //! (`saved_stats`). Both are only ever hints checked against the files.
 
 mod cache_file;
+mod closure;
+pub mod cpu;
 mod environments;
 mod error;
+mod host;
 mod inputs;
 mod saved_stats;
 mod snapshot;
@@ -43,12 +48,14 @@ pub fn system() -> String {
     format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
 }
 
-/// The build key of `pkg`, given its hashed sources and tools and the
-/// artifact hash of each dependency.
+/// The build key of `pkg`, given its hashed sources, tools and host
+/// inputs and the artifact hash of each dependency. The host CPU enters it
+/// when the builder asks for code tuned to it ([`cpu::native_flag`]).
 pub fn action_key(
     pkg: &Package,
     sources: TreeHash,
     tools: &BTreeMap<String, Tool>,
+    host: &BTreeMap<String, brr_hash::Digest>,
     deps: BTreeMap<String, ArtifactHash>,
 ) -> ActionKey {
     ActionKey {
@@ -56,7 +63,9 @@ pub fn action_key(
         builder: pkg.body.builder.clone(),
         env: pkg.body.env.clone(),
         outputs: pkg.body.outputs.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
-        tools: tools.iter().map(|(n, t)| (n.clone(), t.digest)).collect(),
+        tools: tools.iter().map(|(n, t)| (n.clone(), (*t.closure).clone())).collect(),
+        host_inputs: host.clone(),
+        cpu: cpu::native_flag(&pkg.body.builder, &pkg.body.env).map(|_| cpu::host_cpu()),
         package_dir: pkg.dir.clone(),
         sources,
         deps,

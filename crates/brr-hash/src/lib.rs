@@ -20,8 +20,8 @@ mod roles;
 
 pub use digest::{DIGEST_LEN, Digest, DigestError, HashedBytes};
 pub use object::{
-    ARTIFACT_V1_TAG, ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, Probe, ProcessSpec, Restart,
-    ServiceManifest, Tree, TreeEntry,
+    ACTION_V1_TAG, ARTIFACT_V1_TAG, ActionKey, Artifact, DecodeError, EntryKind, Object, ObjectKind, Probe,
+    ProcessSpec, Restart, ServiceManifest, ToolClosure, Tree, TreeEntry,
 };
 pub use release::{Config, LedgerAction, LedgerEntry, PromotionSource, Release, ReleaseStatus};
 pub use roles::{ArtifactHash, BlobHash, BuildKey, ConfigHash, EntryHash, ReleaseHash, ToolDigest, TreeHash};

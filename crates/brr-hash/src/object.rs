@@ -15,11 +15,15 @@
 //! |---|---|---|
 //! | blob | — | the file's bytes, nothing else (so `b3sum` agrees) |
 //! | [`Tree`] | `brr/tree/1` | entries sorted by name: name, kind, child hash, size |
-//! | [`ActionKey`] | `brr/action/1` | system, builder argv, env (sorted), outputs (sorted), tools (name → digest, sorted), package dir, source-set tree, dependency artifacts (name → hash, sorted) |
+//! | [`ActionKey`] | `brr/action/2` | system, builder argv, env (sorted), outputs (sorted), tools (name → closure: absolute path → file digest, both sorted), host inputs (absolute path → file digest, sorted), host CPU (optional text), package dir, source-set tree, dependency artifacts (name → hash, sorted) |
+//! | [`ToolClosure`] (its [`ToolDigest`]) | `brr/tool-closure/1` | absolute path → file digest, sorted |
 //! | [`Artifact`] | `brr/artifact/2` | outputs tree, manifest: process types (sorted by name: argv, restart policy, grace seconds, readiness probe; each setting optional), release argv |
 //!
 //! `brr/artifact/1` (process types with an argv only) is still decoded, as
 //! an artifact whose settings are all the defaults; see [`Artifact::decode`].
+//! `brr/action/1` (a tool was the digest of its binary alone, no host inputs
+//! or CPU) is still decoded, each tool as a closure of one file with an
+//! empty path ([`ToolClosure::V1_BINARY`]); see [`ActionKey::decode`].
 //!
 //! The release stage's objects (config, release, ledger entry) are listed in
 //! [`crate::release`]'s docs.
@@ -160,7 +164,15 @@ pub struct ActionKey {
     pub builder: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub outputs: BTreeSet<String>,
-    pub tools: BTreeMap<String, ToolDigest>,
+    /// Per declared tool: every host file it runs with (its binary, loader,
+    /// shared libraries, a compiler driver's programs).
+    pub tools: BTreeMap<String, ToolClosure>,
+    /// Declared host files outside the workspace (`host_inputs`): absolute
+    /// path → file digest.
+    pub host_inputs: BTreeMap<String, Digest>,
+    /// The host CPU's model and feature flags, when the builder asks for code
+    /// tuned to it (`-march=native`): another CPU makes another program.
+    pub cpu: Option<String>,
     /// Workspace-relative folder of the package (the builder's working directory).
     pub package_dir: String,
     /// Tree of the selected input files at their workspace-relative paths.
@@ -171,7 +183,44 @@ pub struct ActionKey {
 
 impl Object for ActionKey {
     const KIND: ObjectKind = ObjectKind::Action;
-    const TAG: &'static str = "brr/action/1\n";
+    const TAG: &'static str = "brr/action/2\n";
+
+    /// Also reads `brr/action/1` keys (see the module docs), so the keys of
+    /// builds made before tool closures still show in `why` and verify.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let Some(body) = bytes.strip_prefix(ACTION_V1_TAG.as_bytes()) else {
+            let body =
+                bytes.strip_prefix(Self::TAG.as_bytes()).ok_or(DecodeError::Tag { expected: Self::TAG.trim_end() })?;
+            return postcard::from_bytes(body)
+                .map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source });
+        };
+        let v1: v1::ActionKey =
+            postcard::from_bytes(body).map_err(|source| DecodeError::Body { kind: Self::KIND.as_str(), source })?;
+        Ok(v1.into())
+    }
+}
+
+/// The tag of action keys made before tool closures.
+pub const ACTION_V1_TAG: &str = "brr/action/1\n";
+
+/// The host files a declared tool runs with, each at its absolute host path
+/// (symlinks resolved) with the digest of its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolClosure {
+    pub files: BTreeMap<String, Digest>,
+}
+
+impl ToolClosure {
+    /// The one path of a closure read from a `brr/action/1` key: the
+    /// digest of the tool's binary, where it was is not known.
+    pub const V1_BINARY: &'static str = "";
+
+    /// One digest for the whole closure: what `why` shows per tool.
+    pub fn digest(&self) -> ToolDigest {
+        let mut bytes = b"brr/tool-closure/1\n".to_vec();
+        postcard::to_io(self, &mut bytes).expect("postcard encoding into a Vec");
+        ToolDigest(Digest::of(&bytes))
+    }
 }
 
 impl ActionKey {
@@ -278,13 +327,46 @@ impl Object for Artifact {
 /// The tag of artifacts made before process types had settings.
 pub const ARTIFACT_V1_TAG: &str = "brr/artifact/1\n";
 
-/// The `brr/artifact/1` layout, read by [`Artifact::decode`] only.
+/// The `brr/artifact/1` and `brr/action/1` layouts, read by
+/// [`Artifact::decode`] and [`ActionKey::decode`] only.
 mod v1 {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use serde::Deserialize;
 
-    use crate::TreeHash;
+    use crate::{ArtifactHash, ToolDigest, TreeHash};
+
+    #[derive(Deserialize)]
+    pub(super) struct ActionKey {
+        system: String,
+        builder: Vec<String>,
+        env: BTreeMap<String, String>,
+        outputs: BTreeSet<String>,
+        tools: BTreeMap<String, ToolDigest>,
+        package_dir: String,
+        sources: TreeHash,
+        deps: BTreeMap<String, ArtifactHash>,
+    }
+
+    impl From<ActionKey> for super::ActionKey {
+        fn from(k: ActionKey) -> Self {
+            let closure = |d: ToolDigest| super::ToolClosure {
+                files: BTreeMap::from([(super::ToolClosure::V1_BINARY.to_owned(), d.0)]),
+            };
+            Self {
+                system: k.system,
+                builder: k.builder,
+                env: k.env,
+                outputs: k.outputs,
+                tools: k.tools.into_iter().map(|(n, d)| (n, closure(d))).collect(),
+                host_inputs: BTreeMap::new(),
+                cpu: None,
+                package_dir: k.package_dir,
+                sources: k.sources,
+                deps: k.deps,
+            }
+        }
+    }
 
     #[derive(Deserialize)]
     pub(super) struct Artifact {
@@ -328,7 +410,12 @@ mod tests {
             builder: vec!["sh".into(), "-c".into(), "echo hi > $OUT/a".into()],
             env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
             outputs: BTreeSet::from(["a".into()]),
-            tools: BTreeMap::from([("sh".into(), ToolDigest(Digest::of(b"sh")))]),
+            tools: BTreeMap::from([(
+                "sh".into(),
+                ToolClosure { files: BTreeMap::from([("/bin/sh".into(), Digest::of(b"sh"))]) },
+            )]),
+            host_inputs: BTreeMap::new(),
+            cpu: None,
             package_dir: "libs/a".into(),
             sources: TreeHash(Digest::of(b"tree")),
             deps: BTreeMap::new(),
@@ -339,16 +426,30 @@ mod tests {
     /// would silently invalidate every cache. Bump the tag when it must change.
     #[test]
     fn action_key_encoding_is_pinned() {
-        assert_eq!(sample_key().key().to_string(), "31bb083b0583328c63e0feeae2e056f26225b95ca1c90df6ceddad5463dcb438");
+        assert_eq!(sample_key().key().to_string(), "f624b52a2407cd45d352a8263a5131b7ef90b53f11fd644c7b47492c7dc73b61");
     }
 
     #[test]
     fn round_trip_and_tag_check() {
         let k = sample_key();
         let bytes = k.encode();
-        assert!(bytes.starts_with(b"brr/action/1\n"));
+        assert!(bytes.starts_with(b"brr/action/2\n"));
         assert_eq!(ActionKey::decode(&bytes).unwrap(), k);
         assert!(matches!(Tree::decode(&bytes), Err(DecodeError::Tag { .. })));
+    }
+
+    /// Keys stored before tool closures still decode, each tool as the one
+    /// file it was.
+    #[test]
+    fn action_v1_still_decodes() {
+        let k = sample_key();
+        let tools = BTreeMap::from([("sh".to_owned(), ToolDigest(Digest::of(b"sh")))]);
+        let mut bytes = ACTION_V1_TAG.as_bytes().to_vec();
+        let v1 = (&k.system, &k.builder, &k.env, &k.outputs, &tools, &k.package_dir, k.sources, &k.deps);
+        postcard::to_io(&v1, &mut bytes).unwrap();
+        let old = ActionKey::decode(&bytes).unwrap();
+        assert_eq!(old.tools["sh"].files[ToolClosure::V1_BINARY], Digest::of(b"sh"));
+        assert_eq!((old.builder, old.host_inputs.len(), old.cpu), (k.builder, 0, None));
     }
 
     #[test]

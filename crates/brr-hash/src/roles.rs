@@ -61,7 +61,7 @@ role!(
     ArtifactHash
 );
 role!(
-    /// Digest of a host tool's binary.
+    /// Digest of a host tool's closure ([`crate::ToolClosure::digest`]).
     ToolDigest
 );
 role!(

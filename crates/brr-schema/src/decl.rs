@@ -116,6 +116,13 @@ pub struct PackageBody {
     /// digests enter the build key, and only they are on the builder's `PATH`.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// Globs of host files outside the workspace that the build reads and
+    /// no tool's closure covers (`"/usr/include/**"`), as absolute paths
+    /// with the glob rules of `inputs`. Their digests enter the build key;
+    /// they are not staged (the sandbox reads them where they are). Each
+    /// glob must match a file.
+    #[serde(default)]
+    pub host_inputs: Vec<String>,
     /// The builder command (argv); its first word must be a declared tool.
     pub builder: Vec<String>,
     /// Environment variables for the builder, on top of brr's fixed ones.

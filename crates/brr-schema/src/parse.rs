@@ -184,6 +184,7 @@ fn check_glob_len(file: &SourceFile, g: &str) -> Result<(), Box<DeclError>> {
 pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, Box<DeclError>> {
     let decl: PackageDecl = parse(file)?;
     check_package(file, &decl)?;
+    check_host_inputs(file, &decl.body().host_inputs)?;
     Ok(decl)
 }
 
@@ -193,6 +194,28 @@ pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
         && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// `host_inputs` are absolute globs without `..`.
+fn check_host_inputs(file: &SourceFile, globs: &[String]) -> Result<(), Box<DeclError>> {
+    let err = |value: &str, message: String, label: &str| {
+        DeclError::at(file, file.find_value(value, file.find_field("host_inputs")), message, label)
+    };
+    for g in globs {
+        if !g.starts_with('/') {
+            return Err(err(g, format!("host input `{}` is not an absolute path", cut(g)), "relative")
+                .with_help(
+                    "host inputs name files outside the workspace from `/`; files of the workspace go in `inputs`",
+                )
+                .into());
+        }
+        if g.split('/').any(|c| c == "..") {
+            return Err(err(g, format!("host input `{}` contains `..`", cut(g)), "`..`")
+                .with_help("write the path without `..`")
+                .into());
+        }
+    }
+    Ok(())
 }
 
 fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclError>> {

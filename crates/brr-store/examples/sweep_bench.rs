@@ -55,6 +55,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     env: std::collections::BTreeMap::new(),
                     outputs: std::collections::BTreeSet::new(),
                     tools: std::collections::BTreeMap::new(),
+                    host_inputs: std::collections::BTreeMap::new(),
+                    cpu: None,
                     package_dir: format!("p{a}"),
                     sources: TreeHash(src_tree.hash().0),
                     deps: std::collections::BTreeMap::new(),

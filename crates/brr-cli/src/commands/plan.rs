@@ -33,6 +33,10 @@ pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Fa
             (i, p, remote)
         })
         .collect();
+    let cpu_note = |i: usize| {
+        let body = &ws.packages[i].body;
+        brr_graph::cpu::note(&body.builder, &body.env)
+    };
     if json {
         let targets = planned
             .iter()
@@ -45,6 +49,7 @@ pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Fa
                         key: key.map(Hash::from),
                         artifact: Some((*artifact).into()),
                         reason: format!("the remote cache `{url}` has it"),
+                        cpu_note: cpu_note(*i),
                     };
                 }
                 match p {
@@ -54,6 +59,7 @@ pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Fa
                         key: Some((*key).into()),
                         artifact: Some((*artifact).into()),
                         reason: "cached".into(),
+                        cpu_note: cpu_note(*i),
                     },
                     Planned::Build { key, reason } => PlanTarget {
                         name,
@@ -61,6 +67,7 @@ pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Fa
                         key: key.map(Hash::from),
                         artifact: None,
                         reason: reason.clone(),
+                        cpu_note: cpu_note(*i),
                     },
                 }
             })
@@ -76,6 +83,9 @@ pub fn run(settings: &Settings, targets: &[String], json: bool) -> Result<(), Fa
         match p {
             Planned::Cached { artifact, .. } => println!("cached  {name}  {}", artifact.short()),
             Planned::Build { reason, .. } => println!("build   {name}  ({reason})"),
+        }
+        if let Some(note) = cpu_note(*i) {
+            println!("        note: {note}");
         }
     }
     Ok(())

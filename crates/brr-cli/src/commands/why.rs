@@ -5,7 +5,7 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool,
+    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool, WhyToolFile,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -25,11 +25,29 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         .zip(inputs.leaves(i))
         .map(|(rel, leaf)| (rel.clone(), Hash::from(leaf.hash), leaf.size))
         .collect();
-    let tools: Vec<_> =
-        inputs.tools[i].iter().map(|(n, t)| (n.clone(), Hash::from(t.digest), t.path.display().to_string())).collect();
+    let tools: Vec<WhyTool> = inputs.tools[i]
+        .iter()
+        .map(|(n, t)| WhyTool {
+            name: n.clone(),
+            digest: t.digest.into(),
+            path: t.path.display().to_string(),
+            closure: t
+                .closure
+                .files
+                .iter()
+                .map(|(p, d)| WhyToolFile { path: p.clone(), digest: (*d).into() })
+                .collect(),
+        })
+        .collect();
+    let cpu = e.key.cpu.as_ref().map(|identity| WhyCpu {
+        identity: identity.clone(),
+        because: brr_graph::cpu::native_flag(&pkg.body.builder, &pkg.body.env)
+            .map(|f| f.to_string())
+            .unwrap_or_default(),
+    });
     let status = if e.cached.is_some() { PlanStatus::Cached } else { PlanStatus::Build };
     if json {
-        return output::print(&why_doc(&e, &files, &tools, status));
+        return output::print(&why_doc(&e, &files, tools, cpu, status));
     }
     match e.key_hash {
         Some(k) => println!("{target}: key {k}"),
@@ -53,8 +71,17 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     for (k, v) in &e.key.env {
         println!("  env      {k}={v}");
     }
-    for (n, d, p) in &tools {
-        println!("  tool     {n}  {}  {p}", &d.to_string()[..16]);
+    for t in &tools {
+        println!("  tool     {}  {}  {}  ({} files)", t.name, &t.digest.to_string()[..16], t.path, t.closure.len());
+        for f in &t.closure {
+            println!("             {}  {}", &f.digest.to_string()[..16], f.path);
+        }
+    }
+    for (p, d) in &e.key.host_inputs {
+        println!("  host     {p}  {}", &d.to_string()[..16]);
+    }
+    if let Some(c) = &cpu {
+        println!("  cpu      {} (because {})", brr_graph::cpu::describe(&c.identity), c.because);
     }
     for (n, a) in &e.key.deps {
         let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
@@ -84,7 +111,8 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
 fn why_doc(
     e: &Explanation,
     files: &[(String, Hash, u64)],
-    tools: &[(String, Hash, String)],
+    tools: Vec<WhyTool>,
+    cpu: Option<WhyCpu>,
     status: PlanStatus,
 ) -> WhyDoc {
     WhyDoc {
@@ -109,10 +137,9 @@ fn why_doc(
                 .map(|(path, digest, size)| WhyFile { path: path.clone(), digest: *digest, size: *size })
                 .collect(),
             env: e.key.env.clone(),
-            tools: tools
-                .iter()
-                .map(|(name, digest, path)| WhyTool { name: name.clone(), digest: *digest, path: path.clone() })
-                .collect(),
+            tools,
+            host_inputs: e.key.host_inputs.iter().map(|(p, d)| (p.clone(), Hash::from(*d))).collect(),
+            cpu,
             deps: e.key.deps.iter().map(|(n, a)| (n.clone(), Hash::from(*a))).collect(),
             pending_deps: e.pending.clone(),
             builder: e.key.builder.clone(),

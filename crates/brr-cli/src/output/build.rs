@@ -114,6 +114,9 @@ pub struct PlanTarget {
     pub artifact: Option<Hash>,
     /// Why it would build (`cached` when cached).
     pub reason: String,
+    /// Set when the key includes this machine's CPU, saying why
+    /// (`the key includes this machine's CPU: … because `CFLAGS` has `-march=native``).
+    pub cpu_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -175,6 +178,10 @@ pub struct WhyInputs {
     pub files: Vec<WhyFile>,
     pub env: BTreeMap<String, String>,
     pub tools: Vec<WhyTool>,
+    /// Declared host files (`host_inputs`): absolute path → digest.
+    pub host_inputs: BTreeMap<String, Hash>,
+    /// The host CPU in the key, and why (`-march=native`).
+    pub cpu: Option<WhyCpu>,
     /// Dependency name → its artifact (the previous one for `pending_deps`).
     pub deps: BTreeMap<String, Hash>,
     /// Dependencies that must be rebuilt before the key is known.
@@ -202,8 +209,29 @@ pub struct WhyFile {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WhyTool {
     pub name: String,
+    /// The digest of its closure.
     pub digest: Hash,
     pub path: String,
+    /// Its closure: its binary, loader, shared libraries and, for a
+    /// compiler driver, the programs it runs, with their closures.
+    pub closure: Vec<WhyToolFile>,
+}
+
+/// A file of a tool's closure.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyToolFile {
+    /// Absolute host path, links resolved.
+    pub path: String,
+    pub digest: Hash,
+}
+
+/// The host CPU in a key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyCpu {
+    /// Its model and feature flags, as in the key.
+    pub identity: String,
+    /// Why, e.g. ``CFLAGS` has `-march=native``.
+    pub because: String,
 }
 
 /// One difference from the previous build's key.
@@ -220,6 +248,9 @@ pub enum ChangeKind {
     File,
     Env,
     Tool,
+    #[serde(rename = "host input")]
+    HostInput,
+    Cpu,
     Dependency,
     Declaration,
 }
@@ -230,7 +261,9 @@ impl From<&brr_exec::explain::Change> for ChangeKind {
         match change {
             C::FileAdded(_) | C::FileRemoved(_) | C::FileChanged(_) | C::SourcesUnknown => Self::File,
             C::Env { .. } => Self::Env,
-            C::ToolAdded(_) | C::ToolRemoved(_) | C::ToolChanged(_) => Self::Tool,
+            C::ToolAdded(_) | C::ToolRemoved(_) | C::ToolChanged(_) | C::ToolFile { .. } => Self::Tool,
+            C::HostInput { .. } => Self::HostInput,
+            C::Cpu { .. } => Self::Cpu,
             C::DepAdded(_) | C::DepRemoved(_) | C::DepChanged(_) | C::DepPending(_) => Self::Dependency,
             C::Declaration(_) => Self::Declaration,
         }

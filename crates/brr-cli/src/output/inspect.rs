@@ -149,8 +149,15 @@ pub struct Action {
     pub builder: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub outputs: BTreeSet<String>,
-    /// Tool name → digest.
+    /// Tool name → digest of its closure.
     pub tools: BTreeMap<String, Hash>,
+    /// Tool name → the files of its closure: absolute host path → digest
+    /// (an empty path: a key from before closures, the tool's binary).
+    pub tool_files: BTreeMap<String, BTreeMap<String, Hash>>,
+    /// Declared host files: absolute path → digest.
+    pub host_inputs: BTreeMap<String, Hash>,
+    /// The host CPU, when the builder tunes code to it (`-march=native`).
+    pub cpu: Option<String>,
     /// Workspace-relative folder of the package.
     pub package_dir: String,
     /// The tree of the input files.
@@ -249,7 +256,14 @@ impl From<brr_hash::ActionKey> for Action {
             builder: k.builder,
             env: k.env,
             outputs: k.outputs,
-            tools: k.tools.into_iter().map(|(n, d)| (n, d.into())).collect(),
+            tools: k.tools.iter().map(|(n, c)| (n.clone(), c.digest().into())).collect(),
+            tool_files: k
+                .tools
+                .into_iter()
+                .map(|(n, c)| (n, c.files.into_iter().map(|(p, d)| (p, d.into())).collect()))
+                .collect(),
+            host_inputs: k.host_inputs.into_iter().map(|(p, d)| (p, d.into())).collect(),
+            cpu: k.cpu,
             package_dir: k.package_dir,
             sources: k.sources.into(),
             deps: k.deps.into_iter().map(|(n, a)| (n, a.into())).collect(),

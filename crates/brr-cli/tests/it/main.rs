@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, reason = "a failing test panics, helpers included")]
 
 mod cache;
+mod closures;
 mod confinement;
 mod crash;
 mod failures;

@@ -9,8 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use brr_hash::{
     ActionKey, Artifact, ArtifactHash, Config, ConfigHash, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry,
-    Probe, ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, Restart, ServiceManifest, ToolDigest,
-    Tree, TreeEntry,
+    Probe, ProcessSpec, PromotionSource, Release, ReleaseHash, ReleaseStatus, Restart, ServiceManifest, Tree,
+    TreeEntry,
 };
 use serde::Serialize;
 
@@ -66,7 +66,18 @@ fn file(t: &mut Tree) -> &mut TreeEntry {
 #[test]
 fn every_action_key_field_enters_the_key() {
     let base = samples::action_key();
-    let ActionKey { system: _, builder: _, env: _, outputs: _, tools: _, package_dir: _, sources: _, deps: _ } = &base;
+    let ActionKey {
+        system: _,
+        builder: _,
+        env: _,
+        outputs: _,
+        tools: _,
+        host_inputs: _,
+        cpu: _,
+        package_dir: _,
+        sources: _,
+        deps: _,
+    } = &base;
     let changes = [
         change(&base, "system", "another platform", |k| k.system = "aarch64-linux".into()),
         change(&base, "builder", "an argument changed", |k| k.builder[2].push_str(" -g")),
@@ -83,12 +94,30 @@ fn every_action_key_field_enters_the_key() {
         change(&base, "outputs", "an output added", |k| assert!(k.outputs.insert("lib".into()))),
         change(&base, "outputs", "an output removed", |k| assert!(k.outputs.remove("share"))),
         change(&base, "tools", "a tool upgraded", |k| {
-            assert!(k.tools.insert("cc".into(), ToolDigest(Digest::of(b"cc binary, newer"))).is_some());
+            let cc = k.tools.get_mut("cc").unwrap();
+            assert!(cc.files.insert("/usr/bin/gcc".into(), Digest::of(b"cc binary, newer")).is_some());
+        }),
+        change(&base, "tools", "a compiler's cc1 changed, the driver the same", |k| {
+            let cc = k.tools.get_mut("cc").unwrap();
+            assert!(cc.files.insert("/usr/lib/gcc/x86_64-linux-gnu/12/cc1".into(), Digest::of(b"cc1, new")).is_some());
+        }),
+        change(&base, "tools", "a library of a tool moved", |k| {
+            let cc = k.tools.get_mut("cc").unwrap();
+            let libc = cc.files.remove("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+            cc.files.insert("/usr/lib/x86_64-linux-gnu/libc.so.6".into(), libc);
         }),
         change(&base, "tools", "a tool added", |k| {
-            assert!(k.tools.insert("ld".into(), ToolDigest(Digest::of(b"ld binary"))).is_none());
+            assert!(k.tools.insert("ld".into(), samples::closure(&[("/usr/bin/ld", b"ld binary")])).is_none());
         }),
         change(&base, "tools", "a tool removed", |k| assert!(k.tools.remove("sh").is_some())),
+        change(&base, "host_inputs", "a host header changed", |k| {
+            assert!(k.host_inputs.insert("/usr/include/zlib.h".into(), Digest::of(b"zlib.h, new")).is_some());
+        }),
+        change(&base, "host_inputs", "a host file added", |k| {
+            assert!(k.host_inputs.insert("/usr/include/zconf.h".into(), Digest::of(b"zconf.h")).is_none());
+        }),
+        change(&base, "cpu", "another CPU model", |k| k.cpu = Some("model name: Other CPU; flags: fpu sse2".into())),
+        change(&base, "cpu", "no CPU", |k| k.cpu = None),
         change(&base, "package_dir", "another folder", |k| k.package_dir = "services/other".into()),
         change(&base, "sources", "another source tree", |k| k.sources = samples::bin_tree().hash()),
         change(&base, "deps", "a dependency rebuilt differently", |k| {

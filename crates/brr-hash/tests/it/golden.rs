@@ -35,7 +35,7 @@ fn assert_pinned<T: Object + Debug + PartialEq>(value: &T, hex: &str) {
 #[test]
 fn domain_tags_are_pinned() {
     assert_eq!((Tree::KIND, Tree::TAG), (ObjectKind::Tree, "brr/tree/1\n"));
-    assert_eq!((ActionKey::KIND, ActionKey::TAG), (ObjectKind::Action, "brr/action/1\n"));
+    assert_eq!((ActionKey::KIND, ActionKey::TAG), (ObjectKind::Action, "brr/action/2\n"));
     assert_eq!((Artifact::KIND, Artifact::TAG), (ObjectKind::Artifact, "brr/artifact/2\n"));
     assert_eq!((Config::KIND, Config::TAG), (ObjectKind::Config, "brr/config/1\n"));
     assert_eq!((Release::KIND, Release::TAG), (ObjectKind::Release, "brr/release/1\n"));
@@ -125,7 +125,16 @@ fn snapshot_of_a_folder_gives_the_pinned_tree() {
 
 #[test]
 fn action_key_hash_is_pinned() {
-    assert_pinned(&samples::action_key(), "59416cefd0626485ea57cadb44557e6b1926b90e16efeb2288d070a298be79f1");
+    assert_pinned(&samples::action_key(), "a83e7c2ace0c620e1bc3ce6b7339790851eb1033af114238acd0cc4d9ea67c84");
+}
+
+/// What `why` shows per tool: one digest over its closure.
+#[test]
+fn tool_closure_digest_is_pinned() {
+    assert_eq!(
+        samples::cc_closure().digest().to_string(),
+        "a67b8c651c6f7eddb0586280e7b88da8ae9bb512ddb6440dca500c09b9b1ccdd"
+    );
 }
 
 /// The artifact hash is the build hash every release hash contains.

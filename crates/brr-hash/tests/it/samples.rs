@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use brr_hash::{
     ActionKey, Artifact, ArtifactHash, Config, Digest, EntryHash, EntryKind, LedgerAction, LedgerEntry, Probe,
-    ProcessSpec, PromotionSource, Release, ReleaseStatus, Restart, ServiceManifest, ToolDigest, Tree, TreeEntry,
+    ProcessSpec, PromotionSource, Release, ReleaseStatus, Restart, ServiceManifest, ToolClosure, Tree, TreeEntry,
 };
 
 /// Bytes of the sample files, with the sizes the entries below claim.
@@ -59,10 +59,12 @@ pub fn action_key() -> ActionKey {
         builder: strings(&["sh", "-c", "cc -o $OUT/bin/app main.c"]),
         env: BTreeMap::from([("CFLAGS".into(), "-O2".into()), ("MODE".into(), "release".into())]),
         outputs: BTreeSet::from(["bin".into(), "share".into()]),
-        tools: BTreeMap::from([
-            ("cc".into(), ToolDigest(Digest::of(b"cc binary"))),
-            ("sh".into(), ToolDigest(Digest::of(b"sh binary"))),
+        tools: BTreeMap::from([("cc".into(), cc_closure()), ("sh".into(), closure(&[("/bin/sh", b"sh binary")]))]),
+        host_inputs: BTreeMap::from([
+            ("/usr/include/stdio.h".into(), Digest::of(b"stdio.h")),
+            ("/usr/include/zlib.h".into(), Digest::of(b"zlib.h")),
         ]),
+        cpu: Some("model name: Some CPU; flags: fpu sse2 avx2".into()),
         package_dir: "services/app".into(),
         sources: tree().hash(),
         deps: BTreeMap::from([
@@ -70,6 +72,21 @@ pub fn action_key() -> ActionKey {
             ("zlib".into(), ArtifactHash(Digest::of(b"zlib artifact"))),
         ]),
     }
+}
+
+/// A tool closure of the given (path, bytes).
+pub fn closure(files: &[(&str, &[u8])]) -> ToolClosure {
+    ToolClosure { files: files.iter().map(|(p, b)| ((*p).to_owned(), Digest::of(b))).collect() }
+}
+
+/// A compiler driver's closure: the driver, the loader, libc and `cc1`.
+pub fn cc_closure() -> ToolClosure {
+    closure(&[
+        ("/usr/bin/gcc", b"cc binary"),
+        ("/lib64/ld-linux-x86-64.so.2", b"loader"),
+        ("/lib/x86_64-linux-gnu/libc.so.6", b"libc"),
+        ("/usr/lib/gcc/x86_64-linux-gnu/12/cc1", b"cc1"),
+    ])
 }
 
 /// A process type with every setting declared: `web` of [`manifest`].

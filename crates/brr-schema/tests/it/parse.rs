@@ -65,6 +65,18 @@ fn builder_must_be_a_tool_and_env_not_reserved() {
 }
 
 #[test]
+fn host_inputs_must_be_absolute_without_dot_dot() {
+    let with = |g: &str| GOOD.replace("tools: [\"cc\"]", &format!("tools: [\"cc\"],\n    host_inputs: [\"{g}\"]"));
+    let e = pkg(&with("usr/include/**")).unwrap_err();
+    assert!(e.message.contains("host input `usr/include/**` is not an absolute path"), "{e}");
+    assert_eq!(e.line, 6);
+    let e = pkg(&with("/usr/include/../lib/*.so")).unwrap_err();
+    assert!(e.message.contains("contains `..`"), "{e}");
+    assert_eq!(e.line, 6);
+    assert_eq!(pkg(&with("/usr/include/**")).unwrap().body().host_inputs, ["/usr/include/**"]);
+}
+
+#[test]
 fn library_cannot_have_processes() {
     let e = pkg(&GOOD.replace("Service(", "Library(")).unwrap_err();
     assert!(e.message.contains("declares process `web`"), "{e}");

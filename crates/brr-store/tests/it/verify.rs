@@ -131,6 +131,8 @@ fn verification_of(store: &Store, tree: Digest) -> Result<brr_store::Verificatio
         env: std::collections::BTreeMap::new(),
         outputs: std::collections::BTreeSet::new(),
         tools: std::collections::BTreeMap::new(),
+        host_inputs: std::collections::BTreeMap::new(),
+        cpu: None,
         package_dir: String::new(),
         sources: TreeHash(tree),
         deps: std::collections::BTreeMap::new(),
