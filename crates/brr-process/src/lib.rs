@@ -57,6 +57,13 @@
 //!   `brr`);
 //! - **mounts**: the mount tree is made private, so nothing the builder mounts
 //!   propagates to the host;
+//! - **build path**: given a [`SandboxSpec::build_dir`], the builder gets a
+//!   new root, a tmpfs holding the host's top-level entries bound in place
+//!   and that folder at [`BUILD_PATH`] (`/build`), entered with
+//!   `pivot_root`: every build sees its own folder at the same path, so
+//!   what it embeds of it is the same on every machine. The root itself is
+//!   read-only. Landlock rules (made on the host's paths) still hold: they
+//!   attach to inodes, which bind mounts share;
 //! - **writes**: with Landlock, the builder may write only below
 //!   [`SandboxSpec::writable`] (plus `/dev/null` and similar devices);
 //! - **reads**: with Landlock, it may read and execute only below

@@ -324,8 +324,9 @@ pub fn diffoscope(
         .arg("--no-progress")
         .arg("--text")
         .arg(&path)
-        .arg(&pa)
-        .arg(&pb)
+        // Relative: the report names the rounds, not a folder removed after.
+        .arg("first-round")
+        .arg("other-round")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -100,7 +100,7 @@ fn diffoscope_writes_its_report_to_the_store_and_prints_a_summary() {
         "{line}"
     );
     let report = std::fs::read_to_string(path).unwrap();
-    assert!(report.contains("first-round/f") || report.contains("f"), "{report}");
+    assert!(report.contains("--- first-round/f") && report.contains("+++ other-round/f"), "{report}");
     assert!(report.lines().count() >= 3, "{report}");
     assert!(run.stdout.lines().count() < 40, "the terminal got the whole report:\n{}", run.stdout);
 }

@@ -44,7 +44,7 @@ fn corpus_flags_every_bad_case_with_its_file_and_no_good_one() {
         let mut lines = expect.lines();
         let verdict = lines.next().unwrap_or_default();
         // `cause: CONDITION` lines: what verify must name as (one of) the causes.
-        let causes: Vec<&str> = lines.filter_map(|l| l.strip_prefix("cause: ")).collect();
+        let named: Vec<&str> = lines.filter_map(|l| l.strip_prefix("cause: ")).collect();
         if let Some(file) = verdict.strip_prefix("differs: ") {
             bad += 1;
             assert_eq!(t["reproducible"], false, "{name} should be flagged: {t:#}");
@@ -54,7 +54,7 @@ fn corpus_flags_every_bad_case_with_its_file_and_no_good_one() {
             let found: Vec<&str> =
                 t["causes"].as_array().unwrap().iter().map(|c| c["condition"].as_str().unwrap()).collect();
             assert!(!found.is_empty(), "{name}: no cause named: {t:#}");
-            for cause in causes {
+            for cause in named {
                 assert!(found.contains(&cause), "{name}: `{cause}` not named as a cause: {t:#}");
             }
         } else {
