@@ -5,8 +5,9 @@
 # Execution API server) in a venv under target/, Redis (where that
 # BuildGrid keeps its action cache), skopeo and umoci (OCI image checks),
 # docker-registry (the Distribution registry), busybox-static (a base
-# image's userland) and podman with runc (running an image). The tests
-# start and stop these servers themselves, on 127.0.0.1.
+# image's userland), podman with runc (running an image) and diffoscope
+# (verify --diffoscope). The tests start and stop these servers
+# themselves, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,8 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v pgrep >/dev/null || need+=(procps)
+# `brr verify --diffoscope` writes diffoscope's report to the store.
+command -v diffoscope >/dev/null || need+=(diffoscope-minimal)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing: ${need[*]} (install them with apt-get as root)" >&2

@@ -337,7 +337,7 @@ fn build<T>(
     let mut sb = Sandbox::create(&base)?;
     stage(store, action, &held, &deps, &mut sb, link, cond.reverse_staging)?;
     let limits = limits(&pkg.body.limits);
-    let spec = builder_spec(action, &sb, cond, limits)?;
+    let spec = builder_spec(action, &sb, cond, limits, isolate)?;
     let log_path = sb.log();
     // Read back through the same descriptor once the builder is done.
     let log_file =
@@ -452,9 +452,14 @@ fn builder_spec(
     sb: &Sandbox,
     cond: &Conditions,
     limits: Limits,
+    isolate: bool,
 ) -> Result<SandboxSpec, ExecError> {
     let pkg = action.pkg;
-    let env = environment(sb, &pkg.body.env, builder_jobs(cond));
+    // With a fixed build path the builder sees its folder at `/build`, so
+    // every path it is given (and may embed) is the same in every build.
+    let fixed = isolate && crate::sandbox::isolation().fixed_path();
+    let seen = if fixed { PathBuf::from(crate::sandbox::BUILD_PATH) } else { sb.root().to_path_buf() };
+    let env = environment(&seen, &pkg.body.env, builder_jobs(cond));
     let mut program = action.tools[&pkg.body.builder[0]].path.clone();
     let mut args = pkg.body.builder[1..].to_vec();
     if cond.reverse_env {
@@ -472,7 +477,7 @@ fn builder_spec(
         program,
         args,
         env,
-        cwd: sb.src().join(&pkg.dir),
+        cwd: seen.join("src").join(&pkg.dir),
         writable: vec![sb.out(), sb.tmp()],
         readable: readable(action, sb),
         hostname: cond.hostname.clone(),
@@ -481,6 +486,7 @@ fn builder_spec(
         net_slot: None,
         host_network: false,
         limits: Some(limits),
+        build_dir: fixed.then(|| sb.root().to_path_buf()),
     })
 }
 
@@ -555,18 +561,19 @@ fn builder_jobs(cond: &Conditions) -> usize {
     cond.cpus.map_or(jobs, |cpus| jobs.min(cpus.max(1)))
 }
 
-/// The builder's whole environment: brr's fixed values plus the declared env.
-fn environment(sb: &Sandbox, declared: &BTreeMap<String, String>, jobs: usize) -> Vec<(String, String)> {
-    let p = |p: &Path| p.to_string_lossy().into_owned();
+/// The builder's whole environment: brr's fixed values plus the declared
+/// env; `root` is the sandbox folder as the builder sees it.
+fn environment(root: &Path, declared: &BTreeMap<String, String>, jobs: usize) -> Vec<(String, String)> {
+    let p = |name: &str| root.join(name).to_string_lossy().into_owned();
     let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), p(&sb.tools())),
+        ("PATH".into(), p("tools")),
         ("HOME".into(), "/homeless-shelter".into()),
         ("TZ".into(), "UTC".into()),
         ("LC_ALL".into(), "C".into()),
         ("SOURCE_DATE_EPOCH".into(), SOURCE_DATE_EPOCH.into()),
-        ("OUT".into(), p(&sb.out())),
-        ("DEPS".into(), p(&sb.deps())),
-        ("TMPDIR".into(), p(&sb.tmp())),
+        ("OUT".into(), p("out")),
+        ("DEPS".into(), p("deps")),
+        ("TMPDIR".into(), p("tmp")),
         ("BRR_JOBS".into(), jobs.to_string()),
     ];
     env.extend(declared.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -10,6 +10,8 @@
 //! S/log                               the builder's stdout and stderr
 //! build-<pid>.lock                    held by the owning brr process while it lives
 //! ```
+//! With namespaces the builder sees `S` at `/build` (`brr_process::BUILD_PATH`),
+//! so its paths (`$OUT` = `/build/out`) do not depend on where `S` is.
 //! Inputs and dependencies are hard-linked from the CAS when Landlock keeps
 //! the builder from writing anywhere but `$OUT` and `$TMPDIR`; without it a
 //! link would let the builder write into the CAS, so inputs are copied.

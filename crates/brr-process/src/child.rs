@@ -12,7 +12,7 @@
 //! A failing step is reported as one error code through the spawner's pipe:
 //! the step number goes in the bits above the errno ([`encode`]/[`decode`]).
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -67,7 +67,50 @@ pub(super) struct Namespaces {
     /// limits how many processes it can have; written where the kernel
     /// allows (Linux 6.14 and later).
     pub(super) pid_max: Option<Vec<u8>>,
+    /// A new root showing the sandbox at the fixed build path, when asked.
+    pub(super) root: Option<FixedRoot>,
 }
+
+/// A new root (a tmpfs) holding the host's top-level entries, bound in
+/// place, and the sandbox folder at [`BUILD_PATH`](crate::BUILD_PATH): the
+/// builder sees the host as before, but its own folder at the same path in
+/// every build, round and machine (as Nix's `/build`).
+#[derive(Debug)]
+pub(super) struct FixedRoot {
+    /// The host's `/` as it is listed once per process.
+    pub(super) entries: &'static [RootEntry],
+    /// The sandbox folder as seen below [`OLD_ROOT`] (`/.host/<host path>`).
+    pub(super) sandbox: CString,
+}
+
+/// One entry of the host's `/`, recreated in the new root.
+#[derive(Debug)]
+pub(super) struct RootEntry {
+    /// `/<name>`.
+    pub(super) path: CString,
+    /// `/.host/<name>`, where the host's entry is once the new root is in place.
+    pub(super) source: CString,
+    pub(super) kind: RootKind,
+}
+
+#[derive(Debug)]
+pub(super) enum RootKind {
+    /// A folder, bound with all mounts below it.
+    Dir,
+    /// A file, bound onto an empty file.
+    File,
+    /// A symbolic link (`/bin -> usr/bin`), made again with this target.
+    Link(CString),
+}
+
+/// Where the tmpfs of the new root is mounted before it becomes `/`; any
+/// existing folder will do, the host's shows again once the root moved.
+const NEW_ROOT_AT: &CStr = c"/tmp";
+/// Where the host's root is while the new one is filled, below the new one.
+const OLD_ROOT: &CStr = c"/.host";
+const OLD_ROOT_NAME: &CStr = c".host";
+/// The fixed build path, as a C string.
+const BUILD_PATH_C: &CStr = c"/build";
 
 impl Namespaces {
     /// Maps the current effective uid and gid to themselves inside the new
@@ -83,6 +126,7 @@ impl Namespaces {
             hostname: hostname.as_bytes().to_vec(),
             mount_proc,
             pid_max: None,
+            root: None,
         }
     }
 }
@@ -108,6 +152,8 @@ pub enum SetupStep {
     Hostname,
     /// Making the mount tree private so nothing propagates to the host.
     MountPrivate,
+    /// Making the new root that shows the sandbox at the fixed build path.
+    BuildPath,
     /// Starting the builder as the first process of its PID namespace.
     StartInit,
     /// Mounting `/proc` for the new PID namespace.
@@ -119,7 +165,7 @@ pub enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::JoinNetwork,
         Self::Unshare,
         Self::Setgroups,
@@ -127,6 +173,7 @@ impl SetupStep {
         Self::GidMap,
         Self::Hostname,
         Self::MountPrivate,
+        Self::BuildPath,
         Self::StartInit,
         Self::MountProc,
         Self::NoNewPrivs,
@@ -149,6 +196,7 @@ impl fmt::Display for SetupStep {
             Self::GidMap => "write /proc/self/gid_map",
             Self::Hostname => "sethostname",
             Self::MountPrivate => "make / a private mount",
+            Self::BuildPath => "mount the sandbox at /build in a new root",
             Self::StartInit => "clone(the first process of the PID namespace)",
             Self::MountProc => "mount /proc",
             Self::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
@@ -209,7 +257,17 @@ impl ChildSetup {
         step(SetupStep::GidMap, write_file(c"/proc/self/gid_map", &ns.gid_map))?;
         step(SetupStep::Hostname, rustix::system::sethostname(&ns.hostname))?;
         let private = MountPropagationFlags::PRIVATE | MountPropagationFlags::REC;
-        step(SetupStep::MountPrivate, rustix::mount::mount_change(c"/", private))
+        step(SetupStep::MountPrivate, rustix::mount::mount_change(c"/", private))?;
+        if let Some(root) = &ns.root {
+            step(SetupStep::BuildPath, enter_root(root))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the builder's cwd is a path inside the new root (so it is
+    /// entered only after [`Self::enter_namespaces`]).
+    pub(super) fn fixed_root(&self) -> bool {
+        self.namespaces.as_ref().is_some_and(|ns| ns.root.is_some())
     }
 
     /// Whether [`Self::enter_namespaces`] makes a PID namespace, so that the
@@ -267,6 +325,43 @@ impl ChildSetup {
         }
         Ok(())
     }
+}
+
+/// Makes `root` the process's `/`: a tmpfs, the host's old root below it
+/// while its entries are bound in place and the sandbox at the build path,
+/// then the old root detached. Rules of a Landlock ruleset stay in force:
+/// they hold on the inodes, which bind mounts share.
+fn enter_root(root: &FixedRoot) -> rustix::io::Result<()> {
+    use rustix::fs::{mkdir, rmdir, symlink};
+    use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind_recursive, mount_remount, unmount};
+    let dir = Mode::from_raw_mode(0o755);
+    mount(c"tmpfs", NEW_ROOT_AT, c"tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=0755")?;
+    rustix::process::chdir(NEW_ROOT_AT)?;
+    mkdir(OLD_ROOT_NAME, dir)?;
+    rustix::process::pivot_root(c".", OLD_ROOT_NAME)?;
+    rustix::process::chdir(c"/")?;
+    for entry in root.entries {
+        match &entry.kind {
+            RootKind::Dir => {
+                mkdir(entry.path.as_c_str(), dir)?;
+                mount_bind_recursive(entry.source.as_c_str(), entry.path.as_c_str())?;
+            }
+            RootKind::File => {
+                let flags = OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC;
+                drop(rustix::fs::open(entry.path.as_c_str(), flags, Mode::from_raw_mode(0o644))?);
+                mount_bind_recursive(entry.source.as_c_str(), entry.path.as_c_str())?;
+            }
+            RootKind::Link(target) => symlink(target.as_c_str(), entry.path.as_c_str())?,
+        }
+    }
+    mkdir(BUILD_PATH_C, dir)?;
+    mount_bind_recursive(root.sandbox.as_c_str(), BUILD_PATH_C)?;
+    unmount(OLD_ROOT, UnmountFlags::DETACH)?;
+    rmdir(OLD_ROOT)?;
+    // Nothing but the bound folders can be written; where the kernel
+    // refuses, the root stays a private, writable tmpfs that ends with the build.
+    let _ = mount_remount(c"/", MountFlags::BIND | MountFlags::RDONLY, c"");
+    Ok(())
 }
 
 /// The error of `step`, whose raw syscall just failed (errno is read

@@ -57,6 +57,13 @@
 //!   `brr`);
 //! - **mounts**: the mount tree is made private, so nothing the builder mounts
 //!   propagates to the host;
+//! - **build path**: given a [`SandboxSpec::build_dir`], the builder gets a
+//!   new root, a tmpfs holding the host's top-level entries bound in place
+//!   and that folder at [`BUILD_PATH`] (`/build`), entered with
+//!   `pivot_root`: every build sees its own folder at the same path, so
+//!   what it embeds of it is the same on every machine. The root itself is
+//!   read-only. Landlock rules (made on the host's paths) still hold: they
+//!   attach to inodes, which bind mounts share;
 //! - **writes**: with Landlock, the builder may write only below
 //!   [`SandboxSpec::writable`] (plus `/dev/null` and similar devices);
 //! - **reads**: with Landlock, it may read and execute only below
@@ -104,6 +111,7 @@ mod spawn;
 mod status;
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -157,7 +165,17 @@ pub struct SandboxSpec {
     pub host_network: bool,
     /// Resource limits of the builder and all it starts; none when `None`.
     pub limits: Option<Limits>,
+    /// The sandbox folder (absolute, existing) to show the builder at
+    /// [`BUILD_PATH`], where [`Isolation::fixed_path`] says the kernel
+    /// allows it; [`cwd`](Self::cwd) and the paths in `args` and `env` are
+    /// then given as the builder sees them there. Ignored otherwise.
+    pub build_dir: Option<PathBuf>,
 }
+
+/// Where a builder sees its sandbox folder with [`Isolation::fixed_path`]:
+/// the same on every machine and in every build, so a build that embeds its
+/// folder (debug info, `__FILE__`) makes the same bytes everywhere.
+pub const BUILD_PATH: &str = "/build";
 
 /// Resource limits of one builder and every process it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +202,9 @@ pub use ruleset::SYSTEM_READABLE;
 pub enum Isolation {
     /// User, mount, network, UTS and PID namespaces, plus Landlock if
     /// `landlock`; with `own_proc`, each builder's `/proc` shows only its own
-    /// processes (else Landlock denies reading `/proc`).
-    Full { landlock: bool, own_proc: bool },
+    /// processes (else Landlock denies reading `/proc`); with `fixed_path`,
+    /// builders see their [`SandboxSpec::build_dir`] at [`BUILD_PATH`].
+    Full { landlock: bool, own_proc: bool, fixed_path: bool },
     /// No namespaces, for `reason`; Landlock alone still applies if `landlock`.
     Off { reason: String, landlock: bool },
 }
@@ -206,6 +225,12 @@ impl Isolation {
     /// Whether builders see a `/proc` of their own PID namespace.
     pub fn own_proc(&self) -> bool {
         matches!(self, Self::Full { own_proc: true, .. })
+    }
+
+    /// Whether builders see their sandbox folder at [`BUILD_PATH`] (else at
+    /// its host path, which differs between builds and machines).
+    pub fn fixed_path(&self) -> bool {
+        matches!(self, Self::Full { fixed_path: true, .. })
     }
 }
 
@@ -416,6 +441,9 @@ pub fn run(spec: &SandboxSpec, log: &File, isolate: bool) -> Result<std::process
 fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, ProcessError> {
     let hostname = spec.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME);
     let mut namespaces = isolation.namespaces().then(|| Namespaces::same_ids(hostname, isolation.own_proc()));
+    if let (Some(ns), Some(dir), true) = (&mut namespaces, &spec.build_dir, isolation.fixed_path()) {
+        ns.root = Some(child::FixedRoot { entries: root_entries(), sandbox: below_old_root(dir)? });
+    }
     if let (Some(ns), Some(limits)) = (&mut namespaces, spec.limits) {
         // pid_max caps the pids handed out in the namespace, so the number of
         // processes alive in it at once.
@@ -442,6 +470,47 @@ fn prepare(spec: &SandboxSpec, isolation: &Isolation) -> Result<ChildSetup, Proc
     })
 }
 
+/// The host's `/`, listed once: what the new root of a builder with a fixed
+/// build path holds (all of it but a host folder named like the build path).
+fn root_entries() -> &'static [child::RootEntry] {
+    use std::os::unix::ffi::OsStrExt;
+    static ENTRIES: OnceLock<Vec<child::RootEntry>> = OnceLock::new();
+    ENTRIES.get_or_init(|| {
+        let Ok(dir) = std::fs::read_dir("/") else { return Vec::new() };
+        let mut entries: Vec<child::RootEntry> = dir
+            .filter_map(Result::ok)
+            .filter(|e| Path::new("/").join(e.file_name()) != Path::new(BUILD_PATH))
+            .filter_map(|e| {
+                let name = e.file_name();
+                let kind = match e.file_type().ok()? {
+                    t if t.is_dir() => child::RootKind::Dir,
+                    t if t.is_file() => child::RootKind::File,
+                    t if t.is_symlink() => {
+                        let target = std::fs::read_link(e.path()).ok()?;
+                        child::RootKind::Link(CString::new(target.as_os_str().as_bytes()).ok()?)
+                    }
+                    _ => return None,
+                };
+                let path = CString::new([b"/", name.as_bytes()].concat()).ok()?;
+                let source = CString::new([b"/.host/", name.as_bytes()].concat()).ok()?;
+                Some(child::RootEntry { path, source, kind })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries
+    })
+}
+
+/// `dir` as the child finds it while the host's root is below the new one.
+fn below_old_root(dir: &Path) -> Result<CString, ProcessError> {
+    use std::os::unix::ffi::OsStrExt;
+    let invalid = |msg: &str| ProcessError::Writable { path: dir.to_path_buf(), source: io::Error::other(msg) };
+    if !dir.is_absolute() {
+        return Err(invalid("the build folder must be an absolute path"));
+    }
+    CString::new([b"/.host", dir.as_os_str().as_bytes()].concat()).map_err(|_| invalid("a NUL byte in the path"))
+}
+
 /// Names the failed setup step if the error came from the child's setup.
 fn spawn_error(spec: &SandboxSpec, err: io::Error) -> ProcessError {
     match child::decode(err) {
@@ -455,17 +524,22 @@ fn spawn_error(spec: &SandboxSpec, err: io::Error) -> ProcessError {
 /// Landlock alone.
 fn probe() -> Isolation {
     let landlock = matches!(ruleset::build(&ruleset::Access::default()), Ok(Some(_)));
-    let mut full = Isolation::Full { landlock, own_proc: true };
+    let mut full = Isolation::Full { landlock, own_proc: true, fixed_path: true };
     let mut result = try_isolation(&full);
+    if matches!(&result, Err(ProcessError::Setup { step: SetupStep::BuildPath, .. })) {
+        full = Isolation::Full { landlock, own_proc: true, fixed_path: false };
+        result = try_isolation(&full);
+    }
     if matches!(&result, Err(ProcessError::Setup { step: SetupStep::MountProc, .. })) {
-        full = Isolation::Full { landlock, own_proc: false };
+        let fixed_path = full.fixed_path();
+        full = Isolation::Full { landlock, own_proc: false, fixed_path };
         result = try_isolation(&full);
     }
     let Err(err) = result else { return full };
     let namespaces_failed = matches!(&err, ProcessError::Setup { step, .. } if step.is_namespace());
     if landlock && !namespaces_failed {
-        let own_proc = full.own_proc();
-        let without = Isolation::Full { landlock: false, own_proc };
+        let (own_proc, fixed_path) = (full.own_proc(), full.fixed_path());
+        let without = Isolation::Full { landlock: false, own_proc, fixed_path };
         if try_isolation(&without).is_ok() {
             return without;
         }
@@ -494,6 +568,8 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         net_slot,
         host_network: false,
         limits: None,
+        // Any folder every machine has shows whether the new root works.
+        build_dir: Some(PathBuf::from("/usr")),
     };
     let setup = prepare(&spec, isolation)?;
     let null = File::options()

@@ -322,9 +322,9 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::chdir(args.cwd.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
+    // With a fixed build path, the cwd exists only in the new root.
+    if !args.setup.as_ref().is_some_and(ChildSetup::fixed_root) {
+        chdir(args)?;
     }
     rustix::process::umask(args.umask);
     if let Some(set) = &args.cpus {
@@ -339,6 +339,9 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
     match &args.setup {
         Some(setup) if setup.pid_namespace() => {
             setup.enter_namespaces()?;
+            if setup.fixed_root() {
+                chdir(args)?;
+            }
             // The builder becomes the first process of the new PID namespace,
             // so every process it starts ends when it does (the kernel kills
             // them, and brr's wait returns only once they are gone). With
@@ -414,6 +417,15 @@ pub(super) fn reset_signals() {
         libc::sigemptyset(&raw mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
     }
+}
+
+/// Enters the builder's working directory.
+fn chdir(args: &ChildArgs) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::chdir(args.cwd.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Its own process group, so the caller can signal all it starts.

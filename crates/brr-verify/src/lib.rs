@@ -8,6 +8,12 @@
 //! inputs are staged in, the order of environment variables, the umask, the
 //! hostname, the number of visible CPUs, and the wall-clock time (a round
 //! starts in a later second than the previous one ended). Results are recorded in the store.
+//!
+//! When a round's outputs differ, verify looks for the cause: it re-runs the
+//! build once under round 1's conditions (a difference then is the clock or
+//! randomness), and otherwise once per condition that round varied, with
+//! that condition alone changed ([`conditions::Condition`]). That is at
+//! most one build per condition, and only for targets that differ.
 
 pub mod compare;
 pub mod conditions;
@@ -22,6 +28,7 @@ use brr_graph::{Inputs, Workspace};
 use brr_hash::{ArtifactHash, BuildKey, TreeHash};
 use brr_store::{Store, StoreError, Verification};
 use compare::Difference;
+use conditions::Condition;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,12 @@ pub enum VerifyError {
     MissingDependency { target: String, dependency: String },
     #[error("cannot run diffoscope")]
     Diffoscope(#[source] std::io::Error),
+    #[error("cannot write the diffoscope report `{}`", path.display())]
+    DiffoscopeReport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +79,14 @@ pub struct RoundDifference {
     pub difference: Difference,
 }
 
+/// A condition found to change a target's outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cause {
+    pub condition: Condition,
+    /// E.g. "differs when the hostname changes".
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub name: String,
@@ -73,11 +94,15 @@ pub struct TargetReport {
     pub reproducible: bool,
     pub rounds: Vec<Round>,
     pub differences: Vec<RoundDifference>,
+    /// What changes the outputs, when they differ (see the crate docs).
+    pub causes: Vec<Cause>,
 }
 
 /// Receives progress, implemented by the CLI.
 pub trait Progress: Sync {
     fn round_started(&self, target: &str, round: u32, rounds: u32);
+    /// A re-run that checks whether `condition` alone changes the outputs.
+    fn checking_cause(&self, _target: &str, _condition: Condition) {}
 }
 
 fn now_secs() -> u64 {
@@ -176,6 +201,19 @@ fn verify_one(
         }
     }
     let reproducible = differences.is_empty() && rounds.iter().all(|r| r.outputs.is_some());
+    let causes = match rounds[0].outputs {
+        Some(reference) if !differences.is_empty() => {
+            let differing: Vec<&Conditions> = rounds
+                .iter()
+                .zip(conds)
+                .filter(|(r, _)| r.outputs.is_some_and(|t| t != reference))
+                .map(|(_, c)| c)
+                .collect();
+            let check = Check { store, action: &action, opts, progress, target: &pkg.name };
+            find_causes(&check, reference, &conds[0], &differing, last_end)?
+        }
+        _ => Vec::new(),
+    };
     let differing: BTreeSet<String> = differences.iter().map(|d| d.difference.path.clone()).collect();
     store.record_verification(&Verification {
         target: pkg.name.clone(),
@@ -186,11 +224,89 @@ fn verify_one(
         differing: differing.into_iter().collect(),
         verified_at: i64::try_from(now_secs()).unwrap_or(i64::MAX),
     })?;
-    Ok(TargetReport { name: pkg.name.clone(), key: action.key_hash, reproducible, rounds, differences })
+    Ok(TargetReport { name: pkg.name.clone(), key: action.key_hash, reproducible, rounds, differences, causes })
 }
 
-/// Runs diffoscope on two output trees, if it is installed; its text report.
-pub fn diffoscope(store: &Store, a: TreeHash, b: TreeHash) -> Result<Option<String>, VerifyError> {
+/// What a cause check re-runs.
+struct Check<'a> {
+    store: &'a Store,
+    action: &'a brr_exec::action::Action<'a>,
+    opts: &'a VerifyOptions,
+    progress: &'a dyn Progress,
+    target: &'a str,
+}
+
+impl Check<'_> {
+    /// Whether a build under `cond` makes other outputs than `reference`
+    /// (a failed build counts as other).
+    fn differs(&self, cond: &Conditions, condition: Condition, reference: TreeHash) -> Result<bool, VerifyError> {
+        self.progress.checking_cause(self.target, condition);
+        Ok(run_builder(self.store, self.action, self.opts.isolate, cond)?.map_or(true, |ran| ran.outputs != reference))
+    }
+}
+
+/// The conditions that change the outputs: `EveryRun` if round 1's own
+/// conditions do (later, so at another time), else each condition a
+/// `differing` round varied that does alone, else `Combination`.
+fn find_causes(
+    check: &Check<'_>,
+    reference: TreeHash,
+    normal: &Conditions,
+    differing: &[&Conditions],
+    last_end: Option<u64>,
+) -> Result<Vec<Cause>, VerifyError> {
+    let fixed_path = check.opts.isolate && brr_exec::sandbox::isolation().fixed_path();
+    let cause = |condition: Condition| Cause { condition, message: condition.message(fixed_path).to_owned() };
+    if let Some(s) = last_end {
+        wait_past(s);
+    }
+    if check.differs(normal, Condition::EveryRun, reference)? {
+        return Ok(vec![cause(Condition::EveryRun)]);
+    }
+    let mut tried = BTreeSet::new();
+    let mut found = Vec::new();
+    for varied in differing {
+        for condition in Condition::VARIED {
+            if !condition.varied(varied, normal) || !tried.insert(condition) {
+                continue;
+            }
+            if check.differs(&condition.alone(varied, normal), condition, reference)? {
+                found.push(cause(condition));
+            }
+        }
+    }
+    if found.is_empty() {
+        found.push(cause(Condition::Combination));
+    }
+    Ok(found)
+}
+
+/// A diffoscope report, written to a file in the store.
+#[derive(Debug, Clone)]
+pub struct DiffoscopeReport {
+    /// `<store>/verify/<target>-<key prefix>-r<round>.diffoscope.txt`.
+    pub path: PathBuf,
+    /// How many lines it has.
+    pub lines: usize,
+    /// Its first lines, for the terminal.
+    pub head: Vec<String>,
+}
+
+/// Lines of a diffoscope report shown on the terminal.
+const DIFFOSCOPE_HEAD: usize = 12;
+
+/// Runs diffoscope on round 1's outputs (`a`) and round `round`'s (`b`) of
+/// `target`, if it is installed, writing its text report to a file in the
+/// store: a report of a large binary runs to tens of thousands of lines.
+pub fn diffoscope(
+    store: &Store,
+    target: &str,
+    key: BuildKey,
+    round: u32,
+    a: TreeHash,
+    b: TreeHash,
+) -> Result<Option<DiffoscopeReport>, VerifyError> {
+    use std::io::BufRead;
     let found = brr_graph::which("diffoscope", &std::env::var_os("PATH").unwrap_or_default())
         .map_err(|e| VerifyError::Exec(e.into()))?;
     let Some(program) = found else {
@@ -200,12 +316,35 @@ pub fn diffoscope(store: &Store, a: TreeHash, b: TreeHash) -> Result<Option<Stri
     let (pa, pb): (PathBuf, PathBuf) = (dir.path().join("first-round"), dir.path().join("other-round"));
     store.materialize(a, &pa, false)?;
     store.materialize(b, &pb, false)?;
-    let out = std::process::Command::new(program)
+    let reports = store.root().join("verify");
+    let path = reports.join(format!("{target}-{}-r{round}.diffoscope.txt", &key.to_string()[..12]));
+    let written = |source| VerifyError::DiffoscopeReport { path: path.clone(), source };
+    std::fs::create_dir_all(&reports).map_err(written)?;
+    let status = std::process::Command::new(program)
         .arg("--no-progress")
-        .arg(&pa)
-        .arg(&pb)
+        .arg("--text")
+        .arg(&path)
+        // Relative: the report names the rounds, not a folder removed after.
+        .arg("first-round")
+        .arg("other-round")
         .current_dir(dir.path())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
         .map_err(VerifyError::Diffoscope)?;
-    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+    // 0: no difference, 1: differences; anything else is its own failure.
+    if !matches!(status.code(), Some(0 | 1)) {
+        return Err(VerifyError::Diffoscope(std::io::Error::other(format!("diffoscope ended with {status}"))));
+    }
+    let read = std::io::BufReader::new(std::fs::File::open(&path).map_err(written)?);
+    let mut head = Vec::new();
+    let mut lines = 0;
+    for line in read.lines() {
+        let line = line.map_err(written)?;
+        if head.len() < DIFFOSCOPE_HEAD {
+            head.push(line);
+        }
+        lines += 1;
+    }
+    Ok(Some(DiffoscopeReport { path, lines, head }))
 }

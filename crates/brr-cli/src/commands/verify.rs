@@ -27,6 +27,10 @@ impl Progress for RoundPrinter {
     fn round_started(&self, target: &str, round: u32, rounds: u32) {
         printer::note(&format!("  verifying {target}: round {round}/{rounds}"));
     }
+
+    fn checking_cause(&self, target: &str, condition: brr_verify::conditions::Condition) {
+        printer::note(&format!("  verifying {target}: looking for the cause ({})", condition.label()));
+    }
 }
 
 pub fn run(settings: &Settings, targets: &[String], o: &Options) -> Result<(), Failure> {
@@ -84,6 +88,9 @@ fn print_report(r: &TargetReport) {
         return;
     }
     println!("NOT reproducible  {}", r.name);
+    for cause in &r.causes {
+        println!("  cause: {}", cause.message);
+    }
     for round in &r.rounds {
         if let Some(f) = &round.failure {
             println!("  round {} failed: {f}", round.round);
@@ -99,7 +106,11 @@ fn print_report(r: &TargetReport) {
             (None, None) => String::new(),
         };
         let change = format!("{:?}", diff.change).to_lowercase();
-        println!("  {change} `{}` ({sizes}) in round {} (varied: {})", diff.path, d.round, round.varied.join(", "));
+        if r.causes.is_empty() {
+            println!("  {change} `{}` ({sizes}) in round {} (varied: {})", diff.path, d.round, round.varied.join(", "));
+        } else {
+            println!("  {change} `{}` ({sizes}) in round {}", diff.path, d.round);
+        }
         if let Some((a, b)) = &diff.kinds {
             println!("    kind: {a} → {b}");
         }
@@ -118,11 +129,23 @@ fn run_diffoscope(store: &brr_store::Store, r: &TargetReport) -> Result<(), Fail
     let Some(reference) = r.rounds[0].outputs else { return Ok(()) };
     for round in &r.rounds[1..] {
         let Some(t) = round.outputs.filter(|t| *t != reference) else { continue };
-        let Some(text) = brr_verify::diffoscope(store, reference, t)? else {
+        let Some(report) = brr_verify::diffoscope(store, &r.name, r.key, round.round, reference, t)? else {
             printer::note("note: diffoscope is not installed (Debian: `apt install diffoscope`)");
             return Ok(());
         };
-        println!("{text}");
+        let files = r.differences.iter().filter(|d| d.round == round.round).count();
+        println!(
+            "  diffoscope, round 1 against round {}: {files} differing files, {} lines in {}",
+            round.round,
+            report.lines,
+            report.path.display()
+        );
+        for line in &report.head {
+            println!("    {line}");
+        }
+        if report.lines > report.head.len() {
+            println!("    … ({} more lines in the file)", report.lines - report.head.len());
+        }
     }
     Ok(())
 }

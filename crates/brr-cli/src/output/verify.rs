@@ -22,6 +22,21 @@ pub struct VerifyTarget {
     pub rounds: Vec<VerifyRound>,
     /// Every differing path of every round against round 1.
     pub differences: Vec<VerifyDifference>,
+    /// What changes the outputs, found by re-running the build with one
+    /// varied condition at a time; empty when reproducible.
+    pub causes: Vec<VerifyCause>,
+}
+
+/// A condition that changes a target's outputs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct VerifyCause {
+    /// `build_path`, `staging_order`, `env_order`, `umask`, `hostname`,
+    /// `cpus`; `every_run` when even a re-run under round 1's conditions
+    /// differs (the clock, randomness); `combination` when only several
+    /// conditions together do.
+    pub condition: String,
+    /// E.g. "differs when the hostname changes".
+    pub message: String,
 }
 
 /// One rebuild of one target.
@@ -102,6 +117,17 @@ impl From<&brr_verify::TargetReport> for VerifyTarget {
                         diff: diff.diff.clone(),
                         first_difference_offset: diff.first_difference_offset,
                     }
+                })
+                .collect(),
+            causes: r
+                .causes
+                .iter()
+                .map(|c| VerifyCause {
+                    condition: serde_json::to_value(c.condition)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    message: c.message.clone(),
                 })
                 .collect(),
         }

@@ -2,6 +2,7 @@
 //! folders, real builders, one module per concern.
 #![expect(clippy::unwrap_used, reason = "a failing test panics, helpers included")]
 
+mod build_path;
 mod cache;
 mod closures;
 mod confinement;

@@ -12,6 +12,7 @@ use crate::{BRR, shop};
 fn unvaryable(case: &str, stderr: &str) -> Option<&'static str> {
     match case {
         "bad-hostname" if stderr.contains("without namespaces") => Some("no UTS namespace"),
+        "good-build-path" if stderr.contains("without namespaces") => Some("no fixed build path without namespaces"),
         "bad-listing-order" if !Path::new("/dev/shm").is_dir() => Some("no second file system to stage on"),
         "bad-parallelism" if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2 => {
             Some("a single CPU")
@@ -40,15 +41,26 @@ fn corpus_flags_every_bad_case_with_its_file_and_no_good_one() {
         }
         let differing: BTreeSet<&str> =
             t["differences"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
-        if let Some(file) = expect.trim().strip_prefix("differs: ") {
+        let mut lines = expect.lines();
+        let verdict = lines.next().unwrap_or_default();
+        // `cause: CONDITION` lines: what verify must name as (one of) the causes.
+        let named: Vec<&str> = lines.filter_map(|l| l.strip_prefix("cause: ")).collect();
+        if let Some(file) = verdict.strip_prefix("differs: ") {
             bad += 1;
             assert_eq!(t["reproducible"], false, "{name} should be flagged: {t:#}");
             assert_eq!(differing, BTreeSet::from([file]), "{name} must name exactly `{file}`: {t:#}");
             let d = &t["differences"][0];
             assert!(d["diff"].is_string() || d["first_difference_offset"].is_u64(), "{name}: no detail: {d:#}");
+            let found: Vec<&str> =
+                t["causes"].as_array().unwrap().iter().map(|c| c["condition"].as_str().unwrap()).collect();
+            assert!(!found.is_empty(), "{name}: no cause named: {t:#}");
+            for cause in named {
+                assert!(found.contains(&cause), "{name}: `{cause}` not named as a cause: {t:#}");
+            }
         } else {
-            assert_eq!(expect.trim(), "reproducible", "{name}: bad expect file");
+            assert_eq!(verdict, "reproducible", "{name}: bad expect file");
             assert_eq!(t["reproducible"], true, "{name} should be reproducible: {t:#}");
+            assert_eq!(t["causes"].as_array().map(Vec::len), Some(0), "{name}: {t:#}");
         }
     }
     assert!(bad >= 5, "too few bad cases were checked");
@@ -70,15 +82,17 @@ fn shop_is_reproducible_and_a_text_difference_shows_a_diff() {
         assert_eq!(t["reproducible"], true, "{t:#}");
         assert_eq!(t["rounds"].as_array().unwrap().len(), 3);
     }
-    // Make billing embed the build path: verify now fails and says where.
+    // Make billing embed the time: verify now fails, says where and why.
     let decl = ws.read("services/billing/brr.ron");
-    let decl = decl.replacen("outputs: [", "outputs: [\"where\", ", 1);
-    let decl = decl.replacen("builder: [\"sh\", \"-c\", \"", "builder: [\"sh\", \"-c\", \"pwd > $OUT/where; ", 1);
+    let decl = decl.replacen("outputs: [", "outputs: [\"when\", ", 1);
+    let decl = decl.replacen("tools: [", "tools: [\"date\", ", 1);
+    let decl = decl.replacen("builder: [\"sh\", \"-c\", \"", "builder: [\"sh\", \"-c\", \"date +%s%N > $OUT/when; ", 1);
     ws.write("services/billing/brr.ron", &decl);
     let run = ws.brr(["verify", "billing"]).code(1);
     assert!(run.stdout.contains("NOT reproducible  billing"), "{}", run.stdout);
-    assert!(run.stdout.contains("changed `where`"), "{}", run.stdout);
+    assert!(run.stdout.contains("changed `when`"), "{}", run.stdout);
     assert!(run.stdout.contains("--- first round"), "{}", run.stdout);
+    assert!(run.stdout.contains("cause: differs in every run (time or randomness)"), "{}", run.stdout);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests of brr-process: real builder processes in the sandbox.
 
 mod basics;
+mod build_path;
 mod cgroup;
 mod command;
 mod isolation;
@@ -29,6 +30,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         net_slot: None,
         host_network: false,
         limits: None,
+        build_dir: None,
     }
 }
 
@@ -59,6 +61,8 @@ enum Needs {
     Landlock,
     /// Either: the network is cut off by a namespace or by Landlock.
     NetworkIsolation,
+    /// Builders see their folder at the fixed build path.
+    FixedPath,
 }
 
 /// True when the sandbox gives what the test `needs`; otherwise the test
@@ -75,6 +79,7 @@ fn require(needs: Needs) -> bool {
             "network isolation (namespaces or Landlock)",
             NAMESPACES_HINT,
         ),
+        Needs::FixedPath => (isolation.fixed_path(), "the fixed build path (a mount namespace)", NAMESPACES_HINT),
     };
     brr_test_support::require(available, what, &format!("the sandbox probe found {isolation:?}"), hint)
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use brr_graph::{Inputs, Workspace};
 use brr_test_support::sh_library;
 use brr_verify::compare::ChangeKind;
+use brr_verify::conditions::Condition;
 use brr_verify::{Progress, TargetReport, VerifyOptions, verify};
 
 /// A round started: target, round, rounds.
@@ -78,6 +79,12 @@ fn only_outputs_that_depend_on_the_conditions_differ() {
             assert!(d.difference.diff.as_deref().is_some_and(|t| t.contains("+++ other round")), "{d:?}");
         }
     }
+    // Each names its cause, found by varying one condition at a time.
+    let causes = |name: &str| reports[name].causes.iter().map(|c| c.condition).collect::<Vec<_>>();
+    assert_eq!(causes("clock"), [Condition::EveryRun], "{:?}", reports["clock"]);
+    assert_eq!(causes("umask"), [Condition::Umask], "{:?}", reports["umask"]);
+    assert_eq!(reports["umask"].causes[0].message, "differs when the umask changes");
+    assert!(causes("steady").is_empty());
     let umask = &reports["umask"].differences;
     assert!(umask[0].difference.diff.as_deref().unwrap().contains("+0077"), "{umask:?}");
 }
@@ -92,4 +99,15 @@ fn a_round_that_fails_makes_the_target_not_reproducible() {
     assert!(report.rounds[0].outputs.is_some());
     assert!(report.rounds[1].outputs.is_none() && report.rounds[1].failure.is_some(), "{report:?}");
     assert!(report.differences.is_empty(), "a failed round has no outputs to compare");
+}
+
+#[test]
+fn without_the_sandbox_a_build_that_embeds_its_folder_differs_in_every_run_and_says_why() {
+    // Unsandboxed, the builder sees its host folder, which is new for every build.
+    let (reports, _) = verify_all(&[("path", &[], "pwd > \"$OUT/f\"")], 2);
+    let report = &reports["path"];
+    assert!(!report.reproducible, "{report:?}");
+    let causes: Vec<Condition> = report.causes.iter().map(|c| c.condition).collect();
+    assert_eq!(causes, [Condition::EveryRun], "{report:?}");
+    assert!(report.causes[0].message.contains("the build path"), "{report:?}");
 }
