@@ -21,6 +21,7 @@
 //! (`saved_stats`). Both are only ever hints checked against the files.
 
 mod cache_file;
+mod defaults;
 mod environments;
 mod error;
 mod inputs;
@@ -33,6 +34,7 @@ use std::collections::BTreeMap;
 use brr_hash::{ActionKey, ArtifactHash, Probe, ProcessSpec, Restart, TreeHash};
 use brr_schema::{ProcessDecl, ReadyDecl, RestartDecl};
 
+pub use defaults::{Inherited, Origin, Origins};
 pub use environments::Environments;
 pub use error::GraphError;
 pub use inputs::{Inputs, Tool, source_tree, which};

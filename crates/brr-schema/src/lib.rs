@@ -23,7 +23,7 @@ mod parse;
 mod procfile;
 
 pub use decl::{
-    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, ReadyDecl,
+    DefaultsDecl, EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, ReadyDecl,
     RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
@@ -31,7 +31,7 @@ pub use error::{DeclError, SourceFile};
 pub use locate::Step;
 pub use parse::{
     GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, WORKSPACE_INPUT, cut, is_contained, is_env_name, parse_duration,
-    parse_package, parse_workspace,
+    parse_package, parse_package_with, parse_workspace,
 };
 pub use procfile::{PROCFILE, ProcfileEntry, parse_procfile};
 

@@ -5,7 +5,7 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool,
+    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious, WhyReuse, WhyTool,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -28,9 +28,11 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     let tools: Vec<_> =
         inputs.tools[i].iter().map(|(n, t)| (n.clone(), Hash::from(t.digest), t.path.display().to_string())).collect();
     let status = if e.cached.is_some() { PlanStatus::Cached } else { PlanStatus::Build };
+    let origins = ws.origins(pkg);
     if json {
-        return output::print(&why_doc(&e, &files, &tools, status));
+        return output::print(&why_doc(&e, &files, &tools, status, &origins));
     }
+    let from = |o: Option<&brr_graph::Origin>| o.map_or_else(String::new, |o| format!("  ({o})"));
     match e.key_hash {
         Some(k) => println!("{target}: key {k}"),
         None => println!("{target}: key not known yet (dependencies to rebuild: {})", e.pending.join(", ")),
@@ -51,14 +53,24 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         println!("  file     {p}  {}  {s} bytes", &h.to_string()[..16]);
     }
     for (k, v) in &e.key.env {
-        println!("  env      {k}={v}");
+        println!("  env      {k}={v}{}", from(origins.env.get(k)));
     }
     for (n, d, p) in &tools {
-        println!("  tool     {n}  {}  {p}", &d.to_string()[..16]);
+        println!("  tool     {n}  {}  {p}{}", &d.to_string()[..16], from(origins.tools.get(n)));
     }
     for (n, a) in &e.key.deps {
         let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
         println!("  dep      {n}  {}{note}", a.short());
+    }
+    if !origins.limits.is_empty() {
+        println!("\nlimits (not in the key):");
+        let l = &pkg.body.limits;
+        let values = [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
+        for (name, value) in values {
+            if let Some(v) = value {
+                println!("  {name}={v}{}", from(origins.limits.get(name)));
+            }
+        }
     }
     match &e.previous {
         None => println!("\nno previous build of `{target}` in this store"),
@@ -86,6 +98,7 @@ fn why_doc(
     files: &[(String, Hash, u64)],
     tools: &[(String, Hash, String)],
     status: PlanStatus,
+    origins: &brr_graph::Origins,
 ) -> WhyDoc {
     WhyDoc {
         name: e.name.clone(),
@@ -120,6 +133,11 @@ fn why_doc(
             package_dir: e.key.package_dir.clone(),
             system: e.key.system.clone(),
             sources: e.key.sources.into(),
+            origins: WhyOrigins {
+                env: origins.env.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+                tools: origins.tools.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+                limits: origins.limits.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+            },
         },
         changes: e.changes.iter().map(|c| WhyChange { kind: ChangeKind::from(c), message: c.to_string() }).collect(),
     }
