@@ -5,6 +5,7 @@
 mod cache;
 mod confinement;
 mod crash;
+mod defaults;
 mod failures;
 mod gc;
 mod hostile;
