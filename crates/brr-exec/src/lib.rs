@@ -12,6 +12,7 @@
 pub mod action;
 mod error;
 pub mod explain;
+pub mod jobserver;
 pub mod scheduler;
 pub mod stage;
 

@@ -157,6 +157,10 @@ pub struct SandboxSpec {
     pub host_network: bool,
     /// Resource limits of the builder and all it starts; none when `None`.
     pub limits: Option<Limits>,
+    /// Open descriptors the program inherits at the same numbers, besides
+    /// stdio (a jobserver's pipe, named in its `MAKEFLAGS`); every other one
+    /// is closed on exec. They must stay open until it has started.
+    pub inherit_fds: Vec<i32>,
 }
 
 /// Resource limits of one builder and every process it starts.
@@ -494,6 +498,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         net_slot,
         host_network: false,
         limits: None,
+        inherit_fds: Vec::new(),
     };
     let setup = prepare(&spec, isolation)?;
     let null = File::options()

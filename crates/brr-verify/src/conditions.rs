@@ -60,6 +60,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             cpus: Some(1),
             builders: None,
             net_slots: None,
+            jobserver: None,
         },
         r => Conditions {
             sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
@@ -70,6 +71,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             cpus: None,
             builders: None,
             net_slots: None,
+            jobserver: None,
         },
     }
 }

@@ -29,6 +29,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         net_slot: None,
         host_network: false,
         limits: None,
+        inherit_fds: Vec::new(),
     }
 }
 
