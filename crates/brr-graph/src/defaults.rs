@@ -111,10 +111,15 @@ impl Workspace {
         }
         for t in &pkg.body.tools {
             let from = i.tools.contains(t);
-            o.tools.insert(t.clone(), at(from, !from && d.tools.contains(t), &[Step::Field("tools"), Step::Item(t, 0)]));
+            o.tools
+                .insert(t.clone(), at(from, !from && d.tools.contains(t), &[Step::Field("tools"), Step::Item(t, 0)]));
         }
         let l = &pkg.body.limits;
-        let set = [("output_mib", l.output_mib.is_some()), ("processes", l.processes.is_some()), ("memory_mib", l.memory_mib.is_some())];
+        let set = [
+            ("output_mib", l.output_mib.is_some()),
+            ("processes", l.processes.is_some()),
+            ("memory_mib", l.memory_mib.is_some()),
+        ];
         let dl = &d.limits;
         let in_defaults = [dl.output_mib.is_some(), dl.processes.is_some(), dl.memory_mib.is_some()];
         for ((name, is_set), default_set) in set.into_iter().zip(in_defaults) {

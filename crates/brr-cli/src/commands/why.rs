@@ -5,7 +5,8 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious, WhyReuse, WhyTool,
+    ChangeKind, PlanStatus, WhyChange, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious, WhyReuse,
+    WhyTool,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -65,7 +66,8 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     if !origins.limits.is_empty() {
         println!("\nlimits (not in the key):");
         let l = &pkg.body.limits;
-        let values = [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
+        let values =
+            [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
         for (name, value) in values {
             if let Some(v) = value {
                 println!("  {name}={v}{}", from(origins.limits.get(name)));

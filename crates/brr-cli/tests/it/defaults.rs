@@ -65,7 +65,8 @@ fn a_package_overrides_defaults_per_variable_tool_list_and_limit() {
     assert_eq!(origin("tools", "cat"), ("workspace_defaults".into(), "brr.ron".into(), 5));
     assert_eq!(origin("tools", "ls"), ("package".into(), "p/a/brr.ron".into(), 5));
     assert_eq!(origins["tools"]["sh"]["from"], "package");
-    let tools: Vec<&str> = why["inputs"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let tools: Vec<&str> =
+        why["inputs"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(tools, ["cat", "ls", "sh"]);
     // Limits: per field.
     assert_eq!(origin("limits", "processes"), ("package".into(), "p/a/brr.ron".into(), 7));

@@ -58,7 +58,12 @@ fn make_package(name: &str, dir: Option<&std::path::Path>, deps: &[&str]) -> Str
 /// GNU make on `PATH`, or the test fails saying how to get it.
 fn have_make() -> bool {
     let found = brr_graph::which("make", &std::env::var_os("PATH").unwrap_or_default()).ok().flatten().is_some();
-    brr_test_support::require(found, "GNU make", "`make` is not on PATH", "run `scripts/test-deps.sh` (apt-get install make)")
+    brr_test_support::require(
+        found,
+        "GNU make",
+        "`make` is not on PATH",
+        "run `scripts/test-deps.sh` (apt-get install make)",
+    )
 }
 
 /// The most recipes any one recorded running at once.
@@ -120,12 +125,8 @@ fn tokens_a_builder_takes_and_never_returns_come_back() {
     // `greedy` takes a token through the jobserver's FIFO (inside the
     // sandbox) and exits holding it; `m`, built after it, must still get
     // both jobs of `-j 2`.
-    let greedy = brr_test_support::sh_library(
-        "greedy",
-        &[],
-        &["head"],
-        "head -c 1 \"${CARGO_MAKEFLAGS##*fifo:}\" > $OUT/f",
-    );
+    let greedy =
+        brr_test_support::sh_library("greedy", &[], &["head"], "head -c 1 \"${CARGO_MAKEFLAGS##*fifo:}\" > $OUT/f");
     let ws = make_workspace(&[("m", make_package("m", None, &["greedy"]))]).file("p/greedy/brr.ron", &greedy);
     ws.brr(["build", "-j", "2"]).success();
     assert_eq!(ws.brr(["cat", "greedy", "f"]).success().stdout, "+", "greedy took no token");
