@@ -133,3 +133,18 @@ fn tokens_a_builder_takes_and_never_returns_come_back() {
     let counts = ws.brr(["cat", "m", "counts"]).success().stdout;
     assert_eq!(max_running(&counts), 2, "the token greedy kept was not restored:\n{counts}");
 }
+
+#[test]
+fn a_package_keeps_its_own_makeflags_with_the_jobservers_after_them() {
+    let script = "echo \"$MAKEFLAGS\"; echo \"$CARGO_MAKEFLAGS\"; echo -n x > $OUT/f";
+    let ws = workspace().file(
+        "p/a/brr.ron",
+        &brr_test_support::sh_library_with("a", &[], &[], script, "env: {\"MAKEFLAGS\": \"-s\"},"),
+    );
+    ws.write("brr.ron", "Workspace(packages: [\"p/*\"])\n");
+    ws.brr(["build", "-j", "2"]).success();
+    let log = ws.brr(["log", "a"]).success().stdout;
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines[0].starts_with("-s -j --jobserver-fds=") && lines[0].contains(" --jobserver-auth="), "{log}");
+    assert!(lines[1].starts_with("-j --jobserver-auth=fifo:"), "{log}");
+}
