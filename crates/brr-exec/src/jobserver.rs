@@ -35,6 +35,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Most tokens a jobserver holds: they must fit in the pipe's buffer
+/// (64 KiB on Linux), or filling it would block. A larger `-j` runs
+/// without one.
+const TOKENS_MAX: usize = 4096;
+
 /// How long a waiting thread sleeps in `poll` before it looks again; a
 /// returned token wakes it sooner.
 const POLL_MS: i32 = 1000;
@@ -75,6 +80,9 @@ impl Jobserver {
     /// A jobserver with `total` tokens, its FIFO in `tmp` (the store's `tmp/`).
     pub fn new(tmp: &Path, total: usize) -> io::Result<Self> {
         let total = total.max(1);
+        if total > TOKENS_MAX {
+            return Err(io::Error::other(format!("a jobserver holds at most {TOKENS_MAX} tokens")));
+        }
         let dir = crate::stage::owned_dir(tmp, "jobserver").map_err(io::Error::other)?;
         let fifo = dir.join("fifo");
         let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(fifo.as_os_str()))

@@ -7,7 +7,8 @@
 //! [`stage::Sandbox`] holding only its declared inputs, tools and dependency
 //! artifacts, through [`sandbox`] (namespaces and Landlock where the kernel
 //! allows), then writes its outputs; the scheduler commits finished builds
-//! in groups.
+//! in groups. The builders of a run share a [`jobserver::Jobserver`] of `N`
+//! tokens, so their own `make`/`cargo` jobs count against the same `-j`.
 
 pub mod action;
 mod error;
