@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v cc >/dev/null || need+=(build-essential)
+# The jobserver tests run GNU make as a builder.
+command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)

@@ -96,6 +96,10 @@ pub struct Conditions {
     /// Network namespaces for sandboxed builders, one per permit of
     /// `builders` (see [`NetSlots`]); without them each builder makes its own.
     pub net_slots: Option<std::sync::Arc<NetSlots>>,
+    /// The run's jobserver: each builder holds one of its tokens while it
+    /// runs and gets its pipe (`MAKEFLAGS`), so builders' own sub-jobs
+    /// share the `-j` too. `None`: builders get `$BRR_JOBS` only.
+    pub jobserver: Option<std::sync::Arc<crate::jobserver::Jobserver>>,
 }
 
 /// A counting semaphore for builder processes (`-j`), whose permits are
@@ -152,6 +156,7 @@ impl Conditions {
             cpus: None,
             builders: None,
             net_slots: None,
+            jobserver: None,
         }
     }
 }
@@ -343,6 +348,8 @@ fn build<T>(
     let log_file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&log_path).map_err(io(&log_path))?;
     let start = |permit: Option<usize>| {
+        // Held until the builder exits: its implicit job (see `jobserver`).
+        let _token = cond.jobserver.as_ref().map(|j| j.acquire());
         on_start();
         let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
         run(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)
@@ -459,7 +466,21 @@ fn builder_spec(
     // every path it is given (and may embed) is the same in every build.
     let fixed = isolate && crate::sandbox::isolation().fixed_path();
     let seen = if fixed { PathBuf::from(crate::sandbox::BUILD_PATH) } else { sb.root().to_path_buf() };
-    let env = environment(&seen, &pkg.body.env, builder_jobs(cond));
+    let mut env = environment(&seen, &pkg.body.env, builder_jobs(cond));
+    let mut writable = vec![sb.out(), sb.tmp()];
+    let mut inherit_fds = Vec::new();
+    if let Some(js) = &cond.jobserver {
+        // Not in the key: they differ from run to run, like the sandbox's path.
+        for (name, value) in js.env() {
+            match env.iter_mut().find(|(k, _)| k == name) {
+                // The package's own flags first, the jobserver's after them.
+                Some((_, declared)) => *declared = format!("{declared} {value}"),
+                None => env.push((name.to_owned(), value)),
+            }
+        }
+        writable.push(js.fifo().to_path_buf());
+        inherit_fds.extend(js.fds());
+    }
     let mut program = action.tools[&pkg.body.builder[0]].path.clone();
     let mut args = pkg.body.builder[1..].to_vec();
     if cond.reverse_env {
@@ -478,7 +499,7 @@ fn builder_spec(
         args,
         env,
         cwd: seen.join("src").join(&pkg.dir),
-        writable: vec![sb.out(), sb.tmp()],
+        writable,
         readable: readable(action, sb),
         hostname: cond.hostname.clone(),
         umask: cond.umask,
@@ -487,6 +508,7 @@ fn builder_spec(
         host_network: false,
         limits: Some(limits),
         build_dir: fixed.then(|| sb.root().to_path_buf()),
+        inherit_fds,
     })
 }
 

@@ -7,11 +7,13 @@
 //! [`stage::Sandbox`] holding only its declared inputs, tools and dependency
 //! artifacts, through [`sandbox`] (namespaces and Landlock where the kernel
 //! allows), then writes its outputs; the scheduler commits finished builds
-//! in groups.
+//! in groups. The builders of a run share a [`jobserver::Jobserver`] of `N`
+//! tokens, so their own `make`/`cargo` jobs count against the same `-j`.
 
 pub mod action;
 mod error;
 pub mod explain;
+pub mod jobserver;
 pub mod scheduler;
 pub mod stage;
 

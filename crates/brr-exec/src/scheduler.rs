@@ -224,6 +224,8 @@ pub fn build(
         } else {
             None
         },
+        // Where the pipe cannot be made, builders still get `$BRR_JOBS`.
+        jobserver: crate::jobserver::Jobserver::new(&store.tmp_dir(), opts.jobs).ok().map(std::sync::Arc::new),
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()

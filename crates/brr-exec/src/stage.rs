@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use brr_hash::{Digest, EntryKind};
 use brr_store::Store;
 
+pub(crate) use self::place::owned_dir;
 use self::place::{PREFIX, hold_owner_lock};
 pub use self::place::{clean_stale, default_base, tmpfs_base};
 pub use self::remove::remove_tree;

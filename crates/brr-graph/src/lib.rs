@@ -25,6 +25,7 @@
 mod cache_file;
 mod closure;
 pub mod cpu;
+mod defaults;
 mod environments;
 mod error;
 mod host;
@@ -38,6 +39,7 @@ use std::collections::BTreeMap;
 use brr_hash::{ActionKey, ArtifactHash, Probe, ProcessSpec, Restart, TreeHash};
 use brr_schema::{ProcessDecl, ReadyDecl, RestartDecl};
 
+pub use defaults::{Inherited, Origin, Origins};
 pub use environments::Environments;
 pub use error::GraphError;
 pub use inputs::{Inputs, Tool, source_tree, which};

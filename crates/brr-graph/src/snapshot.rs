@@ -27,11 +27,12 @@ use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::Inherited;
 use crate::environments::Environments;
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// A path's own stat fields (a symlink is not followed); `None` when missing.
 fn stat_of(path: &Path) -> Option<FileStat> {
@@ -64,6 +65,8 @@ struct Saved {
     decls: Vec<(String, FileStat)>,
     optional: Vec<(String, Option<FileStat>)>,
     decl: WorkspaceDecl,
+    /// The root `brr.ron`'s text.
+    text: String,
     packages: Vec<SavedPackage>,
     environments: Option<SavedEnvironments>,
 }
@@ -83,6 +86,7 @@ struct SavedPackage {
     dir: String,
     manifest: String,
     body: PackageBody,
+    inherited: Inherited,
     processes: BTreeMap<String, ProcessDecl>,
     procfile: Option<String>,
     inputs: Vec<String>,
@@ -140,6 +144,7 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 source: SourceFile::new(manifest.clone(), p.text),
                 manifest,
                 body: p.body,
+                inherited: p.inherited,
                 processes: p.processes,
                 procfile: p.procfile.map(PathBuf::from),
                 inputs,
@@ -152,7 +157,15 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
         Some(e) => Environments::restored(Some(SourceFile::new(e.path, e.text)), e.decl),
         None => Environments::default(),
     };
-    Workspace { root: root.to_path_buf(), decl: saved.decl, packages, environments, by_name, from_snapshot: true }
+    Workspace {
+        root: root.to_path_buf(),
+        decl: saved.decl,
+        source: SourceFile::new(crate::DECL_FILE, saved.text),
+        packages,
+        environments,
+        by_name,
+        from_snapshot: true,
+    }
 }
 
 /// Saves a full load; failures are ignored (it is a cache) but leave no
@@ -168,6 +181,7 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
                 dir: p.dir.clone(),
                 manifest: p.manifest.to_str()?.to_owned(),
                 body: p.body.clone(),
+                inherited: p.inherited.clone(),
                 processes: p.processes.clone(),
                 procfile: match &p.procfile {
                     Some(path) => Some(path.to_str()?.to_owned()),
@@ -202,6 +216,7 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
         decls: seen.decls,
         optional: seen.optional,
         decl: ws.decl.clone(),
+        text: ws.source.text.to_string(),
         packages,
         environments,
     };

@@ -12,6 +12,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
+use crate::defaults::Inherited;
 use crate::environments::{self, Environments};
 use crate::error::{GraphError, io};
 use brr_store::{Clock, FileStat};
@@ -29,6 +30,8 @@ const SKIP_DIRS: &[&str] = &[".brr", ".git", "target", "node_modules"];
 pub struct Workspace {
     pub root: PathBuf,
     pub decl: WorkspaceDecl,
+    /// The root `brr.ron`'s text, to locate its values later (`why`).
+    pub source: SourceFile,
     /// In a topological order: every package after its dependencies.
     pub packages: Vec<Package>,
     /// From `environments.ron`; empty when the workspace has none.
@@ -53,7 +56,11 @@ pub struct Package {
     pub dir: String,
     /// Declaration file as shown to users (workspace-relative).
     pub manifest: PathBuf,
+    /// The declaration with the workspace defaults merged in: the
+    /// effective settings (see the `defaults` module).
     pub body: PackageBody,
+    /// What of `body` came from the workspace defaults.
+    pub inherited: Inherited,
     /// Process types: the declaration's and its `Procfile`'s (each run as
     /// `sh -c LINE`, every setting the default). What the manifest holds.
     pub processes: BTreeMap<String, ProcessDecl>,
@@ -139,7 +146,7 @@ impl Workspace {
         let (environments, stamp) = environments::load(&root, &packages)?;
         seen.optional.push((brr_schema::ENVIRONMENTS_FILE.to_owned(), stamp));
         let by_name = packages.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
-        Ok((Self { root, decl, packages, environments, by_name, from_snapshot: false }, seen))
+        Ok((Self { root, decl, source: ws_file, packages, environments, by_name, from_snapshot: false }, seen))
     }
 
     pub fn get(&self, name: &str) -> Option<&Package> {
@@ -460,7 +467,7 @@ fn discover(
         .par_iter()
         .map(|(_, abs)| {
             let (file, stamp) = read_source(root, abs)?;
-            let decl = brr_schema::parse_package(&file)?;
+            let decl = brr_schema::parse_package_with(&file, &decl.defaults)?;
             Ok((file, decl, stamp))
         })
         .collect();
@@ -471,7 +478,8 @@ fn discover(
         if let Some(rel) = file.path.to_str() {
             stamps.push((rel.to_owned(), stamp));
         }
-        let body = pkg.body().clone();
+        let mut body = pkg.body().clone();
+        let inherited = crate::defaults::apply(&decl.defaults, &mut body);
         if let Some(first) = seen.insert(body.name.clone(), file.path.clone()) {
             return Err(DeclError::at(
                 &file,
@@ -490,6 +498,7 @@ fn discover(
             processes: body.processes.clone(),
             procfile: None,
             body,
+            inherited,
             inputs: BTreeMap::new(),
             deps: Vec::new(),
             source: file,

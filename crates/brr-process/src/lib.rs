@@ -170,6 +170,10 @@ pub struct SandboxSpec {
     /// allows it; [`cwd`](Self::cwd) and the paths in `args` and `env` are
     /// then given as the builder sees them there. Ignored otherwise.
     pub build_dir: Option<PathBuf>,
+    /// Open descriptors the program inherits at the same numbers, besides
+    /// stdio (a jobserver's pipe, named in its `MAKEFLAGS`); every other one
+    /// is closed on exec. They must stay open until it has started.
+    pub inherit_fds: Vec<i32>,
 }
 
 /// Where a builder sees its sandbox folder with [`Isolation::fixed_path`]:
@@ -570,6 +574,7 @@ fn try_isolation_in(isolation: &Isolation, net_slot: Option<NetSlot>) -> Result<
         limits: None,
         // Any folder every machine has shows whether the new root works.
         build_dir: Some(PathBuf::from("/usr")),
+        inherit_fds: Vec::new(),
     };
     let setup = prepare(&spec, isolation)?;
     let null = File::options()

@@ -45,6 +45,8 @@ struct ChildArgs {
     stdin: c_int,
     stdout: c_int,
     stderr: c_int,
+    /// Descriptors whose close-on-exec flag the child clears.
+    inherit: Vec<c_int>,
     umask: rustix::fs::Mode,
     cpus: Option<rustix::thread::CpuSet>,
     limits: Option<super::Limits>,
@@ -112,6 +114,7 @@ pub(super) fn spawn(spec: &SandboxSpec, setup: Option<ChildSetup>, log: &File, l
         stdin: stdin.as_raw_fd(),
         stdout: log.as_raw_fd(),
         stderr: log_err.as_raw_fd(),
+        inherit: spec.inherit_fds.clone(),
         umask: rustix::fs::Mode::from_raw_mode(spec.umask),
         cpus,
         limits: spec.limits,
@@ -319,6 +322,13 @@ fn run_child(args: &ChildArgs) -> io::Result<()> {
     for (from, to) in [(args.stdin, 0), (args.stdout, 1), (args.stderr, 2)] {
         // SAFETY: dup2 on descriptors the parent keeps open until we exec.
         if unsafe { libc::dup2(from, to) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    for &fd in &args.inherit {
+        // SAFETY: clears FD_CLOEXEC in this child's own descriptor table
+        // (no CLONE_FILES), on a descriptor the parent keeps open.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
             return Err(io::Error::last_os_error());
         }
     }

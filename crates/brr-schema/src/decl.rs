@@ -27,6 +27,32 @@ pub struct WorkspaceDecl {
     /// conflict. Environment variables override each field.
     #[serde(default)]
     pub remote_cache: RemoteCacheDecl,
+    /// Settings every package inherits unless it sets its own: `env` per
+    /// variable (the package's value wins), `tools` added to the package's,
+    /// `limits` per field. The effective values enter the build key, so
+    /// moving a setting here changes no key.
+    #[serde(default)]
+    pub defaults: DefaultsDecl,
+}
+
+/// Workspace-wide package settings ([`WorkspaceDecl::defaults`]).
+///
+/// Each field mirrors the package field of the same name; a new inheritable
+/// field goes here, in `brr-graph`'s `defaults` module (how it merges and
+/// where each value came from) and nowhere else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Defaults")]
+pub struct DefaultsDecl {
+    /// Environment variables of every builder; a package's own value of the
+    /// same name wins. A package cannot remove one (an empty value is a value).
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub env: BTreeMap<String, String>,
+    /// Host programs every builder may call, on top of each package's own.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Resource limits of every build; a package's own limit wins per field.
+    #[serde(default)]
+    pub limits: LimitsDecl,
 }
 
 /// Limits and policies of the remote caches (all optional).

@@ -23,15 +23,15 @@ mod parse;
 mod procfile;
 
 pub use decl::{
-    EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, ReadyDecl,
-    RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
+    DefaultsDecl, EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl,
+    ReadyDecl, RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};
 pub use locate::Step;
 pub use parse::{
     GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, WORKSPACE_INPUT, cut, is_contained, is_env_name, parse_duration,
-    parse_package, parse_workspace,
+    parse_package, parse_package_with, parse_workspace,
 };
 pub use procfile::{PROCFILE, ProcfileEntry, parse_procfile};
 

@@ -10,7 +10,9 @@ use ron::extensions::Extensions;
 use crate::decl::DUPLICATE_KEY;
 use crate::error::{DeclError, SourceFile};
 use crate::locate::Step;
-use crate::{PackageDecl, ReadyDecl, WorkspaceDecl};
+use miette::SourceSpan;
+
+use crate::{DefaultsDecl, PackageDecl, ReadyDecl, WorkspaceDecl};
 
 /// Longest glob accepted: no path is longer (Linux's `PATH_MAX`), and a glob
 /// compiles to a regex, whose cost grows with its length.
@@ -143,6 +145,7 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
         check_glob_len(file, g)?;
     }
     check_wildcard_count(file, &ws.packages, "packages")?;
+    check_defaults(file, &ws.defaults)?;
     if ws.packages.is_empty() {
         let at = file.find_field("packages");
         return Err(DeclError::at(file, (at, 8).into(), "a workspace needs at least one package glob", "empty")
@@ -150,6 +153,14 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
             .into());
     }
     Ok(ws)
+}
+
+/// The workspace's `defaults`, checked as a package's own fields are; errors
+/// point into the root `brr.ron`.
+fn check_defaults(file: &SourceFile, d: &DefaultsDecl) -> Result<(), Box<DeclError>> {
+    check_env_vars(file, &d.env, |k| file.locate(&[Step::Field("defaults"), Step::Field("env"), Step::Key(k)]))?;
+    let tools_at = file.locate(&[Step::Field("defaults"), Step::Field("tools")]).offset();
+    check_tools(file, &d.tools, |t| file.find_value(t, tools_at))
 }
 
 fn check_wildcard_count(file: &SourceFile, globs: &[String], field: &str) -> Result<(), Box<DeclError>> {
@@ -182,8 +193,14 @@ fn check_glob_len(file: &SourceFile, g: &str) -> Result<(), Box<DeclError>> {
 
 /// Parses a package `brr.ron` and checks what the file alone can tell.
 pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, Box<DeclError>> {
+    parse_package_with(file, &DefaultsDecl::default())
+}
+
+/// [`parse_package`] in a workspace with `defaults`: a builder program may
+/// be one of the inherited tools.
+pub fn parse_package_with(file: &SourceFile, defaults: &DefaultsDecl) -> Result<PackageDecl, Box<DeclError>> {
     let decl: PackageDecl = parse(file)?;
-    check_package(file, &decl)?;
+    check_package(file, &decl, defaults)?;
     check_host_inputs(file, &decl.body().host_inputs)?;
     Ok(decl)
 }
@@ -218,7 +235,7 @@ fn check_host_inputs(file: &SourceFile, globs: &[String]) -> Result<(), Box<Decl
     Ok(())
 }
 
-fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclError>> {
+fn check_package(file: &SourceFile, decl: &PackageDecl, defaults: &DefaultsDecl) -> Result<(), Box<DeclError>> {
     let b = decl.body();
     let err =
         |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
@@ -232,26 +249,20 @@ fn check_package(file: &SourceFile, decl: &PackageDecl) -> Result<(), Box<DeclEr
         let at = file.find_field("builder");
         return Err(DeclError::at(file, (at, 7).into(), "the builder command is empty", "no program").into());
     };
-    if !b.tools.contains(program) {
+    if !b.tools.contains(program) && !defaults.tools.contains(program) {
         return Err(err(
             program,
             format!("builder program `{}` is not a declared tool", cut(program)),
             "not in `tools`",
         )
-        .with_help(format!("add `\"{}\"` to `tools`: the builder's PATH holds only declared tools", cut(program)))
+        .with_help(format!(
+            "add `\"{}\"` to `tools` (or to the workspace's `defaults`): the builder's PATH holds only declared \
+             tools",
+            cut(program)
+        ))
         .into());
     }
-    let mut seen = BTreeSet::new();
-    for t in &b.tools {
-        if !seen.insert(t) {
-            return Err(err(t, format!("tool `{}` is declared twice", cut(t)), "duplicate").into());
-        }
-        if t.contains('/') || t.is_empty() {
-            return Err(err(t, format!("tool `{}` must be a program name, not a path", cut(t)), "a path")
-                .with_help("brr resolves tools on the host PATH and records their digests")
-                .into());
-        }
-    }
+    check_tools(file, &b.tools, |t| file.find_value(t, 0))?;
     let mut seen = BTreeSet::new();
     for d in &b.deps {
         if d == &b.name {
@@ -359,8 +370,41 @@ fn check_ready(file: &SourceFile, process: &str, ready: Option<&ReadyDecl>) -> R
 /// rewrite the builder's environment and argv.
 fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclError>> {
     let env_at = file.find_field("env");
-    for (k, v) in &b.env {
-        let key_span = file.find_value(k, env_at);
+    check_env_vars(file, &b.env, |k| file.find_value(k, env_at))?;
+    check_commands(file, b)
+}
+
+/// Tool names: each once, a program name rather than a path. `at` finds one
+/// in the file.
+fn check_tools(file: &SourceFile, tools: &[String], at: impl Fn(&str) -> SourceSpan) -> Result<(), Box<DeclError>> {
+    let mut seen = BTreeSet::new();
+    for t in tools {
+        if !seen.insert(t) {
+            return Err(DeclError::at(file, at(t), format!("tool `{}` is declared twice", cut(t)), "duplicate").into());
+        }
+        if t.contains('/') || t.is_empty() {
+            return Err(DeclError::at(
+                file,
+                at(t),
+                format!("tool `{}` must be a program name, not a path", cut(t)),
+                "a path",
+            )
+            .with_help("brr resolves tools on the host PATH and records their digests")
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Env names (not brr's own) and values without NUL; `at` finds a name in
+/// the file.
+fn check_env_vars(
+    file: &SourceFile,
+    env: &BTreeMap<String, String>,
+    at: impl Fn(&str) -> SourceSpan,
+) -> Result<(), Box<DeclError>> {
+    for (k, v) in env {
+        let key_span = at(k);
         if !is_env_name(k) {
             return Err(DeclError::at(file, key_span, format!("invalid env name `{}`", cut(k)), "not a name")
                 .with_help("env names are letters, digits and `_`, and do not start with a digit")
@@ -382,6 +426,11 @@ fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclEr
                 .into());
         }
     }
+    Ok(())
+}
+
+/// NUL bytes in a package's commands, which no argv can hold.
+fn check_commands(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclError>> {
     let probes = b.processes.values().filter_map(|p| match &p.ready {
         Some(ReadyDecl::Command(argv)) => Some(argv),
         _ => None,

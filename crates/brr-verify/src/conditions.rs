@@ -149,6 +149,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             cpus: Some(1),
             builders: None,
             net_slots: None,
+            jobserver: None,
         },
         r => Conditions {
             sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
@@ -159,6 +160,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             cpus: None,
             builders: None,
             net_slots: None,
+            jobserver: None,
         },
     }
 }

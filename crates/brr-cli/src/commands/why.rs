@@ -5,7 +5,8 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyPrevious, WhyReuse, WhyTool, WhyToolFile,
+    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious, WhyReuse,
+    WhyTool, WhyToolFile,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -46,9 +47,11 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
             .unwrap_or_default(),
     });
     let status = if e.cached.is_some() { PlanStatus::Cached } else { PlanStatus::Build };
+    let origins = ws.origins(pkg);
     if json {
-        return output::print(&why_doc(&e, &files, tools, cpu, status));
+        return output::print(&why_doc(&e, &files, tools, cpu, status, &origins));
     }
+    let from = |o: Option<&brr_graph::Origin>| o.map_or_else(String::new, |o| format!("  ({o})"));
     match e.key_hash {
         Some(k) => println!("{target}: key {k}"),
         None => println!("{target}: key not known yet (dependencies to rebuild: {})", e.pending.join(", ")),
@@ -69,10 +72,17 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         println!("  file     {p}  {}  {s} bytes", &h.to_string()[..16]);
     }
     for (k, v) in &e.key.env {
-        println!("  env      {k}={v}");
+        println!("  env      {k}={v}{}", from(origins.env.get(k)));
     }
     for t in &tools {
-        println!("  tool     {}  {}  {}  ({} files)", t.name, &t.digest.to_string()[..16], t.path, t.closure.len());
+        println!(
+            "  tool     {}  {}  {}  ({} files){}",
+            t.name,
+            &t.digest.to_string()[..16],
+            t.path,
+            t.closure.len(),
+            from(origins.tools.get(&t.name))
+        );
         for f in &t.closure {
             println!("             {}  {}", &f.digest.to_string()[..16], f.path);
         }
@@ -86,6 +96,17 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     for (n, a) in &e.key.deps {
         let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
         println!("  dep      {n}  {}{note}", a.short());
+    }
+    if !origins.limits.is_empty() {
+        println!("\nlimits (not in the key):");
+        let l = &pkg.body.limits;
+        let values =
+            [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
+        for (name, value) in values {
+            if let Some(v) = value {
+                println!("  {name}={v}{}", from(origins.limits.get(name)));
+            }
+        }
     }
     match &e.previous {
         None => println!("\nno previous build of `{target}` in this store"),
@@ -114,6 +135,7 @@ fn why_doc(
     tools: Vec<WhyTool>,
     cpu: Option<WhyCpu>,
     status: PlanStatus,
+    origins: &brr_graph::Origins,
 ) -> WhyDoc {
     WhyDoc {
         name: e.name.clone(),
@@ -147,6 +169,11 @@ fn why_doc(
             package_dir: e.key.package_dir.clone(),
             system: e.key.system.clone(),
             sources: e.key.sources.into(),
+            origins: WhyOrigins {
+                env: origins.env.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+                tools: origins.tools.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+                limits: origins.limits.iter().map(|(k, o)| (k.clone(), WhyOrigin::from(o))).collect(),
+            },
         },
         changes: e.changes.iter().map(|c| WhyChange { kind: ChangeKind::from(c), message: c.to_string() }).collect(),
     }

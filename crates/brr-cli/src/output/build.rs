@@ -194,6 +194,49 @@ pub struct WhyInputs {
     pub system: String,
     /// The tree of the input files.
     pub sources: Hash,
+    /// Where each env variable, tool and limit was declared: the package's
+    /// `brr.ron` or the workspace defaults in the root `brr.ron`.
+    pub origins: WhyOrigins,
+}
+
+/// Where a package's settings were declared.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyOrigins {
+    pub env: BTreeMap<String, WhyOrigin>,
+    pub tools: BTreeMap<String, WhyOrigin>,
+    /// Limits the package or the defaults set (not part of the key).
+    pub limits: BTreeMap<String, WhyOrigin>,
+}
+
+/// Where one setting was declared.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WhyOrigin {
+    pub from: OriginKind,
+    /// Workspace-relative.
+    pub file: String,
+    pub line: usize,
+    /// The package's own value replaces a workspace default of the same name.
+    pub overrides_default: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginKind {
+    /// The package's own `brr.ron`.
+    Package,
+    /// `defaults` in the workspace's root `brr.ron`.
+    WorkspaceDefaults,
+}
+
+impl From<&brr_graph::Origin> for WhyOrigin {
+    fn from(o: &brr_graph::Origin) -> Self {
+        Self {
+            from: if o.defaults { OriginKind::WorkspaceDefaults } else { OriginKind::Package },
+            file: o.file.display().to_string(),
+            line: o.line,
+            overrides_default: o.overrides,
+        }
+    }
 }
 
 /// An input file.

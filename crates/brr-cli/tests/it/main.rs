@@ -7,6 +7,7 @@ mod cache;
 mod closures;
 mod confinement;
 mod crash;
+mod defaults;
 mod failures;
 mod gc;
 mod hostile;

@@ -94,6 +94,21 @@ pub(super) fn hold_owner_lock(tmp: &Path) -> Result<(), ExecError> {
     }
 }
 
+/// A new folder `build-<pid>-<what><n>` in `tmp` for this process's own
+/// use, kept alive by its owner lock like a sandbox: a killed run's is
+/// removed by [`clean_stale`].
+pub(crate) fn owned_dir(tmp: &Path, what: &str) -> Result<PathBuf, ExecError> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::fs::create_dir_all(tmp).map_err(io(tmp))?;
+    hold_owner_lock(tmp)?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = tmp.join(format!("{PREFIX}{}-{what}{n}", std::process::id()));
+    // Left by an earlier process of the same pid.
+    remove_tree(&dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io(&dir))?;
+    Ok(dir)
+}
+
 /// Removes sandboxes left by killed brr processes: those whose owner's lock
 /// is free (or gone).
 pub fn clean_stale(tmp: &Path) {

@@ -119,3 +119,21 @@ fn stdout_and_stderr_can_go_to_separate_files() {
         assert_eq!(read_back(&mut err), "err\n", "isolate={isolate}");
     }
 }
+
+#[test]
+fn only_the_listed_descriptors_stay_open_across_exec() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    // std opens both close-on-exec, as brr opens every descriptor.
+    let (kept, _kept_w) = std::io::pipe().unwrap();
+    let (closed, _closed_w) = std::io::pipe().unwrap();
+    let (k, c) = (kept.as_raw_fd(), closed.as_raw_fd());
+    for isolate in [false, true] {
+        let mut spec =
+            sh(&format!("[ -e /proc/self/fd/{k} ] && echo kept; [ -e /proc/self/fd/{c} ] || echo closed"), dir.path());
+        spec.inherit_fds = vec![k];
+        let (status, log) = run(&spec, isolate);
+        assert!(status.success(), "isolate={isolate}: {status} {log}");
+        assert_eq!(log, "kept\nclosed\n", "isolate={isolate}");
+    }
+}

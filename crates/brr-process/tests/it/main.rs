@@ -31,6 +31,7 @@ fn spec(program: &str, args: &[&str], cwd: &Path) -> SandboxSpec {
         host_network: false,
         limits: None,
         build_dir: None,
+        inherit_fds: Vec::new(),
     }
 }
 
