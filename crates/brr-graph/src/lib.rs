@@ -51,6 +51,9 @@ pub fn action_key(
     tools: &BTreeMap<String, Tool>,
     deps: BTreeMap<String, ArtifactHash>,
 ) -> ActionKey {
+    if let Some(f) = &pkg.fetch {
+        return fetch_key(&f.hash, sources);
+    }
     ActionKey {
         system: system(),
         builder: pkg.body.builder.clone(),
@@ -60,6 +63,27 @@ pub fn action_key(
         package_dir: pkg.dir.clone(),
         sources,
         deps,
+    }
+}
+
+/// System of every fetch's key: what a fetch makes is pinned, so it is the
+/// same on every platform.
+pub const FETCH_SYSTEM: &str = "fetch";
+
+/// The build key of a fetch: its pinned hash alone (the builder argv
+/// `["fetch", HASH]`, every other field empty; `sources` is the empty tree),
+/// so a new URL, mirror or command for the same files is a cache hit, as
+/// Nix's fixed-output derivations.
+pub fn fetch_key(hash: &str, sources: TreeHash) -> ActionKey {
+    ActionKey {
+        system: FETCH_SYSTEM.to_owned(),
+        builder: vec!["fetch".to_owned(), hash.to_owned()],
+        env: BTreeMap::new(),
+        outputs: std::collections::BTreeSet::new(),
+        tools: BTreeMap::new(),
+        package_dir: String::new(),
+        sources,
+        deps: BTreeMap::new(),
     }
 }
 

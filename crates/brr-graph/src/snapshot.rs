@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use brr_schema::{EnvironmentsDecl, PackageBody, ProcessDecl, SourceFile, WorkspaceDecl};
+use brr_schema::{EnvironmentsDecl, FetchBody, PackageBody, ProcessDecl, SourceFile, WorkspaceDecl};
 use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ use crate::environments::Environments;
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// A path's own stat fields (a symlink is not followed); `None` when missing.
 fn stat_of(path: &Path) -> Option<FileStat> {
@@ -88,6 +88,7 @@ struct SavedPackage {
     inputs: Vec<String>,
     deps: Vec<usize>,
     text: String,
+    fetch: Option<FetchBody>,
 }
 
 fn exe_stamp() -> Option<FileStat> {
@@ -135,7 +136,11 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 .collect();
             Package {
                 name: p.name,
-                kind: if p.service { PackageKind::Service } else { PackageKind::Library },
+                kind: match (p.service, &p.fetch) {
+                    (true, _) => PackageKind::Service,
+                    (false, Some(_)) => PackageKind::Fetch,
+                    (false, None) => PackageKind::Library,
+                },
                 dir: p.dir,
                 source: SourceFile::new(manifest.clone(), p.text),
                 manifest,
@@ -144,6 +149,7 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 procfile: p.procfile.map(PathBuf::from),
                 inputs,
                 deps: p.deps,
+                fetch: p.fetch,
             }
         })
         .collect();
@@ -176,6 +182,7 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
                 inputs: p.inputs.keys().cloned().collect(),
                 deps: p.deps.clone(),
                 text: p.source.text.to_string(),
+                fetch: p.fetch.clone(),
             })
         })
         .collect::<Option<Vec<_>>>()
