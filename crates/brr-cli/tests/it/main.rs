@@ -6,6 +6,7 @@ mod cache;
 mod confinement;
 mod crash;
 mod failures;
+mod fetch;
 mod gc;
 mod hostile;
 mod image;
