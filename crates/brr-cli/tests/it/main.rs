@@ -22,6 +22,7 @@ mod remote;
 mod run;
 mod sandbox;
 mod snapshots;
+mod third_party;
 mod store_repair;
 mod usability;
 mod verify;
