@@ -7,7 +7,7 @@ use brr_test_support::{
     path_with_real_python3, require,
 };
 
-use crate::BRR;
+use crate::{BRR, FileRemote};
 
 const SIX: &str = "six-1.16.0-py2.py3-none-any.whl";
 const IDNA: &str = "idna-3.7-py3-none-any.whl";
@@ -25,7 +25,10 @@ fn wheel_mirror() -> Option<FileServer> {
 
 /// `brr ARGS` with the mirror and a PATH whose `python3` is a real binary.
 fn brr(ws: &TestWorkspace, mirror: Option<&FileServer>, args: &[&str]) -> Run {
-    let mut cmd = ws.command();
+    with_mirror(ws.command(), mirror, args)
+}
+
+fn with_mirror(mut cmd: std::process::Command, mirror: Option<&FileServer>, args: &[&str]) -> Run {
     cmd.env("PATH", path_with_real_python3().expect("python3"));
     match mirror {
         Some(m) => cmd.env("BRR_FETCH_MIRROR", m.url()),
@@ -82,6 +85,20 @@ fn pyshop_builds_on_wheels_fetched_once_and_keyed_on_their_hash_alone() {
     assert!(kinds.contains(&("six-whl", "fetch")) && kinds.contains(&("greeter", "service")), "{kinds:?}");
     let why = brr(&ws, None, &["why", "six-whl"]).success().stdout;
     assert!(why.contains(&format!("fetch {SIX_HASH}")), "{why}");
+}
+
+#[test]
+fn a_fetch_is_shared_through_a_remote_cache_and_not_fetched_again() {
+    let Some(mirror) = wheel_mirror() else { return };
+    let remote = FileRemote::new();
+    let first = TestWorkspace::fixture(BRR, "pyshop");
+    let run = with_mirror(remote.command(&first), Some(&mirror), &["build", "--json"]).success();
+    assert_eq!(run.count("built"), 3, "{}", run.stdout);
+    let second = TestWorkspace::fixture(BRR, "pyshop");
+    let run = with_mirror(remote.command(&second), Some(&mirror), &["build", "--json"]).success();
+    assert_eq!(run.count("cached"), 3, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!((mirror.hits(SIX), mirror.hits(IDNA)), (1, 1), "the second runner pulled the wheels");
+    assert!(brr(&second, None, &["cat", "six-whl", SIX]).success().stdout.starts_with("PK"));
 }
 
 #[test]
@@ -160,5 +177,17 @@ fn fetch_urls_and_mirrors_are_http_only() {
     let run = Run::from(cmd.env("BRR_FETCH_MIRROR", &redirect).arg("build").output().unwrap()).code(1);
     assert!(run.stderr.contains("cannot fetch"), "{}", run.stderr);
     assert_eq!(mirror.hits(&format!("redirect/file:///etc/{SIX}")), 1);
+    assert_eq!(store_objects(&ws).0, 0, "{}", run.stderr);
+
+    // The download is bounded by the output limit.
+    ws.write(
+        "p/f/brr.ron",
+        &format!(
+            "Fetch(name: \"f\", url: \"https://example.invalid/{SIX}\", hash: \"{SIX_HASH}\", \
+             limits: Limits(output_mib: 0))\n"
+        ),
+    );
+    let run = brr(&ws, Some(&mirror), &["build"]).code(1);
+    assert!(run.stderr.contains("is over the output limit of 0 MiB"), "{}", run.stderr);
     assert_eq!(store_objects(&ws).0, 0, "{}", run.stderr);
 }
