@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brr_schema::{DeclError, FetchBody, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut};
+use brr_schema::{
+    DeclError, FetchBody, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut,
+};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;

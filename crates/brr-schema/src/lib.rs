@@ -23,8 +23,8 @@ mod parse;
 mod procfile;
 
 pub use decl::{
-    EnvironmentDecl, EnvironmentsDecl, FetchBody, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl, ReadyDecl,
-    RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
+    EnvironmentDecl, EnvironmentsDecl, FetchBody, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl,
+    ReadyDecl, RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};

@@ -353,7 +353,7 @@ pub fn url_file_name(url: &str) -> Option<&str> {
     let rest = rest.split(['?', '#']).next()?;
     let (_, path) = rest.split_once('/')?;
     let name = path.rsplit('/').next()?;
-    let ok = !name.is_empty() && name != "." && name != ".." && !name.contains(['\\', '\0', '%']);
+    let ok = !name.is_empty() && name != "." && name != ".." && !name.contains(['\\', '\0']);
     ok.then_some(name)
 }
 
@@ -375,12 +375,16 @@ fn check_fetch(file: &SourceFile, f: &crate::FetchBody) -> Result<(), Box<DeclEr
             .into());
     }
     if !is_pinned_hash(&f.hash) {
-        return Err(err(&f.hash, format!("fetch hash `{}` is not 64 lowercase hex characters", cut(&f.hash)), "not a hash")
-            .with_help(
-                "pin the tree hash of the fetched files (`brr hash DIR`); a fetch with a wrong hash fails and \
+        return Err(err(
+            &f.hash,
+            format!("fetch hash `{}` is not 64 lowercase hex characters", cut(&f.hash)),
+            "not a hash",
+        )
+        .with_help(
+            "pin the tree hash of the fetched files (`brr hash DIR`); a fetch with a wrong hash fails and \
                  prints the actual one",
-            )
-            .into());
+        )
+        .into());
     }
     match (&f.url, &f.command) {
         (Some(url), None) => {

@@ -76,8 +76,8 @@ fn serve(mut stream: TcpStream, dir: &Path, hits: &Mutex<BTreeMap<String, usize>
         let file = (!path.contains('/') && !path.starts_with('.')).then(|| dir.join(&path));
         match file.and_then(|f| std::fs::read(f).ok()) {
             Some(body) => {
-                let mut r =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                    .into_bytes();
                 r.extend(body);
                 r
             }

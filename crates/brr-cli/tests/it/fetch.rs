@@ -3,8 +3,8 @@
 //! anything; every other builder without network.
 
 use brr_test_support::{
-    FETCH_FIXTURES_HINT, FileServer, NAMESPACES_HINT, Run, TestWorkspace, fetch_fixtures_dir,
-    path_with_real_python3, require,
+    FETCH_FIXTURES_HINT, FileServer, NAMESPACES_HINT, Run, TestWorkspace, fetch_fixtures_dir, path_with_real_python3,
+    require,
 };
 
 use crate::{BRR, FileRemote};
@@ -159,16 +159,18 @@ fn only_fetches_have_the_network_and_commands_may_fetch() {
 #[test]
 fn fetch_urls_and_mirrors_are_http_only() {
     let Some(mirror) = wheel_mirror() else { return };
-    let ws = TestWorkspace::new(BRR).file("brr.ron", "Workspace(packages: [\"p/*\"])\n").file(
-        "p/f/brr.ron",
-        &format!("Fetch(name: \"f\", url: \"file:///etc/passwd\", hash: \"{SIX_HASH}\")\n"),
-    );
+    let ws = TestWorkspace::new(BRR)
+        .file("brr.ron", "Workspace(packages: [\"p/*\"])\n")
+        .file("p/f/brr.ron", &format!("Fetch(name: \"f\", url: \"file:///etc/passwd\", hash: \"{SIX_HASH}\")\n"));
     let run = ws.brr(["build"]).code(2);
     assert!(run.stderr.contains("fetch url `file:///etc/passwd` is not an http(s) URL"), "{}", run.stderr);
     assert!(!ws.store().exists(), "a declaration mistake writes nothing");
 
     // A local file through the mirror, or through a redirect: refused.
-    ws.write("p/f/brr.ron", &format!("Fetch(name: \"f\", url: \"https://example.invalid/{SIX}\", hash: \"{SIX_HASH}\")\n"));
+    ws.write(
+        "p/f/brr.ron",
+        &format!("Fetch(name: \"f\", url: \"https://example.invalid/{SIX}\", hash: \"{SIX_HASH}\")\n"),
+    );
     let mut cmd = ws.command();
     let run = Run::from(cmd.env("BRR_FETCH_MIRROR", "file:///").arg("build").output().unwrap()).code(1);
     assert!(run.stderr.contains("BRR_FETCH_MIRROR `file:///` is not an http(s) URL"), "{}", run.stderr);

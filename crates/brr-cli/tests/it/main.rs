@@ -22,8 +22,8 @@ mod remote;
 mod run;
 mod sandbox;
 mod snapshots;
-mod third_party;
 mod store_repair;
+mod third_party;
 mod usability;
 mod verify;
 

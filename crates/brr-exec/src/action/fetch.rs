@@ -57,24 +57,21 @@ pub(super) fn build<T>(
     let mut log_file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&log_path).map_err(io(&log_path))?;
     let out = sb.out();
-    let fetched = match &fetch.url {
-        Some(url) => {
+    let fetched = if let Some(url) = &fetch.url {
+        on_start();
+        download(url, &out, limits.file_bytes, &mut log_file)
+    } else {
+        let spec = builder_spec(action, &sb, cond, limits)?;
+        let start = || {
             on_start();
-            download(url, &out, limits.file_bytes, &mut log_file)
-        }
-        None => {
-            let spec = builder_spec(action, &sb, cond, limits)?;
-            let permit_run = |_: Option<usize>| {
-                on_start();
-                // The only builder with the host's network: what it makes is pinned.
-                run(&SandboxSpec { host_network: true, net_slot: None, ..spec }, &log_file, isolate)
-            };
-            let status = match &cond.builders {
-                Some(permits) => permits.with(|i| permit_run(Some(i)))?,
-                None => permit_run(None)?,
-            };
-            if status.success() { Ok(()) } else { Err(format!("fetch command {}", describe(status))) }
-        }
+            // The only builder with the host's network: what it makes is pinned.
+            run(&SandboxSpec { host_network: true, net_slot: None, ..spec }, &log_file, isolate)
+        };
+        let status = match &cond.builders {
+            Some(permits) => permits.with(|_| start())?,
+            None => start()?,
+        };
+        if status.success() { Ok(()) } else { Err(format!("fetch command {}", describe(status))) }
     };
     let log_bytes = read_log(&log_file).map_err(io(&log_path))?;
     // Nothing is stored for a failed fetch: no log either.
@@ -84,10 +81,8 @@ pub(super) fn build<T>(
     if let Err(reason) = fetched {
         return fail(reason);
     }
-    let names: Vec<String> = fs_err::read_dir(&out)
-        .map_err(io(&out))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    let names: Vec<String> =
+        fs_err::read_dir(&out).map_err(io(&out))?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     let snap = match snapshot_holding(&out, &names, PACKED_MAX as u64) {
         Ok(s) => s,
         Err(e @ (FsError::EscapingSymlink { .. } | FsError::Special { .. } | FsError::NonUtf8 { .. })) => {
