@@ -7,7 +7,9 @@
 //! [`stage::Sandbox`] holding only its declared inputs, tools and dependency
 //! artifacts, through [`sandbox`] (namespaces and Landlock where the kernel
 //! allows), then writes its outputs; the scheduler commits finished builds
-//! in groups.
+//! in groups. A `Fetch(...)` package takes the same path but downloads its
+//! URL itself, or runs its command with the host's network, and keeps the
+//! result only if it has the pinned tree hash ([`action::fetch`]).
 
 pub mod action;
 mod error;

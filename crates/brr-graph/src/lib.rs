@@ -11,7 +11,8 @@
 //! promotion order, and a service's [`brr_hash::Config`] in each. [`Inputs::hash`] hashes their input files through the
 //! store's stat cache and resolves and hashes their tools; [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
-//! (early cutoff: dependents are keyed on artifacts, not on keys).
+//! (early cutoff: dependents are keyed on artifacts, not on keys); a
+//! fetch's key is its pinned hash alone ([`fetch_key`]).
 //!
 //! A no-op build of a large workspace must cost little more than stat'ing
 //! its inputs, so two results are saved in the store's `cache/` folder
