@@ -59,3 +59,15 @@ if ! python3 -c 'import moto.server' 2>/dev/null && [ ! -x target/moto-venv/bin/
     python3 -m venv target/moto-venv
     target/moto-venv/bin/pip install -q 'moto[server]'
 fi
+
+# The fetch tests serve registry files on 127.0.0.1: two PyPI wheels (the
+# pyshop example's pinned dependencies) and lupa's source distribution,
+# which bundles Lua 5.4's C sources (the third-party build test). pip
+# prepares an sdist's metadata while downloading it, which takes minutes
+# once; the files stay in target/fetch-fixtures/.
+fixtures=target/fetch-fixtures
+mkdir -p "$fixtures"
+[ -f "$fixtures/six-1.16.0-py2.py3-none-any.whl" ] && [ -f "$fixtures/idna-3.7-py3-none-any.whl" ] ||
+    python3 -m pip download -q --no-deps --only-binary :all: -d "$fixtures" six==1.16.0 idna==3.7
+[ -f "$fixtures/lupa-2.8.tar.gz" ] ||
+    python3 -m pip download -q --no-deps --no-binary lupa -d "$fixtures" lupa==2.8

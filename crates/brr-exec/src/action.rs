@@ -20,6 +20,8 @@ use crate::error::{ExecError, io};
 use crate::sandbox::{DEFAULT_UMASK, Limits, NetSlots, SandboxSpec, run};
 use crate::stage::Sandbox;
 
+pub mod fetch;
+
 /// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
 /// archives can hold.
 pub const SOURCE_DATE_EPOCH: &str = "315532800";
@@ -309,6 +311,9 @@ fn build<T>(
     store_outputs: impl FnOnce(&[Put<'_>], &Ran) -> Result<T, ExecError>,
 ) -> Result<Result<T, Failure>, ExecError> {
     let pkg = action.pkg;
+    if pkg.fetch.is_some() {
+        return fetch::build(store, action, isolate, cond, on_start, store_outputs);
+    }
     // Small sources are read and checked against their hashes once, then
     // staged from memory; larger ones go into the store first and are staged
     // from there. Either way the builder sees the hashed bytes. All of them

@@ -9,6 +9,9 @@
 //! allows), then writes its outputs; the scheduler commits finished builds
 //! in groups. The builders of a run share a [`jobserver::Jobserver`] of `N`
 //! tokens, so their own `make`/`cargo` jobs count against the same `-j`.
+//! A `Fetch(...)` package takes the same path but downloads its
+//! URL itself, or runs its command with the host's network, and keeps the
+//! result only if it has the pinned tree hash ([`action::fetch`]).
 
 pub mod action;
 mod error;

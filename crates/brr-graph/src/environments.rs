@@ -40,9 +40,10 @@ impl Environments {
             for service in e.services.keys() {
                 let message = match kinds.get(service.as_str()) {
                     Some(PackageKind::Service) => continue,
-                    Some(PackageKind::Library) => {
+                    Some(kind @ (PackageKind::Library | PackageKind::Fetch)) => {
+                        let what = if *kind == PackageKind::Fetch { "a fetch" } else { "a library" };
                         format!(
-                            "environment `{}` configures `{}`, a library: only services are released",
+                            "environment `{}` configures `{}`, {what}: only services are released",
                             cut(env),
                             cut(service)
                         )

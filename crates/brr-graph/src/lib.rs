@@ -13,7 +13,8 @@
 //! closures (loader, libraries, a compiler driver's programs; `closure`)
 //! and their declared `host_inputs` (`host`); [`action_key`]
 //! assembles a build key once the dependencies' artifact hashes are known
-//! (early cutoff: dependents are keyed on artifacts, not on keys).
+//! (early cutoff: dependents are keyed on artifacts, not on keys); a
+//! fetch's key is its pinned hash alone ([`fetch_key`]).
 //!
 //! A no-op build of a large workspace must cost little more than stat'ing
 //! its inputs, so two results are saved in the store's `cache/` folder
@@ -60,6 +61,9 @@ pub fn action_key(
     host: &BTreeMap<String, brr_hash::Digest>,
     deps: BTreeMap<String, ArtifactHash>,
 ) -> ActionKey {
+    if let Some(f) = &pkg.fetch {
+        return fetch_key(&f.hash, sources);
+    }
     ActionKey {
         system: system(),
         builder: pkg.body.builder.clone(),
@@ -71,6 +75,29 @@ pub fn action_key(
         package_dir: pkg.dir.clone(),
         sources,
         deps,
+    }
+}
+
+/// System of every fetch's key: what a fetch makes is pinned, so it is the
+/// same on every platform.
+pub const FETCH_SYSTEM: &str = "fetch";
+
+/// The build key of a fetch: its pinned hash alone (the builder argv
+/// `["fetch", HASH]`, every other field empty; `sources` is the empty tree),
+/// so a new URL, mirror or command for the same files is a cache hit, as
+/// Nix's fixed-output derivations.
+pub fn fetch_key(hash: &str, sources: TreeHash) -> ActionKey {
+    ActionKey {
+        system: FETCH_SYSTEM.to_owned(),
+        builder: vec!["fetch".to_owned(), hash.to_owned()],
+        env: BTreeMap::new(),
+        outputs: std::collections::BTreeSet::new(),
+        tools: BTreeMap::new(),
+        host_inputs: BTreeMap::new(),
+        cpu: None,
+        package_dir: String::new(),
+        sources,
+        deps: BTreeMap::new(),
     }
 }
 

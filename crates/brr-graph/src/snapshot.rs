@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use brr_schema::{EnvironmentsDecl, PackageBody, ProcessDecl, SourceFile, WorkspaceDecl};
+use brr_schema::{EnvironmentsDecl, FetchBody, PackageBody, ProcessDecl, SourceFile, WorkspaceDecl};
 use brr_store::FileStat;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,7 @@ struct SavedPackage {
     inputs: Vec<String>,
     deps: Vec<usize>,
     text: String,
+    fetch: Option<FetchBody>,
 }
 
 fn exe_stamp() -> Option<FileStat> {
@@ -139,7 +140,11 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 .collect();
             Package {
                 name: p.name,
-                kind: if p.service { PackageKind::Service } else { PackageKind::Library },
+                kind: match (p.service, &p.fetch) {
+                    (true, _) => PackageKind::Service,
+                    (false, Some(_)) => PackageKind::Fetch,
+                    (false, None) => PackageKind::Library,
+                },
                 dir: p.dir,
                 source: SourceFile::new(manifest.clone(), p.text),
                 manifest,
@@ -149,6 +154,7 @@ fn into_workspace(root: &Path, saved: Saved) -> Workspace {
                 procfile: p.procfile.map(PathBuf::from),
                 inputs,
                 deps: p.deps,
+                fetch: p.fetch,
             }
         })
         .collect();
@@ -190,6 +196,7 @@ pub(crate) fn save(cache_dir: &Path, ws: &Workspace, seen: Seen, recorded_ns: i6
                 inputs: p.inputs.keys().cloned().collect(),
                 deps: p.deps.clone(),
                 text: p.source.text.to_string(),
+                fetch: p.fetch.clone(),
             })
         })
         .collect::<Option<Vec<_>>>()

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brr_schema::{DeclError, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut};
+use brr_schema::{
+    DeclError, FetchBody, PROCFILE, PackageBody, PackageDecl, ProcessDecl, SourceFile, WorkspaceDecl, cut,
+};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
@@ -45,6 +47,8 @@ pub struct Workspace {
 pub enum PackageKind {
     Library,
     Service,
+    /// A `Fetch(...)`: its builder alone has the network; its output is pinned.
+    Fetch,
 }
 
 /// One package, with its input files resolved.
@@ -73,6 +77,8 @@ pub struct Package {
     pub deps: Vec<usize>,
     /// The declaration's text, to locate later errors in it.
     pub source: SourceFile,
+    /// A `Fetch(...)`'s own fields (URL or command, pinned hash).
+    pub fetch: Option<FetchBody>,
 }
 
 /// What a full load looked at, not yet saved (see
@@ -478,7 +484,7 @@ fn discover(
         if let Some(rel) = file.path.to_str() {
             stamps.push((rel.to_owned(), stamp));
         }
-        let mut body = pkg.body().clone();
+        let mut body = pkg.body().into_owned();
         let inherited = crate::defaults::apply(&decl.defaults, &mut body);
         if let Some(first) = seen.insert(body.name.clone(), file.path.clone()) {
             return Err(DeclError::at(
@@ -489,7 +495,11 @@ fn discover(
             )
             .into());
         }
-        let kind = if pkg.is_service() { PackageKind::Service } else { PackageKind::Library };
+        let kind = match &pkg {
+            PackageDecl::Service(_) => PackageKind::Service,
+            PackageDecl::Library(_) => PackageKind::Library,
+            PackageDecl::Fetch(_) => PackageKind::Fetch,
+        };
         packages.push(Package {
             name: body.name.clone(),
             kind,
@@ -502,6 +512,7 @@ fn discover(
             inputs: BTreeMap::new(),
             deps: Vec::new(),
             source: file,
+            fetch: pkg.fetch().cloned(),
         });
     }
     if let Some(i) = used.iter().position(|u| !u) {
@@ -542,7 +553,7 @@ fn procfiles(
         let entries = brr_schema::parse_procfile(&file)?;
         stamps.push((rel, Some(stamp)));
         let p = &mut packages[i];
-        if p.kind == PackageKind::Library {
+        if p.kind != PackageKind::Service {
             let span = entries.first().map_or((0, 0).into(), |e| e.span);
             return Err(DeclError::at(
                 &file,

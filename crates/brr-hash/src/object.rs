@@ -19,6 +19,10 @@
 //! | [`ToolClosure`] (its [`ToolDigest`]) | `brr/tool-closure/1` | absolute path → file digest, sorted |
 //! | [`Artifact`] | `brr/artifact/2` | outputs tree, manifest: process types (sorted by name: argv, restart policy, grace seconds, readiness probe; each setting optional), release argv |
 //!
+//! A fetch's key is an [`ActionKey`] too: system `fetch`, builder
+//! `["fetch", pinned tree hash]`, the empty source tree, nothing else
+//! (`brr_graph::fetch_key`).
+//!
 //! `brr/artifact/1` (process types with an argv only) is still decoded, as
 //! an artifact whose settings are all the defaults; see [`Artifact::decode`].
 //! `brr/action/1` (a tool was the digest of its binary alone, no host inputs

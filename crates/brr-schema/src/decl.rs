@@ -101,7 +101,7 @@ pub struct RemoteDecl {
     pub read_only: bool,
 }
 
-/// A package `brr.ron`: a `Library(...)` or a `Service(...)`.
+/// A package `brr.ron`: a `Library(...)`, a `Service(...)` or a `Fetch(...)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename = "Package")]
 pub enum PackageDecl {
@@ -109,12 +109,27 @@ pub enum PackageDecl {
     Library(PackageBody),
     /// Built, released and run: declares process types and a release command.
     Service(PackageBody),
+    /// Downloaded (a URL) or made by a command with the network, and kept
+    /// only if its output tree has the pinned hash; depended upon like a
+    /// library.
+    Fetch(FetchBody),
 }
 
 impl PackageDecl {
-    pub fn body(&self) -> &PackageBody {
+    /// The fields as a package body (a fetch's: its tools, env, command and
+    /// limits; no inputs, dependencies or outputs).
+    pub fn body(&self) -> std::borrow::Cow<'_, PackageBody> {
         match self {
-            Self::Library(b) | Self::Service(b) => b,
+            Self::Library(b) | Self::Service(b) => std::borrow::Cow::Borrowed(b),
+            Self::Fetch(f) => std::borrow::Cow::Owned(f.package_body()),
+        }
+    }
+
+    /// The fetch's own fields, for a `Fetch(...)`.
+    pub fn fetch(&self) -> Option<&FetchBody> {
+        match self {
+            Self::Fetch(f) => Some(f),
+            _ => None,
         }
     }
 
@@ -168,6 +183,57 @@ pub struct PackageBody {
     /// finish, not what it makes.
     #[serde(default)]
     pub limits: LimitsDecl,
+}
+
+/// The fields of a fetch: the only kind of package whose builder has the
+/// network, because what it makes is checked against `hash` (as Nix's
+/// fixed-output derivations and Bazel's `http_archive` `sha256`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchBody {
+    /// Unique name of the package across the workspace.
+    pub name: String,
+    /// `http://…` or `https://…`: brr downloads it to `$OUT/<file name>`
+    /// (the URL's last path segment). Give `url` or `command`, not both.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A command (argv; its program a declared tool) that writes the fetched
+    /// files below `$OUT`, run in the sandbox but with the host's network.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Host programs the command may call.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Environment variables for the command.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub env: BTreeMap<String, String>,
+    /// The tree hash of the whole of `$OUT` (what `brr hash` prints for the
+    /// folder), 64 lowercase hex characters. The build key is made of it
+    /// alone, so another URL or mirror for the same files is a cache hit.
+    pub hash: String,
+    /// Limits of the download or command (`output_mib` bounds the download).
+    #[serde(default)]
+    pub limits: LimitsDecl,
+}
+
+impl FetchBody {
+    /// The fetch as a package body: what the graph and scheduler share with
+    /// builds (name, tools, env, command as the builder, limits).
+    pub fn package_body(&self) -> PackageBody {
+        PackageBody {
+            name: self.name.clone(),
+            inputs: Vec::new(),
+            deps: Vec::new(),
+            host_inputs: Vec::new(),
+            tools: self.tools.clone(),
+            builder: self.command.clone().unwrap_or_default(),
+            env: self.env.clone(),
+            outputs: Vec::new(),
+            processes: BTreeMap::new(),
+            release: None,
+            limits: self.limits.clone(),
+        }
+    }
 }
 
 /// Resource limits of one build (`limits: Limits(output_mib: 4096)`).

@@ -1,7 +1,7 @@
 //! The declarations of a brr workspace, as written in RON.
 //!
 //! A workspace root `brr.ron` holds a [`WorkspaceDecl`]; each package folder
-//! holds a [`PackageDecl`] (`Library(...)` or `Service(...)`); an optional
+//! holds a [`PackageDecl`] (`Library(...)`, `Service(...)` or `Fetch(...)`); an optional
 //! `environments.ron` beside the root `brr.ron` holds an
 //! [`EnvironmentsDecl`]: the environments releases go to, their promotion
 //! order, and each service's vars and secret names there. This crate only
@@ -23,7 +23,8 @@ mod parse;
 mod procfile;
 
 pub use decl::{
-    DefaultsDecl, EnvironmentDecl, EnvironmentsDecl, LimitsDecl, OnConflict, PackageBody, PackageDecl, ProcessDecl,
+    DefaultsDecl, EnvironmentDecl, EnvironmentsDecl, FetchBody, LimitsDecl, OnConflict, PackageBody, PackageDecl,
+    ProcessDecl,
     ReadyDecl, RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
@@ -31,7 +32,7 @@ pub use error::{DeclError, SourceFile};
 pub use locate::Step;
 pub use parse::{
     GLOB_MAX, RESERVED_ENV, WILDCARD_GLOBS_MAX, WORKSPACE_INPUT, cut, is_contained, is_env_name, parse_duration,
-    parse_package, parse_package_with, parse_workspace,
+    parse_package, parse_package_with, parse_workspace, url_file_name,
 };
 pub use procfile::{PROCFILE, ProcfileEntry, parse_procfile};
 

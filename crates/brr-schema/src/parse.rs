@@ -236,7 +236,11 @@ fn check_host_inputs(file: &SourceFile, globs: &[String]) -> Result<(), Box<Decl
 }
 
 fn check_package(file: &SourceFile, decl: &PackageDecl, defaults: &DefaultsDecl) -> Result<(), Box<DeclError>> {
+    if let Some(f) = decl.fetch() {
+        return check_fetch(file, f);
+    }
     let b = decl.body();
+    let b = b.as_ref();
     let err =
         |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
 
@@ -249,20 +253,7 @@ fn check_package(file: &SourceFile, decl: &PackageDecl, defaults: &DefaultsDecl)
         let at = file.find_field("builder");
         return Err(DeclError::at(file, (at, 7).into(), "the builder command is empty", "no program").into());
     };
-    if !b.tools.contains(program) && !defaults.tools.contains(program) {
-        return Err(err(
-            program,
-            format!("builder program `{}` is not a declared tool", cut(program)),
-            "not in `tools`",
-        )
-        .with_help(format!(
-            "add `\"{}\"` to `tools` (or to the workspace's `defaults`): the builder's PATH holds only declared \
-             tools",
-            cut(program)
-        ))
-        .into());
-    }
-    check_tools(file, &b.tools, |t| file.find_value(t, 0))?;
+    check_program(file, b, &defaults.tools, program)?;
     let mut seen = BTreeSet::new();
     for d in &b.deps {
         if d == &b.name {
@@ -368,6 +359,110 @@ fn check_ready(file: &SourceFile, process: &str, ready: Option<&ReadyDecl>) -> R
 
 /// Env names and values, and NUL bytes in commands: they would break or
 /// rewrite the builder's environment and argv.
+/// The builder's program is a declared tool; each tool is a name, given once.
+/// The builder's program is a declared tool (the package's own or one of
+/// `inherited`, the workspace defaults'), and the tools are names.
+fn check_program(
+    file: &SourceFile,
+    b: &crate::PackageBody,
+    inherited: &[String],
+    program: &str,
+) -> Result<(), Box<DeclError>> {
+    if !b.tools.iter().any(|t| t == program) && !inherited.iter().any(|t| t == program) {
+        return Err(DeclError::at(
+            file,
+            file.find_value(program, 0),
+            format!("builder program `{}` is not a declared tool", cut(program)),
+            "not in `tools`",
+        )
+        .with_help(format!(
+            "add `\"{}\"` to `tools` (or to the workspace's `defaults`): the builder's PATH holds only declared \
+             tools",
+            cut(program)
+        ))
+        .into());
+    }
+    check_tools(file, &b.tools, |t| file.find_value(t, 0))
+}
+
+/// The file name a URL fetch saves to: the last segment of its path
+/// (without query or fragment), `None` when it has none usable.
+pub fn url_file_name(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = rest.split(['?', '#']).next()?;
+    let (_, path) = rest.split_once('/')?;
+    let name = path.rsplit('/').next()?;
+    let ok = !name.is_empty() && name != "." && name != ".." && !name.contains(['\\', '\0']);
+    ok.then_some(name)
+}
+
+/// A pinned hash: 64 lowercase hex characters.
+fn is_pinned_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+fn check_fetch(file: &SourceFile, f: &crate::FetchBody) -> Result<(), Box<DeclError>> {
+    let err =
+        |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, 0), message, label);
+    let field = |name: &str, message: String, label: &str| {
+        let at = file.find_field(name);
+        DeclError::at(file, (at, name.len()).into(), message, label)
+    };
+    if !is_name(&f.name) {
+        return Err(err(&f.name, format!("invalid package name `{}`", cut(&f.name)), "not a name")
+            .with_help("names use lowercase letters, digits, `-` and `_`")
+            .into());
+    }
+    if !is_pinned_hash(&f.hash) {
+        return Err(err(
+            &f.hash,
+            format!("fetch hash `{}` is not 64 lowercase hex characters", cut(&f.hash)),
+            "not a hash",
+        )
+        .with_help(
+            "pin the tree hash of the fetched files (`brr hash DIR`); a fetch with a wrong hash fails and \
+                 prints the actual one",
+        )
+        .into());
+    }
+    match (&f.url, &f.command) {
+        (Some(url), None) => {
+            if url_file_name(url).is_none() {
+                return Err(err(
+                    url,
+                    format!("fetch url `{}` is not an http(s) URL ending in a file name", cut(url)),
+                    "not http(s)",
+                )
+                .with_help("write `https://host/path/file.tar.gz`; only http and https are fetched")
+                .into());
+            }
+            if !f.tools.is_empty() || !f.env.is_empty() {
+                let which = if f.tools.is_empty() { "env" } else { "tools" };
+                return Err(field(which, format!("a url fetch runs no command: `{which}` is unused"), "unused")
+                    .with_help("remove it, or fetch with `command` instead")
+                    .into());
+            }
+        }
+        (None, Some(command)) => {
+            let b = f.package_body();
+            let Some(program) = command.first() else {
+                return Err(field("command", "the fetch command is empty".into(), "no program").into());
+            };
+            check_program(file, &b, &[], program)?;
+            check_env(file, &b)?;
+        }
+        (Some(_), Some(_)) => {
+            return Err(field("command", "a fetch has a `url` or a `command`, not both".into(), "both").into());
+        }
+        (None, None) => {
+            return Err(field("hash", "a fetch needs a `url` or a `command`".into(), "nothing to fetch")
+                .with_help("add `url: \"https://…\"`")
+                .into());
+        }
+    }
+    Ok(())
+}
+
 fn check_env(file: &SourceFile, b: &crate::PackageBody) -> Result<(), Box<DeclError>> {
     let env_at = file.find_field("env");
     check_env_vars(file, &b.env, |k| file.find_value(k, env_at))?;

@@ -25,6 +25,7 @@
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
+mod file_server;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use file_server::{FETCH_FIXTURES_HINT, FileServer, fetch_fixtures_dir};
 pub use registry::{REGISTRY_HINT, Registry};
 
 /// The opt-out: when set to `1`, a test missing a server or kernel feature

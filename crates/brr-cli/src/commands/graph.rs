@@ -18,7 +18,11 @@ pub fn run(settings: &Settings, format: GraphFormat) -> Result<(), Failure> {
                 .iter()
                 .map(|p| GraphNode {
                     name: p.name.clone(),
-                    kind: if p.kind == PackageKind::Service { Kind::Service } else { Kind::Library },
+                    kind: match p.kind {
+                        PackageKind::Service => Kind::Service,
+                        PackageKind::Library => Kind::Library,
+                        PackageKind::Fetch => Kind::Fetch,
+                    },
                     dir: p.dir.clone(),
                     deps: p.body.deps.clone(),
                     inputs: p.inputs.len(),
@@ -30,7 +34,11 @@ pub fn run(settings: &Settings, format: GraphFormat) -> Result<(), Failure> {
             println!("digraph brr {{");
             println!("  rankdir=LR;");
             for p in &ws.packages {
-                let shape = if p.kind == PackageKind::Service { "box" } else { "ellipse" };
+                let shape = match p.kind {
+                    PackageKind::Service => "box",
+                    PackageKind::Library => "ellipse",
+                    PackageKind::Fetch => "note",
+                };
                 println!("  \"{}\" [shape={shape}];", p.name);
             }
             for p in &ws.packages {

@@ -339,4 +339,6 @@ pub struct GraphNode {
 pub enum PackageKind {
     Library,
     Service,
+    /// A `Fetch(...)`: downloaded, its output pinned by hash.
+    Fetch,
 }

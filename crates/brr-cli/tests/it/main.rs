@@ -9,6 +9,7 @@ mod confinement;
 mod crash;
 mod defaults;
 mod failures;
+mod fetch;
 mod gc;
 mod hostile;
 mod image;
@@ -25,6 +26,7 @@ mod run;
 mod sandbox;
 mod snapshots;
 mod store_repair;
+mod third_party;
 mod usability;
 mod verify;
 
@@ -55,13 +57,18 @@ impl FileRemote {
 
     /// `brr ARGS` in `ws` with this remote, trusting and signing with its key.
     fn brr(&self, ws: &TestWorkspace, args: &[&str]) -> brr_test_support::Run {
+        let mut cmd = self.command(ws);
+        brr_test_support::Run::from(cmd.args(args).output().unwrap())
+    }
+
+    /// `brr -C WS` with this remote, for more settings.
+    fn command(&self, ws: &TestWorkspace) -> std::process::Command {
         let mut cmd = ws.command();
-        cmd.args(args)
-            .env("BRR_REMOTE_CACHE", format!("file://{}", self.dir.path().display()))
+        cmd.env("BRR_REMOTE_CACHE", format!("file://{}", self.dir.path().display()))
             .env("BRR_TRUSTED_KEYS", &self.public)
             .env("BRR_SIGNING_KEY", self.dir.path().join("key"))
             .env_remove("BRR_CACHE_READ_ONLY");
-        brr_test_support::Run::from(cmd.output().unwrap())
+        cmd
     }
 }
 

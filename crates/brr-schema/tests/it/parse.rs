@@ -139,3 +139,25 @@ fn process_setting_mistakes_point_at_their_line() {
     let e = pkg(&service("        \"web\": Process(command: [\"a\"], ready: Udp),\n")).unwrap_err();
     assert_eq!(e.line, 10, "{e}");
 }
+
+#[test]
+fn parses_fetches_and_the_file_name_of_their_url() {
+    let hash = "827f406086e7d01e721cedefdfd2ed92548fd61512577bd9fc074cfe53ce40fe";
+    let url = "https://files.example/p/six-1.16.0%2Blocal-py3-none-any.whl?sig=1#x";
+    let d = pkg(&format!("Fetch(name: \"six\", url: \"{url}\", hash: \"{hash}\")")).unwrap();
+    let f = d.fetch().unwrap();
+    assert_eq!((f.hash.as_str(), f.url.as_deref()), (hash, Some(url)));
+    assert_eq!(brr_schema::url_file_name(url), Some("six-1.16.0%2Blocal-py3-none-any.whl"));
+    for bad in ["file:///etc/passwd", "https://host", "https://host/", "https://host/a/..", "ftp://h/x.whl"] {
+        assert_eq!(brr_schema::url_file_name(bad), None, "{bad}");
+    }
+    let body = d.body();
+    assert!(!d.is_service() && body.outputs.is_empty() && body.builder.is_empty());
+
+    let cmd = format!("Fetch(name: \"c\", command: [\"sh\", \"get.sh\"], tools: [\"sh\"], hash: \"{hash}\")");
+    assert_eq!(pkg(&cmd).unwrap().body().builder, ["sh", "get.sh"]);
+    let neither = pkg(&format!("Fetch(name: \"n\", hash: \"{hash}\")")).unwrap_err();
+    assert!(neither.message.contains("needs a `url` or a `command`"), "{neither}");
+    let upper = pkg(&format!("Fetch(name: \"u\", url: \"{url}\", hash: \"{}\")", hash.to_uppercase())).unwrap_err();
+    assert!(upper.message.contains("is not 64 lowercase hex characters"), "{upper}");
+}
