@@ -62,12 +62,22 @@ fi
 
 # The fetch tests serve registry files on 127.0.0.1: two PyPI wheels (the
 # pyshop example's pinned dependencies) and lupa's source distribution,
-# which bundles Lua 5.4's C sources (the third-party build test). pip
-# prepares an sdist's metadata while downloading it, which takes minutes
-# once; the files stay in target/fetch-fixtures/.
+# which bundles Lua 5.4's C sources (the third-party build test). The sdist
+# is taken from PyPI's simple index and checked against the index's SHA-256
+# (`pip download` would build its metadata first, which takes minutes). The
+# files stay in target/fetch-fixtures/.
 fixtures=target/fetch-fixtures
 mkdir -p "$fixtures"
 [ -f "$fixtures/six-1.16.0-py2.py3-none-any.whl" ] && [ -f "$fixtures/idna-3.7-py3-none-any.whl" ] ||
     python3 -m pip download -q --no-deps --only-binary :all: -d "$fixtures" six==1.16.0 idna==3.7
-[ -f "$fixtures/lupa-2.8.tar.gz" ] ||
-    python3 -m pip download -q --no-deps --no-binary lupa -d "$fixtures" lupa==2.8
+[ -f "$fixtures/lupa-2.8.tar.gz" ] || python3 - "$fixtures/lupa-2.8.tar.gz" <<'PY'
+import hashlib, os, re, sys, urllib.request
+index = urllib.request.urlopen("https://pypi.org/simple/lupa/", timeout=120).read().decode()
+url, sha = re.search(r'href="([^"#]*/lupa-2\.8\.tar\.gz)#sha256=([0-9a-f]{64})"', index).groups()
+data = urllib.request.urlopen(url, timeout=600).read()
+if hashlib.sha256(data).hexdigest() != sha:
+    sys.exit(f"lupa-2.8.tar.gz from {url} does not have the index's SHA-256 {sha}")
+with open(sys.argv[1] + ".part", "wb") as f:
+    f.write(data)
+os.rename(sys.argv[1] + ".part", sys.argv[1])
+PY
