@@ -24,8 +24,7 @@ mod procfile;
 
 pub use decl::{
     DefaultsDecl, EnvironmentDecl, EnvironmentsDecl, FetchBody, LimitsDecl, OnConflict, PackageBody, PackageDecl,
-    ProcessDecl,
-    ReadyDecl, RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
+    ProcessDecl, ReadyDecl, RemoteCacheDecl, RemoteDecl, RestartDecl, ServiceEnvDecl, WorkspaceDecl,
 };
 pub use environments::{ENVIRONMENTS_FILE, is_environment_name, parse_environments, service_span};
 pub use error::{DeclError, SourceFile};

@@ -5,8 +5,8 @@ use brr_exec::explain::Explanation;
 
 use crate::Failure;
 use crate::output::build::{
-    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious, WhyReuse,
-    WhyTool, WhyToolFile,
+    ChangeKind, PlanStatus, WhyChange, WhyCpu, WhyDoc, WhyFile, WhyInputs, WhyOrigin, WhyOrigins, WhyPrevious,
+    WhyReuse, WhyTool, WhyToolFile,
 };
 use crate::output::{self, Hash};
 use crate::printer::fmt_time;
@@ -51,7 +51,6 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
     if json {
         return output::print(&why_doc(&e, &files, tools, cpu, status, &origins));
     }
-    let from = |o: Option<&brr_graph::Origin>| o.map_or_else(String::new, |o| format!("  ({o})"));
     match e.key_hash {
         Some(k) => println!("{target}: key {k}"),
         None => println!("{target}: key not known yet (dependencies to rebuild: {})", e.pending.join(", ")),
@@ -63,51 +62,7 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         }
         None => println!("status: would build — {}", e.reason()),
     }
-    println!("\ninputs of the key:");
-    println!("  system   {}", e.key.system);
-    println!("  folder   {}", e.key.package_dir);
-    println!("  builder  {}", e.key.builder.join(" "));
-    println!("  outputs  {}", e.key.outputs.iter().cloned().collect::<Vec<_>>().join(", "));
-    for (p, h, s) in &files {
-        println!("  file     {p}  {}  {s} bytes", &h.to_string()[..16]);
-    }
-    for (k, v) in &e.key.env {
-        println!("  env      {k}={v}{}", from(origins.env.get(k)));
-    }
-    for t in &tools {
-        println!(
-            "  tool     {}  {}  {}  ({} files){}",
-            t.name,
-            &t.digest.to_string()[..16],
-            t.path,
-            t.closure.len(),
-            from(origins.tools.get(&t.name))
-        );
-        for f in &t.closure {
-            println!("             {}  {}", &f.digest.to_string()[..16], f.path);
-        }
-    }
-    for (p, d) in &e.key.host_inputs {
-        println!("  host     {p}  {}", &d.to_string()[..16]);
-    }
-    if let Some(c) = &cpu {
-        println!("  cpu      {} (because {})", brr_graph::cpu::describe(&c.identity), c.because);
-    }
-    for (n, a) in &e.key.deps {
-        let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
-        println!("  dep      {n}  {}{note}", a.short());
-    }
-    if !origins.limits.is_empty() {
-        println!("\nlimits (not in the key):");
-        let l = &pkg.body.limits;
-        let values =
-            [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
-        for (name, value) in values {
-            if let Some(v) = value {
-                println!("  {name}={v}{}", from(origins.limits.get(name)));
-            }
-        }
-    }
+    print_key_inputs(&e, &files, &tools, cpu.as_ref(), pkg, &origins);
     match &e.previous {
         None => println!("\nno previous build of `{target}` in this store"),
         Some(p) => {
@@ -126,6 +81,63 @@ pub fn run(settings: &Settings, target: &str, json: bool) -> Result<(), Failure>
         }
     }
     Ok(())
+}
+
+/// The text lines of every input of the key, each with where it was declared.
+fn print_key_inputs(
+    e: &Explanation,
+    files: &[(String, Hash, u64)],
+    tools: &[WhyTool],
+    cpu: Option<&WhyCpu>,
+    pkg: &brr_graph::Package,
+    origins: &brr_graph::Origins,
+) {
+    let from = |o: Option<&brr_graph::Origin>| o.map_or_else(String::new, |o| format!("  ({o})"));
+    println!("\ninputs of the key:");
+    println!("  system   {}", e.key.system);
+    println!("  folder   {}", e.key.package_dir);
+    println!("  builder  {}", e.key.builder.join(" "));
+    println!("  outputs  {}", e.key.outputs.iter().cloned().collect::<Vec<_>>().join(", "));
+    for (p, h, s) in files {
+        println!("  file     {p}  {}  {s} bytes", &h.to_string()[..16]);
+    }
+    for (k, v) in &e.key.env {
+        println!("  env      {k}={v}{}", from(origins.env.get(k)));
+    }
+    for t in tools {
+        println!(
+            "  tool     {}  {}  {}  ({} files){}",
+            t.name,
+            &t.digest.to_string()[..16],
+            t.path,
+            t.closure.len(),
+            from(origins.tools.get(&t.name))
+        );
+        for f in &t.closure {
+            println!("             {}  {}", &f.digest.to_string()[..16], f.path);
+        }
+    }
+    for (p, d) in &e.key.host_inputs {
+        println!("  host     {p}  {}", &d.to_string()[..16]);
+    }
+    if let Some(c) = cpu {
+        println!("  cpu      {} (because {})", brr_graph::cpu::describe(&c.identity), c.because);
+    }
+    for (n, a) in &e.key.deps {
+        let note = if e.pending.contains(n) { "  (previous; will be rebuilt)" } else { "" };
+        println!("  dep      {n}  {}{note}", a.short());
+    }
+    if !origins.limits.is_empty() {
+        println!("\nlimits (not in the key):");
+        let l = &pkg.body.limits;
+        let values =
+            [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
+        for (name, value) in values {
+            if let Some(v) = value {
+                println!("  {name}={v}{}", from(origins.limits.get(name)));
+            }
+        }
+    }
 }
 
 /// The `--json` document of `why`.
