@@ -27,7 +27,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use brr_process::{Command, Output};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,17 @@ const DRIVER_PROGRAMS: [&str; 6] = ["cc1", "cc1plus", "collect2", "as", "ld", "l
 
 /// Files a compiler driver loads, asked with `-print-file-name=`.
 const DRIVER_FILES: [&str; 1] = ["liblto_plugin.so"];
+
+/// How long one question to a driver or loader may take: a tool named `cc`
+/// that never answers must not hang every build.
+const ANSWER_TIME: Duration = Duration::from_secs(30);
+
+/// A tool's driver or loader did not answer a question in time.
+#[derive(Debug)]
+pub(crate) struct NoAnswer {
+    pub(crate) program: PathBuf,
+    pub(crate) question: String,
+}
 
 /// At most this many files in one closure: a bound on what a strange
 /// installation can make discovery do.
@@ -97,18 +110,23 @@ impl Cache {
     /// The files of the closure of tool `name`, whose real binary is `real`
     /// (canonical): `real` first, then the others sorted. Saved ones are
     /// reused while the tool and every file keep their stat fields.
-    pub(crate) fn closure(&self, name: &str, real: &Path, host_path: &OsStr) -> (Vec<PathBuf>, Option<Entry>) {
+    pub(crate) fn closure(
+        &self,
+        name: &str,
+        real: &Path,
+        host_path: &OsStr,
+    ) -> Result<(Vec<PathBuf>, Option<Entry>), NoAnswer> {
         let key = (name.to_owned(), real.to_path_buf());
         if let Some(e) = self.saved.tools.get(&key)
             && Stat::of(real) == Some(e.tool)
             && e.files.iter().all(|(p, st)| Stat::of(p) == Some(*st))
         {
-            return (e.files.iter().map(|(p, _)| p.clone()).collect(), None);
+            return Ok((e.files.iter().map(|(p, _)| p.clone()).collect(), None));
         }
-        let files = discover(name, real, host_path);
+        let files = discover(name, real, host_path)?;
         let entry = Stat::of(real)
             .map(|tool| Entry { tool, files: files.iter().filter_map(|p| Some((p.clone(), Stat::of(p)?))).collect() });
-        (files, entry)
+        Ok((files, entry))
     }
 
     pub(crate) fn insert(&mut self, name: &str, real: &Path, entry: Entry) {
@@ -135,11 +153,13 @@ pub(crate) fn of_tools<'a>(
     root: &Path,
     tools: &'a BTreeMap<String, (PathBuf, PathBuf)>,
     host_path: &OsStr,
-) -> BTreeMap<&'a str, Vec<PathBuf>> {
+) -> Result<BTreeMap<&'a str, Vec<PathBuf>>, (String, NoAnswer)> {
     use rayon::prelude::*;
     let mut cache = Cache::load(cache_dir, root);
-    let found: Vec<(Vec<PathBuf>, Option<Entry>)> =
-        tools.par_iter().map(|(name, (_, real))| cache.closure(name, real, host_path)).collect();
+    let found: Vec<(Vec<PathBuf>, Option<Entry>)> = tools
+        .par_iter()
+        .map(|(name, (_, real))| cache.closure(name, real, host_path).map_err(|e| (name.clone(), e)))
+        .collect::<Result<_, _>>()?;
     let mut out = BTreeMap::new();
     for ((name, (_, real)), (files, entry)) in tools.iter().zip(found) {
         if let Some(entry) = entry {
@@ -148,20 +168,21 @@ pub(crate) fn of_tools<'a>(
         out.insert(name.as_str(), files);
     }
     cache.save(&tools.iter().map(|(n, (_, real))| (n.clone(), real.clone())).collect());
-    out
+    Ok(out)
 }
 
 /// Finds the closure of a tool (see the module docs): `real` first, then
 /// every other file sorted, each canonical. A file that cannot be examined
 /// is left out of the closure (the build will then fail to run it, and say
-/// so); discovery itself never fails.
-pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Vec<PathBuf> {
+/// so); discovery fails only when a driver or loader does not answer in
+/// [`ANSWER_TIME`].
+pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Result<Vec<PathBuf>, NoAnswer> {
     // Each path with whether its libraries are already in (what the
     // loader lists is its whole transitive closure: listing those again
     // would spawn once per library for nothing).
     let mut todo: Vec<(PathBuf, bool)> = Vec::new();
     if is_driver(name) || real.file_name().and_then(OsStr::to_str).is_some_and(is_driver) {
-        todo.extend(driver_files(real, host_path).into_iter().map(|p| (p, false)));
+        todo.extend(driver_files(real, host_path)?.into_iter().map(|p| (p, false)));
     }
     todo.push((real.to_path_buf(), false));
     let mut found: BTreeSet<PathBuf> = BTreeSet::new();
@@ -176,13 +197,13 @@ pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Vec<PathBu
         match kind(&f) {
             Kind::Elf { loader: Some(loader) } => {
                 let loader = std::fs::canonicalize(&loader).unwrap_or(loader);
-                todo.extend(loader_list(&loader, &f).into_iter().map(|p| (p, true)));
+                todo.extend(loader_list(&loader, &f)?.into_iter().map(|p| (p, true)));
                 default_loader.get_or_insert_with(|| loader.clone());
                 todo.push((loader, true));
             }
             Kind::Elf { loader: None } => {
                 if let Some(loader) = &default_loader {
-                    todo.extend(loader_list(loader, &f).into_iter().map(|p| (p, true)));
+                    todo.extend(loader_list(loader, &f)?.into_iter().map(|p| (p, true)));
                 }
             }
             Kind::Script { interpreter, arg } => {
@@ -200,7 +221,7 @@ pub(crate) fn discover(name: &str, real: &Path, host_path: &OsStr) -> Vec<PathBu
     }
     let real = std::fs::canonicalize(real).unwrap_or_else(|_| real.to_path_buf());
     found.remove(&real);
-    std::iter::once(real).chain(found).collect()
+    Ok(std::iter::once(real).chain(found).collect())
 }
 
 /// Whether a tool named so is a compiler driver that answers
@@ -218,14 +239,14 @@ pub(crate) fn is_driver(name: &str) -> bool {
 /// The programs and files a compiler driver runs, as it names them. A bare
 /// name (`as`: the driver looks for it on PATH) is looked up on the host
 /// PATH; names it does not know come back unchanged and are left out.
-fn driver_files(driver: &Path, host_path: &OsStr) -> Vec<PathBuf> {
+fn driver_files(driver: &Path, host_path: &OsStr) -> Result<Vec<PathBuf>, NoAnswer> {
     let asks = DRIVER_PROGRAMS
         .iter()
         .map(|p| (format!("-print-prog-name={p}"), *p))
         .chain(DRIVER_FILES.iter().map(|f| (format!("-print-file-name={f}"), *f)));
     let mut out = Vec::new();
     for (arg, name) in asks {
-        let Some(answer) = ask(driver, &arg) else { continue };
+        let Some(answer) = ask(driver, &arg)? else { continue };
         let answer = PathBuf::from(answer);
         if answer.is_absolute() {
             out.push(answer);
@@ -236,37 +257,51 @@ fn driver_files(driver: &Path, host_path: &OsStr) -> Vec<PathBuf> {
             out.push(p);
         }
     }
-    out
+    Ok(out)
 }
 
-/// The first line `program ARG` prints, run with an empty environment.
-fn ask(program: &Path, arg: &str) -> Option<String> {
-    let out = Command::new(program)
-        .arg(arg)
-        .env_clear()
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let line = String::from_utf8(out.stdout).ok()?;
-    let line = line.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.to_owned())
+/// The first line `program ARG` prints, run with an empty environment
+/// (`None` when it fails or prints nothing).
+fn ask(program: &Path, arg: &str) -> Result<Option<String>, NoAnswer> {
+    let Some((true, out)) = answer(Command::new(program).arg(arg).env_clear().env("LC_ALL", "C"), program, arg)? else {
+        return Ok(None);
+    };
+    let Ok(line) = String::from_utf8(out) else { return Ok(None) };
+    let line = line.lines().next().unwrap_or_default().trim();
+    Ok((!line.is_empty()).then(|| line.to_owned()))
+}
+
+/// Whether `command` exited 0 and what it printed on stdout, once it exits
+/// within [`ANSWER_TIME`] (`None` when it cannot start); past that time it
+/// is killed.
+fn answer(command: Command, program: &Path, question: &str) -> Result<Option<(bool, Vec<u8>)>, NoAnswer> {
+    let Ok(mut child) = command.stdout(Output::Pipe).spawn() else { return Ok(None) };
+    let Some(mut stdout) = child.take_stdout() else { return Ok(None) };
+    // Read while it runs: a long answer must not fill the pipe and stall it.
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let status = match child.wait_timeout(ANSWER_TIME) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.terminate(Duration::ZERO);
+            return Err(NoAnswer { program: program.to_path_buf(), question: question.to_owned() });
+        }
+        Err(_) => return Ok(None),
+    };
+    let out = reader.join().ok().and_then(Result::ok);
+    Ok(out.map(|o| (status.success(), o)))
 }
 
 /// The files `loader --list file` says it maps (the loader itself
 /// included), with an empty environment: no `LD_LIBRARY_PATH` of the user's
 /// shell, as none reaches a builder.
-fn loader_list(loader: &Path, file: &Path) -> Vec<PathBuf> {
-    let Ok(out) =
-        Command::new(loader).arg("--list").arg(file).env_clear().stdin(Stdio::null()).stderr(Stdio::null()).output()
-    else {
-        return Vec::new();
-    };
-    parse_list(&out.stdout)
+fn loader_list(loader: &Path, file: &Path) -> Result<Vec<PathBuf>, NoAnswer> {
+    let question = format!("--list {}", file.display());
+    let out = answer(Command::new(loader).arg("--list").arg(file).env_clear(), loader, &question)?;
+    // Its listing counts even when it exits non-zero (a library not found).
+    Ok(out.map(|(_, o)| parse_list(&o)).unwrap_or_default())
 }
 
 /// The paths in `ld.so --list` output: `name => /path (0x…)` and

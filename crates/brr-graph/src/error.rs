@@ -32,6 +32,12 @@ pub enum GraphError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tool `{tool}`: `{}` did not answer `{question}` within 30 s", program.display())]
+    #[diagnostic(help(
+        "brr asks a tool's loader which libraries it maps, and a compiler driver which programs it runs; \
+         check that the program works when run by hand"
+    ))]
+    ToolClosure { tool: String, program: PathBuf, question: String },
     #[error("declaration `{}` is not a regular file: it is {kind}", path.display())]
     #[diagnostic(help("a `brr.ron` must be a plain file (a symlink to one inside the workspace is fine)"))]
     NotAFile { path: PathBuf, kind: &'static str },

@@ -251,7 +251,8 @@ impl Inputs {
         let first_host = all.len();
         let cache_dir = store.cache_dir();
         // The files of each tool's closure: discovered once, then saved.
-        let closure_files = crate::closure::of_tools(&cache_dir, &ws.root, &tool_paths, &host_path);
+        let closure_files = crate::closure::of_tools(&cache_dir, &ws.root, &tool_paths, &host_path)
+            .map_err(|(tool, e)| GraphError::ToolClosure { tool, program: e.program, question: e.question })?;
         // Host files (closures and `host_inputs`) once each, sorted.
         let host_files: std::collections::BTreeSet<&Path> = closure_files
             .values()

@@ -238,3 +238,31 @@ fn march_native_puts_this_cpu_in_the_key_and_plan_says_so() {
     let why = ws.brr(["why", "n", "--json"]).success().json();
     assert!(why["inputs"]["cpu"].is_null());
 }
+
+#[test]
+fn a_driver_that_never_answers_fails_the_run_and_is_killed() {
+    let tool = temp_dir();
+    let dir = tool.path();
+    fs_err::create_dir_all(dir.join("bin")).unwrap();
+    // A marker unique to this test, to find what the driver left running.
+    let marker = format!("{}", 86_400 + std::process::id());
+    let driver = format!("#!/bin/sh\ncase \"$1\" in -print-*) exec sleep {marker} ;; esac\n");
+    let cc = dir.join("bin/cc");
+    fs_err::write(&cc, driver).unwrap();
+    fs_err::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ws = workspace().file("brr.ron", "Workspace(packages: [\"c\"])").file(
+        "c/brr.ron",
+        "Library(name: \"c\", tools: [\"sh\", \"cc\"], builder: [\"sh\", \"-c\", \"cc > $OUT/f\"], outputs: [\"f\"])",
+    );
+    let run = ws.brr_env("PATH", path_with(dir), ["plan"]);
+    assert!(run.code.is_some_and(|c| c != 0), "{run:?}");
+    assert!(
+        run.stderr.contains("tool `cc`")
+            && run.stderr.contains("did not answer `-print-prog-name=")
+            && run.stderr.contains("30 s"),
+        "{}",
+        run.stderr
+    );
+    let left = std::process::Command::new("pgrep").args(["-f", &format!("sleep {marker}")]).output().unwrap();
+    assert!(left.stdout.is_empty(), "the driver's process was left running: {}", String::from_utf8_lossy(&left.stdout));
+}
