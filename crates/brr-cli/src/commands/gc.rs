@@ -2,8 +2,10 @@
 //!
 //! What `gc` keeps (its roots): every root (pins among them); per
 //! environment and service, the newest `--keep-last` + 1 distinct succeeded
-//! releases (the current one and those before it); the releases of runs
-//! that have not ended; inside a workspace, the latest successful build of
+//! releases (the current one and those before it), each with the key its
+//! build was made with (and so its dependency artifacts, which `brr image`
+//! puts in layers, and its sources); the releases of runs that have not
+//! ended; inside a workspace, the latest successful build of
 //! each of its targets (key, artifact and log, so the next build is a cache
 //! hit and `brr why` still works). With `--max-size`, other builds of the
 //! history are kept too, most recently started first, while the store's
@@ -187,7 +189,29 @@ fn roots(store: &Store, targets: &[String], opts: &Options) -> Result<Roots, Fai
     // What the action cache names for those keys (a cached use records no
     // log in its history row, but its action entry does): without them the
     // entry goes, and the next build runs every builder again.
-    let keys: Vec<brr_hash::BuildKey> = latest.iter().copied().collect();
+    // The key each kept release's build was made with (its newest): it names
+    // the dependency artifacts `brr image` layers and `why` lists, and keeps
+    // them. Its history row and action entry stay only with their logs.
+    // Dependencies' keys too: an image layers the whole closure.
+    let mut release_keys = HashSet::new();
+    let mut todo: Vec<brr_hash::ArtifactHash> =
+        releases.iter().filter_map(|r| store.get_object::<brr_hash::Release>(r.0).ok()).map(|r| r.build).collect();
+    let mut seen = HashSet::new();
+    while let Some(artifact) = todo.pop() {
+        if !seen.insert(artifact) {
+            continue;
+        }
+        if let Some(key) = store.keys_of_artifact(artifact)?.first()
+            && release_keys.insert(*key)
+        {
+            keep.push(key.0);
+            if let Ok(action) = store.get_object::<brr_hash::ActionKey>(key.0) {
+                todo.extend(action.deps.into_values());
+            }
+        }
+    }
+    keep.extend(history.iter().filter(|b| release_keys.contains(&b.key)).filter_map(|b| b.log));
+    let keys: Vec<brr_hash::BuildKey> = latest.iter().chain(&release_keys).copied().collect();
     for rec in store.lookup_actions(&keys)?.into_iter().flatten() {
         keep.push(rec.artifact.0);
         keep.extend(rec.log);

@@ -399,3 +399,30 @@ fn an_imported_release_whose_dependencies_are_unknown_is_refused() {
     );
     assert!(!out.path().join("there").exists(), "nothing written");
 }
+
+#[test]
+fn a_kept_release_can_still_be_imaged_after_gc_outside_the_workspace() {
+    let ws = released_shop();
+    let out = brr_test_support::temp_dir();
+    let before = image(&ws, &out.path().join("before"), "oci-layout");
+    // `billing`, built but never released, is what gc may take.
+    ws.brr(["build"]).success();
+    // Outside the workspace gc keeps no target's latest build: only the
+    // release, and through it the key its build was made with.
+    let elsewhere = brr_test_support::temp_dir();
+    let gc = Command::new(crate::BRR)
+        .arg("-C")
+        .arg(elsewhere.path())
+        .arg("--store")
+        .arg(ws.store())
+        .args(["gc", "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    let freed: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert!(freed["freed"].as_u64().is_some_and(|n| n > 0), "gc freed nothing: {freed}");
+    let after = image(&ws, &out.path().join("after"), "oci-layout");
+    assert_eq!(field(&before, "manifest_digest"), field(&after, "manifest_digest"), "the same image after gc");
+    ws.brr(["store", "verify"]).success();
+}
