@@ -2,8 +2,8 @@
 //! package, and where each effective value came from.
 //!
 //! A package's [`PackageBody`] holds the *effective* settings once loaded:
-//! `env` per variable (the package's value wins), `tools` as the union (the
-//! package's first), `limits` per field. Everything downstream (the build
+//! `env` per variable (the package's value wins), `tools` and `host_inputs` as the
+//! union (the package's first), `limits` per field. Everything downstream (the build
 //! key, the sandbox) reads only that, so moving a setting into the defaults
 //! changes no key. [`Inherited`] records which names came from the
 //! defaults, for `brr why` ([`Workspace::origins`]).
@@ -25,6 +25,7 @@ use crate::workspace::{Package, Workspace};
 pub struct Inherited {
     pub env: BTreeSet<String>,
     pub tools: BTreeSet<String>,
+    pub host_inputs: BTreeSet<String>,
     /// Fields of `limits` (`"output_mib"`).
     pub limits: BTreeSet<String>,
 }
@@ -42,6 +43,12 @@ pub(crate) fn apply(defaults: &DefaultsDecl, body: &mut PackageBody) -> Inherite
         if !body.tools.contains(t) {
             body.tools.push(t.clone());
             inherited.tools.insert(t.clone());
+        }
+    }
+    for g in &defaults.host_inputs {
+        if !body.host_inputs.contains(g) {
+            body.host_inputs.push(g.clone());
+            inherited.host_inputs.insert(g.clone());
         }
     }
     let (own, d) = (&mut body.limits, &defaults.limits);

@@ -6,36 +6,38 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use brr_schema::DeclError;
+use brr_schema::{DeclError, SourceFile, Step};
 
 use crate::error::GraphError;
 use crate::workspace::{Package, compile_glob};
 
 /// The files `pkg`'s `host_inputs` match: path as text → path. `memo`
-/// keeps each glob's files for the other packages of the run.
+/// keeps each glob's files for the other packages of the run. Mistakes are
+/// located in the package's `brr.ron`, or in `root` (the root `brr.ron`)
+/// for a glob inherited from the workspace defaults.
 pub(crate) fn expand(
     pkg: &Package,
+    root: &SourceFile,
     memo: &mut HashMap<String, Vec<(String, PathBuf)>>,
 ) -> Result<BTreeMap<String, PathBuf>, GraphError> {
     let mut out = BTreeMap::new();
     for g in &pkg.body.host_inputs {
+        let (file, at) = if pkg.inherited.host_inputs.contains(g) {
+            (root, root.locate(&[Step::Field("defaults"), Step::Field("host_inputs")]).offset())
+        } else {
+            (&pkg.source, pkg.source.find_field("host_inputs"))
+        };
         if !memo.contains_key(g) {
             let files = matches(g).map_err(|e| {
-                DeclError::at(
-                    &pkg.source,
-                    pkg.source.find_value(g, pkg.source.find_field("host_inputs")),
-                    format!("invalid host input glob `{g}`"),
-                    e,
-                )
+                DeclError::at(file, file.find_value(g, at), format!("invalid host input glob `{g}`"), e)
             })?;
             memo.insert(g.clone(), files);
         }
         let files = &memo[g];
         if files.is_empty() {
-            let file = &pkg.source;
             return Err(DeclError::at(
                 file,
-                file.find_value(g, file.find_field("host_inputs")),
+                file.find_value(g, at),
                 format!("host input glob `{g}` matches no file"),
                 "matches nothing",
             )

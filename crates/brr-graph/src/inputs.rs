@@ -245,7 +245,7 @@ impl Inputs {
                     tool_paths.insert(t.clone(), (found, real));
                 }
             }
-            host_globs.push(crate::host::expand(p, &mut memo)?);
+            host_globs.push(crate::host::expand(p, &ws.source, &mut memo)?);
             all.extend(p.inputs.values().map(PathBuf::as_path));
         }
         let first_host = all.len();

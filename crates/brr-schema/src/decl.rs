@@ -50,6 +50,10 @@ pub struct DefaultsDecl {
     /// Host programs every builder may call, on top of each package's own.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// Host files every build reads (`"/usr/include/**"`), on top of each
+    /// package's own `host_inputs`; absolute globs without `..`.
+    #[serde(default)]
+    pub host_inputs: Vec<String>,
     /// Resource limits of every build; a package's own limit wins per field.
     #[serde(default)]
     pub limits: LimitsDecl,

@@ -160,7 +160,9 @@ pub fn parse_workspace(file: &SourceFile) -> Result<WorkspaceDecl, Box<DeclError
 fn check_defaults(file: &SourceFile, d: &DefaultsDecl) -> Result<(), Box<DeclError>> {
     check_env_vars(file, &d.env, |k| file.locate(&[Step::Field("defaults"), Step::Field("env"), Step::Key(k)]))?;
     let tools_at = file.locate(&[Step::Field("defaults"), Step::Field("tools")]).offset();
-    check_tools(file, &d.tools, |t| file.find_value(t, tools_at))
+    check_tools(file, &d.tools, |t| file.find_value(t, tools_at))?;
+    let host_at = file.locate(&[Step::Field("defaults"), Step::Field("host_inputs")]).offset();
+    check_host_inputs(file, &d.host_inputs, host_at)
 }
 
 fn check_wildcard_count(file: &SourceFile, globs: &[String], field: &str) -> Result<(), Box<DeclError>> {
@@ -201,7 +203,7 @@ pub fn parse_package(file: &SourceFile) -> Result<PackageDecl, Box<DeclError>> {
 pub fn parse_package_with(file: &SourceFile, defaults: &DefaultsDecl) -> Result<PackageDecl, Box<DeclError>> {
     let decl: PackageDecl = parse(file)?;
     check_package(file, &decl, defaults)?;
-    check_host_inputs(file, &decl.body().host_inputs)?;
+    check_host_inputs(file, &decl.body().host_inputs, file.find_field("host_inputs"))?;
     Ok(decl)
 }
 
@@ -213,11 +215,10 @@ pub(crate) fn is_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// `host_inputs` are absolute globs without `..`.
-fn check_host_inputs(file: &SourceFile, globs: &[String]) -> Result<(), Box<DeclError>> {
-    let err = |value: &str, message: String, label: &str| {
-        DeclError::at(file, file.find_value(value, file.find_field("host_inputs")), message, label)
-    };
+/// `host_inputs` (the field at offset `at`) are absolute globs without `..`.
+fn check_host_inputs(file: &SourceFile, globs: &[String], at: usize) -> Result<(), Box<DeclError>> {
+    let err =
+        |value: &str, message: String, label: &str| DeclError::at(file, file.find_value(value, at), message, label);
     for g in globs {
         if !g.starts_with('/') {
             return Err(err(g, format!("host input `{}` is not an absolute path", cut(g)), "relative")

@@ -211,6 +211,44 @@ fn a_declared_host_header_is_in_the_key() {
 }
 
 #[test]
+fn host_inputs_in_the_workspace_defaults_are_every_packages() {
+    let host = temp_dir();
+    let header = host.path().join("common.h");
+    fs_err::write(&header, "#define V 1\n").unwrap();
+    let header = fs_err::canonicalize(&header).unwrap();
+    let root = |glob: &str| {
+        format!(
+            "Workspace(\n    packages: [\"a\", \"b\"],\n    defaults: (\n        host_inputs: [{}],\n    ),\n)\n",
+            ron_str(glob)
+        )
+    };
+    let lib = |name: &str| {
+        format!(
+            "Library(name: \"{name}\", tools: [\"sh\", \"cat\"], builder: [\"sh\", \"-c\", {}], outputs: [\"f\"])",
+            ron_str(&format!("cat '{}' > $OUT/f", header.display()))
+        )
+    };
+    let glob = format!("{}/*.h", header.parent().unwrap().display());
+    let ws = workspace().file("brr.ron", &root(&glob)).file("a/brr.ron", &lib("a")).file("b/brr.ron", &lib("b"));
+    assert_eq!(ws.brr(["build", "--json"]).success().count("built"), 2);
+    fs_err::write(&header, "#define V 2\n").unwrap();
+    let plan = ws.brr(["plan"]).success();
+    let named = format!("host input `{}` changed", header.display());
+    assert!(plan.stdout.contains("build   a") && plan.stdout.contains("build   b"), "{}", plan.stdout);
+    assert!(plan.stdout.contains(&named), "{}", plan.stdout);
+    // An inherited glob that matches nothing is located in the root file.
+    let none = format!("{}/*.hpp", header.parent().unwrap().display());
+    ws.write("brr.ron", &root(&none));
+    let run = ws.brr(["plan"]).code(2);
+    assert!(run.stderr.contains(&format!("host input glob `{none}` matches no file")), "{}", run.stderr);
+    assert!(run.stderr.contains("brr.ron:4") && !run.stderr.contains("a/brr.ron"), "{}", run.stderr);
+    // And a relative one is refused there too.
+    ws.write("brr.ron", &root("include/*.h"));
+    let run = ws.brr(["plan"]).code(2);
+    assert!(run.stderr.contains("is not an absolute path") && run.stderr.contains("brr.ron:4"), "{}", run.stderr);
+}
+
+#[test]
 fn march_native_puts_this_cpu_in_the_key_and_plan_says_so() {
     let decl = |cflags: &str| {
         format!(
