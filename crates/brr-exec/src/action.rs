@@ -393,13 +393,8 @@ fn build<T>(
         }
         Err(e) => return Err(e.into()),
     };
-    let total: u64 = snap.files.iter().map(|f| f.leaf.size).sum();
-    if total > limits.file_bytes {
-        return fail(format!(
-            "the outputs hold {} MiB, over the output limit of {} MiB: raise `limits: Limits(output_mib: …)`",
-            total.div_ceil(MIB),
-            limits.file_bytes / MIB
-        ));
+    if let Some(over) = over_output_limit(&snap, &limits, "the outputs") {
+        return fail(over);
     }
     // Log, outputs and artifact in one batch, the artifact last: it
     // references the output tree.
@@ -456,6 +451,19 @@ fn read_log(log: &std::fs::File) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0; len];
     log.read_exact_at(&mut bytes, 0)?;
     Ok(bytes)
+}
+
+/// Why `snap` (`what`: the outputs, the fetched files) is over the output
+/// limit, if it is.
+pub(crate) fn over_output_limit(snap: &brr_hash::fs::Snapshot, limits: &Limits, what: &str) -> Option<String> {
+    let total: u64 = snap.files.iter().map(|f| f.leaf.size).sum();
+    (total > limits.file_bytes).then(|| {
+        format!(
+            "{what} hold {} MiB, over the output limit of {} MiB: raise `limits: Limits(output_mib: …)`",
+            total.div_ceil(MIB),
+            limits.file_bytes / MIB
+        )
+    })
 }
 
 /// What the builder process runs, and with what, under `cond`.

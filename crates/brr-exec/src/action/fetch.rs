@@ -92,13 +92,8 @@ pub(super) fn build<T>(
         }
         Err(e) => return Err(e.into()),
     };
-    let total: u64 = snap.files.iter().map(|f| f.leaf.size).sum();
-    if total > limits.file_bytes {
-        return fail(format!(
-            "the fetched files hold {} MiB, over the output limit of {} MiB: raise `limits: Limits(output_mib: …)`",
-            total.div_ceil(MIB),
-            limits.file_bytes / MIB
-        ));
+    if let Some(over) = super::over_output_limit(&snap, &limits, "the fetched files") {
+        return fail(over);
     }
     let actual = snap.tree.root.to_string();
     if actual != fetch.hash {
