@@ -18,7 +18,12 @@
 pub mod entry;
 pub mod file;
 #[cfg(feature = "grpc")]
+pub mod exec;
+#[cfg(feature = "grpc")]
 pub mod grpc;
+/// The REAPI messages, for callers of [`grpc`] and [`exec`].
+#[cfg(feature = "grpc")]
+pub use bazel_remote_apis;
 pub mod http;
 pub mod keys;
 pub mod remotes;
