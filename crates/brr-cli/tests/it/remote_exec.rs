@@ -212,3 +212,36 @@ fn remote_exec_worker_finishes_its_lease_on_sigterm() {
     assert!(status.success(), "{status}\n{}", worker.log());
     assert!(worker.log().contains("terminating"), "{}", worker.log());
 }
+
+/// `fixtures/shop` built entirely through BuildGrid and two workers gives
+/// the artifacts a local build gives in another store; every build was a
+/// lease on a worker and none fell back to a local builder.
+#[test]
+fn remote_exec_shop_builds_on_workers_with_local_artifacts() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let workers = [Worker::start(&server.url(), 2), Worker::start(&server.url(), 2)];
+    let local = crate::shop();
+    let local_run = local.brr(["build", "--json"]).success();
+    let remote = crate::shop();
+    let remote_run = remote.brr_env("BRR_REMOTE_EXEC", server.url(), ["build", "--json", "-j", "4"]).success();
+    let built = remote_run.count("built");
+    assert!(built >= 3, "{}", remote_run.stdout);
+    assert!(!remote_run.stderr.contains("building locally"), "{}", remote_run.stderr);
+    let artifacts = |run: &brr_test_support::Run| -> BTreeMap<String, Option<String>> {
+        run.targets().into_iter().map(|(name, t)| (name, t.artifact)).collect()
+    };
+    assert_eq!(artifacts(&remote_run), artifacts(&local_run));
+    // No local builder: every build was run by a worker.
+    let leases: usize = workers.iter().map(|w| w.log().matches(": lease ").count()).sum();
+    assert_eq!(leases, built, "{}\n{}", workers[0].log(), workers[1].log());
+}
+
+/// An executor nobody answers at: one warning, and the build runs here.
+#[test]
+fn remote_exec_unreachable_executor_builds_locally() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ws = crate::shop();
+    let run = ws.brr_env("BRR_REMOTE_EXEC", format!("grpc://127.0.0.1:{port}"), ["build", "--json"]).success();
+    assert!(run.count("built") >= 3, "{}", run.stdout);
+    assert_eq!(run.stderr.matches("warning: remote executor").count(), 1, "{}", run.stderr);
+}
