@@ -1,5 +1,6 @@
 //! Remote execution: a build that misses every cache runs on a REAPI
-//! cluster (`BRR_REMOTE_EXEC=grpc://HOST:PORT[/INSTANCE]`) instead of here.
+//! cluster (`BRR_REMOTE_EXEC=grpc://HOST:PORT[/INSTANCE]`, or `remote_exec`
+//! in the workspace `brr.ron`) instead of here.
 //!
 //! The staged sandbox is the input root (sources, dependency artifacts,
 //! the tool links, empty `out/` and `tmp/`), the builder's argv and
@@ -46,10 +47,17 @@ pub struct RemoteExecutor {
 pub struct NotRun(pub String);
 
 impl RemoteExecutor {
-    /// Connects to `$BRR_REMOTE_EXEC` when it is set; `None` (after one
-    /// warning) when the executor cannot be reached.
-    pub fn from_env() -> Option<Self> {
-        let url = std::env::var(ENV).ok().filter(|u| !u.is_empty())?;
+    /// Connects to `$BRR_REMOTE_EXEC` when it is set (empty: none), else to
+    /// the workspace's `remote_exec`; `None` (after one warning) when the
+    /// executor cannot be reached.
+    pub fn connect(declared: Option<&str>) -> Option<Self> {
+        let url = match std::env::var(ENV) {
+            Ok(url) => url,
+            Err(_) => declared?.to_owned(),
+        };
+        if url.is_empty() {
+            return None;
+        }
         match GrpcBackend::new(&url) {
             Ok(backend) => Some(Self { backend, warned: AtomicBool::new(false) }),
             Err(e) => {

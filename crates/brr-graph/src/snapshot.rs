@@ -32,7 +32,7 @@ use crate::environments::Environments;
 use crate::workspace::{Package, PackageKind, Workspace};
 
 /// Bump when the layout below changes.
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 
 /// A path's own stat fields (a symlink is not followed); `None` when missing.
 fn stat_of(path: &Path) -> Option<FileStat> {

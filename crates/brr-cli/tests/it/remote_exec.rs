@@ -236,12 +236,17 @@ fn remote_exec_shop_builds_on_workers_with_local_artifacts() {
     assert_eq!(leases, built, "{}\n{}", workers[0].log(), workers[1].log());
 }
 
-/// An executor nobody answers at: one warning, and the build runs here.
+/// An executor nobody answers at (declared in the workspace `brr.ron`):
+/// one warning, and the build runs here.
 #[test]
 fn remote_exec_unreachable_executor_builds_locally() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ws = crate::shop();
-    let run = ws.brr_env("BRR_REMOTE_EXEC", format!("grpc://127.0.0.1:{port}"), ["build", "--json"]).success();
+    ws.write(
+        "brr.ron",
+        &format!("Workspace(packages: [\"libs/*\", \"services/*\"], remote_exec: Some(\"grpc://127.0.0.1:{port}\"))"),
+    );
+    let run = ws.brr(["build", "--json"]).success();
     assert!(run.count("built") >= 3, "{}", run.stdout);
     assert_eq!(run.stderr.matches("warning: remote executor").count(), 1, "{}", run.stderr);
 }
