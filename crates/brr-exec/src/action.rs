@@ -369,31 +369,7 @@ fn build<T>(
         let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
         run(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)
     };
-    let remote = cond.remote_exec.as_ref().filter(|_| fixed_build_path(isolate));
-    let remote_status = remote.and_then(|rx| {
-        // The executor's builder gets no jobserver: its pipe is here.
-        let remote_cond = Conditions { jobserver: None, ..cond.clone() };
-        let spec = builder_spec(action, &sb, &remote_cond, limits, isolate).ok()?;
-        let run = || {
-            on_start();
-            rx.run(action, &spec, sb.root(), &log_file)
-        };
-        let ran = match &cond.builders {
-            Some(permits) => permits.with(|_| run()),
-            None => run(),
-        };
-        match ran {
-            Ok(status) => Some(status),
-            Err(why) => {
-                rx.warn_fallback(&why);
-                // Start afresh here: no half-written outputs or log.
-                let _ = log_file.set_len(0);
-                let _ = std::fs::remove_dir_all(sb.out());
-                let _ = std::fs::create_dir(sb.out());
-                None
-            }
-        }
-    });
+    let remote_status = run_remotely(action, &sb, cond, limits, isolate, &log_file, on_start);
     let status = match (remote_status, &cond.builders) {
         (Some(status), _) => status,
         (None, Some(permits)) => permits.with(|i| start(Some(i)))?,
@@ -446,6 +422,43 @@ fn build<T>(
     puts.extend(snapshot_puts(&snap));
     puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact_bytes });
     Ok(Ok(store_outputs(&puts, &Ran { outputs: snap.tree.root, artifact, log })?))
+}
+
+/// Runs the builder on the run's remote executor, if there is one and the
+/// build path is fixed; `None` when it did not run there (it then runs
+/// here, from an empty `out/` and log).
+fn run_remotely(
+    action: &Action<'_>,
+    sb: &Sandbox,
+    cond: &Conditions,
+    limits: Limits,
+    isolate: bool,
+    log_file: &std::fs::File,
+    on_start: &dyn Fn(),
+) -> Option<std::process::ExitStatus> {
+    let rx = cond.remote_exec.as_ref().filter(|_| fixed_build_path(isolate))?;
+    // The executor's builder gets no jobserver: its pipe is here.
+    let remote_cond = Conditions { jobserver: None, ..cond.clone() };
+    let spec = builder_spec(action, sb, &remote_cond, limits, isolate).ok()?;
+    let run = || {
+        on_start();
+        rx.run(action, &spec, sb.root(), log_file)
+    };
+    let ran = match &cond.builders {
+        Some(permits) => permits.with(|_| run()),
+        None => run(),
+    };
+    match ran {
+        Ok(status) => Some(status),
+        Err(why) => {
+            rx.warn_fallback(&why);
+            // Start afresh here: no half-written outputs or log.
+            let _ = log_file.set_len(0);
+            let _ = std::fs::remove_dir_all(sb.out());
+            let _ = std::fs::create_dir(sb.out());
+            None
+        }
+    }
 }
 
 /// Fills the sandbox: inputs (held ones from memory, the others from the

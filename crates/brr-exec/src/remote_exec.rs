@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -159,7 +160,6 @@ impl RemoteExecutor {
             let top = tree.root.as_ref().ok_or_else(|| NotRun("an empty tree".into()))?;
             self.write(top, &children, &root.join("out"))?;
         }
-        use std::os::unix::process::ExitStatusExt;
         Ok(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8))
     }
 

@@ -26,7 +26,10 @@ pub const TOOLS_PROPERTY: &str = "brr-tools";
 
 /// The REAPI digest (SHA-256 and size) of `bytes`.
 pub fn digest_of(bytes: &[u8]) -> reapi::Digest {
-    reapi::Digest { hash: crate::hex(&crate::sha256(bytes)), size_bytes: bytes.len() as i64 }
+    reapi::Digest {
+        hash: crate::hex(&crate::sha256(bytes)),
+        size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+    }
 }
 
 /// A message's bytes and their digest.
@@ -73,9 +76,8 @@ impl GrpcBackend {
     pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<usize, RemoteError> {
         let mut missing = std::collections::HashSet::new();
         for chunk in blobs.chunks(10_000) {
-            let mut cas = reapi::content_addressable_storage_client::ContentAddressableStorageClient::new(
-                self.channel(),
-            );
+            let mut cas =
+                reapi::content_addressable_storage_client::ContentAddressableStorageClient::new(self.channel());
             let request = reapi::FindMissingBlobsRequest {
                 instance_name: self.instance().to_owned(),
                 blob_digests: chunk.iter().map(|(d, _)| d.clone()).collect(),
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn manifests_and_digest_texts_round_trip() {
-        let files = BTreeMap::from([("/bin/sh".to_owned(), "ab".repeat(32)), ("/lib/x.so".to_owned(), "cd".repeat(32))]);
+        let files =
+            BTreeMap::from([("/bin/sh".to_owned(), "ab".repeat(32)), ("/lib/x.so".to_owned(), "cd".repeat(32))]);
         assert_eq!(parse_tool_manifest(&tool_manifest(&files)), Some(files));
         let d = digest_of(b"x");
         assert_eq!(parse_digest_text(&digest_text(&d)), Some(d));

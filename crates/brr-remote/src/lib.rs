@@ -16,9 +16,9 @@
 //! its signature verifies against a key the workspace trusts ([`keys`]).
 
 pub mod entry;
-pub mod file;
 #[cfg(feature = "grpc")]
 pub mod exec;
+pub mod file;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 /// The REAPI messages, for callers of [`grpc`] and [`exec`].

@@ -70,11 +70,8 @@ impl BuildGridExecution {
             server.port = free_port();
             let config = server.dir.path().join("bgd.yml");
             std::fs::write(&config, template.replace("@PORT@", &server.port.to_string())).unwrap();
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(server.dir.path().join("bgd.log"))
-                .unwrap();
+            let log =
+                std::fs::OpenOptions::new().create(true).append(true).open(server.dir.path().join("bgd.log")).unwrap();
             let mut child = Command::new(&bgd)
                 .args(["server", "start", "-v"])
                 .arg(&config)
@@ -145,22 +142,22 @@ struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
-    as_postgres: bool,
+    run_as_user: bool,
 }
 
 impl Postgres {
     fn start(bin: &Path, dir: &Path) -> Self {
         // PostgreSQL refuses to run as root: initdb and the server run as
         // `postgres`, which must reach the folder.
-        let as_postgres = rustix::process::geteuid().is_root();
+        let run_as_user = rustix::process::geteuid().is_root();
         let data = dir.join("pg");
         std::fs::create_dir(&data).unwrap();
-        if as_postgres {
+        if run_as_user {
             std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
             let chown = Command::new("chown").args(["postgres:"]).arg(&data).status().unwrap();
             assert!(chown.success(), "chown postgres {} failed (is there a `postgres` user?)", data.display());
         }
-        let pg = Self { bin: bin.to_owned(), data, port: 0, as_postgres };
+        let pg = Self { bin: bin.to_owned(), data, port: 0, run_as_user };
         let out = pg
             .command("initdb")
             .args(["-U", "postgres", "--auth=trust", "--no-sync", "-D"])
@@ -171,11 +168,7 @@ impl Postgres {
         let mut pg = pg;
         for _ in 0..3 {
             pg.port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
-                pg.port,
-                pg.data.display()
-            );
+            let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", pg.port, pg.data.display());
             let out = pg
                 .command("pg_ctl")
                 .args(["-w", "-t", "60", "-D"])
@@ -201,7 +194,7 @@ impl Postgres {
 
     fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        if self.as_postgres {
+        if self.run_as_user {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
             c

@@ -103,10 +103,16 @@ where
     Ok(grpc.unary(request, path, codec).await?.into_inner())
 }
 
-pub async fn create(channel: Channel, request: tonic::Request<CreateBotSessionRequest>) -> Result<BotSession, tonic::Status> {
+pub async fn create(
+    channel: Channel,
+    request: tonic::Request<CreateBotSessionRequest>,
+) -> Result<BotSession, tonic::Status> {
     unary(channel, "CreateBotSession", request).await
 }
 
-pub async fn update(channel: Channel, request: tonic::Request<UpdateBotSessionRequest>) -> Result<BotSession, tonic::Status> {
+pub async fn update(
+    channel: Channel,
+    request: tonic::Request<UpdateBotSessionRequest>,
+) -> Result<BotSession, tonic::Status> {
     unary(channel, "UpdateBotSession", request).await
 }

@@ -104,10 +104,12 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
     loop {
         let terminating = stop.load(Ordering::Relaxed);
         // A finished action: report its lease completed.
-        if running.as_ref().is_some_and(|(_, h)| h.is_finished()) {
-            let (id, handle) = running.take().unwrap();
+        if let Some((id, handle)) = running.take_if(|(_, h)| h.is_finished()) {
             let (result, status) = handle.join().unwrap_or_else(|_| {
-                (reapi::ActionResult::default(), Status { code: 13, message: "the worker panicked".into(), details: vec![] })
+                (
+                    reapi::ActionResult::default(),
+                    Status { code: 13, message: "the worker panicked".into(), details: vec![] },
+                )
             });
             if let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) {
                 lease.state = LeaseState::Completed as i32;
@@ -120,18 +122,18 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
             finished.push(id);
         }
         // A new lease: start it (0.4.4 hands them out already ACTIVE).
-        if running.is_none() {
-            if let Some(lease) = session.leases.iter_mut().find(|l| {
+        if running.is_none()
+            && let Some(lease) = session.leases.iter_mut().find(|l| {
                 !finished.contains(&l.id)
                     && (l.state == LeaseState::Pending as i32 || l.state == LeaseState::Active as i32)
-            }) {
-                lease.state = LeaseState::Active as i32;
-                let payload = lease.payload.clone().unwrap_or_default();
-                let (backend, options, id) = (Arc::clone(&backend), options.clone(), lease.id.clone());
-                eprintln!("brr worker: {bot_id}: lease {id}");
-                let handle = std::thread::spawn(move || run::lease(&backend, &payload, &options));
-                running = Some((lease.id.clone(), handle));
-            }
+            })
+        {
+            lease.state = LeaseState::Active as i32;
+            let payload = lease.payload.clone().unwrap_or_default();
+            let (backend, options, id) = (Arc::clone(&backend), options.clone(), lease.id.clone());
+            eprintln!("brr worker: {bot_id}: lease {id}");
+            let handle = std::thread::spawn(move || run::lease(&backend, &payload, &options));
+            running = Some((lease.id.clone(), handle));
         }
         let idle = running.is_none();
         session.status = if terminating { BotStatus::BotTerminating } else { BotStatus::Ok } as i32;

@@ -45,7 +45,11 @@ pub fn lease(backend: &GrpcBackend, payload: &Any, options: &Options) -> (reapi:
     }
 }
 
-fn fetch<M: Message + Default>(backend: &GrpcBackend, digest: Option<&reapi::Digest>, what: &str) -> Result<M, Failure> {
+fn fetch<M: Message + Default>(
+    backend: &GrpcBackend,
+    digest: Option<&reapi::Digest>,
+    what: &str,
+) -> Result<M, Failure> {
     let digest = digest.ok_or_else(|| Failure(INVALID_ARGUMENT, format!("no {what} digest")))?;
     let bytes = fetch_blob(backend, digest, what)?;
     M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
@@ -155,7 +159,8 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     }
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
     backend.upload_missing(&refs)?;
-    result.execution_metadata = Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
+    result.execution_metadata =
+        Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
     Ok(result)
 }
 
@@ -179,12 +184,8 @@ fn check_tools(
     action: &reapi::Action,
     command: &reapi::Command,
 ) -> Result<Vec<String>, Failure> {
-    let property = action
-        .platform
-        .iter()
-        .chain(&command.platform)
-        .flat_map(|p| &p.properties)
-        .find(|p| p.name == TOOLS_PROPERTY);
+    let property =
+        action.platform.iter().chain(&command.platform).flat_map(|p| &p.properties).find(|p| p.name == TOOLS_PROPERTY);
     let Some(property) = property else { return Ok(Vec::new()) };
     let digest = parse_digest_text(&property.value)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
@@ -198,7 +199,9 @@ fn check_tools(
             Ok(hex) => {
                 return Err(Failure(
                     FAILED_PRECONDITION,
-                    format!("tool file `{path}` differs on this worker (BLAKE3 {hex}, the action's key has {expected})"),
+                    format!(
+                        "tool file `{path}` differs on this worker (BLAKE3 {hex}, the action's key has {expected})"
+                    ),
                 ));
             }
             Err(e) => return Err(Failure(FAILED_PRECONDITION, format!("tool file `{path}` missing here: {e}"))),

@@ -82,7 +82,10 @@ fn upload_action(backend: &GrpcBackend, script: &str, tools: Option<&BTreeMap<St
     }
     let command = reapi::Command {
         arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        environment_variables: vec![reapi::command::EnvironmentVariable { name: "PATH".into(), value: "/usr/bin:/bin".into() }],
+        environment_variables: vec![reapi::command::EnvironmentVariable {
+            name: "PATH".into(),
+            value: "/usr/bin:/bin".into(),
+        }],
         output_paths: vec!["out".into()],
         ..Default::default()
     };
@@ -105,7 +108,8 @@ fn upload_action(backend: &GrpcBackend, script: &str, tools: Option<&BTreeMap<St
 /// The file `name` in the output folder `out` of `result`.
 fn output_file(backend: &GrpcBackend, result: &reapi::ActionResult, name: &str) -> Vec<u8> {
     let out = result.output_directories.iter().find(|d| d.path == "out").expect("no `out` folder in the result");
-    let tree = reapi::Tree::decode(backend.read_blob(out.tree_digest.as_ref().unwrap()).unwrap().unwrap().as_slice()).unwrap();
+    let tree =
+        reapi::Tree::decode(backend.read_blob(out.tree_digest.as_ref().unwrap()).unwrap().unwrap().as_slice()).unwrap();
     let file = tree.root.unwrap().files.into_iter().find(|f| f.name == name).expect("file missing in `out`");
     let bytes = backend.read_blob(file.digest.as_ref().unwrap()).unwrap().unwrap();
     assert_eq!(digest_of(&bytes), file.digest.unwrap(), "output does not match its digest");
@@ -128,9 +132,9 @@ fn remote_exec_workers_run_actions_in_the_sandbox() {
     let script = "mkdir -p out && cp in.txt out/copy.txt && pwd > out/pwd.txt && \
                   cat /proc/net/dev > out/net.txt; echo ran";
     let action = upload_action(&backend, script, Some(&sh_manifest()));
-    let response = backend.execute(&action, true, Duration::from_secs(60)).unwrap_or_else(|e| {
-        panic!("{e}\n{}\n{}\n{}", workers[0].log(), workers[1].log(), server.log())
-    });
+    let response = backend
+        .execute(&action, true, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}\n{}", workers[0].log(), workers[1].log(), server.log()));
     let status = response.status.unwrap_or_default();
     assert_eq!(status.code, 0, "{}", status.message);
     let result = response.result.unwrap();
@@ -180,9 +184,8 @@ fn remote_exec_worker_killed_mid_action_is_retried() {
     let backend = GrpcBackend::new(&server.url()).unwrap();
     let action = upload_action(&backend, "sleep 3; mkdir -p out && cp in.txt out/copy.txt", None);
     let url = server.url();
-    let waiter = std::thread::spawn(move || {
-        GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(120))
-    });
+    let waiter =
+        std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(120)));
     assert!(first.wait_for("lease", Duration::from_secs(30)), "{}", first.log());
     first.signal(rustix::process::Signal::KILL);
     let second = Worker::start(&server.url(), 1);
