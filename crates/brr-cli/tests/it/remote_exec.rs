@@ -253,3 +253,25 @@ fn remote_exec_unreachable_executor_builds_locally() {
     assert!(run.count("built") >= 3, "{}", run.stdout);
     assert_eq!(run.stderr.matches("warning: remote executor").count(), 1, "{}", run.stderr);
 }
+
+/// A builder that fails on a worker fails as a local one does: the same
+/// reason, its remote stderr as the log, its dependents skipped; no local
+/// retry.
+#[test]
+fn remote_exec_failed_action_reports_like_a_local_failure() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let worker = Worker::start(&server.url(), 1);
+    let ws = crate::workspace().sh_lib("bad", &[], &[], "echo 'remote trouble' >&2; exit 3").sh_lib(
+        "child",
+        &["bad"],
+        &[],
+        "echo c > \"$OUT/f\"",
+    );
+    let run = ws.brr_env("BRR_REMOTE_EXEC", server.url(), ["build"]).code(1);
+    assert!(run.stderr.contains("error: `bad` failed: builder exited with status 3"), "{}", run.stderr);
+    assert!(run.stderr.contains("  | remote trouble"), "{}", run.stderr);
+    assert!(!run.stderr.contains("building locally"), "{}", run.stderr);
+    assert_eq!(worker.log().matches(": lease ").count(), 1, "{}", worker.log());
+    let log = ws.brr(["log", "bad"]).success();
+    assert_eq!(log.stdout, "remote trouble\n");
+}
