@@ -31,7 +31,7 @@ pub struct WorkspaceDecl {
     /// that builds missing every cache run on instead of this machine; its
     /// workers need the same tools at the same paths. `BRR_REMOTE_EXEC`
     /// overrides it (empty: build here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub remote_exec: Option<String>,
     /// Settings every package inherits unless it sets its own: `env` per
     /// variable (the package's value wins), `tools` added to the package's,
