@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use brr_process::{BUILD_PATH, SandboxSpec};
 use brr_remote::RemoteError;
@@ -17,6 +19,7 @@ use crate::Options;
 
 /// gRPC codes the lease status uses.
 const INVALID_ARGUMENT: i32 = 3;
+const DEADLINE_EXCEEDED: i32 = 4;
 const FAILED_PRECONDITION: i32 = 9;
 const INTERNAL: i32 = 13;
 const UNAVAILABLE: i32 = 14;
@@ -118,7 +121,11 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let stdout = File::create(&stdout_path).map_err(internal)?;
     let stderr = File::create(&stderr_path).map_err(internal)?;
     let child = brr_process::spawn_with_streams(&spec, &stdout, &stderr, true).map_err(internal)?;
-    let status = child.wait().map_err(internal)?;
+    let limit = action
+        .timeout
+        .as_ref()
+        .map(|t| Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)));
+    let status = wait_within(child, limit)?;
     let exit_code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
@@ -162,6 +169,41 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     result.execution_metadata =
         Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
     Ok(result)
+}
+
+/// Waits for the builder; past the action's timeout it is killed (the
+/// sandbox's PID namespace takes whatever it started with it) and the
+/// lease fails with `DEADLINE_EXCEEDED`.
+fn wait_within(
+    child: brr_process::SandboxedProcess,
+    limit: Option<Duration>,
+) -> Result<std::process::ExitStatus, Failure> {
+    let Some(limit) = limit.filter(|l| !l.is_zero()) else { return child.wait().map_err(internal) };
+    let pid = child.pid();
+    let done = AtomicBool::new(false);
+    let timed_out = AtomicBool::new(false);
+    let status = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = Instant::now() + limit;
+            while !done.load(Ordering::Relaxed) {
+                if Instant::now() >= deadline {
+                    timed_out.store(true, Ordering::Relaxed);
+                    if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let status = child.wait();
+        done.store(true, Ordering::Relaxed);
+        status
+    });
+    if timed_out.load(Ordering::Relaxed) {
+        return Err(Failure(DEADLINE_EXCEEDED, format!("the action ran past its timeout of {limit:?}")));
+    }
+    status.map_err(internal)
 }
 
 /// The output paths the command names (v2.1 `output_paths`, else the older

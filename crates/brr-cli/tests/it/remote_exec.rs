@@ -65,6 +65,16 @@ impl Drop for Worker {
 /// An action: `sh -c SCRIPT` in an input root holding `in.txt`, output
 /// folder `out`; its blobs uploaded. `tools`: the manifest's files.
 fn upload_action(backend: &GrpcBackend, script: &str, tools: Option<&BTreeMap<String, String>>) -> reapi::Digest {
+    upload_action_within(backend, script, tools, None)
+}
+
+/// [`upload_action`] with the Action's `timeout` in seconds.
+fn upload_action_within(
+    backend: &GrpcBackend,
+    script: &str,
+    tools: Option<&BTreeMap<String, String>>,
+    timeout: Option<i64>,
+) -> reapi::Digest {
     let input = b"hello from the input root\n".to_vec();
     let root = reapi::Directory {
         files: vec![reapi::FileNode { name: "in.txt".into(), digest: Some(digest_of(&input)), ..Default::default() }],
@@ -96,6 +106,7 @@ fn upload_action(backend: &GrpcBackend, script: &str, tools: Option<&BTreeMap<St
         input_root_digest: Some(root_digest),
         do_not_cache: true,
         platform: Some(platform),
+        timeout: timeout.map(|seconds| brr_remote::bazel_remote_apis::google::protobuf::Duration { seconds, nanos: 0 }),
         ..Default::default()
     };
     let (action_bytes, action_digest) = encode(&action);
@@ -274,4 +285,23 @@ fn remote_exec_failed_action_reports_like_a_local_failure() {
     assert_eq!(worker.log().matches(": lease ").count(), 1, "{}", worker.log());
     let log = ws.brr(["log", "bad"]).success();
     assert_eq!(log.stdout, "remote trouble\n");
+}
+
+/// An action past its `timeout` is killed on the worker and fails with
+/// `DEADLINE_EXCEEDED`, with no output.
+#[test]
+fn remote_exec_action_timeout_is_enforced_by_the_worker() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let worker = Worker::start(&server.url(), 1);
+    let backend = GrpcBackend::new(&server.url()).unwrap();
+    let action = upload_action_within(&backend, "sleep 30; mkdir -p out && echo late > out/late.txt", None, Some(1));
+    let started = Instant::now();
+    let answer = backend.execute(&action, true, Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(20), "not killed in time: {:?}", started.elapsed());
+    let timed_out = match &answer {
+        Ok(response) => response.status.as_ref().is_some_and(|s| s.code == 4),
+        Err(e) => e.to_string().contains("timeout"),
+    };
+    assert!(timed_out, "{answer:?}\n{}", worker.log());
+    assert!(worker.log().contains("past its timeout"), "{}", worker.log());
 }
