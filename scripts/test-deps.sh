@@ -3,7 +3,7 @@
 # a C toolchain and python3 (the example monorepo), nginx (the Bazel HTTP
 # cache the remote-cache tests run against), BuildGrid (the Remote
 # Execution API server) in a venv under target/, Redis (where that
-# BuildGrid keeps its action cache), skopeo and umoci (OCI image checks),
+# BuildGrid keeps its action cache), PostgreSQL (its execution scheduler), skopeo and umoci (OCI image checks),
 # docker-registry (the Distribution registry), busybox-static (a base
 # image's userland), podman with runc (running an image) and diffoscope
 # (verify --diffoscope). The tests start and stop these servers
@@ -18,6 +18,9 @@ command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# The remote-execution tests run BuildGrid's scheduler on a private
+# PostgreSQL cluster (BuildGrid 0.4.4 refuses SQLite for it).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The image tests check `brr image` output with skopeo (inspect) and umoci
 # (unpack); the push tests run Debian's Distribution registry.
 command -v skopeo >/dev/null || need+=(skopeo)
@@ -44,8 +47,8 @@ if [ ${#need[@]} -gt 0 ]; then
         exit 1
     fi
     apt-get update -qq
-    # Keep Debian from starting the system nginx (port 80) and Redis (6379)
-    # as it installs them.
+    # Keep Debian from starting the system nginx (port 80), Redis (6379)
+    # and PostgreSQL (5432) as it installs them.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
     rm -f /usr/sbin/policy-rc.d

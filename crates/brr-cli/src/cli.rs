@@ -326,6 +326,24 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Serve a Remote Execution API cluster's Bots service (BuildGrid) as a
+    /// worker: run each leased action in brr's sandbox, its tools required
+    /// here with the digests the action names. Stops on SIGTERM or SIGINT
+    /// after finishing the actions it holds.
+    Worker {
+        /// The server: `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The REAPI instance name (default: the server's default instance).
+        #[arg(long, value_name = "NAME", default_value = "")]
+        instance: String,
+        /// Actions run at once (one bot session each).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        slots: usize,
+        /// Where input roots are written (default: a temporary folder).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+    },
     /// Write the JSON Schemas of the declaration files into DIR, and those of
     /// the `--json` documents into DIR/output.
     #[command(hide = true)]

@@ -102,6 +102,9 @@ pub struct Conditions {
     /// runs and gets its pipe (`MAKEFLAGS`), so builders' own sub-jobs
     /// share the `-j` too. `None`: builders get `$BRR_JOBS` only.
     pub jobserver: Option<std::sync::Arc<crate::jobserver::Jobserver>>,
+    /// Where builds that miss every cache run, if not here (see
+    /// [`crate::remote_exec`]).
+    pub remote_exec: Option<std::sync::Arc<crate::remote_exec::RemoteExecutor>>,
 }
 
 /// A counting semaphore for builder processes (`-j`), whose permits are
@@ -159,8 +162,15 @@ impl Conditions {
             builders: None,
             net_slots: None,
             jobserver: None,
+            remote_exec: None,
         }
     }
+}
+
+/// Whether builders see their sandbox at the fixed `/build` (what remote
+/// execution needs: the paths in argv and env must mean the same there).
+fn fixed_build_path(isolate: bool) -> bool {
+    isolate && crate::sandbox::isolation().fixed_path()
 }
 
 /// A successful build whose outputs are written but neither durable nor
@@ -359,9 +369,11 @@ fn build<T>(
         let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
         run(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)
     };
-    let status = match &cond.builders {
-        Some(permits) => permits.with(|i| start(Some(i)))?,
-        None => start(None)?,
+    let remote_status = run_remotely(action, &sb, cond, limits, isolate, &log_file, on_start);
+    let status = match (remote_status, &cond.builders) {
+        (Some(status), _) => status,
+        (None, Some(permits)) => permits.with(|i| start(Some(i)))?,
+        (None, None) => start(None)?,
     };
     let log_bytes = read_log(&log_file).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
@@ -405,6 +417,43 @@ fn build<T>(
     puts.extend(snapshot_puts(&snap));
     puts.push(Put::Bytes { kind: ObjectKind::Artifact, bytes: &artifact_bytes });
     Ok(Ok(store_outputs(&puts, &Ran { outputs: snap.tree.root, artifact, log })?))
+}
+
+/// Runs the builder on the run's remote executor, if there is one and the
+/// build path is fixed; `None` when it did not run there (it then runs
+/// here, from an empty `out/` and log).
+fn run_remotely(
+    action: &Action<'_>,
+    sb: &Sandbox,
+    cond: &Conditions,
+    limits: Limits,
+    isolate: bool,
+    log_file: &std::fs::File,
+    on_start: &dyn Fn(),
+) -> Option<std::process::ExitStatus> {
+    let rx = cond.remote_exec.as_ref().filter(|_| fixed_build_path(isolate))?;
+    // The executor's builder gets no jobserver: its pipe is here.
+    let remote_cond = Conditions { jobserver: None, ..cond.clone() };
+    let spec = builder_spec(action, sb, &remote_cond, limits, isolate).ok()?;
+    let run = || {
+        on_start();
+        rx.run(action, &spec, sb.root(), log_file)
+    };
+    let ran = match &cond.builders {
+        Some(permits) => permits.with(|_| run()),
+        None => run(),
+    };
+    match ran {
+        Ok(status) => Some(status),
+        Err(why) => {
+            rx.warn_fallback(&why);
+            // Start afresh here: no half-written outputs or log.
+            let _ = log_file.set_len(0);
+            let _ = std::fs::remove_dir_all(sb.out());
+            let _ = std::fs::create_dir(sb.out());
+            None
+        }
+    }
 }
 
 /// Fills the sandbox: inputs (held ones from memory, the others from the

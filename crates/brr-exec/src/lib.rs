@@ -17,6 +17,7 @@ pub mod action;
 mod error;
 pub mod explain;
 pub mod jobserver;
+pub mod remote_exec;
 pub mod scheduler;
 pub mod stage;
 

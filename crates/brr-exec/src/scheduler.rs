@@ -226,6 +226,11 @@ pub fn build(
         },
         // Where the pipe cannot be made, builders still get `$BRR_JOBS`.
         jobserver: crate::jobserver::Jobserver::new(&store.tmp_dir(), opts.jobs).ok().map(std::sync::Arc::new),
+        remote_exec: if opts.isolate {
+            crate::remote_exec::RemoteExecutor::connect(ws.decl.remote_exec.as_deref()).map(std::sync::Arc::new)
+        } else {
+            None
+        },
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()

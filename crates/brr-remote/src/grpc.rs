@@ -222,7 +222,7 @@ impl GrpcBackend {
     }
 
     /// The deadline of a unary call now: the configured one, capped.
-    fn rpc_timeout(&self) -> Duration {
+    pub(crate) fn rpc_timeout(&self) -> Duration {
         self.rpc_timeout.min(self.cap())
     }
 
@@ -238,7 +238,7 @@ impl GrpcBackend {
     /// A request that tells the server its deadline (`grpc-timeout`; the
     /// client enforces it itself in [`GrpcBackend::call`]) and carries the
     /// configured metadata.
-    fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(deadline);
         for kv in self.metadata.iter() {
@@ -247,6 +247,22 @@ impl GrpcBackend {
             }
         }
         request
+    }
+
+    /// The connection, for services this module does not wrap (Bots).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Runs `future` on this backend's runtime within `deadline`; a
+    /// status becomes a [`RemoteError`] as for the calls above.
+    pub fn run<T>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        future: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, RemoteError> {
+        self.call(what, deadline, future)
     }
 
     /// The REAPI instance name (empty for the default instance).
@@ -305,7 +321,7 @@ impl GrpcBackend {
     }
 
     /// Runs `future` to completion within `deadline` on the calling thread.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         what: &str,
         deadline: Duration,
@@ -321,7 +337,7 @@ impl GrpcBackend {
         }
     }
 
-    fn status_error(&self, what: &str, status: &Status) -> RemoteError {
+    pub(crate) fn status_error(&self, what: &str, status: &Status) -> RemoteError {
         if is_unavailable(status) {
             RemoteError::Unavailable { remote: self.url.clone(), message: format!("{what}: {}", describe(status)) }
         } else {
@@ -331,7 +347,7 @@ impl GrpcBackend {
 
     /// The bytes of the blob `digest` names, or `None` when the server does
     /// not have it. Not checked against the digest.
-    fn read_blob(&self, digest: &reapi::Digest) -> Result<Option<Vec<u8>>, RemoteError> {
+    pub fn read_blob(&self, digest: &reapi::Digest) -> Result<Option<Vec<u8>>, RemoteError> {
         let size = u64::try_from(digest.size_bytes).unwrap_or(0);
         if size <= self.batch_limit {
             let mut cas = self.cas();
@@ -389,7 +405,7 @@ impl GrpcBackend {
     }
 
     /// Uploads `bytes` as the blob `digest` names.
-    fn write_blob(&self, digest: &reapi::Digest, bytes: &[u8]) -> Result<(), RemoteError> {
+    pub fn write_blob(&self, digest: &reapi::Digest, bytes: &[u8]) -> Result<(), RemoteError> {
         let size = bytes.len() as u64;
         if size <= self.batch_limit {
             let mut cas = self.cas();
@@ -445,7 +461,7 @@ impl GrpcBackend {
         }
     }
 
-    fn refused(&self, what: &str, message: &str) -> RemoteError {
+    pub(crate) fn refused(&self, what: &str, message: &str) -> RemoteError {
         RemoteError::Refused { remote: self.url.clone(), what: what.to_owned(), message: message.to_owned() }
     }
 }

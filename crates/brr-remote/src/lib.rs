@@ -16,9 +16,14 @@
 //! its signature verifies against a key the workspace trusts ([`keys`]).
 
 pub mod entry;
+#[cfg(feature = "grpc")]
+pub mod exec;
 pub mod file;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+/// The REAPI messages, for callers of [`grpc`] and [`exec`].
+#[cfg(feature = "grpc")]
+pub use bazel_remote_apis;
 pub mod http;
 pub mod keys;
 pub mod remotes;

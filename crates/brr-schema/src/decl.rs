@@ -27,6 +27,12 @@ pub struct WorkspaceDecl {
     /// conflict. Environment variables override each field.
     #[serde(default)]
     pub remote_cache: RemoteCacheDecl,
+    /// A Remote Execution API executor (`"grpc://HOST:PORT[/INSTANCE]"`)
+    /// that builds missing every cache run on instead of this machine; its
+    /// workers need the same tools at the same paths. `BRR_REMOTE_EXEC`
+    /// overrides it (empty: build here).
+    #[serde(default)]
+    pub remote_exec: Option<String>,
     /// Settings every package inherits unless it sets its own: `env` per
     /// variable (the package's value wins), `tools` added to the package's,
     /// `limits` per field. The effective values enter the build key, so

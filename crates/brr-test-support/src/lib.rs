@@ -25,6 +25,7 @@
 
 #![expect(clippy::missing_panics_doc, clippy::unwrap_used, reason = "test helpers panic with context on failure")]
 
+mod execution;
 mod file_server;
 mod registry;
 
@@ -34,6 +35,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use execution::{BuildGridExecution, EXECUTION_HINT};
 pub use file_server::{FETCH_FIXTURES_HINT, FileServer, fetch_fixtures_dir};
 pub use registry::{REGISTRY_HINT, Registry};
 
@@ -81,7 +83,7 @@ pub fn require(available: bool, what: &str, detail: &str, hint: &str) -> bool {
 
 /// How to install the test servers, for [`require`]'s hint.
 pub const INSTALL_SERVERS_HINT: &str =
-    "run `scripts/test-deps.sh` (as root for apt-get), which installs nginx, BuildGrid and Redis";
+    "run `scripts/test-deps.sh` (as root for apt-get), which installs nginx, BuildGrid, Redis and PostgreSQL";
 
 /// How to get namespaces for builders, for [`require`]'s hint.
 pub const NAMESPACES_HINT: &str = "brr needs unprivileged user namespaces: \

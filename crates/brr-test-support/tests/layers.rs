@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "brr-image",
     "brr-run",
     "brr-remote",
+    "brr-worker",
     "brr-graph",
     "brr-exec",
     "brr-verify",

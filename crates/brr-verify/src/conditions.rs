@@ -150,6 +150,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             builders: None,
             net_slots: None,
             jobserver: None,
+            remote_exec: None,
         },
         r => Conditions {
             sandbox_dir: Some(store.tmp_dir().join(format!("verify/r{r}"))),
@@ -161,6 +162,7 @@ pub fn for_round(store: &Store, round: u32) -> Conditions {
             builders: None,
             net_slots: None,
             jobserver: None,
+            remote_exec: None,
         },
     }
 }

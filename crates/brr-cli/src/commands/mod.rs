@@ -22,6 +22,7 @@ mod store_stats;
 mod store_verify;
 mod verify;
 mod why;
+mod worker;
 
 use brr_graph::{GraphError, Workspace};
 use brr_store::{Clock, Store};
@@ -126,6 +127,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Store { command } => store(&settings, &command),
         Command::Schema { dir } => write_schemas(&dir),
+        Command::Worker { server, instance, slots, work_dir } => worker::run(server, instance, slots, work_dir),
     }
 }
 

@@ -22,6 +22,7 @@ mod proctypes;
 mod push;
 mod release;
 mod remote;
+mod remote_exec;
 mod run;
 mod sandbox;
 mod snapshots;

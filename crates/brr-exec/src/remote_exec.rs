@@ -1,0 +1,241 @@
+//! Remote execution: a build that misses every cache runs on a REAPI
+//! cluster (`BRR_REMOTE_EXEC=grpc://HOST:PORT[/INSTANCE]`, or `remote_exec`
+//! in the workspace `brr.ron`) instead of here.
+//!
+//! The staged sandbox is the input root (sources, dependency artifacts,
+//! the tool links, empty `out/` and `tmp/`), the builder's argv and
+//! environment (with `/build` paths: remote execution needs the fixed build
+//! path) the Command, `out` its one output folder. The tools are not sent:
+//! the platform property `brr-tools` names a manifest of every file of the
+//! action's tool closures with its BLAKE3 digest, and a worker refuses the
+//! action unless its own files match (see brr-worker). What comes back is
+//! written into the local `out/` (each blob checked against its SHA-256)
+//! and from there hashed, stored and keyed exactly as a local build's
+//! outputs: the BLAKE3 side is checked by that same snapshot.
+//!
+//! An executor that cannot be reached, or an action it refuses or loses,
+//! falls back to running the builder here, with one warning per run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use brr_process::SandboxSpec;
+use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use brr_remote::exec::{TOOLS_PROPERTY, digest_of, digest_text, encode, tool_manifest};
+use brr_remote::grpc::GrpcBackend;
+use prost::Message as _;
+
+use crate::action::Action;
+
+/// The environment variable naming the executor.
+pub const ENV: &str = "BRR_REMOTE_EXEC";
+
+/// A connection to the executor, shared by the builds of one run.
+#[derive(Debug)]
+pub struct RemoteExecutor {
+    backend: GrpcBackend,
+    warned: AtomicBool,
+}
+
+/// Why an action did not run remotely (it then runs here).
+#[derive(Debug)]
+pub struct NotRun(pub String);
+
+impl RemoteExecutor {
+    /// Connects to `$BRR_REMOTE_EXEC` when it is set (empty: none), else to
+    /// the workspace's `remote_exec`; `None` (after one warning) when the
+    /// executor cannot be reached.
+    pub fn connect(declared: Option<&str>) -> Option<Self> {
+        let url = match std::env::var(ENV) {
+            Ok(url) => url,
+            Err(_) => declared?.to_owned(),
+        };
+        if url.is_empty() {
+            return None;
+        }
+        match GrpcBackend::new(&url) {
+            Ok(backend) => Some(Self { backend, warned: AtomicBool::new(false) }),
+            Err(e) => {
+                eprintln!("warning: remote executor {url} unavailable, building locally: {e}");
+                None
+            }
+        }
+    }
+
+    /// Warns once per run that an action fell back to local execution.
+    pub fn warn_fallback(&self, why: &NotRun) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!("warning: remote execution failed, building locally: {}", why.0);
+        }
+    }
+
+    /// Runs the builder `spec` (already with `/build` paths) of `action`
+    /// on the executor, with `root` (the staged sandbox) as its input root.
+    /// Fills `root/out` with its outputs and `log` with its stdout and
+    /// stderr; returns its exit status.
+    pub fn run(
+        &self,
+        action: &Action<'_>,
+        spec: &SandboxSpec,
+        root: &Path,
+        mut log: &File,
+    ) -> Result<std::process::ExitStatus, NotRun> {
+        let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
+        let mut blobs: HashMap<reapi::Digest, Vec<u8>> = HashMap::new();
+        let input_root = directory(root, true, &mut blobs).map_err(|e| err(&e))?;
+        let (bytes, root_digest) = encode(&input_root);
+        blobs.insert(root_digest.clone(), bytes);
+
+        let mut files = BTreeMap::new();
+        for closure in action.key.tools.values() {
+            for (path, digest) in &closure.files {
+                files.insert(path.clone(), digest.to_string());
+            }
+        }
+        let manifest = tool_manifest(&files);
+        let manifest_digest = digest_of(&manifest);
+        blobs.insert(manifest_digest.clone(), manifest);
+
+        let cwd = spec.cwd.strip_prefix(brr_process::BUILD_PATH).map_err(|e| err(&e))?;
+        let up = "../".repeat(cwd.components().count());
+        let mut argv = vec![spec.program.to_string_lossy().into_owned()];
+        argv.extend(spec.args.iter().cloned());
+        let mut env: Vec<_> = spec
+            .env
+            .iter()
+            .map(|(k, v)| reapi::command::EnvironmentVariable { name: k.clone(), value: v.clone() })
+            .collect();
+        env.sort_by(|a, b| a.name.cmp(&b.name));
+        let out_path = format!("{up}out");
+        let command = reapi::Command {
+            arguments: argv,
+            environment_variables: env,
+            output_paths: vec![out_path.clone()],
+            working_directory: cwd.to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let (bytes, command_digest) = encode(&command);
+        blobs.insert(command_digest.clone(), bytes);
+        let platform = reapi::Platform {
+            properties: vec![reapi::platform::Property {
+                name: TOOLS_PROPERTY.to_owned(),
+                value: digest_text(&manifest_digest),
+            }],
+        };
+        let action_message = reapi::Action {
+            command_digest: Some(command_digest),
+            input_root_digest: Some(root_digest),
+            platform: Some(platform),
+            ..Default::default()
+        };
+        let (bytes, action_digest) = encode(&action_message);
+        blobs.insert(action_digest.clone(), bytes);
+
+        let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
+        self.backend.upload_missing(&refs).map_err(|e| err(&e))?;
+        let response = self.backend.execute(&action_digest, false, Duration::from_secs(3600)).map_err(|e| err(&e))?;
+        let status = response.status.unwrap_or_default();
+        if status.code != 0 {
+            return Err(NotRun(format!("the executor answered code {}: {}", status.code, status.message)));
+        }
+        let result = response.result.ok_or_else(|| NotRun("no ActionResult".into()))?;
+        for digest in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
+            let bytes = self.fetch(digest)?;
+            log.write_all(&bytes).map_err(|e| err(&e))?;
+        }
+        if result.exit_code == 0 {
+            let Some(out) = result.output_directories.iter().find(|d| d.path == out_path) else {
+                return Err(NotRun("the result has no `out` folder".into()));
+            };
+            let tree_digest = out.tree_digest.as_ref().ok_or_else(|| NotRun("no tree digest".into()))?;
+            let tree = reapi::Tree::decode(self.fetch(tree_digest)?.as_slice()).map_err(|e| err(&e))?;
+            let children: HashMap<reapi::Digest, &reapi::Directory> =
+                tree.children.iter().map(|d| (encode(d).1, d)).collect();
+            let top = tree.root.as_ref().ok_or_else(|| NotRun("an empty tree".into()))?;
+            self.write(top, &children, &root.join("out"))?;
+        }
+        Ok(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8))
+    }
+
+    /// A blob, refused unless it matches its digest.
+    fn fetch(&self, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
+        let bytes = self.backend.read_blob(digest).map_err(|e| NotRun(e.to_string()))?;
+        let bytes = bytes.ok_or_else(|| NotRun(format!("blob {} missing on the executor", digest.hash)))?;
+        if digest_of(&bytes) != *digest {
+            return Err(NotRun(format!("blob {} does not match its digest: refused", digest.hash)));
+        }
+        Ok(bytes)
+    }
+
+    fn write(
+        &self,
+        dir: &reapi::Directory,
+        children: &HashMap<reapi::Digest, &reapi::Directory>,
+        at: &Path,
+    ) -> Result<(), NotRun> {
+        let io = |e: std::io::Error| NotRun(format!("{}: {e}", at.display()));
+        for f in &dir.files {
+            let name = safe(&f.name)?;
+            let bytes = self.fetch(f.digest.as_ref().ok_or_else(|| NotRun("a file without digest".into()))?)?;
+            let path = at.join(name);
+            std::fs::write(&path, bytes).map_err(io)?;
+            let mode = if f.is_executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        }
+        for s in &dir.symlinks {
+            std::os::unix::fs::symlink(&s.target, at.join(safe(&s.name)?)).map_err(io)?;
+        }
+        for d in &dir.directories {
+            let digest = d.digest.as_ref().ok_or_else(|| NotRun("a folder without digest".into()))?;
+            let sub = children.get(digest).ok_or_else(|| NotRun(format!("folder {} not in the tree", digest.hash)))?;
+            let path = at.join(safe(&d.name)?);
+            std::fs::create_dir(&path).map_err(io)?;
+            self.write(sub, children, &path)?;
+        }
+        Ok(())
+    }
+}
+
+fn safe(name: &str) -> Result<&str, NotRun> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(NotRun(format!("refused output name `{name}`")));
+    }
+    Ok(name)
+}
+
+/// The REAPI Directory of `path`, every blob (files, subfolders) added to
+/// `blobs`. At the top, the builder's `log` is left out.
+fn directory(path: &Path, top: bool, blobs: &mut HashMap<reapi::Digest, Vec<u8>>) -> std::io::Result<reapi::Directory> {
+    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    let mut dir = reapi::Directory::default();
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if top && name == "log" {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(e.path())?;
+        if meta.is_symlink() {
+            let target = std::fs::read_link(e.path())?.to_string_lossy().into_owned();
+            dir.symlinks.push(reapi::SymlinkNode { name, target, ..Default::default() });
+        } else if meta.is_dir() {
+            let sub = directory(&e.path(), false, blobs)?;
+            let (bytes, digest) = encode(&sub);
+            blobs.insert(digest.clone(), bytes);
+            dir.directories.push(reapi::DirectoryNode { name, digest: Some(digest) });
+        } else {
+            let bytes = std::fs::read(e.path())?;
+            let digest = digest_of(&bytes);
+            blobs.insert(digest.clone(), bytes);
+            let is_executable = meta.permissions().mode() & 0o111 != 0;
+            dir.files.push(reapi::FileNode { name, digest: Some(digest), is_executable, ..Default::default() });
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,328 @@
+//! One lease: fetch, check tools, materialize, run in the sandbox, upload.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use brr_process::{BUILD_PATH, SandboxSpec};
+use brr_remote::RemoteError;
+use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use brr_remote::bazel_remote_apis::google::protobuf::Any;
+use brr_remote::bazel_remote_apis::google::rpc::Status;
+use brr_remote::exec::{TOOLS_PROPERTY, digest_of, encode, parse_digest_text, parse_tool_manifest};
+use brr_remote::grpc::GrpcBackend;
+use prost::Message;
+
+use crate::Options;
+
+/// gRPC codes the lease status uses.
+const INVALID_ARGUMENT: i32 = 3;
+const DEADLINE_EXCEEDED: i32 = 4;
+const FAILED_PRECONDITION: i32 = 9;
+const INTERNAL: i32 = 13;
+const UNAVAILABLE: i32 = 14;
+
+/// Why a lease did not produce a result: its code and message.
+struct Failure(i32, String);
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        Self(UNAVAILABLE, e.to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure(INTERNAL, e.to_string())
+}
+
+/// Runs the lease's action; the result and the lease status to report.
+pub fn lease(backend: &GrpcBackend, payload: &Any, options: &Options) -> (reapi::ActionResult, Status) {
+    match run_action(backend, payload, options) {
+        Ok(result) => (result, Status::default()),
+        Err(Failure(code, message)) => {
+            eprintln!("brr worker: refused or failed: {message}");
+            (reapi::ActionResult::default(), Status { code, message, details: vec![] })
+        }
+    }
+}
+
+fn fetch<M: Message + Default>(
+    backend: &GrpcBackend,
+    digest: Option<&reapi::Digest>,
+    what: &str,
+) -> Result<M, Failure> {
+    let digest = digest.ok_or_else(|| Failure(INVALID_ARGUMENT, format!("no {what} digest")))?;
+    let bytes = fetch_blob(backend, digest, what)?;
+    M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
+}
+
+/// A CAS blob, checked against its SHA-256 and size.
+fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Result<Vec<u8>, Failure> {
+    let bytes = backend
+        .read_blob(digest)?
+        .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
+    if digest_of(&bytes) != *digest {
+        return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
+    }
+    Ok(bytes)
+}
+
+fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result<reapi::ActionResult, Failure> {
+    let action = if payload.type_url.ends_with(".Action") {
+        reapi::Action::decode(payload.value.as_slice()).map_err(internal)?
+    } else {
+        let digest = reapi::Digest::decode(payload.value.as_slice()).map_err(internal)?;
+        fetch(backend, Some(&digest), "Action")?
+    };
+    let command: reapi::Command = fetch(backend, action.command_digest.as_ref(), "Command")?;
+    let tools = check_tools(backend, &action, &command)?;
+    if !brr_process::isolation().fixed_path() {
+        return Err(Failure(FAILED_PRECONDITION, format!("this worker cannot show the sandbox at {BUILD_PATH}")));
+    }
+    std::fs::create_dir_all(&options.work_dir).map_err(internal)?;
+    let dir = tempfile::Builder::new().prefix("action-").tempdir_in(&options.work_dir).map_err(internal)?;
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).map_err(internal)?;
+    let input_root: reapi::Directory = fetch(backend, action.input_root_digest.as_ref(), "input root")?;
+    materialize(backend, &input_root, &root)?;
+    let cwd = root.join(&command.working_directory);
+    for out in outputs(&command) {
+        if let Some(parent) = cwd.join(&out).parent() {
+            std::fs::create_dir_all(parent).map_err(internal)?;
+        }
+    }
+    let Some((program, args)) = command.arguments.split_first() else {
+        return Err(Failure(INVALID_ARGUMENT, "empty argv".into()));
+    };
+    let mut readable = vec![root.clone()];
+    for tool in &tools {
+        readable.extend(brr_process::tool_readable(Path::new(tool)));
+    }
+    let spec = SandboxSpec {
+        program: PathBuf::from(program),
+        args: args.to_vec(),
+        env: command.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
+        cwd: Path::new(BUILD_PATH).join(&command.working_directory),
+        writable: vec![root.clone()],
+        readable,
+        hostname: None,
+        umask: brr_process::DEFAULT_UMASK,
+        cpus: None,
+        net_slot: None,
+        host_network: false,
+        limits: None,
+        build_dir: Some(root.clone()),
+        inherit_fds: Vec::new(),
+    };
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let stdout = File::create(&stdout_path).map_err(internal)?;
+    let stderr = File::create(&stderr_path).map_err(internal)?;
+    let child = brr_process::spawn_with_streams(&spec, &stdout, &stderr, true).map_err(internal)?;
+    let limit = action
+        .timeout
+        .as_ref()
+        .map(|t| Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)));
+    let status = wait_within(child, limit)?;
+    let exit_code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    let mut result = reapi::ActionResult { exit_code, ..Default::default() };
+    let mut blobs: Vec<(reapi::Digest, Vec<u8>)> = Vec::new();
+    let out = std::fs::read(&stdout_path).map_err(internal)?;
+    let err = std::fs::read(&stderr_path).map_err(internal)?;
+    result.stdout_digest = Some(digest_of(&out));
+    result.stderr_digest = Some(digest_of(&err));
+    blobs.push((digest_of(&out), out));
+    blobs.push((digest_of(&err), err));
+    if exit_code == 0 {
+        for path in outputs(&command) {
+            let full = cwd.join(&path);
+            let Ok(meta) = std::fs::symlink_metadata(&full) else { continue };
+            if meta.is_dir() {
+                let tree = tree_of(&full, &mut blobs)?;
+                let (bytes, digest) = encode(&tree);
+                blobs.push((digest.clone(), bytes));
+                result.output_directories.push(reapi::OutputDirectory {
+                    path,
+                    tree_digest: Some(digest),
+                    ..Default::default()
+                });
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&full).map_err(internal)?;
+                let digest = digest_of(&bytes);
+                blobs.push((digest.clone(), bytes));
+                result.output_files.push(reapi::OutputFile {
+                    path,
+                    digest: Some(digest),
+                    is_executable: meta.permissions().mode() & 0o111 != 0,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
+    backend.upload_missing(&refs)?;
+    result.execution_metadata =
+        Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
+    Ok(result)
+}
+
+/// Waits for the builder; past the action's timeout it is killed (the
+/// sandbox's PID namespace takes whatever it started with it) and the
+/// lease fails with `DEADLINE_EXCEEDED`.
+fn wait_within(
+    child: brr_process::SandboxedProcess,
+    limit: Option<Duration>,
+) -> Result<std::process::ExitStatus, Failure> {
+    let Some(limit) = limit.filter(|l| !l.is_zero()) else { return child.wait().map_err(internal) };
+    let pid = child.pid();
+    let done = AtomicBool::new(false);
+    let timed_out = AtomicBool::new(false);
+    let status = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = Instant::now() + limit;
+            while !done.load(Ordering::Relaxed) {
+                if Instant::now() >= deadline {
+                    timed_out.store(true, Ordering::Relaxed);
+                    if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let status = child.wait();
+        done.store(true, Ordering::Relaxed);
+        status
+    });
+    if timed_out.load(Ordering::Relaxed) {
+        return Err(Failure(DEADLINE_EXCEEDED, format!("the action ran past its timeout of {limit:?}")));
+    }
+    status.map_err(internal)
+}
+
+/// The output paths the command names (v2.1 `output_paths`, else the older
+/// file and directory lists).
+#[expect(deprecated, reason = "clients older than REAPI 2.1 still send the split lists")]
+fn outputs(command: &reapi::Command) -> Vec<String> {
+    if command.output_paths.is_empty() {
+        command.output_files.iter().chain(&command.output_directories).cloned().collect()
+    } else {
+        command.output_paths.clone()
+    }
+}
+
+/// Checks the tool manifest against this machine's files; the tools' paths.
+/// The property is read from the Action's platform (REAPI 2.2), else the
+/// Command's.
+#[expect(deprecated, reason = "clients older than REAPI 2.2 put the platform in the Command")]
+fn check_tools(
+    backend: &GrpcBackend,
+    action: &reapi::Action,
+    command: &reapi::Command,
+) -> Result<Vec<String>, Failure> {
+    let property =
+        action.platform.iter().chain(&command.platform).flat_map(|p| &p.properties).find(|p| p.name == TOOLS_PROPERTY);
+    let Some(property) = property else { return Ok(Vec::new()) };
+    let digest = parse_digest_text(&property.value)
+        .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
+    let manifest = fetch_blob(backend, &digest, "tool manifest")?;
+    let files = parse_tool_manifest(&manifest)
+        .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;
+    for (path, expected) in &files {
+        let here = brr_hash::fs::hash_file(Path::new(path)).map(|(h, _)| h.to_string());
+        match here {
+            Ok(hex) if hex == *expected => {}
+            Ok(hex) => {
+                return Err(Failure(
+                    FAILED_PRECONDITION,
+                    format!(
+                        "tool file `{path}` differs on this worker (BLAKE3 {hex}, the action's key has {expected})"
+                    ),
+                ));
+            }
+            Err(e) => return Err(Failure(FAILED_PRECONDITION, format!("tool file `{path}` missing here: {e}"))),
+        }
+    }
+    Ok(files.into_keys().collect())
+}
+
+/// Writes `dir` (and its subfolders, from the CAS) under `at`.
+fn materialize(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) -> Result<(), Failure> {
+    for f in &dir.files {
+        let digest = f.digest.as_ref().ok_or_else(|| Failure(INVALID_ARGUMENT, "file without digest".into()))?;
+        let bytes = fetch_blob(backend, digest, "input file")?;
+        let path = at.join(checked_name(&f.name)?);
+        std::fs::write(&path, bytes).map_err(internal)?;
+        let mode = if f.is_executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(internal)?;
+    }
+    for s in &dir.symlinks {
+        std::os::unix::fs::symlink(&s.target, at.join(checked_name(&s.name)?)).map_err(internal)?;
+    }
+    for d in &dir.directories {
+        let path = at.join(checked_name(&d.name)?);
+        std::fs::create_dir(&path).map_err(internal)?;
+        let sub: reapi::Directory = fetch(backend, d.digest.as_ref(), "input folder")?;
+        materialize(backend, &sub, &path)?;
+    }
+    Ok(())
+}
+
+fn checked_name(name: &str) -> Result<&str, Failure> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(Failure(INVALID_ARGUMENT, format!("bad name `{name}` in the input root")));
+    }
+    Ok(name)
+}
+
+/// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
+fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<reapi::Tree, Failure> {
+    let mut children = Vec::new();
+    let root = directory_of(path, blobs, &mut children)?;
+    Ok(reapi::Tree { root: Some(root), children })
+}
+
+fn directory_of(
+    path: &Path,
+    blobs: &mut Vec<(reapi::Digest, Vec<u8>)>,
+    children: &mut Vec<reapi::Directory>,
+) -> Result<reapi::Directory, Failure> {
+    let mut entries: Vec<_> = std::fs::read_dir(path).map_err(internal)?.collect::<Result<_, _>>().map_err(internal)?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    let mut dir = reapi::Directory::default();
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(e.path()).map_err(internal)?;
+        if meta.is_symlink() {
+            let target = std::fs::read_link(e.path()).map_err(internal)?;
+            dir.symlinks.push(reapi::SymlinkNode {
+                name,
+                target: target.to_string_lossy().into_owned(),
+                ..Default::default()
+            });
+        } else if meta.is_dir() {
+            let sub = directory_of(&e.path(), blobs, children)?;
+            let (bytes, digest) = encode(&sub);
+            children.push(sub);
+            drop(bytes);
+            dir.directories.push(reapi::DirectoryNode { name, digest: Some(digest) });
+        } else {
+            let bytes = std::fs::read(e.path()).map_err(internal)?;
+            let digest = digest_of(&bytes);
+            blobs.push((digest.clone(), bytes));
+            dir.files.push(reapi::FileNode {
+                name,
+                digest: Some(digest),
+                is_executable: meta.permissions().mode() & 0o111 != 0,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(dir)
+}
