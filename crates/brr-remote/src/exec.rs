@@ -74,21 +74,7 @@ impl GrpcBackend {
     /// Uploads the blobs among `blobs` the server lacks
     /// (`FindMissingBlobs`, then batch or ByteStream writes).
     pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<usize, RemoteError> {
-        let mut missing = std::collections::HashSet::new();
-        for chunk in blobs.chunks(10_000) {
-            let mut cas =
-                reapi::content_addressable_storage_client::ContentAddressableStorageClient::new(self.channel());
-            let request = reapi::FindMissingBlobsRequest {
-                instance_name: self.instance().to_owned(),
-                blob_digests: chunk.iter().map(|(d, _)| d.clone()).collect(),
-                ..Default::default()
-            };
-            let rpc = self.rpc_timeout();
-            let answer = self.call("`FindMissingBlobs`", rpc, async move {
-                Ok(cas.find_missing_blobs(self.request(request, rpc)).await?.into_inner())
-            })?;
-            missing.extend(answer.missing_blob_digests);
-        }
+        let mut missing = self.find_missing(blobs.iter().map(|(d, _)| d.clone()))?;
         let mut sent = 0;
         for (digest, bytes) in blobs {
             if missing.remove(digest) {

@@ -345,6 +345,30 @@ impl GrpcBackend {
         }
     }
 
+    /// Which of `digests` the server lacks (`FindMissingBlobs`, in chunks of
+    /// [`FIND_MISSING_CHUNK`]).
+    pub(crate) fn find_missing(
+        &self,
+        digests: impl Iterator<Item = reapi::Digest>,
+    ) -> Result<std::collections::HashSet<reapi::Digest>, RemoteError> {
+        let digests: Vec<reapi::Digest> = digests.collect();
+        let mut missing = std::collections::HashSet::new();
+        for chunk in digests.chunks(FIND_MISSING_CHUNK) {
+            let mut cas = self.cas();
+            let request = reapi::FindMissingBlobsRequest {
+                instance_name: self.instance.clone(),
+                blob_digests: chunk.to_vec(),
+                ..Default::default()
+            };
+            let rpc = self.rpc_timeout();
+            let answer = self.call("`FindMissingBlobs`", rpc, async move {
+                Ok(cas.find_missing_blobs(self.request(request, rpc)).await?.into_inner())
+            })?;
+            missing.extend(answer.missing_blob_digests);
+        }
+        Ok(missing)
+    }
+
     /// The bytes of the blob `digest` names, or `None` when the server does
     /// not have it. Not checked against the digest.
     pub fn read_blob(&self, digest: &reapi::Digest) -> Result<Option<Vec<u8>>, RemoteError> {
@@ -481,20 +505,7 @@ impl Backend for GrpcBackend {
     }
 
     fn missing_blobs(&self, ids: &[BlobId]) -> Result<Vec<BlobId>, RemoteError> {
-        let mut missing = std::collections::HashSet::new();
-        for chunk in ids.chunks(FIND_MISSING_CHUNK) {
-            let mut cas = self.cas();
-            let request = reapi::FindMissingBlobsRequest {
-                instance_name: self.instance.clone(),
-                blob_digests: chunk.iter().map(blob_digest).collect(),
-                ..Default::default()
-            };
-            let rpc = self.rpc_timeout();
-            let answer = self.call("`FindMissingBlobs`", rpc, async move {
-                Ok(cas.find_missing_blobs(self.request(request, rpc)).await?.into_inner())
-            })?;
-            missing.extend(answer.missing_blob_digests);
-        }
+        let missing = self.find_missing(ids.iter().map(blob_digest))?;
         Ok(ids.iter().filter(|id| missing.contains(&blob_digest(id))).copied().collect())
     }
 
