@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +27,7 @@ use std::time::Duration;
 use brr_process::SandboxSpec;
 use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, digest_text, encode, tool_manifest};
+use brr_remote::folder::{WriteError, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
 use prost::Message as _;
 
@@ -88,7 +88,14 @@ impl RemoteExecutor {
     ) -> Result<std::process::ExitStatus, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
         let mut blobs: HashMap<reapi::Digest, Vec<u8>> = HashMap::new();
-        let input_root = directory(root, true, &mut blobs).map_err(|e| err(&e))?;
+        // The builder's `log` is this side's, not an input.
+        let read = read_folder(root, &["log"]).map_err(|e| err(&e))?;
+        blobs.extend(read.files);
+        blobs.extend(read.subfolders.iter().map(|d| {
+            let (bytes, digest) = encode(d);
+            (digest, bytes)
+        }));
+        let input_root = read.root;
         let (bytes, root_digest) = encode(&input_root);
         blobs.insert(root_digest.clone(), bytes);
 
@@ -158,7 +165,14 @@ impl RemoteExecutor {
             let children: HashMap<reapi::Digest, &reapi::Directory> =
                 tree.children.iter().map(|d| (encode(d).1, d)).collect();
             let top = tree.root.as_ref().ok_or_else(|| NotRun("an empty tree".into()))?;
-            self.write(top, &children, &root.join("out"))?;
+            let mut folder = |d: &reapi::Digest| {
+                children.get(d).map(|&d| d.clone()).ok_or_else(|| NotRun(format!("folder {} not in the tree", d.hash)))
+            };
+            write_folder(top, &root.join("out"), &mut |d| self.fetch(d), &mut folder).map_err(|e| match e {
+                WriteError::Fetch(e) => e,
+                WriteError::Invalid(m) => NotRun(m),
+                WriteError::Io(p, e) => NotRun(format!("{}: {e}", p.display())),
+            })?;
         }
         Ok(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8))
     }
@@ -172,70 +186,4 @@ impl RemoteExecutor {
         }
         Ok(bytes)
     }
-
-    fn write(
-        &self,
-        dir: &reapi::Directory,
-        children: &HashMap<reapi::Digest, &reapi::Directory>,
-        at: &Path,
-    ) -> Result<(), NotRun> {
-        let io = |e: std::io::Error| NotRun(format!("{}: {e}", at.display()));
-        for f in &dir.files {
-            let name = safe(&f.name)?;
-            let bytes = self.fetch(f.digest.as_ref().ok_or_else(|| NotRun("a file without digest".into()))?)?;
-            let path = at.join(name);
-            std::fs::write(&path, bytes).map_err(io)?;
-            let mode = if f.is_executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-        }
-        for s in &dir.symlinks {
-            std::os::unix::fs::symlink(&s.target, at.join(safe(&s.name)?)).map_err(io)?;
-        }
-        for d in &dir.directories {
-            let digest = d.digest.as_ref().ok_or_else(|| NotRun("a folder without digest".into()))?;
-            let sub = children.get(digest).ok_or_else(|| NotRun(format!("folder {} not in the tree", digest.hash)))?;
-            let path = at.join(safe(&d.name)?);
-            std::fs::create_dir(&path).map_err(io)?;
-            self.write(sub, children, &path)?;
-        }
-        Ok(())
-    }
-}
-
-fn safe(name: &str) -> Result<&str, NotRun> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(NotRun(format!("refused output name `{name}`")));
-    }
-    Ok(name)
-}
-
-/// The REAPI Directory of `path`, every blob (files, subfolders) added to
-/// `blobs`. At the top, the builder's `log` is left out.
-fn directory(path: &Path, top: bool, blobs: &mut HashMap<reapi::Digest, Vec<u8>>) -> std::io::Result<reapi::Directory> {
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    let mut dir = reapi::Directory::default();
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if top && name == "log" {
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(e.path())?;
-        if meta.is_symlink() {
-            let target = std::fs::read_link(e.path())?.to_string_lossy().into_owned();
-            dir.symlinks.push(reapi::SymlinkNode { name, target, ..Default::default() });
-        } else if meta.is_dir() {
-            let sub = directory(&e.path(), false, blobs)?;
-            let (bytes, digest) = encode(&sub);
-            blobs.insert(digest.clone(), bytes);
-            dir.directories.push(reapi::DirectoryNode { name, digest: Some(digest) });
-        } else {
-            let bytes = std::fs::read(e.path())?;
-            let digest = digest_of(&bytes);
-            blobs.insert(digest.clone(), bytes);
-            let is_executable = meta.permissions().mode() & 0o111 != 0;
-            dir.files.push(reapi::FileNode { name, digest: Some(digest), is_executable, ..Default::default() });
-        }
-    }
-    Ok(dir)
 }

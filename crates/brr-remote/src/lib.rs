@@ -20,6 +20,8 @@ pub mod entry;
 pub mod exec;
 pub mod file;
 #[cfg(feature = "grpc")]
+pub mod folder;
+#[cfg(feature = "grpc")]
 pub mod grpc;
 /// The REAPI messages, for callers of [`grpc`] and [`exec`].
 #[cfg(feature = "grpc")]

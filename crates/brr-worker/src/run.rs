@@ -12,6 +12,7 @@ use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use brr_remote::bazel_remote_apis::google::protobuf::Any;
 use brr_remote::bazel_remote_apis::google::rpc::Status;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, encode, parse_digest_text, parse_tool_manifest};
+use brr_remote::folder::{WriteError, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
 use prost::Message;
 
@@ -69,6 +70,24 @@ fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Resu
     Ok(bytes)
 }
 
+/// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
+fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<reapi::Tree, Failure> {
+    let read = read_folder(path, &[]).map_err(internal)?;
+    blobs.extend(read.files);
+    Ok(reapi::Tree { root: Some(read.root), children: read.subfolders })
+}
+
+/// Writes the input root `dir` (its files and subfolders from the CAS) under `at`.
+fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) -> Result<(), Failure> {
+    let mut file = |d: &reapi::Digest| fetch_blob(backend, d, "input file");
+    let mut folder = |d: &reapi::Digest| fetch(backend, Some(d), "input folder");
+    write_folder(dir, at, &mut file, &mut folder).map_err(|e| match e {
+        WriteError::Fetch(f) => f,
+        WriteError::Invalid(m) => Failure(INVALID_ARGUMENT, format!("{m} (the input root)")),
+        WriteError::Io(p, e) => internal(format!("{}: {e}", p.display())),
+    })
+}
+
 fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result<reapi::ActionResult, Failure> {
     let action = if payload.type_url.ends_with(".Action") {
         reapi::Action::decode(payload.value.as_slice()).map_err(internal)?
@@ -86,7 +105,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(internal)?;
     let input_root: reapi::Directory = fetch(backend, action.input_root_digest.as_ref(), "input root")?;
-    materialize(backend, &input_root, &root)?;
+    write_input_root(backend, &input_root, &root)?;
     let cwd = root.join(&command.working_directory);
     for out in outputs(&command) {
         if let Some(parent) = cwd.join(&out).parent() {
@@ -250,79 +269,4 @@ fn check_tools(
         }
     }
     Ok(files.into_keys().collect())
-}
-
-/// Writes `dir` (and its subfolders, from the CAS) under `at`.
-fn materialize(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) -> Result<(), Failure> {
-    for f in &dir.files {
-        let digest = f.digest.as_ref().ok_or_else(|| Failure(INVALID_ARGUMENT, "file without digest".into()))?;
-        let bytes = fetch_blob(backend, digest, "input file")?;
-        let path = at.join(checked_name(&f.name)?);
-        std::fs::write(&path, bytes).map_err(internal)?;
-        let mode = if f.is_executable { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(internal)?;
-    }
-    for s in &dir.symlinks {
-        std::os::unix::fs::symlink(&s.target, at.join(checked_name(&s.name)?)).map_err(internal)?;
-    }
-    for d in &dir.directories {
-        let path = at.join(checked_name(&d.name)?);
-        std::fs::create_dir(&path).map_err(internal)?;
-        let sub: reapi::Directory = fetch(backend, d.digest.as_ref(), "input folder")?;
-        materialize(backend, &sub, &path)?;
-    }
-    Ok(())
-}
-
-fn checked_name(name: &str) -> Result<&str, Failure> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(Failure(INVALID_ARGUMENT, format!("bad name `{name}` in the input root")));
-    }
-    Ok(name)
-}
-
-/// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
-fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<reapi::Tree, Failure> {
-    let mut children = Vec::new();
-    let root = directory_of(path, blobs, &mut children)?;
-    Ok(reapi::Tree { root: Some(root), children })
-}
-
-fn directory_of(
-    path: &Path,
-    blobs: &mut Vec<(reapi::Digest, Vec<u8>)>,
-    children: &mut Vec<reapi::Directory>,
-) -> Result<reapi::Directory, Failure> {
-    let mut entries: Vec<_> = std::fs::read_dir(path).map_err(internal)?.collect::<Result<_, _>>().map_err(internal)?;
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    let mut dir = reapi::Directory::default();
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let meta = std::fs::symlink_metadata(e.path()).map_err(internal)?;
-        if meta.is_symlink() {
-            let target = std::fs::read_link(e.path()).map_err(internal)?;
-            dir.symlinks.push(reapi::SymlinkNode {
-                name,
-                target: target.to_string_lossy().into_owned(),
-                ..Default::default()
-            });
-        } else if meta.is_dir() {
-            let sub = directory_of(&e.path(), blobs, children)?;
-            let (bytes, digest) = encode(&sub);
-            children.push(sub);
-            drop(bytes);
-            dir.directories.push(reapi::DirectoryNode { name, digest: Some(digest) });
-        } else {
-            let bytes = std::fs::read(e.path()).map_err(internal)?;
-            let digest = digest_of(&bytes);
-            blobs.push((digest.clone(), bytes));
-            dir.files.push(reapi::FileNode {
-                name,
-                digest: Some(digest),
-                is_executable: meta.permissions().mode() & 0o111 != 0,
-                ..Default::default()
-            });
-        }
-    }
-    Ok(dir)
 }
