@@ -84,18 +84,9 @@ pub fn materialize(
         remove_tree(&temp);
         return Err(e);
     }
-    match std::fs::rename(&temp, &dest) {
-        Ok(()) => Ok(dest),
-        // Another process materialized the same release first: the same bytes.
-        Err(e) if matches!(e.kind(), ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists) => {
-            remove_tree(&temp);
-            Ok(dest)
-        }
-        Err(e) => {
-            remove_tree(&temp);
-            Err(e).at(&dest)
-        }
-    }
+    // Another process that materialized the same release first made the same bytes.
+    brr_store::publish_dir(&temp, &dest).at(&dest)?;
+    Ok(dest)
 }
 
 /// The `.env` text of a config: `NAME="value"` per var, with `\`, `"`, `$`

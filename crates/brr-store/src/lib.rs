@@ -105,7 +105,7 @@ pub use db::SCHEMA_VERSION;
 pub use error::StoreError;
 pub use ledger::{BrokenLink, LedgerReport, LedgerRow, NewEntry};
 pub use lock::{Access, Wait};
-pub use materialize::remove_tree;
+pub use materialize::{publish_dir, remove_tree};
 pub use objects::{PACKED_MAX, PlacedBatch, Put, read_checked, snapshot_puts};
 pub use prefix::MIN_PREFIX_LEN;
 pub use repair::RepairReport;

@@ -146,6 +146,21 @@ pub fn remove_tree(path: &Path) {
     }
 }
 
+/// Renames the finished folder `temp` to `dest`. When another process got
+/// there first (materializing the same content-addressed bytes), its folder
+/// stays and `temp` goes; on any failure `temp` is removed too.
+pub fn publish_dir(temp: &Path, dest: &Path) -> std::io::Result<()> {
+    match std::fs::rename(temp, dest) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            remove_tree(temp);
+            let lost_race =
+                matches!(e.kind(), std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists);
+            if lost_race { Ok(()) } else { Err(e) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

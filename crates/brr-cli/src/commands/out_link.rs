@@ -8,8 +8,6 @@
 //! there, and `readlink result` names the artifact. The folder holds copies,
 //! not hard links into the store, so a `chmod` on it cannot reach the store.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use brr_hash::{Artifact, ArtifactHash};
@@ -58,41 +56,13 @@ fn materialize(store: &Store, artifact: ArtifactHash) -> Result<PathBuf, Failure
     std::fs::create_dir_all(&parent).map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", parent.display()))?;
     let a: Artifact = store.get_object(artifact.0)?;
     let temp = parent.join(format!(".tmp-{artifact}-{}", std::process::id()));
-    remove_tree(&temp);
+    brr_store::remove_tree(&temp);
     if let Err(e) = store.materialize_copy(a.outputs, &temp, true) {
-        remove_tree(&temp);
+        brr_store::remove_tree(&temp);
         return Err(e.into());
     }
-    match std::fs::rename(&temp, &dest) {
-        Ok(()) => Ok(dest),
-        // Another brr materialized it first: the same bytes.
-        Err(e) if matches!(e.kind(), ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists) => {
-            remove_tree(&temp);
-            Ok(dest)
-        }
-        Err(e) => {
-            remove_tree(&temp);
-            Err(anyhow::anyhow!("cannot rename `{}` to `{}`: {e}", temp.display(), dest.display()).into())
-        }
-    }
-}
-
-/// Removes a read-only tree: folders are made writable first.
-fn remove_tree(path: &Path) {
-    make_writable(path);
-    let _ = std::fs::remove_dir_all(path);
-}
-
-/// Makes `path` and every folder below it writable (not following symlinks).
-fn make_writable(path: &Path) {
-    let mut todo = vec![path.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            todo.extend(entries.filter_map(|e| Some(e.ok()?.path())));
-        }
-    }
+    // Another brr that materialized it first made the same bytes.
+    brr_store::publish_dir(&temp, &dest)
+        .map(|()| dest.clone())
+        .map_err(|e| anyhow::anyhow!("cannot rename `{}` to `{}`: {e}", temp.display(), dest.display()).into())
 }
