@@ -21,13 +21,14 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use brr_process::SandboxSpec;
 use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use brr_remote::bazel_remote_apis::google::protobuf::Timestamp;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, digest_text, encode, tool_manifest};
-use brr_remote::folder::{WriteError, read_folder, write_folder};
+use brr_remote::folder::{WriteError, prefetch_files, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
 use prost::Message as _;
 
@@ -41,6 +42,85 @@ pub const ENV: &str = "BRR_REMOTE_EXEC";
 pub struct RemoteExecutor {
     backend: GrpcBackend,
     warned: AtomicBool,
+    /// What this run sent and where the time went.
+    pub stats: Stats,
+}
+
+/// Counts and time totals (µs) of one run's remote actions. The client's
+/// phases are timed here; the server's and the worker's come from the
+/// result's `ExecutedActionMetadata`, each span from a single clock.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Actions sent to the executor.
+    pub sent: AtomicU64,
+    /// Actions that ran there (whatever their exit code).
+    pub ran: AtomicU64,
+    /// Actions that ran here instead.
+    pub fell_back: AtomicU64,
+    /// Blobs uploaded because the executor lacked them, and their bytes.
+    pub blobs_up: AtomicU64,
+    pub bytes_up: AtomicU64,
+    /// Bytes of outputs and logs fetched.
+    pub bytes_down: AtomicU64,
+    /// Reading and hashing the input root, building the messages.
+    pub prepare_us: AtomicU64,
+    /// `FindMissingBlobs` and the uploads.
+    pub upload_us: AtomicU64,
+    /// `Execute`, from the call to the done operation.
+    pub execute_us: AtomicU64,
+    /// Fetching and writing outputs and logs.
+    pub download_us: AtomicU64,
+    /// Server: queued until a worker was given it.
+    pub queued_us: AtomicU64,
+    /// Server: given to a worker until reported done.
+    pub lease_us: AtomicU64,
+    /// Worker: inputs fetched and written.
+    pub input_fetch_us: AtomicU64,
+    /// Worker: the builder ran.
+    pub execution_us: AtomicU64,
+    /// Worker: outputs uploaded.
+    pub output_upload_us: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, d: Duration) {
+    counter.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// The time between two metadata timestamps (zero when either is unset or
+/// they are out of order).
+fn span(from: Option<&Timestamp>, to: Option<&Timestamp>) -> Duration {
+    let nanos = |t: &Timestamp| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    match (from, to) {
+        (Some(a), Some(b)) if a.seconds > 0 && b.seconds > 0 => {
+            Duration::from_nanos(u64::try_from((nanos(b) - nanos(a)).max(0)).unwrap_or(u64::MAX))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+impl Stats {
+    fn add_metadata(&self, m: &reapi::ExecutedActionMetadata) {
+        add(&self.queued_us, span(m.queued_timestamp.as_ref(), m.worker_start_timestamp.as_ref()));
+        add(&self.lease_us, span(m.worker_start_timestamp.as_ref(), m.worker_completed_timestamp.as_ref()));
+        add(
+            &self.input_fetch_us,
+            span(m.input_fetch_start_timestamp.as_ref(), m.input_fetch_completed_timestamp.as_ref()),
+        );
+        add(&self.execution_us, span(m.execution_start_timestamp.as_ref(), m.execution_completed_timestamp.as_ref()));
+        add(
+            &self.output_upload_us,
+            span(m.output_upload_start_timestamp.as_ref(), m.output_upload_completed_timestamp.as_ref()),
+        );
+    }
+}
+
+/// An action as REAPI messages, ready to send.
+struct Messages {
+    /// Every blob the action needs, by digest.
+    blobs: HashMap<reapi::Digest, Vec<u8>>,
+    action_digest: reapi::Digest,
+    /// The output folder as the `Command` names it.
+    out_path: String,
 }
 
 /// Why an action did not run remotely (it then runs here).
@@ -60,7 +140,7 @@ impl RemoteExecutor {
             return None;
         }
         match GrpcBackend::new(&url) {
-            Ok(backend) => Some(Self { backend, warned: AtomicBool::new(false) }),
+            Ok(backend) => Some(Self { backend, warned: AtomicBool::new(false), stats: Stats::default() }),
             Err(e) => {
                 eprintln!("warning: remote executor {url} unavailable, building locally: {e}");
                 None
@@ -70,6 +150,7 @@ impl RemoteExecutor {
 
     /// Warns once per run that an action fell back to local execution.
     pub fn warn_fallback(&self, why: &NotRun) {
+        self.stats.fell_back.fetch_add(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!("warning: remote execution failed, building locally: {}", why.0);
         }
@@ -84,8 +165,39 @@ impl RemoteExecutor {
         action: &Action<'_>,
         spec: &SandboxSpec,
         root: &Path,
-        mut log: &File,
+        log: &File,
     ) -> Result<std::process::ExitStatus, NotRun> {
+        let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
+        let started = Instant::now();
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        let Messages { blobs, action_digest, out_path } = Self::messages(action, spec, root)?;
+        let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
+        let prepared = Instant::now();
+        add(&self.stats.prepare_us, prepared - started);
+        let sent = self.backend.upload_missing(&refs).map_err(|e| err(&e))?;
+        let uploaded = Instant::now();
+        add(&self.stats.upload_us, uploaded - prepared);
+        self.stats.blobs_up.fetch_add(sent.len() as u64, Ordering::Relaxed);
+        self.stats.bytes_up.fetch_add(sent.iter().map(|d| d.size_bytes.unsigned_abs()).sum(), Ordering::Relaxed);
+        let response = self.backend.execute(&action_digest, false, Duration::from_secs(3600)).map_err(|e| err(&e))?;
+        let executed = Instant::now();
+        add(&self.stats.execute_us, executed - uploaded);
+        let status = response.status.unwrap_or_default();
+        if status.code != 0 {
+            return Err(NotRun(format!("the executor answered code {}: {}", status.code, status.message)));
+        }
+        let result = response.result.ok_or_else(|| NotRun("no ActionResult".into()))?;
+        self.stats.ran.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &result.execution_metadata {
+            self.stats.add_metadata(m);
+        }
+        self.receive(&result, &out_path, root, log)
+    }
+
+    /// The `Action` for the builder `spec` of `action` with `root` as its
+    /// input root: every blob it needs (by digest), its digest, and the
+    /// output folder's path as the `Command` names it.
+    fn messages(action: &Action<'_>, spec: &SandboxSpec, root: &Path) -> Result<Messages, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
         let mut blobs: HashMap<reapi::Digest, Vec<u8>> = HashMap::new();
         // The builder's `log` is this side's, not an input.
@@ -143,37 +255,62 @@ impl RemoteExecutor {
         };
         let (bytes, action_digest) = encode(&action_message);
         blobs.insert(action_digest.clone(), bytes);
+        Ok(Messages { blobs, action_digest, out_path })
+    }
 
-        let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
-        self.backend.upload_missing(&refs).map_err(|e| err(&e))?;
-        let response = self.backend.execute(&action_digest, false, Duration::from_secs(3600)).map_err(|e| err(&e))?;
-        let status = response.status.unwrap_or_default();
-        if status.code != 0 {
-            return Err(NotRun(format!("the executor answered code {}: {}", status.code, status.message)));
-        }
-        let result = response.result.ok_or_else(|| NotRun("no ActionResult".into()))?;
+    /// Writes the result's stdout and stderr into `log` and, when it
+    /// succeeded, its output folder into `root/out`; its exit status.
+    fn receive(
+        &self,
+        result: &reapi::ActionResult,
+        out_path: &str,
+        root: &Path,
+        mut log: &File,
+    ) -> Result<std::process::ExitStatus, NotRun> {
+        let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
+        let started = Instant::now();
+        // The logs and the output tree in one round trip.
+        let out = result.output_directories.iter().find(|d| d.path == out_path);
+        let first: Vec<reapi::Digest> =
+            [&result.stdout_digest, &result.stderr_digest, &out.and_then(|o| o.tree_digest.clone())]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+        let mut ahead = self.backend.read_blobs(&first).map_err(|e| err(&e))?;
+        let mut take = |d: &reapi::Digest| match ahead.remove(d) {
+            Some(bytes) => self.checked(bytes, d),
+            None => self.fetch(d),
+        };
         for digest in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
-            let bytes = self.fetch(digest)?;
+            let bytes = take(digest)?;
             log.write_all(&bytes).map_err(|e| err(&e))?;
         }
         if result.exit_code == 0 {
-            let Some(out) = result.output_directories.iter().find(|d| d.path == out_path) else {
+            let Some(out) = out else {
                 return Err(NotRun("the result has no `out` folder".into()));
             };
             let tree_digest = out.tree_digest.as_ref().ok_or_else(|| NotRun("no tree digest".into()))?;
-            let tree = reapi::Tree::decode(self.fetch(tree_digest)?.as_slice()).map_err(|e| err(&e))?;
+            let tree = reapi::Tree::decode(take(tree_digest)?.as_slice()).map_err(|e| err(&e))?;
             let children: HashMap<reapi::Digest, &reapi::Directory> =
                 tree.children.iter().map(|d| (encode(d).1, d)).collect();
             let top = tree.root.as_ref().ok_or_else(|| NotRun("an empty tree".into()))?;
             let mut folder = |d: &reapi::Digest| {
                 children.get(d).map(|&d| d.clone()).ok_or_else(|| NotRun(format!("folder {} not in the tree", d.hash)))
             };
-            write_folder(top, &root.join("out"), &mut |d| self.fetch(d), &mut folder).map_err(|e| match e {
+            let mut prefetched =
+                prefetch_files(&self.backend, std::iter::once(top).chain(&tree.children)).map_err(|e| err(&e))?;
+            let mut file = |d: &reapi::Digest| match prefetched.remove(d) {
+                Some(bytes) => self.checked(bytes, d),
+                None => self.fetch(d),
+            };
+            write_folder(top, &root.join("out"), &mut file, &mut folder).map_err(|e| match e {
                 WriteError::Fetch(e) => e,
                 WriteError::Invalid(m) => NotRun(m),
                 WriteError::Io(p, e) => NotRun(format!("{}: {e}", p.display())),
             })?;
         }
+        add(&self.stats.download_us, started.elapsed());
         Ok(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8))
     }
 
@@ -181,6 +318,12 @@ impl RemoteExecutor {
     fn fetch(&self, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
         let bytes = self.backend.read_blob(digest).map_err(|e| NotRun(e.to_string()))?;
         let bytes = bytes.ok_or_else(|| NotRun(format!("blob {} missing on the executor", digest.hash)))?;
+        self.checked(bytes, digest)
+    }
+
+    /// `bytes` fetched for `digest`, refused unless they match it.
+    fn checked(&self, bytes: Vec<u8>, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
+        self.stats.bytes_down.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if digest_of(&bytes) != *digest {
             return Err(NotRun(format!("blob {} does not match its digest: refused", digest.hash)));
         }

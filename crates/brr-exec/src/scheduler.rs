@@ -36,6 +36,9 @@ pub struct BuildOptions<'a> {
     /// Where sandboxes are made (default: the store's `tmp/`); a tmpfs such
     /// as `/dev/shm` saves file-system work on many small builds.
     pub sandbox_dir: Option<&'a std::path::Path>,
+    /// Where cache-missing builds run instead of here (only when isolated:
+    /// remote execution needs the fixed build path).
+    pub remote_exec: Option<&'a std::sync::Arc<crate::remote_exec::RemoteExecutor>>,
 }
 
 /// How a target ended.
@@ -226,11 +229,7 @@ pub fn build(
         },
         // Where the pipe cannot be made, builders still get `$BRR_JOBS`.
         jobserver: crate::jobserver::Jobserver::new(&store.tmp_dir(), opts.jobs).ok().map(std::sync::Arc::new),
-        remote_exec: if opts.isolate {
-            crate::remote_exec::RemoteExecutor::connect(ws.decl.remote_exec.as_deref()).map(std::sync::Arc::new)
-        } else {
-            None
-        },
+        remote_exec: opts.remote_exec.filter(|_| opts.isolate).cloned(),
         ..Conditions::normal(opts.sandbox_dir)
     };
     let pool = rayon::ThreadPoolBuilder::new()

@@ -72,13 +72,19 @@ pub fn parse_digest_text(text: &str) -> Option<reapi::Digest> {
 
 impl GrpcBackend {
     /// Uploads the blobs among `blobs` the server lacks
-    /// (`FindMissingBlobs`, then batched or ByteStream writes); how many.
-    pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<usize, RemoteError> {
+    /// (`FindMissingBlobs`, then batched or ByteStream writes); the ones sent.
+    pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<Vec<reapi::Digest>, RemoteError> {
+        // What fits in one batch costs one round trip to send: as much as
+        // asking which of it is missing.
+        if blobs.iter().map(|(_, b)| b.len() as u64 + 128).sum::<u64>() <= self.batch_limit() {
+            self.write_blobs(blobs)?;
+            return Ok(blobs.iter().map(|(d, _)| d.clone()).collect());
+        }
         let mut missing = self.find_missing(blobs.iter().map(|(d, _)| d.clone()))?;
         let send: Vec<(reapi::Digest, &[u8])> =
             blobs.iter().filter(|(d, _)| missing.remove(d)).map(|(d, b)| (d.clone(), *b)).collect();
         self.write_blobs(&send)?;
-        Ok(send.len())
+        Ok(send.into_iter().map(|(d, _)| d).collect())
     }
 
     /// Runs the action `action_digest` names (its Action, Command and

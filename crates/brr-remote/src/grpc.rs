@@ -268,6 +268,12 @@ impl GrpcBackend {
         self.call(what, deadline, future)
     }
 
+    /// Blobs up to this size go in batch calls (and batches up to this
+    /// size in all).
+    pub fn batch_limit(&self) -> u64 {
+        self.batch_limit
+    }
+
     /// The REAPI instance name (empty for the default instance).
     pub fn instance(&self) -> &str {
         &self.instance
@@ -479,7 +485,11 @@ impl GrpcBackend {
     /// Uploads `blobs`: small ones grouped into `BatchUpdateBlobs` calls of
     /// at most the batch limit in all, large ones streamed.
     pub fn write_blobs(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<(), RemoteError> {
-        let (small, large): (Vec<_>, Vec<_>) = blobs.iter().partition(|(_, b)| b.len() as u64 <= self.batch_limit);
+        // Each blob once: servers answer once per distinct digest.
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&(reapi::Digest, &[u8])> = blobs.iter().filter(|(d, _)| seen.insert(d)).collect();
+        let (small, large): (Vec<_>, Vec<_>) =
+            unique.into_iter().partition(|(_, b)| b.len() as u64 <= self.batch_limit);
         let digests: Vec<&reapi::Digest> = small.iter().map(|(d, _)| d).collect();
         let mut at = 0;
         for batch in batches(&digests, self.batch_limit) {

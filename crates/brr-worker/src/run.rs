@@ -14,7 +14,7 @@ use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use brr_remote::bazel_remote_apis::google::protobuf::{Any, Timestamp};
 use brr_remote::bazel_remote_apis::google::rpc::Status;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, encode, parse_digest_text, parse_tool_manifest};
-use brr_remote::folder::{WriteError, read_folder, write_folder};
+use brr_remote::folder::{WriteError, prefetch_files, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
 use prost::Message;
 
@@ -61,6 +61,26 @@ fn fetch<M: Message + Default>(
     M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
+/// The tool manifest's digest, when `platform` names one (a malformed
+/// value is reported by [`check_tools`]).
+fn manifest_digest(platform: Option<&reapi::Platform>) -> Option<reapi::Digest> {
+    let property = platform.iter().flat_map(|p| &p.properties).find(|p| p.name == TOOLS_PROPERTY)?;
+    parse_digest_text(&property.value)
+}
+
+/// The message `digest` names: from `ahead` (fetched in one batch) when
+/// there, else from the CAS; checked and decoded either way.
+fn take<M: Message + Default>(
+    backend: &GrpcBackend,
+    ahead: &mut HashMap<reapi::Digest, Vec<u8>>,
+    digest: Option<&reapi::Digest>,
+    what: &str,
+) -> Result<M, Failure> {
+    let Some(bytes) = digest.and_then(|d| ahead.remove(d)) else { return fetch(backend, digest, what) };
+    let bytes = checked(Some(&bytes), digest.unwrap_or(&reapi::Digest::default()), what)?;
+    M::decode(bytes).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
+}
+
 /// A CAS blob, checked against its SHA-256 and size.
 fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Result<Vec<u8>, Failure> {
     let bytes = backend
@@ -89,10 +109,6 @@ fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<rea
     Ok(reapi::Tree { root: Some(read.root), children: read.subfolders })
 }
 
-/// Small input files fetched ahead in batches, up to this much in all; the
-/// rest are fetched one by one as they are written.
-const PREFETCH_BYTES: i64 = 64 << 20;
-
 /// Writes the input root `dir` (its files and subfolders from the CAS)
 /// under `at`. Folders are fetched a level at a time, then small files in
 /// batches: a few round trips per action, not one per file.
@@ -114,16 +130,7 @@ fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) ->
         }
         level = next;
     }
-    let mut budget = PREFETCH_BYTES;
-    let small: Vec<reapi::Digest> = std::iter::once(dir)
-        .chain(folders.values())
-        .flat_map(|f| f.files.iter().filter_map(|f| f.digest.clone()))
-        .filter(|d| {
-            budget -= d.size_bytes.max(0);
-            d.size_bytes <= 1 << 20 && budget >= 0
-        })
-        .collect();
-    let prefetched = backend.read_blobs(&small)?;
+    let prefetched = prefetch_files(backend, std::iter::once(dir).chain(folders.values()))?;
     let mut file = |d: &reapi::Digest| match prefetched.get(d) {
         Some(bytes) => checked(Some(bytes), d, "input file").map(<[u8]>::to_vec),
         None => fetch_blob(backend, d, "input file"),
@@ -156,8 +163,12 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
         let digest = reapi::Digest::decode(payload.value.as_slice()).map_err(internal)?;
         fetch(backend, Some(&digest), "Action")?
     };
-    let command: reapi::Command = fetch(backend, action.command_digest.as_ref(), "Command")?;
-    let tools = check_tools(backend, &action, &command)?;
+    // The Command, the input root and the tool manifest in one round trip.
+    let first =
+        [action.command_digest.clone(), action.input_root_digest.clone(), manifest_digest(action.platform.as_ref())];
+    let mut ahead = backend.read_blobs(&first.into_iter().flatten().collect::<Vec<_>>())?;
+    let command: reapi::Command = take(backend, &mut ahead, action.command_digest.as_ref(), "Command")?;
+    let tools = check_tools(backend, &mut ahead, &action, &command)?;
     if !brr_process::isolation().fixed_path() {
         return Err(Failure(FAILED_PRECONDITION, format!("this worker cannot show the sandbox at {BUILD_PATH}")));
     }
@@ -166,7 +177,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(internal)?;
     metadata.input_fetch_start_timestamp = Some(now());
-    let input_root: reapi::Directory = fetch(backend, action.input_root_digest.as_ref(), "input root")?;
+    let input_root: reapi::Directory = take(backend, &mut ahead, action.input_root_digest.as_ref(), "input root")?;
     write_input_root(backend, &input_root, &root)?;
     metadata.input_fetch_completed_timestamp = Some(now());
     let cwd = root.join(&command.working_directory);
@@ -321,6 +332,7 @@ fn outputs(command: &reapi::Command) -> Vec<String> {
 #[expect(deprecated, reason = "clients older than REAPI 2.2 put the platform in the Command")]
 fn check_tools(
     backend: &GrpcBackend,
+    ahead: &mut HashMap<reapi::Digest, Vec<u8>>,
     action: &reapi::Action,
     command: &reapi::Command,
 ) -> Result<Vec<String>, Failure> {
@@ -329,7 +341,10 @@ fn check_tools(
     let Some(property) = property else { return Ok(Vec::new()) };
     let digest = parse_digest_text(&property.value)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
-    let manifest = fetch_blob(backend, &digest, "tool manifest")?;
+    let manifest = match ahead.remove(&digest) {
+        Some(bytes) => checked(Some(&bytes), &digest, "tool manifest")?.to_vec(),
+        None => fetch_blob(backend, &digest, "tool manifest")?,
+    };
     let files = parse_tool_manifest(&manifest)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;
     for (path, expected) in &files {

@@ -1,13 +1,14 @@
 //! `brr build`: build the selected targets and print their artifact hashes.
 
 use brr_exec::action::FailureCause;
+use brr_exec::remote_exec::RemoteExecutor;
 use brr_exec::{BuildOptions, Outcome, Status};
 use brr_graph::{Inputs, Workspace};
 use brr_remote::remotes::Remotes;
 use brr_store::{CacheRun, CacheRunTarget, Store};
 
 use super::{graph_failure, open_store_and_workspace};
-use crate::output::build::{BuildDoc, BuildStatus, BuildTarget, RemoteCacheStats};
+use crate::output::build::{BuildDoc, BuildStatus, BuildTarget, RemoteCacheStats, RemoteExecStats};
 use crate::output::{self, Hash};
 use crate::printer::{self, BuildProgress};
 use crate::settings::Settings;
@@ -39,35 +40,12 @@ pub fn run(settings: &Settings, targets: &[String], opts: &Options<'_>) -> Resul
     let (store, ws) = open_store_and_workspace(settings)?;
     timings.mark("store + workspace");
     let mask = ws.select(targets).map_err(graph_failure)?;
-    let (outcomes, remotes) = build_mask(settings, &store, &ws, &mask, jobs, no_sandbox, &timings)?;
+    let (outcomes, RunRemotes { cache: remotes, exec }) =
+        build_mask(settings, &store, &ws, &mask, jobs, no_sandbox, &timings)?;
 
     let failed: Vec<_> = outcomes.iter().filter(|o| matches!(o.status, Status::Failed(_))).collect();
     if json {
-        let targets = outcomes
-            .iter()
-            .map(|o| {
-                let (reason, log) = match &o.status {
-                    Status::Failed(f) => (Some(f.reason.clone()), Some(f.log.map(Hash::from))),
-                    Status::Skipped { dependency } => (Some(format!("dependency `{dependency}` failed")), None),
-                    Status::Built | Status::Cached => (None, None),
-                };
-                BuildTarget {
-                    name: o.name.clone(),
-                    key: o.key.map(Hash::from),
-                    artifact: o.artifact.map(Hash::from),
-                    status: match o.status {
-                        Status::Built => BuildStatus::Built,
-                        Status::Cached => BuildStatus::Cached,
-                        Status::Failed(_) => BuildStatus::Failed,
-                        Status::Skipped { .. } => BuildStatus::Skipped,
-                    },
-                    remote: o.remote,
-                    reason,
-                    log,
-                }
-            })
-            .collect();
-        output::print(&BuildDoc { targets, remote_cache: remotes.as_ref().map(RemoteCacheStats::from) })?;
+        print_json(&outcomes, remotes.as_ref(), exec.as_deref())?;
     } else {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -86,6 +64,9 @@ pub fn run(settings: &Settings, targets: &[String], opts: &Options<'_>) -> Resul
         outcomes.len(),
         failed.len()
     ));
+    if let Some(x) = &exec {
+        printer::note(&RemoteExecStats::from(&x.stats).summary());
+    }
     let mut conflicts = 0;
     if let Some(r) = &remotes {
         use std::fmt::Write as _;
@@ -173,6 +154,47 @@ fn record_cache_run(store: &Store, outcomes: &[Outcome], s: &RemoteCacheStats) {
     }
 }
 
+/// `brr build --json`'s document.
+fn print_json(outcomes: &[Outcome], remotes: Option<&Remotes>, exec: Option<&RemoteExecutor>) -> Result<(), Failure> {
+    let targets = outcomes
+        .iter()
+        .map(|o| {
+            let (reason, log) = match &o.status {
+                Status::Failed(f) => (Some(f.reason.clone()), Some(f.log.map(Hash::from))),
+                Status::Skipped { dependency } => (Some(format!("dependency `{dependency}` failed")), None),
+                Status::Built | Status::Cached => (None, None),
+            };
+            BuildTarget {
+                name: o.name.clone(),
+                key: o.key.map(Hash::from),
+                artifact: o.artifact.map(Hash::from),
+                status: match o.status {
+                    Status::Built => BuildStatus::Built,
+                    Status::Cached => BuildStatus::Cached,
+                    Status::Failed(_) => BuildStatus::Failed,
+                    Status::Skipped { .. } => BuildStatus::Skipped,
+                },
+                remote: o.remote,
+                reason,
+                log,
+            }
+        })
+        .collect();
+    output::print(&BuildDoc {
+        targets,
+        remote_cache: remotes.map(RemoteCacheStats::from),
+        remote_exec: exec.map(|x| RemoteExecStats::from(&x.stats)),
+    })?;
+    Ok(())
+}
+
+/// The remotes of one run: caches and the executor, each when configured
+/// (and reachable, for the executor).
+pub struct RunRemotes {
+    pub cache: Option<Remotes>,
+    pub exec: Option<std::sync::Arc<RemoteExecutor>>,
+}
+
 /// Builds the targets `mask` selects, with progress on stderr.
 pub fn build_mask(
     settings: &Settings,
@@ -182,15 +204,22 @@ pub fn build_mask(
     jobs: Option<usize>,
     no_sandbox: bool,
     timings: &printer::Timings,
-) -> Result<(Vec<Outcome>, Option<Remotes>), Failure> {
+) -> Result<(Vec<Outcome>, RunRemotes), Failure> {
     let inputs = Inputs::hash_holding(ws, store, mask).map_err(graph_failure)?;
     timings.mark("hash inputs");
     let remotes = super::remote::open(settings, ws)?;
+    // `--no-sandbox` builds here: remote execution needs the fixed build path.
+    let exec = if no_sandbox {
+        None
+    } else {
+        RemoteExecutor::connect(ws.decl.remote_exec.as_deref()).map(std::sync::Arc::new)
+    };
     let opts = BuildOptions {
         jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get)),
         isolate: !no_sandbox,
         remotes: remotes.as_ref(),
         sandbox_dir: settings.sandbox_dir.as_deref(),
+        remote_exec: exec.as_ref(),
     };
     let progress = BuildProgress::new(mask.iter().filter(|m| **m).count(), !no_sandbox);
     // The stat cache is written while the first builds run: nothing in a
@@ -204,7 +233,7 @@ pub fn build_mask(
     recorded.unwrap_or_else(|panic| std::panic::resume_unwind(panic)).map_err(graph_failure)?;
     progress.finish();
     timings.mark("build");
-    Ok((outcomes, remotes))
+    Ok((outcomes, RunRemotes { cache: remotes, exec }))
 }
 
 /// Builds what a release needs; fails (after reporting why) unless every

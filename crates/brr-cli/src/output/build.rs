@@ -15,6 +15,123 @@ pub struct BuildDoc {
     pub targets: Vec<BuildTarget>,
     /// What the remote caches did; `null` when none is configured.
     pub remote_cache: Option<RemoteCacheStats>,
+    /// What the remote executor did; `null` when none is configured or it
+    /// could not be reached.
+    pub remote_exec: Option<RemoteExecStats>,
+}
+
+/// Remote execution during one run.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RemoteExecStats {
+    /// Builds sent to the executor.
+    pub sent: u64,
+    /// Builds that ran there (whatever their exit code).
+    pub ran: u64,
+    /// Builds that ran here instead (the executor refused or lost them).
+    pub fell_back: u64,
+    /// Blobs the executor lacked, uploaded, and their bytes.
+    pub blobs_up: u64,
+    pub bytes_up: u64,
+    /// Output and log bytes fetched.
+    pub bytes_down: u64,
+    /// Where the time of an average remote build went, in milliseconds
+    /// (`null` when none ran there).
+    pub per_action: Option<RemoteExecPhases>,
+}
+
+/// The mean time per remote build of each phase, in milliseconds. Client
+/// phases are timed by brr; `queued_ms` and the worker's phases come from
+/// the result's `ExecutedActionMetadata` (each span read off one clock).
+#[derive(Debug, Serialize, JsonSchema)]
+#[expect(clippy::struct_field_names, reason = "the JSON names carry their unit")]
+pub struct RemoteExecPhases {
+    /// Client: the input root read and hashed, the messages built.
+    pub prepare_ms: f64,
+    /// Client: `FindMissingBlobs` and the uploads.
+    pub upload_ms: f64,
+    /// Client: `Execute`, from the call until the operation is done.
+    pub execute_ms: f64,
+    /// Server: queued until a worker was given the build.
+    pub queued_ms: f64,
+    /// Worker: inputs fetched and written.
+    pub input_fetch_ms: f64,
+    /// Worker: the builder's run.
+    pub execution_ms: f64,
+    /// Worker: outputs uploaded.
+    pub output_upload_ms: f64,
+    /// Server-timed lease (given to a worker until reported done) less the
+    /// worker's three phases: the lease hand-over, tool check and report.
+    pub worker_other_ms: f64,
+    /// `execute_ms` less the server's queued and lease time: getting the
+    /// result from the server to the client's stream.
+    pub notify_ms: f64,
+    /// Client: outputs and logs fetched and written.
+    pub download_ms: f64,
+}
+
+impl From<&brr_exec::remote_exec::Stats> for RemoteExecStats {
+    fn from(s: &brr_exec::remote_exec::Stats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ran = s.ran.load(Relaxed);
+        #[expect(clippy::cast_precision_loss, reason = "a mean in milliseconds")]
+        let ms = |us: u64| us as f64 / 1000.0 / ran as f64;
+        let per_action = (ran > 0).then(|| {
+            let lease = s.lease_us.load(Relaxed);
+            let worker =
+                s.input_fetch_us.load(Relaxed) + s.execution_us.load(Relaxed) + s.output_upload_us.load(Relaxed);
+            let server = s.queued_us.load(Relaxed) + lease;
+            RemoteExecPhases {
+                prepare_ms: ms(s.prepare_us.load(Relaxed)),
+                upload_ms: ms(s.upload_us.load(Relaxed)),
+                execute_ms: ms(s.execute_us.load(Relaxed)),
+                queued_ms: ms(s.queued_us.load(Relaxed)),
+                input_fetch_ms: ms(s.input_fetch_us.load(Relaxed)),
+                execution_ms: ms(s.execution_us.load(Relaxed)),
+                output_upload_ms: ms(s.output_upload_us.load(Relaxed)),
+                worker_other_ms: ms(lease.saturating_sub(worker)),
+                notify_ms: ms(s.execute_us.load(Relaxed).saturating_sub(server)),
+                download_ms: ms(s.download_us.load(Relaxed)),
+            }
+        });
+        Self {
+            sent: s.sent.load(Relaxed),
+            ran,
+            fell_back: s.fell_back.load(Relaxed),
+            blobs_up: s.blobs_up.load(Relaxed),
+            bytes_up: s.bytes_up.load(Relaxed),
+            bytes_down: s.bytes_down.load(Relaxed),
+            per_action,
+        }
+    }
+}
+
+impl RemoteExecStats {
+    /// The line `brr build` prints: counts, then the mean phases.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "remote execution: {} ran remotely, {} built here instead; {} blobs ({} bytes) up, {} bytes down",
+            self.ran, self.fell_back, self.blobs_up, self.bytes_up, self.bytes_down
+        );
+        if let Some(p) = &self.per_action {
+            use std::fmt::Write as _;
+            let _ = write!(
+                line,
+                "\n  per build (ms): prepare {:.1}, upload {:.1}, execute {:.1} (queued {:.1}, worker: inputs {:.1}, \
+                 run {:.1}, outputs {:.1}, other {:.1}; result to client {:.1}), download {:.1}",
+                p.prepare_ms,
+                p.upload_ms,
+                p.execute_ms,
+                p.queued_ms,
+                p.input_fetch_ms,
+                p.execution_ms,
+                p.output_upload_ms,
+                p.worker_other_ms,
+                p.notify_ms,
+                p.download_ms
+            );
+        }
+        line
+    }
 }
 
 /// The remote caches during one run.
