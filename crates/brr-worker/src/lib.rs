@@ -17,6 +17,7 @@
 //! holds, reports it, tells the server `BOT_TERMINATING`, and returns.
 
 mod bots;
+mod paths;
 mod run;
 
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ use brr_remote::grpc::GrpcBackend;
 use prost::Message;
 
 use crate::Options;
+use crate::paths::{self, PathError};
 
 /// gRPC codes the lease status uses.
 const INVALID_ARGUMENT: i32 = 3;
@@ -55,12 +56,24 @@ fn fetch<M: Message + Default>(
     what: &str,
 ) -> Result<M, Failure> {
     let digest = digest.ok_or_else(|| Failure(INVALID_ARGUMENT, format!("no {what} digest")))?;
-    let bytes = fetch_blob(backend, digest, what)?;
+    let bytes = fetch_blob(backend, digest, what, MAX_MESSAGE)?;
     M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
-/// A CAS blob, checked against its SHA-256 and size.
-fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Result<Vec<u8>, Failure> {
+/// The largest Action, Command, Directory or tool manifest taken: the size
+/// a digest claims is checked before anything is read.
+const MAX_MESSAGE: u64 = 64 << 20;
+
+/// A CAS blob of at most `max` bytes, checked against its SHA-256 and size.
+fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u64) -> Result<Vec<u8>, Failure> {
+    let size = u64::try_from(digest.size_bytes)
+        .map_err(|_| Failure(INVALID_ARGUMENT, format!("{what} {} has size {}", digest.hash, digest.size_bytes)))?;
+    if size > max {
+        return Err(Failure(
+            INVALID_ARGUMENT,
+            format!("{what} {} claims {size} bytes, more than the {max} this worker takes", digest.hash),
+        ));
+    }
     let bytes = backend
         .read_blob(digest)?
         .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
@@ -72,14 +85,21 @@ fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Resu
 
 /// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
 fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<reapi::Tree, Failure> {
-    let read = read_folder(path, &[]).map_err(internal)?;
+    let read = read_folder(path, &[]).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => Failure(INVALID_ARGUMENT, format!("an output holds {e}")),
+        _ => internal(e),
+    })?;
     blobs.extend(read.files);
     Ok(reapi::Tree { root: Some(read.root), children: read.subfolders })
 }
 
 /// Writes the input root `dir` (its files and subfolders from the CAS) under `at`.
 fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) -> Result<(), Failure> {
-    let mut file = |d: &reapi::Digest| fetch_blob(backend, d, "input file");
+    // An input file may be as large as the disk it is written to has room for.
+    let mut file = |d: &reapi::Digest| {
+        let free = rustix::fs::statvfs(at).map_err(internal)?;
+        fetch_blob(backend, d, "input file", free.f_bavail.saturating_mul(free.f_frsize))
+    };
     let mut folder = |d: &reapi::Digest| fetch(backend, Some(d), "input folder");
     write_folder(dir, at, &mut file, &mut folder).map_err(|e| match e {
         WriteError::Fetch(f) => f,
@@ -106,12 +126,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     std::fs::create_dir(&root).map_err(internal)?;
     let input_root: reapi::Directory = fetch(backend, action.input_root_digest.as_ref(), "input root")?;
     write_input_root(backend, &input_root, &root)?;
-    let cwd = root.join(&command.working_directory);
-    for out in outputs(&command) {
-        if let Some(parent) = cwd.join(&out).parent() {
-            std::fs::create_dir_all(parent).map_err(internal)?;
-        }
-    }
+    let (cwd, outputs) = resolve_paths(&command, &root)?;
     let Some((program, args)) = command.arguments.split_first() else {
         return Err(Failure(INVALID_ARGUMENT, "empty argv".into()));
     };
@@ -123,7 +138,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
         program: PathBuf::from(program),
         args: args.to_vec(),
         env: command.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
-        cwd: Path::new(BUILD_PATH).join(&command.working_directory),
+        cwd: cwd.iter().fold(PathBuf::from(BUILD_PATH), |p, c| p.join(c)),
         writable: vec![root.clone()],
         readable,
         hostname: None,
@@ -158,10 +173,20 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     blobs.push((digest_of(&out), out));
     blobs.push((digest_of(&err), err));
     if exit_code == 0 {
-        for path in outputs(&command) {
-            let full = cwd.join(&path);
-            let Ok(meta) = std::fs::symlink_metadata(&full) else { continue };
-            if meta.is_dir() {
+        for (path, parts) in outputs {
+            let Some((full, meta)) = paths::lookup(&root, &parts).map_err(path_failure)? else { continue };
+            if meta.is_symlink() {
+                // Reported as the link it is (REAPI `OutputSymlink`), never followed.
+                let target = std::fs::read_link(&full).map_err(internal)?;
+                let target = target.to_str().ok_or_else(|| {
+                    Failure(INVALID_ARGUMENT, format!("output symlink `{path}` has a target that is not UTF-8"))
+                })?;
+                result.output_symlinks.push(reapi::OutputSymlink {
+                    path,
+                    target: target.to_owned(),
+                    ..Default::default()
+                });
+            } else if meta.is_dir() {
                 let tree = tree_of(&full, &mut blobs)?;
                 let (bytes, digest) = encode(&tree);
                 blobs.push((digest.clone(), bytes));
@@ -225,6 +250,31 @@ fn wait_within(
     status.map_err(internal)
 }
 
+fn path_failure(e: PathError) -> Failure {
+    match e {
+        PathError::Invalid(m) => Failure(INVALID_ARGUMENT, m),
+        PathError::Io(p, e) => internal(format!("{}: {e}", p.display())),
+    }
+}
+
+/// The working directory's and the outputs' components below the input
+/// root written at `root` (each output with its path as the client named
+/// it); checks the working directory is a folder there and creates the
+/// outputs' parents.
+fn resolve_paths(command: &reapi::Command, root: &Path) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), Failure> {
+    let cwd = paths::working_directory(&command.working_directory).map_err(path_failure)?;
+    paths::check_working_directory(root, &cwd).map_err(path_failure)?;
+    let mut resolved = Vec::new();
+    for text in outputs(command) {
+        let parts = paths::output_path(&cwd, &text).map_err(path_failure)?;
+        if let Some((_, parents)) = parts.split_last() {
+            paths::create_folders(root, parents).map_err(path_failure)?;
+        }
+        resolved.push((text, parts));
+    }
+    Ok((cwd, resolved))
+}
+
 /// The output paths the command names (v2.1 `output_paths`, else the older
 /// file and directory lists).
 #[expect(deprecated, reason = "clients older than REAPI 2.1 still send the split lists")]
@@ -250,7 +300,7 @@ fn check_tools(
     let Some(property) = property else { return Ok(Vec::new()) };
     let digest = parse_digest_text(&property.value)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
-    let manifest = fetch_blob(backend, &digest, "tool manifest")?;
+    let manifest = fetch_blob(backend, &digest, "tool manifest", MAX_MESSAGE)?;
     let files = parse_tool_manifest(&manifest)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;
     for (path, expected) in &files {
