@@ -17,6 +17,14 @@ pub enum PathError {
     Io(PathBuf, std::io::Error),
 }
 
+/// An output: its path as the client named it, and where that resolves.
+#[derive(Debug)]
+pub struct Output {
+    pub path: String,
+    /// Components below the input root.
+    pub parts: Vec<String>,
+}
+
 /// The working directory's components below the input root; empty is the
 /// root itself.
 pub fn working_directory(text: &str) -> Result<Vec<String>, PathError> {
@@ -185,7 +193,9 @@ mod tests {
         create_folders(&root, &parts("b/c")).unwrap();
         assert!(root.join("b/c").is_dir());
         std::fs::write(root.join("f"), "").unwrap();
-        assert!(matches!(create_folders(&root, &parts("f/x")), Err(PathError::Invalid(m)) if m == "`f` is not a folder"));
+        assert!(
+            matches!(create_folders(&root, &parts("f/x")), Err(PathError::Invalid(m)) if m == "`f` is not a folder")
+        );
     }
 
     #[test]

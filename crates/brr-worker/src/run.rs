@@ -173,46 +173,54 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     blobs.push((digest_of(&out), out));
     blobs.push((digest_of(&err), err));
     if exit_code == 0 {
-        for (path, parts) in outputs {
-            let Some((full, meta)) = paths::lookup(&root, &parts).map_err(path_failure)? else { continue };
-            if meta.is_symlink() {
-                // Reported as the link it is (REAPI `OutputSymlink`), never followed.
-                let target = std::fs::read_link(&full).map_err(internal)?;
-                let target = target.to_str().ok_or_else(|| {
-                    Failure(INVALID_ARGUMENT, format!("output symlink `{path}` has a target that is not UTF-8"))
-                })?;
-                result.output_symlinks.push(reapi::OutputSymlink {
-                    path,
-                    target: target.to_owned(),
-                    ..Default::default()
-                });
-            } else if meta.is_dir() {
-                let tree = tree_of(&full, &mut blobs)?;
-                let (bytes, digest) = encode(&tree);
-                blobs.push((digest.clone(), bytes));
-                result.output_directories.push(reapi::OutputDirectory {
-                    path,
-                    tree_digest: Some(digest),
-                    ..Default::default()
-                });
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&full).map_err(internal)?;
-                let digest = digest_of(&bytes);
-                blobs.push((digest.clone(), bytes));
-                result.output_files.push(reapi::OutputFile {
-                    path,
-                    digest: Some(digest),
-                    is_executable: meta.permissions().mode() & 0o111 != 0,
-                    ..Default::default()
-                });
-            }
-        }
+        collect_outputs(&root, outputs, &mut result, &mut blobs)?;
     }
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
     backend.upload_missing(&refs)?;
     result.execution_metadata =
         Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
     Ok(result)
+}
+
+/// Reads the outputs the action left below `root` into `result` and their
+/// blobs into `blobs`; an output that is missing is left out.
+fn collect_outputs(
+    root: &Path,
+    outputs: Vec<paths::Output>,
+    result: &mut reapi::ActionResult,
+    blobs: &mut Vec<(reapi::Digest, Vec<u8>)>,
+) -> Result<(), Failure> {
+    for paths::Output { path, parts } in outputs {
+        let Some((full, meta)) = paths::lookup(root, &parts).map_err(path_failure)? else { continue };
+        if meta.is_symlink() {
+            // Reported as the link it is (REAPI `OutputSymlink`), never followed.
+            let target = std::fs::read_link(&full).map_err(internal)?;
+            let target = target.to_str().ok_or_else(|| {
+                Failure(INVALID_ARGUMENT, format!("output symlink `{path}` has a target that is not UTF-8"))
+            })?;
+            result.output_symlinks.push(reapi::OutputSymlink { path, target: target.to_owned(), ..Default::default() });
+        } else if meta.is_dir() {
+            let tree = tree_of(&full, blobs)?;
+            let (bytes, digest) = encode(&tree);
+            blobs.push((digest.clone(), bytes));
+            result.output_directories.push(reapi::OutputDirectory {
+                path,
+                tree_digest: Some(digest),
+                ..Default::default()
+            });
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&full).map_err(internal)?;
+            let digest = digest_of(&bytes);
+            blobs.push((digest.clone(), bytes));
+            result.output_files.push(reapi::OutputFile {
+                path,
+                digest: Some(digest),
+                is_executable: meta.permissions().mode() & 0o111 != 0,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the builder; past the action's timeout it is killed (the
@@ -261,7 +269,7 @@ fn path_failure(e: PathError) -> Failure {
 /// root written at `root` (each output with its path as the client named
 /// it); checks the working directory is a folder there and creates the
 /// outputs' parents.
-fn resolve_paths(command: &reapi::Command, root: &Path) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), Failure> {
+fn resolve_paths(command: &reapi::Command, root: &Path) -> Result<(Vec<String>, Vec<paths::Output>), Failure> {
     let cwd = paths::working_directory(&command.working_directory).map_err(path_failure)?;
     paths::check_working_directory(root, &cwd).map_err(path_failure)?;
     let mut resolved = Vec::new();
@@ -270,7 +278,7 @@ fn resolve_paths(command: &reapi::Command, root: &Path) -> Result<(Vec<String>, 
         if let Some((_, parents)) = parts.split_last() {
             paths::create_folders(root, parents).map_err(path_failure)?;
         }
-        resolved.push((text, parts));
+        resolved.push(paths::Output { path: text, parts });
     }
     Ok((cwd, resolved))
 }
