@@ -72,17 +72,13 @@ pub fn parse_digest_text(text: &str) -> Option<reapi::Digest> {
 
 impl GrpcBackend {
     /// Uploads the blobs among `blobs` the server lacks
-    /// (`FindMissingBlobs`, then batch or ByteStream writes).
+    /// (`FindMissingBlobs`, then batched or ByteStream writes); how many.
     pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<usize, RemoteError> {
         let mut missing = self.find_missing(blobs.iter().map(|(d, _)| d.clone()))?;
-        let mut sent = 0;
-        for (digest, bytes) in blobs {
-            if missing.remove(digest) {
-                self.write_blob(digest, bytes)?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
+        let send: Vec<(reapi::Digest, &[u8])> =
+            blobs.iter().filter(|(d, _)| missing.remove(d)).map(|(d, b)| (d.clone(), *b)).collect();
+        self.write_blobs(&send)?;
+        Ok(send.len())
     }
 
     /// Runs the action `action_digest` names (its Action, Command and

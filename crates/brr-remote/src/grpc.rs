@@ -52,6 +52,7 @@
 //! call at once and their requests share one HTTP/2 connection. Do not call
 //! it from inside another tokio runtime.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,8 @@ const STREAM_BYTES_PER_SECOND: u64 = 1 << 20;
 const BATCH_MAX: u64 = 1 << 20;
 /// Room left in a batch request for everything but the blob's bytes.
 const BATCH_OVERHEAD: u64 = 1 << 10;
+/// What one blob adds to a batch message besides its bytes (digest, status, framing).
+const PER_BLOB_OVERHEAD: u64 = 128;
 /// The size of one `ByteStream.Write` message's data.
 const WRITE_CHUNK: usize = 1 << 20;
 /// Digests per `FindMissingBlobs` call (about 1 MB of request).
@@ -432,6 +435,92 @@ impl GrpcBackend {
         })
     }
 
+    /// The blobs `digests` name that the server has (unchecked, like
+    /// [`GrpcBackend::read_blob`]): small ones grouped into `BatchReadBlobs`
+    /// calls of at most the batch limit in all, large ones streamed. One
+    /// round trip per batch instead of per blob.
+    pub fn read_blobs(&self, digests: &[reapi::Digest]) -> Result<HashMap<reapi::Digest, Vec<u8>>, RemoteError> {
+        let mut found = HashMap::new();
+        let mut unique: Vec<&reapi::Digest> = digests.iter().collect();
+        unique.sort_by(|a, b| a.hash.cmp(&b.hash));
+        unique.dedup();
+        let (small, large): (Vec<&reapi::Digest>, Vec<&reapi::Digest>) =
+            unique.into_iter().partition(|d| u64::try_from(d.size_bytes).unwrap_or(u64::MAX) <= self.batch_limit);
+        for batch in batches(&small, self.batch_limit) {
+            let mut cas = self.cas();
+            let request = reapi::BatchReadBlobsRequest {
+                instance_name: self.instance.clone(),
+                digests: batch.iter().map(|d| (*d).clone()).collect(),
+                ..Default::default()
+            };
+            let what = format!("`BatchReadBlobs` of {} blobs", batch.len());
+            let rpc = self.rpc_timeout();
+            let responses = self.call(&what, rpc, async move {
+                Ok(cas.batch_read_blobs(self.request(request, rpc)).await?.into_inner().responses)
+            })?;
+            for response in responses {
+                let status = response.status.unwrap_or_default();
+                let Some(digest) = response.digest.filter(|d| batch.contains(&d)) else {
+                    return Err(self.refused(&what, "the response names a blob not asked for"));
+                };
+                match Code::from_i32(status.code) {
+                    Code::Ok => {
+                        found.insert(digest, response.data);
+                    }
+                    Code::NotFound => {}
+                    code => return Err(self.status_error(&what, &Status::new(code, status.message))),
+                }
+            }
+        }
+        for digest in large {
+            if let Some(bytes) = self.read_blob(digest)? {
+                found.insert(digest.clone(), bytes);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Uploads `blobs`: small ones grouped into `BatchUpdateBlobs` calls of
+    /// at most the batch limit in all, large ones streamed.
+    pub fn write_blobs(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<(), RemoteError> {
+        let (small, large): (Vec<_>, Vec<_>) = blobs.iter().partition(|(_, b)| b.len() as u64 <= self.batch_limit);
+        let digests: Vec<&reapi::Digest> = small.iter().map(|(d, _)| d).collect();
+        let mut at = 0;
+        for batch in batches(&digests, self.batch_limit) {
+            let requests = small[at..at + batch.len()]
+                .iter()
+                .map(|(digest, bytes)| reapi::batch_update_blobs_request::Request {
+                    digest: Some(digest.clone()),
+                    data: bytes.to_vec(),
+                    ..Default::default()
+                })
+                .collect();
+            at += batch.len();
+            let mut cas = self.cas();
+            let what = format!("`BatchUpdateBlobs` of {} blobs", batch.len());
+            let request =
+                reapi::BatchUpdateBlobsRequest { instance_name: self.instance.clone(), requests, ..Default::default() };
+            let rpc = self.rpc_timeout();
+            let responses = self.call(&what, rpc, async move {
+                Ok(cas.batch_update_blobs(self.request(request, rpc)).await?.into_inner().responses)
+            })?;
+            if responses.len() != batch.len() {
+                return Err(self.refused(&what, &format!("{} answers for {} blobs", responses.len(), batch.len())));
+            }
+            for response in responses {
+                let status = response.status.unwrap_or_default();
+                if status.code != 0 {
+                    let code = Code::from_i32(status.code);
+                    return Err(self.status_error(&what, &Status::new(code, status.message)));
+                }
+            }
+        }
+        for (digest, bytes) in large {
+            self.write_blob(digest, bytes)?;
+        }
+        Ok(())
+    }
+
     /// Uploads `bytes` as the blob `digest` names.
     pub fn write_blob(&self, digest: &reapi::Digest, bytes: &[u8]) -> Result<(), RemoteError> {
         let size = bytes.len() as u64;
@@ -492,6 +581,26 @@ impl GrpcBackend {
     pub(crate) fn refused(&self, what: &str, message: &str) -> RemoteError {
         RemoteError::Refused { remote: self.url.clone(), what: what.to_owned(), message: message.to_owned() }
     }
+}
+
+/// `digests` cut into consecutive runs whose sizes, plus a per-blob
+/// allowance for the message around each, add up to at most `limit` (a run
+/// holds at least one).
+fn batches<'a>(digests: &'a [&'a reapi::Digest], limit: u64) -> Vec<&'a [&'a reapi::Digest]> {
+    let mut runs = Vec::new();
+    let (mut start, mut total) = (0, 0u64);
+    for (i, d) in digests.iter().enumerate() {
+        let size = u64::try_from(d.size_bytes).unwrap_or(u64::MAX).saturating_add(PER_BLOB_OVERHEAD);
+        if i > start && total.saturating_add(size) > limit {
+            runs.push(&digests[start..i]);
+            (start, total) = (i, 0);
+        }
+        total = total.saturating_add(size);
+    }
+    if start < digests.len() {
+        runs.push(&digests[start..]);
+    }
+    runs
 }
 
 impl Backend for GrpcBackend {

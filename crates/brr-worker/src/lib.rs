@@ -13,8 +13,10 @@
 //! and refuses the action (`FAILED_PRECONDITION`) when any differs or is
 //! missing, so no action runs with tools other than those in its key.
 //!
-//! On SIGTERM (the caller sets `stop`) each slot finishes the lease it
-//! holds, reports it, tells the server `BOT_TERMINATING`, and returns.
+//! On SIGTERM (the caller sets `stop`) each slot gives up an idle
+//! long-poll, finishes the lease it is running, hands back (completes with
+//! `UNAVAILABLE`, which BuildGrid requeues) any lease it has not started,
+//! tells the server `BOT_TERMINATING`, and returns.
 
 mod bots;
 mod paths;
@@ -87,10 +89,50 @@ pub fn serve(options: &Options, stop: &Arc<AtomicBool>) -> Result<(), WorkerErro
 /// 80% of it (capped by its keepalive timeout) when the bot is idle.
 const POLL: Duration = Duration::from_secs(20);
 
+/// While an action runs, the session is renewed this often: well within
+/// any sensible keepalive timeout (BuildGrid's default is 600 s; the tests
+/// use 5 s). A finished action is reported at once, not at the next beat.
+const BEAT: Duration = Duration::from_secs(1);
+
+/// How often a call in flight looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The lease status that hands a lease back: BuildGrid requeues a lease
+/// completed with `UNAVAILABLE` (or `INTERNAL`) for another bot.
+const UNAVAILABLE: i32 = 14;
+
 fn request<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.set_timeout(POLL);
     r
+}
+
+/// `call`, given up (dropped, which cancels it on the server) once `stop`
+/// is set, so a SIGTERM does not wait out an idle long-poll.
+async fn unless_stopped<T>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    stop: &AtomicBool,
+) -> Result<T, tonic::Status> {
+    let mut call = std::pin::pin!(call);
+    loop {
+        match tokio::time::timeout(STOP_CHECK, &mut call).await {
+            Ok(answer) => return answer,
+            Err(_) if stop.load(Ordering::Relaxed) => return Err(tonic::Status::cancelled("the worker is stopping")),
+            Err(_) => {}
+        }
+    }
+}
+
+/// An action's outcome, sent by the thread that ran it.
+type Done = (String, reapi::ActionResult, Status);
+
+fn completed(lease: &mut bots::Lease, result: &reapi::ActionResult, status: Status) {
+    lease.state = LeaseState::Completed as i32;
+    lease.result = Some(Any {
+        type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult".into(),
+        value: result.encode_to_vec(),
+    });
+    lease.status = Some(status);
 }
 
 fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Result<(), WorkerError> {
@@ -98,54 +140,85 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
     let bot_id = format!("{}-{slot}", options.name);
     let first = BotSession { bot_id: bot_id.clone(), status: BotStatus::Ok as i32, ..Default::default() };
     let create = CreateBotSessionRequest { parent: backend.instance().to_owned(), bot_session: Some(first) };
-    let mut session = backend.run("`CreateBotSession`", POLL, bots::create(backend.channel(), request(create)))?;
+    let created = bots::create(backend.channel(), request(create));
+    let mut session = match backend.run("`CreateBotSession`", POLL, unless_stopped(created, stop)) {
+        Ok(session) => session,
+        Err(_) if stop.load(Ordering::Relaxed) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     eprintln!("brr worker: {bot_id}: session {}", session.name);
-    let mut running: Option<(String, std::thread::JoinHandle<(reapi::ActionResult, Status)>)> = None;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+    // The lease being run, and leases reported completed that the server
+    // has not dropped from the session yet.
+    let mut running: Option<String> = None;
     let mut finished: Vec<String> = Vec::new();
     loop {
         let terminating = stop.load(Ordering::Relaxed);
-        // A finished action: report its lease completed.
-        if let Some((id, handle)) = running.take_if(|(_, h)| h.is_finished()) {
-            let (result, status) = handle.join().unwrap_or_else(|_| {
-                (
-                    reapi::ActionResult::default(),
-                    Status { code: 13, message: "the worker panicked".into(), details: vec![] },
-                )
-            });
-            if let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) {
-                lease.state = LeaseState::Completed as i32;
-                lease.result = Some(Any {
-                    type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult".into(),
-                    value: result.encode_to_vec(),
-                });
-                lease.status = Some(status);
+        // New leases: run one (0.4.4 hands them out already ACTIVE); once
+        // stopping, hand them back unstarted.
+        for lease in &mut session.leases {
+            let open = lease.state == LeaseState::Pending as i32 || lease.state == LeaseState::Active as i32;
+            if !open || finished.contains(&lease.id) || running.as_ref() == Some(&lease.id) {
+                continue;
             }
-            finished.push(id);
+            if terminating {
+                eprintln!("brr worker: {bot_id}: handed back lease {}", lease.id);
+                let why = Status { code: UNAVAILABLE, message: "brr worker is terminating".into(), details: vec![] };
+                completed(lease, &reapi::ActionResult::default(), why);
+                finished.push(lease.id.clone());
+            } else if running.is_none() {
+                lease.state = LeaseState::Active as i32;
+                let payload = lease.payload.clone().unwrap_or_default();
+                let (backend, options, id, tx) =
+                    (Arc::clone(&backend), options.clone(), lease.id.clone(), done_tx.clone());
+                eprintln!("brr worker: {bot_id}: lease {id}");
+                std::thread::spawn(move || {
+                    let (result, status) = run::lease(&backend, &payload, &options);
+                    let _ = tx.send((id, result, status));
+                });
+                running = Some(lease.id.clone());
+            }
         }
-        // A new lease: start it (0.4.4 hands them out already ACTIVE).
-        if running.is_none()
-            && let Some(lease) = session.leases.iter_mut().find(|l| {
-                !finished.contains(&l.id)
-                    && (l.state == LeaseState::Pending as i32 || l.state == LeaseState::Active as i32)
-            })
-        {
-            lease.state = LeaseState::Active as i32;
-            let payload = lease.payload.clone().unwrap_or_default();
-            let (backend, options, id) = (Arc::clone(&backend), options.clone(), lease.id.clone());
-            eprintln!("brr worker: {bot_id}: lease {id}");
-            let handle = std::thread::spawn(move || run::lease(&backend, &payload, &options));
-            running = Some((lease.id.clone(), handle));
+        // A running action: wait for it, at most one beat.
+        if running.is_some() {
+            let outcome = match done_rx.recv_timeout(BEAT) {
+                Ok(done) => Some(done),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some((
+                    running.clone().unwrap_or_default(),
+                    reapi::ActionResult::default(),
+                    Status { code: 13, message: "the worker's action thread died".into(), details: vec![] },
+                )),
+            };
+            if let Some((id, result, status)) = outcome {
+                if let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) {
+                    completed(lease, &result, status);
+                }
+                finished.push(id);
+                running = None;
+            }
         }
         let idle = running.is_none();
+        let terminating = stop.load(Ordering::Relaxed);
         session.status = if terminating { BotStatus::BotTerminating } else { BotStatus::Ok } as i32;
         let update = UpdateBotSessionRequest { name: session.name.clone(), bot_session: Some(session.clone()) };
         let sent_completed = session.leases.iter().any(|l| l.state == LeaseState::Completed as i32);
-        match backend.run("`UpdateBotSession`", POLL, bots::update(backend.channel(), request(update))) {
+        let call = bots::update(backend.channel(), request(update));
+        // Only an idle, healthy bot's update long-polls: that one is given
+        // up on stop; the others are short and must reach the server.
+        let answer = if idle && !terminating {
+            backend.run("`UpdateBotSession`", POLL, unless_stopped(call, stop))
+        } else {
+            backend.run("`UpdateBotSession`", POLL, call)
+        };
+        match answer {
             Ok(next) => session = next,
             Err(e) => {
                 // Keep the session: the next update reports the same leases.
-                eprintln!("brr worker: {bot_id}: {e}");
-                std::thread::sleep(Duration::from_millis(500));
+                if !stop.load(Ordering::Relaxed) {
+                    eprintln!("brr worker: {bot_id}: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
                 continue;
             }
         }
@@ -155,11 +228,6 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
         if terminating && idle && !session.leases.iter().any(|l| !finished.contains(&l.id)) {
             eprintln!("brr worker: {bot_id}: terminating");
             return Ok(());
-        }
-        if !idle {
-            // The update returns at once while a lease is active: pace it
-            // well within the server's keepalive timeout.
-            std::thread::sleep(Duration::from_millis(300));
         }
     }
 }

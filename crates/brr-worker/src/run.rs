@@ -1,15 +1,17 @@
 //! One lease: fetch, check tools, materialize, run in the sandbox, upload.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brr_process::{BUILD_PATH, SandboxSpec};
 use brr_remote::RemoteError;
 use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
-use brr_remote::bazel_remote_apis::google::protobuf::Any;
+use brr_remote::bazel_remote_apis::google::protobuf::{Any, Timestamp};
 use brr_remote::bazel_remote_apis::google::rpc::Status;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, encode, parse_digest_text, parse_tool_manifest};
 use brr_remote::folder::{WriteError, read_folder, write_folder};
@@ -64,8 +66,8 @@ fn fetch<M: Message + Default>(
 /// a digest claims is checked before anything is read.
 const MAX_MESSAGE: u64 = 64 << 20;
 
-/// A CAS blob of at most `max` bytes, checked against its SHA-256 and size.
-fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u64) -> Result<Vec<u8>, Failure> {
+/// Refuses a digest that claims a negative size or more than `max` bytes.
+fn claim(digest: &reapi::Digest, what: &str, max: u64) -> Result<(), Failure> {
     let size = u64::try_from(digest.size_bytes)
         .map_err(|_| Failure(INVALID_ARGUMENT, format!("{what} {} has size {}", digest.hash, digest.size_bytes)))?;
     if size > max {
@@ -74,6 +76,12 @@ fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u6
             format!("{what} {} claims {size} bytes, more than the {max} this worker takes", digest.hash),
         ));
     }
+    Ok(())
+}
+
+/// A CAS blob of at most `max` bytes, checked against its SHA-256 and size.
+fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u64) -> Result<Vec<u8>, Failure> {
+    claim(digest, what, max)?;
     let bytes = backend
         .read_blob(digest)?
         .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
@@ -81,6 +89,23 @@ fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u6
         return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
     }
     Ok(bytes)
+}
+
+/// `bytes`, refused unless present and matching `digest`.
+fn checked<'a>(bytes: Option<&'a Vec<u8>>, digest: &reapi::Digest, what: &str) -> Result<&'a [u8], Failure> {
+    let bytes =
+        bytes.ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
+    if digest_of(bytes) != *digest {
+        return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
+    }
+    Ok(bytes)
+}
+
+/// The bytes free for this user on the file system of `at`: the most an
+/// input file written there may claim.
+fn free_space(at: &Path) -> Result<u64, Failure> {
+    let free = rustix::fs::statvfs(at).map_err(internal)?;
+    Ok(free.f_bavail.saturating_mul(free.f_frsize))
 }
 
 /// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
@@ -93,14 +118,51 @@ fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<rea
     Ok(reapi::Tree { root: Some(read.root), children: read.subfolders })
 }
 
-/// Writes the input root `dir` (its files and subfolders from the CAS) under `at`.
+/// Small input files fetched ahead in batches, up to this much in all; the
+/// rest are fetched one by one as they are written.
+const PREFETCH_BYTES: i64 = 64 << 20;
+
+/// Writes the input root `dir` (its files and subfolders from the CAS)
+/// under `at`. Folders are fetched a level at a time, then small files in
+/// batches: a few round trips per action, not one per file.
 fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) -> Result<(), Failure> {
-    // An input file may be as large as the disk it is written to has room for.
-    let mut file = |d: &reapi::Digest| {
-        let free = rustix::fs::statvfs(at).map_err(internal)?;
-        fetch_blob(backend, d, "input file", free.f_bavail.saturating_mul(free.f_frsize))
+    let mut folders: HashMap<reapi::Digest, reapi::Directory> = HashMap::new();
+    let mut level: Vec<reapi::Digest> = dir.directories.iter().filter_map(|d| d.digest.clone()).collect();
+    while !level.is_empty() {
+        level.sort_by(|a, b| a.hash.cmp(&b.hash));
+        level.dedup();
+        level.retain(|d| !folders.contains_key(d));
+        for digest in &level {
+            claim(digest, "input folder", MAX_MESSAGE)?;
+        }
+        let got = backend.read_blobs(&level)?;
+        let mut next = Vec::new();
+        for digest in level {
+            let bytes = checked(got.get(&digest), &digest, "input folder")?;
+            let folder = reapi::Directory::decode(bytes)
+                .map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable input folder: {e}")))?;
+            next.extend(folder.directories.iter().filter_map(|d| d.digest.clone()));
+            folders.insert(digest, folder);
+        }
+        level = next;
+    }
+    let mut budget = PREFETCH_BYTES;
+    let small: Vec<reapi::Digest> = std::iter::once(dir)
+        .chain(folders.values())
+        .flat_map(|f| f.files.iter().filter_map(|f| f.digest.clone()))
+        .filter(|d| {
+            budget -= d.size_bytes.max(0);
+            d.size_bytes <= 1 << 20 && budget >= 0
+        })
+        .collect();
+    let prefetched = backend.read_blobs(&small)?;
+    let mut file = |d: &reapi::Digest| match prefetched.get(d) {
+        Some(bytes) => checked(Some(bytes), d, "input file").map(<[u8]>::to_vec),
+        None => fetch_blob(backend, d, "input file", free_space(at)?),
     };
-    let mut folder = |d: &reapi::Digest| fetch(backend, Some(d), "input folder");
+    let mut folder = |d: &reapi::Digest| {
+        folders.get(d).cloned().ok_or_else(|| Failure(FAILED_PRECONDITION, format!("input folder {} missing", d.hash)))
+    };
     write_folder(dir, at, &mut file, &mut folder).map_err(|e| match e {
         WriteError::Fetch(f) => f,
         WriteError::Invalid(m) => Failure(INVALID_ARGUMENT, format!("{m} (the input root)")),
@@ -108,7 +170,18 @@ fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) ->
     })
 }
 
+/// Now, as a protobuf timestamp (for `ExecutedActionMetadata`).
+fn now() -> Timestamp {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp { seconds: i64::try_from(t.as_secs()).unwrap_or(i64::MAX), nanos: t.subsec_nanos().cast_signed() }
+}
+
 fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result<reapi::ActionResult, Failure> {
+    let mut metadata = reapi::ExecutedActionMetadata {
+        worker: options.name.clone(),
+        worker_start_timestamp: Some(now()),
+        ..Default::default()
+    };
     let action = if payload.type_url.ends_with(".Action") {
         reapi::Action::decode(payload.value.as_slice()).map_err(internal)?
     } else {
@@ -124,8 +197,10 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let dir = tempfile::Builder::new().prefix("action-").tempdir_in(&options.work_dir).map_err(internal)?;
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(internal)?;
+    metadata.input_fetch_start_timestamp = Some(now());
     let input_root: reapi::Directory = fetch(backend, action.input_root_digest.as_ref(), "input root")?;
     write_input_root(backend, &input_root, &root)?;
+    metadata.input_fetch_completed_timestamp = Some(now());
     let (cwd, outputs) = resolve_paths(&command, &root)?;
     let Some((program, args)) = command.arguments.split_first() else {
         return Err(Failure(INVALID_ARGUMENT, "empty argv".into()));
@@ -154,12 +229,15 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let stderr_path = dir.path().join("stderr");
     let stdout = File::create(&stdout_path).map_err(internal)?;
     let stderr = File::create(&stderr_path).map_err(internal)?;
+    metadata.execution_start_timestamp = Some(now());
     let child = brr_process::spawn_with_streams(&spec, &stdout, &stderr, true).map_err(internal)?;
     let limit = action
         .timeout
         .as_ref()
         .map(|t| Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)));
     let status = wait_within(child, limit)?;
+    metadata.execution_completed_timestamp = Some(now());
+    metadata.output_upload_start_timestamp = Some(now());
     let exit_code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
@@ -177,8 +255,9 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     }
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
     backend.upload_missing(&refs)?;
-    result.execution_metadata =
-        Some(reapi::ExecutedActionMetadata { worker: options.name.clone(), ..Default::default() });
+    metadata.output_upload_completed_timestamp = Some(now());
+    metadata.worker_completed_timestamp = Some(now());
+    result.execution_metadata = Some(metadata);
     Ok(result)
 }
 
@@ -312,7 +391,7 @@ fn check_tools(
     let files = parse_tool_manifest(&manifest)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;
     for (path, expected) in &files {
-        let here = brr_hash::fs::hash_file(Path::new(path)).map(|(h, _)| h.to_string());
+        let here = tool_hash(Path::new(path));
         match here {
             Ok(hex) if hex == *expected => {}
             Ok(hex) => {
@@ -327,4 +406,58 @@ fn check_tools(
         }
     }
     Ok(files.into_keys().collect())
+}
+
+/// What a tool file's hash was computed from: it is trusted again while
+/// these stay the same.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// Tool files' BLAKE3 by path, for this worker's life: each action checks
+/// its whole tool closure (a compiler's is tens of MB), so hashing it
+/// again per action would dominate short actions.
+static TOOL_HASHES: Mutex<Option<HashMap<PathBuf, (Stamp, String)>>> = Mutex::new(None);
+
+/// A file changed this recently may still be changing within its time
+/// stamps' resolution: hashed, not remembered.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// `path`'s BLAKE3 (hex), from [`TOOL_HASHES`] when its stat data did not
+/// change since it was hashed.
+fn tool_hash(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |m: &std::fs::Metadata| Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    };
+    let before = stamp(&std::fs::metadata(path)?);
+    if let Some((seen, hash)) =
+        TOOL_HASHES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().and_then(|m| m.get(path))
+        && *seen == before
+    {
+        return Ok(hash.clone());
+    }
+    let (hash, _) = brr_hash::fs::hash_file(path).map_err(std::io::Error::other)?;
+    let hash = hash.to_string();
+    let after = stamp(&std::fs::metadata(path)?);
+    let now_ns = i128::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos())
+        .unwrap_or(i128::MAX);
+    let settled = now_ns - after.ctime_ns > i128::try_from(SETTLED.as_nanos()).unwrap_or(i128::MAX);
+    if after == before && settled {
+        TOOL_HASHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_default()
+            .insert(path.to_owned(), (after, hash.clone()));
+    }
+    Ok(hash)
 }

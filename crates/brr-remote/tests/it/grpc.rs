@@ -63,6 +63,30 @@ fn big_blobs_and_entries_go_through_bytestream() {
     assert_eq!(b.get_entry(key).unwrap().as_deref(), Some(&b"small"[..]));
 }
 
+/// Many small blobs and a big one in one call each way: the small ones
+/// grouped into batches (more than fit in one), the big one streamed; a
+/// blob the server lacks is absent from what comes back.
+#[test]
+fn many_blobs_go_up_and_down_in_batches() {
+    use brr_remote::exec::digest_of;
+    let Some(server) = BuildGridServer::start() else { return };
+    let b = connect(&server);
+    let mut blobs: Vec<Vec<u8>> = (0..300).map(|i| unique(&format!("small {i}"), 8 << 10)).collect();
+    blobs.push(unique("big", 3 << 20));
+    let digests: Vec<_> = blobs.iter().map(|x| digest_of(x)).collect();
+    let pairs: Vec<_> = digests.iter().cloned().zip(blobs.iter().map(Vec::as_slice)).collect();
+    b.write_blobs(&pairs).unwrap();
+    let absent = digest_of(&unique("never uploaded", 64));
+    let mut asked = digests.clone();
+    asked.push(absent.clone());
+    let back = b.read_blobs(&asked).unwrap();
+    assert_eq!(back.len(), blobs.len(), "every uploaded blob, and not the absent one");
+    assert!(!back.contains_key(&absent));
+    for (digest, bytes) in digests.iter().zip(&blobs) {
+        assert!(back.get(digest) == Some(bytes), "blob {} came back other", digest.hash);
+    }
+}
+
 #[test]
 fn many_threads_share_one_backend() {
     let Some(server) = BuildGridServer::start() else { return };
