@@ -23,8 +23,10 @@ pub struct ReadFolder {
     pub files: Vec<(reapi::Digest, Vec<u8>)>,
 }
 
-/// Reads the folder at `path`: entries sorted by name, symlinks as links,
-/// the executable bit kept; the top-level names in `skip` are left out.
+/// Reads the folder at `path`: entries sorted by name, symlinks as links
+/// (never followed), the executable bit kept; the top-level names in `skip`
+/// are left out. Anything else than a file, folder or symlink (a FIFO, a
+/// socket, a device) is an error of kind `InvalidInput`.
 pub fn read_folder(path: &Path, skip: &[&str]) -> std::io::Result<ReadFolder> {
     let mut out = ReadFolder::default();
     out.root = read_dir(path, skip, &mut out.subfolders, &mut out.files)?;
@@ -54,12 +56,18 @@ fn read_dir(
             let digest = encode(&sub).1;
             subfolders.push(sub);
             dir.directories.push(reapi::DirectoryNode { name, digest: Some(digest) });
-        } else {
+        } else if meta.is_file() {
             let bytes = std::fs::read(e.path())?;
             let digest = digest_of(&bytes);
             files.push((digest.clone(), bytes));
             let is_executable = meta.permissions().mode() & 0o111 != 0;
             dir.files.push(reapi::FileNode { name, digest: Some(digest), is_executable, ..Default::default() });
+        } else {
+            // A FIFO would block the reader, a device read the host's.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{}` is not a file, folder or symlink", e.path().display()),
+            ));
         }
     }
     Ok(dir)
@@ -177,6 +185,33 @@ mod tests {
         assert!(!to.path().join("log").exists());
         let again = read_folder(to.path(), &[]).unwrap();
         assert_eq!(encode(&again.root).1, encode(&read.root).1, "the same tree");
+    }
+
+    #[test]
+    fn symlinks_are_read_as_links_not_followed() {
+        let from = tempfile::tempdir().unwrap();
+        std::fs::create_dir(from.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("/", from.path().join("d/root")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", from.path().join("passwd")).unwrap();
+        let read = read_folder(from.path(), &[]).unwrap();
+        assert!(read.files.is_empty(), "a file read through a symlink");
+        assert_eq!(read.subfolders.len(), 1);
+        assert!(read.subfolders[0].directories.is_empty() && read.subfolders[0].files.is_empty());
+        let links: Vec<_> = read.subfolders[0].symlinks.iter().map(|l| (l.name.as_str(), l.target.as_str())).collect();
+        assert_eq!(links, [("root", "/")]);
+        assert_eq!(read.root.symlinks[0].target, "/etc/passwd");
+    }
+
+    #[test]
+    fn a_fifo_is_an_error_not_a_hang() {
+        let from = tempfile::tempdir().unwrap();
+        std::fs::create_dir(from.path().join("d")).unwrap();
+        let fifo = from.path().join("d/pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let e = read_folder(from.path(), &[]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("d/pipe` is not a file, folder or symlink"), "{e}");
     }
 
     #[test]

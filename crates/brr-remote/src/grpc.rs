@@ -88,6 +88,8 @@ const PER_BLOB_OVERHEAD: u64 = 128;
 const WRITE_CHUNK: usize = 1 << 20;
 /// Digests per `FindMissingBlobs` call (about 1 MB of request).
 const FIND_MISSING_CHUNK: usize = 10_000;
+/// The most a `ByteStream.Read` reserves before bytes arrive.
+const READ_PREALLOC: u64 = 8 << 20;
 /// Responses tonic accepts (its default, 4 MiB, is below what some servers
 /// send in one `ByteStream.Read` message).
 const MAX_DECODING: usize = 64 << 20;
@@ -418,7 +420,9 @@ impl GrpcBackend {
                 Err(status) if status.code() == Code::NotFound => return Ok(None),
                 Err(status) => return Err(status),
             };
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            // The size is only a claim (a hostile Directory may say 1 TB):
+            // memory follows the bytes that arrive, from a bounded start.
+            let mut bytes = Vec::with_capacity(usize::try_from(size.min(READ_PREALLOC)).unwrap_or(0));
             loop {
                 match stream.message().await {
                     Ok(Some(message)) => {

@@ -19,6 +19,7 @@
 //! tells the server `BOT_TERMINATING`, and returns.
 
 mod bots;
+mod paths;
 mod run;
 
 use std::path::PathBuf;

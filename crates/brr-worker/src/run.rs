@@ -19,6 +19,7 @@ use brr_remote::grpc::GrpcBackend;
 use prost::Message;
 
 use crate::Options;
+use crate::paths::{self, PathError};
 
 /// gRPC codes the lease status uses.
 const INVALID_ARGUMENT: i32 = 3;
@@ -57,7 +58,7 @@ fn fetch<M: Message + Default>(
     what: &str,
 ) -> Result<M, Failure> {
     let digest = digest.ok_or_else(|| Failure(INVALID_ARGUMENT, format!("no {what} digest")))?;
-    let bytes = fetch_blob(backend, digest, what)?;
+    let bytes = fetch_blob(backend, digest, what, MAX_MESSAGE)?;
     M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
@@ -81,8 +82,26 @@ fn take<M: Message + Default>(
     M::decode(bytes).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
-/// A CAS blob, checked against its SHA-256 and size.
-fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str) -> Result<Vec<u8>, Failure> {
+/// The largest Action, Command, Directory or tool manifest taken: the size
+/// a digest claims is checked before anything is read.
+const MAX_MESSAGE: u64 = 64 << 20;
+
+/// Refuses a digest that claims a negative size or more than `max` bytes.
+fn claim(digest: &reapi::Digest, what: &str, max: u64) -> Result<(), Failure> {
+    let size = u64::try_from(digest.size_bytes)
+        .map_err(|_| Failure(INVALID_ARGUMENT, format!("{what} {} has size {}", digest.hash, digest.size_bytes)))?;
+    if size > max {
+        return Err(Failure(
+            INVALID_ARGUMENT,
+            format!("{what} {} claims {size} bytes, more than the {max} this worker takes", digest.hash),
+        ));
+    }
+    Ok(())
+}
+
+/// A CAS blob of at most `max` bytes, checked against its SHA-256 and size.
+fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u64) -> Result<Vec<u8>, Failure> {
+    claim(digest, what, max)?;
     let bytes = backend
         .read_blob(digest)?
         .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
@@ -102,9 +121,19 @@ fn checked<'a>(bytes: Option<&'a Vec<u8>>, digest: &reapi::Digest, what: &str) -
     Ok(bytes)
 }
 
+/// The bytes free for this user on the file system of `at`: the most an
+/// input file written there may claim.
+fn free_space(at: &Path) -> Result<u64, Failure> {
+    let free = rustix::fs::statvfs(at).map_err(internal)?;
+    Ok(free.f_bavail.saturating_mul(free.f_frsize))
+}
+
 /// The REAPI `Tree` of the folder at `path`, its files added to `blobs`.
 fn tree_of(path: &Path, blobs: &mut Vec<(reapi::Digest, Vec<u8>)>) -> Result<reapi::Tree, Failure> {
-    let read = read_folder(path, &[]).map_err(internal)?;
+    let read = read_folder(path, &[]).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => Failure(INVALID_ARGUMENT, format!("an output holds {e}")),
+        _ => internal(e),
+    })?;
     blobs.extend(read.files);
     Ok(reapi::Tree { root: Some(read.root), children: read.subfolders })
 }
@@ -119,6 +148,9 @@ fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) ->
         level.sort_by(|a, b| a.hash.cmp(&b.hash));
         level.dedup();
         level.retain(|d| !folders.contains_key(d));
+        for digest in &level {
+            claim(digest, "input folder", MAX_MESSAGE)?;
+        }
         let got = backend.read_blobs(&level)?;
         let mut next = Vec::new();
         for digest in level {
@@ -133,7 +165,7 @@ fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) ->
     let prefetched = prefetch_files(backend, std::iter::once(dir).chain(folders.values()))?;
     let mut file = |d: &reapi::Digest| match prefetched.get(d) {
         Some(bytes) => checked(Some(bytes), d, "input file").map(<[u8]>::to_vec),
-        None => fetch_blob(backend, d, "input file"),
+        None => fetch_blob(backend, d, "input file", free_space(at)?),
     };
     let mut folder = |d: &reapi::Digest| {
         folders.get(d).cloned().ok_or_else(|| Failure(FAILED_PRECONDITION, format!("input folder {} missing", d.hash)))
@@ -166,7 +198,11 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     // The Command, the input root and the tool manifest in one round trip.
     let first =
         [action.command_digest.clone(), action.input_root_digest.clone(), manifest_digest(action.platform.as_ref())];
-    let mut ahead = backend.read_blobs(&first.into_iter().flatten().collect::<Vec<_>>())?;
+    let first: Vec<reapi::Digest> = first.into_iter().flatten().collect();
+    for digest in &first {
+        claim(digest, "message", MAX_MESSAGE)?;
+    }
+    let mut ahead = backend.read_blobs(&first)?;
     let command: reapi::Command = take(backend, &mut ahead, action.command_digest.as_ref(), "Command")?;
     let tools = check_tools(backend, &mut ahead, &action, &command)?;
     if !brr_process::isolation().fixed_path() {
@@ -180,12 +216,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     let input_root: reapi::Directory = take(backend, &mut ahead, action.input_root_digest.as_ref(), "input root")?;
     write_input_root(backend, &input_root, &root)?;
     metadata.input_fetch_completed_timestamp = Some(now());
-    let cwd = root.join(&command.working_directory);
-    for out in outputs(&command) {
-        if let Some(parent) = cwd.join(&out).parent() {
-            std::fs::create_dir_all(parent).map_err(internal)?;
-        }
-    }
+    let (cwd, outputs) = resolve_paths(&command, &root)?;
     let Some((program, args)) = command.arguments.split_first() else {
         return Err(Failure(INVALID_ARGUMENT, "empty argv".into()));
     };
@@ -197,7 +228,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
         program: PathBuf::from(program),
         args: args.to_vec(),
         env: command.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
-        cwd: Path::new(BUILD_PATH).join(&command.working_directory),
+        cwd: cwd.iter().fold(PathBuf::from(BUILD_PATH), |p, c| p.join(c)),
         writable: vec![root.clone()],
         readable,
         hostname: None,
@@ -235,7 +266,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     blobs.push((digest_of(&out), out));
     blobs.push((digest_of(&err), err));
     if exit_code == 0 {
-        collect_outputs(&command, &cwd, &mut result, &mut blobs)?;
+        collect_outputs(&root, outputs, &mut result, &mut blobs)?;
     }
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
     backend.upload_missing(&refs)?;
@@ -245,18 +276,24 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     Ok(result)
 }
 
-/// Adds the command's outputs found under `cwd` to `result`, their blobs
-/// (files, and each folder's `Tree`) to `blobs`.
+/// Reads the outputs the action left below `root` into `result` and their
+/// blobs into `blobs`; an output that is missing is left out.
 fn collect_outputs(
-    command: &reapi::Command,
-    cwd: &Path,
+    root: &Path,
+    outputs: Vec<paths::Output>,
     result: &mut reapi::ActionResult,
     blobs: &mut Vec<(reapi::Digest, Vec<u8>)>,
 ) -> Result<(), Failure> {
-    for path in outputs(command) {
-        let full = cwd.join(&path);
-        let Ok(meta) = std::fs::symlink_metadata(&full) else { continue };
-        if meta.is_dir() {
+    for paths::Output { path, parts } in outputs {
+        let Some((full, meta)) = paths::lookup(root, &parts).map_err(path_failure)? else { continue };
+        if meta.is_symlink() {
+            // Reported as the link it is (REAPI `OutputSymlink`), never followed.
+            let target = std::fs::read_link(&full).map_err(internal)?;
+            let target = target.to_str().ok_or_else(|| {
+                Failure(INVALID_ARGUMENT, format!("output symlink `{path}` has a target that is not UTF-8"))
+            })?;
+            result.output_symlinks.push(reapi::OutputSymlink { path, target: target.to_owned(), ..Default::default() });
+        } else if meta.is_dir() {
             let tree = tree_of(&full, blobs)?;
             let (bytes, digest) = encode(&tree);
             blobs.push((digest.clone(), bytes));
@@ -315,6 +352,31 @@ fn wait_within(
     status.map_err(internal)
 }
 
+fn path_failure(e: PathError) -> Failure {
+    match e {
+        PathError::Invalid(m) => Failure(INVALID_ARGUMENT, m),
+        PathError::Io(p, e) => internal(format!("{}: {e}", p.display())),
+    }
+}
+
+/// The working directory's and the outputs' components below the input
+/// root written at `root` (each output with its path as the client named
+/// it); checks the working directory is a folder there and creates the
+/// outputs' parents.
+fn resolve_paths(command: &reapi::Command, root: &Path) -> Result<(Vec<String>, Vec<paths::Output>), Failure> {
+    let cwd = paths::working_directory(&command.working_directory).map_err(path_failure)?;
+    paths::check_working_directory(root, &cwd).map_err(path_failure)?;
+    let mut resolved = Vec::new();
+    for text in outputs(command) {
+        let parts = paths::output_path(&cwd, &text).map_err(path_failure)?;
+        if let Some((_, parents)) = parts.split_last() {
+            paths::create_folders(root, parents).map_err(path_failure)?;
+        }
+        resolved.push(paths::Output { path: text, parts });
+    }
+    Ok((cwd, resolved))
+}
+
 /// The output paths the command names (v2.1 `output_paths`, else the older
 /// file and directory lists).
 #[expect(deprecated, reason = "clients older than REAPI 2.1 still send the split lists")]
@@ -343,7 +405,7 @@ fn check_tools(
         .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
     let manifest = match ahead.remove(&digest) {
         Some(bytes) => checked(Some(&bytes), &digest, "tool manifest")?.to_vec(),
-        None => fetch_blob(backend, &digest, "tool manifest")?,
+        None => fetch_blob(backend, &digest, "tool manifest", MAX_MESSAGE)?,
     };
     let files = parse_tool_manifest(&manifest)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;

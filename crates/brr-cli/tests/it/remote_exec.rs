@@ -20,9 +20,14 @@ struct Worker {
 
 impl Worker {
     fn start(url: &str, slots: usize) -> Self {
+        Self::start_with(url, slots, &[])
+    }
+
+    fn start_with(url: &str, slots: usize, args: &[&std::ffi::OsStr]) -> Self {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_brr"))
             .args(["worker", "--server", url, "--slots", &slots.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
@@ -304,4 +309,139 @@ fn remote_exec_action_timeout_is_enforced_by_the_worker() {
     };
     assert!(timed_out, "{answer:?}\n{}", worker.log());
     assert!(worker.log().contains("past its timeout"), "{}", worker.log());
+}
+
+/// `sh -c SCRIPT` in the input root `root` (its other blobs in `blobs`),
+/// with `working_directory` and `outputs` as given; uploaded and executed.
+fn execute_command(
+    backend: &GrpcBackend,
+    mut blobs: Vec<(reapi::Digest, Vec<u8>)>,
+    root: &reapi::Directory,
+    working_directory: &str,
+    outputs: &[&str],
+    script: &str,
+) -> Result<reapi::ExecuteResponse, brr_remote::RemoteError> {
+    let (root_bytes, root_digest) = encode(root);
+    blobs.push((root_digest.clone(), root_bytes));
+    let command = reapi::Command {
+        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        environment_variables: vec![reapi::command::EnvironmentVariable {
+            name: "PATH".into(),
+            value: "/usr/bin:/bin".into(),
+        }],
+        output_paths: outputs.iter().map(|&o| o.to_owned()).collect(),
+        working_directory: working_directory.into(),
+        ..Default::default()
+    };
+    let (command_bytes, command_digest) = encode(&command);
+    blobs.push((command_digest.clone(), command_bytes));
+    let action = reapi::Action {
+        command_digest: Some(command_digest),
+        input_root_digest: Some(root_digest),
+        do_not_cache: true,
+        ..Default::default()
+    };
+    let (action_bytes, action_digest) = encode(&action);
+    blobs.push((action_digest.clone(), action_bytes));
+    let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
+    backend.upload_missing(&refs).unwrap();
+    backend.execute(&action_digest, true, Duration::from_secs(60))
+}
+
+/// Whether `answer` is a refusal with gRPC `code` whose message has `needle`.
+fn refused_with(answer: &Result<reapi::ExecuteResponse, brr_remote::RemoteError>, code: i32, needle: &str) -> bool {
+    match answer {
+        Ok(response) => {
+            let status = response.status.clone().unwrap_or_default();
+            status.code == code
+                && status.message.contains(needle)
+                && response.result.as_ref().is_none_or(|r| {
+                    r.output_directories.is_empty() && r.output_files.is_empty() && r.output_symlinks.is_empty()
+                })
+        }
+        Err(e) => e.to_string().contains(needle),
+    }
+}
+
+/// A hostile client's paths: a working directory or an output above the
+/// input root, an absolute output, outputs and parents through a symlink
+/// (one in the input root pointing at the host, one the action made), a
+/// 1 TB input file claim. Each is refused with `INVALID_ARGUMENT` naming
+/// the path, nothing of the host is created or uploaded, and the worker
+/// keeps serving: brr's own `../../out` from `src/p` and a symlink output
+/// (returned as a link) then succeed.
+#[test]
+fn remote_exec_hostile_paths_are_refused_and_nothing_leaks() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    // The worker's folders sit next to a secret of its host.
+    let host = tempfile::tempdir().unwrap();
+    let secret = b"the worker host's secret\n".to_vec();
+    std::fs::write(host.path().join("secret.txt"), &secret).unwrap();
+    std::fs::create_dir(host.path().join("work")).unwrap();
+    let work = host.path().join("work");
+    let worker = Worker::start_with(&server.url(), 1, &["--work-dir".as_ref(), work.as_os_str()]);
+    let backend = GrpcBackend::new(&server.url()).unwrap();
+    let empty = encode(&reapi::Directory::default());
+    let folder = |name: &str| reapi::DirectoryNode { name: name.into(), digest: Some(empty.1.clone()) };
+    let p = reapi::Directory { directories: vec![folder("p")], ..Default::default() };
+    let (p_bytes, p_digest) = encode(&p);
+    let root = reapi::Directory {
+        directories: vec![reapi::DirectoryNode { name: "src".into(), digest: Some(p_digest.clone()) }],
+        symlinks: vec![reapi::SymlinkNode {
+            name: "host".into(),
+            target: host.path().display().to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let blobs = || vec![(empty.1.clone(), empty.0.clone()), (p_digest.clone(), p_bytes.clone())];
+    // Root: work/action-…/root, so `../../..` from it is `host`.
+    let cases: [(&str, &str, &str, &str); 8] = [
+        ("../..", "out", "true", "working directory `../..` resolves to a location outside the input root"),
+        ("", "../../../secret.txt", "true", "output path `../../../secret.txt` resolves to a location outside"),
+        ("src", "../../../../etc", "true", "output path `../../../../etc` resolves to a location outside"),
+        ("", "/etc", "true", "output path `/etc` is absolute"),
+        ("", "out/", "true", "output path `out/` ends with `/`"),
+        ("missing", "out", "true", "working directory `missing` is not in the input root"),
+        // Parents are not created through the input root's symlink to the host.
+        ("", "host/made/out", "true", "`host` is a symlink"),
+        // Nor is an output read through a symlink the action made.
+        ("", "a/secret.txt", &format!("rmdir a && ln -s {} a", host.path().display()), "`a` is a symlink"),
+    ];
+    for (cwd, out, script, needle) in cases {
+        let answer = execute_command(&backend, blobs(), &root, cwd, &[out], script);
+        assert!(refused_with(&answer, 3, needle), "{cwd:?} {out:?}: {answer:?}\n{}", worker.log());
+        assert!(worker.log().contains(needle), "{}", worker.log());
+    }
+    assert!(!host.path().join("made").exists(), "a folder was created on the host");
+    assert_eq!(backend.read_blob(&digest_of(&secret)).unwrap(), None, "the host's secret is in the CAS");
+
+    // A 1 TB input file claim: refused before anything is read, and the
+    // client's own read of such a claim does not reserve it either.
+    let huge = reapi::Digest { hash: digest_of(b"small").hash, size_bytes: 1 << 40 };
+    let read = backend.read_blob(&huge);
+    assert!(!matches!(read, Ok(Some(_))), "{read:?}");
+    let big = reapi::Directory {
+        files: vec![reapi::FileNode { name: "big".into(), digest: Some(huge), ..Default::default() }],
+        ..Default::default()
+    };
+    let answer = execute_command(&backend, blobs(), &big, "", &["out"], "true");
+    assert!(refused_with(&answer, 3, "claims 1099511627776 bytes"), "{answer:?}\n{}", worker.log());
+
+    // Still serving: brr's own layout, and a symlink output as a link.
+    let script = "mkdir ../../out && echo ok > ../../out/ok.txt && ln -s / ../../link";
+    let answer = execute_command(&backend, blobs(), &root, "src/p", &["../../out", "../../link"], script);
+    let response = answer.unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
+    let status = response.status.unwrap_or_default();
+    assert_eq!(status.code, 0, "{}", status.message);
+    let result = response.result.unwrap();
+    assert_eq!(result.exit_code, 0);
+    let out = result.output_directories.iter().find(|d| d.path == "../../out").expect("no `../../out` folder");
+    let tree =
+        reapi::Tree::decode(backend.read_blob(out.tree_digest.as_ref().unwrap()).unwrap().unwrap().as_slice()).unwrap();
+    let names: Vec<_> = tree.root.unwrap().files.into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["ok.txt"]);
+    let links: Vec<_> = result.output_symlinks.iter().map(|l| (l.path.as_str(), l.target.as_str())).collect();
+    assert_eq!(links, [("../../link", "/")]);
+    assert_eq!(result.output_directories.len(), 1, "the link was followed: {result:?}");
 }
