@@ -253,6 +253,51 @@ fn remote_exec_shop_builds_on_workers_with_local_artifacts() {
     // No local builder: every build was run by a worker.
     let leases: usize = workers.iter().map(|w| w.log().matches(": lease ").count()).sum();
     assert_eq!(leases, built, "{}\n{}", workers[0].log(), workers[1].log());
+    // `--json` says the same, and where the time went.
+    let doc = remote_run.json();
+    let rx = &doc["remote_exec"];
+    assert_eq!(rx["ran"].as_u64(), Some(built as u64), "{rx}");
+    assert_eq!(rx["sent"].as_u64(), Some(built as u64), "{rx}");
+    assert_eq!(rx["fell_back"].as_u64(), Some(0), "{rx}");
+    let phases = &rx["per_action"];
+    for phase in ["upload_ms", "execute_ms", "queued_ms", "input_fetch_ms", "execution_ms", "download_ms"] {
+        assert!(phases[phase].as_f64().is_some_and(|ms| ms > 0.0), "{phase}: {rx}");
+    }
+    assert!(remote_run.stderr.contains(&format!("remote execution: {built} ran remotely")), "{}", remote_run.stderr);
+    assert!(local_run.json()["remote_exec"].is_null(), "{}", local_run.stdout);
+}
+
+/// SIGTERM while a lease waits to be started: the worker hands it back
+/// (BuildGrid requeues it), tells the server it terminates and exits 0;
+/// another worker runs the action. The lease is made to wait by stopping
+/// the worker (SIGSTOP) while the server gives it the lease, then sending
+/// SIGTERM before it runs again (SIGCONT).
+#[test]
+fn remote_exec_worker_hands_back_unstarted_leases_on_sigterm() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let mut first = Worker::start(&server.url(), 1);
+    assert!(first.wait_for(": session ", Duration::from_secs(30)), "{}", first.log());
+    first.signal(rustix::process::Signal::STOP);
+    let backend = GrpcBackend::new(&server.url()).unwrap();
+    let action = upload_action(&backend, "mkdir -p out && cp in.txt out/copy.txt", None);
+    let url = server.url();
+    let waiter =
+        std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(60)));
+    // The scheduler gives the queued action to the one bot within its
+    // 50 ms assignment interval; the answer waits in the stopped worker's socket.
+    std::thread::sleep(Duration::from_secs(2));
+    first.signal(rustix::process::Signal::TERM);
+    first.signal(rustix::process::Signal::CONT);
+    let status = first.child.take().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}\n{}", first.log());
+    assert!(first.log().contains("handed back lease"), "{}", first.log());
+    assert!(!first.log().contains(": lease "), "it started the lease:\n{}", first.log());
+    let second = Worker::start(&server.url(), 1);
+    let response = waiter.join().unwrap().unwrap_or_else(|e| panic!("{e}\n{}\n{}", first.log(), second.log()));
+    let result = response.result.unwrap();
+    assert_eq!(result.exit_code, 0);
+    assert_eq!(output_file(&backend, &result, "copy.txt"), b"hello from the input root\n");
+    assert!(second.log().contains(": lease "), "{}", second.log());
 }
 
 /// An executor nobody answers at (declared in the workspace `brr.ron`):
