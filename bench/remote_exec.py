@@ -18,7 +18,8 @@ Each remote build must give every target the artifact the local build gave,
 and its `--json` must say that every build ran on the executor (none here).
 The per-action profile comes from `brr build --json`'s `remote_exec`: the
 client's phases, BuildGrid's queue time and the workers' own phases (from
-the `ExecutedActionMetadata` timestamps).
+the `ExecutedActionMetadata` timestamps), and the CPU time per action of
+the client, the workers' own threads and BuildGrid.
 
 Needs PostgreSQL and BuildGrid (`scripts/test-deps.sh`). Exit code 1 on a
 wrong artifact, a failed build or a local fallback. Python 3.11 standard
@@ -149,6 +150,18 @@ class Cluster:
             time.sleep(0.1)
         raise SystemExit(f"workers did not open their sessions: see {gen_dir}")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU so far of BuildGrid and of the workers' own
+        threads (not the builders they wait for)."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def own(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        assert self.server is not None
+        return {"buildgrid": own(self.server.pid), "workers": sum(own(w.pid) for w in self.workers)}
+
     def stop(self) -> None:
         for p in self.workers:
             p.terminate()
@@ -167,21 +180,26 @@ class Cluster:
             self.server = None
 
 
-def build(brr: Path, root: Path, store: Path, jobs: int, remote: str | None) -> tuple[float, dict]:
+def build(brr: Path, root: Path, store: Path, jobs: int, remote: str | None) -> tuple[float, float, dict]:
+    """Wall seconds, the CPU seconds of brr and what it waited for, and the
+    `--json` document of a cold build."""
     shutil.rmtree(store, ignore_errors=True)
     env = dict(os.environ, LC_ALL="C", NO_COLOR="1")
     env.pop("BRR_REMOTE_EXEC", None)
     if remote:
         env["BRR_REMOTE_EXEC"] = remote
     argv = [str(brr), "-C", str(root), "--store", str(store), "build", "-j", str(jobs), "--json"]
+    before = os.times()
     t0 = time.perf_counter()
     r = subprocess.run(argv, env=env, capture_output=True)
     took = time.perf_counter() - t0
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     if r.returncode != 0:
         raise SystemExit(f"`{' '.join(argv)}` failed ({r.returncode}):\n{r.stderr.decode(errors='replace')[-3000:]}")
     doc = json.loads(r.stdout)
     shutil.rmtree(store, ignore_errors=True)
-    return took, doc
+    return took, cpu, doc
 
 
 def artifacts(doc: dict) -> dict[str, str]:
@@ -235,16 +253,24 @@ def main() -> int:
     cluster = Cluster(tmp, bgd, pg, brr)
     samples: dict[str, list[float]] = {"local": []}
     profiles: dict[str, list[dict]] = {}
+    cpu_ms: dict[str, list[dict]] = {}
     errors: list[str] = []
     try:
         for rnd in range(rounds):
-            took, local = build(brr, root, root / "_brr" / "local", a.local_jobs, None)
+            took, cpu, local = build(brr, root, root / "_brr" / "local", a.local_jobs, None)
             samples["local"].append(took)
+            cpu_ms.setdefault("local", []).append({"brr and builders": cpu * 1000 / p.actions})
             log(f"round {rnd + 1}: local -j {a.local_jobs}: {took:.2f} s")
             for j in jobs:
                 url = cluster.start(a.workers, a.slots)
-                took, doc = build(brr, root, root / "_brr" / f"remote-{j}", j, url)
+                before = cluster.cpu_seconds()
+                took, cpu, doc = build(brr, root, root / "_brr" / f"remote-{j}", j, url)
+                after = cluster.cpu_seconds()
                 key = f"remote -j {j}"
+                cpu_ms.setdefault(key, []).append(
+                    {"brr client": cpu * 1000 / p.actions}
+                    | {k: (after[k] - before[k]) * 1000 / p.actions for k in after}
+                )
                 samples.setdefault(key, []).append(took)
                 rx = doc.get("remote_exec") or {}
                 profiles.setdefault(key, []).append(rx)
@@ -266,7 +292,19 @@ def main() -> int:
     for k, xs in samples.items():
         m = statistics.median(xs)
         lines.append(f"| {k} | {m:.2f} | {m / local_median:.1f}× |")
-    result = {"actions": p.actions, "rounds": rounds, "samples": samples, "profiles": profiles, "errors": errors}
+    result = {
+        "actions": p.actions,
+        "rounds": rounds,
+        "samples": samples,
+        "profiles": profiles,
+        "cpu_ms_per_action": cpu_ms,
+        "errors": errors,
+    }
+    lines += ["", "CPU per action (user + system, median over rounds, ms):", ""]
+    lines += ["| build | process | ms |", "|---|---|---|"]
+    for k, docs in cpu_ms.items():
+        for proc in docs[0]:
+            lines.append(f"| {k} | {proc} | {statistics.median(d[proc] for d in docs):.1f} |")
     for k, docs in profiles.items():
         per = {}
         for name, _ in PHASES:
