@@ -172,9 +172,14 @@ fn check_limits(file: &SourceFile, limits: &LimitsDecl, under: &[Step<'_>]) -> R
     if limits.timeout_s == Some(0) {
         let mut path = under.to_vec();
         path.extend([Step::Field("limits"), Step::Field("timeout_s")]);
-        return Err(DeclError::at(file, file.locate(&path), "`limits.timeout_s` is `0`: no build can finish in it", "zero")
-            .with_help("give the most seconds one build may run (`timeout_s: Some(600)`), or leave it out for none")
-            .into());
+        return Err(DeclError::at(
+            file,
+            file.locate(&path),
+            "`limits.timeout_s` is `0`: no build can finish in it",
+            "zero",
+        )
+        .with_help("give the most seconds one build may run (`timeout_s: Some(600)`), or leave it out for none")
+        .into());
     }
     Ok(())
 }

@@ -117,7 +117,10 @@ fn a_timeout_inherited_from_the_workspace_defaults_applies_and_is_named() {
     assert!(why.contains("timeout_s=1  (workspace defaults, brr.ron:4)"), "{why}");
 
     // A package's own timeout wins over the default.
-    ws.write("p/slow/brr.ron", &sh_library_with("slow", &[], &[], "echo s > $OUT/f", "limits: Limits(timeout_s: Some(60)),"));
+    ws.write(
+        "p/slow/brr.ron",
+        &sh_library_with("slow", &[], &[], "echo s > $OUT/f", "limits: Limits(timeout_s: Some(60)),"),
+    );
     let why = ws.brr(["why", "slow"]).success().stdout;
     assert!(why.contains("timeout_s=60  (p/slow/brr.ron:7, over the workspace default)"), "{why}");
     ws.brr(["build"]).success();

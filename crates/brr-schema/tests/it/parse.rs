@@ -101,7 +101,10 @@ fn a_zero_timeout_is_refused_at_its_line_in_a_package_and_the_defaults() {
     assert_eq!(pkg(GOOD).unwrap().body().limits.timeout_s, None);
 
     let ws = |limits: &str| {
-        SourceFile::new("brr.ron", format!("Workspace(\n  packages: [\"p/*\"],\n  defaults: (\n    limits: {limits},\n  ),\n)"))
+        SourceFile::new(
+            "brr.ron",
+            format!("Workspace(\n  packages: [\"p/*\"],\n  defaults: (\n    limits: {limits},\n  ),\n)"),
+        )
     };
     let e = parse_workspace(&ws("(\n      timeout_s: Some(0),\n    )")).unwrap_err();
     assert!(e.message.contains("`limits.timeout_s` is `0`"), "{e}");
