@@ -378,7 +378,7 @@ fn build<T>(
         (None, None) => start(None)?,
     };
     let timed_out = match ended {
-        Ended::TimedOut(limit) => Some(timeout::reason(pkg, limit)),
+        Ended::TimedOut(limit) => Some(timeout::reason(pkg, "builder", limit)),
         Ended::Exited(_) => None,
     };
     if let Some(reason) = &timed_out {

@@ -77,7 +77,7 @@ pub(super) fn build<T>(
         match ended {
             Ended::Exited(status) if status.success() => Ok(()),
             Ended::Exited(status) => Err(format!("fetch command {}", describe(status))),
-            Ended::TimedOut(limit) => Err(super::timeout::reason(pkg, limit).replacen("builder", "fetch command", 1)),
+            Ended::TimedOut(limit) => Err(super::timeout::reason(pkg, "fetch command", limit)),
         }
     };
     let log_bytes = read_log(&log_file).map_err(io(&log_path))?;

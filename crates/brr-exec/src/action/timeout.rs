@@ -11,8 +11,9 @@ pub(crate) fn of(pkg: &Package) -> Option<Duration> {
     pkg.body.limits.timeout_s.map(Duration::from_secs)
 }
 
-/// Why the build failed: its timeout, and where that was declared.
-pub(crate) fn reason(pkg: &Package, limit: Duration) -> String {
+/// Why the build failed: its `what` (`builder`, `fetch command`) ran past
+/// its timeout, and where that was declared.
+pub(crate) fn reason(pkg: &Package, what: &str, limit: Duration) -> String {
     let at = if pkg.inherited.limits.contains("timeout_s") {
         "in the workspace defaults, brr.ron".to_owned()
     } else {
@@ -20,7 +21,7 @@ pub(crate) fn reason(pkg: &Package, limit: Duration) -> String {
         format!("{}:{}", pkg.manifest.display(), pkg.source.line_col(span.offset()).0)
     };
     format!(
-        "builder ran past its timeout of {} s and was killed, with all it started (`limits.timeout_s`, {at}): \
+        "{what} ran past its timeout of {} s and was killed, with all it started (`limits.timeout_s`, {at}): \
          raise `limits: Limits(timeout_s: …)`",
         limit.as_secs()
     )
