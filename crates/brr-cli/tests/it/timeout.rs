@@ -1,4 +1,4 @@
-//! `limits.timeout_s`: a builder past it is killed with all it started and
+//! `limits.timeout_s`: a builder (or fetch command) past it is killed with all it started and
 //! the build fails like any other; declared per package or in the defaults,
 //! it is in no key.
 
@@ -130,4 +130,32 @@ fn a_timeout_inherited_from_the_workspace_defaults_applies_and_is_named() {
     let run = ws.brr(["build"]).code(2);
     assert!(run.stderr.contains("brr.ron:4"), "{}", run.stderr);
     assert!(run.stderr.contains("`limits.timeout_s` is `0`"), "{}", run.stderr);
+}
+
+#[test]
+fn a_fetch_command_past_its_timeout_fails_and_stores_nothing() {
+    let m = marker(2);
+    let hash = "0".repeat(64);
+    let ws = workspace().file("brr.ron", "Workspace(packages: [\"p/*\"])\n").file(
+        "p/f/brr.ron",
+        &format!(
+            "Fetch(\n    name: \"f\",\n    command: [\"sh\", \"-c\", \"sleep {m} & sleep {m}\"],\n    tools: [\"sh\", \
+             \"sleep\"],\n    hash: \"{hash}\",\n    limits: Limits(timeout_s: Some(1)),\n)\n"
+        ),
+    );
+    let started = Instant::now();
+    let run = ws.brr(["build"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        run.stderr.contains(
+            "fetch command ran past its timeout of 1 s and was killed, with all it started (`limits.timeout_s`, \
+             p/f/brr.ron:6)"
+        ),
+        "{}",
+        run.stderr
+    );
+    let left = sleeping(&m);
+    assert!(left.is_empty(), "the fetch command's sleeps {left:?} outlived its timeout");
+    let plan = ws.brr(["plan"]).success().stdout;
+    assert!(plan.lines().any(|l| l.contains(" f") && !l.contains("cached")), "{plan}");
 }
