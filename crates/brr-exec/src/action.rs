@@ -17,10 +17,11 @@ use brr_store::{ActionRecord, PACKED_MAX, Put, Store, read_checked, snapshot_put
 use rayon::prelude::*;
 
 use crate::error::{ExecError, io};
-use crate::sandbox::{DEFAULT_UMASK, Limits, NetSlots, SandboxSpec, run};
+use crate::sandbox::{DEFAULT_UMASK, Ended, Limits, NetSlots, SandboxSpec, spawn};
 use crate::stage::Sandbox;
 
 pub mod fetch;
+mod timeout;
 
 /// `SOURCE_DATE_EPOCH` inside every build: 1980-01-01, the earliest time zip
 /// archives can hold.
@@ -362,19 +363,27 @@ fn build<T>(
     // Read back through the same descriptor once the builder is done.
     let log_file =
         std::fs::File::options().read(true).write(true).create_new(true).open(&log_path).map_err(io(&log_path))?;
+    let time_limit = timeout::of(pkg);
     let start = |permit: Option<usize>| {
         // Held until the builder exits: its implicit job (see `jobserver`).
         let _token = cond.jobserver.as_ref().map(|j| j.acquire());
         on_start();
         let net_slot = permit.zip(cond.net_slots.as_ref()).map(|(i, slots)| slots.slot(i));
-        run(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)
+        spawn(&SandboxSpec { net_slot, ..spec }, &log_file, isolate)?.wait_timeout(time_limit)
     };
     let remote_status = run_remotely(action, &sb, cond, limits, isolate, &log_file, on_start);
-    let status = match (remote_status, &cond.builders) {
-        (Some(status), _) => status,
+    let ended = match (remote_status, &cond.builders) {
+        (Some(ended), _) => ended,
         (None, Some(permits)) => permits.with(|i| start(Some(i)))?,
         (None, None) => start(None)?,
     };
+    let timed_out = match ended {
+        Ended::TimedOut(limit) => Some(timeout::reason(pkg, "builder", limit)),
+        Ended::Exited(_) => None,
+    };
+    if let Some(reason) = &timed_out {
+        timeout::note(&log_file, reason);
+    }
     let log_bytes = read_log(&log_file).map_err(io(&log_path))?;
     let log = Digest::of(&log_bytes);
     let fail = |reason: String| {
@@ -384,6 +393,10 @@ fn build<T>(
         Ok(Err(Failure { reason, log: Some(log), log_tail: tail(&log_bytes, 15), cause: FailureCause::Builder }))
     };
 
+    let status = match ended {
+        Ended::TimedOut(_) => return fail(timed_out.unwrap_or_default()),
+        Ended::Exited(status) => status,
+    };
     if !status.success() {
         let hint = limit_hint(status, &log_bytes, limits);
         return fail(format!("builder {}{hint}", describe(status)));
@@ -421,7 +434,9 @@ fn build<T>(
 
 /// Runs the builder on the run's remote executor, if there is one and the
 /// build path is fixed; `None` when it did not run there (it then runs
-/// here, from an empty `out/` and log).
+/// here, from an empty `out/` and log). A builder that ran there past its
+/// timeout is [`Ended::TimedOut`], as here: running it again here would
+/// only time out again.
 fn run_remotely(
     action: &Action<'_>,
     sb: &Sandbox,
@@ -430,21 +445,21 @@ fn run_remotely(
     isolate: bool,
     log_file: &std::fs::File,
     on_start: &dyn Fn(),
-) -> Option<std::process::ExitStatus> {
+) -> Option<Ended> {
     let rx = cond.remote_exec.as_ref().filter(|_| fixed_build_path(isolate))?;
     // The executor's builder gets no jobserver: its pipe is here.
     let remote_cond = Conditions { jobserver: None, ..cond.clone() };
     let spec = builder_spec(action, sb, &remote_cond, limits, isolate).ok()?;
     let run = || {
         on_start();
-        rx.run(action, &spec, sb.root(), log_file)
+        rx.run(action, &spec, timeout::of(action.pkg), sb.root(), log_file)
     };
     let ran = match &cond.builders {
         Some(permits) => permits.with(|_| run()),
         None => run(),
     };
     match ran {
-        Ok(status) => Some(status),
+        Ok(ended) => Some(ended),
         Err(why) => {
             rx.warn_fallback(&why);
             // Start afresh here: no half-written outputs or log.

@@ -14,7 +14,10 @@
 //! outputs: the BLAKE3 side is checked by that same snapshot.
 //!
 //! An executor that cannot be reached, or an action it refuses or loses,
-//! falls back to running the builder here, with one warning per run.
+//! falls back to running the builder here, with one warning per run. An
+//! action that ran there past its declared timeout (`Action.timeout`; the
+//! executor answers `DEADLINE_EXCEEDED`) does not: it failed, as it would
+//! have here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -24,8 +27,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use brr_process::SandboxSpec;
+use brr_process::{Ended, SandboxSpec};
 use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use brr_remote::bazel_remote_apis::google::protobuf::Duration as Duration_;
 use brr_remote::bazel_remote_apis::google::protobuf::Timestamp;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, digest_text, encode, tool_manifest};
 use brr_remote::folder::{WriteError, prefetch_files, read_folder, write_folder};
@@ -33,6 +37,12 @@ use brr_remote::grpc::GrpcBackend;
 use prost::Message as _;
 
 use crate::action::Action;
+
+/// The gRPC code of an action stopped at its timeout.
+const DEADLINE_EXCEEDED: i32 = 4;
+
+/// How long an `Execute` may wait besides the action's own timeout.
+const WAIT: Duration = Duration::from_secs(3600);
 
 /// The environment variable naming the executor.
 pub const ENV: &str = "BRR_REMOTE_EXEC";
@@ -157,20 +167,21 @@ impl RemoteExecutor {
     }
 
     /// Runs the builder `spec` (already with `/build` paths) of `action`
-    /// on the executor, with `root` (the staged sandbox) as its input root.
-    /// Fills `root/out` with its outputs and `log` with its stdout and
-    /// stderr; returns its exit status.
+    /// on the executor, with `root` (the staged sandbox) as its input root
+    /// and at most `timeout` to run. Fills `root/out` with its outputs and
+    /// `log` with its stdout and stderr; returns how it ended.
     pub fn run(
         &self,
         action: &Action<'_>,
         spec: &SandboxSpec,
+        timeout: Option<Duration>,
         root: &Path,
         log: &File,
-    ) -> Result<std::process::ExitStatus, NotRun> {
+    ) -> Result<Ended, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
         let started = Instant::now();
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        let Messages { blobs, action_digest, out_path } = Self::messages(action, spec, root)?;
+        let Messages { blobs, action_digest, out_path } = Self::messages(action, spec, timeout, root)?;
         let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
         let prepared = Instant::now();
         add(&self.stats.prepare_us, prepared - started);
@@ -179,10 +190,27 @@ impl RemoteExecutor {
         add(&self.stats.upload_us, uploaded - prepared);
         self.stats.blobs_up.fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.stats.bytes_up.fetch_add(sent.iter().map(|d| d.size_bytes.unsigned_abs()).sum(), Ordering::Relaxed);
-        let response = self.backend.execute(&action_digest, false, Duration::from_secs(3600)).map_err(|e| err(&e))?;
+        // The builder's own time, and some for the queue and the transfers.
+        let within = timeout.map_or(WAIT, |t| t.saturating_add(WAIT).max(WAIT));
+        let response = self.backend.execute(&action_digest, false, within).map_err(|e| err(&e))?;
         let executed = Instant::now();
         add(&self.stats.execute_us, executed - uploaded);
         let status = response.status.unwrap_or_default();
+        if let (DEADLINE_EXCEEDED, Some(limit)) = (status.code, timeout) {
+            // It ran and was stopped: a failed build, not one to run again here.
+            // (Without a declared timeout the executor's own limit stopped it:
+            // that is the executor's failure, so it falls back.)
+            self.stats.ran.fetch_add(1, Ordering::Relaxed);
+            if let Some(result) = &response.result {
+                let mut log = log;
+                for digest in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
+                    if let Ok(bytes) = self.fetch(digest) {
+                        log.write_all(&bytes).map_err(|e| err(&e))?;
+                    }
+                }
+            }
+            return Ok(Ended::TimedOut(limit));
+        }
         if status.code != 0 {
             return Err(NotRun(format!("the executor answered code {}: {}", status.code, status.message)));
         }
@@ -197,7 +225,12 @@ impl RemoteExecutor {
     /// The `Action` for the builder `spec` of `action` with `root` as its
     /// input root: every blob it needs (by digest), its digest, and the
     /// output folder's path as the `Command` names it.
-    fn messages(action: &Action<'_>, spec: &SandboxSpec, root: &Path) -> Result<Messages, NotRun> {
+    fn messages(
+        action: &Action<'_>,
+        spec: &SandboxSpec,
+        timeout: Option<Duration>,
+        root: &Path,
+    ) -> Result<Messages, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
         let mut blobs: HashMap<reapi::Digest, Vec<u8>> = HashMap::new();
         // The builder's `log` is this side's, not an input.
@@ -251,6 +284,7 @@ impl RemoteExecutor {
             command_digest: Some(command_digest),
             input_root_digest: Some(root_digest),
             platform: Some(platform),
+            timeout: timeout.map(|t| Duration_ { seconds: i64::try_from(t.as_secs()).unwrap_or(i64::MAX), nanos: 0 }),
             ..Default::default()
         };
         let (bytes, action_digest) = encode(&action_message);
@@ -259,14 +293,14 @@ impl RemoteExecutor {
     }
 
     /// Writes the result's stdout and stderr into `log` and, when it
-    /// succeeded, its output folder into `root/out`; its exit status.
+    /// succeeded, its output folder into `root/out`; how it ended.
     fn receive(
         &self,
         result: &reapi::ActionResult,
         out_path: &str,
         root: &Path,
         mut log: &File,
-    ) -> Result<std::process::ExitStatus, NotRun> {
+    ) -> Result<Ended, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
         let started = Instant::now();
         // The logs and the output tree in one round trip.
@@ -311,7 +345,7 @@ impl RemoteExecutor {
             })?;
         }
         add(&self.stats.download_us, started.elapsed());
-        Ok(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8))
+        Ok(Ended::Exited(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8)))
     }
 
     /// A blob, refused unless it matches its digest.

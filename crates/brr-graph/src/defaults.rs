@@ -63,6 +63,8 @@ pub(crate) fn apply(defaults: &DefaultsDecl, body: &mut PackageBody) -> Inherite
     own.processes = own.processes.or(d.processes);
     limit("memory_mib", own.memory_mib.is_none() && d.memory_mib.is_some());
     own.memory_mib = own.memory_mib.or(d.memory_mib);
+    limit("timeout_s", own.timeout_s.is_none() && d.timeout_s.is_some());
+    own.timeout_s = own.timeout_s.or(d.timeout_s);
     inherited
 }
 
@@ -126,9 +128,11 @@ impl Workspace {
             ("output_mib", l.output_mib.is_some()),
             ("processes", l.processes.is_some()),
             ("memory_mib", l.memory_mib.is_some()),
+            ("timeout_s", l.timeout_s.is_some()),
         ];
         let dl = &d.limits;
-        let in_defaults = [dl.output_mib.is_some(), dl.processes.is_some(), dl.memory_mib.is_some()];
+        let in_defaults =
+            [dl.output_mib.is_some(), dl.processes.is_some(), dl.memory_mib.is_some(), dl.timeout_s.is_some()];
         for ((name, is_set), default_set) in set.into_iter().zip(in_defaults) {
             if is_set {
                 let from = i.limits.contains(name);

@@ -9,7 +9,9 @@
 //! Two ways in, for two kinds of callers:
 //! - **sandboxed** ([`spawn`], [`run`]): [`SandboxSpec`] (what to start and
 //!   what it may touch), [`Isolation`] (what the kernel allows, probed once)
-//!   and [`SandboxedProcess`] (a started process to wait for). Built for
+//!   and [`SandboxedProcess`] (a started process to wait for, with a
+//!   timeout past which it is killed with all it started:
+//!   [`SandboxedProcess::wait_timeout`]). Built for
 //!   thousands of short builders: `clone(CLONE_VM | CLONE_VFORK)`, network
 //!   slots, one shared log;
 //! - **supervised** ([`Command`], [`Child`]): a release command or a
@@ -117,6 +119,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub use cgroup::{Cgroup, CgroupUnavailable};
 pub use child::SetupStep;
@@ -405,6 +408,62 @@ impl SandboxedProcess {
         }
         status.map_err(|source| ProcessError::Wait { program: self.program, source })
     }
+
+    /// [`wait`](Self::wait), but past `timeout` (none: no limit) the
+    /// builder is killed with all it started: its PID namespace, else its
+    /// process group (and, sandboxed, what brr reaps), as
+    /// [`wait`](Self::wait) does when it exits. The wait polls a pidfd,
+    /// so it wakes when the builder exits or the time is up, never between.
+    pub fn wait_timeout(self, timeout: Option<Duration>) -> Result<Ended, ProcessError> {
+        let Some(limit) = timeout else { return self.wait().map(Ended::Exited) };
+        // Not reaped yet, so the pid (and group id) is surely the builder's.
+        let pidfd = match rustix::process::pidfd_open(self.spawned.pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(errno) => {
+                // No way to time the wait: the builder must not run on unseen.
+                let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
+                let _ = rustix::process::kill_process(self.spawned.pid, rustix::process::Signal::KILL);
+                let program = self.program.clone();
+                let _ = self.wait();
+                return Err(ProcessError::Wait { program, source: errno.into() });
+            }
+        };
+        // A limit too far to represent is as good as none.
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            let left = deadline.map(|d| running::timespec(d.saturating_duration_since(Instant::now())));
+            let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+            match rustix::event::poll(&mut fds, left.as_ref()) {
+                Ok(0) => break,
+                Ok(_) => return self.wait().map(Ended::Exited),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => {
+                    let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                    let program = self.program.clone();
+                    let _ = self.wait();
+                    return Err(ProcessError::Wait { program, source: errno.into() });
+                }
+            }
+        }
+        // The group first: a builder without a PID namespace may have
+        // started others in it. The builder as the namespace's init takes
+        // the whole namespace with it.
+        if !self.pid_namespace {
+            let _ = rustix::process::kill_process_group(self.spawned.pid, rustix::process::Signal::KILL);
+        }
+        let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+        self.wait()?;
+        Ok(Ended::TimedOut(limit))
+    }
+}
+
+/// How a [`SandboxedProcess`] waited for with a timeout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited (or a signal ended it) within the time.
+    Exited(std::process::ExitStatus),
+    /// It ran past this timeout and was killed, with all it started.
+    TimedOut(Duration),
 }
 
 /// Starts the builder with stdout and stderr both appending to `log`

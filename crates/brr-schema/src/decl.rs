@@ -262,6 +262,11 @@ pub struct LimitsDecl {
     /// MiB (default 8192).
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// The most wall-clock seconds one build may run (default: none); past
+    /// it the builder is killed with all it started and the build fails.
+    /// Not in the build key: it changes no output.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
 }
 
 /// A process type of a service. Every setting is optional: one left out

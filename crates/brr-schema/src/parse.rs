@@ -12,7 +12,7 @@ use crate::error::{DeclError, SourceFile};
 use crate::locate::Step;
 use miette::SourceSpan;
 
-use crate::{DefaultsDecl, PackageDecl, ReadyDecl, WorkspaceDecl};
+use crate::{DefaultsDecl, LimitsDecl, PackageDecl, ReadyDecl, WorkspaceDecl};
 
 /// Longest glob accepted: no path is longer (Linux's `PATH_MAX`), and a glob
 /// compiles to a regex, whose cost grows with its length.
@@ -162,7 +162,26 @@ fn check_defaults(file: &SourceFile, d: &DefaultsDecl) -> Result<(), Box<DeclErr
     let tools_at = file.locate(&[Step::Field("defaults"), Step::Field("tools")]).offset();
     check_tools(file, &d.tools, |t| file.find_value(t, tools_at))?;
     let host_at = file.locate(&[Step::Field("defaults"), Step::Field("host_inputs")]).offset();
-    check_host_inputs(file, &d.host_inputs, host_at)
+    check_host_inputs(file, &d.host_inputs, host_at)?;
+    check_limits(file, &d.limits, &[Step::Field("defaults")])
+}
+
+/// `limits` (below the fields `under`): a timeout of zero would fail every
+/// build before it started, so it is refused rather than read as "none".
+fn check_limits(file: &SourceFile, limits: &LimitsDecl, under: &[Step<'_>]) -> Result<(), Box<DeclError>> {
+    if limits.timeout_s == Some(0) {
+        let mut path = under.to_vec();
+        path.extend([Step::Field("limits"), Step::Field("timeout_s")]);
+        return Err(DeclError::at(
+            file,
+            file.locate(&path),
+            "`limits.timeout_s` is `0`: no build can finish in it",
+            "zero",
+        )
+        .with_help("give the most seconds one build may run (`timeout_s: Some(600)`), or leave it out for none")
+        .into());
+    }
+    Ok(())
 }
 
 fn check_wildcard_count(file: &SourceFile, globs: &[String], field: &str) -> Result<(), Box<DeclError>> {
@@ -237,6 +256,7 @@ fn check_host_inputs(file: &SourceFile, globs: &[String], at: usize) -> Result<(
 }
 
 fn check_package(file: &SourceFile, decl: &PackageDecl, defaults: &DefaultsDecl) -> Result<(), Box<DeclError>> {
+    check_limits(file, &decl.body().limits, &[])?;
     if let Some(f) = decl.fetch() {
         return check_fetch(file, f);
     }

@@ -5,8 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brr_process::{BUILD_PATH, SandboxSpec};
 use brr_remote::RemoteError;
@@ -317,39 +316,19 @@ fn collect_outputs(
     Ok(())
 }
 
-/// Waits for the builder; past the action's timeout it is killed (the
-/// sandbox's PID namespace takes whatever it started with it) and the
-/// lease fails with `DEADLINE_EXCEEDED`.
+/// Waits for the builder; past the action's timeout it is killed with all
+/// it started (brr-process's shared wait) and the lease fails with
+/// `DEADLINE_EXCEEDED`.
 fn wait_within(
     child: brr_process::SandboxedProcess,
     limit: Option<Duration>,
 ) -> Result<std::process::ExitStatus, Failure> {
-    let Some(limit) = limit.filter(|l| !l.is_zero()) else { return child.wait().map_err(internal) };
-    let pid = child.pid();
-    let done = AtomicBool::new(false);
-    let timed_out = AtomicBool::new(false);
-    let status = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let deadline = Instant::now() + limit;
-            while !done.load(Ordering::Relaxed) {
-                if Instant::now() >= deadline {
-                    timed_out.store(true, Ordering::Relaxed);
-                    if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let status = child.wait();
-        done.store(true, Ordering::Relaxed);
-        status
-    });
-    if timed_out.load(Ordering::Relaxed) {
-        return Err(Failure(DEADLINE_EXCEEDED, format!("the action ran past its timeout of {limit:?}")));
+    match child.wait_timeout(limit.filter(|l| !l.is_zero())).map_err(internal)? {
+        brr_process::Ended::Exited(status) => Ok(status),
+        brr_process::Ended::TimedOut(limit) => {
+            Err(Failure(DEADLINE_EXCEEDED, format!("the action ran past its timeout of {limit:?}")))
+        }
     }
-    status.map_err(internal)
 }
 
 fn path_failure(e: PathError) -> Failure {

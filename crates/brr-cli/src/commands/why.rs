@@ -130,8 +130,12 @@ fn print_key_inputs(
     if !origins.limits.is_empty() {
         println!("\nlimits (not in the key):");
         let l = &pkg.body.limits;
-        let values =
-            [("output_mib", l.output_mib), ("processes", l.processes.map(u64::from)), ("memory_mib", l.memory_mib)];
+        let values = [
+            ("output_mib", l.output_mib),
+            ("processes", l.processes.map(u64::from)),
+            ("memory_mib", l.memory_mib),
+            ("timeout_s", l.timeout_s),
+        ];
         for (name, value) in values {
             if let Some(v) = value {
                 println!("  {name}={v}{}", from(origins.limits.get(name)));

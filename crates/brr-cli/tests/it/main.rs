@@ -28,6 +28,7 @@ mod sandbox;
 mod snapshots;
 mod store_repair;
 mod third_party;
+mod timeout;
 mod usability;
 mod verify;
 

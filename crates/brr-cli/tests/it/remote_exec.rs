@@ -490,3 +490,45 @@ fn remote_exec_hostile_paths_are_refused_and_nothing_leaks() {
     assert_eq!(links, [("../../link", "/")]);
     assert_eq!(result.output_directories.len(), 1, "the link was followed: {result:?}");
 }
+
+/// A builder that sleeps past its declared `limits.timeout_s`, built through
+/// BuildGrid and one worker: the worker kills it, and the build fails with
+/// the message a local timeout gives; it is not run again here.
+#[test]
+fn remote_exec_declared_timeout_fails_the_build_like_a_local_one() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let worker = Worker::start(&server.url(), 1);
+    let ws = crate::workspace()
+        .file(
+            "p/slow/brr.ron",
+            &brr_test_support::sh_library_with(
+                "slow",
+                &[],
+                &["sleep"],
+                "sleep 30; echo late > \"$OUT/f\"",
+                "limits: Limits(timeout_s: Some(1)),",
+            ),
+        )
+        .sh_lib("child", &["slow"], &[], "echo c > \"$OUT/f\"");
+    let started = Instant::now();
+    let run = ws.brr_env("BRR_REMOTE_EXEC", server.url(), ["build", "--json"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(30), "not killed in time: {:?}", started.elapsed());
+    let targets = run.targets();
+    assert_eq!([targets["slow"].status.as_str(), targets["child"].status.as_str()], ["failed", "skipped"]);
+    let json = run.json();
+    let slow = json["targets"].as_array().unwrap().iter().find(|t| t["name"] == "slow").unwrap();
+    assert_eq!(
+        slow["reason"],
+        "builder ran past its timeout of 1 s and was killed, with all it started (`limits.timeout_s`, \
+         p/slow/brr.ron:7): raise `limits: Limits(timeout_s: …)`",
+        "{}",
+        run.stderr
+    );
+    // It ran on the worker, once, and not here: a local run follows the
+    // one warning of a fallback.
+    assert!(!run.stderr.contains("building locally"), "{}", run.stderr);
+    assert_eq!(worker.log().matches(": lease ").count(), 1, "{}", worker.log());
+    assert!(worker.log().contains("past its timeout"), "{}", worker.log());
+    let log = ws.brr(["log", "slow"]).success().stdout;
+    assert!(log.contains("brr: builder ran past its timeout of 1 s"), "{log}");
+}

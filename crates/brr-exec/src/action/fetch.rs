@@ -18,7 +18,7 @@ use super::{
     tail,
 };
 use crate::error::{ExecError, io};
-use crate::sandbox::{SandboxSpec, run};
+use crate::sandbox::{Ended, SandboxSpec, spawn};
 use crate::stage::Sandbox;
 
 /// `BRR_FETCH_MIRROR`: an http(s) URL that URL fetches are read from
@@ -67,13 +67,18 @@ pub(super) fn build<T>(
             let _token = cond.jobserver.as_ref().map(|j| j.acquire());
             on_start();
             // The only builder with the host's network: what it makes is pinned.
-            run(&SandboxSpec { host_network: true, net_slot: None, ..spec }, &log_file, isolate)
+            let spec = SandboxSpec { host_network: true, net_slot: None, ..spec };
+            spawn(&spec, &log_file, isolate)?.wait_timeout(super::timeout::of(pkg))
         };
-        let status = match &cond.builders {
+        let ended = match &cond.builders {
             Some(permits) => permits.with(|_| start())?,
             None => start()?,
         };
-        if status.success() { Ok(()) } else { Err(format!("fetch command {}", describe(status))) }
+        match ended {
+            Ended::Exited(status) if status.success() => Ok(()),
+            Ended::Exited(status) => Err(format!("fetch command {}", describe(status))),
+            Ended::TimedOut(limit) => Err(super::timeout::reason(pkg, "fetch command", limit)),
+        }
     };
     let log_bytes = read_log(&log_file).map_err(io(&log_path))?;
     // Nothing is stored for a failed fetch: no log either.

@@ -137,3 +137,58 @@ fn only_the_listed_descriptors_stay_open_across_exec() {
         assert_eq!(log, "kept\nclosed\n", "isolate={isolate}");
     }
 }
+
+/// Whether the process `pid` is gone (or dies within a few seconds of its
+/// SIGKILL; a zombie counts as gone).
+fn gone(pid: &str) -> bool {
+    let Some(pid) = pid.trim().parse().ok().and_then(rustix::process::Pid::from_raw) else { return false };
+    match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => crate::command::exits_within(fd, std::time::Duration::from_secs(5)),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn a_builder_past_its_timeout_is_killed_with_all_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let log = tempfile::tempfile().unwrap();
+        // A child in the builder's group and one that left it: both must go.
+        let script = "sleep 30 & echo $! > bg; setsid sleep 30 & echo $! > daemon; sleep 30";
+        let builder = sandbox::spawn(&sh(script, dir.path()), &log, isolate).unwrap();
+        let started = std::time::Instant::now();
+        let ended = builder.wait_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+        let took = started.elapsed();
+        assert_eq!(ended, sandbox::Ended::TimedOut(std::time::Duration::from_secs(1)), "isolate={isolate}");
+        assert!(took < std::time::Duration::from_secs(10), "isolate={isolate}: took {took:?}");
+        assert!(took >= std::time::Duration::from_secs(1), "isolate={isolate}: took {took:?}");
+        // Pids as seen inside a PID namespace mean nothing here.
+        if !isolate || !sandbox::isolation().namespaces() {
+            let bg = fs_err::read_to_string(dir.path().join("bg")).unwrap();
+            assert!(gone(&bg), "isolate={isolate}: the background sleep {bg} outlived the timeout");
+            let daemon = fs_err::read_to_string(dir.path().join("daemon")).unwrap();
+            if isolate {
+                assert!(gone(&daemon), "the setsid sleep {daemon} outlived the timeout");
+            } else {
+                // `--no-sandbox` reaches the process group only.
+                let _ = std::process::Command::new("kill").arg("-9").arg(daemon.trim()).status();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_builder_within_its_timeout_ends_as_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    for isolate in [false, true] {
+        let log = tempfile::tempfile().unwrap();
+        let builder = sandbox::spawn(&sh("exit 3", dir.path()), &log, isolate).unwrap();
+        let started = std::time::Instant::now();
+        let ended = builder.wait_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        assert!(matches!(ended, sandbox::Ended::Exited(s) if s.code() == Some(3)), "isolate={isolate}: {ended:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "isolate={isolate}");
+        let builder = sandbox::spawn(&sh("exit 4", dir.path()), &log, isolate).unwrap();
+        let ended = builder.wait_timeout(None).unwrap();
+        assert!(matches!(ended, sandbox::Ended::Exited(s) if s.code() == Some(4)), "isolate={isolate}: {ended:?}");
+    }
+}

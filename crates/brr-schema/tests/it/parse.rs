@@ -90,6 +90,28 @@ fn workspace_needs_packages() {
     assert_eq!(parse_workspace(&f).unwrap().packages, ["libs/*"]);
 }
 
+#[test]
+fn a_zero_timeout_is_refused_at_its_line_in_a_package_and_the_defaults() {
+    let with = |limits: &str| GOOD.replace("    outputs:", &format!("    limits: {limits},\n    outputs:"));
+    let e = pkg(&with("Limits(output_mib: 64,\n        timeout_s: Some(0))")).unwrap_err();
+    assert!(e.message.contains("`limits.timeout_s` is `0`"), "{e}");
+    assert_eq!(e.line, 9, "{e}");
+    assert!(e.to_string().starts_with("services/api/brr.ron:9:"), "{e}");
+    assert_eq!(pkg(&with("(timeout_s: 30)")).unwrap().body().limits.timeout_s, Some(30));
+    assert_eq!(pkg(GOOD).unwrap().body().limits.timeout_s, None);
+
+    let ws = |limits: &str| {
+        SourceFile::new(
+            "brr.ron",
+            format!("Workspace(\n  packages: [\"p/*\"],\n  defaults: (\n    limits: {limits},\n  ),\n)"),
+        )
+    };
+    let e = parse_workspace(&ws("(\n      timeout_s: Some(0),\n    )")).unwrap_err();
+    assert!(e.message.contains("`limits.timeout_s` is `0`"), "{e}");
+    assert_eq!((e.file.to_str(), e.line), (Some("brr.ron"), 5), "{e}");
+    assert_eq!(parse_workspace(&ws("(timeout_s: 5)")).unwrap().defaults.limits.timeout_s, Some(5));
+}
+
 /// A service whose process types are given as `processes`.
 fn service(processes: &str) -> String {
     GOOD.replace("        \"web\": Process(command: [\"bin/api\", \"serve\"]),\n", processes)
