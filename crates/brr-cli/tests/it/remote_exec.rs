@@ -95,15 +95,7 @@ fn upload_action_within(
             .push(reapi::platform::Property { name: TOOLS_PROPERTY.into(), value: digest_text(&digest_of(&manifest)) });
         blobs.push((digest_of(&manifest), manifest));
     }
-    let command = reapi::Command {
-        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        environment_variables: vec![reapi::command::EnvironmentVariable {
-            name: "PATH".into(),
-            value: "/usr/bin:/bin".into(),
-        }],
-        output_paths: vec!["out".into()],
-        ..Default::default()
-    };
+    let command = sh_command(script, "", &["out"]);
     let (command_bytes, command_digest) = encode(&command);
     blobs.push((command_digest.clone(), command_bytes));
     let action = reapi::Action {
@@ -119,6 +111,21 @@ fn upload_action_within(
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
     backend.upload_missing(&refs).unwrap();
     action_digest
+}
+
+/// `sh -c SCRIPT` with `PATH` set, run in `working_directory` (empty: the
+/// input root), `outputs` its output paths.
+fn sh_command(script: &str, working_directory: &str, outputs: &[&str]) -> reapi::Command {
+    reapi::Command {
+        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        environment_variables: vec![reapi::command::EnvironmentVariable {
+            name: "PATH".into(),
+            value: "/usr/bin:/bin".into(),
+        }],
+        output_paths: outputs.iter().map(|&o| o.to_owned()).collect(),
+        working_directory: working_directory.into(),
+        ..Default::default()
+    }
 }
 
 /// The file `name` in the output folder `out` of `result`.
@@ -368,16 +375,7 @@ fn execute_command(
 ) -> Result<reapi::ExecuteResponse, brr_remote::RemoteError> {
     let (root_bytes, root_digest) = encode(root);
     blobs.push((root_digest.clone(), root_bytes));
-    let command = reapi::Command {
-        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        environment_variables: vec![reapi::command::EnvironmentVariable {
-            name: "PATH".into(),
-            value: "/usr/bin:/bin".into(),
-        }],
-        output_paths: outputs.iter().map(|&o| o.to_owned()).collect(),
-        working_directory: working_directory.into(),
-        ..Default::default()
-    };
+    let command = sh_command(script, working_directory, outputs);
     let (command_bytes, command_digest) = encode(&command);
     blobs.push((command_digest.clone(), command_bytes));
     let action = reapi::Action {
