@@ -197,6 +197,9 @@ def build(brr: Path, root: Path, store: Path, jobs: int, remote: str | None) -> 
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     if r.returncode != 0:
         raise SystemExit(f"`{' '.join(argv)}` failed ({r.returncode}):\n{r.stderr.decode(errors='replace')[-3000:]}")
+    for line in r.stderr.decode(errors="replace").splitlines():
+        if line.startswith("warning:"):
+            log(f"  {line}")
     doc = json.loads(r.stdout)
     shutil.rmtree(store, ignore_errors=True)
     return took, cpu, doc

@@ -14,7 +14,9 @@
 //! outputs: the BLAKE3 side is checked by that same snapshot.
 //!
 //! An executor that cannot be reached, or an action it refuses or loses,
-//! falls back to running the builder here, with one warning per run. An
+//! falls back to running the builder here, with one warning per run. Calls
+//! that fail for a reason that may pass (unreachable, overloaded) are tried
+//! twice more; three failing in a row switch the executor off for the run. An
 //! action that ran there past its declared timeout (`Action.timeout`; the
 //! executor answers `DEADLINE_EXCEEDED`) does not: it failed, as it would
 //! have here.
@@ -24,7 +26,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brr_process::{Ended, SandboxSpec};
@@ -44,6 +46,10 @@ const DEADLINE_EXCEEDED: i32 = 4;
 /// How long an `Execute` may wait besides the action's own timeout.
 const WAIT: Duration = Duration::from_secs(3600);
 
+/// Failed calls in a row (each after its retries) that switch the executor
+/// off for the rest of the run.
+const BREAKER: u32 = 3;
+
 /// The environment variable naming the executor.
 pub const ENV: &str = "BRR_REMOTE_EXEC";
 
@@ -52,6 +58,10 @@ pub const ENV: &str = "BRR_REMOTE_EXEC";
 pub struct RemoteExecutor {
     backend: GrpcBackend,
     warned: AtomicBool,
+    /// Calls that failed in a row (after their retries), and whether that
+    /// switched the executor off for the rest of the run.
+    failures: AtomicU32,
+    off: AtomicBool,
     /// What this run sent and where the time went.
     pub stats: Stats,
 }
@@ -150,7 +160,13 @@ impl RemoteExecutor {
             return None;
         }
         match GrpcBackend::new(&url) {
-            Ok(backend) => Some(Self { backend, warned: AtomicBool::new(false), stats: Stats::default() }),
+            Ok(backend) => Some(Self {
+                backend,
+                warned: AtomicBool::new(false),
+                failures: AtomicU32::new(0),
+                off: AtomicBool::new(false),
+                stats: Stats::default(),
+            }),
             Err(e) => {
                 eprintln!("warning: remote executor {url} unavailable, building locally: {e}");
                 None
@@ -179,20 +195,23 @@ impl RemoteExecutor {
         log: &File,
     ) -> Result<Ended, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
+        if self.off.load(Ordering::Relaxed) {
+            return Err(NotRun(format!("the executor was switched off after {BREAKER} failures in a row")));
+        }
         let started = Instant::now();
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         let Messages { blobs, action_digest, out_path } = Self::messages(action, spec, timeout, root)?;
         let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
         let prepared = Instant::now();
         add(&self.stats.prepare_us, prepared - started);
-        let sent = self.backend.upload_missing(&refs).map_err(|e| err(&e))?;
+        let sent = self.attempt(|| self.backend.upload_missing(&refs))?;
         let uploaded = Instant::now();
         add(&self.stats.upload_us, uploaded - prepared);
         self.stats.blobs_up.fetch_add(sent.len() as u64, Ordering::Relaxed);
         self.stats.bytes_up.fetch_add(sent.iter().map(|d| d.size_bytes.unsigned_abs()).sum(), Ordering::Relaxed);
         // The builder's own time, and some for the queue and the transfers.
         let within = timeout.map_or(WAIT, |t| t.saturating_add(WAIT).max(WAIT));
-        let response = self.backend.execute(&action_digest, false, within).map_err(|e| err(&e))?;
+        let response = self.attempt(|| self.backend.execute(&action_digest, false, within))?;
         let executed = Instant::now();
         add(&self.stats.execute_us, executed - uploaded);
         let status = response.status.unwrap_or_default();
@@ -346,6 +365,41 @@ impl RemoteExecutor {
         }
         add(&self.stats.download_us, started.elapsed());
         Ok(Ended::Exited(std::process::ExitStatus::from_raw((result.exit_code & 0xff) << 8)))
+    }
+
+    /// `call`, tried again after 1 s and 2 s while it fails for a reason
+    /// that may pass (unreachable, overloaded). [`BREAKER`] calls failing
+    /// in a row switch the executor off: the rest of the run builds here
+    /// without waiting on it.
+    fn attempt<T>(&self, call: impl Fn() -> Result<T, brr_remote::RemoteError>) -> Result<T, NotRun> {
+        let mut wait = Duration::from_secs(1);
+        let mut answer = call();
+        for _ in 0..2 {
+            match &answer {
+                Err(e) if e.is_transient() && !self.off.load(Ordering::Relaxed) => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                    answer = call();
+                }
+                _ => break,
+            }
+        }
+        match answer {
+            Ok(value) => {
+                self.failures.store(0, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(e) => {
+                if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= BREAKER
+                    && !self.off.swap(true, Ordering::Relaxed)
+                {
+                    eprintln!(
+                        "warning: remote executor switched off after {BREAKER} failures in a row: building the rest here"
+                    );
+                }
+                Err(NotRun(e.to_string()))
+            }
+        }
     }
 
     /// A blob, refused unless it matches its digest.

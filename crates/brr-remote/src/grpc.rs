@@ -43,7 +43,8 @@
 //! timeout), and that plus one second per MiB for streams; every deadline is
 //! lowered to what is left of the run's budget ([`Backend::cap_requests`]).
 //! Configured headers (a bearer token) go out as metadata on every call. `UNAVAILABLE`, `DEADLINE_EXCEEDED`, missed deadlines,
-//! connection and TLS errors become [`RemoteError::Unavailable`]; any other
+//! connection and TLS errors, and `RESOURCE_EXHAUSTED` (an overloaded
+//! server), become [`RemoteError::Unavailable`]; any other
 //! status the server sends is [`RemoteError::Refused`].
 //!
 //! The [`Backend`] trait is blocking, tonic is async: the backend owns a
@@ -715,7 +716,9 @@ fn action_digest(key: BuildKey) -> reapi::Digest {
 fn is_unavailable(status: &Status) -> bool {
     use std::error::Error as _;
     match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded => true,
+        // RESOURCE_EXHAUSTED: overloaded (BuildGrid's cap on concurrent
+        // calls, say); a later try may pass.
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => true,
         // tonic's generated clients report a broken channel this way.
         Code::Unknown if status.message().starts_with("Service was not ready") => true,
         _ => status.source().is_some(),

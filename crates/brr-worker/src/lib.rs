@@ -135,18 +135,45 @@ fn completed(lease: &mut bots::Lease, result: &reapi::ActionResult, status: Stat
     lease.status = Some(status);
 }
 
+/// Updates in a row that may fail while stopping, idle, before the worker
+/// gives up on telling the server (its keepalive timeout then frees the
+/// session).
+const GIVE_UP: u32 = 3;
+
+/// The wait after `failures` failed calls in a row: 0.5 s, doubling, at most 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64 << failures.clamp(1, 5).saturating_sub(1)).min(Duration::from_secs(5))
+}
+
+/// A new bot session, tried again (with [`backoff`]) while the server is
+/// unreachable or overloaded; `None` once `stop` is set.
+fn open_session(backend: &GrpcBackend, bot_id: &str, stop: &AtomicBool) -> Result<Option<BotSession>, WorkerError> {
+    let mut failures = 0;
+    loop {
+        let first = BotSession { bot_id: bot_id.to_owned(), status: BotStatus::Ok as i32, ..Default::default() };
+        let create = CreateBotSessionRequest { parent: backend.instance().to_owned(), bot_session: Some(first) };
+        let created = bots::create(backend.channel(), request(create));
+        match backend.run("`CreateBotSession`", POLL, unless_stopped(created, stop)) {
+            Ok(session) => {
+                eprintln!("brr worker: {bot_id}: session {}", session.name);
+                return Ok(Some(session));
+            }
+            Err(_) if stop.load(Ordering::Relaxed) => return Ok(None),
+            Err(e) if e.is_transient() => {
+                failures += 1;
+                eprintln!("brr worker: {bot_id}: {e}");
+                std::thread::sleep(backoff(failures));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Result<(), WorkerError> {
     let backend = Arc::new(GrpcBackend::new(url)?);
     let bot_id = format!("{}-{slot}", options.name);
-    let first = BotSession { bot_id: bot_id.clone(), status: BotStatus::Ok as i32, ..Default::default() };
-    let create = CreateBotSessionRequest { parent: backend.instance().to_owned(), bot_session: Some(first) };
-    let created = bots::create(backend.channel(), request(create));
-    let mut session = match backend.run("`CreateBotSession`", POLL, unless_stopped(created, stop)) {
-        Ok(session) => session,
-        Err(_) if stop.load(Ordering::Relaxed) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    eprintln!("brr worker: {bot_id}: session {}", session.name);
+    let Some(mut session) = open_session(&backend, &bot_id, stop)? else { return Ok(()) };
+    let mut failures = 0;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
     // The lease being run, and leases reported completed that the server
     // has not dropped from the session yet.
@@ -212,12 +239,29 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
             backend.run("`UpdateBotSession`", POLL, call)
         };
         match answer {
-            Ok(next) => session = next,
+            Ok(next) => {
+                session = next;
+                failures = 0;
+            }
+            Err(_) if idle && !terminating && stop.load(Ordering::Relaxed) => continue,
             Err(e) => {
-                // Keep the session: the next update reports the same leases.
-                if !stop.load(Ordering::Relaxed) {
-                    eprintln!("brr worker: {bot_id}: {e}");
-                    std::thread::sleep(Duration::from_millis(500));
+                failures += 1;
+                eprintln!("brr worker: {bot_id}: {e}");
+                if terminating && idle && failures >= GIVE_UP {
+                    eprintln!("brr worker: {bot_id}: terminating without the server's acknowledgement");
+                    return Ok(());
+                }
+                if e.is_transient() {
+                    // Keep the session: the next update reports the same leases.
+                    std::thread::sleep(backoff(failures));
+                } else if !terminating {
+                    // The server no longer knows the session (it expired, or
+                    // the server lost it): a new one. The server has requeued
+                    // its leases; a result still to come from the old one is
+                    // dropped, as its lease is gone from the new session.
+                    let Some(next) = open_session(&backend, &bot_id, stop)? else { continue };
+                    session = next;
+                    finished.clear();
                 }
                 continue;
             }

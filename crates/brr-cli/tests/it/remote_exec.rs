@@ -530,3 +530,32 @@ fn remote_exec_declared_timeout_fails_the_build_like_a_local_one() {
     let log = ws.brr(["log", "slow"]).success().stdout;
     assert!(log.contains("brr: builder ran past its timeout of 1 s"), "{log}");
 }
+
+/// The executor goes away in the middle of a build (BuildGrid and its
+/// database stopped): the actions in flight and the rest build here, the
+/// executor is switched off after three failures in a row with one warning,
+/// and the build succeeds without waiting on it per action.
+#[test]
+fn remote_exec_executor_gone_mid_build_is_switched_off_and_the_rest_builds_here() {
+    let Some(server) = BuildGridExecution::start() else { return };
+    let worker = Worker::start(&server.url(), 2);
+    let mut ws = crate::workspace();
+    for i in 0..12 {
+        ws = ws.sh_lib(&format!("t{i}"), &[], &["sleep"], &format!("sleep 1; echo {i} > \"$OUT/f\""));
+    }
+    let url = server.url();
+    let run = std::thread::scope(|s| {
+        let build = s.spawn(|| ws.brr_env("BRR_REMOTE_EXEC", url.clone(), ["build", "--json", "-j", "2"]).success());
+        assert!(worker.wait_for(": lease ", Duration::from_secs(60)), "{}", worker.log());
+        drop(server);
+        build.join().unwrap()
+    });
+    assert_eq!(run.count("built"), 12, "{}", run.stdout);
+    assert_eq!(run.stderr.matches("remote executor switched off").count(), 1, "{}", run.stderr);
+    let rx = &run.json()["remote_exec"];
+    let (ran, fell_back) = (rx["ran"].as_u64().unwrap(), rx["fell_back"].as_u64().unwrap());
+    assert!(fell_back >= 10, "{rx}");
+    assert!(ran + fell_back >= 12, "{rx}");
+    // Switched off: most of the builds never tried the executor.
+    assert!(rx["sent"].as_u64().unwrap() <= 6, "{rx}");
+}
