@@ -165,7 +165,7 @@ fn the_validator_rejects_documents_that_break_the_schema() {
     let hash = "a".repeat(64);
     let good = serde_json::json!({ "targets": [{
         "name": "a", "key": hash, "artifact": null, "status": "failed", "remote": false, "reason": "exit 1", "log": null,
-    }], "remote_cache": null});
+    }], "remote_cache": null, "remote_exec": null});
     assert_eq!(errors(&build, &good), Vec::<String>::new());
     let broken = [
         ("/targets/0/name", Value::Null),

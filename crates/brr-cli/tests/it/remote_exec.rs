@@ -261,7 +261,7 @@ fn remote_exec_shop_builds_on_workers_with_local_artifacts() {
     let leases: usize = workers.iter().map(|w| w.log().matches(": lease ").count()).sum();
     assert_eq!(leases, built, "{}\n{}", workers[0].log(), workers[1].log());
     // `--json` says the same, and where the time went.
-    let doc = remote_run.json();
+    let doc = crate::json_schema::valid("build", &remote_run);
     let rx = &doc["remote_exec"];
     assert_eq!(rx["ran"].as_u64(), Some(built as u64), "{rx}");
     assert_eq!(rx["sent"].as_u64(), Some(built as u64), "{rx}");
