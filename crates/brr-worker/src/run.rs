@@ -43,7 +43,7 @@ fn internal(e: impl std::fmt::Display) -> Failure {
 /// Runs the lease's action; the result and the lease status to report.
 pub fn lease(backend: &GrpcBackend, payload: &Any, options: &Options) -> (reapi::ActionResult, Status) {
     match run_action(backend, payload, options) {
-        Ok(result) => (result, Status::default()),
+        Ok(done) => done,
         Err(Failure(code, message)) => {
             eprintln!("brr worker: refused or failed: {message}");
             (reapi::ActionResult::default(), Status { code, message, details: vec![] })
@@ -182,7 +182,14 @@ fn now() -> Timestamp {
     Timestamp { seconds: i64::try_from(t.as_secs()).unwrap_or(i64::MAX), nanos: t.subsec_nanos().cast_signed() }
 }
 
-fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result<reapi::ActionResult, Failure> {
+/// Runs the action: its result (with the logs, and the outputs when it
+/// succeeded) and the lease status: OK, or `DEADLINE_EXCEEDED` for a
+/// builder killed past its timeout, whose logs so far still come back.
+fn run_action(
+    backend: &GrpcBackend,
+    payload: &Any,
+    options: &Options,
+) -> Result<(reapi::ActionResult, Status), Failure> {
     let mut metadata = reapi::ExecutedActionMetadata {
         worker: options.name.clone(),
         worker_start_timestamp: Some(now()),
@@ -249,13 +256,24 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
         .timeout
         .as_ref()
         .map(|t| Duration::new(u64::try_from(t.seconds).unwrap_or(0), u32::try_from(t.nanos).unwrap_or(0)));
-    let status = wait_within(child, limit)?;
+    // Past its timeout the builder is killed with all it started.
+    let ended = child.wait_timeout(limit.filter(|l| !l.is_zero())).map_err(internal)?;
     metadata.execution_completed_timestamp = Some(now());
     metadata.output_upload_start_timestamp = Some(now());
-    let exit_code = status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + status.signal().unwrap_or(0)
-    });
+    let (exit_code, lease_status) = match ended {
+        brr_process::Ended::Exited(status) => {
+            let code = status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + status.signal().unwrap_or(0)
+            });
+            (code, Status::default())
+        }
+        brr_process::Ended::TimedOut(limit) => {
+            let message = format!("the action ran past its timeout of {limit:?}");
+            eprintln!("brr worker: {message}");
+            (128 + 9, Status { code: DEADLINE_EXCEEDED, message, details: vec![] })
+        }
+    };
     let mut result = reapi::ActionResult { exit_code, ..Default::default() };
     let mut blobs: Vec<(reapi::Digest, Vec<u8>)> = Vec::new();
     let out = std::fs::read(&stdout_path).map_err(internal)?;
@@ -264,7 +282,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     result.stderr_digest = Some(digest_of(&err));
     blobs.push((digest_of(&out), out));
     blobs.push((digest_of(&err), err));
-    if exit_code == 0 {
+    if exit_code == 0 && lease_status.code == 0 {
         collect_outputs(&root, outputs, &mut result, &mut blobs)?;
     }
     let refs: Vec<(reapi::Digest, &[u8])> = blobs.iter().map(|(d, b)| (d.clone(), b.as_slice())).collect();
@@ -272,7 +290,7 @@ fn run_action(backend: &GrpcBackend, payload: &Any, options: &Options) -> Result
     metadata.output_upload_completed_timestamp = Some(now());
     metadata.worker_completed_timestamp = Some(now());
     result.execution_metadata = Some(metadata);
-    Ok(result)
+    Ok((result, lease_status))
 }
 
 /// Reads the outputs the action left below `root` into `result` and their
@@ -314,21 +332,6 @@ fn collect_outputs(
         }
     }
     Ok(())
-}
-
-/// Waits for the builder; past the action's timeout it is killed with all
-/// it started (brr-process's shared wait) and the lease fails with
-/// `DEADLINE_EXCEEDED`.
-fn wait_within(
-    child: brr_process::SandboxedProcess,
-    limit: Option<Duration>,
-) -> Result<std::process::ExitStatus, Failure> {
-    match child.wait_timeout(limit.filter(|l| !l.is_zero())).map_err(internal)? {
-        brr_process::Ended::Exited(status) => Ok(status),
-        brr_process::Ended::TimedOut(limit) => {
-            Err(Failure(DEADLINE_EXCEEDED, format!("the action ran past its timeout of {limit:?}")))
-        }
-    }
 }
 
 fn path_failure(e: PathError) -> Failure {

@@ -351,7 +351,12 @@ fn remote_exec_action_timeout_is_enforced_by_the_worker() {
     let Some(server) = BuildGridExecution::start() else { return };
     let worker = Worker::start(&server.url(), 1);
     let backend = GrpcBackend::new(&server.url()).unwrap();
-    let action = upload_action_within(&backend, "sleep 30; mkdir -p out && echo late > out/late.txt", None, Some(1));
+    let action = upload_action_within(
+        &backend,
+        "echo started; echo warming >&2; sleep 30; mkdir -p out && echo late > out/late.txt",
+        None,
+        Some(1),
+    );
     let started = Instant::now();
     let answer = backend.execute(&action, true, Duration::from_secs(60));
     assert!(started.elapsed() < Duration::from_secs(20), "not killed in time: {:?}", started.elapsed());
@@ -361,6 +366,12 @@ fn remote_exec_action_timeout_is_enforced_by_the_worker() {
     };
     assert!(timed_out, "{answer:?}\n{}", worker.log());
     assert!(worker.log().contains("past its timeout"), "{}", worker.log());
+    // What it printed before it was killed comes back; no outputs do.
+    let result = answer.unwrap().result.expect("a result with the logs so far");
+    let log = |d: &Option<reapi::Digest>| backend.read_blob(d.as_ref().unwrap()).unwrap().unwrap();
+    assert_eq!(log(&result.stdout_digest), b"started\n");
+    assert_eq!(log(&result.stderr_digest), b"warming\n");
+    assert!(result.output_directories.is_empty(), "{result:?}");
 }
 
 /// `sh -c SCRIPT` in the input root `root` (its other blobs in `blobs`),
@@ -503,7 +514,7 @@ fn remote_exec_declared_timeout_fails_the_build_like_a_local_one() {
                 "slow",
                 &[],
                 &["sleep"],
-                "sleep 30; echo late > \"$OUT/f\"",
+                "echo before the sleep; sleep 30; echo late > \"$OUT/f\"",
                 "limits: Limits(timeout_s: Some(1)),",
             ),
         )
@@ -529,6 +540,8 @@ fn remote_exec_declared_timeout_fails_the_build_like_a_local_one() {
     assert!(worker.log().contains("past its timeout"), "{}", worker.log());
     let log = ws.brr(["log", "slow"]).success().stdout;
     assert!(log.contains("brr: builder ran past its timeout of 1 s"), "{log}");
+    // What the builder printed on the worker before it was killed.
+    assert!(log.contains("before the sleep"), "{log}");
 }
 
 /// The executor goes away in the middle of a build (BuildGrid and its
