@@ -159,3 +159,44 @@ fn a_fetch_command_past_its_timeout_fails_and_stores_nothing() {
     let plan = ws.brr(["plan"]).success().stdout;
     assert!(plan.lines().any(|l| l.contains(" f") && !l.contains("cached")), "{plan}");
 }
+
+/// A URL fetch from a server that stalls — one that never answers, one
+/// that stops sending mid-body — fails at the declared timeout, naming it,
+/// and stores nothing.
+#[test]
+fn a_download_past_its_timeout_fails_and_stores_nothing() {
+    use std::io::{Read as _, Write as _};
+    for partial in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            if partial {
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nten bytes.");
+            }
+            // Hold the connection open, silent, until the client gives up.
+            let _ = conn.read(&mut request);
+        });
+        let hash = "0".repeat(64);
+        let ws = workspace().file("brr.ron", "Workspace(packages: [\"p/*\"])\n").file(
+            "p/f/brr.ron",
+            &format!(
+                "Fetch(\n    name: \"f\",\n    url: \"http://127.0.0.1:{port}/x.tar.gz\",\n    hash: \"{hash}\",\n    \
+                 limits: Limits(timeout_s: Some(2)),\n)\n"
+            ),
+        );
+        let started = Instant::now();
+        let run = ws.brr(["build"]).code(1);
+        assert!(started.elapsed() < Duration::from_secs(30), "partial {partial}: {:?}", started.elapsed());
+        let expected = format!(
+            "download of `http://127.0.0.1:{port}/x.tar.gz` ran past its timeout of 2 s and was stopped \
+             (`limits.timeout_s`, p/f/brr.ron:5)"
+        );
+        assert!(run.stderr.contains(&expected), "partial {partial}:\n{}", run.stderr);
+        let plan = ws.brr(["plan"]).success().stdout;
+        assert!(plan.lines().any(|l| l.contains(" f") && !l.contains("cached")), "{plan}");
+        server.join().unwrap();
+    }
+}

@@ -59,7 +59,10 @@ pub(super) fn build<T>(
     let out = sb.out();
     let fetched = if let Some(url) = &fetch.url {
         on_start();
-        download(url, &out, limits.file_bytes, &mut log_file)
+        download(url, &out, limits.file_bytes, super::timeout::of(pkg), &mut log_file).map_err(|e| match e {
+            Download::TimedOut(from, limit) => super::timeout::download_reason(pkg, &from, limit),
+            Download::Failed(reason) => reason,
+        })
     } else {
         let spec = builder_spec(action, &sb, cond, limits, isolate)?;
         let start = || {
@@ -139,30 +142,66 @@ fn source_url(url: &str, name: &str) -> Result<String, String> {
     }
 }
 
-/// Downloads `url` to `out/<file name>`, at most `limit` bytes, noting what
-/// it did in `log`; `Err` is the failure's reason.
-fn download(url: &str, out: &Path, limit: u64, log: &mut std::fs::File) -> Result<(), String> {
+/// Why a download failed.
+enum Download {
+    /// The declared timeout passed (the URL it read from, the timeout).
+    TimedOut(String, Duration),
+    Failed(String),
+}
+
+impl From<String> for Download {
+    fn from(reason: String) -> Self {
+        Self::Failed(reason)
+    }
+}
+
+/// A server that accepts but does not start answering within this is
+/// given up on, with or without a declared timeout.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Downloads `url` to `out/<file name>`, at most `limit` bytes and within
+/// `timeout` (when declared), noting what it did in `log`.
+fn download(
+    url: &str,
+    out: &Path,
+    limit: u64,
+    timeout: Option<Duration>,
+    log: &mut std::fs::File,
+) -> Result<(), Download> {
     let name = brr_schema::url_file_name(url).ok_or_else(|| format!("fetch url `{}` has no file name", cut(url)))?;
     let from = source_url(url, name)?;
     let _ = writeln!(log, "fetching {from}");
     // ureq speaks only http and https: a redirect to any other scheme fails.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(ANSWER_TIMEOUT))
+        .timeout_global(timeout)
         .max_redirects(10)
         .user_agent(concat!("brr/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let response = agent.get(&from).call().map_err(|e| format!("cannot fetch `{}`: {e}", cut(&from)))?;
+    let failed = |e: &dyn std::fmt::Display, timed_out: bool| match timeout {
+        Some(limit) if timed_out => Download::TimedOut(from.clone(), limit),
+        _ => Download::Failed(format!("cannot fetch `{}`: {e}", cut(&from))),
+    };
+    let response = agent.get(&from).call().map_err(|e| failed(&e, matches!(e, ureq::Error::Timeout(_))))?;
     let dest = out.join(name);
     let mut file = std::fs::File::create_new(&dest).map_err(|e| format!("cannot write `{name}`: {e}"))?;
     let mut reader = response.into_body().into_reader().take(limit.saturating_add(1));
-    let copied = std::io::copy(&mut reader, &mut file).map_err(|e| format!("cannot fetch `{}`: {e}", cut(&from)))?;
+    let copied = std::io::copy(&mut reader, &mut file).map_err(|e| {
+        // ureq's body reader wraps its own error in the io::Error.
+        let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+            || e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+        failed(&e, timed_out)
+    })?;
     if copied > limit {
-        return Err(format!(
+        return Err(Download::Failed(format!(
             "`{}` is over the output limit of {} MiB: raise `limits: Limits(output_mib: …)`",
             cut(&from),
             limit / MIB
-        ));
+        )));
     }
     file.sync_all().map_err(|e| format!("cannot write `{name}`: {e}"))?;
     let _ = writeln!(log, "fetched {copied} bytes into $OUT/{name}");
