@@ -231,9 +231,12 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
         let update = UpdateBotSessionRequest { name: session.name.clone(), bot_session: Some(session.clone()) };
         let sent_completed = session.leases.iter().any(|l| l.state == LeaseState::Completed as i32);
         let call = bots::update(backend.channel(), request(update));
-        // Only an idle, healthy bot's update long-polls: that one is given
-        // up on stop; the others are short and must reach the server.
-        let answer = if idle && !terminating {
+        // A healthy bot's update may long-poll (the server waits for work
+        // while the session has room): given up on stop unless it reports
+        // a finished lease, which must reach the server. A terminating
+        // bot's update is short and must reach it too.
+        let droppable = !terminating && !sent_completed;
+        let answer = if droppable {
             backend.run("`UpdateBotSession`", POLL, unless_stopped(call, stop))
         } else {
             backend.run("`UpdateBotSession`", POLL, call)
@@ -243,7 +246,7 @@ fn slot_loop(url: &str, slot: usize, options: &Options, stop: &AtomicBool) -> Re
                 session = next;
                 failures = 0;
             }
-            Err(_) if idle && !terminating && stop.load(Ordering::Relaxed) => continue,
+            Err(_) if droppable && stop.load(Ordering::Relaxed) => continue,
             Err(e) => {
                 failures += 1;
                 eprintln!("brr worker: {bot_id}: {e}");
