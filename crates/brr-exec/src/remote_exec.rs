@@ -26,13 +26,14 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brr_process::{Ended, SandboxSpec};
 use brr_remote::bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use brr_remote::bazel_remote_apis::google::protobuf::Duration as Duration_;
 use brr_remote::bazel_remote_apis::google::protobuf::Timestamp;
+use brr_remote::breaker::Breaker;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, digest_text, encode, tool_manifest};
 use brr_remote::folder::{WriteError, prefetch_files, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
@@ -58,10 +59,9 @@ pub const ENV: &str = "BRR_REMOTE_EXEC";
 pub struct RemoteExecutor {
     backend: GrpcBackend,
     warned: AtomicBool,
-    /// Calls that failed in a row (after their retries), and whether that
-    /// switched the executor off for the rest of the run.
-    failures: AtomicU32,
-    off: AtomicBool,
+    /// Calls that failed in a row (after their retries): [`BREAKER`] of
+    /// them switch the executor off for the rest of the run.
+    breaker: Breaker,
     /// What this run sent and where the time went.
     pub stats: Stats,
 }
@@ -163,8 +163,7 @@ impl RemoteExecutor {
             Ok(backend) => Some(Self {
                 backend,
                 warned: AtomicBool::new(false),
-                failures: AtomicU32::new(0),
-                off: AtomicBool::new(false),
+                breaker: Breaker::default(),
                 stats: Stats::default(),
             }),
             Err(e) => {
@@ -195,7 +194,7 @@ impl RemoteExecutor {
         log: &File,
     ) -> Result<Ended, NotRun> {
         let err = |e: &dyn std::fmt::Display| NotRun(e.to_string());
-        if self.off.load(Ordering::Relaxed) {
+        if self.breaker.is_off() {
             return Err(NotRun(format!("the executor was switched off after {BREAKER} failures in a row")));
         }
         let started = Instant::now();
@@ -223,7 +222,7 @@ impl RemoteExecutor {
             if let Some(result) = &response.result {
                 let mut log = log;
                 for digest in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
-                    if let Ok(bytes) = self.fetch(digest) {
+                    if let Ok(bytes) = self.blob(&mut HashMap::new(), digest) {
                         log.write_all(&bytes).map_err(|e| err(&e))?;
                     }
                 }
@@ -331,12 +330,8 @@ impl RemoteExecutor {
                 .cloned()
                 .collect();
         let mut ahead = self.backend.read_blobs(&first).map_err(|e| err(&e))?;
-        let mut take = |d: &reapi::Digest| match ahead.remove(d) {
-            Some(bytes) => self.checked(bytes, d),
-            None => self.fetch(d),
-        };
         for digest in [&result.stdout_digest, &result.stderr_digest].into_iter().flatten() {
-            let bytes = take(digest)?;
+            let bytes = self.blob(&mut ahead, digest)?;
             log.write_all(&bytes).map_err(|e| err(&e))?;
         }
         if result.exit_code == 0 {
@@ -344,19 +339,17 @@ impl RemoteExecutor {
                 return Err(NotRun("the result has no `out` folder".into()));
             };
             let tree_digest = out.tree_digest.as_ref().ok_or_else(|| NotRun("no tree digest".into()))?;
-            let tree = reapi::Tree::decode(take(tree_digest)?.as_slice()).map_err(|e| err(&e))?;
+            let tree = reapi::Tree::decode(self.blob(&mut ahead, tree_digest)?.as_slice()).map_err(|e| err(&e))?;
             let children: HashMap<reapi::Digest, &reapi::Directory> =
                 tree.children.iter().map(|d| (encode(d).1, d)).collect();
             let top = tree.root.as_ref().ok_or_else(|| NotRun("an empty tree".into()))?;
             let mut folder = |d: &reapi::Digest| {
                 children.get(d).map(|&d| d.clone()).ok_or_else(|| NotRun(format!("folder {} not in the tree", d.hash)))
             };
-            let mut prefetched =
-                prefetch_files(&self.backend, std::iter::once(top).chain(&tree.children)).map_err(|e| err(&e))?;
-            let mut file = |d: &reapi::Digest| match prefetched.remove(d) {
-                Some(bytes) => self.checked(bytes, d),
-                None => self.fetch(d),
-            };
+            ahead.extend(
+                prefetch_files(&self.backend, std::iter::once(top).chain(&tree.children)).map_err(|e| err(&e))?,
+            );
+            let mut file = |d: &reapi::Digest| self.blob(&mut ahead, d);
             write_folder(top, &root.join("out"), &mut file, &mut folder).map_err(|e| match e {
                 WriteError::Fetch(e) => e,
                 WriteError::Invalid(m) => NotRun(m),
@@ -376,7 +369,7 @@ impl RemoteExecutor {
         let mut answer = call();
         for _ in 0..2 {
             match &answer {
-                Err(e) if e.is_transient() && !self.off.load(Ordering::Relaxed) => {
+                Err(e) if e.is_transient() && !self.breaker.is_off() => {
                     std::thread::sleep(wait);
                     wait *= 2;
                     answer = call();
@@ -386,13 +379,11 @@ impl RemoteExecutor {
         }
         match answer {
             Ok(value) => {
-                self.failures.store(0, Ordering::Relaxed);
+                self.breaker.succeeded();
                 Ok(value)
             }
             Err(e) => {
-                if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= BREAKER
-                    && !self.off.swap(true, Ordering::Relaxed)
-                {
+                if self.breaker.failed(BREAKER).is_some() {
                     eprintln!(
                         "warning: remote executor switched off after {BREAKER} failures in a row: building the rest here"
                     );
@@ -402,15 +393,17 @@ impl RemoteExecutor {
         }
     }
 
-    /// A blob, refused unless it matches its digest.
-    fn fetch(&self, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
-        let bytes = self.backend.read_blob(digest).map_err(|e| NotRun(e.to_string()))?;
-        let bytes = bytes.ok_or_else(|| NotRun(format!("blob {} missing on the executor", digest.hash)))?;
-        self.checked(bytes, digest)
-    }
-
-    /// `bytes` fetched for `digest`, refused unless they match it.
-    fn checked(&self, bytes: Vec<u8>, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
+    /// A blob, refused unless it matches its digest: taken from `ahead`
+    /// when it was fetched there in a batch, else read now.
+    fn blob(&self, ahead: &mut HashMap<reapi::Digest, Vec<u8>>, digest: &reapi::Digest) -> Result<Vec<u8>, NotRun> {
+        let bytes = match ahead.remove(digest) {
+            Some(bytes) => bytes,
+            None => self
+                .backend
+                .read_blob(digest)
+                .map_err(|e| NotRun(e.to_string()))?
+                .ok_or_else(|| NotRun(format!("blob {} missing on the executor", digest.hash)))?,
+        };
         self.stats.bytes_down.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if digest_of(&bytes) != *digest {
             return Err(NotRun(format!("blob {} does not match its digest: refused", digest.hash)));

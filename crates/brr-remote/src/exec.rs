@@ -76,7 +76,7 @@ impl GrpcBackend {
     pub fn upload_missing(&self, blobs: &[(reapi::Digest, &[u8])]) -> Result<Vec<reapi::Digest>, RemoteError> {
         // What fits in one batch costs one round trip to send: as much as
         // asking which of it is missing.
-        if blobs.iter().map(|(_, b)| b.len() as u64 + 128).sum::<u64>() <= self.batch_limit() {
+        if self.fits_one_batch(blobs) {
             self.write_blobs(blobs)?;
             return Ok(blobs.iter().map(|(d, _)| d.clone()).collect());
         }

@@ -271,10 +271,10 @@ impl GrpcBackend {
         self.call(what, deadline, future)
     }
 
-    /// Blobs up to this size go in batch calls (and batches up to this
-    /// size in all).
-    pub fn batch_limit(&self) -> u64 {
-        self.batch_limit
+    /// Whether `blobs` go up in a single `BatchUpdateBlobs` call.
+    pub fn fits_one_batch(&self, blobs: &[(reapi::Digest, &[u8])]) -> bool {
+        let digests: Vec<&reapi::Digest> = blobs.iter().map(|(d, _)| d).collect();
+        batches(&digests, self.batch_limit).len() <= 1 && blobs.iter().all(|(_, b)| b.len() as u64 <= self.batch_limit)
     }
 
     /// The REAPI instance name (empty for the default instance).

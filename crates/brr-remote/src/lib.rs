@@ -15,6 +15,7 @@
 //! signed with Ed25519 by the runner that built it and is only accepted when
 //! its signature verifies against a key the workspace trusts ([`keys`]).
 
+pub mod breaker;
 pub mod entry;
 #[cfg(feature = "grpc")]
 pub mod exec;

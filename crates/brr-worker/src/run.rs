@@ -15,6 +15,7 @@ use brr_remote::bazel_remote_apis::google::rpc::Status;
 use brr_remote::exec::{TOOLS_PROPERTY, digest_of, encode, parse_digest_text, parse_tool_manifest};
 use brr_remote::folder::{WriteError, prefetch_files, read_folder, write_folder};
 use brr_remote::grpc::GrpcBackend;
+use brr_store::{Clock, StatEntry};
 use prost::Message;
 
 use crate::Options;
@@ -51,13 +52,40 @@ pub fn lease(backend: &GrpcBackend, payload: &Any, options: &Options) -> (reapi:
     }
 }
 
-fn fetch<M: Message + Default>(
+/// Blobs fetched ahead in one batch call, by digest; taken out as used.
+type Ahead = HashMap<reapi::Digest, Vec<u8>>;
+
+/// A CAS blob of at most `max` bytes: from `ahead` when it was fetched
+/// there, else read now; refused unless it matches its SHA-256 and size.
+fn blob(
     backend: &GrpcBackend,
+    ahead: &mut Ahead,
+    digest: &reapi::Digest,
+    what: &str,
+    max: u64,
+) -> Result<Vec<u8>, Failure> {
+    claim(digest, what, max)?;
+    let bytes = match ahead.remove(digest) {
+        Some(bytes) => bytes,
+        None => backend
+            .read_blob(digest)?
+            .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?,
+    };
+    if digest_of(&bytes) != *digest {
+        return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
+    }
+    Ok(bytes)
+}
+
+/// The message `digest` names (a [`blob`] of at most [`MAX_MESSAGE`]), decoded.
+fn message<M: Message + Default>(
+    backend: &GrpcBackend,
+    ahead: &mut Ahead,
     digest: Option<&reapi::Digest>,
     what: &str,
 ) -> Result<M, Failure> {
     let digest = digest.ok_or_else(|| Failure(INVALID_ARGUMENT, format!("no {what} digest")))?;
-    let bytes = fetch_blob(backend, digest, what, MAX_MESSAGE)?;
+    let bytes = blob(backend, ahead, digest, what, MAX_MESSAGE)?;
     M::decode(bytes.as_slice()).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
@@ -66,19 +94,6 @@ fn fetch<M: Message + Default>(
 fn manifest_digest(platform: Option<&reapi::Platform>) -> Option<reapi::Digest> {
     let property = platform.iter().flat_map(|p| &p.properties).find(|p| p.name == TOOLS_PROPERTY)?;
     parse_digest_text(&property.value)
-}
-
-/// The message `digest` names: from `ahead` (fetched in one batch) when
-/// there, else from the CAS; checked and decoded either way.
-fn take<M: Message + Default>(
-    backend: &GrpcBackend,
-    ahead: &mut HashMap<reapi::Digest, Vec<u8>>,
-    digest: Option<&reapi::Digest>,
-    what: &str,
-) -> Result<M, Failure> {
-    let Some(bytes) = digest.and_then(|d| ahead.remove(d)) else { return fetch(backend, digest, what) };
-    let bytes = checked(Some(&bytes), digest.unwrap_or(&reapi::Digest::default()), what)?;
-    M::decode(bytes).map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable {what}: {e}")))
 }
 
 /// The largest Action, Command, Directory or tool manifest taken: the size
@@ -96,28 +111,6 @@ fn claim(digest: &reapi::Digest, what: &str, max: u64) -> Result<(), Failure> {
         ));
     }
     Ok(())
-}
-
-/// A CAS blob of at most `max` bytes, checked against its SHA-256 and size.
-fn fetch_blob(backend: &GrpcBackend, digest: &reapi::Digest, what: &str, max: u64) -> Result<Vec<u8>, Failure> {
-    claim(digest, what, max)?;
-    let bytes = backend
-        .read_blob(digest)?
-        .ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
-    if digest_of(&bytes) != *digest {
-        return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
-    }
-    Ok(bytes)
-}
-
-/// `bytes`, refused unless present and matching `digest`.
-fn checked<'a>(bytes: Option<&'a Vec<u8>>, digest: &reapi::Digest, what: &str) -> Result<&'a [u8], Failure> {
-    let bytes =
-        bytes.ok_or_else(|| Failure(FAILED_PRECONDITION, format!("{what} {} is not in the CAS", digest.hash)))?;
-    if digest_of(bytes) != *digest {
-        return Err(Failure(INTERNAL, format!("{what} {} does not match its digest", digest.hash)));
-    }
-    Ok(bytes)
 }
 
 /// The bytes free for this user on the file system of `at`: the most an
@@ -150,22 +143,18 @@ fn write_input_root(backend: &GrpcBackend, dir: &reapi::Directory, at: &Path) ->
         for digest in &level {
             claim(digest, "input folder", MAX_MESSAGE)?;
         }
-        let got = backend.read_blobs(&level)?;
+        let mut got = backend.read_blobs(&level)?;
         let mut next = Vec::new();
         for digest in level {
-            let bytes = checked(got.get(&digest), &digest, "input folder")?;
-            let folder = reapi::Directory::decode(bytes)
-                .map_err(|e| Failure(INVALID_ARGUMENT, format!("undecodable input folder: {e}")))?;
+            let folder: reapi::Directory = message(backend, &mut got, Some(&digest), "input folder")?;
             next.extend(folder.directories.iter().filter_map(|d| d.digest.clone()));
             folders.insert(digest, folder);
         }
         level = next;
     }
-    let prefetched = prefetch_files(backend, std::iter::once(dir).chain(folders.values()))?;
-    let mut file = |d: &reapi::Digest| match prefetched.get(d) {
-        Some(bytes) => checked(Some(bytes), d, "input file").map(<[u8]>::to_vec),
-        None => fetch_blob(backend, d, "input file", free_space(at)?),
-    };
+    let mut prefetched = prefetch_files(backend, std::iter::once(dir).chain(folders.values()))?;
+    let free = free_space(at)?;
+    let mut file = |d: &reapi::Digest| blob(backend, &mut prefetched, d, "input file", free);
     let mut folder = |d: &reapi::Digest| {
         folders.get(d).cloned().ok_or_else(|| Failure(FAILED_PRECONDITION, format!("input folder {} missing", d.hash)))
     };
@@ -199,7 +188,7 @@ fn run_action(
         reapi::Action::decode(payload.value.as_slice()).map_err(internal)?
     } else {
         let digest = reapi::Digest::decode(payload.value.as_slice()).map_err(internal)?;
-        fetch(backend, Some(&digest), "Action")?
+        message(backend, &mut Ahead::new(), Some(&digest), "Action")?
     };
     // The Command, the input root and the tool manifest in one round trip.
     let first =
@@ -209,7 +198,7 @@ fn run_action(
         claim(digest, "message", MAX_MESSAGE)?;
     }
     let mut ahead = backend.read_blobs(&first)?;
-    let command: reapi::Command = take(backend, &mut ahead, action.command_digest.as_ref(), "Command")?;
+    let command: reapi::Command = message(backend, &mut ahead, action.command_digest.as_ref(), "Command")?;
     let tools = check_tools(backend, &mut ahead, &action, &command)?;
     if !brr_process::isolation().fixed_path() {
         return Err(Failure(FAILED_PRECONDITION, format!("this worker cannot show the sandbox at {BUILD_PATH}")));
@@ -219,7 +208,7 @@ fn run_action(
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(internal)?;
     metadata.input_fetch_start_timestamp = Some(now());
-    let input_root: reapi::Directory = take(backend, &mut ahead, action.input_root_digest.as_ref(), "input root")?;
+    let input_root: reapi::Directory = message(backend, &mut ahead, action.input_root_digest.as_ref(), "input root")?;
     write_input_root(backend, &input_root, &root)?;
     metadata.input_fetch_completed_timestamp = Some(now());
     let (cwd, outputs) = resolve_paths(&command, &root)?;
@@ -376,7 +365,7 @@ fn outputs(command: &reapi::Command) -> Vec<String> {
 #[expect(deprecated, reason = "clients older than REAPI 2.2 put the platform in the Command")]
 fn check_tools(
     backend: &GrpcBackend,
-    ahead: &mut HashMap<reapi::Digest, Vec<u8>>,
+    ahead: &mut Ahead,
     action: &reapi::Action,
     command: &reapi::Command,
 ) -> Result<Vec<String>, Failure> {
@@ -385,10 +374,7 @@ fn check_tools(
     let Some(property) = property else { return Ok(Vec::new()) };
     let digest = parse_digest_text(&property.value)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, format!("bad {TOOLS_PROPERTY} `{}`", property.value)))?;
-    let manifest = match ahead.remove(&digest) {
-        Some(bytes) => checked(Some(&bytes), &digest, "tool manifest")?.to_vec(),
-        None => fetch_blob(backend, &digest, "tool manifest", MAX_MESSAGE)?,
-    };
+    let manifest = blob(backend, ahead, &digest, "tool manifest", MAX_MESSAGE)?;
     let files = parse_tool_manifest(&manifest)
         .ok_or_else(|| Failure(INVALID_ARGUMENT, "undecodable tool manifest".to_owned()))?;
     for (path, expected) in &files {
@@ -409,56 +395,23 @@ fn check_tools(
     Ok(files.into_keys().collect())
 }
 
-/// What a tool file's hash was computed from: it is trusted again while
-/// these stay the same.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-/// Tool files' BLAKE3 by path, for this worker's life: each action checks
-/// its whole tool closure (a compiler's is tens of MB), so hashing it
-/// again per action would dominate short actions.
-static TOOL_HASHES: Mutex<Option<HashMap<PathBuf, (Stamp, String)>>> = Mutex::new(None);
-
-/// A file changed this recently may still be changing within its time
-/// stamps' resolution: hashed, not remembered.
-const SETTLED: Duration = Duration::from_secs(2);
+/// Tool files' hashes by path, for this worker's life, trusted by the
+/// store's stat-cache rule (same stat fields, settled before hashing): each
+/// action checks its whole tool closure (a compiler's is tens of MB), and
+/// hashing it again per action would dominate short actions.
+static TOOL_HASHES: Mutex<Option<HashMap<PathBuf, StatEntry>>> = Mutex::new(None);
 
 /// `path`'s BLAKE3 (hex), from [`TOOL_HASHES`] when its stat data did not
 /// change since it was hashed.
 fn tool_hash(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let stamp = |m: &std::fs::Metadata| Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    };
-    let before = stamp(&std::fs::metadata(path)?);
-    if let Some((seen, hash)) =
-        TOOL_HASHES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().and_then(|m| m.get(path))
-        && *seen == before
-    {
-        return Ok(hash.clone());
+    let hashes = || TOOL_HASHES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let meta = std::fs::metadata(path)?;
+    if let Some(seen) = hashes().as_ref().and_then(|m| m.get(path)).filter(|e| e.matches(&meta)) {
+        return Ok(seen.digest.to_string());
     }
+    // Stat before hashing, so a write during hashing is caught next time.
+    let recorded = Clock::SYSTEM.now_ns();
     let (hash, _) = brr_hash::fs::hash_file(path).map_err(std::io::Error::other)?;
-    let hash = hash.to_string();
-    let after = stamp(&std::fs::metadata(path)?);
-    let now_ns = i128::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos())
-        .unwrap_or(i128::MAX);
-    let settled = now_ns - after.ctime_ns > i128::try_from(SETTLED.as_nanos()).unwrap_or(i128::MAX);
-    if after == before && settled {
-        TOOL_HASHES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get_or_insert_default()
-            .insert(path.to_owned(), (after, hash.clone()));
-    }
-    Ok(hash)
+    hashes().get_or_insert_default().insert(path.to_owned(), StatEntry::new(&meta, hash, recorded));
+    Ok(hash.to_string())
 }

@@ -113,6 +113,17 @@ fn upload_action_within(
     action_digest
 }
 
+/// Executes `action` (skipping the action cache) on a thread of its own,
+/// with its own connection, waiting at most `within`.
+fn execute_in_background(
+    server: &BuildGridExecution,
+    action: reapi::Digest,
+    within: Duration,
+) -> std::thread::JoinHandle<Result<reapi::ExecuteResponse, brr_remote::RemoteError>> {
+    let url = server.url();
+    std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, within))
+}
+
 /// `sh -c SCRIPT` with `PATH` set, run in `working_directory` (empty: the
 /// input root), `outputs` its output paths.
 fn sh_command(script: &str, working_directory: &str, outputs: &[&str]) -> reapi::Command {
@@ -206,9 +217,7 @@ fn remote_exec_worker_killed_mid_action_is_retried() {
     let first = Worker::start(&server.url(), 1);
     let backend = GrpcBackend::new(&server.url()).unwrap();
     let action = upload_action(&backend, "sleep 3; mkdir -p out && cp in.txt out/copy.txt", None);
-    let url = server.url();
-    let waiter =
-        std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(120)));
+    let waiter = execute_in_background(&server, action, Duration::from_secs(120));
     assert!(first.wait_for("lease", Duration::from_secs(30)), "{}", first.log());
     first.signal(rustix::process::Signal::KILL);
     let second = Worker::start(&server.url(), 1);
@@ -227,9 +236,7 @@ fn remote_exec_worker_finishes_its_lease_on_sigterm() {
     let mut worker = Worker::start(&server.url(), 1);
     let backend = GrpcBackend::new(&server.url()).unwrap();
     let action = upload_action(&backend, "sleep 2; mkdir -p out && cp in.txt out/copy.txt", None);
-    let url = server.url();
-    let waiter =
-        std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(60)));
+    let waiter = execute_in_background(&server, action, Duration::from_secs(60));
     assert!(worker.wait_for("lease", Duration::from_secs(30)), "{}", worker.log());
     worker.signal(rustix::process::Signal::TERM);
     let response = waiter.join().unwrap().unwrap_or_else(|e| panic!("{e}\n{}", worker.log()));
@@ -287,9 +294,7 @@ fn remote_exec_worker_hands_back_unstarted_leases_on_sigterm() {
     first.signal(rustix::process::Signal::STOP);
     let backend = GrpcBackend::new(&server.url()).unwrap();
     let action = upload_action(&backend, "mkdir -p out && cp in.txt out/copy.txt", None);
-    let url = server.url();
-    let waiter =
-        std::thread::spawn(move || GrpcBackend::new(&url).unwrap().execute(&action, true, Duration::from_secs(60)));
+    let waiter = execute_in_background(&server, action, Duration::from_secs(60));
     // The scheduler gives the queued action to the one bot within its
     // 50 ms assignment interval; the answer waits in the stopped worker's socket.
     std::thread::sleep(Duration::from_secs(2));

@@ -30,7 +30,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brr_hash::{Artifact, ArtifactHash, BuildKey, Digest, ObjectKind};
@@ -39,6 +39,7 @@ use rayon::prelude::*;
 
 mod push;
 
+use crate::breaker::Breaker;
 use crate::entry::{EntryError, EntryObject, SignedEntry};
 use crate::keys::{SigningKey, TrustedKeys};
 use crate::{Backend, BlobId, RemoteError};
@@ -79,10 +80,9 @@ pub enum ConflictPolicy {
 pub struct Remote {
     pub backend: Box<dyn Backend>,
     pub read_only: bool,
-    /// Switched off (breaker or budget): not asked again in this run.
-    disabled: AtomicBool,
-    /// Failed operations in a row.
-    failures: AtomicU32,
+    /// Failed operations in a row; switched off (by it or the budget):
+    /// not asked again in this run.
+    breaker: Breaker,
     /// Time spent in requests that failed, for the breaker's warning (ns).
     lost_nanos: AtomicU64,
     /// Blobs this run uploaded or claimed, or knows the remote holds.
@@ -94,8 +94,7 @@ impl Remote {
         Self {
             backend,
             read_only,
-            disabled: AtomicBool::new(false),
-            failures: AtomicU32::new(0),
+            breaker: Breaker::default(),
             lost_nanos: AtomicU64::new(0),
             present: Mutex::new(HashSet::new()),
         }
@@ -103,7 +102,7 @@ impl Remote {
 
     /// Whether it was switched off in this run.
     pub fn is_off(&self) -> bool {
-        self.disabled.load(Ordering::Relaxed)
+        self.breaker.is_off()
     }
 }
 
@@ -291,7 +290,7 @@ impl Remotes {
     /// Switches every remote off, once, saying how long was spent.
     fn budget_used_up(&self) {
         for r in &self.list {
-            r.disabled.store(true, Ordering::Relaxed);
+            r.breaker.switch_off();
         }
         if !self.exhausted.swap(true, Ordering::Relaxed) {
             self.note(format!(
@@ -307,8 +306,7 @@ impl Remotes {
     /// the time lost) after [`Limits::breaker`] in a row.
     fn failed(&self, r: &Remote, e: &RemoteError) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        let n = r.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.limits.breaker.max(1) && !r.disabled.swap(true, Ordering::Relaxed) {
+        if let Some(n) = r.breaker.failed(self.limits.breaker) {
             self.note(format!(
                 "warning: remote cache unavailable: {e}; switched off for the rest of this run after {n} failures \
                  in a row ({:.1}s lost waiting on it)",
@@ -337,7 +335,7 @@ impl Remotes {
             self.stats.wait_nanos.fetch_add(nanos(took), Ordering::Relaxed);
             let e = match result {
                 Ok(v) => {
-                    r.failures.store(0, Ordering::Relaxed);
+                    r.breaker.succeeded();
                     return Ok(v);
                 }
                 Err(e) => e,
